@@ -1,0 +1,76 @@
+import type { BusMessage } from '../../protocol/index.js';
+
+/** What a subscriber is handed with each message. */
+export interface Delivery {
+  /** The concrete subject the message was published on (never a wildcard). */
+  readonly subject: string;
+  /** Present when the publisher is waiting for an answer (`request`). */
+  respond?(reply: BusMessage): Promise<void>;
+}
+
+export type BusHandler = (message: BusMessage, delivery: Delivery) => void | Promise<void>;
+
+export interface SubscribeOptions {
+  /** Members of one queue group share the messages: each message goes to exactly one of them. */
+  readonly queue?: string;
+}
+
+export interface Subscription {
+  readonly subject: string;
+  unsubscribe(): Promise<void>;
+}
+
+export interface RequestOptions {
+  readonly timeoutMs: number;
+}
+
+/**
+ * The only way between actors that may live in different processes (DESIGN.md). Subjects are
+ * dot-separated tokens; subscriptions may use `*` (one token) and `>` (one or more trailing
+ * tokens), as in NATS. Every message is validated as a BusMessage when published and again
+ * when received, and no object is shared between publisher and subscriber.
+ */
+export interface Bus {
+  publish(subject: string, message: BusMessage): Promise<void>;
+  subscribe(subject: string, handler: BusHandler, options?: SubscribeOptions): Subscription;
+  /** Publish and wait for the first reply; rejects with NoRespondersError or RequestTimeoutError. */
+  request(subject: string, message: BusMessage, options: RequestOptions): Promise<BusMessage>;
+  /** Stop all subscriptions; pending requests reject with BusClosedError. */
+  close(): Promise<void>;
+}
+
+export class BusError extends Error {
+  override name = 'BusError';
+}
+export class NoRespondersError extends BusError {
+  override name = 'NoRespondersError';
+  constructor(readonly subject: string) {
+    super(`no responders on ${subject}`);
+  }
+}
+export class RequestTimeoutError extends BusError {
+  override name = 'RequestTimeoutError';
+  constructor(
+    readonly subject: string,
+    readonly timeoutMs: number,
+  ) {
+    super(`request on ${subject} timed out after ${timeoutMs} ms`);
+  }
+}
+export class BusClosedError extends BusError {
+  override name = 'BusClosedError';
+  constructor() {
+    super('the bus is closed');
+  }
+}
+/** A message failed validation; `message` names the fields. */
+export class InvalidBusMessageError extends BusError {
+  override name = 'InvalidBusMessageError';
+  constructor(
+    readonly subject: string,
+    detail: string,
+    options?: ErrorOptions,
+  ) {
+    super(`invalid message on ${subject}: ${detail}`, options);
+  }
+}

@@ -1,0 +1,89 @@
+import { z } from 'zod';
+import { ReviewDecision, ReviewTarget, SessionConfig, TurnOverrides, UserInput } from './common.js';
+
+const SessionRef = {
+  rollout_path: z.string().min(1).optional(),
+  session_id: z.string().min(1).optional(),
+};
+const needsRef = (op: { rollout_path?: string | undefined; session_id?: string | undefined }) =>
+  op.rollout_path !== undefined || op.session_id !== undefined;
+const refMessage = { message: 'needs rollout_path or session_id', path: ['rollout_path'] };
+
+export const NewSessionOp = z.object({ type: z.literal('new_session'), config: SessionConfig.default({}) });
+export const ResumeSessionOp = z
+  .object({ type: z.literal('resume_session'), ...SessionRef, config: SessionConfig.optional() })
+  .refine(needsRef, refMessage);
+export const ForkSessionOp = z
+  .object({
+    type: z.literal('fork_session'),
+    ...SessionRef,
+    nth_user_message: z.number().int().min(0).optional(),
+    config: SessionConfig.optional(),
+  })
+  .refine(needsRef, refMessage);
+export const ListSessionsOp = z.object({ type: z.literal('list_sessions') });
+
+export const UserTurnOp = TurnOverrides.extend({
+  type: z.literal('user_turn'),
+  items: z.array(UserInput).min(1),
+  final_output_json_schema: z.record(z.string(), z.unknown()).optional(),
+});
+export const UserInputOp = z.object({ type: z.literal('user_input'), items: z.array(UserInput).min(1) });
+export const OverrideTurnContextOp = TurnOverrides.extend({ type: z.literal('override_turn_context') });
+export const InterruptOp = z.object({ type: z.literal('interrupt') });
+export const ExecApprovalOp = z.object({ type: z.literal('exec_approval'), id: z.string().min(1), decision: ReviewDecision });
+export const PatchApprovalOp = z.object({ type: z.literal('patch_approval'), id: z.string().min(1), decision: ReviewDecision });
+export const ReviewOp = z.object({
+  type: z.literal('review'),
+  review_request: z.object({ target: ReviewTarget, user_facing_hint: z.string().optional() }),
+});
+export const CompactOp = z.object({ type: z.literal('compact') });
+export const UndoOp = z.object({ type: z.literal('undo') });
+export const ThreadRollbackOp = z.object({ type: z.literal('thread_rollback'), num_turns: z.number().int().min(1) });
+export const RunUserShellCommandOp = z.object({ type: z.literal('run_user_shell_command'), command: z.string().min(1) });
+export const ResolveElicitationOp = z.object({
+  type: z.literal('resolve_elicitation'),
+  server: z.string().min(1),
+  request_id: z.union([z.string(), z.number()]),
+  decision: z.enum(['accept', 'decline', 'cancel']),
+  content: z.record(z.string(), z.unknown()).optional(),
+});
+export const ShutdownOp = z.object({ type: z.literal('shutdown') });
+
+export const Op = z.discriminatedUnion('type', [
+  NewSessionOp,
+  ResumeSessionOp,
+  ForkSessionOp,
+  ListSessionsOp,
+  UserTurnOp,
+  UserInputOp,
+  OverrideTurnContextOp,
+  InterruptOp,
+  ExecApprovalOp,
+  PatchApprovalOp,
+  ReviewOp,
+  CompactOp,
+  UndoOp,
+  ThreadRollbackOp,
+  RunUserShellCommandOp,
+  ResolveElicitationOp,
+  ShutdownOp,
+]);
+export type Op = z.infer<typeof Op>;
+export type OpType = Op['type'];
+export type OpOf<T extends OpType> = Extract<Op, { type: T }>;
+
+/** Ops that address no existing session: the host (or gateway) answers them itself. */
+export const SESSIONLESS_OPS = ['new_session', 'resume_session', 'fork_session', 'list_sessions'] as const;
+export type SessionlessOp = OpOf<(typeof SESSIONLESS_OPS)[number]>;
+export type SessionOp = Exclude<Op, SessionlessOp>;
+export const isSessionlessOp = (op: Op): op is SessionlessOp =>
+  (SESSIONLESS_OPS as readonly string[]).includes(op.type);
+
+/** A submission: one line a client writes (PROTOCOL.md §1). */
+export const Submission = z.object({
+  id: z.string().min(1),
+  session_id: z.string().min(1).optional(),
+  op: Op,
+});
+export type Submission = z.infer<typeof Submission>;

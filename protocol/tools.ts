@@ -1,0 +1,85 @@
+import { z } from 'zod';
+import { PlanItem } from './common.js';
+
+/**
+ * Arguments of the model-facing tools (PROTOCOL.md §6). Each schema is the single source of
+ * both the JSON schema the model is shown and the validation of what it sends back.
+ */
+export const ShellArgs = z.object({
+  command: z.array(z.string()).min(1).describe('The command and its arguments, as an argv array.'),
+  workdir: z.string().optional().describe('Working directory; defaults to the turn cwd.'),
+  timeout_ms: z.number().int().positive().optional().describe('Kill the command after this many milliseconds.'),
+  with_escalated_permissions: z
+    .boolean()
+    .optional()
+    .describe('Ask to run outside the sandbox. Only when the sandbox blocks something the task needs.'),
+  justification: z.string().optional().describe('Why escalation is needed; shown to the user with the request.'),
+});
+export type ShellArgs = z.infer<typeof ShellArgs>;
+
+export const ApplyPatchArgs = z.object({
+  input: z.string().min(1).describe('The whole patch, from "*** Begin Patch" to "*** End Patch".'),
+});
+export type ApplyPatchArgs = z.infer<typeof ApplyPatchArgs>;
+
+export const ReadFileArgs = z.object({
+  file_path: z.string().describe('Absolute path of the file.'),
+  offset: z.number().int().min(1).optional().describe('First line to return, counting from 1.'),
+  limit: z.number().int().min(1).optional().describe('Most lines to return.'),
+});
+export type ReadFileArgs = z.infer<typeof ReadFileArgs>;
+
+export const ListDirArgs = z.object({
+  dir_path: z.string().describe('Absolute path of the directory.'),
+  depth: z.number().int().min(1).optional().describe('How many levels to descend (default 2).'),
+  offset: z.number().int().min(1).optional().describe('First entry to return, counting from 1.'),
+  limit: z.number().int().min(1).optional().describe('Most entries to return.'),
+});
+export type ListDirArgs = z.infer<typeof ListDirArgs>;
+
+export const UpdatePlanArgs = z.object({
+  explanation: z.string().optional(),
+  plan: z.array(PlanItem).describe('The steps, at most one of them in_progress.'),
+});
+export type UpdatePlanArgs = z.infer<typeof UpdatePlanArgs>;
+
+export const SpawnAgentArgs = z.object({
+  message: z.string().min(1).describe('The task for the new agent.'),
+  agent_type: z.string().optional(),
+  fork_context: z.boolean().optional().describe("Start the agent with a copy of this conversation's history."),
+  model: z.string().optional(),
+});
+export type SpawnAgentArgs = z.infer<typeof SpawnAgentArgs>;
+
+export const SendInputArgs = z.object({
+  agent_id: z.string().min(1),
+  message: z.string().min(1),
+  interrupt: z.boolean().optional().describe("Interrupt the agent's current turn first."),
+});
+export type SendInputArgs = z.infer<typeof SendInputArgs>;
+
+export const WaitAgentArgs = z.object({
+  agent_ids: z.array(z.string().min(1)).min(1),
+  timeout_ms: z.number().int().positive().optional(),
+  return_when: z.enum(['all', 'any']).optional(),
+});
+export type WaitAgentArgs = z.infer<typeof WaitAgentArgs>;
+
+export const CloseAgentArgs = z.object({ agent_id: z.string().min(1) });
+export type CloseAgentArgs = z.infer<typeof CloseAgentArgs>;
+
+export const ExecCommandArgs = z.object({
+  cmd: z.string().min(1),
+  tty: z.boolean().optional(),
+  workdir: z.string().optional(),
+  yield_time_ms: z.number().int().positive().optional(),
+  max_output_tokens: z.number().int().positive().optional(),
+});
+export type ExecCommandArgs = z.infer<typeof ExecCommandArgs>;
+
+export const WriteStdinArgs = z.object({
+  session_id: z.union([z.string(), z.number()]),
+  chars: z.string(),
+  yield_time_ms: z.number().int().positive().optional(),
+});
+export type WriteStdinArgs = z.infer<typeof WriteStdinArgs>;

@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { SessionConfig } from './common.js';
 import { Event, SessionSummary } from './events.js';
-import { ResponseItem } from './items.js';
 import { Submission } from './ops.js';
 
 /**
@@ -26,21 +25,28 @@ export const SessionLineage = z.object({
 });
 export type SessionLineage = z.infer<typeof SessionLineage>;
 
-/**
- * Ask the hosts (a queue group) to create a session. The session starts from `history` when
- * given (fork, resume, a forked sub-agent), otherwise empty.
- */
+const SessionRef = { rollout_path: z.string().min(1).optional(), session_id: z.string().min(1).optional() };
+
+/** Where a placed session's history comes from. */
+export const SessionOrigin = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('new') }),
+  /** Rebuild the session from its rollout; it keeps its id and appends to the same file. */
+  z.object({ type: z.literal('resume'), ...SessionRef }),
+  /** A new session whose history is the source's, cut before its nth user message. */
+  z.object({ type: z.literal('fork'), ...SessionRef, nth_user_message: z.number().int().min(0).optional() }),
+]);
+export type SessionOrigin = z.infer<typeof SessionOrigin>;
+
+/** Ask the hosts (a queue group) to create a session; answered by `placed` or `failure`. */
 export const PlaceMessage = z.object({
   kind: z.literal('place'),
   /** The submission that asked for the session; its events carry this id. */
   submission_id: z.string(),
+  /** The id for a new or forked session; a resumed session keeps the id in its rollout. */
   session_id: z.string(),
-  config: SessionConfig,
+  config: SessionConfig.optional(),
   lineage: SessionLineage.nullable(),
-  /** Rebuild from this rollout file instead of starting fresh (resume). */
-  resume_from: z.string().nullable(),
-  history: z.array(ResponseItem).nullable(),
-  forked_from: z.string().nullable(),
+  origin: SessionOrigin,
 });
 export type PlaceMessage = z.infer<typeof PlaceMessage>;
 
@@ -53,6 +59,9 @@ export const PlacedMessage = z.object({
 
 export const ListSessionsMessage = z.object({ kind: z.literal('list_sessions') });
 export const SessionListMessage = z.object({ kind: z.literal('session_list'), sessions: z.array(SessionSummary) });
+
+/** The receiver took the message (an op was handed to its session). */
+export const AckMessage = z.object({ kind: z.literal('ack') });
 
 /** A request that failed; `code` follows the protocol's error codes. */
 export const FailureMessage = z.object({
@@ -68,6 +77,7 @@ export const BusMessage = z.discriminatedUnion('kind', [
   PlacedMessage,
   ListSessionsMessage,
   SessionListMessage,
+  AckMessage,
   FailureMessage,
 ]);
 export type BusMessage = z.infer<typeof BusMessage>;

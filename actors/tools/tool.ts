@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import type { EventMsg, FileChange } from '../../protocol/index.js';
+import type { ToolOutput, ToolPlan } from '../../machines/tool-plan.js';
 import type { TurnContext } from '../../machines/turn-context.js';
 
 /** What a tool's handler may use while it runs. */
@@ -12,39 +13,21 @@ export interface ToolContext {
   /** Emit a protocol event on the session's stream (the session assigns id, session and seq). */
   emit(msg: EventMsg): void;
   /** Record file changes made by this call into the turn's cumulative diff (`turn_diff`). */
-  trackChanges?(changes: Record<string, FileChange>, before: ReadonlyMap<string, string | null>): void;
+  trackChanges?(changes: Record<string, FileChange>, before: ReadonlyMap<string, string | null>): void | Promise<void>;
 }
 
-/** What the user is asked to approve. */
-export type ApprovalRequest =
-  | { readonly type: 'exec'; readonly command: readonly string[]; readonly cwd: string; readonly reason?: string | undefined }
-  | { readonly type: 'patch'; readonly changes: Record<string, FileChange>; readonly reason?: string | undefined };
-
-/**
- * The plan for one call, decided before anything runs (DESIGN.md: plan, then execute).
- * `sandboxed` says whether the run is confined by the sandbox (enforced by the sandbox issue).
- */
-export type ToolPlan =
-  | { readonly kind: 'run'; readonly sandboxed: boolean }
-  | {
-      readonly kind: 'ask';
-      readonly request: ApprovalRequest;
-      /** Run sandboxed (false: outside the sandbox) once approved. */
-      readonly sandboxedAfterApproval: boolean;
-      /** Key under which an `approved_for_session` decision is remembered. */
-      readonly approvalKey: string;
-    }
-  | { readonly kind: 'reject'; readonly reason: string };
-
-/** What goes back to the model as the call's output. */
-export interface ToolOutput {
-  readonly text: string;
-  readonly success: boolean;
-}
+export type { ApprovalRequest, ToolOutput, ToolPlan } from '../../machines/tool-plan.js';
 
 /** Read-only view of approvals the session tree has granted for the rest of the session. */
 export interface ApprovalMemory {
   has(key: string): boolean;
+}
+
+/** How the call runs, once planned (and approved, when it had to ask). */
+export interface RunPlan {
+  readonly sandboxed: boolean;
+  /** True when the user approved this call; false when the policy let it run without asking. */
+  readonly userApproved: boolean;
 }
 
 export interface ToolHandler<A = unknown> {
@@ -54,7 +37,7 @@ export interface ToolHandler<A = unknown> {
   readonly args: z.ZodType<A>;
   /** Decide whether the call runs, asks first, or is refused. Absent: always runs. */
   plan?(args: A, ctx: ToolContext, approvals: ApprovalMemory): ToolPlan | Promise<ToolPlan>;
-  run(args: A, ctx: ToolContext, plan: { readonly sandboxed: boolean }): Promise<ToolOutput>;
+  run(args: A, ctx: ToolContext, plan: RunPlan): Promise<ToolOutput>;
 }
 
 /** Erases a handler's argument type for storage in the registry. */

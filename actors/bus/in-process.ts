@@ -1,0 +1,318 @@
+import { BusMessage, describeZodError } from '../../protocol/index.js';
+import { log as processLog, type Logger } from '../log.js';
+import {
+  BusClosedError,
+  BusError,
+  InvalidBusMessageError,
+  NoRespondersError,
+  RequestTimeoutError,
+  type Bus,
+  type BusHandler,
+  type Delivery,
+  type RequestOptions,
+  type SubscribeOptions,
+  type Subscription,
+} from './bus.js';
+import { assertPublishSubject, assertSubscribeSubject, inbox, subjectMatches } from './subjects.js';
+
+/**
+ * The in-process transport. It behaves like a NATS server with its clients so that a test
+ * written against it also means something for NATS: messages travel as JSON strings (no
+ * object is shared), both ends validate, delivery is asynchronous and ordered per
+ * subscription, queue groups deliver each message to one member, and a request with no
+ * matching subscription fails at once.
+ *
+ * Handlers are started in publish order but an async handler is not awaited before the next
+ * message is handed over, as with nats.js callbacks: a slow handler must not hold back its
+ * subscription, and a handler that waits on its own subject cannot deadlock.
+ */
+
+export interface InProcessBrokerOptions {
+  /** Where dropped messages and failing handlers are reported; the process logger by default. */
+  readonly logger?: Logger;
+}
+
+/** A subscription as the router sees it: a filter, an optional queue group, a mailbox. */
+interface Route {
+  readonly subject: string;
+  readonly queue: string | undefined;
+  deliver(subject: string, payload: string, replyTo: string | undefined): void;
+}
+
+/** Plays the NATS server: matches subjects against subscriptions, picks queue members. */
+class Router {
+  readonly routes = new Set<Route>();
+  readonly connections = new Set<InProcessBus>();
+  readonly #queueTurns = new Map<string, number>();
+
+  constructor(readonly logger: Logger) {}
+
+  /** Returns how many subscriptions were handed the payload; 0 means nobody listens. */
+  route(subject: string, payload: string, replyTo: string | undefined): number {
+    let receivers = 0;
+    const groups = new Map<string, Route[]>();
+    for (const route of this.routes) {
+      if (!subjectMatches(route.subject, subject)) continue;
+      if (route.queue === undefined) {
+        route.deliver(subject, payload, replyTo);
+        receivers++;
+      } else {
+        const members = groups.get(route.queue);
+        if (members) members.push(route);
+        else groups.set(route.queue, [route]);
+      }
+    }
+    // Members are grouped by queue name alone, whatever filter matched, as NATS does.
+    for (const [queue, members] of groups) {
+      const turn = this.#queueTurns.get(queue) ?? 0;
+      this.#queueTurns.set(queue, turn + 1);
+      members[turn % members.length]?.deliver(subject, payload, replyTo);
+      receivers++;
+    }
+    return receivers;
+  }
+}
+
+let routerOf: (broker: InProcessBroker) => Router;
+
+/**
+ * One shared message space, like one NATS server: every connection made from it sees the
+ * others' messages, and closing one connection leaves the rest working.
+ */
+export class InProcessBroker {
+  readonly #router: Router;
+
+  static {
+    routerOf = (broker) => broker.#router;
+  }
+
+  constructor(options: InProcessBrokerOptions = {}) {
+    const logger = (options.logger ?? processLog).child({ component: 'bus', transport: 'in-process' });
+    this.#router = new Router(logger);
+  }
+
+  connect(): InProcessBus {
+    return new InProcessBus(this);
+  }
+
+  /** Closes every connection made from this broker. */
+  async close(): Promise<void> {
+    await Promise.all([...this.#router.connections].map((bus) => bus.close()));
+  }
+}
+
+/** One connection's side of a subscription: a mailbox drained outside the publisher's stack. */
+class LocalSubscription implements Route, Subscription {
+  #mailbox: Array<{ subject: string; payload: string; replyTo: string | undefined }> = [];
+  #scheduled = false;
+  #active = true;
+
+  constructor(
+    readonly subject: string,
+    readonly queue: string | undefined,
+    private readonly handler: BusHandler,
+    private readonly owner: SubscriptionOwner,
+  ) {}
+
+  deliver(subject: string, payload: string, replyTo: string | undefined): void {
+    if (!this.#active) return;
+    this.#mailbox.push({ subject, payload, replyTo });
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    // setImmediate rather than a microtask: like a socket, a flood of messages must leave room
+    // for timers and I/O (request timeouts among them).
+    setImmediate(() => this.#drain());
+  }
+
+  #drain(): void {
+    this.#scheduled = false;
+    const batch = this.#mailbox;
+    this.#mailbox = [];
+    for (const item of batch) {
+      if (!this.#active) return;
+      this.#dispatch(item.subject, item.payload, item.replyTo);
+    }
+  }
+
+  #dispatch(subject: string, payload: string, replyTo: string | undefined): void {
+    const message = decode(subject, payload, this.owner.logger);
+    if (message === undefined) return;
+    const delivery: Delivery =
+      replyTo === undefined ? { subject } : { subject, respond: (reply) => this.owner.reply(replyTo, reply) };
+    const fail = (err: unknown) =>
+      this.owner.logger.error({ err, subject, filter: this.subject }, 'bus handler failed');
+    try {
+      const result = this.handler(message, delivery);
+      if (result instanceof Promise) result.catch(fail);
+    } catch (err) {
+      fail(err);
+    }
+  }
+
+  /** Stops delivery at once, dropping whatever is still in the mailbox. */
+  stop(): void {
+    if (!this.#active) return;
+    this.#active = false;
+    this.#mailbox = [];
+    this.owner.forget(this);
+  }
+
+  async unsubscribe(): Promise<void> {
+    this.stop();
+  }
+}
+
+interface SubscriptionOwner {
+  readonly logger: Logger;
+  reply(replyTo: string, reply: BusMessage): Promise<void>;
+  forget(subscription: LocalSubscription): void;
+}
+
+/** Validates and serializes: what leaves a publisher is a JSON string of a valid BusMessage. */
+function encode(subject: string, message: BusMessage): string {
+  const parsed = BusMessage.safeParse(message);
+  if (!parsed.success) {
+    throw new InvalidBusMessageError(subject, describeZodError(parsed.error), { cause: parsed.error });
+  }
+  return JSON.stringify(parsed.data);
+}
+
+/** Parses and validates on arrival; anything invalid is logged and dropped, never thrown. */
+function decode(subject: string, payload: string, logger: Logger): BusMessage | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(payload);
+  } catch (err) {
+    logger.warn({ err, subject }, 'dropped a bus message that is not JSON');
+    return undefined;
+  }
+  const parsed = BusMessage.safeParse(value);
+  if (!parsed.success) {
+    logger.warn({ subject, problems: describeZodError(parsed.error) }, 'dropped an invalid bus message');
+    return undefined;
+  }
+  return parsed.data;
+}
+
+interface PendingRequest {
+  fail(error: Error): void;
+}
+
+/** One connection to a broker; `new InProcessBus()` makes a private broker for itself. */
+export class InProcessBus implements Bus {
+  readonly #router: Router;
+  readonly #subscriptions = new Set<LocalSubscription>();
+  readonly #pending = new Set<PendingRequest>();
+  readonly #owner: SubscriptionOwner;
+  #closed = false;
+
+  constructor(broker: InProcessBroker = new InProcessBroker()) {
+    this.#router = routerOf(broker);
+    this.#router.connections.add(this);
+    const router = this.#router;
+    this.#owner = {
+      logger: router.logger,
+      reply: (replyTo, reply) => this.#reply(replyTo, reply),
+      forget: (subscription) => {
+        router.routes.delete(subscription);
+        this.#subscriptions.delete(subscription);
+      },
+    };
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  async publish(subject: string, message: BusMessage): Promise<void> {
+    // Everything before the first await runs in the caller's stack, so the message is captured
+    // as it is now: a caller mutating it afterwards changes nothing in flight.
+    this.#ensureOpen();
+    assertPublishSubject(subject);
+    this.#router.route(subject, encode(subject, message), undefined);
+  }
+
+  /**
+   * Test-only: put a payload on the bus without validating it, as a foreign or broken client
+   * could, so the receiving side's validation can be exercised.
+   */
+  async publishRaw(subject: string, payload: string): Promise<void> {
+    this.#ensureOpen();
+    assertPublishSubject(subject);
+    this.#router.route(subject, payload, undefined);
+  }
+
+  subscribe(subject: string, handler: BusHandler, options: SubscribeOptions = {}): Subscription {
+    this.#ensureOpen();
+    assertSubscribeSubject(subject);
+    const { queue } = options;
+    if (queue !== undefined && (queue.length === 0 || /\s/.test(queue))) {
+      throw new BusError(`invalid queue group ${JSON.stringify(queue)}: must be non-empty without whitespace`);
+    }
+    const subscription = new LocalSubscription(subject, queue, handler, this.#owner);
+    this.#subscriptions.add(subscription);
+    this.#router.routes.add(subscription);
+    return subscription;
+  }
+
+  request(subject: string, message: BusMessage, options: RequestOptions): Promise<BusMessage> {
+    return new Promise<BusMessage>((resolve, reject) => {
+      // A throw in here (closed, bad subject, invalid message) becomes the rejection.
+      this.#ensureOpen();
+      assertPublishSubject(subject);
+      const { timeoutMs } = options;
+      if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+        throw new RangeError(`request timeout must be a positive number of ms, got ${timeoutMs}`);
+      }
+      const payload = encode(subject, message);
+
+      let settled = false;
+      const settle = (finish: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        replies.stop();
+        this.#pending.delete(pending);
+        finish();
+      };
+      const pending: PendingRequest = { fail: (error) => settle(() => reject(error)) };
+      // Later replies find the inbox gone and vanish, so only the first one counts.
+      const replies = this.#subscribeInbox((reply) => settle(() => resolve(reply)));
+      const timer = setTimeout(() => pending.fail(new RequestTimeoutError(subject, timeoutMs)), timeoutMs);
+      this.#pending.add(pending);
+
+      if (this.#router.route(subject, payload, replies.subject) === 0) {
+        pending.fail(new NoRespondersError(subject));
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const pending of [...this.#pending]) pending.fail(new BusClosedError());
+    for (const subscription of [...this.#subscriptions]) subscription.stop();
+    this.#router.connections.delete(this);
+  }
+
+  #subscribeInbox(onReply: (reply: BusMessage) => void): LocalSubscription {
+    const subscription = new LocalSubscription(inbox(), undefined, onReply, this.#owner);
+    this.#subscriptions.add(subscription);
+    this.#router.routes.add(subscription);
+    return subscription;
+  }
+
+  async #reply(replyTo: string, reply: BusMessage): Promise<void> {
+    this.#ensureOpen();
+    this.#router.route(replyTo, encode(replyTo, reply), undefined);
+  }
+
+  #ensureOpen(): void {
+    if (this.#closed) throw new BusClosedError();
+  }
+}
+
+/** A connection on a broker of its own, for the common single-process case. */
+export function createInProcessBus(options: InProcessBrokerOptions = {}): InProcessBus {
+  return new InProcessBroker(options).connect();
+}

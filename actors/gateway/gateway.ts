@@ -1,0 +1,181 @@
+import { randomUUID } from 'node:crypto';
+import {
+  describeZodError,
+  Event,
+  Submission,
+  type EventMsg,
+  type SessionlessOp,
+  type SessionOrigin,
+} from '../../protocol/index.js';
+import { isSessionlessOp } from '../../protocol/index.js';
+import { NoRespondersError, RequestTimeoutError, type Bus, type Subscription } from '../bus/bus.js';
+import { subjects, type Subjects } from '../bus/subjects.js';
+import { log } from '../log.js';
+
+export interface GatewayOptions {
+  readonly bus: Bus;
+  readonly namespace: string;
+  /** Every event for the client: the sessions' streams and the gateway's own errors. */
+  readonly onEvent: (event: Event) => void;
+  /** How long to wait for a host to take a placement or an op. */
+  readonly requestTimeoutMs?: number;
+}
+
+/**
+ * The client side of the bus: takes submissions (already parsed, or raw lines), places new
+ * sessions on a host, forwards ops to the session that owns them, and hands every event to the
+ * client. It owns no actors, so the same class is the in-process front end and the NATS gateway.
+ *
+ * Submissions are handled strictly in order, so ops reach a session in the order they were sent.
+ */
+export class Gateway {
+  readonly #options: GatewayOptions;
+  readonly #subjects: Subjects;
+  readonly #open = new Set<string>();
+  readonly #closeWaiters = new Map<string, () => void>();
+  #queue: Promise<void> = Promise.resolve();
+  #events: Subscription | null = null;
+
+  constructor(options: GatewayOptions) {
+    this.#options = options;
+    this.#subjects = subjects(options.namespace);
+  }
+
+  /** Sessions this gateway started that have not shut down yet. */
+  get openSessions(): readonly string[] {
+    return [...this.#open];
+  }
+
+  start(): void {
+    this.#events = this.#options.bus.subscribe(this.#subjects.allEvents(), (message) => {
+      if (message.kind !== 'event') return;
+      const { event } = message;
+      if (event.msg.type === 'shutdown_complete' && event.session_id) {
+        this.#open.delete(event.session_id);
+        this.#closeWaiters.get(event.session_id)?.();
+        this.#closeWaiters.delete(event.session_id);
+      }
+      this.#options.onEvent(event);
+    });
+  }
+
+  /** One line of the stdio protocol: parsed and validated here, so every failure names its cause. */
+  submitLine(line: string): Promise<void> {
+    if (line.trim() === '') return Promise.resolve();
+    let raw: unknown;
+    try {
+      raw = JSON.parse(line);
+    } catch (error) {
+      this.#error(null, null, `the line is not valid JSON: ${(error as Error).message}`);
+      return Promise.resolve();
+    }
+    return this.submitRaw(raw);
+  }
+
+  /** A submission of unknown shape: validated, then submitted. */
+  submitRaw(raw: unknown): Promise<void> {
+    const parsed = Submission.safeParse(raw);
+    if (!parsed.success) {
+      const record = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>) : {};
+      const id = typeof record.id === 'string' ? record.id : null;
+      const sessionId = typeof record.session_id === 'string' ? record.session_id : null;
+      this.#error(id, sessionId, `invalid submission: ${describeZodError(parsed.error)}`);
+      return Promise.resolve();
+    }
+    return this.submit(parsed.data);
+  }
+
+  submit(submission: Submission): Promise<void> {
+    const next = this.#queue.then(() => this.#route(submission));
+    this.#queue = next.catch((error: unknown) => log.error({ err: error }, 'submission failed'));
+    return next;
+  }
+
+  /** Shut down every session this gateway opened and wait for their `shutdown_complete`. */
+  async shutdownAll(): Promise<void> {
+    await this.#queue;
+    await Promise.all(
+      [...this.#open].map(async (sessionId) => {
+        const closed = new Promise<void>((resolve) => this.#closeWaiters.set(sessionId, resolve));
+        await this.submit({ id: `shutdown-${sessionId}`, session_id: sessionId, op: { type: 'shutdown' } });
+        if (this.#open.has(sessionId)) await closed;
+      }),
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.#events?.unsubscribe();
+    this.#events = null;
+  }
+
+  async #route(submission: Submission): Promise<void> {
+    const { op } = submission;
+    if (isSessionlessOp(op)) return this.#sessionless(submission.id, op);
+    if (!submission.session_id) {
+      this.#error(submission.id, null, `session_id: required for op ${op.type}`);
+      return;
+    }
+    const sessionId = submission.session_id;
+    try {
+      const reply = await this.#options.bus.request(
+        this.#subjects.op(sessionId),
+        { kind: 'op', submission: { ...submission, session_id: sessionId } },
+        { timeoutMs: this.#timeout },
+      );
+      if (reply.kind === 'failure') this.#error(submission.id, sessionId, reply.message);
+    } catch (error) {
+      if (error instanceof NoRespondersError) this.#error(submission.id, sessionId, `unknown session ${sessionId}`);
+      else this.#error(submission.id, sessionId, `could not deliver ${op.type}: ${(error as Error).message}`, 'internal');
+    }
+  }
+
+  async #sessionless(id: string, op: SessionlessOp): Promise<void> {
+    if (op.type === 'list_sessions') {
+      try {
+        const reply = await this.#options.bus.request(this.#subjects.control('list'), { kind: 'list_sessions' }, { timeoutMs: this.#timeout });
+        if (reply.kind === 'session_list') this.#emit(id, null, { type: 'session_list', sessions: reply.sessions });
+        else this.#error(id, null, reply.kind === 'failure' ? reply.message : `unexpected reply ${reply.kind}`, 'internal');
+      } catch (error) {
+        this.#error(id, null, this.#unavailable(error), 'internal');
+      }
+      return;
+    }
+    const origin: SessionOrigin =
+      op.type === 'new_session'
+        ? { type: 'new' }
+        : op.type === 'resume_session'
+          ? { type: 'resume', rollout_path: op.rollout_path, session_id: op.session_id }
+          : { type: 'fork', rollout_path: op.rollout_path, session_id: op.session_id, nth_user_message: op.nth_user_message };
+    const sessionId = randomUUID();
+    try {
+      const reply = await this.#options.bus.request(
+        this.#subjects.place(),
+        { kind: 'place', submission_id: id, session_id: sessionId, config: op.config, lineage: null, origin },
+        { timeoutMs: this.#timeout },
+      );
+      if (reply.kind === 'placed') this.#open.add(reply.session_id);
+      else if (reply.kind === 'failure') this.#error(id, null, reply.message, reply.code === 'bad_request' ? 'bad_request' : 'internal');
+      else this.#error(id, null, `unexpected reply ${reply.kind} to a placement`, 'internal');
+    } catch (error) {
+      this.#error(id, null, this.#unavailable(error), 'internal');
+    }
+  }
+
+  #unavailable(error: unknown): string {
+    if (error instanceof NoRespondersError) return 'no host is available to run sessions';
+    if (error instanceof RequestTimeoutError) return `no host answered within ${error.timeoutMs} ms`;
+    return (error as Error).message;
+  }
+
+  get #timeout(): number {
+    return this.#options.requestTimeoutMs ?? 10_000;
+  }
+
+  #emit(id: string | null, sessionId: string | null, msg: EventMsg): void {
+    this.#options.onEvent({ id, session_id: sessionId, seq: null, msg });
+  }
+
+  #error(id: string | null, sessionId: string | null, message: string, code: 'bad_request' | 'internal' = 'bad_request'): void {
+    this.#emit(id, sessionId, { type: 'error', code, message });
+  }
+}

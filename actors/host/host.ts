@@ -1,0 +1,187 @@
+import { stat } from 'node:fs/promises';
+import type { BusMessage, PlaceMessage, ResponseItem, SessionConfig } from '../../protocol/index.js';
+import { settingsFromConfig, type SessionSettings } from '../../machines/turn-context.js';
+import type { Bus, Subscription } from '../bus/bus.js';
+import { subjects, type Subjects } from '../bus/subjects.js';
+import { log } from '../log.js';
+import type { ModelClient } from '../model/types.js';
+import { BASE_INSTRUCTIONS } from '../prompts/base-instructions.js';
+import {
+  findRolloutBySessionId,
+  forkHistory,
+  historyFromRollout,
+  listSessions,
+  readRollout,
+  RolloutRecorder,
+  rolloutPath,
+} from '../rollout/index.js';
+import type { ToolRegistry } from '../tools/registry.js';
+import { SessionRuntime } from './session-runtime.js';
+
+export interface HostOptions {
+  readonly bus: Bus;
+  readonly namespace: string;
+  /** Named in every `session_configured` this host sends: `local` in-process. */
+  readonly workerId: string;
+  /** TROUPE_HOME: rollouts live under it. */
+  readonly home: string;
+  readonly model: ModelClient;
+  readonly tools: ToolRegistry;
+  /** Defaults for what a session config leaves out. */
+  readonly defaults: { readonly model: string; readonly cwd: string };
+  readonly retryBaseMs?: number;
+}
+
+/** The queue group of hosts: a placement request goes to exactly one of them. */
+export const HOSTS_QUEUE = 'troupe-hosts';
+
+class PlacementError extends Error {
+  override readonly name = 'PlacementError';
+}
+
+/**
+ * A host owns session actors (a plain Map, DESIGN.md) and connects them to the bus: it answers
+ * placement requests, gives each session its op subject, and lists the rollouts it can see.
+ */
+export class Host {
+  readonly #options: HostOptions;
+  readonly #subjects: Subjects;
+  readonly #sessions = new Map<string, { runtime: SessionRuntime; ops: Subscription }>();
+  readonly #subscriptions: Subscription[] = [];
+
+  constructor(options: HostOptions) {
+    this.#options = options;
+    this.#subjects = subjects(options.namespace);
+  }
+
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  start(): void {
+    const { bus } = this.#options;
+    this.#subscriptions.push(
+      bus.subscribe(
+        this.#subjects.place(),
+        async (message, delivery) => {
+          if (message.kind !== 'place') return;
+          await delivery.respond?.(await this.#place(message));
+        },
+        { queue: HOSTS_QUEUE },
+      ),
+      bus.subscribe(
+        this.#subjects.control('list'),
+        async (message, delivery) => {
+          if (message.kind !== 'list_sessions') return;
+          await delivery.respond?.({ kind: 'session_list', sessions: await listSessions(this.#options.home) });
+        },
+        { queue: HOSTS_QUEUE },
+      ),
+    );
+  }
+
+  /** Shut every session down (each flushes its rollout), then stop listening. */
+  async close(): Promise<void> {
+    await Promise.all(
+      [...this.#sessions.values()].map(async ({ runtime }) => {
+        await runtime.submit({ id: 'host-shutdown', session_id: runtime.id, op: { type: 'shutdown' } });
+        await runtime.closed;
+      }),
+    );
+    await Promise.all(this.#subscriptions.splice(0).map((s) => s.unsubscribe()));
+  }
+
+  async #place(message: PlaceMessage): Promise<BusMessage> {
+    try {
+      const runtime = await this.#createRuntime(message);
+      const ops = this.#options.bus.subscribe(this.#subjects.op(runtime.id), async (op, delivery) => {
+        if (op.kind !== 'op') return;
+        await delivery.respond?.({ kind: 'ack' });
+        await runtime.submit(op.submission);
+      });
+      this.#sessions.set(runtime.id, { runtime, ops });
+      void runtime.closed.then(async () => {
+        this.#sessions.delete(runtime.id);
+        await ops.unsubscribe();
+      });
+      runtime.start(message.submission_id);
+      return { kind: 'placed', session_id: runtime.id, worker_id: this.#options.workerId, rollout_path: runtime.rolloutPath };
+    } catch (error) {
+      if (error instanceof PlacementError) return { kind: 'failure', code: 'bad_request', message: error.message };
+      log.error({ err: error }, 'placing a session failed');
+      return { kind: 'failure', code: 'internal', message: `could not start the session: ${(error as Error).message}` };
+    }
+  }
+
+  async #createRuntime(message: PlaceMessage): Promise<SessionRuntime> {
+    const { origin, lineage } = message;
+    const services = {
+      bus: this.#options.bus,
+      namespace: this.#options.namespace,
+      workerId: this.#options.workerId,
+      model: this.#options.model,
+      tools: this.#options.tools,
+      retryBaseMs: this.#options.retryBaseMs ?? 200,
+    };
+    if (origin.type === 'resume') {
+      const path = await this.#findRollout(origin);
+      const rollout = await readRollout(path);
+      const id = rollout.meta.session_id;
+      if (this.#sessions.has(id)) throw new PlacementError(`session ${id} is already running`);
+      for (const skipped of rollout.skipped) log.warn({ path, ...skipped }, 'skipped a damaged rollout line');
+      const config = { ...rollout.meta.config, ...message.config };
+      return new SessionRuntime(services, {
+        sessionId: id,
+        settings: await this.#settings(config),
+        lineage,
+        history: historyFromRollout(rollout.lines),
+        rollout: await RolloutRecorder.open(path),
+        fresh: false,
+      });
+    }
+    let history: ResponseItem[] = [];
+    let forkedFrom: string | null = null;
+    let config: SessionConfig = message.config ?? {};
+    if (origin.type === 'fork') {
+      const source = await readRollout(await this.#findRollout(origin));
+      history = forkHistory(historyFromRollout(source.lines), origin.nth_user_message);
+      forkedFrom = source.meta.session_id;
+      config = { ...source.meta.config, ...message.config };
+    }
+    const settings = await this.#settings(config);
+    const createdAt = new Date();
+    const recorder = await RolloutRecorder.create(rolloutPath(this.#options.home, message.session_id, createdAt), {
+      session_id: message.session_id,
+      created_at: createdAt.toISOString(),
+      cwd: settings.cwd,
+      model: settings.model,
+      parent_session_id: lineage?.parent_session_id ?? null,
+      depth: lineage?.depth ?? 0,
+      config,
+      forked_from: forkedFrom,
+    });
+    recorder.record(...history.map((payload) => ({ type: 'response_item' as const, payload })));
+    return new SessionRuntime(services, {
+      sessionId: message.session_id,
+      settings,
+      lineage,
+      history,
+      rollout: recorder,
+      fresh: origin.type === 'new',
+    });
+  }
+
+  async #findRollout(ref: { rollout_path?: string | undefined; session_id?: string | undefined }): Promise<string> {
+    if (ref.rollout_path !== undefined) return ref.rollout_path;
+    const found = ref.session_id !== undefined ? await findRolloutBySessionId(this.#options.home, ref.session_id) : null;
+    if (!found) throw new PlacementError(`no rollout found for session ${ref.session_id ?? '(none given)'}`);
+    return found;
+  }
+
+  async #settings(config: SessionConfig): Promise<SessionSettings> {
+    const settings = settingsFromConfig(config, { ...this.#options.defaults, base_instructions: BASE_INSTRUCTIONS });
+    const info = await stat(settings.cwd).catch(() => null);
+    if (!info?.isDirectory()) throw new PlacementError(`config.cwd: ${settings.cwd} is not a directory`);
+    return settings;
+  }
+}

@@ -1,0 +1,408 @@
+import { createActor, fromCallback, fromPromise, type Actor } from 'xstate';
+import type {
+  EventMsg,
+  MessageItem,
+  RateLimitSnapshot,
+  ResponseItem,
+  SessionLineage,
+  Submission,
+  TokenUsage,
+} from '../../protocol/index.js';
+import { sessionMachine, type SessionEvent } from '../../machines/session.js';
+import { toolCallMachine, type ToolCallInput } from '../../machines/tool-call.js';
+import type { ToolOutput, ToolPlan } from '../../machines/tool-plan.js';
+import { turnMachine, type ModelFailure, type TurnEvent } from '../../machines/turn.js';
+import type { SessionSettings, TurnContext } from '../../machines/turn-context.js';
+import type { Bus } from '../bus/bus.js';
+import { subjects } from '../bus/subjects.js';
+import { abortedOutput, addUsage, ConversationHistory, emptyUsage } from '../history/conversation-history.js';
+import { log } from '../log.js';
+import { retryDelayMs } from '../model/backoff.js';
+import { ModelError } from '../model/errors.js';
+import type { ModelClient, Prompt } from '../model/types.js';
+import {
+  developerMessage,
+  environmentContext,
+  environmentMessage,
+  sameEnvironment,
+  type EnvironmentContext,
+} from '../prompts/environment-context.js';
+import { shouldPersistEvent, type RolloutRecorder } from '../rollout/index.js';
+import { TurnDiffTracker } from '../tools/patch/turn-diff.js';
+import type { ToolRegistry } from '../tools/registry.js';
+import type { ToolContext } from '../tools/tool.js';
+import { userMessage, UserInputError } from './user-input.js';
+
+/** What a host gives each session it runs. */
+export interface SessionServices {
+  readonly bus: Bus;
+  readonly namespace: string;
+  readonly workerId: string;
+  readonly model: ModelClient;
+  readonly tools: ToolRegistry;
+  /** Base delay of the model retry backoff. */
+  readonly retryBaseMs: number;
+}
+
+export interface SessionSpec {
+  readonly sessionId: string;
+  readonly settings: SessionSettings;
+  readonly lineage: SessionLineage | null;
+  readonly history: readonly ResponseItem[];
+  readonly rollout: RolloutRecorder;
+  /** True for a brand-new session: its initial context (instructions, environment) is recorded. */
+  readonly fresh: boolean;
+}
+
+/**
+ * One live session: the SessionMachine with its logic provided, and the things that logic
+ * uses (history, rollout, event stream). This is the only place a session's history is
+ * written, through its ConversationHistory.
+ */
+export class SessionRuntime {
+  readonly id: string;
+  readonly rootId: string;
+  readonly closed: Promise<void>;
+  readonly #services: SessionServices;
+  readonly #spec: SessionSpec;
+  readonly #history: ConversationHistory;
+  readonly #actor: Actor<typeof sessionMachine>;
+  readonly #approvals = new Set<string>();
+  readonly #diffs = new Map<string, TurnDiffTracker>();
+  #seq = 0;
+  #lastEnvironment: EnvironmentContext | null = null;
+  #totalUsage: TokenUsage = emptyUsage();
+  #rateLimits: RateLimitSnapshot | null = null;
+  /** Ops of this session are handled strictly in arrival order. */
+  #opQueue: Promise<void> = Promise.resolve();
+
+  constructor(services: SessionServices, spec: SessionSpec) {
+    this.id = spec.sessionId;
+    this.rootId = spec.lineage?.root_session_id ?? spec.sessionId;
+    this.#services = services;
+    this.#spec = spec;
+    this.#history = new ConversationHistory(spec.history);
+    this.#actor = createActor(this.#machine(), { input: { sessionId: spec.sessionId, settings: spec.settings } });
+    this.closed = new Promise<void>((resolve) => {
+      this.#actor.subscribe({
+        complete: () => resolve(),
+        error: (error) => {
+          log.error({ err: error, session: this.id }, 'session actor failed');
+          resolve();
+        },
+      });
+    });
+  }
+
+  get rolloutPath(): string {
+    return this.#spec.rollout.path;
+  }
+
+  /** Start the actor and announce the session (`session_configured` is always seq 1). */
+  start(submissionId: string): void {
+    const { settings, lineage } = this.#spec;
+    if (this.#spec.fresh) {
+      if (settings.developer_instructions) this.#record(developerMessage(settings.developer_instructions));
+      this.#announceEnvironment(settings);
+    }
+    this.#actor.start();
+    this.emit(submissionId, {
+      type: 'session_configured',
+      session_id: this.id,
+      model: settings.model,
+      cwd: settings.cwd,
+      approval_policy: settings.approval_policy,
+      sandbox_policy: settings.sandbox_policy,
+      rollout_path: this.#spec.rollout.path,
+      parent_session_id: lineage?.parent_session_id ?? null,
+      depth: lineage?.depth ?? 0,
+      worker_id: this.#services.workerId,
+      history_entries: this.#history.length,
+    });
+  }
+
+  /** Hand an op to the session; ops are applied in the order they arrive. */
+  submit(submission: Submission): Promise<void> {
+    const next = this.#opQueue.then(() => this.#apply(submission));
+    this.#opQueue = next.catch((error: unknown) => log.error({ err: error, session: this.id }, 'op failed'));
+    return next;
+  }
+
+  /** Put an event on the session's stream: numbered, persisted when it matters, published. */
+  emit(id: string | null, msg: EventMsg): void {
+    const event = { id, session_id: this.id, seq: ++this.#seq, msg };
+    if (shouldPersistEvent(msg)) this.#spec.rollout.record({ type: 'event_msg', payload: msg });
+    const subject = subjects(this.#services.namespace).event(this.rootId, this.id);
+    this.#services.bus.publish(subject, { kind: 'event', event }).catch((error: unknown) => {
+      log.error({ err: error, session: this.id, type: msg.type }, 'could not publish an event');
+    });
+  }
+
+  async #apply(submission: Submission): Promise<void> {
+    const id = submission.id;
+    const op = submission.op;
+    const send = (event: SessionEvent) => this.#actor.send(event);
+    switch (op.type) {
+      case 'user_turn':
+      case 'user_input': {
+        let message: MessageItem;
+        try {
+          message = await userMessage(op.items);
+        } catch (error) {
+          if (!(error instanceof UserInputError)) throw error;
+          this.emit(id, { type: 'error', code: 'bad_request', message: error.message });
+          return;
+        }
+        const { type: _type, items: _items, ...rest } = op;
+        const overrides = op.type === 'user_turn' ? rest : {};
+        send({
+          type: 'TURN_INPUT',
+          submissionId: id,
+          items: [message],
+          overrides,
+          final_output_json_schema: op.type === 'user_turn' ? op.final_output_json_schema : undefined,
+        });
+        return;
+      }
+      case 'override_turn_context': {
+        const { type: _type, ...overrides } = op;
+        send({ type: 'OVERRIDE', submissionId: id, overrides });
+        return;
+      }
+      case 'interrupt':
+        send({ type: 'INTERRUPT', submissionId: id });
+        return;
+      case 'exec_approval':
+      case 'patch_approval':
+        send({ type: 'APPROVAL', submissionId: id, callId: op.id, decision: op.decision });
+        return;
+      case 'shutdown':
+        send({ type: 'SHUTDOWN', submissionId: id });
+        return;
+      case 'review':
+      case 'compact':
+      case 'undo':
+      case 'thread_rollback':
+      case 'run_user_shell_command':
+      case 'resolve_elicitation':
+        this.emit(id, { type: 'error', code: 'bad_request', message: `op ${op.type} is not supported by this version of troupe yet` });
+        return;
+      default:
+        this.emit(id, { type: 'error', code: 'bad_request', message: `op ${op.type} does not address an existing session` });
+    }
+  }
+
+  /** Add items to the history and the rollout, in that order, as one step. */
+  #record(...items: ResponseItem[]): void {
+    this.#history.record(...items);
+    this.#spec.rollout.record(...items.map((payload) => ({ type: 'response_item' as const, payload })));
+  }
+
+  #announceEnvironment(settings: SessionSettings): void {
+    const env = environmentContext(settings);
+    if (sameEnvironment(this.#lastEnvironment, env)) return;
+    this.#lastEnvironment = env;
+    this.#record(environmentMessage(env));
+  }
+
+  #tokenCount(last: TokenUsage, model: string): EventMsg {
+    return {
+      type: 'token_count',
+      info: { total_token_usage: this.#totalUsage, last_token_usage: last, model_context_window: this.#services.model.contextWindow(model) },
+      rate_limits: this.#rateLimits,
+    };
+  }
+
+  #machine() {
+    const toolCall = toolCallMachine.provide({
+      actors: {
+        plan: fromPromise<ToolPlan, ToolCallInput>(({ input }) => this.#plan(input)),
+        execute: fromPromise<ToolOutput, ToolCallInput & { sandboxed: boolean; userApproved: boolean }>(({ input, signal }) =>
+          this.#execute(input, signal),
+        ),
+      },
+      actions: {
+        emitEvent: ({ context }, { msg }) => this.emit(context.turnId, msg),
+        rememberApproval: (_, { key }) => void this.#approvals.add(key),
+      },
+    });
+    const turn = turnMachine.provide({
+      actors: {
+        toolCall,
+        sample: fromCallback<TurnEvent, { turnId: string; turn: TurnContext; attempt: number }>(({ input, sendBack }) =>
+          this.#sample(input.turn, input.attempt, sendBack),
+        ),
+      },
+      actions: {
+        emitEvent: ({ context }, { msg }) => this.emit(context.turnId, msg),
+        beginTurn: (_, { turnId, turn, input }) => {
+          this.#turnContexts.set(turnId, turn);
+          this.#spec.rollout.record({
+            type: 'turn_context',
+            payload: {
+              turn_id: turnId,
+              cwd: turn.cwd,
+              model: turn.model,
+              approval_policy: turn.approval_policy,
+              sandbox_policy: turn.sandbox_policy,
+              ...(turn.effort ? { effort: turn.effort } : {}),
+            },
+          });
+          this.emit(turnId, { type: 'task_started', turn_id: turnId, model_context_window: this.#services.model.contextWindow(turn.model) });
+          this.#announceEnvironment(turn);
+          this.#recordUserInput(turnId, [...input]);
+        },
+        recordItem: ({ context }, { item }) => {
+          this.#record(item);
+          if (item.type === 'message' && item.role === 'assistant') {
+            this.emit(context.turnId, { type: 'agent_message', message: messageText(item) });
+          } else if (item.type === 'reasoning') {
+            const text = item.summary.map((s) => s.text).join('\n');
+            if (text) this.emit(context.turnId, { type: 'agent_reasoning', text });
+          }
+        },
+        recordOutputs: (_, { outputs }) =>
+          this.#record(...outputs.map(({ callId, output }) => ({ type: 'function_call_output' as const, call_id: callId, output: output.text }))),
+        recordAborted: (_, { callIds }) => this.#record(...callIds.map(abortedOutput)),
+        recordInput: ({ context }, { items }) => this.#recordUserInput(context.turnId, items),
+        accountUsage: ({ context }, { usage }) => {
+          if (usage) this.#totalUsage = addUsage(this.#totalUsage, usage);
+          this.emit(context.turnId, this.#tokenCount(usage ?? emptyUsage(), context.turn.model));
+        },
+        rememberRateLimits: (_, { snapshot }) => {
+          this.#rateLimits = snapshot;
+        },
+        reportFailure: ({ context }, { failure }) => this.#reportFailure(context.turnId, context.turn, failure),
+      },
+    });
+    return sessionMachine.provide({
+      actors: {
+        turn,
+        close: fromPromise<void, { sessionId: string }>(() => this.#spec.rollout.close()),
+      },
+      actions: {
+        emitEvent: (_, { id, msg }) => this.emit(id, msg),
+      },
+    });
+  }
+
+  /** Turn contexts by turn id, so tool calls can find the context of the turn they belong to. */
+  readonly #turnContexts = new Map<string, TurnContext>();
+
+  #recordUserInput(turnId: string, items: ResponseItem[]): void {
+    this.#record(...items);
+    for (const item of items) {
+      if (item.type === 'message' && item.role === 'user') this.emit(turnId, { type: 'user_message', message: messageText(item) });
+    }
+  }
+
+  #reportFailure(turnId: string, turn: TurnContext, failure: ModelFailure): void {
+    this.emit(turnId, { type: 'error', code: failure.code, message: failure.message });
+    if (failure.code === 'context_window_exceeded') {
+      // Show the window as full, so a client can tell why nothing more fits.
+      const window = this.#services.model.contextWindow(turn.model) ?? this.#totalUsage.total_tokens;
+      const full: TokenUsage = { ...emptyUsage(), input_tokens: window, total_tokens: window };
+      this.#totalUsage = { ...this.#totalUsage, total_tokens: Math.max(this.#totalUsage.total_tokens, window) };
+      this.emit(turnId, this.#tokenCount(full, turn.model));
+    }
+  }
+
+  /** One sampling attempt, reported to the turn as SamplerEvents; the returned function aborts it. */
+  #sample(turn: TurnContext, attempt: number, sendBack: (event: TurnEvent) => void): () => void {
+    const controller = new AbortController();
+    const report = (event: TurnEvent) => {
+      if (!controller.signal.aborted) sendBack(event);
+    };
+    const prompt: Prompt = {
+      model: turn.model,
+      instructions: turn.base_instructions,
+      input: this.#history.forPrompt((detail) => log.warn({ session: this.id, detail }, 'history repaired before a request')),
+      tools: this.#services.tools.specs(),
+      parallel_tool_calls: true,
+      effort: turn.effort,
+      output_schema: turn.final_output_json_schema,
+    };
+    void (async () => {
+      try {
+        for await (const ev of this.#services.model.stream(prompt, controller.signal)) {
+          switch (ev.type) {
+            case 'output_text_delta':
+              report({ type: 'MODEL.TEXT_DELTA', delta: ev.delta });
+              break;
+            case 'reasoning_delta':
+              report({ type: 'MODEL.REASONING_DELTA', delta: ev.delta });
+              break;
+            case 'output_item_done':
+              report({ type: 'MODEL.ITEM', item: ev.item });
+              break;
+            case 'rate_limits':
+              report({ type: 'MODEL.RATE_LIMITS', snapshot: ev.snapshot });
+              break;
+            case 'completed':
+              report({ type: 'MODEL.COMPLETED', usage: ev.usage });
+              return;
+            case 'created':
+              break;
+          }
+        }
+        throw new ModelError('the model stream ended before the response was complete', 'stream_failed', true);
+      } catch (error) {
+        if (controller.signal.aborted) return;
+        const failure =
+          error instanceof ModelError ? error : new ModelError(`model request failed: ${String(error)}`, 'stream_failed', true, null, { cause: error });
+        report({
+          type: 'MODEL.FAILED',
+          failure: {
+            code: failure.code,
+            message: failure.message,
+            retryable: failure.retryable,
+            retryDelayMs: retryDelayMs(attempt, failure.retryAfterMs, this.#services.retryBaseMs),
+          },
+        });
+      }
+    })();
+    return () => controller.abort();
+  }
+
+  #toolContext(input: ToolCallInput, signal: AbortSignal): ToolContext {
+    const turn = this.#turnContexts.get(input.turnId);
+    if (!turn) throw new Error(`no context for turn ${input.turnId}`);
+    return {
+      sessionId: this.id,
+      callId: input.callId,
+      turn,
+      signal,
+      emit: (msg) => this.emit(input.turnId, msg),
+      trackChanges: async (changes, before) => {
+        let tracker = this.#diffs.get(input.turnId);
+        if (!tracker) {
+          tracker = new TurnDiffTracker(turn.cwd);
+          this.#diffs.set(input.turnId, tracker);
+        }
+        tracker.track(new Map(before), changes);
+        this.emit(input.turnId, { type: 'turn_diff', unified_diff: await tracker.unifiedDiff() });
+      },
+    };
+  }
+
+  async #plan(input: ToolCallInput): Promise<ToolPlan> {
+    const routed = this.#services.tools.route(input);
+    if (!routed.ok) return { kind: 'reject', reason: routed.error };
+    const { handler, args } = routed;
+    if (!handler.plan) return { kind: 'run', sandboxed: true };
+    return handler.plan(args, this.#toolContext(input, new AbortController().signal), this.#approvals);
+  }
+
+  async #execute(input: ToolCallInput & { sandboxed: boolean; userApproved: boolean }, signal: AbortSignal): Promise<ToolOutput> {
+    const routed = this.#services.tools.route(input);
+    if (!routed.ok) return { text: routed.error, success: false };
+    return routed.handler.run(routed.args, this.#toolContext(input, signal), { sandboxed: input.sandboxed, userApproved: input.userApproved });
+  }
+}
+
+function messageText(item: MessageItem): string {
+  return item.content
+    .map((c) => (c.type === 'input_text' || c.type === 'output_text' ? c.text : ''))
+    .filter((t) => t !== '')
+    .join('\n');
+}

@@ -1,0 +1,56 @@
+import OpenAI, { type ClientOptions } from 'openai';
+import { ChatModelClient } from './chat-client.js';
+import { contextWindowResolver } from './context-window.js';
+import { ResponsesModelClient } from './responses-client.js';
+import type { ModelClient } from './types.js';
+
+export interface ModelClientOptions {
+  /** Which OpenAI wire API the provider speaks. */
+  readonly wireApi: 'responses' | 'chat';
+  /** Defaults to OPENAI_API_KEY, then to a placeholder: local providers need no key. */
+  readonly apiKey?: string | undefined;
+  /** An OpenAI-compatible base URL including `/v1`; defaults to OPENAI_BASE_URL, then the OpenAI API. */
+  readonly baseURL?: string | undefined;
+  /** A stream that sends nothing for this long fails (retryable). Default 300 000 ms. */
+  readonly idleTimeoutMs?: number | undefined;
+  /** Context window for every model: a number, or null for "unknown"; omit to use the known-model table. */
+  readonly contextWindow?: number | null | undefined;
+  /** A fetch implementation for the SDK (proxies, tests). */
+  readonly fetch?: ClientOptions['fetch'];
+}
+
+export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
+
+/** Sent when there is no key at all, so keyless local providers (Ollama, vLLM) work. */
+const PLACEHOLDER_API_KEY = 'troupe-no-api-key';
+
+/** A ModelClient for the chosen wire API. Each `stream()` call is one attempt: the turn retries. */
+export function createModelClient(options: ModelClientOptions): ModelClient {
+  const client = new OpenAI({
+    apiKey: options.apiKey ?? process.env['OPENAI_API_KEY'] ?? PLACEHOLDER_API_KEY,
+    ...(options.baseURL !== undefined ? { baseURL: options.baseURL } : {}),
+    ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
+    maxRetries: 0,
+  });
+  const common = {
+    client,
+    idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+    contextWindow: contextWindowResolver(options.contextWindow),
+  };
+  return options.wireApi === 'chat' ? new ChatModelClient(common) : new ResponsesModelClient(common);
+}
+
+export { MAX_STREAM_RETRIES, MAX_RETRY_DELAY_MS, retryDelayMs } from './backoff.js';
+export { ChatModelClient, chatRequest, toChatMessages, type ChatModelClientOptions } from './chat-client.js';
+export { classifyModelError, classifyProviderFailure, retryAfterMs, type ProviderFailure } from './classify.js';
+export { contextWindowResolver, knownContextWindow } from './context-window.js';
+export { ModelError } from './errors.js';
+export { rateLimitsFromHeaders } from './rate-limits.js';
+export {
+  ResponsesModelClient,
+  fromOutputItem,
+  responsesRequest,
+  toResponsesInput,
+  type ResponsesModelClientOptions,
+} from './responses-client.js';
+export type { ModelClient, ModelStreamEvent, Prompt, ToolSpecJson } from './types.js';

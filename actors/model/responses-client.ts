@@ -1,0 +1,231 @@
+import type OpenAI from 'openai';
+import type {
+  FunctionTool,
+  ResponseCreateParamsStreaming,
+  ResponseInput,
+  ResponseOutputItem,
+  ResponseStreamEvent,
+} from 'openai/resources/responses/responses';
+import { ResponseItem, type TokenUsage } from '../../protocol/index.js';
+import { log } from '../log.js';
+import { classifyProviderFailure } from './classify.js';
+import { ModelError } from './errors.js';
+import { rateLimitsFromHeaders } from './rate-limits.js';
+import { StreamGuard } from './stream-guard.js';
+import type { ModelClient, ModelStreamEvent, Prompt } from './types.js';
+
+export interface ResponsesModelClientOptions {
+  /** An SDK client built with `maxRetries: 0`: each `stream()` call is exactly one attempt. */
+  readonly client: OpenAI;
+  readonly idleTimeoutMs: number;
+  readonly contextWindow: (model: string) => number | null;
+}
+
+/** The name the structured-output schema is sent under; the API requires one. */
+const OUTPUT_SCHEMA_NAME = 'final_output';
+
+/** A ModelClient on the OpenAI Responses API (streaming, stateless: `store: false`). */
+export class ResponsesModelClient implements ModelClient {
+  readonly #options: ResponsesModelClientOptions;
+
+  constructor(options: ResponsesModelClientOptions) {
+    this.#options = options;
+  }
+
+  contextWindow(model: string): number | null {
+    return this.#options.contextWindow(model);
+  }
+
+  async *stream(prompt: Prompt, signal: AbortSignal): AsyncGenerator<ModelStreamEvent> {
+    const guard = new StreamGuard(signal, this.#options.idleTimeoutMs);
+    try {
+      guard.throwIfAborted();
+      const request = responsesRequest(prompt);
+      let opened;
+      try {
+        opened = await guard.wait(() => this.#options.client.responses.create(request, { signal: guard.signal }).withResponse());
+      } catch (error) {
+        throw guard.failure(error);
+      }
+      const limits = rateLimitsFromHeaders(opened.response.headers);
+      if (limits !== null) yield { type: 'rate_limits', snapshot: limits };
+
+      const events = opened.data[Symbol.asyncIterator]();
+      for (;;) {
+        let next: IteratorResult<ResponseStreamEvent>;
+        try {
+          next = await guard.wait(() => events.next());
+        } catch (error) {
+          throw guard.failure(error);
+        }
+        if (next.done === true) throw guard.endedEarly('response.completed');
+        const event = next.value;
+        switch (event.type) {
+          case 'response.created':
+            yield { type: 'created' };
+            break;
+          case 'response.output_text.delta':
+            yield { type: 'output_text_delta', delta: event.delta };
+            break;
+          case 'response.reasoning_summary_text.delta':
+            yield { type: 'reasoning_delta', delta: event.delta };
+            break;
+          case 'response.output_item.done': {
+            const item = fromOutputItem(event.item);
+            if (item !== null) yield { type: 'output_item_done', item };
+            break;
+          }
+          case 'response.completed': {
+            // Release the connection before handing over the last event: the consumer may
+            // never ask for another one.
+            guard.dispose();
+            yield { type: 'completed', response_id: event.response.id, usage: fromUsage(event.response.usage) };
+            return;
+          }
+          case 'response.failed': {
+            const error = event.response.error;
+            throw classifyProviderFailure({
+              status: null,
+              code: error?.code ?? null,
+              type: null,
+              message: error?.message ?? 'the response failed without details',
+              headers: opened.response.headers,
+            });
+          }
+          case 'response.incomplete': {
+            const reason = event.response.incomplete_details?.reason ?? 'unknown';
+            throw new ModelError(`Model returned an incomplete response (reason: ${reason})`, 'stream_failed', true);
+          }
+          case 'error':
+            throw classifyProviderFailure({
+              status: null,
+              code: event.code,
+              type: null,
+              message: event.message,
+              headers: opened.response.headers,
+            });
+          default:
+            break;
+        }
+      }
+    } finally {
+      guard.dispose();
+    }
+  }
+}
+
+/** The Responses API request body for one sampling request. */
+export function responsesRequest(prompt: Prompt): ResponseCreateParamsStreaming {
+  const tools: FunctionTool[] = prompt.tools.map((tool) => ({
+    type: 'function',
+    name: tool.name,
+    description: tool.description,
+    parameters: tool.parameters,
+    strict: false,
+  }));
+  return {
+    model: prompt.model,
+    instructions: prompt.instructions,
+    input: toResponsesInput(prompt.input),
+    tools,
+    tool_choice: 'auto',
+    parallel_tool_calls: prompt.parallel_tool_calls,
+    store: false,
+    stream: true,
+    // Without storage, reasoning can only be carried to the next request in encrypted form.
+    ...(prompt.effort !== undefined ? { reasoning: { effort: prompt.effort }, include: ['reasoning.encrypted_content'] } : {}),
+    ...(prompt.output_schema !== undefined
+      ? { text: { format: { type: 'json_schema', name: OUTPUT_SCHEMA_NAME, schema: prompt.output_schema, strict: true } } }
+      : {}),
+  };
+}
+
+/**
+ * Our history is already Responses-shaped; what must go is what refers to server-side storage,
+ * which `store: false` does not have: item ids, and reasoning items that carry no encrypted
+ * content (the API could only resolve them by id).
+ */
+export function toResponsesInput(items: readonly ResponseItem[]): ResponseInput {
+  const out: Array<Record<string, unknown>> = [];
+  for (const item of items) {
+    switch (item.type) {
+      case 'message':
+        out.push({
+          type: 'message',
+          role: item.role,
+          content: item.content.map((part) => {
+            if (part.type === 'input_image') return { type: 'input_image', image_url: part.image_url, detail: 'auto' };
+            // The API only accepts output_text in assistant messages and input_text elsewhere.
+            return { type: item.role === 'assistant' ? 'output_text' : 'input_text', text: part.text };
+          }),
+        });
+        break;
+      case 'reasoning':
+        if (item.encrypted_content === undefined || item.encrypted_content === null) break;
+        out.push({
+          type: 'reasoning',
+          summary: item.summary,
+          encrypted_content: item.encrypted_content,
+          ...(item.content !== undefined ? { content: item.content } : {}),
+        });
+        break;
+      case 'function_call':
+        out.push({ type: 'function_call', call_id: item.call_id, name: item.name, arguments: item.arguments });
+        break;
+      case 'function_call_output':
+        out.push({ type: 'function_call_output', call_id: item.call_id, output: item.output });
+        break;
+    }
+  }
+  // The SDK's input types insist on ids and statuses the API itself does not need.
+  return out as unknown as ResponseInput;
+}
+
+/** Our ResponseItem for an output item, or null for item types troupe does not use. */
+export function fromOutputItem(item: ResponseOutputItem): ResponseItem | null {
+  let candidate: unknown;
+  switch (item.type) {
+    case 'message':
+      candidate = {
+        type: 'message',
+        id: item.id,
+        role: item.role,
+        content: item.content.map((part) =>
+          part.type === 'output_text' ? { type: 'output_text', text: part.text } : { type: 'output_text', text: part.refusal },
+        ),
+      };
+      break;
+    case 'reasoning':
+      candidate = {
+        type: 'reasoning',
+        id: item.id,
+        summary: item.summary,
+        ...(item.content ? { content: item.content } : {}),
+        encrypted_content: item.encrypted_content ?? null,
+      };
+      break;
+    case 'function_call':
+      candidate = { type: 'function_call', id: item.id, call_id: item.call_id, name: item.name, arguments: item.arguments };
+      break;
+    default:
+      log.debug({ item_type: item.type }, 'skipping an output item type troupe does not handle');
+      return null;
+  }
+  const parsed = ResponseItem.safeParse(candidate);
+  if (!parsed.success) {
+    log.warn({ item_type: item.type, issues: parsed.error.issues }, 'model returned an output item that does not match our schema; skipped');
+    return null;
+  }
+  return parsed.data;
+}
+
+function fromUsage(usage: OpenAI.Responses.ResponseUsage | undefined | null): TokenUsage | null {
+  if (usage === undefined || usage === null) return null;
+  return {
+    input_tokens: usage.input_tokens,
+    cached_input_tokens: usage.input_tokens_details?.cached_tokens ?? 0,
+    output_tokens: usage.output_tokens,
+    reasoning_output_tokens: usage.output_tokens_details?.reasoning_tokens ?? 0,
+    total_tokens: usage.total_tokens,
+  };
+}

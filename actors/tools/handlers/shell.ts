@@ -1,0 +1,266 @@
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { StringDecoder } from 'node:string_decoder';
+import { execa } from 'execa';
+import { ShellArgs } from '../../../protocol/index.js';
+import { exitCodeForSignal, killProcessGroup } from '../process-group.js';
+import { isKnownSafeCommand } from '../safe-commands.js';
+import { defineTool, type ToolContext, type ToolHandler, type ToolOutput, type ToolPlan } from '../tool.js';
+import { HeadTailBuffer, truncateMiddle } from '../truncate.js';
+
+export const DEFAULT_SHELL_TIMEOUT_MS = 10_000;
+
+/** Exit codes of the shell convention, so the model reads them as it would in a terminal. */
+const EXIT_TIMED_OUT = 124;
+const EXIT_NOT_EXECUTABLE = 126;
+const EXIT_CANNOT_START = 127;
+
+/** Memory bound per collected stream; the model sees far less (truncateMiddle) anyway. */
+const MAX_RETAINED_BYTES = 1024 * 1024;
+/** A command printing one byte at a time must not flood the bus with events. */
+const MAX_OUTPUT_DELTAS = 10_000;
+/**
+ * After the command exits (or is killed), a background child may still hold our pipes open.
+ * We wait this long for the rest of the output, then stop reading instead of waiting forever.
+ */
+const DRAIN_GRACE_MS = 500;
+/** If even SIGKILL does not end the wait (a process stuck in the kernel), give up after this. */
+const KILL_GIVE_UP_MS = 5_000;
+
+const DESCRIPTION =
+  'Run a program and return its exit code and combined stdout/stderr. `command` is an argv ' +
+  'array run without a shell: for pipes, redirections or `&&`, pass ["bash", "-lc", "<script>"]. ' +
+  'Set `workdir` rather than using `cd`. Long output is shortened in the middle. ' +
+  'Commands are killed after `timeout_ms` (default 10 s).';
+
+/** Where the command runs: relative workdirs are taken from the turn's cwd. */
+export function resolveWorkdir(workdir: string | undefined, turnCwd: string): string {
+  return workdir === undefined ? turnCwd : path.resolve(turnCwd, workdir);
+}
+
+export function planShell(args: ShellArgs, ctx: ToolContext, approvals: { has(key: string): boolean }): ToolPlan {
+  const policy = ctx.turn.approval_policy;
+  const sandboxed = ctx.turn.sandbox_policy.mode !== 'danger-full-access';
+  const escalated = args.with_escalated_permissions === true;
+  const approvalKey = `exec:${JSON.stringify(args.command)}`;
+
+  if (policy === 'never' && escalated) {
+    return {
+      kind: 'reject',
+      reason:
+        'Running outside the sandbox is not available: the approval policy is "never", so no one can approve it. ' +
+        'Run the command without with_escalated_permissions, or find another way.',
+    };
+  }
+  // An earlier `approved_for_session` covers the command, including the escalation asked for.
+  if (approvals.has(approvalKey)) return { kind: 'run', sandboxed: escalated ? false : sandboxed };
+
+  const ask = (reason: string | undefined): ToolPlan => ({
+    kind: 'ask',
+    request: { type: 'exec', command: [...args.command], cwd: resolveWorkdir(args.workdir, ctx.turn.cwd), reason },
+    sandboxedAfterApproval: escalated ? false : sandboxed,
+    approvalKey,
+  });
+
+  switch (policy) {
+    case 'untrusted':
+      return !escalated && isKnownSafeCommand(args.command) ? { kind: 'run', sandboxed } : ask(args.justification);
+    case 'on-request':
+      return escalated ? ask(args.justification) : { kind: 'run', sandboxed };
+    case 'on-failure':
+    case 'never':
+      return { kind: 'run', sandboxed };
+  }
+}
+
+interface ExecResult {
+  readonly exitCode: number;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly aggregated: string;
+  readonly durationMs: number;
+  readonly timedOut: boolean;
+  readonly aborted: boolean;
+}
+
+export async function runShell(args: ShellArgs, ctx: ToolContext): Promise<ToolOutput> {
+  const cwd = resolveWorkdir(args.workdir, ctx.turn.cwd);
+  const timeoutMs = args.timeout_ms ?? DEFAULT_SHELL_TIMEOUT_MS;
+  const command = [...args.command];
+  ctx.emit({ type: 'exec_command_begin', call_id: ctx.callId, turn_id: ctx.turn.turn_id, command, cwd });
+  const result = await execute(command, cwd, timeoutMs, ctx);
+  ctx.emit({
+    type: 'exec_command_end',
+    call_id: ctx.callId,
+    turn_id: ctx.turn.turn_id,
+    exit_code: result.exitCode,
+    stdout: result.stdout,
+    stderr: result.stderr,
+    aggregated_output: result.aggregated,
+    duration_ms: result.durationMs,
+  });
+  return { text: formatForModel(result, timeoutMs), success: result.exitCode === 0 };
+}
+
+function formatForModel(result: ExecResult, timeoutMs: number): string {
+  let text = `Exit code: ${result.exitCode}\nWall time: ${(result.durationMs / 1000).toFixed(1)} seconds\n`;
+  if (result.timedOut) text += `Command timed out after ${timeoutMs} ms\n`;
+  if (result.aborted) text += 'Command was interrupted\n';
+  return `${text}Output:\n${truncateMiddle(result.aggregated)}`;
+}
+
+/** Output collected in the order it arrived, plus each stream on its own. */
+class OutputCollector {
+  readonly stdout = new HeadTailBuffer(MAX_RETAINED_BYTES);
+  readonly stderr = new HeadTailBuffer(MAX_RETAINED_BYTES);
+  readonly aggregated = new HeadTailBuffer(MAX_RETAINED_BYTES);
+  private deltas = 0;
+
+  constructor(private readonly ctx: ToolContext) {}
+
+  add(stream: 'stdout' | 'stderr', chunk: string, emit = true): void {
+    if (chunk.length === 0) return;
+    this[stream].append(chunk);
+    this.aggregated.append(chunk);
+    if (emit && this.deltas < MAX_OUTPUT_DELTAS) {
+      this.deltas++;
+      this.ctx.emit({ type: 'exec_command_output_delta', call_id: this.ctx.callId, stream, chunk });
+    }
+  }
+
+  result(exitCode: number, started: number, flags: { timedOut: boolean; aborted: boolean }): ExecResult {
+    return {
+      exitCode,
+      stdout: this.stdout.toString(),
+      stderr: this.stderr.toString(),
+      aggregated: this.aggregated.toString(),
+      durationMs: Math.max(0, Math.round(performance.now() - started)),
+      ...flags,
+    };
+  }
+}
+
+async function execute(command: string[], cwd: string, timeoutMs: number, ctx: ToolContext): Promise<ExecResult> {
+  const started = performance.now();
+  const output = new OutputCollector(ctx);
+  const notStarted = (exitCode: number, message: string): ExecResult => {
+    output.add('stderr', `${message}\n`, false);
+    return output.result(exitCode, started, { timedOut: false, aborted: false });
+  };
+
+  if (ctx.signal.aborted) {
+    return { ...notStarted(exitCodeForSignal('SIGKILL'), 'command not started: the turn was interrupted'), aborted: true };
+  }
+  // Node reports a missing cwd as ENOENT, indistinguishable from a missing program: check first.
+  if (!(await isDirectory(cwd))) return notStarted(EXIT_CANNOT_START, `working directory does not exist: ${cwd}`);
+
+  const [program, ...programArgs] = command as [string, ...string[]];
+  let subprocess: ReturnType<typeof spawn>;
+  try {
+    subprocess = spawn(program, programArgs, cwd);
+  } catch (error) {
+    return notStarted(EXIT_CANNOT_START, `failed to start ${program}: ${(error as Error).message}`);
+  }
+
+  // One decoder per stream, so a character split across two chunks is never garbled.
+  const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+  for (const stream of ['stdout', 'stderr'] as const) {
+    subprocess[stream]?.on('data', (chunk: Buffer | string) => {
+      output.add(stream, typeof chunk === 'string' ? chunk : decoders[stream].write(chunk));
+    });
+  }
+
+  let timedOut = false;
+  let aborted = false;
+  const timers: NodeJS.Timeout[] = [];
+  let draining = false;
+  const stopReadingSoon = () => {
+    if (draining) return;
+    draining = true;
+    timers.push(
+      setTimeout(() => {
+        subprocess.stdout?.destroy();
+        subprocess.stderr?.destroy();
+      }, DRAIN_GRACE_MS),
+    );
+  };
+  let giveUp: (() => void) | undefined;
+  const gaveUp = new Promise<'gave-up'>((resolve) => {
+    giveUp = () => timers.push(setTimeout(() => resolve('gave-up'), KILL_GIVE_UP_MS));
+  });
+  const killAll = () => {
+    if (subprocess.pid !== undefined) killProcessGroup(subprocess.pid);
+    stopReadingSoon();
+    giveUp?.();
+  };
+  const onAbort = () => {
+    aborted = true;
+    killAll();
+  };
+
+  subprocess.on('exit', stopReadingSoon);
+  ctx.signal.addEventListener('abort', onAbort, { once: true });
+  timers.push(
+    setTimeout(() => {
+      timedOut = true;
+      killAll();
+    }, timeoutMs),
+  );
+
+  try {
+    const result = await Promise.race([subprocess, gaveUp]);
+    output.add('stdout', decoders.stdout.end());
+    output.add('stderr', decoders.stderr.end());
+    const flags = { timedOut, aborted };
+    if (result === 'gave-up') return output.result(exitCodeForSignal('SIGKILL'), started, flags);
+    if (subprocess.pid === undefined) {
+      // The program never ran: say why in the output rather than throwing.
+      const code = result.code;
+      const exitCode = code === 'EACCES' || code === 'EPERM' || code === 'EISDIR' ? EXIT_NOT_EXECUTABLE : EXIT_CANNOT_START;
+      const reason = code === 'ENOENT' ? `command not found: ${program}` : `failed to start ${program}: ${result.shortMessage}`;
+      return notStarted(exitCode, reason);
+    }
+    if (timedOut) return output.result(EXIT_TIMED_OUT, started, flags);
+    if (typeof result.exitCode === 'number') return output.result(result.exitCode, started, flags);
+    if (result.signal !== undefined) return output.result(exitCodeForSignal(result.signal), started, flags);
+    return output.result(aborted ? exitCodeForSignal('SIGKILL') : 1, started, flags);
+  } finally {
+    for (const timer of timers) clearTimeout(timer);
+    ctx.signal.removeEventListener('abort', onAbort);
+  }
+}
+
+function spawn(program: string, args: string[], cwd: string) {
+  return execa(program, args, {
+    cwd,
+    // Leader of its own process group, so killProcessGroup reaches everything it starts.
+    detached: true,
+    stdin: 'ignore',
+    reject: false,
+    // We read the pipes ourselves, decoding incrementally; execa keeps no copy.
+    buffer: false,
+    encoding: 'buffer',
+    // The sandbox issue narrows this; for now the command sees our environment.
+    env: process.env,
+    extendEnv: false,
+  });
+}
+
+async function isDirectory(dir: string): Promise<boolean> {
+  try {
+    return (await stat(dir)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+export const shellHandler: ToolHandler<ShellArgs> = {
+  name: 'shell',
+  description: DESCRIPTION,
+  args: ShellArgs,
+  plan: planShell,
+  run: (args, ctx) => runShell(args, ctx),
+};
+
+export const shellTool = defineTool(shellHandler);

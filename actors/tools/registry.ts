@@ -1,0 +1,60 @@
+import { z } from 'zod';
+import { describeZodError, type FunctionCallItem } from '../../protocol/index.js';
+import type { ToolSpecJson } from '../model/types.js';
+import type { ToolHandler } from './tool.js';
+
+/** A call the router could make sense of, or the reason it could not (which the model is told). */
+export type RoutedCall =
+  | { readonly ok: true; readonly handler: ToolHandler<unknown>; readonly args: unknown }
+  | { readonly ok: false; readonly error: string };
+
+/**
+ * Tools by name. One registry builds both the list the model is shown (JSON schema generated
+ * from each tool's zod spec) and the dispatch of its calls, so the two cannot drift apart.
+ */
+export class ToolRegistry {
+  readonly #handlers = new Map<string, ToolHandler<unknown>>();
+
+  constructor(handlers: Iterable<ToolHandler<unknown>> = []) {
+    for (const handler of handlers) this.register(handler);
+  }
+
+  register(handler: ToolHandler<unknown>): void {
+    if (this.#handlers.has(handler.name)) throw new Error(`tool ${handler.name} is registered twice`);
+    this.#handlers.set(handler.name, handler);
+  }
+
+  get(name: string): ToolHandler<unknown> | undefined {
+    return this.#handlers.get(name);
+  }
+
+  specs(): ToolSpecJson[] {
+    return [...this.#handlers.values()].map((h) => ({
+      type: 'function',
+      name: h.name,
+      description: h.description,
+      parameters: modelSchema(h.args),
+    }));
+  }
+
+  /** Find the handler and validate the arguments; failures name what was wrong. */
+  route(call: Pick<FunctionCallItem, 'name' | 'arguments'>): RoutedCall {
+    const handler = this.#handlers.get(call.name);
+    if (!handler) return { ok: false, error: `unknown tool "${call.name}"; available: ${[...this.#handlers.keys()].join(', ')}` };
+    let raw: unknown;
+    try {
+      raw = call.arguments.trim() === '' ? {} : JSON.parse(call.arguments);
+    } catch (error) {
+      return { ok: false, error: `the arguments of ${call.name} are not valid JSON: ${(error as Error).message}` };
+    }
+    const parsed = handler.args.safeParse(raw);
+    if (!parsed.success) return { ok: false, error: `invalid arguments for ${call.name}: ${describeZodError(parsed.error)}` };
+    return { ok: true, handler, args: parsed.data };
+  }
+}
+
+function modelSchema(schema: z.ZodType): Record<string, unknown> {
+  const json = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+  delete json.$schema;
+  return json;
+}

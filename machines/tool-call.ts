@@ -1,0 +1,183 @@
+import { assign, fromPromise, sendParent, setup } from 'xstate';
+import type { EventMsg, ReviewDecision } from '../protocol/index.js';
+import type { ApprovalRequest, ToolOutput, ToolPlan } from './tool-plan.js';
+
+/**
+ * ToolCallMachine: one model tool call, from plan to output. Each call of a response is its own
+ * actor, so parallel calls each have their own approval waiter: denying one never touches its
+ * siblings. The plan and the execution are injected (`plan`, `execute`); the machine only
+ * decides the order of things.
+ */
+
+export interface ToolCallInput {
+  readonly callId: string;
+  readonly turnId: string;
+  readonly name: string;
+  /** The raw JSON the model sent; the injected actors parse it (kept raw so input stays serializable). */
+  readonly arguments: string;
+}
+
+export interface ToolCallContext extends ToolCallInput {
+  plan: ToolPlan | null;
+  output: ToolOutput | null;
+}
+
+export type ToolCallEvent = { type: 'APPROVAL'; decision: ReviewDecision };
+
+/** What a call tells its turn. */
+export type ToolCallParentEvent =
+  | { type: 'CALL.AWAITING_APPROVAL'; callId: string }
+  | { type: 'CALL.DONE'; callId: string; output: ToolOutput }
+  | { type: 'CALL.ABORT_TURN'; callId: string };
+
+export const DENIED_OUTPUT = 'The user denied this request. Do not retry it as is; continue without it or ask the user.';
+
+function approvalRequestEvent(ctx: ToolCallContext, request: ApprovalRequest): EventMsg {
+  if (request.type === 'exec') {
+    return {
+      type: 'exec_approval_request',
+      call_id: ctx.callId,
+      turn_id: ctx.turnId,
+      command: [...request.command],
+      cwd: request.cwd,
+      ...(request.reason !== undefined ? { reason: request.reason } : {}),
+    };
+  }
+  return {
+    type: 'apply_patch_approval_request',
+    call_id: ctx.callId,
+    turn_id: ctx.turnId,
+    changes: request.changes,
+    ...(request.reason !== undefined ? { reason: request.reason } : {}),
+  };
+}
+
+const notProvided = (what: string) => () => {
+  throw new Error(`ToolCallMachine: ${what} was not provided`);
+};
+
+export const toolCallMachine = setup({
+  types: {
+    input: {} as ToolCallInput,
+    context: {} as ToolCallContext,
+    events: {} as ToolCallEvent,
+    output: {} as { callId: string; output: ToolOutput },
+  },
+  actors: {
+    plan: fromPromise<ToolPlan, ToolCallInput>(notProvided('plan')),
+    execute: fromPromise<ToolOutput, ToolCallInput & { sandboxed: boolean; userApproved: boolean }>(notProvided('execute')),
+  },
+  actions: {
+    /** Put a protocol event on the session's stream. */
+    emitEvent: (_, _params: { msg: EventMsg }) => notProvided('emitEvent')(),
+    /** Remember an `approved_for_session` decision for the whole session tree. */
+    rememberApproval: (_, _params: { key: string }) => notProvided('rememberApproval')(),
+  },
+  guards: {
+    planIs: ({ context }, kind: ToolPlan['kind']) => context.plan?.kind === kind,
+    decisionIs: ({ event }, decision: ReviewDecision) => event.type === 'APPROVAL' && event.decision === decision,
+  },
+}).createMachine({
+  id: 'toolCall',
+  context: ({ input }) => ({ ...input, plan: null, output: null }),
+  initial: 'planning',
+  states: {
+    planning: {
+      invoke: {
+        src: 'plan',
+        input: ({ context }) => ({ callId: context.callId, turnId: context.turnId, name: context.name, arguments: context.arguments }),
+        onDone: { target: 'routing', actions: assign({ plan: ({ event }) => event.output }) },
+        onError: {
+          target: 'done',
+          actions: assign({ output: ({ event }) => ({ text: `could not plan this call: ${errorText(event.error)}`, success: false }) }),
+        },
+      },
+    },
+    routing: {
+      always: [
+        { guard: { type: 'planIs', params: 'run' }, target: 'running' },
+        { guard: { type: 'planIs', params: 'ask' }, target: 'awaitingApproval' },
+        {
+          target: 'done',
+          actions: assign({
+            output: ({ context }) => ({ text: context.plan?.kind === 'reject' ? context.plan.reason : 'rejected', success: false }),
+          }),
+        },
+      ],
+    },
+    /** The approval waiter: an explicit state of this call's own actor (DESIGN.md). */
+    awaitingApproval: {
+      entry: [
+        {
+          type: 'emitEvent',
+          params: ({ context }) => ({ msg: approvalRequestEvent(context, (context.plan as Extract<ToolPlan, { kind: 'ask' }>).request) }),
+        },
+        sendParent(({ context }) => ({ type: 'CALL.AWAITING_APPROVAL', callId: context.callId })),
+      ],
+      on: {
+        APPROVAL: [
+          { guard: { type: 'decisionIs', params: 'approved' }, target: 'runningApproved' },
+          {
+            guard: { type: 'decisionIs', params: 'approved_for_session' },
+            target: 'runningApproved',
+            actions: {
+              type: 'rememberApproval',
+              params: ({ context }) => ({ key: (context.plan as Extract<ToolPlan, { kind: 'ask' }>).approvalKey }),
+            },
+          },
+          { guard: { type: 'decisionIs', params: 'denied' }, target: 'done', actions: assign({ output: { text: DENIED_OUTPUT, success: false } }) },
+          {
+            target: 'done',
+            actions: [
+              assign({ output: { text: DENIED_OUTPUT, success: false } }),
+              sendParent(({ context }) => ({ type: 'CALL.ABORT_TURN', callId: context.callId })),
+            ],
+          },
+        ],
+      },
+    },
+    running: {
+      invoke: {
+        src: 'execute',
+        input: ({ context }) => ({
+          callId: context.callId,
+          turnId: context.turnId,
+          name: context.name,
+          arguments: context.arguments,
+          sandboxed: context.plan?.kind === 'run' ? context.plan.sandboxed : true,
+          userApproved: false,
+        }),
+        onDone: { target: 'done', actions: assign({ output: ({ event }) => event.output }) },
+        onError: { target: 'done', actions: assign({ output: ({ event }) => ({ text: errorText(event.error), success: false }) }) },
+      },
+    },
+    runningApproved: {
+      invoke: {
+        src: 'execute',
+        input: ({ context }) => ({
+          callId: context.callId,
+          turnId: context.turnId,
+          name: context.name,
+          arguments: context.arguments,
+          sandboxed: context.plan?.kind === 'ask' ? context.plan.sandboxedAfterApproval : true,
+          userApproved: true,
+        }),
+        onDone: { target: 'done', actions: assign({ output: ({ event }) => event.output }) },
+        onError: { target: 'done', actions: assign({ output: ({ event }) => ({ text: errorText(event.error), success: false }) }) },
+      },
+    },
+    done: {
+      type: 'final',
+      entry: sendParent(({ context }) => ({
+        type: 'CALL.DONE',
+        callId: context.callId,
+        output: context.output ?? { text: 'no output', success: false },
+      })),
+    },
+  },
+  output: ({ context }) => ({ callId: context.callId, output: context.output ?? { text: 'no output', success: false } }),
+});
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

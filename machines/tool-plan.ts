@@ -1,0 +1,28 @@
+import type { FileChange } from '../protocol/index.js';
+
+/** What the user is asked to approve. */
+export type ApprovalRequest =
+  | { readonly type: 'exec'; readonly command: readonly string[]; readonly cwd: string; readonly reason?: string | undefined }
+  | { readonly type: 'patch'; readonly changes: Record<string, FileChange>; readonly reason?: string | undefined };
+
+/**
+ * The plan for one call, decided before anything runs (DESIGN.md: plan, then execute).
+ * `sandboxed` says whether the run is confined by the sandbox.
+ */
+export type ToolPlan =
+  | { readonly kind: 'run'; readonly sandboxed: boolean }
+  | {
+      readonly kind: 'ask';
+      readonly request: ApprovalRequest;
+      /** Run sandboxed (false: outside the sandbox) once approved. */
+      readonly sandboxedAfterApproval: boolean;
+      /** Key under which an `approved_for_session` decision is remembered. */
+      readonly approvalKey: string;
+    }
+  | { readonly kind: 'reject'; readonly reason: string };
+
+/** What goes back to the model as the call's output. */
+export interface ToolOutput {
+  readonly text: string;
+  readonly success: boolean;
+}

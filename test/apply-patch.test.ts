@@ -427,7 +427,7 @@ describe('apply_patch handler', () => {
       turn: makeTurn(dir, policy, mode, writable),
       signal: controller.signal,
       emit: (msg) => events.push(msg),
-      trackChanges: (changes, before) => tracked.push({ changes, before }),
+      trackChanges: (changes, before) => void tracked.push({ changes, before }),
     };
     return { ctx, events, tracked, controller };
   };

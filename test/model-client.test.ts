@@ -194,7 +194,9 @@ describe.each(WIRE_APIS)('%s wire API', (wireApi) => {
     expect(await next()).toMatchObject({ code: 'unauthorized', retryable: false });
     expect(await next()).toMatchObject({ code: 'bad_request', retryable: false });
     expect(await next()).toMatchObject({ code: 'context_window_exceeded', retryable: false });
-    expect(await next()).toMatchObject({ code: 'server_error', retryable: true });
+    const unavailable = await next();
+    expect(unavailable).toMatchObject({ code: 'server_error', retryable: true });
+    expect(unavailable.message).toBe('Model request failed with HTTP 503: upstream unavailable');
     expect(server.requests).toHaveLength(10);
   });
 
@@ -216,6 +218,24 @@ describe.each(WIRE_APIS)('%s wire API', (wireApi) => {
     expect(error).toMatchObject({ code: 'stream_failed', retryable: true });
     expect((error as ModelError).message).toContain('idle');
     expect(seen).toContainEqual({ type: 'created' });
+    await until(() => server.requests[0]?.endedAt !== null);
+    expect(server.requests[0]?.disconnected).toBe(true);
+  });
+
+  it('fails retryably when the response headers take longer than the idle timeout', async () => {
+    server.enqueue({ kind: 'response', items: [{ type: 'message', text: 'too late' }], delayMs: 5_000 });
+    const error = await modelError(client(wireApi, 200).stream(prompt(), new AbortController().signal));
+    expect(error).toMatchObject({ code: 'stream_failed', retryable: true });
+    await until(() => server.requests[0]?.endedAt !== null);
+    expect(server.requests[0]?.disconnected).toBe(true);
+  });
+
+  it('releases the connection when the consumer stops reading', async () => {
+    server.enqueue({ kind: 'hang' });
+    for await (const event of client(wireApi).stream(prompt(), new AbortController().signal)) {
+      expect(event).toEqual({ type: 'created' });
+      break;
+    }
     await until(() => server.requests[0]?.endedAt !== null);
     expect(server.requests[0]?.disconnected).toBe(true);
   });

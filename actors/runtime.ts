@@ -1,0 +1,207 @@
+import { randomUUID } from 'node:crypto';
+import type { Event, EventOf, SessionConfig, SessionOp, Submission } from '../protocol/index.js';
+import { AsyncQueue } from './async-queue.js';
+import { InProcessBus } from './bus/in-process.js';
+import { DEFAULT_NAMESPACE } from './bus/subjects.js';
+import { Gateway } from './gateway/gateway.js';
+import { Host } from './host/host.js';
+import { createModelClient } from './model/index.js';
+import type { ModelClient } from './model/types.js';
+import { troupeHome } from './rollout/index.js';
+import { coreTools } from './tools/index.js';
+
+/** The model used when neither the config nor TROUPE_MODEL names one. */
+export const DEFAULT_MODEL = 'gpt-5-codex';
+
+export interface RuntimeOptions {
+  /** Default model of new sessions (default: TROUPE_MODEL, then DEFAULT_MODEL). */
+  readonly model?: string | undefined;
+  /** `responses` (default, or TROUPE_WIRE_API) or `chat` for providers without the Responses API. */
+  readonly wireApi?: 'responses' | 'chat' | undefined;
+  /** Default: OPENAI_API_KEY. */
+  readonly apiKey?: string | undefined;
+  /** Any OpenAI-compatible endpoint (default: OPENAI_BASE_URL, then the OpenAI API). */
+  readonly baseURL?: string | undefined;
+  /** Where rollouts live (default: TROUPE_HOME, then ~/.troupe). */
+  readonly home?: string | undefined;
+  /** Default working directory of new sessions (default: process.cwd()). */
+  readonly cwd?: string | undefined;
+  /** Context window of every model, overriding the known-model table (TROUPE_MODEL_CONTEXT_WINDOW). */
+  readonly contextWindow?: number | null | undefined;
+  /** Base delay of the model retry backoff in ms (TROUPE_RETRY_BASE_MS, default 200). */
+  readonly retryBaseMs?: number | undefined;
+  /** A model stream silent this long fails and is retried (TROUPE_STREAM_IDLE_TIMEOUT_MS, default 300000). */
+  readonly idleTimeoutMs?: number | undefined;
+  /** Use this model client instead of building one from the options above. */
+  readonly modelClient?: ModelClient | undefined;
+}
+
+/** Options from the environment (PROTOCOL.md §2), overridden by what the caller sets. */
+export function runtimeOptionsFromEnv(env: NodeJS.ProcessEnv, overrides: RuntimeOptions = {}): RuntimeOptions {
+  const number = (name: string): number | undefined => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return undefined;
+    const value = Number(raw);
+    if (!Number.isFinite(value) || value < 0) throw new Error(`${name} must be a non-negative number, got "${raw}"`);
+    return value;
+  };
+  const wire = env.TROUPE_WIRE_API;
+  if (wire !== undefined && wire !== 'responses' && wire !== 'chat') {
+    throw new Error(`TROUPE_WIRE_API must be "responses" or "chat", got "${wire}"`);
+  }
+  const defined = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) as RuntimeOptions;
+  return {
+    model: env.TROUPE_MODEL || undefined,
+    wireApi: wire,
+    apiKey: env.OPENAI_API_KEY || undefined,
+    baseURL: env.OPENAI_BASE_URL || undefined,
+    home: troupeHome(env),
+    contextWindow: number('TROUPE_MODEL_CONTEXT_WINDOW'),
+    retryBaseMs: number('TROUPE_RETRY_BASE_MS'),
+    idleTimeoutMs: number('TROUPE_STREAM_IDLE_TIMEOUT_MS'),
+    ...defined,
+  };
+}
+
+/** A session of a Runtime, seen from the library. */
+export interface Session {
+  readonly id: string;
+  readonly configured: EventOf<'session_configured'>;
+  /** Submit an op to this session; resolves to the submission id its events will carry. */
+  submit(op: SessionOp, id?: string): Promise<string>;
+  /** This session's events from its creation on, in order; ends after `shutdown_complete`. */
+  events(): AsyncIterableIterator<Event>;
+  /** Shut the session down and wait for `shutdown_complete`. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * troupe in this process: an in-process bus, one host that owns the sessions, and a gateway in
+ * front. The stdio app-server, `troupe exec` and library users all drive this object.
+ */
+export class Runtime {
+  readonly bus: InProcessBus;
+  readonly host: Host;
+  readonly gateway: Gateway;
+  readonly #listeners = new Set<(event: Event) => void>();
+  /** Streams of the sessions made by `newSession`, buffered from their first event. */
+  readonly #sessionQueues = new Map<string, AsyncQueue<Event>>();
+  /** Submission ids of `newSession` calls whose session is not configured yet. */
+  readonly #pendingSessions = new Set<string>();
+
+  constructor(options: RuntimeOptions = {}) {
+    const model =
+      options.modelClient ??
+      createModelClient({
+        wireApi: options.wireApi ?? 'responses',
+        apiKey: options.apiKey,
+        baseURL: options.baseURL,
+        idleTimeoutMs: options.idleTimeoutMs,
+        ...(options.contextWindow !== undefined ? { contextWindow: options.contextWindow } : {}),
+      });
+    this.bus = new InProcessBus();
+    this.host = new Host({
+      bus: this.bus,
+      namespace: DEFAULT_NAMESPACE,
+      workerId: 'local',
+      home: options.home ?? troupeHome(),
+      model,
+      tools: coreTools(),
+      defaults: { model: options.model ?? DEFAULT_MODEL, cwd: options.cwd ?? process.cwd() },
+      retryBaseMs: options.retryBaseMs ?? 200,
+    });
+    this.gateway = new Gateway({
+      bus: this.bus,
+      namespace: DEFAULT_NAMESPACE,
+      onEvent: (event) => this.#dispatch(event),
+    });
+    this.host.start();
+    this.gateway.start();
+  }
+
+  /** Call `listener` with every event of every session (and the gateway's own errors). */
+  onEvent(listener: (event: Event) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Submit a submission (validated first; problems come back as `error` events). */
+  submit(submission: Submission | unknown): Promise<void> {
+    return this.gateway.submitRaw(submission);
+  }
+
+  /** Start a session and wait until it is configured; rejects with the error troupe reported. */
+  async newSession(config: SessionConfig = {}): Promise<Session> {
+    const id = `new-${randomUUID()}`;
+    this.#pendingSessions.add(id);
+    const outcome = new Promise<Event>((resolve) => {
+      const stop = this.onEvent((event) => {
+        if (event.id !== id || (event.msg.type !== 'session_configured' && event.msg.type !== 'error')) return;
+        stop();
+        resolve(event);
+      });
+    });
+    await this.gateway.submit({ id, op: { type: 'new_session', config } });
+    const event = await outcome;
+    this.#pendingSessions.delete(id);
+    if (event.msg.type !== 'session_configured') throw new Error(event.msg.type === 'error' ? event.msg.message : 'no session');
+    return this.#session(event.msg);
+  }
+
+  /** Shut down every session (rollouts flushed), then stop. */
+  async close(): Promise<void> {
+    await this.gateway.shutdownAll();
+    await this.host.close();
+    await this.gateway.close();
+    await this.bus.close();
+    for (const queue of this.#sessionQueues.values()) queue.end();
+  }
+
+  #session(configured: EventOf<'session_configured'>): Session {
+    const sessionId = configured.session_id;
+    const queue = this.#sessionQueues.get(sessionId);
+    if (!queue) throw new Error(`no event stream for session ${sessionId}`);
+    const gateway = this.gateway;
+    return {
+      id: sessionId,
+      configured,
+      async submit(op: SessionOp, id: string = randomUUID()): Promise<string> {
+        await gateway.submit({ id, session_id: sessionId, op });
+        return id;
+      },
+      events: () => queue,
+      shutdown: async () => {
+        const done = new Promise<void>((resolve) => {
+          const stop = this.onEvent((event) => {
+            if (event.session_id === sessionId && event.msg.type === 'shutdown_complete') {
+              stop();
+              resolve();
+            }
+          });
+        });
+        await gateway.submit({ id: randomUUID(), session_id: sessionId, op: { type: 'shutdown' } });
+        await done;
+      },
+    };
+  }
+
+  #dispatch(event: Event): void {
+    if (event.session_id !== null) {
+      if (event.msg.type === 'session_configured' && event.id !== null && this.#pendingSessions.has(event.id)) {
+        this.#sessionQueues.set(event.session_id, new AsyncQueue<Event>());
+      }
+      const queue = this.#sessionQueues.get(event.session_id);
+      queue?.push(event);
+      if (queue && event.msg.type === 'shutdown_complete') {
+        queue.end();
+        this.#sessionQueues.delete(event.session_id);
+      }
+    }
+    for (const listener of [...this.#listeners]) listener(event);
+  }
+}
+
+/** Start troupe in this process (in-process bus, one host). */
+export function createRuntime(options: RuntimeOptions = {}): Runtime {
+  return new Runtime(runtimeOptionsFromEnv(process.env, options));
+}

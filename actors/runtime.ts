@@ -69,7 +69,10 @@ export interface Session {
   readonly configured: EventOf<'session_configured'>;
   /** Submit an op to this session; resolves to the submission id its events will carry. */
   submit(op: SessionOp, id?: string): Promise<string>;
-  /** This session's events from its creation on, in order; ends after `shutdown_complete`. */
+  /**
+   * This session's events from its creation on, in order; ends after `shutdown_complete`.
+   * Every call reads the same stream: an event is delivered to one reader.
+   */
   events(): AsyncIterableIterator<Event>;
   /** Shut the session down and wait for `shutdown_complete`. */
   shutdown(): Promise<void>;
@@ -169,7 +172,8 @@ export class Runtime {
         await gateway.submit({ id, session_id: sessionId, op });
         return id;
       },
-      events: () => queue,
+      // Leaving a for-await loop early must not end the stream for the next reader.
+      events: () => ({ next: () => queue.next(), [Symbol.asyncIterator]() { return this; } }),
       shutdown: async () => {
         const done = new Promise<void>((resolve) => {
           const stop = this.onEvent((event) => {

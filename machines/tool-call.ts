@@ -28,7 +28,8 @@ export type ToolCallEvent = { type: 'APPROVAL'; decision: ReviewDecision };
 export type ToolCallParentEvent =
   | { type: 'CALL.AWAITING_APPROVAL'; callId: string }
   | { type: 'CALL.DONE'; callId: string; output: ToolOutput }
-  | { type: 'CALL.ABORT_TURN'; callId: string };
+  /** The user answered `abort`: the call is denied and its turn must stop. */
+  | { type: 'CALL.ABORT_TURN'; callId: string; output: ToolOutput };
 
 export const DENIED_OUTPUT = 'The user denied this request. Do not retry it as is; continue without it or ask the user.';
 
@@ -130,7 +131,7 @@ export const toolCallMachine = setup({
             target: 'done',
             actions: [
               assign({ output: { text: DENIED_OUTPUT, success: false } }),
-              sendParent(({ context }) => ({ type: 'CALL.ABORT_TURN', callId: context.callId })),
+              sendParent(({ context }) => ({ type: 'CALL.ABORT_TURN', callId: context.callId, output: { text: DENIED_OUTPUT, success: false } })),
             ],
           },
         ],

@@ -183,7 +183,13 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
   on: {
     STEER: { actions: assign({ pendingInput: ({ context, event }) => [...context.pendingInput, ...event.items] }) },
     ABORT: { target: '.aborted', actions: assign({ abortReason: ({ event }) => event.reason }) },
-    'CALL.ABORT_TURN': { target: '.aborted', actions: assign({ abortReason: 'interrupted' }) },
+    'CALL.ABORT_TURN': {
+      target: '.aborted',
+      actions: assign({
+        abortReason: 'interrupted',
+        calls: ({ context, event }) => context.calls.map((c) => (c.callId === event.callId ? { ...c, output: event.output } : c)),
+      }),
+    },
     'CALL.AWAITING_APPROVAL': { actions: assign({ awaiting: ({ context, event }) => [...context.awaiting, event.callId] }) },
     'CALL.DONE': {
       actions: assign({

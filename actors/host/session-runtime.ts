@@ -313,17 +313,20 @@ export class SessionRuntime {
     const report = (event: TurnEvent) => {
       if (!controller.signal.aborted) sendBack(event);
     };
-    const prompt: Prompt = {
-      model: turn.model,
-      instructions: turn.base_instructions,
-      input: this.#history.forPrompt((detail) => log.warn({ session: this.id, detail }, 'history repaired before a request')),
-      tools: this.#services.tools.specs(),
-      parallel_tool_calls: true,
-      effort: turn.effort,
-      output_schema: turn.final_output_json_schema,
-    };
     void (async () => {
       try {
+        // XState starts an invoked child before it runs the entry actions of the same step,
+        // so wait a tick: the request must include what those actions recorded (the user input).
+        await Promise.resolve();
+        const prompt: Prompt = {
+          model: turn.model,
+          instructions: turn.base_instructions,
+          input: this.#history.forPrompt((detail) => log.warn({ session: this.id, detail }, 'history repaired before a request')),
+          tools: this.#services.tools.specs(),
+          parallel_tool_calls: true,
+          effort: turn.effort,
+          output_schema: turn.final_output_json_schema,
+        };
         for await (const ev of this.#services.model.stream(prompt, controller.signal)) {
           switch (ev.type) {
             case 'output_text_delta':

@@ -1,0 +1,125 @@
+import { createInterface } from 'node:readline/promises';
+import { isAbsolute, resolve } from 'node:path';
+import { AskForApproval, SandboxMode, type Event, type ReviewDecision, type SessionConfig } from '../../protocol/index.js';
+import { createRuntime, type Runtime, type RuntimeOptions } from '../runtime.js';
+import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './main.js';
+import { TranscriptRenderer } from './render.js';
+
+/** How `troupe exec` answers approval requests. */
+export type Approver = (request: Extract<Event['msg'], { type: 'exec_approval_request' | 'apply_patch_approval_request' }>) => Promise<ReviewDecision>;
+
+/** Asks on the terminal: y (approve), a (approve for the session), n (deny), q (abort the turn). */
+export function terminalApprover(): Approver {
+  return async (request) => {
+    const what = request.type === 'exec_approval_request' ? `run \`${request.command.join(' ')}\`` : `change ${Object.keys(request.changes).join(', ')}`;
+    const rl = createInterface({ input: process.stdin, output: process.stderr });
+    try {
+      for (;;) {
+        const answer = (await rl.question(`Allow troupe to ${what}? [y]es / [a]lways this session / [n]o / [q]uit turn: `)).trim().toLowerCase();
+        if (answer === 'y' || answer === 'yes') return 'approved';
+        if (answer === 'a' || answer === 'always') return 'approved_for_session';
+        if (answer === 'n' || answer === 'no') return 'denied';
+        if (answer === 'q' || answer === 'quit') return 'abort';
+      }
+    } finally {
+      rl.close();
+    }
+  };
+}
+
+/** Without a terminal nobody can answer: deny, and say how to run without asking. */
+export function denyingApprover(): Approver {
+  return async (request) => {
+    const what = request.type === 'exec_approval_request' ? `\`${request.command.join(' ')}\`` : `changes to ${Object.keys(request.changes).join(', ')}`;
+    process.stderr.write(
+      `troupe: denied ${what}: it needs approval and there is no terminal to ask. ` +
+        'Run in a terminal, or choose a policy that does not ask (--approval-policy never, or on-request with --sandbox danger-full-access).\n',
+    );
+    return 'denied';
+  };
+}
+
+export interface OneTurnOptions {
+  readonly runtime: Runtime;
+  readonly config: SessionConfig;
+  readonly prompt: string;
+  readonly approver: Approver;
+  readonly onEvent: (event: Event) => void;
+}
+
+/** Run one turn in a new session and shut it down; resolves to the final agent message and whether it failed. */
+export async function runOneTurn(options: OneTurnOptions): Promise<{ lastMessage: string | null; failed: boolean }> {
+  const session = await options.runtime.newSession(options.config);
+  const turnId = 'turn-1';
+  let failed = false;
+  let lastMessage: string | null = null;
+  const finished = (async () => {
+    for await (const event of session.events()) {
+      options.onEvent(event);
+      const msg = event.msg;
+      if (msg.type === 'exec_approval_request' || msg.type === 'apply_patch_approval_request') {
+        const decision = await options.approver(msg);
+        await session.submit({ type: msg.type === 'exec_approval_request' ? 'exec_approval' : 'patch_approval', id: msg.call_id, decision });
+      } else if (msg.type === 'error') {
+        failed = true;
+      } else if (msg.type === 'task_complete' && msg.turn_id === turnId) {
+        lastMessage = msg.last_agent_message;
+        return;
+      } else if (msg.type === 'turn_aborted' && msg.turn_id === turnId) {
+        failed = true;
+        return;
+      }
+    }
+  })();
+  await session.submit({ type: 'user_turn', items: [{ type: 'text', text: options.prompt }] }, turnId);
+  await finished;
+  const rest = (async () => {
+    for await (const event of session.events()) options.onEvent(event);
+  })();
+  await session.shutdown();
+  await rest;
+  return { lastMessage, failed };
+}
+
+/** `troupe exec`: one turn, a live transcript on stderr (or JSONL with --json), the final message on stdout. */
+export async function runExec(argv: readonly string[], runtimeOptions: RuntimeOptions = {}): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: [...argv],
+    allowPositionals: true,
+    strict: true,
+    options: {
+      ...MODEL_FLAGS,
+      json: { type: 'boolean', default: false },
+      'approval-policy': { type: 'string' },
+      sandbox: { type: 'string' },
+      cd: { type: 'string', short: 'C' },
+    },
+  });
+  const prompt = positionals.join(' ').trim();
+  if (!prompt) throw new UsageError('exec needs a prompt');
+  const policy = AskForApproval.safeParse(values['approval-policy'] ?? 'on-request');
+  if (!policy.success) throw new UsageError(`--approval-policy must be one of ${AskForApproval.options.join(', ')}`);
+  const sandbox = SandboxMode.safeParse(values.sandbox ?? 'workspace-write');
+  if (!sandbox.success) throw new UsageError(`--sandbox must be one of ${SandboxMode.options.join(', ')}`);
+  const cwd = values.cd ? (isAbsolute(values.cd) ? values.cd : resolve(values.cd)) : process.cwd();
+
+  const runtime = createRuntime({ ...runtimeOptions, model: values.model, wireApi: wireApiFlag(values['wire-api']) });
+  const renderer = values.json ? null : new TranscriptRenderer(process.stderr);
+  try {
+    const { lastMessage, failed } = await runOneTurn({
+      runtime,
+      config: { cwd, approval_policy: policy.data, sandbox_policy: sandbox.data, ...(values.model ? { model: values.model } : {}) },
+      prompt,
+      approver: process.stdin.isTTY ? terminalApprover() : denyingApprover(),
+      onEvent: (event) => {
+        if (renderer) renderer.render(event);
+        else process.stdout.write(`${JSON.stringify(event)}\n`);
+      },
+    });
+    renderer?.close();
+    if (renderer && lastMessage) process.stdout.write(`${lastMessage}\n`);
+    return failed ? 1 : 0;
+  } finally {
+    await runtime.close();
+  }
+}

@@ -1,0 +1,80 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { wireJsonSchema } from '../../protocol/index.js';
+import { runAppServer } from './app-server.js';
+import { runDemo } from './demo.js';
+import { runExec } from './exec.js';
+
+const USAGE = `troupe: an actor-model runtime for coding agents
+
+Usage:
+  troupe app-server [--model M] [--wire-api responses|chat]
+      Serve the JSON-lines protocol (PROTOCOL.md) on stdin/stdout.
+  troupe exec [--json] [--model M] [--wire-api W] [--approval-policy P] [--sandbox S] [-C DIR] "prompt"
+      Run one turn and print what happens; the final message goes to stdout.
+  troupe demo
+      Run a small real task in a temporary workspace (scripted model when OPENAI_API_KEY is unset).
+  troupe schema
+      Print the JSON Schema of the wire protocol.
+
+Environment: OPENAI_API_KEY, OPENAI_BASE_URL, TROUPE_MODEL, TROUPE_WIRE_API, TROUPE_HOME, TROUPE_LOG.
+`;
+
+/** Raised for bad command-line input: printed without a stack trace, exit code 2. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** The CLI; resolves to the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'app-server':
+        return await runAppServer(rest);
+      case 'exec':
+        return await runExec(rest);
+      case 'demo':
+        return await runDemo(rest);
+      case 'schema':
+        process.stdout.write(`${JSON.stringify(wireJsonSchema(), null, 2)}\n`);
+        return 0;
+      case '--version':
+      case '-V':
+        process.stdout.write(`${version()}\n`);
+        return 0;
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE);
+        return 0;
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError || (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS'))) {
+      process.stderr.write(`troupe: ${error.message}\n\n${USAGE}`);
+      return 2;
+    }
+    throw error;
+  }
+}
+
+/** Flags shared by the commands that run sessions. */
+export const MODEL_FLAGS = {
+  model: { type: 'string' },
+  'wire-api': { type: 'string' },
+} as const;
+
+export function wireApiFlag(value: string | undefined): 'responses' | 'chat' | undefined {
+  if (value === undefined || value === 'responses' || value === 'chat') return value;
+  throw new UsageError(`--wire-api must be "responses" or "chat", got "${value}"`);
+}
+
+export { parseArgs };

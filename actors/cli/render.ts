@@ -1,0 +1,151 @@
+import type { Event } from '../../protocol/index.js';
+
+/**
+ * The readable transcript of `troupe exec` and `troupe demo`: agent text, commands with their
+ * exit codes, patches and diffs, written to a stream (stderr), with a progress line while the
+ * model works when that stream is a terminal.
+ */
+export class TranscriptRenderer {
+  readonly #out: NodeJS.WriteStream;
+  readonly #tty: boolean;
+  #progress: NodeJS.Timeout | null = null;
+  #progressStarted = 0;
+  #frame = 0;
+  #streamingText = false;
+
+  constructor(out: NodeJS.WriteStream) {
+    this.#out = out;
+    this.#tty = Boolean(out.isTTY) && process.env.TERM !== 'dumb';
+  }
+
+  render(event: Event): void {
+    const msg = event.msg;
+    switch (msg.type) {
+      case 'session_configured':
+        this.#line(`troupe session ${msg.session_id} · model ${msg.model} · ${msg.cwd}`);
+        this.#line(`  approval ${msg.approval_policy} · sandbox ${typeof msg.sandbox_policy === 'string' ? msg.sandbox_policy : msg.sandbox_policy.mode}`);
+        break;
+      case 'task_started':
+        this.#startProgress('thinking');
+        break;
+      case 'agent_message_delta':
+        this.#stopProgress();
+        this.#out.write(msg.delta);
+        this.#streamingText = true;
+        break;
+      case 'agent_message':
+        if (!this.#streamingText) this.#line(msg.message);
+        else this.#endText();
+        this.#startProgress('working');
+        break;
+      case 'agent_reasoning':
+        this.#line(dim(`thinking: ${msg.text}`));
+        break;
+      case 'plan_update':
+        this.#line('plan:');
+        for (const step of msg.plan) this.#line(`  ${step.status === 'completed' ? '[x]' : step.status === 'in_progress' ? '[>]' : '[ ]'} ${step.step}`);
+        break;
+      case 'exec_command_begin':
+        this.#line(bold(`$ ${msg.command.join(' ')}`));
+        this.#startProgress('running');
+        break;
+      case 'exec_command_end': {
+        const output = msg.aggregated_output.trimEnd();
+        if (output) this.#line(indent(lastLines(output, 20)));
+        this.#line(msg.exit_code === 0 ? green(`✓ exit 0 · ${msg.duration_ms} ms`) : red(`✗ exit ${msg.exit_code} · ${msg.duration_ms} ms`));
+        this.#startProgress('thinking');
+        break;
+      }
+      case 'patch_apply_begin':
+        this.#line(bold(`patch: ${Object.keys(msg.changes).join(', ')}`));
+        break;
+      case 'patch_apply_end':
+        this.#line(msg.success ? green(msg.stdout.trimEnd()) : red(msg.stderr.trimEnd() || 'patch failed'));
+        break;
+      case 'turn_diff':
+        this.#line(colorDiff(msg.unified_diff.trimEnd()));
+        break;
+      case 'exec_approval_request':
+        this.#line(yellow(`approval needed to run: ${msg.command.join(' ')}${msg.reason ? ` (${msg.reason})` : ''}`));
+        break;
+      case 'apply_patch_approval_request':
+        this.#line(yellow(`approval needed to change: ${Object.keys(msg.changes).join(', ')}${msg.reason ? ` (${msg.reason})` : ''}`));
+        break;
+      case 'stream_error':
+        this.#line(yellow(`model stream failed (attempt ${msg.attempt}/${msg.max_attempts}): ${msg.message}`));
+        break;
+      case 'error':
+        this.#line(red(`error (${msg.code}): ${msg.message}`));
+        break;
+      case 'warning':
+        this.#line(yellow(`warning: ${msg.message}`));
+        break;
+      case 'turn_aborted':
+        this.#line(red(`turn aborted (${msg.reason})`));
+        break;
+      case 'task_complete':
+      case 'shutdown_complete':
+        this.#stopProgress();
+        break;
+      default:
+        break;
+    }
+  }
+
+  close(): void {
+    this.#stopProgress();
+  }
+
+  #line(text: string): void {
+    this.#stopProgress();
+    this.#endText();
+    this.#out.write(`${text}\n`);
+  }
+
+  #endText(): void {
+    if (!this.#streamingText) return;
+    this.#streamingText = false;
+    this.#out.write('\n');
+  }
+
+  #startProgress(label: string): void {
+    if (!this.#tty) return;
+    this.#stopProgress();
+    this.#progressStarted = Date.now();
+    const frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+    this.#progress = setInterval(() => {
+      const seconds = ((Date.now() - this.#progressStarted) / 1000).toFixed(0);
+      this.#out.write(`\r${frames[this.#frame++ % frames.length]} ${label} ${seconds}s`);
+    }, 100);
+    this.#progress.unref();
+  }
+
+  #stopProgress(): void {
+    if (!this.#progress) return;
+    clearInterval(this.#progress);
+    this.#progress = null;
+    this.#out.write('\r\x1b[2K');
+  }
+}
+
+const useColor = () => Boolean(process.stderr.isTTY) && !process.env.NO_COLOR;
+const paint = (code: number) => (text: string) => (useColor() ? `\x1b[${code}m${text}\x1b[0m` : text);
+const bold = paint(1);
+const dim = paint(2);
+const red = paint(31);
+const green = paint(32);
+const yellow = paint(33);
+
+const indent = (text: string) => text.replace(/^/gm, '  ');
+
+function lastLines(text: string, n: number): string {
+  const lines = text.split('\n');
+  return lines.length <= n ? text : [`… ${lines.length - n} earlier lines`, ...lines.slice(-n)].join('\n');
+}
+
+function colorDiff(diff: string): string {
+  return diff
+    .split('\n')
+    .map((line) => (line.startsWith('+') && !line.startsWith('+++') ? green(line) : line.startsWith('-') && !line.startsWith('---') ? red(line) : line))
+    .join('\n');
+}

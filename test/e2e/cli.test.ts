@@ -1,0 +1,126 @@
+import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Event } from '../../protocol/index.js';
+import { troupeBin } from '../support/app-server-process.js';
+import { startFakeModelServer, type FakeModelServer } from '../support/index.js';
+
+const run = promisify(execFile);
+
+let model: FakeModelServer;
+let home: string;
+let workspace: string;
+
+beforeEach(async () => {
+  model = await startFakeModelServer();
+  home = await mkdtemp(join(tmpdir(), 'troupe-home-'));
+  workspace = await mkdtemp(join(tmpdir(), 'troupe-ws-'));
+});
+
+afterEach(async () => {
+  await model.close();
+  await rm(home, { recursive: true, force: true });
+  await rm(workspace, { recursive: true, force: true });
+});
+
+function env(): NodeJS.ProcessEnv {
+  return { ...process.env, OPENAI_BASE_URL: model.url, OPENAI_API_KEY: 'k', TROUPE_HOME: home, TROUPE_RETRY_BASE_MS: '1' };
+}
+
+/** Run `troupe <args>` with no terminal on stdin; resolves with its output and exit code. */
+function troupe(args: string[], environment: NodeJS.ProcessEnv = env()): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--conditions=development', troupeBin(), ...args], { env: environment, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('troupe exec', () => {
+  it('--json prints every event as a protocol line', async () => {
+    model.enqueue(
+      { kind: 'response', items: [{ type: 'function_call', name: 'shell', call_id: 'c', arguments: { command: ['echo', 'from-the-tool'] } }] },
+      { kind: 'response', items: [{ type: 'message', text: 'all done' }] },
+    );
+    const result = await troupe(['exec', '--json', '-C', workspace, '--model', 'm1', 'say hi']);
+    expect(result.code).toBe(0);
+    const events = result.stdout.trim().split('\n').map((line) => Event.parse(JSON.parse(line)));
+    const types = events.map((e) => e.msg.type);
+    expect(types[0]).toBe('session_configured');
+    expect(types).toEqual(expect.arrayContaining(['task_started', 'exec_command_begin', 'exec_command_end', 'agent_message', 'task_complete']));
+    expect(types.at(-1)).toBe('shutdown_complete');
+    expect(events[0]!.msg).toMatchObject({ cwd: workspace, model: 'm1' });
+    expect(model.requests[0]!.body.model).toBe('m1');
+  });
+
+  it('prints a readable transcript on stderr and the final message on stdout', async () => {
+    model.enqueue(
+      { kind: 'response', items: [{ type: 'function_call', name: 'shell', call_id: 'c', arguments: { command: ['sh', '-c', 'exit 4'] } }] },
+      { kind: 'response', items: [{ type: 'message', text: 'The command failed with 4.' }] },
+    );
+    const result = await troupe(['exec', '-C', workspace, 'run the thing']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe('The command failed with 4.\n');
+    expect(result.stderr).toContain('$ sh -c exit 4');
+    expect(result.stderr).toContain('exit 4');
+  });
+
+  it('without a terminal, a request that needs approval is denied with advice', async () => {
+    const file = join(workspace, 'f.txt');
+    model.enqueue(
+      { kind: 'response', items: [{ type: 'function_call', name: 'shell', call_id: 'c', arguments: { command: ['touch', file] } }] },
+      { kind: 'response', items: [{ type: 'message', text: 'I could not.' }] },
+    );
+    const result = await troupe(['exec', '--approval-policy', 'untrusted', '-C', workspace, 'touch it']);
+    expect(result.code).toBe(0);
+    expect(existsSync(file)).toBe(false);
+    expect(result.stderr).toMatch(/denied `touch .*f\.txt`.*--approval-policy/s);
+    expect(JSON.stringify(model.requests[1]!.body.input)).toMatch(/denied/);
+  });
+
+  it('exits 1 when the turn fails, and 2 on bad flags', async () => {
+    model.enqueue({ kind: 'http_error', status: 401, body: { error: { message: 'bad key' } } });
+    const failed = await troupe(['exec', '-C', workspace, 'hi']);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain('unauthorized');
+    const bad = await troupe(['exec', '--approval-policy', 'sometimes', 'hi']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--approval-policy must be one of');
+  });
+});
+
+describe('troupe demo', () => {
+  it('fixes the bug in its workspace with the scripted model and real tools', async () => {
+    const environment = { ...process.env, TROUPE_HOME: home };
+    delete environment.OPENAI_API_KEY;
+    delete environment.OPENAI_BASE_URL;
+    const result = await troupe(['demo', '--keep'], environment);
+    expect(result.code).toBe(0);
+    const dir = /workspace kept: (\S+)/.exec(result.stderr)?.[1];
+    expect(dir).toBeDefined();
+    try {
+      expect(await readFile(join(dir!, 'stats.js'), 'utf8')).toContain('return sum(values) / values.length;');
+      expect(result.stderr).toContain('all 3 checks passed');
+      expect(result.stdout).toMatch(/fixed/);
+    } finally {
+      await rm(dir!, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('troupe schema', () => {
+  it('prints the JSON Schema of the protocol', async () => {
+    const { stdout } = await run(process.execPath, [troupeBin(), 'schema']);
+    const schema = JSON.parse(stdout) as { definitions: Record<string, unknown> };
+    expect(Object.keys(schema.definitions)).toContain('Submission');
+    expect(stdout).toContain('"exec_approval_request"');
+  });
+});

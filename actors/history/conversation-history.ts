@@ -1,4 +1,5 @@
-import type { FunctionCallItem, ResponseItem, TokenUsage } from '../../protocol/index.js';
+import type { ResponseItem, TokenUsage } from '../../protocol/index.js';
+import { deepFreeze } from '../freeze.js';
 
 /** What a call that never finished is answered with, so the model knows it did not run to the end. */
 export const ABORTED_OUTPUT = 'aborted: the turn was interrupted before this call finished';
@@ -14,15 +15,16 @@ export function abortedOutput(callId: string): ResponseItem {
  * invariant the model API requires: each function call has exactly one output after it.
  */
 export class ConversationHistory {
+  /** Items are frozen copies: they can be handed out without copying again. */
   #items: ResponseItem[] = [];
 
   constructor(initial: readonly ResponseItem[] = []) {
-    this.#items = structuredClone([...initial]);
+    this.replace(initial);
   }
 
-  /** A copy of the raw history, as recorded. */
-  items(): ResponseItem[] {
-    return structuredClone(this.#items);
+  /** The raw history, as recorded. */
+  items(): readonly ResponseItem[] {
+    return [...this.#items];
   }
 
   get length(): number {
@@ -30,20 +32,12 @@ export class ConversationHistory {
   }
 
   record(...items: ResponseItem[]): void {
-    for (const item of items) this.#items.push(structuredClone(item));
+    for (const item of items) this.#items.push(deepFreeze(structuredClone(item)));
   }
 
   /** Replace the whole history (compaction, rollback). */
   replace(items: readonly ResponseItem[]): void {
-    this.#items = structuredClone([...items]);
-  }
-
-  /** Call ids that have a call but no output yet. */
-  pendingCallIds(): string[] {
-    const answered = new Set(this.#outputs().map((o) => o.call_id));
-    return this.#calls()
-      .map((c) => c.call_id)
-      .filter((id) => !answered.has(id));
+    this.#items = items.map((item) => deepFreeze(structuredClone(item)));
   }
 
   /**
@@ -52,20 +46,24 @@ export class ConversationHistory {
    * needs either repair; when one happens it is a bug elsewhere, so it is reported.
    */
   forPrompt(onRepair?: (detail: string) => void): ResponseItem[] {
-    const callIds = new Set(this.#calls().map((c) => c.call_id));
+    const calls = new Set<string>();
+    const outputs = new Set<string>();
+    for (const item of this.#items) {
+      if (item.type === 'function_call') calls.add(item.call_id);
+      else if (item.type === 'function_call_output') outputs.add(item.call_id);
+    }
     const seenOutputs = new Set<string>();
-    const outputFor = new Set(this.#outputs().map((o) => o.call_id));
     const result: ResponseItem[] = [];
     for (const item of this.#items) {
       if (item.type === 'function_call_output') {
-        if (!callIds.has(item.call_id) || seenOutputs.has(item.call_id)) {
+        if (!calls.has(item.call_id) || seenOutputs.has(item.call_id)) {
           onRepair?.(`dropped output without a matching call: ${item.call_id}`);
           continue;
         }
         seenOutputs.add(item.call_id);
       }
-      result.push(structuredClone(item));
-      if (item.type === 'function_call' && !outputFor.has(item.call_id)) {
+      result.push(item);
+      if (item.type === 'function_call' && !outputs.has(item.call_id)) {
         onRepair?.(`call without output: ${item.call_id}`);
         result.push(abortedOutput(item.call_id));
       }
@@ -79,14 +77,6 @@ export class ConversationHistory {
    */
   estimateTokens(): number {
     return Math.ceil(Buffer.byteLength(JSON.stringify(this.#items), 'utf8') / 4);
-  }
-
-  #calls(): FunctionCallItem[] {
-    return this.#items.filter((i): i is FunctionCallItem => i.type === 'function_call');
-  }
-
-  #outputs() {
-    return this.#items.filter((i) => i.type === 'function_call_output');
   }
 }
 

@@ -310,6 +310,9 @@ export class SessionRuntime {
   /** One sampling attempt, reported to the turn as SamplerEvents; the returned function aborts it. */
   #sample(turn: TurnContext, attempt: number, sendBack: (event: TurnEvent) => void): () => void {
     const controller = new AbortController();
+    // Once the response is complete there is nothing to cancel; the stream just runs out.
+    let completed = false;
+    let settled = false;
     const report = (event: TurnEvent) => {
       if (!controller.signal.aborted) sendBack(event);
     };
@@ -327,6 +330,8 @@ export class SessionRuntime {
           effort: turn.effort,
           output_schema: turn.final_output_json_schema,
         };
+        // Read the stream to its natural end even after `completed`: leaving it early cancels
+        // the HTTP body, and with it the kept-alive connection the next request would reuse.
         for await (const ev of this.#services.model.stream(prompt, controller.signal)) {
           switch (ev.type) {
             case 'output_text_delta':
@@ -342,15 +347,16 @@ export class SessionRuntime {
               report({ type: 'MODEL.RATE_LIMITS', snapshot: ev.snapshot });
               break;
             case 'completed':
+              completed = true;
               report({ type: 'MODEL.COMPLETED', usage: ev.usage });
-              return;
+              break;
             case 'created':
               break;
           }
         }
-        throw new ModelError('the model stream ended before the response was complete', 'stream_failed', true);
+        if (!completed) throw new ModelError('the model stream ended before the response was complete', 'stream_failed', true);
       } catch (error) {
-        if (controller.signal.aborted) return;
+        if (controller.signal.aborted || completed) return;
         const failure =
           error instanceof ModelError ? error : new ModelError(`model request failed: ${String(error)}`, 'stream_failed', true, null, { cause: error });
         report({
@@ -362,9 +368,14 @@ export class SessionRuntime {
             retryDelayMs: retryDelayMs(attempt, failure.retryAfterMs, this.#services.retryBaseMs),
           },
         });
+      } finally {
+        settled = true;
       }
     })();
-    return () => controller.abort();
+    // Stopping the sampler (interrupt, or the turn moving on) cancels a request still in flight.
+    return () => {
+      if (!settled && !completed) controller.abort();
+    };
   }
 
   #toolContext(input: ToolCallInput, signal: AbortSignal): ToolContext {

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { describeZodError, type FunctionCallItem } from '../../protocol/index.js';
 import type { ToolSpecJson } from '../model/types.js';
 import type { ToolHandler } from './tool.js';
+import { deepFreeze } from '../freeze.js';
 
 /** A call the router could make sense of, or the reason it could not (which the model is told). */
 export type RoutedCall =
@@ -14,6 +15,8 @@ export type RoutedCall =
  */
 export class ToolRegistry {
   readonly #handlers = new Map<string, ToolHandler<unknown>>();
+  /** The model-visible list, built once per change: every request sends it. */
+  #specs: ToolSpecJson[] | null = null;
 
   constructor(handlers: Iterable<ToolHandler<unknown>> = []) {
     for (const handler of handlers) this.register(handler);
@@ -22,19 +25,18 @@ export class ToolRegistry {
   register(handler: ToolHandler<unknown>): void {
     if (this.#handlers.has(handler.name)) throw new Error(`tool ${handler.name} is registered twice`);
     this.#handlers.set(handler.name, handler);
+    this.#specs = null;
   }
 
   get(name: string): ToolHandler<unknown> | undefined {
     return this.#handlers.get(name);
   }
 
-  specs(): ToolSpecJson[] {
-    return [...this.#handlers.values()].map((h) => ({
-      type: 'function',
-      name: h.name,
-      description: h.description,
-      parameters: modelSchema(h.args),
-    }));
+  specs(): readonly ToolSpecJson[] {
+    this.#specs ??= [...this.#handlers.values()].map((h) =>
+      deepFreeze({ type: 'function' as const, name: h.name, description: h.description, parameters: modelSchema(h.args) }),
+    );
+    return this.#specs;
   }
 
   /** Find the handler and validate the arguments; failures name what was wrong. */

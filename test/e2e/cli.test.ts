@@ -99,7 +99,7 @@ describe('troupe exec', () => {
 
 describe('troupe demo', () => {
   it('fixes the bug in its workspace with the scripted model and real tools', async () => {
-    const environment = { ...process.env, TROUPE_HOME: home };
+    const environment: NodeJS.ProcessEnv = { ...process.env, TROUPE_HOME: home };
     delete environment.OPENAI_API_KEY;
     delete environment.OPENAI_BASE_URL;
     const result = await troupe(['demo', '--keep'], environment);

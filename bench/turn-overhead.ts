@@ -1,0 +1,153 @@
+/**
+ * bench/turn-overhead: what the runtime costs on top of the model and the tool.
+ *
+ * 200 turns in one session, each one tool call (`true`) and a final message, against the fake
+ * model server on loopback with no delay. The floor replays the very same request bodies with
+ * a bare `openai` SDK loop (streaming, every event consumed) and spawns `true` where the model
+ * asked for it, so the difference is troupe: actors, bus, history, rollout, events. Each side
+ * runs in its own Node process (the fake model in the parent): spawning a process costs more
+ * the bigger the spawner's heap, so sharing one process would blur the comparison.
+ *
+ *   npm run bench            (writes bench/results/turn-overhead.json)
+ */
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import OpenAI from 'openai';
+import { createRuntime } from '../actors/runtime.js';
+import { startFakeModelServer, type RecordedRequest, type ScriptStep } from '../test/support/index.js';
+
+const TURNS = Number(process.env.BENCH_TURNS ?? 200);
+const WARMUP = 20;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+
+/** Tool call after a user message, final message after a tool output. */
+function script(request: RecordedRequest): ScriptStep {
+  const input = request.body.input as { type: string }[];
+  return input.at(-1)?.type === 'function_call_output'
+    ? { kind: 'response', items: [{ type: 'message', text: 'done' }] }
+    : { kind: 'response', items: [{ type: 'function_call', name: 'shell', arguments: { command: ['true'] } }] };
+}
+
+async function measureRuntime(turns: number, url: string, home: string, cwd: string) {
+  const runtime = createRuntime({ baseURL: url, apiKey: 'bench', home, cwd, model: 'bench-model' });
+  const session = await runtime.newSession({ approval_policy: 'never' });
+  const events = session.events();
+  let count = 0;
+  const runTurn = async (i: number) => {
+    const id = await session.submit({ type: 'user_turn', items: [{ type: 'text', text: `turn ${i}` }] }, `t${i}`);
+    for (;;) {
+      const { value, done } = await events.next();
+      if (done) throw new Error('the session ended');
+      count++;
+      if (value.id === id && value.msg.type === 'task_complete') return;
+      if (value.msg.type === 'error') throw new Error(value.msg.message);
+    }
+  };
+  for (let i = 0; i < WARMUP; i++) await runTurn(i);
+  count = 0;
+  const started = performance.now();
+  for (let i = 0; i < turns; i++) await runTurn(WARMUP + i);
+  const elapsed = performance.now() - started;
+  await runtime.close();
+  return { elapsed, events: count };
+}
+
+async function measureFloor(bodies: Record<string, unknown>[], url: string) {
+  const client = new OpenAI({ baseURL: url, apiKey: 'bench', maxRetries: 0 });
+  const send = async (body: Record<string, unknown>) => {
+    const stream = await client.responses.create({ ...(body as object), stream: true } as OpenAI.Responses.ResponseCreateParamsStreaming);
+    let calledTool = false;
+    for await (const event of stream) {
+      if (event.type === 'response.output_item.done' && event.item.type === 'function_call') calledTool = true;
+    }
+    if (calledTool) await execa('true', [], { detached: true, reject: false, stdin: 'ignore' });
+  };
+  for (const body of bodies.slice(0, WARMUP * 2)) await send(body);
+  const measured = bodies.slice(WARMUP * 2);
+  const started = performance.now();
+  for (const body of measured) await send(body);
+  return { elapsed: performance.now() - started, requests: measured.length };
+}
+
+/** Run one phase in a fresh Node process, so neither measurement pays for the other's heap. */
+async function phase(args: string[]): Promise<Record<string, number>> {
+  const { stdout } = await execa(process.execPath, [fileURLToPath(import.meta.url), ...args], { stderr: 'inherit' });
+  return JSON.parse(stdout) as Record<string, number>;
+}
+
+async function runPhase(argv: string[]): Promise<void> {
+  const [, url, extra] = argv as [string, string, string];
+  if (argv[0] === 'runtime') {
+    const home = await mkdtemp(join(tmpdir(), 'troupe-bench-'));
+    try {
+      const result = await measureRuntime(TURNS, url, home, home);
+      console.log(JSON.stringify({ ...result, rss_mb: process.resourceUsage().maxRSS / 1024 }));
+    } finally {
+      await rm(home, { recursive: true, force: true });
+    }
+  } else {
+    const bodies = JSON.parse(await readFile(extra, 'utf8')) as Record<string, unknown>[];
+    const result = await measureFloor(bodies, url);
+    console.log(JSON.stringify({ ...result, rss_mb: process.resourceUsage().maxRSS / 1024 }));
+  }
+}
+
+async function main(): Promise<void> {
+  const model = await startFakeModelServer();
+  const steps = Array.from({ length: (WARMUP + TURNS) * 2 }, (): ScriptStep => ({ kind: 'reply', handler: script }));
+  model.enqueue(...steps);
+  const scratch = await mkdtemp(join(tmpdir(), 'troupe-bench-'));
+  try {
+    // Alternate the two sides and keep the median of each: process spawn times are noisy.
+    const runtimes: Record<string, number>[] = [];
+    const floors: Record<string, number>[] = [];
+    const bodiesFile = join(scratch, 'bodies.json');
+    for (let round = 0; round < ROUNDS; round++) {
+      const before = model.requests.length;
+      runtimes.push(await phase(['runtime', model.url]));
+      await writeFile(bodiesFile, JSON.stringify(model.requests.slice(before).map((r) => r.body)));
+      model.enqueue(...steps, ...steps);
+      floors.push(await phase(['floor', model.url, bodiesFile]));
+    }
+    const runtime = median(runtimes);
+    const floor = median(floors);
+    const roundTrips = TURNS * 2;
+    const perTrip = runtime.elapsed! / roundTrips;
+    const floorPerTrip = floor.elapsed! / floor.requests!;
+    const result = {
+      turns: TURNS,
+      rounds: ROUNDS,
+      model_round_trips: roundTrips,
+      runtime_ms_per_round_trip: round(perTrip),
+      floor_ms_per_round_trip: round(floorPerTrip),
+      overhead_ms_per_round_trip: round(perTrip - floorPerTrip),
+      events: runtime.events,
+      events_per_second: Math.round(runtime.events! / (runtime.elapsed! / 1000)),
+      runtime_peak_rss_mb: round(runtime.rss_mb!),
+      floor_peak_rss_mb: round(floor.rss_mb!),
+      node: process.version,
+    };
+    const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'turn-overhead.json'), `${JSON.stringify(result, null, 2)}\n`);
+    console.log(JSON.stringify(result, null, 2));
+  } finally {
+    await model.close();
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+const round = (n: number) => Math.round(n * 100) / 100;
+
+/** The run with the median elapsed time. */
+function median(runs: Record<string, number>[]): Record<string, number> {
+  return [...runs].sort((a, b) => a.elapsed! - b.elapsed!)[Math.floor(runs.length / 2)]!;
+}
+
+const [mode, ...rest] = process.argv.slice(2);
+if (mode === 'runtime' || mode === 'floor') await runPhase([mode, ...rest]);
+else await main();

@@ -148,7 +148,20 @@ export const toolCallMachine = setup({
           sandboxed: context.plan?.kind === 'run' ? context.plan.sandboxed : true,
           userApproved: false,
         }),
-        onDone: { target: 'done', actions: assign({ output: ({ event }) => event.output }) },
+        onDone: [
+          {
+            // The sandbox blocked the command and the policy lets us ask to run it outside.
+            guard: ({ event }) => event.output.escalate !== undefined,
+            target: 'awaitingApproval',
+            actions: assign({
+              plan: ({ event }) => {
+                const escalate = event.output.escalate!;
+                return { kind: 'ask' as const, request: escalate.request, sandboxedAfterApproval: false, approvalKey: escalate.approvalKey };
+              },
+            }),
+          },
+          { target: 'done', actions: assign({ output: ({ event }) => event.output }) },
+        ],
         onError: { target: 'done', actions: assign({ output: ({ event }) => ({ text: errorText(event.error), success: false }) }) },
       },
     },

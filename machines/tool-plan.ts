@@ -25,4 +25,9 @@ export type ToolPlan =
 export interface ToolOutput {
   readonly text: string;
   readonly success: boolean;
+  /**
+   * Set when a sandboxed run failed because of the sandbox and the policy allows asking to
+   * run it again outside: the call then waits for this approval instead of finishing.
+   */
+  readonly escalate?: { readonly request: ApprovalRequest; readonly approvalKey: string } | undefined;
 }

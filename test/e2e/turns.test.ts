@@ -91,6 +91,42 @@ describe('a simple turn', () => {
   });
 });
 
+describe('token usage', () => {
+  it('accumulates across requests and forwards the rate-limit headers', async () => {
+    await server.dispose();
+    await model.close();
+    model = await startFakeModelServer({
+      rateLimitHeaders: {
+        'x-ratelimit-limit-requests': '500',
+        'x-ratelimit-remaining-requests': '499',
+        'x-ratelimit-reset-requests': '120ms',
+        'x-ratelimit-limit-tokens': '30000',
+        'x-ratelimit-remaining-tokens': '29000',
+        'x-ratelimit-reset-tokens': '2s',
+      },
+    });
+    server = await AppServerProcess.start({ modelUrl: model.url });
+    model.enqueue(
+      { kind: 'response', items: [{ type: 'function_call', name: 'shell', call_id: 'c', arguments: { command: ['true'] } }], usage: { input_tokens: 100, output_tokens: 10 } },
+      { kind: 'response', items: [{ type: 'message', text: 'ok' }], usage: { input_tokens: 150, output_tokens: 5, cached_input_tokens: 100 } },
+    );
+    const session = await server.newSession({ cwd: workspace });
+    await server.turn(session, 'count');
+    const counts = server.ofSession(session).flatMap((e) => (e.msg.type === 'token_count' ? [e.msg] : []));
+    expect(counts).toHaveLength(2);
+    expect(counts[1]!.info?.total_token_usage).toMatchObject({ input_tokens: 250, output_tokens: 15, cached_input_tokens: 100 });
+    expect(counts[1]!.info?.last_token_usage).toMatchObject({ input_tokens: 150, output_tokens: 5 });
+    expect(counts[1]!.rate_limits).toEqual({
+      limit_requests: 500,
+      remaining_requests: 499,
+      reset_requests: '120ms',
+      limit_tokens: 30000,
+      remaining_tokens: 29000,
+      reset_tokens: '2s',
+    });
+  });
+});
+
 describe('parallel tool calls', () => {
   it('run concurrently and their outputs reach the model in call order', async () => {
     const slow = (name: string, ms: number) => ['sh', '-c', `sleep ${ms / 1000}; echo ${name}`];

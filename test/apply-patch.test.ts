@@ -11,6 +11,7 @@ import { TurnDiffTracker } from '../actors/tools/patch/turn-diff.js';
 import { escapesCwd, isWithin, writableRoots } from '../actors/sandbox/paths.js';
 import { applyPatchTool } from '../actors/tools/handlers/apply-patch.js';
 import type { ApprovalMemory, ToolContext } from '../actors/tools/tool.js';
+import { TestResources } from './support/tool-context.js';
 
 let dir: string;
 
@@ -426,6 +427,7 @@ describe('apply_patch handler', () => {
       callId: 'call-1',
       turn: makeTurn(dir, policy, mode, writable),
       signal: controller.signal,
+      resources: new TestResources(),
       emit: (msg) => events.push(msg),
       trackChanges: (changes, before) => void tracked.push({ changes, before }),
     };

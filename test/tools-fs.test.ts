@@ -9,6 +9,7 @@ import { readFileHandler, readFileLines } from '../actors/tools/handlers/read-fi
 import { listDirectory, listDirHandler } from '../actors/tools/handlers/list-dir.js';
 import { updatePlanHandler } from '../actors/tools/handlers/update-plan.js';
 import type { RunPlan, ToolContext } from '../actors/tools/tool.js';
+import { TestResources } from './support/tool-context.js';
 
 const RUN_PLAN: RunPlan = { sandboxed: true, userApproved: false };
 
@@ -29,6 +30,7 @@ function makeContext(): { ctx: ToolContext; events: EventMsg[] } {
     callId: 'call-1',
     turn: buildTurnContext(settings, 'turn-1', {}),
     signal: new AbortController().signal,
+    resources: new TestResources(),
     emit: (msg) => events.push(EventMsg.parse(msg)),
   };
   return { ctx, events };

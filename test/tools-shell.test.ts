@@ -9,6 +9,7 @@ import { planShell, runShell, shellHandler } from '../actors/tools/handlers/shel
 import { isKnownSafeCommand, parseSimpleScript } from '../actors/tools/safe-commands.js';
 import { HeadTailBuffer, truncateMiddle } from '../actors/tools/truncate.js';
 import type { ToolContext } from '../actors/tools/tool.js';
+import { TestResources } from './support/tool-context.js';
 
 interface FakeContext {
   ctx: ToolContext;
@@ -29,6 +30,7 @@ function makeContext(cwd: string, policy: AskForApproval = 'on-request', sandbox
     callId: 'call-1',
     turn,
     signal: controller.signal,
+    resources: new TestResources(),
     // Every event must be valid on the wire.
     emit: (msg) => events.push(EventMsg.parse(msg)),
   };

@@ -30,7 +30,7 @@ import {
 import { shouldPersistEvent, type RolloutRecorder } from '../rollout/index.js';
 import { TurnDiffTracker } from '../tools/patch/turn-diff.js';
 import type { ToolRegistry } from '../tools/registry.js';
-import type { ToolContext } from '../tools/tool.js';
+import type { SessionResource, ToolContext } from '../tools/tool.js';
 import { userMessage, UserInputError } from './user-input.js';
 
 /** What a host gives each session it runs. */
@@ -69,6 +69,8 @@ export class SessionRuntime {
   readonly #actor: Actor<typeof sessionMachine>;
   readonly #approvals = new Set<string>();
   readonly #diffs = new Map<string, TurnDiffTracker>();
+  /** What tools keep for the rest of the session; disposed when it closes. */
+  readonly #resources = new Map<string, SessionResource>();
   #seq = 0;
   #lastEnvironment: EnvironmentContext | null = null;
   #totalUsage: TokenUsage = emptyUsage();
@@ -192,6 +194,17 @@ export class SessionRuntime {
     }
   }
 
+  /** Dispose what tools kept open, then flush and close the rollout. */
+  async #close(): Promise<void> {
+    const resources = [...this.#resources.values()];
+    this.#resources.clear();
+    const results = await Promise.allSettled(resources.map((r) => r.dispose()));
+    for (const result of results) {
+      if (result.status === 'rejected') log.warn({ err: result.reason, session: this.id }, 'a session resource failed to close');
+    }
+    await this.#spec.rollout.close();
+  }
+
   /** Add items to the history and the rollout, in that order, as one step. */
   #record(...items: ResponseItem[]): void {
     this.#history.record(...items);
@@ -278,7 +291,7 @@ export class SessionRuntime {
     return sessionMachine.provide({
       actors: {
         turn,
-        close: fromPromise<void, { sessionId: string }>(() => this.#spec.rollout.close()),
+        close: fromPromise<void, { sessionId: string }>(() => this.#close()),
       },
       actions: {
         emitEvent: (_, { id, msg }) => this.emit(id, msg),
@@ -386,6 +399,16 @@ export class SessionRuntime {
       callId: input.callId,
       turn,
       signal,
+      resources: {
+        get: <T extends SessionResource>(key: string, create: () => T): T => {
+          let resource = this.#resources.get(key);
+          if (!resource) {
+            resource = create();
+            this.#resources.set(key, resource);
+          }
+          return resource as T;
+        },
+      },
       emit: (msg) => this.emit(input.turnId, msg),
       trackChanges: async (changes, before) => {
         let tracker = this.#diffs.get(input.turnId);

@@ -3,6 +3,17 @@ import type { EventMsg, FileChange } from '../../protocol/index.js';
 import type { ToolOutput, ToolPlan } from '../../machines/tool-plan.js';
 import type { TurnContext } from '../../machines/turn-context.js';
 
+/** Something a tool keeps open beyond one call (a PTY session, a server connection). */
+export interface SessionResource {
+  dispose(): void | Promise<void>;
+}
+
+/** Per-session storage for tools: what is created here is disposed when the session closes. */
+export interface SessionResources {
+  /** The resource stored under `key`, created by `create` on first use. */
+  get<T extends SessionResource>(key: string, create: () => T): T;
+}
+
 /** What a tool's handler may use while it runs. */
 export interface ToolContext {
   readonly sessionId: string;
@@ -10,6 +21,8 @@ export interface ToolContext {
   readonly turn: TurnContext;
   /** Aborted when the turn is interrupted: the handler must stop and kill what it started. */
   readonly signal: AbortSignal;
+  /** Resources that outlive this call and end with the session. */
+  readonly resources: SessionResources;
   /** Emit a protocol event on the session's stream (the session assigns id, session and seq). */
   emit(msg: EventMsg): void;
   /** Record file changes made by this call into the turn's cumulative diff (`turn_diff`). */

@@ -8,7 +8,7 @@ import { Host } from './host/host.js';
 import { createModelClient } from './model/index.js';
 import type { ModelClient } from './model/types.js';
 import { troupeHome } from './rollout/index.js';
-import { coreTools } from './tools/index.js';
+import { sessionTools } from './host/session-tools.js';
 
 /** The model used when neither the config nor TROUPE_MODEL names one. */
 export const DEFAULT_MODEL = 'gpt-5-codex';
@@ -109,7 +109,7 @@ export class Runtime {
       workerId: 'local',
       home: options.home ?? troupeHome(),
       model,
-      tools: coreTools(),
+      tools: sessionTools(),
       defaults: { model: options.model ?? DEFAULT_MODEL, cwd: options.cwd ?? process.cwd() },
       retryBaseMs: options.retryBaseMs ?? 200,
     });

@@ -127,6 +127,8 @@ const turnSetup = setup({
     rememberRateLimits: (_, _params: { snapshot: RateLimitSnapshot }) => notProvided('rememberRateLimits')(),
     /** Report a model failure that ends the turn (error event, and token_count when the window is full). */
     reportFailure: (_, _params: { failure: ModelFailure }) => notProvided('reportFailure')(),
+    /** Interrupt the sub-agents this session started (an interrupt cascades down the tree). */
+    interruptAgents: () => notProvided('interruptAgents')(),
     /** Give calls that never finished the aborted output. */
     recordAborted: (_, _params: { callIds: string[] }) => notProvided('recordAborted')(),
   },
@@ -323,6 +325,7 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
       type: 'final',
       entry: [
         'abandonCalls',
+        'interruptAgents',
         assign({ status: 'aborted' }),
         {
           type: 'emitEvent',

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { SessionConfig } from './common.js';
 import { Event, SessionSummary } from './events.js';
+import { ResponseItem } from './items.js';
 import { Submission } from './ops.js';
 
 /**
@@ -47,6 +48,10 @@ export const PlaceMessage = z.object({
   config: SessionConfig.optional(),
   lineage: SessionLineage.nullable(),
   origin: SessionOrigin,
+  /** A sub-agent started with `fork_context`: its history begins as a copy of its parent's. */
+  initial_history: z.array(ResponseItem).optional(),
+  /** Approval keys granted `approved_for_session` in the tree so far (sub-agents inherit them). */
+  approvals: z.array(z.string()).optional(),
 });
 export type PlaceMessage = z.infer<typeof PlaceMessage>;
 
@@ -59,6 +64,25 @@ export const PlacedMessage = z.object({
 
 export const ListSessionsMessage = z.object({ kind: z.literal('list_sessions') });
 export const SessionListMessage = z.object({ kind: z.literal('session_list'), sessions: z.array(SessionSummary) });
+
+/**
+ * Sub-agent slots of one session tree, kept by its root: `acquire` asks for one (answered by
+ * `agent_slot_reply`), `release` gives one back when a sub-agent closes.
+ */
+export const AgentSlotMessage = z.object({
+  kind: z.literal('agent_slot'),
+  action: z.enum(['acquire', 'release']),
+  agent_id: z.string(),
+});
+export const AgentSlotReplyMessage = z.object({
+  kind: z.literal('agent_slot_reply'),
+  granted: z.boolean(),
+  open: z.number().int().nonnegative(),
+  limit: z.number().int().positive(),
+});
+
+/** An `approved_for_session` decision, broadcast to every session of the tree. */
+export const TreeApprovalMessage = z.object({ kind: z.literal('tree_approval'), key: z.string() });
 
 /** The receiver took the message (an op was handed to its session). */
 export const AckMessage = z.object({ kind: z.literal('ack') });
@@ -77,6 +101,9 @@ export const BusMessage = z.discriminatedUnion('kind', [
   PlacedMessage,
   ListSessionsMessage,
   SessionListMessage,
+  AgentSlotMessage,
+  AgentSlotReplyMessage,
+  TreeApprovalMessage,
   AckMessage,
   FailureMessage,
 ]);

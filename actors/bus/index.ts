@@ -5,3 +5,4 @@
 export * from './bus.js';
 export * from './subjects.js';
 export * from './in-process.js';
+export * from './nats.js';

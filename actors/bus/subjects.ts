@@ -10,6 +10,8 @@ import { BusError } from './bus.js';
  *                                             follows a whole tree of sub-agents
  *   troupe.<ns>.place                         placement requests (queue group of the hosts)
  *   troupe.<ns>.ctl.<name>                    control requests such as `list`
+ *   troupe.<ns>.tree.<root_id>.<name>         coordination inside one session tree
+ *                                             (sub-agent slots, shared approvals)
  *   _INBOX.<unique>                           reply subjects, as NATS names them
  *
  * It also holds the subject grammar both transports enforce, so they reject the same input.
@@ -60,6 +62,8 @@ export interface Subjects {
   allEvents(): string;
   place(): string;
   control(name: string): string;
+  /** Coordination of one session tree, served by or broadcast to its sessions. */
+  treeControl(rootId: string, name: string): string;
 }
 
 /** The subjects of one namespace; every id is checked with `assertToken`. */
@@ -74,6 +78,8 @@ export function subjects(namespace: string = DEFAULT_NAMESPACE): Subjects {
     allEvents: () => `${base}.evt.>`,
     place: () => `${base}.place`,
     control: (name: string) => `${base}.ctl.${assertToken(name, 'control name')}`,
+    treeControl: (rootId: string, name: string) =>
+      `${base}.tree.${assertToken(rootId, 'root id')}.${assertToken(name, 'control name')}`,
   });
 }
 

@@ -17,6 +17,7 @@ import {
 } from '../rollout/index.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import { SessionRuntime } from './session-runtime.js';
+import { DEFAULT_AGENT_MAX_DEPTH, DEFAULT_AGENT_MAX_THREADS } from '../agents/supervisor.js';
 
 export interface HostOptions {
   readonly bus: Bus;
@@ -137,9 +138,11 @@ export class Host {
         history: historyFromRollout(rollout.lines),
         rollout: await RolloutRecorder.open(path),
         fresh: false,
+        agentLimits: agentLimits(config),
+        approvals: message.approvals ?? [],
       });
     }
-    let history: ResponseItem[] = [];
+    let history: ResponseItem[] = message.initial_history ?? [];
     let forkedFrom: string | null = null;
     let config: SessionConfig = message.config ?? {};
     if (origin.type === 'fork') {
@@ -167,7 +170,9 @@ export class Host {
       lineage,
       history,
       rollout: recorder,
-      fresh: origin.type === 'new',
+      fresh: origin.type === 'new' && message.initial_history === undefined,
+      agentLimits: agentLimits(config),
+      approvals: message.approvals ?? [],
     });
   }
 
@@ -184,4 +189,11 @@ export class Host {
     if (!info?.isDirectory()) throw new PlacementError(`config.cwd: ${settings.cwd} is not a directory`);
     return settings;
   }
+}
+
+function agentLimits(config: SessionConfig): { maxDepth: number; maxThreads: number } {
+  return {
+    maxDepth: config.agent_max_depth ?? DEFAULT_AGENT_MAX_DEPTH,
+    maxThreads: config.agent_max_threads ?? DEFAULT_AGENT_MAX_THREADS,
+  };
 }

@@ -31,6 +31,8 @@ import { shouldPersistEvent, type RolloutRecorder } from '../rollout/index.js';
 import { TurnDiffTracker } from '../tools/patch/turn-diff.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import type { SessionResource, ToolContext } from '../tools/tool.js';
+import { AgentSupervisor } from '../agents/supervisor.js';
+import { TreeApprovals } from '../agents/tree-approvals.js';
 import { userMessage, UserInputError } from './user-input.js';
 
 /** What a host gives each session it runs. */
@@ -52,6 +54,10 @@ export interface SessionSpec {
   readonly rollout: RolloutRecorder;
   /** True for a brand-new session: its initial context (instructions, environment) is recorded. */
   readonly fresh: boolean;
+  /** Limits of the session tree on sub-agents. */
+  readonly agentLimits: { readonly maxDepth: number; readonly maxThreads: number };
+  /** `approved_for_session` keys the tree had granted when this session was placed. */
+  readonly approvals: readonly string[];
 }
 
 /**
@@ -67,7 +73,8 @@ export class SessionRuntime {
   readonly #spec: SessionSpec;
   readonly #history: ConversationHistory;
   readonly #actor: Actor<typeof sessionMachine>;
-  readonly #approvals = new Set<string>();
+  readonly #approvals: TreeApprovals;
+  readonly #agents: AgentSupervisor;
   readonly #diffs = new Map<string, TurnDiffTracker>();
   /** What tools keep for the rest of the session; disposed when it closes. */
   readonly #resources = new Map<string, SessionResource>();
@@ -84,6 +91,21 @@ export class SessionRuntime {
     this.#services = services;
     this.#spec = spec;
     this.#history = new ConversationHistory(spec.history);
+    this.#approvals = new TreeApprovals(services.bus, services.namespace, this.rootId, spec.approvals);
+    this.#agents = new AgentSupervisor({
+      bus: services.bus,
+      namespace: services.namespace,
+      sessionId: spec.sessionId,
+      rootId: this.rootId,
+      depth: spec.lineage?.depth ?? 0,
+      maxDepth: spec.agentLimits.maxDepth,
+      maxThreads: spec.agentLimits.maxThreads,
+      emit: (id, msg) => this.emit(id, msg),
+      history: () => this.#history.items(),
+      approvals: () => this.#approvals.snapshot(),
+      isIdle: () => this.#actor.getSnapshot().matches('idle'),
+      notify: (item) => this.#record(item),
+    });
     this.#actor = createActor(this.#machine(), { input: { sessionId: spec.sessionId, settings: spec.settings } });
     this.closed = new Promise<void>((resolve) => {
       this.#actor.subscribe({
@@ -107,6 +129,8 @@ export class SessionRuntime {
       if (settings.developer_instructions) this.#record(developerMessage(settings.developer_instructions));
       this.#announceEnvironment(settings);
     }
+    this.#approvals.start();
+    this.#agents.start();
     this.#actor.start();
     this.emit(submissionId, {
       type: 'session_configured',
@@ -194,8 +218,10 @@ export class SessionRuntime {
     }
   }
 
-  /** Dispose what tools kept open, then flush and close the rollout. */
+  /** Close the sub-agents (each closes its own first), dispose what tools kept open, flush the rollout. */
   async #close(): Promise<void> {
+    await this.#agents.closeAll().catch((error: unknown) => log.warn({ err: error, session: this.id }, 'closing sub-agents failed'));
+    await this.#approvals.stop();
     const resources = [...this.#resources.values()];
     this.#resources.clear();
     const results = await Promise.allSettled(resources.map((r) => r.dispose()));
@@ -236,7 +262,7 @@ export class SessionRuntime {
       },
       actions: {
         emitEvent: ({ context }, { msg }) => this.emit(context.turnId, msg),
-        rememberApproval: (_, { key }) => void this.#approvals.add(key),
+        rememberApproval: (_, { key }) => this.#approvals.grant(key),
       },
     });
     const turn = turnMachine.provide({
@@ -286,6 +312,7 @@ export class SessionRuntime {
           this.#rateLimits = snapshot;
         },
         reportFailure: ({ context }, { failure }) => this.#reportFailure(context.turnId, context.turn, failure),
+        interruptAgents: () => void this.#agents.interruptAll(),
       },
     });
     return sessionMachine.provide({
@@ -399,6 +426,7 @@ export class SessionRuntime {
       callId: input.callId,
       turn,
       signal,
+      agents: this.#agents,
       resources: {
         get: <T extends SessionResource>(key: string, create: () => T): T => {
           let resource = this.#resources.get(key);

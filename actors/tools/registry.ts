@@ -11,7 +11,7 @@ export type RoutedCall =
 
 /**
  * Tools by name. One registry builds both the list the model is shown (JSON schema generated
- * from each tool's zod spec) and the dispatch of its calls, so the two cannot drift apart.
+ * from each tool's zod spec, or given directly) and the dispatch of its calls, so the two cannot drift apart.
  */
 export class ToolRegistry {
   readonly #handlers = new Map<string, ToolHandler<unknown>>();
@@ -28,13 +28,21 @@ export class ToolRegistry {
     this.#specs = null;
   }
 
+  /**
+   * A new registry with this one's tools followed by `extra` (a session's MCP tools on top of
+   * the host's core tools). A name already taken throws, as `register` does.
+   */
+  extend(extra: Iterable<ToolHandler<unknown>>): ToolRegistry {
+    return new ToolRegistry([...this.#handlers.values(), ...extra]);
+  }
+
   get(name: string): ToolHandler<unknown> | undefined {
     return this.#handlers.get(name);
   }
 
   specs(): readonly ToolSpecJson[] {
     this.#specs ??= [...this.#handlers.values()].map((h) =>
-      deepFreeze({ type: 'function' as const, name: h.name, description: h.description, parameters: modelSchema(h.args) }),
+      deepFreeze({ type: 'function' as const, name: h.name, description: h.description, parameters: h.parameters ?? modelSchema(h.args) }),
     );
     return this.#specs;
   }

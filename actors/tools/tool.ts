@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import type { EventMsg, FileChange } from '../../protocol/index.js';
+import type { AgentStatus, EventMsg, FileChange } from '../../protocol/index.js';
 import type { ToolOutput, ToolPlan } from '../../machines/tool-plan.js';
 import type { TurnContext } from '../../machines/turn-context.js';
 
@@ -14,6 +14,23 @@ export interface SessionResources {
   get<T extends SessionResource>(key: string, create: () => T): T;
 }
 
+/** A sub-agent as the model sees it in tool results. */
+export interface AgentReport {
+  readonly agent_id: string;
+  readonly nickname: string;
+  readonly status: AgentStatus;
+  /** The final message when completed, the error when errored. */
+  readonly message: string | null;
+}
+
+/** What the sub-agent tools may ask of their session (implemented by its AgentSupervisor). */
+export interface AgentControl {
+  spawn(request: { message: string; agentType?: string | undefined; forkContext: boolean; model?: string | undefined }, ctx: ToolContext): Promise<AgentReport>;
+  sendInput(agentId: string, message: string, interrupt: boolean): Promise<AgentReport>;
+  wait(agentIds: readonly string[], options: { returnWhen: 'all' | 'any'; timeoutMs: number; signal: AbortSignal }): Promise<{ agents: AgentReport[]; timed_out: boolean }>;
+  close(agentId: string): Promise<AgentReport>;
+}
+
 /** What a tool's handler may use while it runs. */
 export interface ToolContext {
   readonly sessionId: string;
@@ -21,6 +38,8 @@ export interface ToolContext {
   readonly turn: TurnContext;
   /** Aborted when the turn is interrupted: the handler must stop and kill what it started. */
   readonly signal: AbortSignal;
+  /** The session's sub-agents; absent in sessions that may not have any (review threads). */
+  readonly agents?: AgentControl | undefined;
   /** Resources that outlive this call and end with the session. */
   readonly resources: SessionResources;
   /** Emit a protocol event on the session's stream (the session assigns id, session and seq). */
@@ -46,8 +65,13 @@ export interface RunPlan {
 export interface ToolHandler<A = unknown> {
   readonly name: string;
   readonly description: string;
-  /** The single source of the model-visible JSON schema and of argument validation. */
+  /** Argument validation, and the source of the model-visible JSON schema unless `parameters` is set. */
   readonly args: z.ZodType<A>;
+  /**
+   * The model-visible JSON schema, given as is: for tools described elsewhere (MCP servers
+   * declare JSON Schema, and validate their own arguments). Absent: generated from `args`.
+   */
+  readonly parameters?: Record<string, unknown>;
   /** Decide whether the call runs, asks first, or is refused. Absent: always runs. */
   plan?(args: A, ctx: ToolContext, approvals: ApprovalMemory): ToolPlan | Promise<ToolPlan>;
   run(args: A, ctx: ToolContext, plan: RunPlan): Promise<ToolOutput>;

@@ -26,3 +26,26 @@ export function outputOrder(request: RecordedRequest): string[] {
     .filter((i) => i.type === 'function_call_output')
     .map((i) => i.call_id as string);
 }
+
+/** True when any input message of the request contains `text`. */
+export function mentions(request: RecordedRequest, text: string): boolean {
+  return inputTexts(request).some((t) => t.includes(text));
+}
+
+/** The agent ids returned by `spawn_agent` calls in the request's tool outputs, in call order. */
+export function spawnedAgentIds(request: RecordedRequest): string[] {
+  const spawnCalls = new Set(
+    inputItems(request)
+      .filter((i) => i.type === 'function_call' && i.name === 'spawn_agent')
+      .map((i) => i.call_id as string),
+  );
+  return inputItems(request).flatMap((i) => {
+    if (i.type !== 'function_call_output' || !spawnCalls.has(i.call_id as string)) return [];
+    try {
+      const parsed = JSON.parse(i.output as string) as { agent_id?: string };
+      return parsed.agent_id ? [parsed.agent_id] : [];
+    } catch {
+      return [];
+    }
+  });
+}

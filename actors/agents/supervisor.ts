@@ -1,0 +1,363 @@
+import { randomUUID } from 'node:crypto';
+import type { AgentStatus, Event, EventMsg, ResponseItem, SessionConfig, SessionOp } from '../../protocol/index.js';
+import type { TurnContext } from '../../machines/turn-context.js';
+import { NoRespondersError, type Bus, type Subscription } from '../bus/bus.js';
+import { subjects, type Subjects } from '../bus/subjects.js';
+import { log } from '../log.js';
+import type { AgentControl, AgentReport, ToolContext } from '../tools/tool.js';
+import { nickname } from './nicknames.js';
+
+export const DEFAULT_AGENT_MAX_DEPTH = 2;
+export const DEFAULT_AGENT_MAX_THREADS = 8;
+
+/** Raised for a request the model made that cannot be honoured; its message is the tool output. */
+export class AgentError extends Error {
+  override readonly name = 'AgentError';
+}
+
+export interface SupervisorOptions {
+  readonly bus: Bus;
+  readonly namespace: string;
+  readonly sessionId: string;
+  readonly rootId: string;
+  readonly depth: number;
+  readonly maxDepth: number;
+  readonly maxThreads: number;
+  /** Emit on this (the parent) session's stream. */
+  emit(id: string | null, msg: EventMsg): void;
+  /** The parent's history, for `fork_context`. */
+  history(): readonly ResponseItem[];
+  /** Approvals granted in the tree so far, inherited by a new child. */
+  approvals(): string[];
+  /** True when the parent runs no turn: a finished child is then noted in its history. */
+  isIdle(): boolean;
+  /** Record the notice of a finished child in the parent's history. */
+  notify(item: ResponseItem): void;
+  /** Waiting for a host to take a placement or an op. */
+  readonly requestTimeoutMs?: number;
+}
+
+interface Child {
+  readonly id: string;
+  readonly nickname: string;
+  /** The spawn call: events about this child carry its id. */
+  readonly callId: string;
+  status: AgentStatus;
+  message: string | null;
+  /** An error reported during the child's current turn; the turn then ends as `errored`. */
+  turnError: string | null;
+  events: Subscription | null;
+  readonly closed: Promise<void>;
+  markClosed(): void;
+}
+
+const FINISHED: ReadonlySet<AgentStatus> = new Set(['completed', 'errored', 'interrupted', 'shutdown']);
+const CLOSE_TIMEOUT_MS = 30_000;
+
+/**
+ * The sub-agents of one session. A child is a full session placed through the bus like any
+ * other, so it may live on another worker; the supervisor knows it only through its events
+ * (subscribed before it is placed, so none is missed) and reaches it only with ops. The tree's
+ * thread limit is kept by the root session and asked for over the bus.
+ */
+export class AgentSupervisor implements AgentControl {
+  readonly #options: SupervisorOptions;
+  readonly #subjects: Subjects;
+  readonly #children = new Map<string, Child>();
+  readonly #waiters = new Set<() => void>();
+  #spawned = 0;
+  /** At the root only: how many sub-agents of the tree are open. */
+  #open = 0;
+  #slots: Subscription | null = null;
+
+  constructor(options: SupervisorOptions) {
+    this.#options = options;
+    this.#subjects = subjects(options.namespace);
+  }
+
+  get #isRoot(): boolean {
+    return this.#options.rootId === this.#options.sessionId;
+  }
+
+  /** At the root: serve the tree's thread slots to every descendant, wherever it runs. */
+  start(): void {
+    if (!this.#isRoot) return;
+    this.#slots = this.#options.bus.subscribe(this.#subjects.treeControl(this.#options.rootId, 'slots'), async (message, delivery) => {
+      if (message.kind !== 'agent_slot') return;
+      if (message.action === 'release') {
+        this.#release();
+        return;
+      }
+      const granted = this.#acquire();
+      await delivery.respond?.({ kind: 'agent_slot_reply', granted, open: this.#open, limit: this.#options.maxThreads });
+    });
+  }
+
+  async spawn(
+    request: { message: string; agentType?: string | undefined; forkContext: boolean; model?: string | undefined },
+    ctx: ToolContext,
+  ): Promise<AgentReport> {
+    const { maxDepth, maxThreads } = this.#options;
+    const depth = this.#options.depth + 1;
+    if (depth > maxDepth) {
+      throw new AgentError(`cannot spawn: agent_max_depth is ${maxDepth} and this agent is already at depth ${this.#options.depth}`);
+    }
+    if (!(await this.#acquireSlot())) {
+      throw new AgentError(`cannot spawn: agent_max_threads is ${maxThreads} and that many agents are already open in this session tree; close one first`);
+    }
+    const id = randomUUID();
+    let markClosed!: () => void;
+    const closed = new Promise<void>((resolve) => (markClosed = resolve));
+    const child: Child = {
+      id,
+      nickname: nickname(this.#spawned++),
+      callId: ctx.callId,
+      status: 'pending_init',
+      message: null,
+      turnError: null,
+      events: null,
+      closed,
+      markClosed,
+    };
+    this.#children.set(id, child);
+    // Subscribe before the child exists, so its first event cannot be missed.
+    child.events = this.#options.bus.subscribe(this.#subjects.event(this.#options.rootId, id), (message) => {
+      if (message.kind === 'event') this.#onChildEvent(child, message.event);
+    });
+    try {
+      const reply = await this.#options.bus.request(
+        this.#subjects.place(),
+        {
+          kind: 'place',
+          submission_id: ctx.callId,
+          session_id: id,
+          config: childConfig(ctx.turn, request.model, maxDepth, maxThreads),
+          lineage: { parent_session_id: this.#options.sessionId, root_session_id: this.#options.rootId, depth },
+          origin: { type: 'new' },
+          ...(request.forkContext ? { initial_history: [...this.#options.history()] } : {}),
+          approvals: this.#options.approvals(),
+        },
+        { timeoutMs: this.#timeout },
+      );
+      if (reply.kind !== 'placed') throw new AgentError(reply.kind === 'failure' ? reply.message : `unexpected reply ${reply.kind}`);
+    } catch (error) {
+      this.#children.delete(id);
+      await child.events.unsubscribe();
+      this.#releaseSlot();
+      throw error instanceof AgentError ? error : new AgentError(`cannot spawn: ${describe(error)}`);
+    }
+    this.#options.emit(ctx.callId, {
+      type: 'agent_spawned',
+      call_id: ctx.callId,
+      agent_id: id,
+      parent_session_id: this.#options.sessionId,
+      depth,
+      nickname: child.nickname,
+      prompt: request.message,
+    });
+    this.#options.emit(ctx.callId, { type: 'agent_status', agent_id: id, status: 'pending_init' });
+    const task = request.agentType ? `[${request.agentType}] ${request.message}` : request.message;
+    await this.#submit(id, `${ctx.callId}-task`, { type: 'user_turn', items: [{ type: 'text', text: task }] });
+    return report(child);
+  }
+
+  async sendInput(agentId: string, message: string, interrupt: boolean): Promise<AgentReport> {
+    const child = this.#openChild(agentId);
+    if (interrupt) await this.#submit(child.id, `input-${randomUUID()}`, { type: 'interrupt' });
+    await this.#submit(child.id, `input-${randomUUID()}`, { type: 'user_input', items: [{ type: 'text', text: message }] });
+    return report(child);
+  }
+
+  async wait(
+    agentIds: readonly string[],
+    options: { returnWhen: 'all' | 'any'; timeoutMs: number; signal: AbortSignal },
+  ): Promise<{ agents: AgentReport[]; timed_out: boolean }> {
+    const children = agentIds.map((id) => {
+      const child = this.#children.get(id);
+      if (!child) throw new AgentError(`unknown agent ${id}; this session's agents: ${[...this.#children.keys()].join(', ') || 'none'}`);
+      return child;
+    });
+    const done = () =>
+      options.returnWhen === 'all' ? children.every((c) => FINISHED.has(c.status)) : children.some((c) => FINISHED.has(c.status));
+    let timedOut = false;
+    if (!done()) {
+      await new Promise<void>((resolve) => {
+        const finish = () => {
+          clearTimeout(timer);
+          this.#waiters.delete(check);
+          options.signal.removeEventListener('abort', finish);
+          resolve();
+        };
+        const check = () => {
+          if (done()) finish();
+        };
+        const timer = setTimeout(() => {
+          timedOut = true;
+          finish();
+        }, options.timeoutMs);
+        this.#waiters.add(check);
+        options.signal.addEventListener('abort', finish, { once: true });
+      });
+    }
+    return { agents: children.map(report), timed_out: timedOut };
+  }
+
+  async close(agentId: string): Promise<AgentReport> {
+    const child = this.#children.get(agentId);
+    if (!child) throw new AgentError(`unknown agent ${agentId}`);
+    await this.#close(child);
+    return report(child);
+  }
+
+  /** Interrupt every child that is working (a parent's interrupt cascades down the tree). */
+  async interruptAll(): Promise<void> {
+    await Promise.all(
+      [...this.#children.values()]
+        .filter((c) => c.status === 'running' || c.status === 'pending_init')
+        .map((c) => this.#submit(c.id, `cascade-${randomUUID()}`, { type: 'interrupt' }).catch((error: unknown) => log.warn({ err: error, agent: c.id }, 'could not interrupt a sub-agent'))),
+    );
+  }
+
+  /** Close every child (each closes its own descendants first), then stop serving the tree. */
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.#children.values()].map((c) => this.#close(c)));
+    await this.#slots?.unsubscribe();
+    this.#slots = null;
+  }
+
+  async #close(child: Child): Promise<void> {
+    if (child.status === 'shutdown') return;
+    try {
+      await this.#submit(child.id, `close-${randomUUID()}`, { type: 'shutdown' });
+    } catch (error) {
+      if (!(error instanceof NoRespondersError)) throw error;
+      // The child is already gone: treat it as closed.
+      this.#onChildEvent(child, { id: null, session_id: child.id, seq: null, msg: { type: 'shutdown_complete' } });
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([child.closed, new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_TIMEOUT_MS)))]);
+    clearTimeout(timer);
+  }
+
+  #openChild(agentId: string): Child {
+    const child = this.#children.get(agentId);
+    if (!child) throw new AgentError(`unknown agent ${agentId}`);
+    if (child.status === 'shutdown') throw new AgentError(`agent ${agentId} is closed`);
+    return child;
+  }
+
+  #onChildEvent(child: Child, event: Event): void {
+    const msg = event.msg;
+    switch (msg.type) {
+      case 'task_started':
+        child.turnError = null;
+        this.#setStatus(child, 'running', null);
+        break;
+      case 'error':
+        child.turnError = msg.message;
+        break;
+      case 'task_complete':
+        if (child.turnError !== null) this.#setStatus(child, 'errored', child.turnError);
+        else this.#setStatus(child, 'completed', msg.last_agent_message);
+        break;
+      case 'turn_aborted':
+        this.#setStatus(child, 'interrupted', null);
+        break;
+      case 'shutdown_complete':
+        this.#setStatus(child, 'shutdown', child.message);
+        void child.events?.unsubscribe();
+        child.events = null;
+        this.#releaseSlot();
+        child.markClosed();
+        break;
+      default:
+        break;
+    }
+  }
+
+  #setStatus(child: Child, status: AgentStatus, message: string | null): void {
+    child.status = status;
+    child.message = message;
+    this.#options.emit(child.callId, { type: 'agent_status', agent_id: child.id, status, ...(message !== null ? { message } : {}) });
+    if ((status === 'completed' || status === 'errored') && this.#options.isIdle()) {
+      this.#options.notify(notification(child));
+    }
+    for (const wake of [...this.#waiters]) wake();
+  }
+
+  async #submit(agentId: string, id: string, op: SessionOp): Promise<void> {
+    const reply = await this.#options.bus.request(
+      this.#subjects.op(agentId),
+      { kind: 'op', submission: { id, session_id: agentId, op } },
+      { timeoutMs: this.#timeout },
+    );
+    if (reply.kind === 'failure') throw new AgentError(reply.message);
+  }
+
+  async #acquireSlot(): Promise<boolean> {
+    if (this.#isRoot) return this.#acquire();
+    const reply = await this.#options.bus.request(
+      this.#subjects.treeControl(this.#options.rootId, 'slots'),
+      { kind: 'agent_slot', action: 'acquire', agent_id: this.#options.sessionId },
+      { timeoutMs: this.#timeout },
+    );
+    return reply.kind === 'agent_slot_reply' && reply.granted;
+  }
+
+  #releaseSlot(): void {
+    if (this.#isRoot) {
+      this.#release();
+      return;
+    }
+    this.#options.bus
+      .publish(this.#subjects.treeControl(this.#options.rootId, 'slots'), { kind: 'agent_slot', action: 'release', agent_id: this.#options.sessionId })
+      .catch((error: unknown) => log.warn({ err: error }, 'could not release a sub-agent slot'));
+  }
+
+  #acquire(): boolean {
+    if (this.#open >= this.#options.maxThreads) return false;
+    this.#open++;
+    return true;
+  }
+
+  #release(): void {
+    this.#open = Math.max(0, this.#open - 1);
+  }
+
+  get #timeout(): number {
+    return this.#options.requestTimeoutMs ?? 10_000;
+  }
+}
+
+/** What a child inherits from the turn that spawned it. */
+function childConfig(turn: TurnContext, model: string | undefined, maxDepth: number, maxThreads: number): SessionConfig {
+  return {
+    model: model ?? turn.model,
+    cwd: turn.cwd,
+    approval_policy: turn.approval_policy,
+    sandbox_policy: turn.sandbox_policy,
+    base_instructions: turn.base_instructions,
+    ...(turn.effort ? { effort: turn.effort } : {}),
+    agent_max_depth: maxDepth,
+    agent_max_threads: maxThreads,
+  };
+}
+
+function report(child: Child): AgentReport {
+  return { agent_id: child.id, nickname: child.nickname, status: child.status, message: child.message };
+}
+
+/** The note a parent's history gets when a child finishes while the parent is idle. */
+function notification(child: Child): ResponseItem {
+  const outcome = child.status === 'errored' ? `failed: ${child.message ?? 'unknown error'}` : `finished: ${child.message ?? '(no message)'}`;
+  return {
+    type: 'message',
+    role: 'user',
+    content: [{ type: 'input_text', text: `<subagent_notification>\nAgent ${child.nickname} (${child.id}) ${outcome}\n</subagent_notification>` }],
+  };
+}
+
+function describe(error: unknown): string {
+  if (error instanceof NoRespondersError) return 'no host is available to run the agent';
+  return error instanceof Error ? error.message : String(error);
+}

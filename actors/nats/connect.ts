@@ -1,0 +1,271 @@
+import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import {
+  connect,
+  credsAuthenticator,
+  nkeyAuthenticator,
+  type NatsConnection,
+  type NodeConnectionOptions,
+  type Status,
+} from '@nats-io/transport-node';
+import { log as processLog, type Logger } from '../log.js';
+
+/**
+ * How a troupe process reaches NATS: which servers, how it authenticates, whether it uses TLS.
+ * Every value can come from a flag or from the environment (flags win), so the same settings
+ * work on a command line, in docker-compose and in a Kubernetes pod spec.
+ */
+export interface NatsSettings {
+  /** One or more server URLs (`nats://host:4222`, `tls://…`); the client fails over between them. */
+  readonly servers: readonly string[];
+  readonly token?: string | undefined;
+  readonly user?: string | undefined;
+  readonly password?: string | undefined;
+  /** A file holding an nkey seed (`SU…`). */
+  readonly nkeySeedFile?: string | undefined;
+  /** A `.creds` file (user JWT and nkey seed), as `nsc` writes it. */
+  readonly credsFile?: string | undefined;
+  readonly tls?: NatsTlsSettings | undefined;
+  /** The subject namespace: processes only see each other inside the same one. */
+  readonly namespace: string;
+}
+
+export interface NatsTlsSettings {
+  readonly caFile?: string | undefined;
+  readonly certFile?: string | undefined;
+  readonly keyFile?: string | undefined;
+}
+
+/** Bad or contradictory NATS settings; the message names the flag or variable. */
+export class NatsSettingsError extends Error {
+  override readonly name = 'NatsSettingsError';
+}
+
+/** Connecting failed (the first time: later losses are reconnected forever). */
+export class NatsConnectError extends Error {
+  override readonly name = 'NatsConnectError';
+  constructor(servers: readonly string[], options?: ErrorOptions) {
+    super(`could not connect to NATS at ${servers.map(redactUrl).join(', ')}`, options);
+  }
+}
+
+/** The `parseArgs` options every NATS-capable command accepts. */
+export const NATS_FLAGS = {
+  nats: { type: 'string' },
+  'nats-creds': { type: 'string' },
+  'nats-nkey': { type: 'string' },
+  'nats-tls-ca': { type: 'string' },
+  'nats-tls-cert': { type: 'string' },
+  'nats-tls-key': { type: 'string' },
+  namespace: { type: 'string' },
+} as const;
+
+export interface NatsFlagValues {
+  readonly nats?: string | undefined;
+  readonly 'nats-creds'?: string | undefined;
+  readonly 'nats-nkey'?: string | undefined;
+  readonly 'nats-tls-ca'?: string | undefined;
+  readonly 'nats-tls-cert'?: string | undefined;
+  readonly 'nats-tls-key'?: string | undefined;
+  readonly namespace?: string | undefined;
+}
+
+/**
+ * The settings named by flags and the environment, or null when neither names a server (the
+ * process then runs in-process). Secrets (token, password) are read from the environment only,
+ * so they never show up in a process list.
+ */
+export function natsSettingsFrom(flags: NatsFlagValues, env: NodeJS.ProcessEnv): NatsSettings | null {
+  const pick = (flag: string | undefined, name: string): string | undefined => {
+    const value = flag ?? env[name];
+    return value === undefined || value.trim() === '' ? undefined : value.trim();
+  };
+  const url = pick(flags.nats, 'TROUPE_NATS_URL');
+  if (url === undefined) return null;
+  const servers = url
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (servers.length === 0) throw new NatsSettingsError('--nats / TROUPE_NATS_URL names no server');
+  const settings: NatsSettings = {
+    servers,
+    token: pick(undefined, 'TROUPE_NATS_TOKEN'),
+    user: pick(undefined, 'TROUPE_NATS_USER'),
+    password: pick(undefined, 'TROUPE_NATS_PASSWORD'),
+    nkeySeedFile: pick(flags['nats-nkey'], 'TROUPE_NATS_NKEY'),
+    credsFile: pick(flags['nats-creds'], 'TROUPE_NATS_CREDS'),
+    tls: tlsFrom(
+      pick(flags['nats-tls-ca'], 'TROUPE_NATS_TLS_CA'),
+      pick(flags['nats-tls-cert'], 'TROUPE_NATS_TLS_CERT'),
+      pick(flags['nats-tls-key'], 'TROUPE_NATS_TLS_KEY'),
+    ),
+    namespace: pick(flags.namespace, 'TROUPE_NAMESPACE') ?? 'default',
+  };
+  const methods = [settings.token, settings.user, settings.nkeySeedFile, settings.credsFile].filter((m) => m !== undefined);
+  if (methods.length > 1) {
+    throw new NatsSettingsError(
+      'choose one way to authenticate to NATS: a token, a user and password, an nkey seed or a creds file',
+    );
+  }
+  if ((settings.user === undefined) !== (settings.password === undefined)) {
+    throw new NatsSettingsError('TROUPE_NATS_USER and TROUPE_NATS_PASSWORD go together');
+  }
+  return settings;
+}
+
+function tlsFrom(caFile?: string, certFile?: string, keyFile?: string): NatsTlsSettings | undefined {
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new NatsSettingsError('a TLS client certificate needs its key: set both --nats-tls-cert and --nats-tls-key');
+  }
+  if (caFile === undefined && certFile === undefined) return undefined;
+  return { caFile, certFile, keyFile };
+}
+
+/** Hides the password of a `nats://user:pass@host` URL, so it can be logged. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@');
+}
+
+const RECONNECT_MIN_MS = 250;
+const RECONNECT_MAX_MS = 5_000;
+const RECONNECT_JITTER = 0.2;
+
+/**
+ * The wait between reconnect attempts: it grows with the time spent disconnected (half of
+ * it, between 250 ms and 5 s), so a blip is healed at once and a long outage is not hammered;
+ * the jitter spreads the reconnects of many workers after the server comes back.
+ * nats.js asks for the wait on every pass of its dial loop, so it must depend on time, not on
+ * how often it was asked.
+ */
+export class ReconnectBackoff {
+  #since: number | null = null;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  delay(): number {
+    const now = this.now();
+    this.#since ??= now;
+    const base = Math.min(RECONNECT_MAX_MS, Math.max(RECONNECT_MIN_MS, (now - this.#since) / 2));
+    return Math.round(base * (1 + Math.random() * RECONNECT_JITTER));
+  }
+
+  /** Connected again: the next outage starts from the shortest wait. */
+  reset(): void {
+    this.#since = null;
+  }
+}
+
+export interface ConnectOptions {
+  /** Shown by the server (`connz`): which kind of troupe process this is. */
+  readonly name: string;
+  /** Keep trying until a first connection succeeds (workers); otherwise fail fast. */
+  readonly waitOnFirstConnect?: boolean;
+  readonly logger?: Logger;
+}
+
+/** What the client library is given, with the key material read from disk. */
+export async function natsConnectionOptions(settings: NatsSettings, options: ConnectOptions): Promise<NodeConnectionOptions> {
+  const backoff = new ReconnectBackoff();
+  const result: NodeConnectionOptions = {
+    servers: [...settings.servers],
+    name: options.name,
+    maxReconnectAttempts: -1,
+    reconnectDelayHandler: () => backoff.delay(),
+    waitOnFirstConnect: options.waitOnFirstConnect ?? false,
+    // Fail a first connection fast enough for an interactive `troupe exec`.
+    timeout: 5_000,
+    pingInterval: 20_000,
+    maxPingOut: 3,
+  };
+  if (settings.token !== undefined) result.token = settings.token;
+  if (settings.user !== undefined) {
+    result.user = settings.user;
+    result.pass = settings.password;
+  }
+  if (settings.nkeySeedFile !== undefined) {
+    const seed = (await readKey(settings.nkeySeedFile, 'nkey seed')).trim();
+    result.authenticator = nkeyAuthenticator(new TextEncoder().encode(seed));
+  }
+  if (settings.credsFile !== undefined) {
+    result.authenticator = credsAuthenticator(new TextEncoder().encode(await readKey(settings.credsFile, 'creds')));
+  }
+  if (settings.tls !== undefined) {
+    const { caFile, certFile, keyFile } = settings.tls;
+    result.tls = {
+      ...(caFile !== undefined ? { caFile } : {}),
+      ...(certFile !== undefined ? { certFile } : {}),
+      ...(keyFile !== undefined ? { keyFile } : {}),
+    };
+  }
+  backoffs.set(result, backoff);
+  return result;
+}
+
+const backoffs = new WeakMap<NodeConnectionOptions, ReconnectBackoff>();
+
+async function readKey(path: string, what: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    throw new NatsSettingsError(`cannot read the NATS ${what} file ${path}: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Connects, and logs every change of the connection's state from then on: a lost connection
+ * is retried forever, so these lines are how an operator sees an outage.
+ */
+export async function connectNats(settings: NatsSettings, options: ConnectOptions): Promise<NatsConnection> {
+  const logger = (options.logger ?? processLog).child({ component: 'nats' });
+  const connectionOptions = await natsConnectionOptions(settings, options);
+  let connection: NatsConnection;
+  try {
+    connection = await connect(connectionOptions);
+  } catch (error) {
+    throw new NatsConnectError(settings.servers, { cause: error });
+  }
+  logger.info({ server: connection.getServer(), name: options.name }, 'connected to NATS');
+  void watchStatus(connection, logger, backoffs.get(connectionOptions));
+  void connection.closed().then((error) => {
+    if (error) logger.error({ err: error }, 'the NATS connection closed with an error');
+  });
+  return connection;
+}
+
+async function watchStatus(connection: NatsConnection, logger: Logger, backoff: ReconnectBackoff | undefined): Promise<void> {
+  for await (const status of connection.status()) logStatus(status, logger, backoff);
+}
+
+function logStatus(status: Status, logger: Logger, backoff: ReconnectBackoff | undefined): void {
+  switch (status.type) {
+    case 'disconnect':
+      logger.warn({ server: status.server }, 'disconnected from NATS; reconnecting');
+      return;
+    case 'reconnect':
+      backoff?.reset();
+      logger.info({ server: status.server }, 'reconnected to NATS');
+      return;
+    case 'reconnecting':
+      logger.debug('trying to reconnect to NATS');
+      return;
+    case 'error':
+      logger.error({ err: status.error }, 'NATS reported an error');
+      return;
+    case 'staleConnection':
+      logger.warn('the NATS connection went stale');
+      return;
+    case 'ldm':
+      logger.warn({ server: status.server }, 'the NATS server is entering lame duck mode');
+      return;
+    case 'slowConsumer':
+      logger.warn({ subject: status.sub.getSubject(), pending: status.pending }, 'a NATS subscription is falling behind');
+      return;
+    default:
+      return;
+  }
+}
+
+/** `hostname-pid`: unique enough among live workers, and says where to look. */
+export function defaultWorkerId(): string {
+  return `${hostname().replace(/[.*>\s]/g, '-')}-${process.pid}`;
+}

@@ -1,13 +1,14 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startFakeModelServer, type ScriptStep } from '../../test/support/index.js';
+import { mentions, outputFor, spawnedAgentIds, startFakeModelServer, type RecordedRequest, type ScriptItem, type ScriptStep } from '../../test/support/index.js';
 import { createRuntime } from '../runtime.js';
 import { denyingApprover, runOneTurn, terminalApprover } from './exec.js';
 import { MODEL_FLAGS, parseArgs, wireApiFlag } from './main.js';
 import { TranscriptRenderer } from './render.js';
 
-const PROMPT = 'The tests of this project fail. Find the bug, fix it, and show that the tests pass.';
+const PROMPT =
+  'Get this project healthy: find out what the tests say, fix what is broken, and record which Node.js version is installed. Split the work between sub-agents.';
 
 const STATS_JS = `// Small statistics helpers.
 export function sum(values) {
@@ -38,67 +39,131 @@ async function makeWorkspace(): Promise<string> {
   return dir;
 }
 
+type Status = 'pending' | 'in_progress' | 'completed';
+
 /** What the built-in scripted model does: the moves a capable model would make on this task. */
 function script(dir: string): ScriptStep[] {
-  const plan = (statuses: ['pending' | 'in_progress' | 'completed', 'pending' | 'in_progress' | 'completed', 'pending' | 'in_progress' | 'completed']) => ({
-    type: 'function_call' as const,
+  const plan = (callId: string, s: [Status, Status, Status]): ScriptItem => ({
+    type: 'function_call',
     name: 'update_plan',
+    call_id: callId,
     arguments: {
       plan: [
-        { step: 'Reproduce the failure', status: statuses[0] },
-        { step: 'Find and fix the bug', status: statuses[1] },
-        { step: 'Run the tests again', status: statuses[2] },
+        { step: 'Hand the three jobs to sub-agents', status: s[0] },
+        { step: 'Collect their results', status: s[1] },
+        { step: 'Run the tests once more', status: s[2] },
       ],
     },
   });
+  const call = (callId: string, name: string, args: Record<string, unknown>): ScriptItem => ({ type: 'function_call', name, call_id: callId, arguments: args });
+  const say = (text: string): ScriptItem => ({ type: 'message', text });
+  const after = (callId: string) => (r: RecordedRequest) => outputFor(r, callId) !== undefined;
+  const before = (callId: string) => (r: RecordedRequest) => outputFor(r, callId) === undefined;
+  const task = (marker: string) => (r: RecordedRequest) => mentions(r, marker);
+  const both =
+    (...tests: ((r: RecordedRequest) => boolean)[]) =>
+    (r: RecordedRequest) =>
+      tests.every((t) => t(r));
+  const TESTS = 'Run the test suite';
+  const FIX = 'Fix the bug in stats.js';
+  const NODE = 'Record which Node.js version';
+  const isParent = task('Get this project healthy');
   return [
+    // The parent fans out.
     {
       kind: 'response',
+      match: both(isParent, before('spawn-tests')),
       items: [
-        { type: 'reasoning', text: 'Run the tests first to see what fails.' },
-        plan(['in_progress', 'pending', 'pending']),
-        { type: 'function_call', name: 'shell', arguments: { command: ['node', 'test.js'] } },
+        { type: 'reasoning', text: 'Three independent jobs: give each to its own agent.' },
+        plan('plan-1', ['in_progress', 'pending', 'pending']),
+        call('spawn-tests', 'spawn_agent', { message: `${TESTS} with \`node test.js\` and report what fails.` }),
+        call('spawn-fix', 'spawn_agent', { message: `${FIX}: mean() gives wrong results.` }),
+        call('spawn-node', 'spawn_agent', { message: `${NODE} is installed on this machine.` }),
+      ],
+    },
+    // The test runner.
+    { kind: 'response', match: both(task(TESTS), before('tests-run')), items: [call('tests-run', 'shell', { command: ['node', 'test.js'] })] },
+    {
+      kind: 'reply',
+      match: both(task(TESTS), after('tests-run')),
+      // The fixer works at the same time: the tests may already pass.
+      handler: (r) => ({
+        kind: 'response',
+        items: [
+          say(
+            (outputFor(r, 'tests-run') ?? '').includes('Exit code: 0')
+              ? 'The suite passes: all 3 checks.'
+              : 'The suite fails: mean([2, 4, 6]) returns 6 instead of 4.',
+          ),
+        ],
+      }),
+    },
+    // The fixer.
+    { kind: 'response', match: both(task(FIX), before('fix-read')), items: [call('fix-read', 'read_file', { file_path: join(dir, 'stats.js') })] },
+    {
+      kind: 'response',
+      match: both(task(FIX), after('fix-read'), before('fix-patch')),
+      items: [
+        say('mean() divides by length - 1; it should divide by length.'),
+        call('fix-patch', 'apply_patch', {
+          input: [
+            '*** Begin Patch',
+            '*** Update File: stats.js',
+            '@@ export function mean(values) {',
+            '   if (values.length === 0) return 0;',
+            '-  return sum(values) / (values.length - 1);',
+            '+  return sum(values) / values.length;',
+            ' }',
+            '*** End Patch',
+          ].join('\n'),
+        }),
+      ],
+    },
+    { kind: 'response', match: both(task(FIX), after('fix-patch')), items: [say('Fixed: mean() now divides by values.length.')] },
+    // The one that needs the user's approval: it asks to run outside the sandbox.
+    {
+      kind: 'response',
+      match: both(task(NODE), before('node-version')),
+      items: [
+        call('node-version', 'shell', {
+          command: ['node', '--version'],
+          with_escalated_permissions: true,
+          justification: 'Reading the system-wide Node.js installation',
+        }),
       ],
     },
     {
-      kind: 'response',
-      items: [
-        { type: 'message', text: 'The mean is wrong. Let me read stats.js.' },
-        { type: 'function_call', name: 'read_file', arguments: { file_path: join(dir, 'stats.js') } },
-      ],
+      kind: 'reply',
+      match: both(task(NODE), after('node-version')),
+      handler: (r) => {
+        const output = outputFor(r, 'node-version') ?? '';
+        const version = /v\d+\.\d+\.\d+/.exec(output)?.[0];
+        return { kind: 'response', items: [say(version ? `Node.js ${version} is installed.` : 'I was not allowed to check the Node.js version.')] };
+      },
+    },
+    // The parent collects the results, checks the fix, and reports.
+    {
+      kind: 'reply',
+      match: both(isParent, after('spawn-node'), before('wait-all')),
+      handler: (r) => ({
+        kind: 'response',
+        items: [plan('plan-2', ['completed', 'in_progress', 'pending']), call('wait-all', 'wait_agent', { agent_ids: spawnedAgentIds(r) })],
+      }),
     },
     {
       kind: 'response',
-      items: [
-        plan(['completed', 'in_progress', 'pending']),
-        {
-          type: 'function_call',
-          name: 'apply_patch',
-          arguments: {
-            input: [
-              '*** Begin Patch',
-              '*** Update File: stats.js',
-              '@@ export function mean(values) {',
-              '   if (values.length === 0) return 0;',
-              '-  return sum(values) / (values.length - 1);',
-              '+  return sum(values) / values.length;',
-              ' }',
-              '*** End Patch',
-            ].join('\n'),
-          },
-        },
-      ],
+      match: both(isParent, after('wait-all'), before('verify')),
+      items: [plan('plan-3', ['completed', 'completed', 'in_progress']), call('verify', 'shell', { command: ['node', 'test.js'] })],
     },
+    { kind: 'response', match: both(isParent, after('verify'), before('plan-4')), items: [plan('plan-4', ['completed', 'completed', 'completed'])] },
     {
-      kind: 'response',
-      items: [plan(['completed', 'completed', 'in_progress']), { type: 'function_call', name: 'shell', arguments: { command: ['node', 'test.js'] } }],
-    },
-    { kind: 'response', items: [plan(['completed', 'completed', 'completed'])] },
-    {
-      kind: 'response',
-      items: [
-        { type: 'message', text: '`mean` divided by `length - 1` instead of `length`. I fixed the divisor in stats.js, and `node test.js` now passes all 3 checks.' },
-      ],
+      kind: 'reply',
+      match: both(isParent, after('plan-4')),
+      handler: (r) => {
+        const results = JSON.parse(outputFor(r, 'wait-all') ?? '{"agents":[]}') as { agents: { nickname: string; message: string | null }[] };
+        const lines = results.agents.map((a) => `- ${a.nickname}: ${a.message ?? '(no answer)'}`);
+        return { kind: 'response', items: [say(['Done. My three agents reported:', ...lines, 'The tests pass now.'].join('\n'))] };
+      },
     },
   ];
 }

@@ -47,37 +47,64 @@ export interface OneTurnOptions {
   readonly onEvent: (event: Event) => void;
 }
 
-/** Run one turn in a new session and shut it down; resolves to the final agent message and whether it failed. */
+/**
+ * Run one turn in a new session and shut it down. Follows the whole session tree: events of
+ * sub-agents are passed on too, and their approval requests are answered like the root's.
+ * Resolves to the root's final message and whether the root's turn failed.
+ */
 export async function runOneTurn(options: OneTurnOptions): Promise<{ lastMessage: string | null; failed: boolean }> {
-  const session = await options.runtime.newSession(options.config);
+  const { runtime } = options;
   const turnId = 'turn-1';
+  const tree = new Set<string>();
+  let rootId: string | null = null;
   let failed = false;
   let lastMessage: string | null = null;
-  const finished = (async () => {
-    for await (const event of session.events()) {
-      options.onEvent(event);
-      const msg = event.msg;
-      if (msg.type === 'exec_approval_request' || msg.type === 'apply_patch_approval_request') {
+  let turnEnded!: () => void;
+  const ended = new Promise<void>((resolve) => (turnEnded = resolve));
+  let rootClosed!: () => void;
+  const closed = new Promise<void>((resolve) => (rootClosed = resolve));
+  // One question at a time on the terminal, in the order the requests came.
+  let answering: Promise<void> = Promise.resolve();
+
+  const onEvent = (event: Event) => {
+    const msg = event.msg;
+    if (msg.type === 'session_configured' && msg.parent_session_id !== null && tree.has(msg.parent_session_id)) tree.add(msg.session_id);
+    if (event.session_id === null || !tree.has(event.session_id)) return;
+    options.onEvent(event);
+    const sessionId = event.session_id;
+    const isRoot = sessionId === rootId;
+    if (msg.type === 'exec_approval_request' || msg.type === 'apply_patch_approval_request') {
+      answering = answering.then(async () => {
         const decision = await options.approver(msg);
-        await session.submit({ type: msg.type === 'exec_approval_request' ? 'exec_approval' : 'patch_approval', id: msg.call_id, decision });
-      } else if (msg.type === 'error') {
-        failed = true;
-      } else if (msg.type === 'task_complete' && msg.turn_id === turnId) {
-        lastMessage = msg.last_agent_message;
-        return;
-      } else if (msg.type === 'turn_aborted' && msg.turn_id === turnId) {
-        failed = true;
-        return;
-      }
+        const op = msg.type === 'exec_approval_request' ? ('exec_approval' as const) : ('patch_approval' as const);
+        await runtime.gateway.submit({ id: `approval-${msg.call_id}`, session_id: sessionId, op: { type: op, id: msg.call_id, decision } });
+      });
+    } else if (isRoot && msg.type === 'error') {
+      failed = true;
+    } else if (isRoot && msg.type === 'task_complete' && msg.turn_id === turnId) {
+      lastMessage = msg.last_agent_message;
+      turnEnded();
+    } else if (isRoot && msg.type === 'turn_aborted' && msg.turn_id === turnId) {
+      failed = true;
+      turnEnded();
+    } else if (isRoot && msg.type === 'shutdown_complete') {
+      rootClosed();
     }
-  })();
-  await session.submit({ type: 'user_turn', items: [{ type: 'text', text: options.prompt }] }, turnId);
-  await finished;
-  const rest = (async () => {
-    for await (const event of session.events()) options.onEvent(event);
-  })();
-  await session.shutdown();
-  await rest;
+  };
+  const stop = runtime.onEvent(onEvent);
+  try {
+    const session = await runtime.newSession(options.config);
+    rootId = session.id;
+    tree.add(session.id);
+    options.onEvent({ id: null, session_id: session.id, seq: 1, msg: session.configured });
+    await session.submit({ type: 'user_turn', items: [{ type: 'text', text: options.prompt }] }, turnId);
+    await ended;
+    await answering;
+    await runtime.gateway.submit({ id: 'exec-shutdown', session_id: session.id, op: { type: 'shutdown' } });
+    await closed;
+  } finally {
+    stop();
+  }
   return { lastMessage, failed };
 }
 

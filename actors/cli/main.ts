@@ -4,6 +4,7 @@ import { wireJsonSchema } from '../../protocol/index.js';
 import { runAppServer } from './app-server.js';
 import { runDemo } from './demo.js';
 import { runExec } from './exec.js';
+import { runMcpServer } from './mcp-server.js';
 
 const USAGE = `troupe: an actor-model runtime for coding agents
 
@@ -12,6 +13,8 @@ Usage:
       Serve the JSON-lines protocol (PROTOCOL.md) on stdin/stdout.
   troupe exec [--json] [--model M] [--wire-api W] [--approval-policy P] [--sandbox S] [-C DIR] "prompt"
       Run one turn and print what happens; the final message goes to stdout.
+  troupe mcp-server [--model M] [--wire-api W]
+      Serve troupe as an MCP server on stdin/stdout (tools: troupe, troupe-reply).
   troupe demo
       Run a small real task in a temporary workspace (scripted model when OPENAI_API_KEY is unset).
   troupe schema
@@ -39,6 +42,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await runAppServer(rest);
       case 'exec':
         return await runExec(rest);
+      case 'mcp-server':
+        return await runMcpServer(rest);
       case 'demo':
         return await runDemo(rest);
       case 'schema':

@@ -12,6 +12,9 @@ export class TranscriptRenderer {
   #progressStarted = 0;
   #frame = 0;
   #streamingText = false;
+  /** Sub-agents by session id, so their lines can be told apart: `[Ada] …`. */
+  readonly #agents = new Map<string, string>();
+  #label = '';
 
   constructor(out: NodeJS.WriteStream) {
     this.#out = out;
@@ -20,8 +23,27 @@ export class TranscriptRenderer {
 
   render(event: Event): void {
     const msg = event.msg;
+    const agent = event.session_id !== null ? this.#agents.get(event.session_id) : undefined;
+    this.#label = agent ? `[${agent}] ` : '';
+    // Several agents stream at once: only the root's text is shown as it streams.
+    if (agent && (msg.type === 'agent_message_delta' || msg.type === 'agent_reasoning_delta')) return;
+    if (agent && msg.type === 'agent_message') {
+      this.#line(msg.message);
+      return;
+    }
     switch (msg.type) {
+      case 'agent_spawned':
+        this.#agents.set(msg.agent_id, msg.nickname ?? msg.agent_id.slice(0, 8));
+        this.#line(`spawned agent ${msg.nickname ?? msg.agent_id}: ${msg.prompt}`);
+        break;
+      case 'agent_status':
+        if (msg.status !== 'pending_init' && msg.status !== 'running') {
+          this.#line(dim(`agent ${this.#agents.get(msg.agent_id) ?? msg.agent_id} ${msg.status}`));
+        }
+        break;
       case 'session_configured':
+        // A sub-agent's session is announced by agent_spawned on its parent.
+        if (msg.parent_session_id !== null) break;
         this.#line(`troupe session ${msg.session_id} · model ${msg.model} · ${msg.cwd}`);
         this.#line(`  approval ${msg.approval_policy} · sandbox ${typeof msg.sandbox_policy === 'string' ? msg.sandbox_policy : msg.sandbox_policy.mode}`);
         break;
@@ -99,7 +121,8 @@ export class TranscriptRenderer {
   #line(text: string): void {
     this.#stopProgress();
     this.#endText();
-    this.#out.write(`${text}\n`);
+    const label = this.#label;
+    this.#out.write(label ? `${text.replace(/^/gm, label)}\n` : `${text}\n`);
   }
 
   #endText(): void {

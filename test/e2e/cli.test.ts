@@ -98,7 +98,7 @@ describe('troupe exec', () => {
 });
 
 describe('troupe demo', () => {
-  it('fixes the bug in its workspace with the scripted model and real tools', async () => {
+  it('fans out to three sub-agents that fix the bug with real tools, one asking for approval', async () => {
     const environment: NodeJS.ProcessEnv = { ...process.env, TROUPE_HOME: home };
     delete environment.OPENAI_API_KEY;
     delete environment.OPENAI_BASE_URL;
@@ -109,7 +109,9 @@ describe('troupe demo', () => {
     try {
       expect(await readFile(join(dir!, 'stats.js'), 'utf8')).toContain('return sum(values) / values.length;');
       expect(result.stderr).toContain('all 3 checks passed');
-      expect(result.stdout).toMatch(/fixed/);
+      // Three sub-agents reported; the one that asked for approval was refused (no terminal).
+      expect(result.stdout).toMatch(/Ada: .+\n- Basil: Fixed.+\n- Cleo: I was not allowed/);
+      expect(result.stderr).toContain('denied `node --version`');
     } finally {
       await rm(dir!, { recursive: true, force: true });
     }

@@ -21,3 +21,4 @@ export {
   type ScriptUsage,
   type StepOptions,
 } from './fake-model-server.js';
+export { inputItems, inputTexts, mentions, outputFor, outputOrder, spawnedAgentIds } from './requests.js';

@@ -1,6 +1,7 @@
 import type { RecordedRequest } from './fake-model-server.js';
 
-type Item = Record<string, unknown> & { type?: string };
+/** One item of a recorded request's input, as sent. */
+export type Item = Record<string, unknown> & { type?: string };
 
 /** The `input` items of a Responses request. */
 export function inputItems(request: RecordedRequest): Item[] {

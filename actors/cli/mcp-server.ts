@@ -1,0 +1,265 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+import { AskForApproval, SandboxPolicy, type Event, type EventMsg, type ReviewDecision, type SessionConfig } from '../../protocol/index.js';
+import { log } from '../log.js';
+import { createRuntime, type Runtime, type RuntimeOptions, type Session } from '../runtime.js';
+import { MODEL_FLAGS, parseArgs, wireApiFlag } from './main.js';
+
+type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+type ApprovalRequestMsg = Extract<EventMsg, { type: 'exec_approval_request' | 'apply_patch_approval_request' }>;
+
+/**
+ * A person may take a while to answer an approval; the SDK's default of 60 s for a request is
+ * meant for machines. The tool call's own cancellation still ends the wait at once.
+ */
+const APPROVAL_TIMEOUT_MS = 60 * 60 * 1000;
+
+const TROUPE_DESCRIPTION =
+  'Start a troupe coding-agent session and run one turn with the prompt. Returns the final message and the ' +
+  'session_id to continue with troupe-reply.';
+const REPLY_DESCRIPTION = 'Continue a troupe session started by the troupe tool: run one more turn with the prompt.';
+
+const TurnResultShape = { session_id: z.string(), content: z.string() };
+
+interface LiveSession {
+  readonly session: Session;
+  readonly events: AsyncIterableIterator<Event>;
+  /** A session runs one turn at a time; a second call while one runs is refused. */
+  busy: boolean;
+}
+
+function version(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/**
+ * `troupe mcp-server` (PROTOCOL.md §7): troupe as an MCP server over stdio. Each `troupe` call
+ * opens a session of the in-process runtime and runs a turn; `troupe-reply` runs another turn
+ * in it. Resolves to the exit code once stdin ends and every session has shut down.
+ */
+export async function runMcpServer(argv: readonly string[], runtimeOptions: RuntimeOptions = {}): Promise<number> {
+  const { values } = parseArgs({ args: [...argv], strict: true, allowPositionals: false, options: { ...MODEL_FLAGS } });
+  const runtime = createRuntime({ ...runtimeOptions, model: values.model, wireApi: wireApiFlag(values['wire-api']) });
+  const server = new McpServer({ name: 'troupe', version: version() }, { capabilities: { logging: {} } });
+  const sessions = new Map<string, LiveSession>();
+
+  server.registerTool(
+    'troupe',
+    {
+      title: 'troupe',
+      description: TROUPE_DESCRIPTION,
+      inputSchema: {
+        prompt: z.string().min(1).describe('What the agent should do.'),
+        cwd: z.string().optional().describe('Working directory of the session (default: where the server runs).'),
+        model: z.string().min(1).optional().describe('Model to use.'),
+        approval_policy: AskForApproval.optional().describe('When the agent must ask before acting (asked through elicitation).'),
+        sandbox_policy: SandboxPolicy.optional().describe('What commands may touch.'),
+        base_instructions: z.string().optional().describe('Replace the built-in instructions.'),
+      },
+      outputSchema: TurnResultShape,
+    },
+    async (args, extra) => {
+      const config: SessionConfig = {
+        cwd: args.cwd === undefined ? process.cwd() : isAbsolute(args.cwd) ? args.cwd : resolve(args.cwd),
+        ...(args.model !== undefined ? { model: args.model } : {}),
+        ...(args.approval_policy !== undefined ? { approval_policy: args.approval_policy } : {}),
+        ...(args.sandbox_policy !== undefined ? { sandbox_policy: args.sandbox_policy } : {}),
+        ...(args.base_instructions !== undefined ? { base_instructions: args.base_instructions } : {}),
+      };
+      let session: Session;
+      try {
+        session = await runtime.newSession(config);
+      } catch (error) {
+        return failure(null, `could not start a session: ${(error as Error).message}`);
+      }
+      const live: LiveSession = { session, events: session.events(), busy: false };
+      sessions.set(session.id, live);
+      return runTurn(server, live, args.prompt, extra);
+    },
+  );
+
+  server.registerTool(
+    'troupe-reply',
+    {
+      title: 'troupe reply',
+      description: REPLY_DESCRIPTION,
+      inputSchema: {
+        session_id: z.string().min(1).describe('The session_id a troupe call returned.'),
+        prompt: z.string().min(1).describe('What the agent should do next.'),
+      },
+      outputSchema: TurnResultShape,
+    },
+    async (args, extra) => {
+      const live = sessions.get(args.session_id);
+      if (!live) return failure(args.session_id, `no session ${args.session_id} in this server; start one with the troupe tool`);
+      return runTurn(server, live, args.prompt, extra);
+    },
+  );
+
+  const transport = new StdioServerTransport();
+  const stdinEnded = new Promise<void>((done) => {
+    process.stdin.once('end', done);
+    process.stdin.once('close', done);
+    transport.onclose = done;
+  });
+  await server.connect(transport);
+  await stdinEnded;
+  await runtime.close();
+  await server.close();
+  return 0;
+}
+
+/** Run one turn in `live`, answering its approvals through the client, until it ends. */
+async function runTurn(server: McpServer, live: LiveSession, prompt: string, extra: Extra): Promise<CallToolResult> {
+  const sessionId = live.session.id;
+  if (live.busy) return failure(sessionId, `session ${sessionId} is already running a turn; wait for it to end`);
+  live.busy = true;
+  const progress = new ProgressReporter(server, extra);
+  const notes: string[] = [];
+  const turnId = `mcp-${randomUUID()}`;
+  const interrupt = (): void => {
+    live.session.submit({ type: 'interrupt' }).catch((error: unknown) => log.warn({ err: error }, 'could not interrupt the turn'));
+  };
+  extra.signal.addEventListener('abort', interrupt, { once: true });
+  try {
+    await live.session.submit({ type: 'user_turn', items: [{ type: 'text', text: prompt }] }, turnId);
+    let started = false;
+    let lastError: string | null = null;
+    for (;;) {
+      const next = await live.events.next();
+      if (next.done) return failure(sessionId, 'the session ended before the turn did');
+      const msg = next.value.msg;
+      if (msg.type === 'exec_approval_request' || msg.type === 'apply_patch_approval_request') {
+        const decision = await askForApproval(server, msg, extra, notes);
+        await live.session.submit({ type: msg.type === 'exec_approval_request' ? 'exec_approval' : 'patch_approval', id: msg.call_id, decision });
+        continue;
+      }
+      await progress.report(msg);
+      if (next.value.id !== turnId) continue;
+      if (msg.type === 'task_started') started = true;
+      if (msg.type === 'error') {
+        if (!started) return failure(sessionId, msg.message);
+        lastError = msg.message;
+      }
+      if (msg.type === 'turn_aborted') return failure(sessionId, `the turn was aborted (${msg.reason})`, notes);
+      if (msg.type === 'task_complete') {
+        if (msg.last_agent_message === null && lastError !== null) return failure(sessionId, lastError, notes);
+        return success(sessionId, msg.last_agent_message ?? '', notes);
+      }
+    }
+  } finally {
+    extra.signal.removeEventListener('abort', interrupt);
+    live.busy = false;
+  }
+}
+
+/**
+ * Approvals become elicitation requests: accept → approved, decline → denied, cancel → abort
+ * (the turn stops). A client without elicitation cannot be asked, so the request is denied and
+ * the result says why.
+ */
+async function askForApproval(server: McpServer, msg: ApprovalRequestMsg, extra: Extra, notes: string[]): Promise<ReviewDecision> {
+  const what = msg.type === 'exec_approval_request' ? `run \`${msg.command.join(' ')}\` in ${msg.cwd}` : `change ${Object.keys(msg.changes).join(', ')}`;
+  if (!server.server.getClientCapabilities()?.elicitation) {
+    notes.push(
+      `Denied: troupe asked to ${what}, and this MCP client cannot be asked (it does not support elicitation). ` +
+        'Use approval_policy "never" or "on-request" to run without asking.',
+    );
+    return 'denied';
+  }
+  const message =
+    `troupe wants to ${what}.${msg.reason ? `\nReason: ${msg.reason}` : ''}\n` +
+    'Accept to allow it, decline to refuse it (the agent goes on), cancel to stop the turn.';
+  try {
+    const answer = await server.server.elicitInput(
+      { message, requestedSchema: { type: 'object', properties: {} } },
+      { signal: extra.signal, timeout: APPROVAL_TIMEOUT_MS },
+    );
+    return answer.action === 'accept' ? 'approved' : answer.action === 'decline' ? 'denied' : 'abort';
+  } catch (error) {
+    log.warn({ err: error }, 'the approval elicitation failed');
+    notes.push(`Denied: troupe asked to ${what}, and the request to the client failed: ${(error as Error).message}`);
+    return 'denied';
+  }
+}
+
+/**
+ * Progress goes out as `notifications/progress` when the client gave the call a progress token:
+ * such notifications belong to the call, and the SDK client can reset its request timeout on
+ * each one (`resetTimeoutOnProgress`), which a turn of several minutes needs. Without a token,
+ * the same lines go out as logging messages, which any client may show.
+ */
+class ProgressReporter {
+  #count = 0;
+
+  constructor(
+    private readonly server: McpServer,
+    private readonly extra: Extra,
+  ) {}
+
+  async report(msg: EventMsg): Promise<void> {
+    const line = describeProgress(msg);
+    if (line === null) return;
+    const token = this.extra._meta?.progressToken;
+    try {
+      if (token !== undefined) {
+        await this.extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress: ++this.#count, message: line } });
+      } else {
+        await this.server.sendLoggingMessage({ level: 'info', logger: 'troupe', data: line });
+      }
+    } catch (error) {
+      log.debug({ err: error }, 'could not send a progress notification');
+    }
+  }
+}
+
+function describeProgress(msg: EventMsg): string | null {
+  switch (msg.type) {
+    case 'task_started':
+      return 'turn started';
+    case 'agent_message':
+      return msg.message;
+    case 'exec_command_begin':
+      return `running: ${msg.command.join(' ')}`;
+    case 'exec_command_end':
+      return `command exited with ${msg.exit_code}`;
+    case 'patch_apply_end':
+      return msg.success ? 'patch applied' : 'patch failed';
+    case 'mcp_tool_call_begin':
+      return `calling ${msg.server}/${msg.tool}`;
+    case 'plan_update':
+      return `plan: ${msg.plan.map((p) => `[${p.status}] ${p.step}`).join('; ')}`;
+    case 'stream_error':
+      return `model stream failed, retrying (${msg.attempt}/${msg.max_attempts}): ${msg.message}`;
+    case 'warning':
+    case 'error':
+      return `${msg.type}: ${msg.message}`;
+    default:
+      return null;
+  }
+}
+
+function success(sessionId: string, text: string, notes: readonly string[]): CallToolResult {
+  return {
+    content: [{ type: 'text', text }, ...notes.map((note) => ({ type: 'text' as const, text: note }))],
+    structuredContent: { session_id: sessionId, content: text },
+  };
+}
+
+function failure(sessionId: string | null, message: string, notes: readonly string[] = []): CallToolResult {
+  return {
+    content: [{ type: 'text', text: message }, ...notes.map((note) => ({ type: 'text' as const, text: note }))],
+    ...(sessionId !== null ? { structuredContent: { session_id: sessionId, content: message } } : {}),
+    isError: true,
+  };
+}

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Event, EventOf, SessionConfig, SessionOp, Submission } from '../protocol/index.js';
 import { AsyncQueue } from './async-queue.js';
+import type { Bus } from './bus/bus.js';
 import { InProcessBus } from './bus/in-process.js';
 import { DEFAULT_NAMESPACE } from './bus/subjects.js';
 import { Gateway } from './gateway/gateway.js';
@@ -34,6 +35,14 @@ export interface RuntimeOptions {
   readonly idleTimeoutMs?: number | undefined;
   /** Use this model client instead of building one from the options above. */
   readonly modelClient?: ModelClient | undefined;
+  /**
+   * Be a gateway on this bus (a NatsBus): sessions are placed on the workers behind it and
+   * this process hosts none, so the model options above go unused. The runtime closes the bus
+   * when it closes. Default: an in-process bus with a host of its own.
+   */
+  readonly bus?: Bus | undefined;
+  /** The subject namespace on the bus (default `default`). */
+  readonly namespace?: string | undefined;
 }
 
 /** Options from the environment (PROTOCOL.md §2), overridden by what the caller sets. */
@@ -83,8 +92,9 @@ export interface Session {
  * front. The stdio app-server, `troupe exec` and library users all drive this object.
  */
 export class Runtime {
-  readonly bus: InProcessBus;
-  readonly host: Host;
+  readonly bus: Bus;
+  /** The host of this process's sessions; null for a gateway (`options.bus`). */
+  readonly host: Host | null;
   readonly gateway: Gateway;
   readonly #listeners = new Set<(event: Event) => void>();
   /** Streams of the sessions made by `newSession`, buffered from their first event. */
@@ -93,32 +103,20 @@ export class Runtime {
   readonly #pendingSessions = new Set<string>();
 
   constructor(options: RuntimeOptions = {}) {
-    const model =
-      options.modelClient ??
-      createModelClient({
-        wireApi: options.wireApi ?? 'responses',
-        apiKey: options.apiKey,
-        baseURL: options.baseURL,
-        idleTimeoutMs: options.idleTimeoutMs,
-        ...(options.contextWindow !== undefined ? { contextWindow: options.contextWindow } : {}),
-      });
-    this.bus = new InProcessBus();
-    this.host = new Host({
-      bus: this.bus,
-      namespace: DEFAULT_NAMESPACE,
-      workerId: 'local',
-      home: options.home ?? troupeHome(),
-      model,
-      tools: sessionTools(),
-      defaults: { model: options.model ?? DEFAULT_MODEL, cwd: options.cwd ?? process.cwd() },
-      retryBaseMs: options.retryBaseMs ?? 200,
-    });
+    const namespace = options.namespace ?? DEFAULT_NAMESPACE;
+    if (options.bus) {
+      this.bus = options.bus;
+      this.host = null;
+    } else {
+      this.bus = new InProcessBus();
+      this.host = createHost(this.bus, options, { namespace });
+    }
     this.gateway = new Gateway({
       bus: this.bus,
-      namespace: DEFAULT_NAMESPACE,
+      namespace,
       onEvent: (event) => this.#dispatch(event),
     });
-    this.host.start();
+    this.host?.start();
     this.gateway.start();
   }
 
@@ -154,7 +152,7 @@ export class Runtime {
   /** Shut down every session (rollouts flushed), then stop. */
   async close(): Promise<void> {
     await this.gateway.shutdownAll();
-    await this.host.close();
+    await this.host?.close();
     await this.gateway.close();
     await this.bus.close();
     for (const queue of this.#sessionQueues.values()) queue.end();
@@ -203,6 +201,42 @@ export class Runtime {
     }
     for (const listener of [...this.#listeners]) listener(event);
   }
+}
+
+/** Where a host sits: its namespace, the id it reports, how many sessions it takes. */
+export interface HostPlacement {
+  readonly namespace?: string | undefined;
+  /** Named in `session_configured` (default `local`). */
+  readonly workerId?: string | undefined;
+  /** Default: no limit. */
+  readonly capacity?: number | undefined;
+}
+
+/**
+ * A host on `bus` built from runtime options (model client, tools, defaults): what a Runtime
+ * makes for itself in-process and what `troupe worker` runs on NATS. Not started.
+ */
+export function createHost(bus: Bus, options: RuntimeOptions, placement: HostPlacement = {}): Host {
+  const model =
+    options.modelClient ??
+    createModelClient({
+      wireApi: options.wireApi ?? 'responses',
+      apiKey: options.apiKey,
+      baseURL: options.baseURL,
+      idleTimeoutMs: options.idleTimeoutMs,
+      ...(options.contextWindow !== undefined ? { contextWindow: options.contextWindow } : {}),
+    });
+  return new Host({
+    bus,
+    namespace: placement.namespace ?? DEFAULT_NAMESPACE,
+    workerId: placement.workerId ?? 'local',
+    home: options.home ?? troupeHome(),
+    model,
+    tools: sessionTools(),
+    defaults: { model: options.model ?? DEFAULT_MODEL, cwd: options.cwd ?? process.cwd() },
+    retryBaseMs: options.retryBaseMs ?? 200,
+    ...(placement.capacity !== undefined ? { capacity: placement.capacity } : {}),
+  });
 }
 
 /** Start troupe in this process (in-process bus, one host). */

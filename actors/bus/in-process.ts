@@ -41,18 +41,54 @@ interface Route {
 
 /** Plays the NATS server: matches subjects against subscriptions, picks queue members. */
 class Router {
-  readonly routes = new Set<Route>();
   readonly connections = new Set<InProcessBus>();
+  readonly #routes = new Set<Route>();
+  /** Reply inboxes by their (literal, unique) subject: one per pending request. */
+  readonly #inboxes = new Map<string, Route>();
+  /**
+   * The routes matching each subject seen, so a message does not test every subscription.
+   * Subjects repeat (a session's events, its ops), inbox subjects never do: those are not kept.
+   * Any change to the subscriptions clears it.
+   */
+  readonly #matches = new Map<string, Route[]>();
   readonly #queueTurns = new Map<string, number>();
 
   constructor(readonly logger: Logger) {}
 
+  add(route: Route, isInbox = false): void {
+    if (isInbox) this.#inboxes.set(route.subject, route);
+    else {
+      this.#routes.add(route);
+      this.#matches.clear();
+    }
+  }
+
+  delete(route: Route): void {
+    if (this.#inboxes.get(route.subject) === route) this.#inboxes.delete(route.subject);
+    else if (this.#routes.delete(route)) this.#matches.clear();
+  }
+
+  #matching(subject: string): Route[] {
+    const cached = this.#matches.get(subject);
+    if (cached) return cached;
+    const found = [...this.#routes].filter((route) => subjectMatches(route.subject, subject));
+    if (!subject.startsWith(INBOX_PREFIX)) {
+      if (this.#matches.size >= MAX_CACHED_SUBJECTS) this.#matches.clear();
+      this.#matches.set(subject, found);
+    }
+    return found;
+  }
+
   /** Returns how many subscriptions were handed the payload; 0 means nobody listens. */
   route(subject: string, payload: string, replyTo: string | undefined): number {
     let receivers = 0;
+    const inbox = this.#inboxes.get(subject);
+    if (inbox) {
+      inbox.deliver(subject, payload, replyTo);
+      receivers++;
+    }
     const groups = new Map<string, Route[]>();
-    for (const route of this.routes) {
-      if (!subjectMatches(route.subject, subject)) continue;
+    for (const route of this.#matching(subject)) {
       if (route.queue === undefined) {
         route.deliver(subject, payload, replyTo);
         receivers++;
@@ -72,6 +108,9 @@ class Router {
     return receivers;
   }
 }
+
+const INBOX_PREFIX = '_INBOX.';
+const MAX_CACHED_SUBJECTS = 10_000;
 
 let routerOf: (broker: InProcessBroker) => Router;
 
@@ -214,7 +253,7 @@ export class InProcessBus implements Bus {
       logger: router.logger,
       reply: (replyTo, reply) => this.#reply(replyTo, reply),
       forget: (subscription) => {
-        router.routes.delete(subscription);
+        router.delete(subscription);
         this.#subscriptions.delete(subscription);
       },
     };
@@ -251,7 +290,7 @@ export class InProcessBus implements Bus {
     }
     const subscription = new LocalSubscription(subject, queue, handler, this.#owner);
     this.#subscriptions.add(subscription);
-    this.#router.routes.add(subscription);
+    this.#router.add(subscription);
     return subscription;
   }
 
@@ -298,7 +337,7 @@ export class InProcessBus implements Bus {
   #subscribeInbox(onReply: (reply: BusMessage) => void): LocalSubscription {
     const subscription = new LocalSubscription(inbox(), undefined, onReply, this.#owner);
     this.#subscriptions.add(subscription);
-    this.#router.routes.add(subscription);
+    this.#router.add(subscription, true);
     return subscription;
   }
 

@@ -1,4 +1,6 @@
 import { createInterface } from 'node:readline';
+import { NATS_FLAGS } from '../nats/connect.js';
+import { gatewayBusOptions } from '../nats/gateway-options.js';
 import { createRuntime } from '../runtime.js';
 import { MODEL_FLAGS, parseArgs, wireApiFlag } from './main.js';
 
@@ -7,8 +9,10 @@ import { MODEL_FLAGS, parseArgs, wireApiFlag } from './main.js';
  * on stdout (PROTOCOL.md §2). End of stdin shuts every session down cleanly, then exits 0.
  */
 export async function runAppServer(argv: readonly string[]): Promise<number> {
-  const { values } = parseArgs({ args: [...argv], options: MODEL_FLAGS, strict: true });
-  const runtime = createRuntime({ model: values.model, wireApi: wireApiFlag(values['wire-api']) });
+  const { values } = parseArgs({ args: [...argv], options: { ...MODEL_FLAGS, ...NATS_FLAGS }, strict: true });
+  // With --nats (or TROUPE_NATS_URL) this process is a gateway: sessions run on workers.
+  const nats = await gatewayBusOptions(values, process.env, 'troupe app-server');
+  const runtime = createRuntime({ ...nats, model: values.model, wireApi: wireApiFlag(values['wire-api']) });
   runtime.onEvent((event) => {
     process.stdout.write(`${JSON.stringify(event)}\n`);
   });

@@ -1,6 +1,8 @@
 import { createInterface } from 'node:readline/promises';
 import { isAbsolute, resolve } from 'node:path';
 import { AskForApproval, SandboxMode, type Event, type ReviewDecision, type SessionConfig } from '../../protocol/index.js';
+import { NATS_FLAGS } from '../nats/connect.js';
+import { gatewayBusOptions } from '../nats/gateway-options.js';
 import { createRuntime, type Runtime, type RuntimeOptions } from '../runtime.js';
 import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './main.js';
 import { TranscriptRenderer } from './render.js';
@@ -116,6 +118,7 @@ export async function runExec(argv: readonly string[], runtimeOptions: RuntimeOp
     strict: true,
     options: {
       ...MODEL_FLAGS,
+      ...NATS_FLAGS,
       json: { type: 'boolean', default: false },
       'approval-policy': { type: 'string' },
       sandbox: { type: 'string' },
@@ -130,7 +133,9 @@ export async function runExec(argv: readonly string[], runtimeOptions: RuntimeOp
   if (!sandbox.success) throw new UsageError(`--sandbox must be one of ${SandboxMode.options.join(', ')}`);
   const cwd = values.cd ? (isAbsolute(values.cd) ? values.cd : resolve(values.cd)) : process.cwd();
 
-  const runtime = createRuntime({ ...runtimeOptions, model: values.model, wireApi: wireApiFlag(values['wire-api']) });
+  // With --nats (or TROUPE_NATS_URL) the session runs on a worker; -C must exist there too.
+  const nats = await gatewayBusOptions(values, process.env, 'troupe exec');
+  const runtime = createRuntime({ ...runtimeOptions, ...nats, model: values.model, wireApi: wireApiFlag(values['wire-api']) });
   const renderer = values.json ? null : new TranscriptRenderer(process.stderr);
   try {
     const { lastMessage, failed } = await runOneTurn({

@@ -4,15 +4,20 @@ import { wireJsonSchema } from '../../protocol/index.js';
 import { runAppServer } from './app-server.js';
 import { runDemo } from './demo.js';
 import { runExec } from './exec.js';
+import { NatsConnectError, NatsSettingsError } from '../nats/connect.js';
+import { runWorker } from './worker.js';
 import { runMcpServer } from './mcp-server.js';
 
 const USAGE = `troupe: an actor-model runtime for coding agents
 
 Usage:
-  troupe app-server [--model M] [--wire-api responses|chat]
-      Serve the JSON-lines protocol (PROTOCOL.md) on stdin/stdout.
+  troupe app-server [--model M] [--wire-api responses|chat] [--nats URL]
+      Serve the JSON-lines protocol (PROTOCOL.md) on stdin/stdout. With --nats, sessions run
+      on workers and this process is only a gateway.
   troupe exec [--json] [--model M] [--wire-api W] [--approval-policy P] [--sandbox S] [-C DIR] "prompt"
-      Run one turn and print what happens; the final message goes to stdout.
+      Run one turn and print what happens; the final message goes to stdout. Takes --nats too.
+  troupe worker --nats URL [--worker-id ID] [--capacity N] [--ready-file PATH]
+      Host sessions for gateways on NATS; SIGTERM drains (sessions shut down) and exits 0.
   troupe mcp-server [--model M] [--wire-api W]
       Serve troupe as an MCP server on stdin/stdout (tools: troupe, troupe-reply).
   troupe demo
@@ -20,7 +25,8 @@ Usage:
   troupe schema
       Print the JSON Schema of the wire protocol.
 
-Environment: OPENAI_API_KEY, OPENAI_BASE_URL, TROUPE_MODEL, TROUPE_WIRE_API, TROUPE_HOME, TROUPE_LOG.
+Environment: OPENAI_API_KEY, OPENAI_BASE_URL, TROUPE_MODEL, TROUPE_WIRE_API, TROUPE_HOME, TROUPE_LOG,
+TROUPE_NATS_URL and the other TROUPE_NATS_* settings (README, Deployment).
 `;
 
 /** Raised for bad command-line input: printed without a stack trace, exit code 2. */
@@ -42,6 +48,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await runAppServer(rest);
       case 'exec':
         return await runExec(rest);
+      case 'worker':
+        return await runWorker(rest);
       case 'mcp-server':
         return await runMcpServer(rest);
       case 'demo':
@@ -66,6 +74,14 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (error instanceof UsageError || (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS'))) {
       process.stderr.write(`troupe: ${error.message}\n\n${USAGE}`);
       return 2;
+    }
+    if (error instanceof NatsSettingsError) {
+      process.stderr.write(`troupe: ${error.message}\n`);
+      return 2;
+    }
+    if (error instanceof NatsConnectError) {
+      process.stderr.write(`troupe: ${error.message}: ${(error.cause as Error | undefined)?.message ?? 'unknown error'}\n`);
+      return 1;
     }
     throw error;
   }

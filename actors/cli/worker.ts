@@ -10,8 +10,6 @@ import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './main.js';
 export const DEFAULT_WORKER_CAPACITY = 8;
 
 const WORKER_FLAGS = {
-  ...MODEL_FLAGS,
-  ...NATS_FLAGS,
   'worker-id': { type: 'string' },
   capacity: { type: 'string' },
   'ready-file': { type: 'string' },
@@ -26,7 +24,8 @@ const WORKER_FLAGS = {
  * Kubernetes readiness probe or a launcher script; it is removed on disconnect and on drain.
  */
 export async function runWorker(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const { values } = parseArgs({ args: [...argv], options: WORKER_FLAGS, strict: true });
+  // MODEL_FLAGS is read here, not at load time: main.ts imports this module.
+  const { values } = parseArgs({ args: [...argv], options: { ...MODEL_FLAGS, ...NATS_FLAGS, ...WORKER_FLAGS }, strict: true });
   const settings = natsSettingsFrom(values, env);
   if (settings === null) throw new UsageError('worker needs --nats URL (or TROUPE_NATS_URL)');
   const workerId = values['worker-id'] ?? env.TROUPE_WORKER_ID ?? defaultWorkerId();

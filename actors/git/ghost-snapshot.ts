@@ -176,20 +176,27 @@ export async function restoreSnapshot(dir: string, snapshot: Pick<GhostSnapshot,
       await runGit(root, ['checkout-index', '-f', '-z', '--stdin'], { env: index.env, input: changed.join('\0') });
     }
 
-    // After the checkout, so the ignore rules are the snapshot's own .gitignore files.
-    const extra = splitNul((await runGit(root, ['ls-files', '-z', '--others', '--exclude-standard'], { env: index.env })).stdout);
+    // After the checkout, so the ignore rules are the snapshot's own .gitignore files. A
+    // .gitignore the turn created is itself removed, and what it hid shows up only then: hence
+    // another pass whenever one goes (bounded, one pass per directory level in practice).
     const removed: string[] = [];
-    const keptNestedRepos: string[] = [];
+    const keptNestedRepos = new Set<string>();
     const parents = new Set<string>();
-    for (const path of extra) {
-      if (path.endsWith('/')) {
-        keptNestedRepos.push(path.slice(0, -1));
-        continue;
+    for (let pass = 0; pass < 16; pass += 1) {
+      const extra = splitNul((await runGit(root, ['ls-files', '-z', '--others', '--exclude-standard'], { env: index.env })).stdout);
+      let removedIgnoreFile = false;
+      for (const path of extra) {
+        if (path.endsWith('/')) {
+          keptNestedRepos.add(path.slice(0, -1));
+          continue;
+        }
+        if (isUnderSkipped(path, snapshot.skipped)) continue;
+        await rm(join(root, path), { force: true });
+        removed.push(path);
+        if (path === '.gitignore' || path.endsWith('/.gitignore')) removedIgnoreFile = true;
+        for (let parent = dirname(path); parent !== '.' && parent !== '/'; parent = dirname(parent)) parents.add(parent);
       }
-      if (isUnderSkipped(path, snapshot.skipped)) continue;
-      await rm(join(root, path), { force: true });
-      removed.push(path);
-      for (let parent = dirname(path); parent !== '.' && parent !== '/'; parent = dirname(parent)) parents.add(parent);
+      if (!removedIgnoreFile) break;
     }
     // Deepest first, so a chain of directories the turn created disappears entirely; rmdir
     // refuses non-empty directories, which is exactly the ones to keep.
@@ -198,6 +205,6 @@ export async function restoreSnapshot(dir: string, snapshot: Pick<GhostSnapshot,
     }
 
     const head = (await runGit(root, ['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'], { okExitCodes: [1] })).stdout.trim() || null;
-    return { restored: changed, removed, keptNestedRepos, headMoved: head !== snapshot.parent };
+    return { restored: changed, removed, keptNestedRepos: [...keptNestedRepos], headMoved: head !== snapshot.parent };
   });
 }

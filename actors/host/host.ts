@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import type { BusMessage, PlaceMessage, ResponseItem, SessionConfig } from '../../protocol/index.js';
 import { settingsFromConfig, type SessionSettings } from '../../machines/turn-context.js';
-import type { Bus, Subscription } from '../bus/bus.js';
+import { NoRespondersError, type Bus, type Subscription } from '../bus/bus.js';
 import { subjects, type Subjects } from '../bus/subjects.js';
 import { log } from '../log.js';
 import type { ModelClient } from '../model/types.js';
@@ -31,10 +31,26 @@ export interface HostOptions {
   /** Defaults for what a session config leaves out. */
   readonly defaults: { readonly model: string; readonly cwd: string };
   readonly retryBaseMs?: number;
+  /**
+   * At most this many sessions at once (default: no limit). A host at capacity leaves the
+   * placement group until one of its sessions ends.
+   */
+  readonly capacity?: number;
 }
 
 /** The queue group of hosts: a placement request goes to exactly one of them. */
 export const HOSTS_QUEUE = 'troupe-hosts';
+
+/**
+ * A host holds one placement subscription per free slot, up to this many. The server picks a
+ * queue member uniformly among subscriptions, so a host's chance of getting the next session
+ * is proportional to its free room: load spreads towards emptier hosts, and a full host (no
+ * subscription left) is never picked.
+ */
+export const MAX_PLACEMENT_WEIGHT = 16;
+
+/** How long a full host waits for another host to take a placement it passes on. */
+const FORWARD_TIMEOUT_MS = 5_000;
 
 class PlacementError extends Error {
   override readonly name = 'PlacementError';
@@ -49,6 +65,11 @@ export class Host {
   readonly #subjects: Subjects;
   readonly #sessions = new Map<string, { runtime: SessionRuntime; ops: Subscription }>();
   readonly #subscriptions: Subscription[] = [];
+  /** This host's members of the placement queue group: one per free slot (see MAX_PLACEMENT_WEIGHT). */
+  readonly #placementSlots: Subscription[] = [];
+  /** Placements accepted but not yet running: they count against the capacity. */
+  #reserved = 0;
+  #draining = false;
 
   constructor(options: HostOptions) {
     this.#options = options;
@@ -61,15 +82,8 @@ export class Host {
 
   start(): void {
     const { bus } = this.#options;
+    void this.#syncPlacement();
     this.#subscriptions.push(
-      bus.subscribe(
-        this.#subjects.place(),
-        async (message, delivery) => {
-          if (message.kind !== 'place') return;
-          await delivery.respond?.(await this.#place(message));
-        },
-        { queue: HOSTS_QUEUE },
-      ),
       bus.subscribe(
         this.#subjects.control('list'),
         async (message, delivery) => {
@@ -83,6 +97,7 @@ export class Host {
 
   /** Shut every session down (each flushes its rollout), then stop listening. */
   async close(): Promise<void> {
+    await this.drain();
     await Promise.all(
       [...this.#sessions.values()].map(async ({ runtime }) => {
         await runtime.submit({ id: 'host-shutdown', session_id: runtime.id, op: { type: 'shutdown' } });
@@ -90,6 +105,81 @@ export class Host {
       }),
     );
     await Promise.all(this.#subscriptions.splice(0).map((s) => s.unsubscribe()));
+  }
+
+  /** Sessions running or being started here. */
+  get load(): number {
+    return this.#sessions.size + this.#reserved;
+  }
+
+  get capacity(): number {
+    return this.#options.capacity ?? Number.POSITIVE_INFINITY;
+  }
+
+  /**
+   * Stop taking sessions: leave the placement group (the server has dropped this host's
+   * members when this resolves). Running sessions are left alone; `close` shuts them down.
+   */
+  async drain(): Promise<void> {
+    this.#draining = true;
+    await this.#syncPlacement();
+  }
+
+  /**
+   * Brings the number of placement subscriptions in line with the free room. Joining and
+   * leaving happen at once (an unsubscribe is on the wire before anything this host sends
+   * next); the promise resolves when the server has confirmed the leaving.
+   */
+  #syncPlacement(): Promise<void> {
+    const free = this.#draining ? 0 : this.capacity - this.load;
+    const want = Math.max(0, Math.min(free, Number.isFinite(this.capacity) ? MAX_PLACEMENT_WEIGHT : 1));
+    while (this.#placementSlots.length < want) {
+      this.#placementSlots.push(
+        this.#options.bus.subscribe(
+          this.#subjects.place(),
+          async (message, delivery) => {
+            if (message.kind !== 'place') return;
+            await delivery.respond?.(await this.#admit(message));
+          },
+          { queue: HOSTS_QUEUE },
+        ),
+      );
+    }
+    return Promise.all(this.#placementSlots.splice(want).map((slot) => slot.unsubscribe())).then(() => undefined);
+  }
+
+  /**
+   * Takes a placement if there is room. Leaving the group is awaited before the reply goes
+   * out, so a client placing sessions one after another never reaches a host that just became
+   * full. Placements that still arrive at a full or draining host (concurrent clients, or
+   * the moment before the server saw it leave) are passed on to the group, which by then no
+   * longer includes this host.
+   */
+  async #admit(message: PlaceMessage): Promise<BusMessage> {
+    if (this.#draining || this.load >= this.capacity) return this.#forward(message);
+    this.#reserved++;
+    let reply: BusMessage;
+    try {
+      await this.#syncPlacement();
+      reply = await this.#place(message);
+    } finally {
+      this.#reserved--;
+    }
+    if (reply.kind === 'placed') {
+      void this.#sessions.get(reply.session_id)?.runtime.closed.then(() => this.#syncPlacement());
+    }
+    await this.#syncPlacement();
+    return reply;
+  }
+
+  async #forward(message: PlaceMessage): Promise<BusMessage> {
+    await this.#syncPlacement();
+    try {
+      return await this.#options.bus.request(this.#subjects.place(), message, { timeoutMs: FORWARD_TIMEOUT_MS });
+    } catch (error) {
+      const why = error instanceof NoRespondersError ? 'every worker is at capacity or draining' : (error as Error).message;
+      return { kind: 'failure', code: 'unavailable', message: `no worker can take the session: ${why}` };
+    }
   }
 
   async #place(message: PlaceMessage): Promise<BusMessage> {
@@ -140,6 +230,7 @@ export class Host {
         fresh: false,
         agentLimits: agentLimits(config),
         approvals: message.approvals ?? [],
+        mcpServers: config.mcp_servers,
       });
     }
     let history: ResponseItem[] = message.initial_history ?? [];
@@ -173,6 +264,7 @@ export class Host {
       fresh: origin.type === 'new' && message.initial_history === undefined,
       agentLimits: agentLimits(config),
       approvals: message.approvals ?? [],
+      mcpServers: config.mcp_servers,
     });
   }
 

@@ -1,6 +1,7 @@
 import { createActor, fromCallback, fromPromise, type Actor } from 'xstate';
 import type {
   EventMsg,
+  McpServerConfig,
   MessageItem,
   RateLimitSnapshot,
   ResponseItem,
@@ -34,6 +35,7 @@ import type { SessionResource, ToolContext } from '../tools/tool.js';
 import { AgentSupervisor } from '../agents/supervisor.js';
 import { TreeApprovals } from '../agents/tree-approvals.js';
 import { userMessage, UserInputError } from './user-input.js';
+import { McpManager } from '../mcp/index.js';
 
 /** What a host gives each session it runs. */
 export interface SessionServices {
@@ -58,6 +60,8 @@ export interface SessionSpec {
   readonly agentLimits: { readonly maxDepth: number; readonly maxThreads: number };
   /** `approved_for_session` keys the tree had granted when this session was placed. */
   readonly approvals: readonly string[];
+  /** The session's MCP servers (`SessionConfig.mcp_servers`). */
+  readonly mcpServers?: Readonly<Record<string, McpServerConfig>> | undefined;
 }
 
 /**
@@ -84,11 +88,17 @@ export class SessionRuntime {
   #rateLimits: RateLimitSnapshot | null = null;
   /** Ops of this session are handled strictly in arrival order. */
   #opQueue: Promise<void> = Promise.resolve();
+  /** The host's tools plus this session's MCP tools. */
+  #tools: ToolRegistry;
+  #mcp: McpManager | null = null;
+  /** Settles once the MCP servers have started (or failed to); turns wait for it. */
+  #mcpReady: Promise<void> = Promise.resolve();
 
   constructor(services: SessionServices, spec: SessionSpec) {
     this.id = spec.sessionId;
     this.rootId = spec.lineage?.root_session_id ?? spec.sessionId;
     this.#services = services;
+    this.#tools = services.tools;
     this.#spec = spec;
     this.#history = new ConversationHistory(spec.history);
     this.#approvals = new TreeApprovals(services.bus, services.namespace, this.rootId, spec.approvals);
@@ -145,6 +155,25 @@ export class SessionRuntime {
       worker_id: this.#services.workerId,
       history_entries: this.#history.length,
     });
+    const servers = this.#spec.mcpServers;
+    if (servers && Object.keys(servers).length > 0) {
+      this.#mcpReady = McpManager.start(
+        servers,
+        { emit: (msg) => this.emit(null, msg), log },
+        { cwd: settings.cwd, reservedNames: this.#tools.specs().map((s) => s.name) },
+      ).then((manager) => {
+        this.#mcp = manager;
+        this.#resources.set('mcp', manager);
+        const refresh = (): void => {
+          this.#tools = this.#services.tools.extend(manager.tools());
+        };
+        refresh();
+        manager.onToolsChanged(refresh);
+      })
+      .catch((error: unknown) => {
+        this.emit(null, { type: 'warning', message: `MCP servers could not start: ${(error as Error).message}` });
+      });
+    }
   }
 
   /** Hand an op to the session; ops are applied in the order they arrive. */
@@ -171,6 +200,7 @@ export class SessionRuntime {
     switch (op.type) {
       case 'user_turn':
       case 'user_input': {
+        await this.#mcpReady;
         let message: MessageItem;
         try {
           message = await userMessage(op.items);
@@ -205,12 +235,20 @@ export class SessionRuntime {
       case 'shutdown':
         send({ type: 'SHUTDOWN', submissionId: id });
         return;
+      case 'resolve_elicitation':
+        await this.#mcpReady;
+        try {
+          if (!this.#mcp) throw new Error(`no MCP server "${op.server}" in this session`);
+          this.#mcp.resolveElicitation(op.server, op.request_id, op.decision, op.content);
+        } catch (error) {
+          this.emit(id, { type: 'error', code: 'bad_request', message: (error as Error).message });
+        }
+        return;
       case 'review':
       case 'compact':
       case 'undo':
       case 'thread_rollback':
       case 'run_user_shell_command':
-      case 'resolve_elicitation':
         this.emit(id, { type: 'error', code: 'bad_request', message: `op ${op.type} is not supported by this version of troupe yet` });
         return;
       default:
@@ -220,6 +258,7 @@ export class SessionRuntime {
 
   /** Close the sub-agents (each closes its own first), dispose what tools kept open, flush the rollout. */
   async #close(): Promise<void> {
+    await this.#mcpReady;
     await this.#agents.closeAll().catch((error: unknown) => log.warn({ err: error, session: this.id }, 'closing sub-agents failed'));
     await this.#approvals.stop();
     const resources = [...this.#resources.values()];
@@ -365,7 +404,7 @@ export class SessionRuntime {
           model: turn.model,
           instructions: turn.base_instructions,
           input: this.#history.forPrompt((detail) => log.warn({ session: this.id, detail }, 'history repaired before a request')),
-          tools: this.#services.tools.specs(),
+          tools: this.#tools.specs(),
           parallel_tool_calls: true,
           effort: turn.effort,
           output_schema: turn.final_output_json_schema,
@@ -451,7 +490,7 @@ export class SessionRuntime {
   }
 
   async #plan(input: ToolCallInput): Promise<ToolPlan> {
-    const routed = this.#services.tools.route(input);
+    const routed = this.#tools.route(input);
     if (!routed.ok) return { kind: 'reject', reason: routed.error };
     const { handler, args } = routed;
     if (!handler.plan) return { kind: 'run', sandboxed: true };
@@ -459,7 +498,7 @@ export class SessionRuntime {
   }
 
   async #execute(input: ToolCallInput & { sandboxed: boolean; userApproved: boolean }, signal: AbortSignal): Promise<ToolOutput> {
-    const routed = this.#services.tools.route(input);
+    const routed = this.#tools.route(input);
     if (!routed.ok) return { text: routed.error, success: false };
     return routed.handler.run(routed.args, this.#toolContext(input, signal), { sandboxed: input.sandboxed, userApproved: input.userApproved });
   }

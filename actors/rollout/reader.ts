@@ -87,7 +87,7 @@ export function historyFromRollout(lines: readonly RolloutLine[]): ResponseItem[
 }
 
 /** Messages troupe itself puts in the user role to give the model context; they start no turn. */
-const INJECTED_PREFIXES = ['<environment_context>', '<user_instructions>', '<user_action>', '<subagent_notification>'] as const;
+const INJECTED_PREFIXES = ['<environment_context>', '<user_instructions>', '<user_action>', '<subagent_notification>', '<conversation_summary>', '<user_shell_command>'] as const;
 
 /** A message the user typed, as opposed to context troupe injected in the user role. */
 export function isRealUserMessage(item: ResponseItem): item is MessageItem {

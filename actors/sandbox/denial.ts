@@ -16,7 +16,7 @@ const FILESYSTEM = /permission denied|operation not permitted|read-only file sys
 const NETWORK =
   /network is unreachable|\bENETUNREACH\b|connection refused|\bECONNREFUSED\b|couldn't connect to server|could not resolve host|temporary failure in name resolution|name or service not known|\bEAI_AGAIN\b|getaddrinfo/i;
 /** bubblewrap itself failed to set the sandbox up. */
-const BWRAP = /^bwrap: /m;
+const BWRAP = /^bwrap: (?!execvp )/m;
 
 /** Exit codes of "command not found" and "not executable": the program, not the sandbox. */
 const NOT_A_DENIAL = new Set([0, 124, 126, 127]);

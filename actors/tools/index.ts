@@ -1,8 +1,10 @@
 import { applyPatchTool } from './handlers/apply-patch.js';
+import { execCommandTool } from './handlers/exec-command.js';
 import { listDirTool } from './handlers/list-dir.js';
 import { readFileTool } from './handlers/read-file.js';
 import { shellTool } from './handlers/shell.js';
 import { updatePlanTool } from './handlers/update-plan.js';
+import { writeStdinTool } from './handlers/write-stdin.js';
 import { ToolRegistry } from './registry.js';
 
 export { ToolRegistry, type RoutedCall } from './registry.js';
@@ -11,5 +13,5 @@ export { defineTool } from './tool.js';
 
 /** The tools every session has (PROTOCOL.md §6). */
 export function coreTools(): ToolRegistry {
-  return new ToolRegistry([shellTool, applyPatchTool, readFileTool, listDirTool, updatePlanTool]);
+  return new ToolRegistry([shellTool, applyPatchTool, readFileTool, listDirTool, updatePlanTool, execCommandTool, writeStdinTool]);
 }

@@ -5,7 +5,9 @@
  */
 import path from 'node:path';
 import { ApplyPatchArgs, type FileChange } from '../../../protocol/index.js';
-import { escapesCwd, isWritable, writableRoots } from '../../sandbox/paths.js';
+import { rulesHome } from '../../sandbox/command-plan.js';
+import { escapesCwd } from '../../sandbox/paths.js';
+import { checkWritable } from '../../sandbox/writable.js';
 import { PatchApplyError, preparePatch, previewPatch, type PatchResult } from '../patch/apply.js';
 import { parsePatch, PatchParseError, type PatchOperation } from '../patch/parser.js';
 import { defineTool, type ApprovalMemory, type RunPlan, type ToolContext, type ToolOutput, type ToolPlan } from '../tool.js';
@@ -71,18 +73,16 @@ export async function planApplyPatch(args: ApplyPatchArgs, ctx: ToolContext, app
 
   if (turn.approval_policy === 'untrusted') return ask('the approval policy asks before every patch');
   if (mode === 'danger-full-access') return { kind: 'run', sandboxed: false };
-  const roots = writableRoots(turn);
-  const outside = changed.find((p) => !isWritable(roots, p));
-  if (outside === undefined) return { kind: 'run', sandboxed: true };
-  const why =
-    roots === 'none' ? `the sandbox is read-only, and the patch writes ${outside}` : `${outside} is outside the writable roots of the sandbox`;
+  const home = rulesHome();
+  const blocked = changed.map((p) => checkWritable(turn, p, { home })).find((v) => !v.ok);
+  if (blocked === undefined || blocked.ok) return { kind: 'run', sandboxed: true };
   if (turn.approval_policy === 'never') {
     return {
       kind: 'reject',
-      reason: `apply_patch refused: ${why}, and the approval policy "never" forbids asking the user. Only change files inside the writable roots.`,
+      reason: `apply_patch refused: ${blocked.why}, and the approval policy "never" forbids asking the user. Only change files inside the writable roots.`,
     };
   }
-  return ask(why);
+  return ask(blocked.why);
 }
 
 export async function runApplyPatch(args: ApplyPatchArgs, ctx: ToolContext, plan: RunPlan): Promise<ToolOutput> {

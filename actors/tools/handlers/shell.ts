@@ -4,9 +4,16 @@ import { performance } from 'node:perf_hooks';
 import { StringDecoder } from 'node:string_decoder';
 import { execa } from 'execa';
 import { ShellArgs } from '../../../protocol/index.js';
+import {
+  confineCommand,
+  denialHint,
+  escalationAfterDenial,
+  isLikelySandboxDenial,
+  planCommand,
+  SandboxUnavailableError,
+} from '../../sandbox/index.js';
 import { exitCodeForSignal, killProcessGroup } from '../process-group.js';
-import { isKnownSafeCommand } from '../safe-commands.js';
-import { defineTool, type ToolContext, type ToolHandler, type ToolOutput, type ToolPlan } from '../tool.js';
+import { defineTool, type ApprovalMemory, type RunPlan, type ToolContext, type ToolHandler, type ToolOutput, type ToolPlan } from '../tool.js';
 import { HeadTailBuffer, truncateMiddle } from '../truncate.js';
 
 export const DEFAULT_SHELL_TIMEOUT_MS = 10_000;
@@ -39,39 +46,18 @@ export function resolveWorkdir(workdir: string | undefined, turnCwd: string): st
   return workdir === undefined ? turnCwd : path.resolve(turnCwd, workdir);
 }
 
-export function planShell(args: ShellArgs, ctx: ToolContext, approvals: { has(key: string): boolean }): ToolPlan {
-  const policy = ctx.turn.approval_policy;
-  const sandboxed = ctx.turn.sandbox_policy.mode !== 'danger-full-access';
-  const escalated = args.with_escalated_permissions === true;
-  const approvalKey = `exec:${JSON.stringify(args.command)}`;
-
-  if (policy === 'never' && escalated) {
-    return {
-      kind: 'reject',
-      reason:
-        'Running outside the sandbox is not available: the approval policy is "never", so no one can approve it. ' +
-        'Run the command without with_escalated_permissions, or find another way.',
-    };
-  }
-  // An earlier `approved_for_session` covers the command, including the escalation asked for.
-  if (approvals.has(approvalKey)) return { kind: 'run', sandboxed: escalated ? false : sandboxed };
-
-  const ask = (reason: string | undefined): ToolPlan => ({
-    kind: 'ask',
-    request: { type: 'exec', command: [...args.command], cwd: resolveWorkdir(args.workdir, ctx.turn.cwd), reason },
-    sandboxedAfterApproval: escalated ? false : sandboxed,
-    approvalKey,
-  });
-
-  switch (policy) {
-    case 'untrusted':
-      return !escalated && isKnownSafeCommand(args.command) ? { kind: 'run', sandboxed } : ask(args.justification);
-    case 'on-request':
-      return escalated ? ask(args.justification) : { kind: 'run', sandboxed };
-    case 'on-failure':
-    case 'never':
-      return { kind: 'run', sandboxed };
-  }
+/** The plan of a `shell` call: exec-policy rules, approval policy and sandbox policy (sandbox/exec-plan.ts). */
+export function planShell(args: ShellArgs, ctx: ToolContext, approvals: ApprovalMemory): Promise<ToolPlan> {
+  return planCommand(
+    {
+      argv: args.command,
+      cwd: resolveWorkdir(args.workdir, ctx.turn.cwd),
+      escalationRequested: args.with_escalated_permissions === true,
+      justification: args.justification,
+    },
+    ctx,
+    approvals,
+  );
 }
 
 interface ExecResult {
@@ -84,12 +70,23 @@ interface ExecResult {
   readonly aborted: boolean;
 }
 
-export async function runShell(args: ShellArgs, ctx: ToolContext): Promise<ToolOutput> {
+export async function runShell(args: ShellArgs, ctx: ToolContext, plan: RunPlan): Promise<ToolOutput> {
   const cwd = resolveWorkdir(args.workdir, ctx.turn.cwd);
   const timeoutMs = args.timeout_ms ?? DEFAULT_SHELL_TIMEOUT_MS;
   const command = [...args.command];
+  let argv: string[];
+  let networkAccess = true;
+  try {
+    const confined = await confineCommand(command, ctx, { sandboxed: plan.sandboxed, tty: false });
+    argv = confined.argv;
+    networkAccess = confined.spec?.networkAccess ?? true;
+  } catch (error) {
+    if (error instanceof SandboxUnavailableError) return { text: error.message, success: false };
+    throw error;
+  }
   ctx.emit({ type: 'exec_command_begin', call_id: ctx.callId, turn_id: ctx.turn.turn_id, command, cwd });
-  const result = await execute(command, cwd, timeoutMs, ctx);
+  let result = await execute(argv, cwd, timeoutMs, ctx);
+  if (plan.sandboxed) result = explainSandboxStartFailure(result);
   ctx.emit({
     type: 'exec_command_end',
     call_id: ctx.callId,
@@ -100,7 +97,24 @@ export async function runShell(args: ShellArgs, ctx: ToolContext): Promise<ToolO
     aggregated_output: result.aggregated,
     duration_ms: result.durationMs,
   });
-  return { text: formatForModel(result, timeoutMs), success: result.exitCode === 0 };
+  const text = formatForModel(result, timeoutMs);
+  if (plan.sandboxed && isLikelySandboxDenial({ exitCode: result.exitCode, output: result.aggregated, timedOut: result.timedOut, aborted: result.aborted }, { networkAccess })) {
+    const escalate = escalationAfterDenial({ argv: command, cwd }, ctx);
+    return { text: `${text}\n${denialHint(ctx)}`, success: false, escalate };
+  }
+  return { text, success: result.exitCode === 0 };
+}
+
+/**
+ * Inside bubblewrap a missing program is reported by bwrap itself (`bwrap: execvp X: No such
+ * file or directory`, exit 1): give it the exit code it has outside, so it is not mistaken for
+ * a sandbox denial.
+ */
+function explainSandboxStartFailure(result: ExecResult): ExecResult {
+  const missing = /^bwrap: execvp (.+): No such file or directory\s*$/m.exec(result.stderr);
+  if (result.exitCode !== 1 || !missing) return result;
+  const message = `command not found: ${missing[1]}\n`;
+  return { ...result, exitCode: EXIT_CANNOT_START, stderr: message, aggregated: message };
 }
 
 function formatForModel(result: ExecResult, timeoutMs: number): string {
@@ -241,7 +255,6 @@ function spawn(program: string, args: string[], cwd: string) {
     // We read the pipes ourselves, decoding incrementally; execa keeps no copy.
     buffer: false,
     encoding: 'buffer',
-    // The sandbox issue narrows this; for now the command sees our environment.
     env: process.env,
     extendEnv: false,
   });
@@ -260,7 +273,7 @@ export const shellHandler: ToolHandler<ShellArgs> = {
   description: DESCRIPTION,
   args: ShellArgs,
   plan: planShell,
-  run: (args, ctx) => runShell(args, ctx),
+  run: runShell,
 };
 
 export const shellTool = defineTool(shellHandler);

@@ -1,0 +1,2 @@
+export { ExecPolicy, ExecPolicyError, loadExecPolicy, parseRules, rulesFiles, RULES_FILE_NAME, type ExecRule } from './rules.js';
+export { JsonSyntaxError, parseJsonWithLines, type JsonPath, type LocatedJson } from './json-locations.js';

@@ -1,0 +1,59 @@
+/**
+ * Whether our own process may write a path for a turn (apply_patch writes files itself, so the
+ * sandbox cannot stop it: this check must). Unlike paths.ts it looks at the file system:
+ * symlinks are resolved, so a link inside the workspace that points outside does not make
+ * its target writable.
+ */
+import { lstatSync, readlinkSync, realpathSync } from 'node:fs';
+import path from 'node:path';
+import type { TurnContext } from '../../machines/turn-context.js';
+import { isWithin, writableRoots } from './paths.js';
+import { PROTECTED_NAMES } from './spec.js';
+
+export type WriteVerdict = { readonly ok: true } | { readonly ok: false; readonly why: string };
+
+export function checkWritable(turn: Pick<TurnContext, 'cwd' | 'sandbox_policy'>, target: string, options: { home?: string | undefined } = {}): WriteVerdict {
+  const roots = writableRoots(turn);
+  if (roots === 'all') return { ok: true };
+  if (roots === 'none') return { ok: false, why: `the sandbox is read-only, and the patch writes ${target}` };
+  const real = realPathOf(target);
+  const home = options.home !== undefined ? realPathOf(options.home) : undefined;
+  for (const root of roots.map(realPathOf)) {
+    if (!isWithin(root, real)) continue;
+    const first = path.relative(root, real).split(path.sep)[0] ?? '';
+    if (PROTECTED_NAMES.includes(first)) return { ok: false, why: `${target} is inside ${path.join(root, first)}, which the sandbox keeps read-only` };
+    if (home !== undefined && isWithin(home, real)) return { ok: false, why: `${target} is inside troupe's home ${home}, which the sandbox keeps read-only` };
+    return { ok: true };
+  }
+  const via = real === path.resolve(target) ? '' : ` (it resolves to ${real})`;
+  return { ok: false, why: `${target}${via} is outside the writable roots of the sandbox` };
+}
+
+/**
+ * The real path of `p`: its deepest existing ancestor resolved, the rest appended. A dangling
+ * symlink counts as existing and is followed to where a write through it would land.
+ */
+export function realPathOf(p: string, depth = 0): string {
+  let existing = path.resolve(p);
+  const rest: string[] = [];
+  while (!lexists(existing)) {
+    const parent = path.dirname(existing);
+    if (parent === existing) break;
+    rest.unshift(path.basename(existing));
+    existing = parent;
+  }
+  let base = existing;
+  try {
+    base = realpathSync(existing);
+  } catch {
+    // Dangling: follow the link by hand (bounded, like the kernel's own limit on link chains).
+    if (depth < 40 && lstatSync(existing, { throwIfNoEntry: false })?.isSymbolicLink()) {
+      base = realPathOf(path.resolve(path.dirname(existing), readlinkSync(existing)), depth + 1);
+    }
+  }
+  return path.join(base, ...rest);
+}
+
+function lexists(p: string): boolean {
+  return lstatSync(p, { throwIfNoEntry: false }) !== undefined;
+}

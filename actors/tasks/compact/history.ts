@@ -1,0 +1,65 @@
+import type { ResponseItem } from '../../../protocol/index.js';
+import { isUserTurnStart, messageText } from '../user-turns.js';
+import { summaryBridgeMessage } from './prompt.js';
+import { approxTokens, truncateMiddleToTokens } from './tokens.js';
+
+/** How much of the compacted history the user's own recent words may take, by default. */
+export const DEFAULT_USER_MESSAGE_TOKEN_BUDGET = 20_000;
+
+export interface CompactedHistoryInput {
+  /**
+   * What the new history starts with: the session's developer instructions and environment
+   * context. Pass the current ones (not those at the start of the old history) if the settings
+   * changed since the session started.
+   */
+  readonly initialContext: readonly ResponseItem[];
+  /** The history being compacted. */
+  readonly history: readonly ResponseItem[];
+  /** The model's handoff summary of that history. */
+  readonly summary: string;
+  /** Budget for the kept user messages, in approximate tokens (see approxTokens). */
+  readonly userMessageTokenBudget: number;
+}
+
+/**
+ * The history that replaces `history` after a compaction: the initial context, then the most
+ * recent messages the user typed, then the summary bridge.
+ *
+ * User messages are taken newest first while they fit the budget whole; the first one that
+ * does not fit (necessarily a long one) is cut in the middle to what is left of the budget,
+ * and older ones are left to the summary. They keep their original order and only their text
+ * (images are dropped: the summary carries what they showed). Injected user-role messages,
+ * earlier summary bridges included, are not kept: the new summary was written from them.
+ */
+export function buildCompactedHistory(input: CompactedHistoryInput): ResponseItem[] {
+  const texts = input.history.filter(isUserTurnStart).map(messageText);
+  const kept: string[] = [];
+  let remaining = Math.max(0, Math.floor(input.userMessageTokenBudget));
+  for (let i = texts.length - 1; i >= 0; i -= 1) {
+    const text = texts[i]!;
+    const tokens = approxTokens(text);
+    if (tokens <= remaining) {
+      kept.push(text);
+      remaining -= tokens;
+      continue;
+    }
+    const cut = truncateMiddleToTokens(text, remaining);
+    if (cut !== null) kept.push(cut);
+    break;
+  }
+  kept.reverse();
+  return [
+    ...input.initialContext,
+    ...kept.map((text): ResponseItem => ({ type: 'message', role: 'user', content: [{ type: 'input_text', text }] })),
+    summaryBridgeMessage(input.summary),
+  ];
+}
+
+/** The text of the model's last assistant message in `items` (the summary a fork produced). */
+export function lastAssistantText(items: readonly ResponseItem[]): string {
+  for (let i = items.length - 1; i >= 0; i -= 1) {
+    const item = items[i]!;
+    if (item.type === 'message' && item.role === 'assistant') return messageText(item);
+  }
+  return '';
+}

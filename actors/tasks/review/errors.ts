@@ -1,0 +1,22 @@
+export type ReviewTargetErrorCode =
+  | 'not_a_git_repo'
+  | 'no_commits'
+  | 'unknown_branch'
+  | 'no_merge_base'
+  | 'unknown_commit'
+  | 'git_failed';
+
+/**
+ * A review target that cannot be turned into something to review. The message is meant for the
+ * `error` event as is: it names the target and what is wrong with it.
+ */
+export class ReviewTargetError extends Error {
+  override readonly name = 'ReviewTargetError';
+  constructor(
+    readonly code: ReviewTargetErrorCode,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}

@@ -1,0 +1,84 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AppServerProcess, seqProblems } from '../support/app-server-process.js';
+import { startFakeModelServer, type FakeModelServer } from '../support/index.js';
+import { mcpEchoServerPath } from '../support/mcp-echo-server.js';
+import { outputFor } from '../support/requests.js';
+
+let model: FakeModelServer;
+let server: AppServerProcess;
+let workspace: string;
+const echo = { command: process.execPath, args: [mcpEchoServerPath()] };
+
+beforeEach(async () => {
+  model = await startFakeModelServer();
+  server = await AppServerProcess.start({ modelUrl: model.url });
+  workspace = await mkdtemp(join(tmpdir(), 'troupe-ws-'));
+});
+
+afterEach(async () => {
+  expect(server.junk).toEqual([]);
+  expect(seqProblems(server.events)).toEqual([]);
+  expect(model.violations).toEqual([]);
+  await server.dispose();
+  await model.close();
+  await rm(workspace, { recursive: true, force: true });
+});
+
+describe('MCP servers in a session', () => {
+  it('offers <server>__<tool> to the model, runs the call, and reports it', async () => {
+    model.enqueue(
+      { kind: 'response', items: [{ type: 'function_call', name: 'echo__echo', call_id: 'm1', arguments: { text: 'over the wire' } }] },
+      { kind: 'response', items: [{ type: 'message', text: 'It echoed.' }] },
+    );
+    const session = await server.newSession({ cwd: workspace, mcp_servers: { echo, broken: { command: '/nonexistent/mcp' } } });
+    const end = await server.turn(session, 'echo something');
+    expect(end.msg).toMatchObject({ type: 'task_complete', last_agent_message: 'It echoed.' });
+
+    const tools = (model.requests[0]!.body.tools as { name: string; parameters: unknown }[]);
+    expect(tools.map((t) => t.name)).toEqual(expect.arrayContaining(['shell', 'echo__echo', 'echo__fail']));
+    expect(tools.find((t) => t.name === 'echo__echo')?.parameters).toMatchObject({ type: 'object', properties: { text: { type: 'string' } } });
+    expect(outputFor(model.requests[1]!, 'm1')).toBe('echo: over the wire');
+
+    const events = server.ofSession(session).map((e) => e.msg);
+    expect(events).toContainEqual({ type: 'mcp_tool_call_begin', call_id: 'm1', server: 'echo', tool: 'echo', arguments: { text: 'over the wire' } });
+    expect(events.find((m) => m.type === 'mcp_tool_call_end')).toMatchObject({ call_id: 'm1', result: { content: [{ type: 'text', text: 'echo: over the wire' }] } });
+    expect(events.find((m) => m.type === 'warning' && m.message.includes('"broken"'))).toBeDefined();
+  });
+
+  it('routes an elicitation to the client and its resolve_elicitation back to the server', async () => {
+    model.enqueue(
+      { kind: 'response', items: [{ type: 'function_call', name: 'echo__ask', call_id: 'm1', arguments: { question: 'Which branch?' } }] },
+      { kind: 'response', items: [{ type: 'message', text: 'Got it.' }] },
+    );
+    const session = await server.newSession({ cwd: workspace, mcp_servers: { echo } });
+    const turn = server.submit({ type: 'user_turn', items: [{ type: 'text', text: 'ask me' }] }, session);
+    const request = await server.waitForMsg('elicitation_request', { session });
+    expect(request.msg).toMatchObject({ server: 'echo', message: 'Which branch?' });
+    server.submit({ type: 'resolve_elicitation', server: 'echo', request_id: request.msg.request_id, decision: 'accept', content: { answer: 'main' } }, session);
+    await server.waitForMsg('task_complete', { id: turn });
+    expect(outputFor(model.requests[1]!, 'm1')).toBe('answer: main');
+
+    const bad = server.submit({ type: 'resolve_elicitation', server: 'echo', request_id: 'nope', decision: 'cancel' }, session);
+    const error = await server.waitForMsg('error', { id: bad });
+    expect(error.msg.message).toContain('nope');
+  });
+
+  it('asks before an MCP call under the untrusted policy', async () => {
+    model.enqueue(
+      { kind: 'response', items: [{ type: 'function_call', name: 'echo__fail', call_id: 'm1', arguments: { message: 'x' } }] },
+      { kind: 'response', items: [{ type: 'message', text: 'Denied.' }] },
+    );
+    const session = await server.newSession({ cwd: workspace, approval_policy: 'untrusted', mcp_servers: { echo } });
+    const turn = server.submit({ type: 'user_turn', items: [{ type: 'text', text: 'fail' }] }, session);
+    const request = await server.waitForMsg('exec_approval_request', { session });
+    expect(request.msg).toMatchObject({ call_id: 'm1', command: ['mcp', 'echo', 'fail'] });
+    expect(request.msg.reason).toContain('"message":"x"');
+    server.submit({ type: 'exec_approval', id: 'm1', decision: 'denied' }, session);
+    await server.waitForMsg('task_complete', { id: turn });
+    expect(outputFor(model.requests[1]!, 'm1')).toMatch(/denied/i);
+    expect(server.ofSession(session).some((e) => e.msg.type === 'mcp_tool_call_begin')).toBe(false);
+  });
+});

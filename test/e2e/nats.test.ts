@@ -1,0 +1,202 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from '@nats-io/transport-node';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { NatsBus } from '../../actors/bus/nats.js';
+import { subjects } from '../../actors/bus/subjects.js';
+import { AppServerProcess, troupeBin } from '../support/app-server-process.js';
+import { waitFor } from '../support/bus-contract.js';
+import { startFakeModelServer, type FakeModelServer } from '../support/index.js';
+import { startNatsServer, type NatsServerProcess } from '../support/nats-server.js';
+
+/**
+ * troupe on NATS, end to end: real nats-server, real `troupe worker` processes, and
+ * `troupe app-server --nats` as the gateway a client drives over stdio. Each test works in a
+ * namespace of its own, so the workers of one test never see another's placements.
+ */
+
+let nats: NatsServerProcess;
+let model: FakeModelServer;
+let dir: string;
+let namespace: string;
+const workers: WorkerProcess[] = [];
+const gateways: AppServerProcess[] = [];
+
+beforeAll(async () => {
+  nats = await startNatsServer();
+});
+afterAll(async () => {
+  await nats?.stop();
+});
+beforeEach(async () => {
+  model = await startFakeModelServer();
+  dir = await mkdtemp(join(tmpdir(), 'troupe-nats-e2e-'));
+  namespace = `t${randomUUID().slice(0, 8)}`;
+});
+afterEach(async () => {
+  await Promise.all(gateways.splice(0).map((g) => g.dispose()));
+  await Promise.all(workers.splice(0).map((w) => w.kill()));
+  await model.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+class WorkerProcess {
+  stderr = '';
+  readonly exited: Promise<number | null>;
+  constructor(
+    readonly id: string,
+    readonly readyFile: string,
+    private readonly child: ChildProcessWithoutNullStreams,
+  ) {
+    child.stderr.on('data', (chunk: Buffer) => {
+      this.stderr += chunk.toString('utf8');
+    });
+    child.stdout.resume();
+    this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  signal(signal: NodeJS.Signals): void {
+    this.child.kill(signal);
+  }
+
+  async kill(): Promise<void> {
+    if (this.running) {
+      this.child.kill('SIGKILL');
+      await this.exited;
+    }
+  }
+}
+
+async function startWorker(id: string, capacity: number): Promise<WorkerProcess> {
+  const readyFile = join(dir, `${id}.ready`);
+  const child = spawn(
+    process.execPath,
+    ['--conditions=development', troupeBin(), 'worker', '--nats', nats.url, '--namespace', namespace, '--worker-id', id, '--capacity', String(capacity), '--ready-file', readyFile],
+    {
+      env: {
+        ...process.env,
+        OPENAI_BASE_URL: model.url,
+        OPENAI_API_KEY: 'test-key',
+        TROUPE_HOME: join(dir, `home-${id}`),
+        TROUPE_MODEL: 'test-model',
+        TROUPE_RETRY_BASE_MS: '1',
+        TROUPE_LOG: 'warn',
+      },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    },
+  );
+  const worker = new WorkerProcess(id, readyFile, child);
+  workers.push(worker);
+  await waitFor(() => existsSync(readyFile) || !worker.running, `worker ${id} to be ready`, 20_000);
+  if (!worker.running) throw new Error(`worker ${id} exited:\n${worker.stderr}`);
+  return worker;
+}
+
+async function startGateway(): Promise<AppServerProcess> {
+  const gateway = await AppServerProcess.start({ modelUrl: model.url, home: dir, args: ['--nats', nats.url, '--namespace', namespace] });
+  gateways.push(gateway);
+  return gateway;
+}
+
+/** Ask for a session; resolves to the worker that took it, or the error the client got. */
+async function place(gateway: AppServerProcess): Promise<{ sessionId: string; workerId: string } | { error: string }> {
+  const id = gateway.submit({ type: 'new_session', config: { cwd: dir } });
+  const event = await gateway.waitFor((e) => e.id === id && (e.msg.type === 'session_configured' || e.msg.type === 'error'), `the answer to ${id}`);
+  if (event.msg.type === 'session_configured') return { sessionId: event.msg.session_id, workerId: event.msg.worker_id };
+  if (event.msg.type === 'error') return { error: event.msg.message };
+  throw new Error('unreachable');
+}
+
+async function placeOk(gateway: AppServerProcess): Promise<{ sessionId: string; workerId: string }> {
+  const placed = await place(gateway);
+  if ('error' in placed) throw new Error(`placement failed: ${placed.error}`);
+  return placed;
+}
+
+describe('troupe on NATS', () => {
+  it('spreads sessions over workers, skips a full one, and says when all are full', async () => {
+    await Promise.all([startWorker('w1', 2), startWorker('w2', 2)]);
+    const gateway = await startGateway();
+    const placed: { sessionId: string; workerId: string }[] = [];
+    for (let i = 0; i < 4; i++) placed.push(await placeOk(gateway));
+    const perWorker = (id: string) => placed.filter((p) => p.workerId === id).length;
+    expect([perWorker('w1'), perWorker('w2')]).toEqual([2, 2]);
+
+    const full = await place(gateway);
+    expect(full).toEqual({ error: expect.stringMatching(/no host is available/) });
+
+    // A session on w1 ends: w1 has room again and is the only worker that can take the next one.
+    const onW1 = placed.find((p) => p.workerId === 'w1');
+    gateway.submit({ type: 'shutdown' }, onW1?.sessionId);
+    await gateway.waitForMsg('shutdown_complete', { session: onW1?.sessionId });
+    let next = await place(gateway);
+    // The worker rejoins placement just after its session's last event: allow that moment.
+    for (let tries = 0; 'error' in next && tries < 20; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      next = await place(gateway);
+    }
+    expect(next).toMatchObject({ workerId: 'w1' });
+    expect(gateway.junk).toEqual([]);
+  });
+
+  it('answers a placement with a clear error when no worker is there', async () => {
+    const gateway = await startGateway();
+    const id = gateway.submit({ type: 'new_session', config: { cwd: dir } });
+    const error = await gateway.waitForMsg('error', { id });
+    expect(error.session_id).toBeNull();
+    expect(error.msg.message).toMatch(/no host is available to run sessions/);
+  });
+
+  it('runs turns on a worker and reports its id', async () => {
+    await startWorker('solo', 4);
+    const gateway = await startGateway();
+    const { sessionId, workerId } = await placeOk(gateway);
+    expect(workerId).toBe('solo');
+    model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'Hello from a worker.' }] });
+    const end = await gateway.turn(sessionId, 'hi');
+    expect(end.msg).toMatchObject({ type: 'task_complete', last_agent_message: 'Hello from a worker.' });
+  });
+
+  it('drains on SIGTERM: no new sessions, every session shut down, exit 0', async () => {
+    const worker = await startWorker('drainer', 4);
+    const gateway = await startGateway();
+    const sessions = [await placeOk(gateway), await placeOk(gateway)];
+    worker.signal('SIGTERM');
+    for (const { sessionId } of sessions) await gateway.waitForMsg('shutdown_complete', { session: sessionId });
+    expect(await worker.exited).toBe(0);
+    expect(existsSync(worker.readyFile)).toBe(false);
+    expect(await place(gateway)).toEqual({ error: expect.stringMatching(/no host is available/) });
+  });
+
+  it('drops an invalid op on the bus, logs it, and keeps serving the session', async () => {
+    const worker = await startWorker('sturdy', 2);
+    const gateway = await startGateway();
+    const { sessionId } = await placeOk(gateway);
+    const bus = new NatsBus(await connect({ servers: nats.url }));
+    try {
+      const subject = subjects(namespace).op(sessionId);
+      await bus.publishRaw(subject, JSON.stringify({ kind: 'op', submission: { id: 'bad', session_id: sessionId, op: { type: 'user_turn' } } }));
+      await bus.publishRaw(subject, 'not json at all');
+      await bus.flush();
+    } finally {
+      await bus.close();
+    }
+    await waitFor(() => worker.stderr.includes('dropped a bus message that is not JSON'), 'the worker to log the dropped messages');
+    expect(worker.stderr).toContain('dropped an invalid bus message');
+    expect(worker.stderr).toContain('op.items');
+
+    model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'Still here.' }] });
+    const end = await gateway.turn(sessionId, 'are you there?');
+    expect(end.msg).toMatchObject({ type: 'task_complete', last_agent_message: 'Still here.' });
+    expect(worker.running).toBe(true);
+    expect(gateway.events.some((e) => e.id === 'bad')).toBe(false);
+  });
+});

@@ -73,10 +73,18 @@ export const toolCallMachine = setup({
     emitEvent: (_, _params: { msg: EventMsg }) => notProvided('emitEvent')(),
     /** Remember an `approved_for_session` decision for the whole session tree. */
     rememberApproval: (_, _params: { key: string }) => notProvided('rememberApproval')(),
+    /** Wait for approval again, now to run the blocked command outside the sandbox. */
+    askToEscalate: assign({
+      plan: (_, output: ToolOutput) => {
+        const escalate = output.escalate!;
+        return { kind: 'ask' as const, request: escalate.request, sandboxedAfterApproval: false, approvalKey: escalate.approvalKey };
+      },
+    }),
   },
   guards: {
     planIs: ({ context }, kind: ToolPlan['kind']) => context.plan?.kind === kind,
     decisionIs: ({ event }, decision: ReviewDecision) => event.type === 'APPROVAL' && event.decision === decision,
+    escalates: (_, output: ToolOutput) => output.escalate !== undefined,
   },
 }).createMachine({
   id: 'toolCall',
@@ -149,17 +157,8 @@ export const toolCallMachine = setup({
           userApproved: false,
         }),
         onDone: [
-          {
-            // The sandbox blocked the command and the policy lets us ask to run it outside.
-            guard: ({ event }) => event.output.escalate !== undefined,
-            target: 'awaitingApproval',
-            actions: assign({
-              plan: ({ event }) => {
-                const escalate = event.output.escalate!;
-                return { kind: 'ask' as const, request: escalate.request, sandboxedAfterApproval: false, approvalKey: escalate.approvalKey };
-              },
-            }),
-          },
+          // The sandbox blocked the command and the policy lets us ask to run it outside.
+          { guard: { type: 'escalates', params: ({ event }) => event.output }, target: 'awaitingApproval', actions: { type: 'askToEscalate', params: ({ event }) => event.output } },
           { target: 'done', actions: assign({ output: ({ event }) => event.output }) },
         ],
         onError: { target: 'done', actions: assign({ output: ({ event }) => ({ text: errorText(event.error), success: false }) }) },
@@ -176,7 +175,11 @@ export const toolCallMachine = setup({
           sandboxed: context.plan?.kind === 'ask' ? context.plan.sandboxedAfterApproval : true,
           userApproved: true,
         }),
-        onDone: { target: 'done', actions: assign({ output: ({ event }) => event.output }) },
+        onDone: [
+          // The sandbox blocked the command and the policy lets us ask to run it outside.
+          { guard: { type: 'escalates', params: ({ event }) => event.output }, target: 'awaitingApproval', actions: { type: 'askToEscalate', params: ({ event }) => event.output } },
+          { target: 'done', actions: assign({ output: ({ event }) => event.output }) },
+        ],
         onError: { target: 'done', actions: assign({ output: ({ event }) => ({ text: errorText(event.error), success: false }) }) },
       },
     },

@@ -16,6 +16,10 @@ export interface SessionSettings {
   readonly effort?: ReasoningEffort | undefined;
   readonly base_instructions: string;
   readonly developer_instructions?: string | undefined;
+  /** The model review threads use (`review_model`); the session's model when absent. */
+  readonly review_model?: string | undefined;
+  /** Compact when this many tokens are in use; absent: 90% of the model's context window. */
+  readonly auto_compact_token_limit?: number | undefined;
 }
 
 /** Everything a turn runs under. Built once per turn and never changed while the turn runs. */
@@ -45,6 +49,8 @@ export function settingsFromConfig(
     effort: config.effort,
     base_instructions: config.base_instructions ?? defaults.base_instructions,
     developer_instructions: config.developer_instructions,
+    review_model: config.review_model,
+    auto_compact_token_limit: config.auto_compact_token_limit,
   };
 }
 

@@ -104,6 +104,10 @@ const turnSetup = setup({
     toolCall: toolCallMachine,
     /** One sampling attempt: streams the model's answer as SamplerEvents. */
     sample: fromCallback<TurnEvent, { turnId: string; turn: TurnContext; attempt: number }>(notProvided('sample')),
+    /** Take the snapshot `undo` returns to, before the turn can change any file. */
+    snapshot: fromPromise<void, { turnId: string; turn: TurnContext }>(notProvided('snapshot')),
+    /** Get the history ready for a request: compacts it first when it has grown past the limit. */
+    prepareSampling: fromPromise<void, { turnId: string; turn: TurnContext }>(notProvided('prepareSampling')),
     /** Resolves at an absolute time, so a restored snapshot keeps its deadline (DESIGN.md). */
     deadline: fromPromise<void, { until: number }>(
       ({ input, signal }) =>
@@ -181,7 +185,7 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
     status: null,
   }),
   entry: { type: 'beginTurn', params: ({ context }) => ({ turnId: context.turnId, turn: context.turn, input: context.input }) },
-  initial: 'sampling',
+  initial: 'snapshotting',
   on: {
     STEER: { actions: assign({ pendingInput: ({ context, event }) => [...context.pendingInput, ...event.items] }) },
     ABORT: { target: '.aborted', actions: assign({ abortReason: ({ event }) => event.reason }) },
@@ -218,6 +222,31 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
     ],
   },
   states: {
+    snapshotting: {
+      invoke: {
+        src: 'snapshot',
+        input: ({ context }) => ({ turnId: context.turnId, turn: context.turn }),
+        // Without a snapshot the turn still runs; undo will say there is nothing to restore.
+        onDone: 'preparing',
+        onError: 'preparing',
+      },
+    },
+    preparing: {
+      invoke: {
+        src: 'prepareSampling',
+        input: ({ context }) => ({ turnId: context.turnId, turn: context.turn }),
+        onDone: 'sampling',
+        onError: {
+          target: 'failed',
+          actions: {
+            type: 'reportFailure',
+            params: ({ event }) => ({
+              failure: { code: 'internal', message: `could not prepare the request: ${String(event.error)}`, retryable: false, retryDelayMs: 0 },
+            }),
+          },
+        },
+      },
+    },
     sampling: {
       entry: assign({ calls: [], retryAt: null }),
       invoke: {
@@ -289,7 +318,7 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
           guard: 'retryPending',
           target: 'backoff',
         },
-        { guard: 'needsFollowUp', target: 'sampling' },
+        { guard: 'needsFollowUp', target: 'preparing' },
         { target: 'completed' },
       ],
     },

@@ -52,6 +52,11 @@ export const PlaceMessage = z.object({
   initial_history: z.array(ResponseItem).optional(),
   /** Approval keys granted `approved_for_session` in the tree so far (sub-agents inherit them). */
   approvals: z.array(z.string()).optional(),
+  /**
+   * What the session is for: a regular session (the default), a review thread (core tools but
+   * no sub-agents) or a compaction's summarizer (no tools at all).
+   */
+  purpose: z.enum(['session', 'review', 'compact']).optional(),
 });
 export type PlaceMessage = z.infer<typeof PlaceMessage>;
 

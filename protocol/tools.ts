@@ -69,11 +69,21 @@ export const CloseAgentArgs = z.object({ agent_id: z.string().min(1) });
 export type CloseAgentArgs = z.infer<typeof CloseAgentArgs>;
 
 export const ExecCommandArgs = z.object({
-  cmd: z.string().min(1),
-  tty: z.boolean().optional(),
-  workdir: z.string().optional(),
-  yield_time_ms: z.number().int().positive().optional(),
-  max_output_tokens: z.number().int().positive().optional(),
+  cmd: z.string().min(1).describe('The shell command line to run.'),
+  tty: z.boolean().optional().describe('Run on a pseudo-terminal (for interactive programs). Default false: plain pipes.'),
+  workdir: z.string().optional().describe('Working directory; defaults to the turn cwd.'),
+  yield_time_ms: z
+    .number()
+    .int()
+    .positive()
+    .optional()
+    .describe('Return after this long with the output so far (clamped to 250..30000; default 10000).'),
+  max_output_tokens: z.number().int().positive().optional().describe('Shorten the returned output (in the middle) to about this many tokens.'),
+  with_escalated_permissions: z
+    .boolean()
+    .optional()
+    .describe('Ask to run outside the sandbox. Only when the sandbox blocks something the task needs.'),
+  justification: z.string().optional().describe('Why escalation is needed; shown to the user with the request.'),
 });
 export type ExecCommandArgs = z.infer<typeof ExecCommandArgs>;
 

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mentions, outputFor, spawnedAgentIds, startFakeModelServer, type RecordedRequest, type ScriptItem, type ScriptStep } from '../../test/support/index.js';
 import { createRuntime } from '../runtime.js';
+import { detectSandbox } from '../sandbox/detect.js';
 import { denyingApprover, runOneTurn, terminalApprover } from './exec.js';
 import { MODEL_FLAGS, parseArgs, wireApiFlag } from './main.js';
 import { TranscriptRenderer } from './render.js';
@@ -182,6 +183,13 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     ...(home ? { home } : {}),
   });
   const renderer = new TranscriptRenderer(process.stderr);
+  // The demo's workspace is a throwaway directory: without a sandbox backend it runs
+  // unconfined rather than not at all, and says so.
+  const sandbox = await detectSandbox();
+  const sandboxPolicy = sandbox.ok ? 'workspace-write' : 'danger-full-access';
+  if (!sandbox.ok) {
+    process.stderr.write(`troupe demo: no sandbox available (${sandbox.reason}); running unsandboxed in the temporary workspace.\n`);
+  }
   process.stderr.write(
     scripted
       ? `troupe demo: a scripted model (no OPENAI_API_KEY set) drives real tools in ${dir}\n\n`
@@ -190,7 +198,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
   try {
     const { lastMessage, failed } = await runOneTurn({
       runtime,
-      config: { cwd: dir, approval_policy: 'on-request', sandbox_policy: 'workspace-write' },
+      config: { cwd: dir, approval_policy: 'on-request', sandbox_policy: sandboxPolicy },
       prompt: PROMPT,
       approver: process.stdin.isTTY ? terminalApprover() : denyingApprover(),
       onEvent: (event) => renderer.render(event),

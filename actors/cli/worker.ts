@@ -39,8 +39,9 @@ export async function runWorker(argv: readonly string[], env: NodeJS.ProcessEnv 
   const readyFile = values['ready-file'] ?? env.TROUPE_WORKER_READY_FILE;
   const logger = log.child({ worker: workerId });
 
-  const stopping = stopSignal();
+  // Until connected there is nothing to drain: a signal then just ends the process.
   const connection = await connectNats(settings, { name: `troupe-worker ${workerId}`, waitOnFirstConnect: true, logger });
+  const stopping = stopSignal();
   const bus = new NatsBus(connection, { logger });
   const host = createHost(bus, runtimeOptionsFromEnv(env, { model: values.model, wireApi: wireApiFlag(values['wire-api']) }), {
     namespace: settings.namespace,

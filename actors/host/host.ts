@@ -15,7 +15,8 @@ import {
   RolloutRecorder,
   rolloutPath,
 } from '../rollout/index.js';
-import type { ToolRegistry } from '../tools/registry.js';
+import { ToolRegistry } from '../tools/registry.js';
+import { agentTools } from '../agents/tools.js';
 import { SessionRuntime } from './session-runtime.js';
 import { DEFAULT_AGENT_MAX_DEPTH, DEFAULT_AGENT_MAX_THREADS } from '../agents/supervisor.js';
 
@@ -206,12 +207,19 @@ export class Host {
 
   async #createRuntime(message: PlaceMessage): Promise<SessionRuntime> {
     const { origin, lineage } = message;
+    const purpose = message.purpose ?? 'session';
     const services = {
       bus: this.#options.bus,
       namespace: this.#options.namespace,
       workerId: this.#options.workerId,
       model: this.#options.model,
-      tools: this.#options.tools,
+      // A review thread explores but starts no agents; a summarizer only writes.
+      tools:
+        purpose === 'session'
+          ? this.#options.tools
+          : purpose === 'review'
+            ? this.#options.tools.without(agentTools.map((t) => t.name))
+            : new ToolRegistry(),
       retryBaseMs: this.#options.retryBaseMs ?? 200,
     };
     if (origin.type === 'resume') {
@@ -231,6 +239,7 @@ export class Host {
         agentLimits: agentLimits(config),
         approvals: message.approvals ?? [],
         mcpServers: config.mcp_servers,
+        purpose,
       });
     }
     let history: ResponseItem[] = message.initial_history ?? [];
@@ -265,6 +274,7 @@ export class Host {
       agentLimits: agentLimits(config),
       approvals: message.approvals ?? [],
       mcpServers: config.mcp_servers,
+      purpose,
     });
   }
 

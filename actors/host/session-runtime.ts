@@ -9,7 +9,7 @@ import type {
   Submission,
   TokenUsage,
 } from '../../protocol/index.js';
-import { sessionMachine, type SessionEvent } from '../../machines/session.js';
+import { sessionMachine, type SessionEvent, type TaskInput } from '../../machines/session.js';
 import { toolCallMachine, type ToolCallInput } from '../../machines/tool-call.js';
 import type { ToolOutput, ToolPlan } from '../../machines/tool-plan.js';
 import { turnMachine, type ModelFailure, type TurnEvent } from '../../machines/turn.js';
@@ -35,6 +35,7 @@ import type { SessionResource, ToolContext } from '../tools/tool.js';
 import { AgentSupervisor } from '../agents/supervisor.js';
 import { TreeApprovals } from '../agents/tree-approvals.js';
 import { userMessage, UserInputError } from './user-input.js';
+import { SessionTasks } from './session-tasks.js';
 import { McpManager } from '../mcp/index.js';
 
 /** What a host gives each session it runs. */
@@ -60,6 +61,8 @@ export interface SessionSpec {
   readonly agentLimits: { readonly maxDepth: number; readonly maxThreads: number };
   /** `approved_for_session` keys the tree had granted when this session was placed. */
   readonly approvals: readonly string[];
+  /** A regular session, a review thread or a compaction's summarizer: only the first has sub-agents. */
+  readonly purpose: 'session' | 'review' | 'compact';
   /** The session's MCP servers (`SessionConfig.mcp_servers`). */
   readonly mcpServers?: Readonly<Record<string, McpServerConfig>> | undefined;
 }
@@ -79,6 +82,9 @@ export class SessionRuntime {
   readonly #actor: Actor<typeof sessionMachine>;
   readonly #approvals: TreeApprovals;
   readonly #agents: AgentSupervisor;
+  readonly #tasks: SessionTasks;
+  /** Tokens of the last request, as the provider counted them: what auto-compaction watches. */
+  #tokensInUse = 0;
   readonly #diffs = new Map<string, TurnDiffTracker>();
   /** What tools keep for the rest of the session; disposed when it closes. */
   readonly #resources = new Map<string, SessionResource>();
@@ -115,6 +121,26 @@ export class SessionRuntime {
       approvals: () => this.#approvals.snapshot(),
       isIdle: () => this.#actor.getSnapshot().matches('idle'),
       notify: (item) => this.#record(item),
+    });
+    this.#tasks = new SessionTasks({
+      sessionId: spec.sessionId,
+      rootId: this.rootId,
+      depth: spec.lineage?.depth ?? 0,
+      bus: services.bus,
+      namespace: services.namespace,
+      model: services.model,
+      emit: (id, msg) => this.emit(id, msg),
+      record: (...items) => this.#record(...items),
+      replaceHistory: (items, note) => {
+        this.#history.replace(items);
+        this.#spec.rollout.record({ type: 'compacted', payload: { message: note, replacement_history: [...items] } });
+      },
+      history: () => this.#history.items(),
+      tokensInUse: () => this.#tokensInUse,
+      setTokensInUse: (tokens) => {
+        this.#tokensInUse = tokens;
+      },
+      toolContext: (callId, turn, signal) => this.#contextFor(callId, turn, signal),
     });
     this.#actor = createActor(this.#machine(), { input: { sessionId: spec.sessionId, settings: spec.settings } });
     this.closed = new Promise<void>((resolve) => {
@@ -245,11 +271,19 @@ export class SessionRuntime {
         }
         return;
       case 'review':
+        send({ type: 'REVIEW', submissionId: id, target: op.review_request.target, hint: op.review_request.user_facing_hint });
+        return;
       case 'compact':
+        send({ type: 'COMPACT', submissionId: id });
+        return;
       case 'undo':
+        send({ type: 'UNDO', submissionId: id });
+        return;
       case 'thread_rollback':
+        send({ type: 'ROLLBACK', submissionId: id, numTurns: op.num_turns });
+        return;
       case 'run_user_shell_command':
-        this.emit(id, { type: 'error', code: 'bad_request', message: `op ${op.type} is not supported by this version of troupe yet` });
+        send({ type: 'USER_SHELL', submissionId: id, command: op.command });
         return;
       default:
         this.emit(id, { type: 'error', code: 'bad_request', message: `op ${op.type} does not address an existing session` });
@@ -310,6 +344,10 @@ export class SessionRuntime {
         sample: fromCallback<TurnEvent, { turnId: string; turn: TurnContext; attempt: number }>(({ input, sendBack }) =>
           this.#sample(input.turn, input.attempt, sendBack),
         ),
+        snapshot: fromPromise<void, { turnId: string; turn: TurnContext }>(({ input }) => this.#tasks.snapshot(input.turn)),
+        prepareSampling: fromPromise<void, { turnId: string; turn: TurnContext }>(({ input, signal }) =>
+          this.#tasks.prepareSampling(input.turnId, input.turn, signal),
+        ),
       },
       actions: {
         emitEvent: ({ context }, { msg }) => this.emit(context.turnId, msg),
@@ -344,7 +382,10 @@ export class SessionRuntime {
         recordAborted: (_, { callIds }) => this.#record(...callIds.map(abortedOutput)),
         recordInput: ({ context }, { items }) => this.#recordUserInput(context.turnId, items),
         accountUsage: ({ context }, { usage }) => {
-          if (usage) this.#totalUsage = addUsage(this.#totalUsage, usage);
+          if (usage) {
+            this.#totalUsage = addUsage(this.#totalUsage, usage);
+            this.#tokensInUse = usage.total_tokens;
+          }
           this.emit(context.turnId, this.#tokenCount(usage ?? emptyUsage(), context.turn.model));
         },
         rememberRateLimits: (_, { snapshot }) => {
@@ -357,10 +398,15 @@ export class SessionRuntime {
     return sessionMachine.provide({
       actors: {
         turn,
+        review: fromPromise<void, TaskInput>(({ input, signal }) => this.#tasks.review(input, signal)),
+        compact: fromPromise<void, TaskInput>(({ input, signal }) => this.#tasks.compact(input, signal)),
+        undo: fromPromise<void, TaskInput>(({ input }) => this.#tasks.undo(input)),
+        userShell: fromPromise<void, TaskInput>(({ input, signal }) => this.#tasks.userShell(input, signal)),
         close: fromPromise<void, { sessionId: string }>(() => this.#close()),
       },
       actions: {
         emitEvent: (_, { id, msg }) => this.emit(id, msg),
+        rollback: (_, { submissionId, numTurns }) => this.#tasks.rollback(submissionId, numTurns),
       },
     });
   }
@@ -460,12 +506,17 @@ export class SessionRuntime {
   #toolContext(input: ToolCallInput, signal: AbortSignal): ToolContext {
     const turn = this.#turnContexts.get(input.turnId);
     if (!turn) throw new Error(`no context for turn ${input.turnId}`);
+    return this.#contextFor(input.callId, turn, signal);
+  }
+
+  #contextFor(callId: string, turn: TurnContext, signal: AbortSignal): ToolContext {
+    const turnId = turn.turn_id;
     return {
       sessionId: this.id,
-      callId: input.callId,
+      callId,
       turn,
       signal,
-      agents: this.#agents,
+      ...(this.#spec.purpose === 'session' ? { agents: this.#agents } : {}),
       resources: {
         get: <T extends SessionResource>(key: string, create: () => T): T => {
           let resource = this.#resources.get(key);
@@ -476,15 +527,15 @@ export class SessionRuntime {
           return resource as T;
         },
       },
-      emit: (msg) => this.emit(input.turnId, msg),
+      emit: (msg) => this.emit(turnId, msg),
       trackChanges: async (changes, before) => {
-        let tracker = this.#diffs.get(input.turnId);
+        let tracker = this.#diffs.get(turnId);
         if (!tracker) {
           tracker = new TurnDiffTracker(turn.cwd);
-          this.#diffs.set(input.turnId, tracker);
+          this.#diffs.set(turnId, tracker);
         }
         tracker.track(new Map(before), changes);
-        this.emit(input.turnId, { type: 'turn_diff', unified_diff: await tracker.unifiedDiff() });
+        this.emit(turnId, { type: 'turn_diff', unified_diff: await tracker.unifiedDiff() });
       },
     };
   }

@@ -36,6 +36,12 @@ export class ToolRegistry {
     return new ToolRegistry([...this.#handlers.values(), ...extra]);
   }
 
+  /** A new registry with these tools left out (a review thread has no sub-agent tools). */
+  without(names: Iterable<string>): ToolRegistry {
+    const excluded = new Set(names);
+    return new ToolRegistry([...this.#handlers.values()].filter((h) => !excluded.has(h.name)));
+  }
+
   get(name: string): ToolHandler<unknown> | undefined {
     return this.#handlers.get(name);
   }

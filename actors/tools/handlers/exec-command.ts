@@ -7,7 +7,6 @@
 import { stat } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import path from 'node:path';
-import { z } from 'zod';
 import { ExecCommandArgs } from '../../../protocol/index.js';
 import {
   confineCommand,
@@ -25,17 +24,6 @@ import { resolveWorkdir } from './shell.js';
 
 export const DEFAULT_EXEC_YIELD_MS = 10_000;
 
-/** ExecCommandArgs plus the escalation fields `shell` has (the protocol schema lacks them). */
-export const ExecCommandToolArgs = ExecCommandArgs.extend({
-  cmd: z.string().min(1).describe('The shell command line to run.'),
-  tty: z.boolean().optional().describe('Run on a pseudo-terminal (for interactive programs). Default false: plain pipes.'),
-  workdir: z.string().optional().describe('Working directory; defaults to the turn cwd.'),
-  yield_time_ms: z.number().int().positive().optional().describe(`Return after this long with the output so far (clamped to 250..30000; default ${DEFAULT_EXEC_YIELD_MS}).`),
-  max_output_tokens: z.number().int().positive().optional().describe('Shorten the returned output (in the middle) to about this many tokens.'),
-  with_escalated_permissions: z.boolean().optional().describe('Ask to run outside the sandbox. Only when the sandbox blocks something the task needs.'),
-  justification: z.string().optional().describe('Why escalation is needed; shown to the user with the request.'),
-});
-export type ExecCommandToolArgs = z.infer<typeof ExecCommandToolArgs>;
 
 const DESCRIPTION =
   "Run a command line in the user's shell and return after yield_time_ms with its output so far. " +
@@ -49,7 +37,7 @@ export function userShellArgv(cmd: string, env: NodeJS.ProcessEnv = process.env)
   return [shell, login ? '-lc' : '-c', cmd];
 }
 
-export function planExecCommand(args: ExecCommandToolArgs, ctx: ToolContext, approvals: ApprovalMemory): Promise<ToolPlan> {
+export function planExecCommand(args: ExecCommandArgs, ctx: ToolContext, approvals: ApprovalMemory): Promise<ToolPlan> {
   return planCommand(
     {
       argv: userShellArgv(args.cmd),
@@ -62,7 +50,7 @@ export function planExecCommand(args: ExecCommandToolArgs, ctx: ToolContext, app
   );
 }
 
-export async function runExecCommand(args: ExecCommandToolArgs, ctx: ToolContext, plan: RunPlan): Promise<ToolOutput> {
+export async function runExecCommand(args: ExecCommandArgs, ctx: ToolContext, plan: RunPlan): Promise<ToolOutput> {
   const started = performance.now();
   const cwd = resolveWorkdir(args.workdir, ctx.turn.cwd);
   const command = userShellArgv(args.cmd);
@@ -129,10 +117,10 @@ async function isDirectory(dir: string): Promise<boolean> {
   }
 }
 
-export const execCommandTool = defineTool<ExecCommandToolArgs>({
+export const execCommandTool = defineTool<ExecCommandArgs>({
   name: 'exec_command',
   description: DESCRIPTION,
-  args: ExecCommandToolArgs,
+  args: ExecCommandArgs,
   plan: planExecCommand,
   run: runExecCommand,
 });

@@ -1,4 +1,4 @@
-import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { indexPath, runGit } from './git.js';
@@ -35,7 +35,12 @@ export async function withTempIndex<T>(root: string, treeish: string | null, fn:
 
 async function seedFromUserIndex(root: string, treeish: string, file: string, index: TempIndex): Promise<boolean> {
   try {
-    await copyFile(await indexPath(root), file);
+    const source = await indexPath(root);
+    await copyFile(source, file);
+    // Keep the index's own timestamp: git treats entries modified in the same instant as the
+    // index as "racily clean" and re-reads them; a fresh mtime on the copy would hide those edits.
+    const { atime, mtime } = await stat(source);
+    await utimes(file, atime, mtime);
     // One-tree merge: the index becomes `treeish`, reusing stat data where contents agree.
     await runGit(root, ['read-tree', '-m', treeish], { env: index.env });
     return true;

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -101,6 +101,15 @@ describe('model failures', () => {
   });
 });
 
+/** Host pids of the `sleep <marker>` processes. */
+function sleepers(marker: string): number[] {
+  const table = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' });
+  return table
+    .split('\n')
+    .filter((line) => line.trim().endsWith(`sleep ${marker}`) && !line.includes('sh -c'))
+    .map((line) => Number(line.trim().split(/\s+/)[0]));
+}
+
 function alive(pid: number): boolean {
   try {
     const state = execFileSync('ps', ['-o', 'stat=', '-p', String(pid)], { encoding: 'utf8' }).trim();
@@ -112,17 +121,18 @@ function alive(pid: number): boolean {
 
 describe('interrupt', () => {
   it('kills the running command tree, answers the call, and the next turn works', async () => {
-    const pidFile = join(workspace, 'pids');
+    // A duration nobody else uses marks this test's processes, inside the sandbox or not.
+    const marker = `${60 + Math.floor(Math.random() * 1000) / 1000}`;
     model.enqueue({
       kind: 'response',
-      items: [{ type: 'function_call', name: 'shell', call_id: 'long', arguments: { command: ['sh', '-c', `sleep 60 & echo $$ $! > ${pidFile}; wait`], timeout_ms: 120000 } }],
+      items: [{ type: 'function_call', name: 'shell', call_id: 'long', arguments: { command: ['sh', '-c', `sleep ${marker} & sleep ${marker}; wait`], timeout_ms: 120000 } }],
     });
     const session = await server.newSession({ cwd: workspace });
     const turnId = server.submit({ type: 'user_turn', items: [{ type: 'text', text: 'wait a long time' }] }, session);
     await server.waitForMsg('exec_command_begin', { session });
     let pids: number[] = [];
     for (let i = 0; i < 100 && pids.length < 2; i++) {
-      pids = (await readFile(pidFile, 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean).map(Number);
+      pids = sleepers(marker);
       if (pids.length < 2) await new Promise((r) => setTimeout(r, 50));
     }
     expect(pids).toHaveLength(2);

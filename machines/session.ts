@@ -41,11 +41,12 @@ export type TaskRequest = Extract<SessionEvent, { type: 'REVIEW' | 'COMPACT' | '
 
 /** What every task actor is given: the request that started it and the settings of the moment. */
 export interface TaskInput<R extends TaskRequest = TaskRequest> {
+  readonly sessionId: string;
   readonly request: R;
   readonly settings: SessionSettings;
 }
 
-interface SessionContext {
+export interface SessionContext {
   readonly sessionId: string;
   settings: SessionSettings;
   /** The submission that asked for shutdown while a task was running. */
@@ -104,7 +105,7 @@ function taskState<S extends 'review' | 'compact' | 'undo' | 'userShell'>(src: S
         if (event.type !== 'REVIEW' && event.type !== 'COMPACT' && event.type !== 'UNDO' && event.type !== 'USER_SHELL') {
           throw new Error(`a task cannot start from ${event.type}`);
         }
-        return { request: event, settings: context.settings };
+        return { sessionId: context.sessionId, request: event, settings: context.settings };
       },
       onDone: [{ guard: 'shutdownRequested', target: 'closing' }, { target: 'idle' }],
       onError: {
@@ -174,6 +175,7 @@ export const sessionMachine = sessionSetup.createMachine({
         input: ({ context, event }) => {
           if (event.type !== 'TURN_INPUT') throw new Error(`a turn cannot start from ${event.type}`);
           return {
+            sessionId: context.sessionId,
             turnId: event.submissionId,
             context: buildTurnContext(context.settings, event.submissionId, {
               ...event.overrides,

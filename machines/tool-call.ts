@@ -10,6 +10,7 @@ import type { ApprovalRequest, ToolOutput, ToolPlan } from './tool-plan.js';
  */
 
 export interface ToolCallInput {
+  readonly sessionId: string;
   readonly callId: string;
   readonly turnId: string;
   readonly name: string;
@@ -94,7 +95,7 @@ export const toolCallMachine = setup({
     planning: {
       invoke: {
         src: 'plan',
-        input: ({ context }) => ({ callId: context.callId, turnId: context.turnId, name: context.name, arguments: context.arguments }),
+        input: ({ context }) => ({ sessionId: context.sessionId, callId: context.callId, turnId: context.turnId, name: context.name, arguments: context.arguments }),
         onDone: { target: 'routing', actions: assign({ plan: ({ event }) => event.output }) },
         onError: {
           target: 'done',
@@ -149,6 +150,7 @@ export const toolCallMachine = setup({
       invoke: {
         src: 'execute',
         input: ({ context }) => ({
+          sessionId: context.sessionId,
           callId: context.callId,
           turnId: context.turnId,
           name: context.name,
@@ -168,6 +170,7 @@ export const toolCallMachine = setup({
       invoke: {
         src: 'execute',
         input: ({ context }) => ({
+          sessionId: context.sessionId,
           callId: context.callId,
           turnId: context.turnId,
           name: context.name,

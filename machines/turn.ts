@@ -18,10 +18,19 @@ import type { TurnContext } from './turn-context.js';
 export const MAX_STREAM_ATTEMPTS = 5;
 
 export interface TurnInput {
+  /** The session the turn belongs to: the injected logic serves every session of a host. */
+  readonly sessionId: string;
   readonly turnId: string;
   readonly context: TurnContext;
   /** The user message(s) that started the turn. */
   readonly input: readonly ResponseItem[];
+}
+
+/** What the turn's injected actors are given. */
+export interface TurnStep {
+  readonly sessionId: string;
+  readonly turnId: string;
+  readonly turn: TurnContext;
 }
 
 export interface ModelFailure {
@@ -63,6 +72,7 @@ interface CallSlot {
 }
 
 export interface TurnMachineContext {
+  readonly sessionId: string;
   readonly turnId: string;
   readonly turn: TurnContext;
   readonly input: readonly ResponseItem[];
@@ -103,11 +113,11 @@ const turnSetup = setup({
   actors: {
     toolCall: toolCallMachine,
     /** One sampling attempt: streams the model's answer as SamplerEvents. */
-    sample: fromCallback<TurnEvent, { turnId: string; turn: TurnContext; attempt: number }>(notProvided('sample')),
+    sample: fromCallback<TurnEvent, TurnStep & { attempt: number }>(notProvided('sample')),
     /** Take the snapshot `undo` returns to, before the turn can change any file. */
-    snapshot: fromPromise<void, { turnId: string; turn: TurnContext }>(notProvided('snapshot')),
+    snapshot: fromPromise<void, TurnStep>(notProvided('snapshot')),
     /** Get the history ready for a request: compacts it first when it has grown past the limit. */
-    prepareSampling: fromPromise<void, { turnId: string; turn: TurnContext }>(notProvided('prepareSampling')),
+    prepareSampling: fromPromise<void, TurnStep>(notProvided('prepareSampling')),
     /** Resolves at an absolute time, so a restored snapshot keeps its deadline (DESIGN.md). */
     deadline: fromPromise<void, { until: number }>(
       ({ input, signal }) =>
@@ -171,6 +181,7 @@ const abandonCalls = turnSetup.enqueueActions(({ enqueue, context }) => {
 export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCalls } }).createMachine({
   id: 'turn',
   context: ({ input }) => ({
+    sessionId: input.sessionId,
     turnId: input.turnId,
     turn: input.context,
     input: input.input,
@@ -225,7 +236,7 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
     snapshotting: {
       invoke: {
         src: 'snapshot',
-        input: ({ context }) => ({ turnId: context.turnId, turn: context.turn }),
+        input: ({ context }) => ({ sessionId: context.sessionId, turnId: context.turnId, turn: context.turn }),
         // Without a snapshot the turn still runs; undo will say there is nothing to restore.
         onDone: 'preparing',
         onError: 'preparing',
@@ -234,7 +245,7 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
     preparing: {
       invoke: {
         src: 'prepareSampling',
-        input: ({ context }) => ({ turnId: context.turnId, turn: context.turn }),
+        input: ({ context }) => ({ sessionId: context.sessionId, turnId: context.turnId, turn: context.turn }),
         onDone: 'sampling',
         onError: {
           target: 'failed',
@@ -251,7 +262,7 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
       entry: assign({ calls: [], retryAt: null }),
       invoke: {
         src: 'sample',
-        input: ({ context }) => ({ turnId: context.turnId, turn: context.turn, attempt: context.failures + 1 }),
+        input: ({ context }) => ({ sessionId: context.sessionId, turnId: context.turnId, turn: context.turn, attempt: context.failures + 1 }),
       },
       on: {
         'MODEL.TEXT_DELTA': { actions: { type: 'emitEvent', params: ({ event }) => ({ msg: { type: 'agent_message_delta', delta: event.delta } }) } },
@@ -269,7 +280,7 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
               enqueue.assign({ calls: [...context.calls, { callId: item.call_id, output: null }] });
               enqueue.spawnChild('toolCall', {
                 id: `call:${item.call_id}`,
-                input: { callId: item.call_id, turnId: context.turnId, name: item.name, arguments: item.arguments },
+                input: { sessionId: context.sessionId, callId: item.call_id, turnId: context.turnId, name: item.name, arguments: item.arguments },
               });
             }
           }),

@@ -18,6 +18,7 @@ import {
 import { ToolRegistry } from '../tools/registry.js';
 import { agentTools } from '../agents/tools.js';
 import { SessionRuntime } from './session-runtime.js';
+import { SessionLogic } from './session-logic.js';
 import { DEFAULT_AGENT_MAX_DEPTH, DEFAULT_AGENT_MAX_THREADS } from '../agents/supervisor.js';
 
 export interface HostOptions {
@@ -63,6 +64,8 @@ class PlacementError extends Error {
  */
 export class Host {
   readonly #options: HostOptions;
+  /** One provided statechart for all the sessions of this host. */
+  readonly #logic = new SessionLogic();
   readonly #subjects: Subjects;
   readonly #sessions = new Map<string, { runtime: SessionRuntime; ops: Subscription }>();
   readonly #subscriptions: Subscription[] = [];
@@ -220,6 +223,7 @@ export class Host {
           : purpose === 'review'
             ? this.#options.tools.without(agentTools.map((t) => t.name))
             : new ToolRegistry(),
+      logic: this.#logic,
       retryBaseMs: this.#options.retryBaseMs ?? 200,
     };
     if (origin.type === 'resume') {

@@ -1,4 +1,4 @@
-import { createActor, fromCallback, fromPromise, type Actor } from 'xstate';
+import { createActor, type Actor } from 'xstate';
 import type {
   EventMsg,
   McpServerConfig,
@@ -9,10 +9,10 @@ import type {
   Submission,
   TokenUsage,
 } from '../../protocol/index.js';
-import { sessionMachine, type SessionEvent, type TaskInput } from '../../machines/session.js';
-import { toolCallMachine, type ToolCallInput } from '../../machines/tool-call.js';
+import type { SessionEvent } from '../../machines/session.js';
+import type { ToolCallInput } from '../../machines/tool-call.js';
 import type { ToolOutput, ToolPlan } from '../../machines/tool-plan.js';
-import { turnMachine, type ModelFailure, type TurnEvent } from '../../machines/turn.js';
+import type { ModelFailure, TurnEvent } from '../../machines/turn.js';
 import type { SessionSettings, TurnContext } from '../../machines/turn-context.js';
 import type { Bus } from '../bus/bus.js';
 import { subjects } from '../bus/subjects.js';
@@ -36,6 +36,7 @@ import { AgentSupervisor } from '../agents/supervisor.js';
 import { TreeApprovals } from '../agents/tree-approvals.js';
 import { userMessage, UserInputError } from './user-input.js';
 import { SessionTasks } from './session-tasks.js';
+import { SessionLogic, type SessionBindings } from './session-logic.js';
 import { McpManager } from '../mcp/index.js';
 
 /** What a host gives each session it runs. */
@@ -45,6 +46,8 @@ export interface SessionServices {
   readonly workerId: string;
   readonly model: ModelClient;
   readonly tools: ToolRegistry;
+  /** The session statechart with its logic provided, shared by the host's sessions. */
+  readonly logic: SessionLogic;
   /** Base delay of the model retry backoff. */
   readonly retryBaseMs: number;
 }
@@ -79,7 +82,7 @@ export class SessionRuntime {
   readonly #services: SessionServices;
   readonly #spec: SessionSpec;
   readonly #history: ConversationHistory;
-  readonly #actor: Actor<typeof sessionMachine>;
+  readonly #actor: Actor<SessionLogic['machine']>;
   readonly #approvals: TreeApprovals;
   readonly #agents: AgentSupervisor;
   readonly #tasks: SessionTasks;
@@ -142,12 +145,17 @@ export class SessionRuntime {
       },
       toolContext: (callId, turn, signal) => this.#contextFor(callId, turn, signal),
     });
-    this.#actor = createActor(this.#machine(), { input: { sessionId: spec.sessionId, settings: spec.settings } });
+    const unbind = services.logic.bind(spec.sessionId, this.#bindings());
+    this.#actor = createActor(services.logic.machine, { input: { sessionId: spec.sessionId, settings: spec.settings } });
     this.closed = new Promise<void>((resolve) => {
       this.#actor.subscribe({
-        complete: () => resolve(),
+        complete: () => {
+          unbind();
+          resolve();
+        },
         error: (error) => {
           log.error({ err: error, session: this.id }, 'session actor failed');
+          unbind();
           resolve();
         },
       });
@@ -325,90 +333,65 @@ export class SessionRuntime {
     };
   }
 
-  #machine() {
-    const toolCall = toolCallMachine.provide({
-      actors: {
-        plan: fromPromise<ToolPlan, ToolCallInput>(({ input }) => this.#plan(input)),
-        execute: fromPromise<ToolOutput, ToolCallInput & { sandboxed: boolean; userApproved: boolean }>(({ input, signal }) =>
-          this.#execute(input, signal),
-        ),
+  /** What this session does for the machines' injected logic (see SessionLogic). */
+  #bindings(): SessionBindings {
+    return {
+      emit: (id, msg) => this.emit(id, msg),
+      plan: (input) => this.#plan(input),
+      execute: (input, signal) => this.#execute(input, signal),
+      rememberApproval: (key) => this.#approvals.grant(key),
+      sample: (step, sendBack) => this.#sample(step.turn, step.attempt, sendBack),
+      snapshot: (step) => this.#tasks.snapshot(step.turn),
+      prepareSampling: (step, signal) => this.#tasks.prepareSampling(step.turnId, step.turn, signal),
+      beginTurn: (turnId, turn, input) => {
+        this.#turnContexts.set(turnId, turn);
+        this.#spec.rollout.record({
+          type: 'turn_context',
+          payload: {
+            turn_id: turnId,
+            cwd: turn.cwd,
+            model: turn.model,
+            approval_policy: turn.approval_policy,
+            sandbox_policy: turn.sandbox_policy,
+            ...(turn.effort ? { effort: turn.effort } : {}),
+          },
+        });
+        this.emit(turnId, { type: 'task_started', turn_id: turnId, model_context_window: this.#services.model.contextWindow(turn.model) });
+        this.#announceEnvironment(turn);
+        this.#recordUserInput(turnId, [...input]);
       },
-      actions: {
-        emitEvent: ({ context }, { msg }) => this.emit(context.turnId, msg),
-        rememberApproval: (_, { key }) => this.#approvals.grant(key),
+      recordItem: (turnId, item) => {
+        this.#record(item);
+        if (item.type === 'message' && item.role === 'assistant') {
+          this.emit(turnId, { type: 'agent_message', message: messageText(item) });
+        } else if (item.type === 'reasoning') {
+          const text = item.summary.map((s) => s.text).join('\n');
+          if (text) this.emit(turnId, { type: 'agent_reasoning', text });
+        }
       },
-    });
-    const turn = turnMachine.provide({
-      actors: {
-        toolCall,
-        sample: fromCallback<TurnEvent, { turnId: string; turn: TurnContext; attempt: number }>(({ input, sendBack }) =>
-          this.#sample(input.turn, input.attempt, sendBack),
-        ),
-        snapshot: fromPromise<void, { turnId: string; turn: TurnContext }>(({ input }) => this.#tasks.snapshot(input.turn)),
-        prepareSampling: fromPromise<void, { turnId: string; turn: TurnContext }>(({ input, signal }) =>
-          this.#tasks.prepareSampling(input.turnId, input.turn, signal),
-        ),
+      recordOutputs: (outputs) =>
+        this.#record(...outputs.map(({ callId, output }) => ({ type: 'function_call_output' as const, call_id: callId, output: output.text }))),
+      recordAborted: (callIds) => this.#record(...callIds.map(abortedOutput)),
+      recordInput: (turnId, items) => this.#recordUserInput(turnId, items),
+      accountUsage: (turnId, turn, usage) => {
+        if (usage) {
+          this.#totalUsage = addUsage(this.#totalUsage, usage);
+          this.#tokensInUse = usage.total_tokens;
+        }
+        this.emit(turnId, this.#tokenCount(usage ?? emptyUsage(), turn.model));
       },
-      actions: {
-        emitEvent: ({ context }, { msg }) => this.emit(context.turnId, msg),
-        beginTurn: (_, { turnId, turn, input }) => {
-          this.#turnContexts.set(turnId, turn);
-          this.#spec.rollout.record({
-            type: 'turn_context',
-            payload: {
-              turn_id: turnId,
-              cwd: turn.cwd,
-              model: turn.model,
-              approval_policy: turn.approval_policy,
-              sandbox_policy: turn.sandbox_policy,
-              ...(turn.effort ? { effort: turn.effort } : {}),
-            },
-          });
-          this.emit(turnId, { type: 'task_started', turn_id: turnId, model_context_window: this.#services.model.contextWindow(turn.model) });
-          this.#announceEnvironment(turn);
-          this.#recordUserInput(turnId, [...input]);
-        },
-        recordItem: ({ context }, { item }) => {
-          this.#record(item);
-          if (item.type === 'message' && item.role === 'assistant') {
-            this.emit(context.turnId, { type: 'agent_message', message: messageText(item) });
-          } else if (item.type === 'reasoning') {
-            const text = item.summary.map((s) => s.text).join('\n');
-            if (text) this.emit(context.turnId, { type: 'agent_reasoning', text });
-          }
-        },
-        recordOutputs: (_, { outputs }) =>
-          this.#record(...outputs.map(({ callId, output }) => ({ type: 'function_call_output' as const, call_id: callId, output: output.text }))),
-        recordAborted: (_, { callIds }) => this.#record(...callIds.map(abortedOutput)),
-        recordInput: ({ context }, { items }) => this.#recordUserInput(context.turnId, items),
-        accountUsage: ({ context }, { usage }) => {
-          if (usage) {
-            this.#totalUsage = addUsage(this.#totalUsage, usage);
-            this.#tokensInUse = usage.total_tokens;
-          }
-          this.emit(context.turnId, this.#tokenCount(usage ?? emptyUsage(), context.turn.model));
-        },
-        rememberRateLimits: (_, { snapshot }) => {
-          this.#rateLimits = snapshot;
-        },
-        reportFailure: ({ context }, { failure }) => this.#reportFailure(context.turnId, context.turn, failure),
-        interruptAgents: () => void this.#agents.interruptAll(),
+      rememberRateLimits: (snapshot) => {
+        this.#rateLimits = snapshot;
       },
-    });
-    return sessionMachine.provide({
-      actors: {
-        turn,
-        review: fromPromise<void, TaskInput>(({ input, signal }) => this.#tasks.review(input, signal)),
-        compact: fromPromise<void, TaskInput>(({ input, signal }) => this.#tasks.compact(input, signal)),
-        undo: fromPromise<void, TaskInput>(({ input }) => this.#tasks.undo(input)),
-        userShell: fromPromise<void, TaskInput>(({ input, signal }) => this.#tasks.userShell(input, signal)),
-        close: fromPromise<void, { sessionId: string }>(() => this.#close()),
-      },
-      actions: {
-        emitEvent: (_, { id, msg }) => this.emit(id, msg),
-        rollback: (_, { submissionId, numTurns }) => this.#tasks.rollback(submissionId, numTurns),
-      },
-    });
+      reportFailure: (turnId, turn, failure) => this.#reportFailure(turnId, turn, failure),
+      interruptAgents: () => void this.#agents.interruptAll(),
+      review: (input, signal) => this.#tasks.review(input, signal),
+      compact: (input, signal) => this.#tasks.compact(input, signal),
+      undo: (input) => this.#tasks.undo(input),
+      userShell: (input, signal) => this.#tasks.userShell(input, signal),
+      rollback: (submissionId, numTurns) => this.#tasks.rollback(submissionId, numTurns),
+      close: () => this.#close(),
+    };
   }
 
   /** Turn contexts by turn id, so tool calls can find the context of the turn they belong to. */

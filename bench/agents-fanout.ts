@@ -27,6 +27,7 @@ const CHILDREN = Number(process.env.BENCH_CHILDREN ?? 50);
 const LATENCY_MS = 200;
 const IDLE_SESSIONS = Number(process.env.BENCH_IDLE_SESSIONS ?? 1000);
 const WARMUP_CHILDREN = 5;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 
 /** Epoch milliseconds with sub-millisecond precision, comparable across processes. */
 const now = () => performance.timeOrigin + performance.now();
@@ -104,42 +105,48 @@ function percentile(sorted: number[], p: number): number {
 
 async function main(): Promise<void> {
   const model = await startFakeModelServer();
-  model.enqueue(
+  const self = fileURLToPath(import.meta.url);
+  const script = (): ScriptStep[] => [
     { kind: 'response', match: (r) => mentions(r, 'WARMUP'), items: Array.from({ length: WARMUP_CHILDREN }, (_, i) => ({ type: 'function_call' as const, name: 'spawn_agent', arguments: { message: `WCHILD ${i}` } })) },
     ...Array.from({ length: WARMUP_CHILDREN }, (): ScriptStep => ({ kind: 'response', match: (r) => mentions(r, 'WCHILD'), delayMs: LATENCY_MS, items: [{ type: 'message', text: 'hi' }] })),
     { kind: 'response', match: (r) => mentions(r, 'WARMUP'), items: [{ type: 'message', text: 'warm' }] },
-  );
-  model.enqueue({
-    kind: 'response',
-    match: (r) => mentions(r, 'PARENT'),
-    items: Array.from({ length: CHILDREN }, (_, i) => ({
-      type: 'function_call' as const,
-      name: 'spawn_agent',
-      arguments: { message: `CHILD ${i}: say hello` },
+    {
+      kind: 'response',
+      match: (r) => mentions(r, 'PARENT'),
+      items: Array.from({ length: CHILDREN }, (_, i) => ({ type: 'function_call' as const, name: 'spawn_agent', arguments: { message: `CHILD ${i}: say hello` } })),
+    },
+    ...Array.from({ length: CHILDREN }, (): ScriptStep => ({
+      kind: 'response',
+      match: (r) => mentions(r, 'CHILD ') && !mentions(r, 'WCHILD'),
+      delayMs: LATENCY_MS,
+      items: [{ type: 'message', text: 'hello' }],
     })),
-  });
-  const childSteps: ScriptStep[] = Array.from({ length: CHILDREN }, () => ({
-    kind: 'response',
-    match: (r) => mentions(r, 'CHILD ') && !mentions(r, 'WCHILD'),
-    delayMs: LATENCY_MS,
-    items: [{ type: 'message', text: 'hello' }],
-  }));
-  model.enqueue(...childSteps);
-  // The parent's follow-up after its spawn calls.
-  model.enqueue({ kind: 'response', match: (r) => mentions(r, 'PARENT'), items: [{ type: 'message', text: 'spawned' }] });
-  const self = fileURLToPath(import.meta.url);
+    // The parent's follow-up after its spawn calls.
+    { kind: 'response', match: (r) => mentions(r, 'PARENT'), items: [{ type: 'message', text: 'spawned' }] },
+  ];
   try {
-    const run = await execa(process.execPath, [self, 'fanout', model.url], { stderr: 'inherit' });
-    const { started, end, configured } = JSON.parse(run.stdout) as { started: number; end: number; configured: number[] };
-    const spawnResponse = model.requests.find((r) => mentions(r, 'PARENT'))!;
-    const spawnDone = performance.timeOrigin + spawnResponse.endedAt!;
-    const latencies = configured.map((t) => Math.max(0, t - spawnDone)).sort((a, b) => a - b);
+    // Several rounds, each in a fresh process; the median round is reported (a 2-core machine
+    // shared with the model server is noisy).
+    const rounds: { wall: number; latencies: number[] }[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const before = model.requests.length;
+      model.enqueue(...script());
+      const run = await execa(process.execPath, [self, 'fanout', model.url], { stderr: 'inherit' });
+      const { started, end, configured } = JSON.parse(run.stdout) as { started: number; end: number; configured: number[] };
+      const spawnResponse = model.requests.slice(before).find((r) => mentions(r, 'PARENT'))!;
+      const spawnDone = performance.timeOrigin + spawnResponse.endedAt!;
+      rounds.push({ wall: end - started, latencies: configured.map((t) => Math.max(0, t - spawnDone)).sort((a, b) => a - b) });
+    }
+    rounds.sort((a, b) => a.wall - b.wall);
+    const { wall, latencies } = rounds[Math.floor(rounds.length / 2)]!;
     const memory = await execa(process.execPath, ['--expose-gc', self, 'memory'], { stderr: 'inherit' });
     const { heap_bytes_per_session, rss_bytes_per_session } = JSON.parse(memory.stdout) as Record<string, number>;
     const result = {
       children: CHILDREN,
       model_latency_ms: LATENCY_MS,
-      fanout_wall_ms: round(end - started),
+      rounds: ROUNDS,
+      fanout_wall_ms: round(wall),
+      fanout_wall_ms_all_rounds: rounds.map((r) => round(r.wall)),
       fanout_ideal_ms: LATENCY_MS,
       spawn_to_first_event_p50_ms: round(percentile(latencies, 50)),
       spawn_to_first_event_p99_ms: round(percentile(latencies, 99)),

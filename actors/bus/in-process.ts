@@ -48,7 +48,7 @@ class Router {
   /**
    * The routes matching each subject seen, so a message does not test every subscription.
    * Subjects repeat (a session's events, its ops), inbox subjects never do: those are not kept.
-   * Any change to the subscriptions clears it.
+   * Subscribing and unsubscribing update it in place.
    */
   readonly #matches = new Map<string, Route[]>();
   readonly #queueTurns = new Map<string, number>();
@@ -56,16 +56,25 @@ class Router {
   constructor(readonly logger: Logger) {}
 
   add(route: Route, isInbox = false): void {
-    if (isInbox) this.#inboxes.set(route.subject, route);
-    else {
-      this.#routes.add(route);
-      this.#matches.clear();
+    if (isInbox) {
+      this.#inboxes.set(route.subject, route);
+      return;
     }
+    this.#routes.add(route);
+    // Keep the cache: subscriptions come and go all the time (sub-agents, sessions).
+    for (const [subject, routes] of this.#matches) if (subjectMatches(route.subject, subject)) routes.push(route);
   }
 
   delete(route: Route): void {
-    if (this.#inboxes.get(route.subject) === route) this.#inboxes.delete(route.subject);
-    else if (this.#routes.delete(route)) this.#matches.clear();
+    if (this.#inboxes.get(route.subject) === route) {
+      this.#inboxes.delete(route.subject);
+      return;
+    }
+    if (!this.#routes.delete(route)) return;
+    for (const [subject, routes] of this.#matches) {
+      const at = routes.indexOf(route);
+      if (at >= 0) this.#matches.set(subject, routes.filter((r) => r !== route));
+    }
   }
 
   #matching(subject: string): Route[] {

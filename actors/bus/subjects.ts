@@ -12,6 +12,9 @@ import { BusError } from './bus.js';
  *   troupe.<ns>.ctl.<name>                    control requests such as `list`
  *   troupe.<ns>.tree.<root_id>.<name>         coordination inside one session tree
  *                                             (sub-agent slots, shared approvals)
+ *   troupe.<ns>.opq.<session_id>              ops queued in JetStream for a session (NATS only)
+ *   troupe.<ns>.log.<root_id>.<session_id>    a session's log records in JetStream: rollout
+ *                                             lines and call records (NATS only)
  *   _INBOX.<unique>                           reply subjects, as NATS names them
  *
  * It also holds the subject grammar both transports enforce, so they reject the same input.
@@ -64,6 +67,14 @@ export interface Subjects {
   control(name: string): string;
   /** Coordination of one session tree, served by or broadcast to its sessions. */
   treeControl(rootId: string, name: string): string;
+  /** A session's durable op queue (JetStream). */
+  opQueue(sessionId: string): string;
+  allOpQueues(): string;
+  /** A session's log records (JetStream): rollout lines and tool-call records. */
+  sessionLog(rootId: string, sessionId: string): string;
+  allSessionLogs(): string;
+  /** One session's events and log records together: what a rebuild reads, in stream order. */
+  sessionRecords(rootId: string, sessionId: string): string;
 }
 
 /** The subjects of one namespace; every id is checked with `assertToken`. */
@@ -80,6 +91,13 @@ export function subjects(namespace: string = DEFAULT_NAMESPACE): Subjects {
     control: (name: string) => `${base}.ctl.${assertToken(name, 'control name')}`,
     treeControl: (rootId: string, name: string) =>
       `${base}.tree.${assertToken(rootId, 'root id')}.${assertToken(name, 'control name')}`,
+    opQueue: (sessionId: string) => `${base}.opq.${assertToken(sessionId, 'session id')}`,
+    allOpQueues: () => `${base}.opq.>`,
+    sessionLog: (rootId: string, sessionId: string) =>
+      `${base}.log.${assertToken(rootId, 'root id')}.${assertToken(sessionId, 'session id')}`,
+    allSessionLogs: () => `${base}.log.>`,
+    sessionRecords: (rootId: string, sessionId: string) =>
+      `${base}.*.${assertToken(rootId, 'root id')}.${assertToken(sessionId, 'session id')}`,
   });
 }
 

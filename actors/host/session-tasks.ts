@@ -1,10 +1,11 @@
+import { stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import type { EventMsg, ResponseItem, ReviewTarget } from '../../protocol/index.js';
 import type { TaskInput } from '../../machines/session.js';
 import { buildTurnContext, type SessionSettings, type TurnContext } from '../../machines/turn-context.js';
 import { runChildTurn, type ChildTurnResult } from '../agents/child-session.js';
 import type { Bus } from '../bus/bus.js';
 import { deleteSnapshot, listSnapshots, NotAGitRepoError, restoreSnapshot, takeSnapshot } from '../git/index.js';
-import { log } from '../log.js';
 import type { ModelClient } from '../model/types.js';
 import {
   approxItemsTokens,
@@ -190,7 +191,10 @@ export class SessionTasks {
 
   /** Take the snapshot `undo` goes back to, unless the turn cannot change files. */
   async snapshot(turn: TurnContext): Promise<void> {
-    if (turn.sandbox_policy.mode === 'read-only') return;
+    // Sub-agents share their root's working tree: undo belongs to the root, which snapshots it.
+    if (turn.sandbox_policy.mode === 'read-only' || this.#host.depth > 0) return;
+    // Most turns outside a repository would otherwise pay for starting git to learn that.
+    if (!(await insideGitRepo(turn.cwd))) return;
     const host = this.#host;
     try {
       const snapshot = await takeSnapshot(turn.cwd, host.sessionId);
@@ -288,8 +292,15 @@ export class SessionTasks {
   }
 }
 
+/** True when `dir` or one of its parents holds a `.git` (a directory, or a file for worktrees). */
+async function insideGitRepo(dir: string): Promise<boolean> {
+  for (let current = resolve(dir); ; current = dirname(current)) {
+    if (await stat(join(current, '.git')).then(() => true, () => false)) return true;
+    if (dirname(current) === current) return false;
+  }
+}
+
 function hintOf(target: ReviewTarget, hint: string): string {
   return hint || target.type;
 }
 
-export { log as taskLog };

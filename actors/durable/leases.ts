@@ -1,0 +1,203 @@
+import { JetStreamApiError } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
+import { z } from 'zod';
+import { log as processLog, type Logger } from '../log.js';
+import { LeaseLostError } from './errors.js';
+
+/**
+ * Who runs a session, and until when. nats-server 2.9 ignores per-key TTLs, so the expiry is
+ * part of the value, and every change is a compare-and-set on the key's revision: of two
+ * workers that saw the same expired lease, exactly one can take it.
+ *
+ * The expiry is a wall-clock time written by the holder and read by others, so the workers'
+ * clocks must agree to well within a lease (NTP does this).
+ */
+export const LeaseValue = z.object({
+  worker_id: z.string(),
+  /** Milliseconds since the epoch; 0 means handed over (adopt at once). */
+  expires_at: z.number(),
+  root_id: z.string(),
+});
+export type LeaseValue = z.infer<typeof LeaseValue>;
+
+export interface LeaseTiming {
+  /** How long a lease lasts after its last renewal. */
+  readonly leaseMs: number;
+  /** How often the holder renews (a third of the lease, so two renewals can fail in a row). */
+  readonly renewMs: number;
+}
+
+export const DEFAULT_LEASE_MS = 3_000;
+
+export function leaseTiming(leaseMs: number = DEFAULT_LEASE_MS): LeaseTiming {
+  return { leaseMs, renewMs: Math.max(50, Math.floor(leaseMs / 3)) };
+}
+
+/** A lease as read from the bucket, with the revision a takeover must match. */
+export interface SeenLease {
+  readonly sessionId: string;
+  readonly value: LeaseValue;
+  readonly revision: number;
+}
+
+const WRONG_LAST_SEQUENCE = 10071;
+
+function isConflict(error: unknown): boolean {
+  if (error instanceof JetStreamApiError) return error.code === WRONG_LAST_SEQUENCE;
+  return error instanceof Error && /wrong last sequence|key exists/i.test(error.message);
+}
+
+/** The leases one worker holds: claimed, renewed on a timer, released or handed over. */
+export class Leases {
+  readonly #kv: KV;
+  readonly #workerId: string;
+  readonly #timing: LeaseTiming;
+  readonly #logger: Logger;
+  readonly #held = new Map<string, { value: LeaseValue; revision: number }>();
+  readonly #onLost: (sessionId: string) => void;
+  #timer: NodeJS.Timeout | null = null;
+  #renewing = false;
+
+  constructor(kv: KV, workerId: string, timing: LeaseTiming, onLost: (sessionId: string) => void, logger: Logger = processLog) {
+    this.#kv = kv;
+    this.#workerId = workerId;
+    this.#timing = timing;
+    this.#onLost = onLost;
+    this.#logger = logger.child({ component: 'leases' });
+  }
+
+  get timing(): LeaseTiming {
+    return this.#timing;
+  }
+
+  holds(sessionId: string): boolean {
+    return this.#held.has(sessionId);
+  }
+
+  /** Claim the lease of a session this worker creates; fails if anyone holds one. */
+  async claim(sessionId: string, rootId: string): Promise<void> {
+    const value = this.#fresh(rootId);
+    try {
+      const revision = await this.#kv.create(sessionId, JSON.stringify(value));
+      this.#held.set(sessionId, { value, revision });
+    } catch (error) {
+      if (isConflict(error)) throw new LeaseLostError(sessionId, { cause: error });
+      throw error;
+    }
+  }
+
+  /** Take an expired lease over; false when another worker was faster. */
+  async takeOver(seen: SeenLease): Promise<boolean> {
+    const value = this.#fresh(seen.value.root_id);
+    try {
+      const revision = await this.#kv.update(seen.sessionId, JSON.stringify(value), seen.revision);
+      this.#held.set(seen.sessionId, { value, revision });
+      return true;
+    } catch (error) {
+      if (isConflict(error)) return false;
+      throw error;
+    }
+  }
+
+  /** The session ended: its key goes, so nothing adopts it and gateways call it unknown. */
+  async release(sessionId: string): Promise<void> {
+    const held = this.#held.get(sessionId);
+    this.#held.delete(sessionId);
+    if (!held) return;
+    await this.#kv.delete(sessionId, { previousSeq: held.revision }).catch((error: unknown) => {
+      this.#logger.warn({ err: error, session: sessionId }, 'could not release a lease');
+    });
+  }
+
+  /** Give a live session away: expired at once, so the next worker that looks adopts it. */
+  async handOver(sessionId: string): Promise<void> {
+    const held = this.#held.get(sessionId);
+    this.#held.delete(sessionId);
+    if (!held) return;
+    await this.#kv
+      .update(sessionId, JSON.stringify({ ...held.value, expires_at: 0 }), held.revision)
+      .catch((error: unknown) => this.#logger.warn({ err: error, session: sessionId }, 'could not hand a lease over'));
+  }
+
+  /** Forget a lease without touching the bucket (the session was lost to another worker). */
+  forget(sessionId: string): void {
+    this.#held.delete(sessionId);
+  }
+
+  start(): void {
+    this.#timer ??= setInterval(() => void this.#renewAll(), this.#timing.renewMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+  }
+
+  /** Leases of other workers (or handed over) whose time is up, as of now. */
+  async expired(): Promise<SeenLease[]> {
+    const now = Date.now();
+    const found: SeenLease[] = [];
+    const keys: string[] = [];
+    for await (const key of await this.#kv.keys()) keys.push(key);
+    for (const key of keys) {
+      if (this.#held.has(key)) continue;
+      const entry = await this.#kv.get(key).catch(() => null);
+      if (!entry || entry.operation !== 'PUT') continue;
+      const parsed = LeaseValue.safeParse(safeJson(entry.string()));
+      if (!parsed.success) continue;
+      if (parsed.data.expires_at <= now) found.push({ sessionId: key, value: parsed.data, revision: entry.revision });
+    }
+    return found;
+  }
+
+  /** Whether a session has a lease at all (the gateway's "unknown session" check). */
+  async exists(sessionId: string): Promise<boolean> {
+    const entry = await this.#kv.get(sessionId);
+    return entry !== null && entry.operation === 'PUT';
+  }
+
+  #fresh(rootId: string): LeaseValue {
+    return { worker_id: this.#workerId, expires_at: Date.now() + this.#timing.leaseMs, root_id: rootId };
+  }
+
+  async #renewAll(): Promise<void> {
+    if (this.#renewing) return;
+    this.#renewing = true;
+    try {
+      await Promise.all([...this.#held.keys()].map((id) => this.#renew(id)));
+    } finally {
+      this.#renewing = false;
+    }
+  }
+
+  async #renew(sessionId: string): Promise<void> {
+    const held = this.#held.get(sessionId);
+    if (!held) return;
+    const value = this.#fresh(held.value.root_id);
+    try {
+      const revision = await this.#kv.update(sessionId, JSON.stringify(value), held.revision);
+      if (this.#held.get(sessionId) === held) this.#held.set(sessionId, { value, revision });
+    } catch (error) {
+      if (this.#held.get(sessionId) !== held) return;
+      if (isConflict(error)) {
+        // Someone took the session over (this worker was away too long): stop running it.
+        this.#held.delete(sessionId);
+        this.#logger.warn({ session: sessionId }, 'lost the lease of a session to another worker');
+        this.#onLost(sessionId);
+        return;
+      }
+      // Disconnected: keep trying. The lease may expire meanwhile; if nobody took it, the
+      // revision still matches and the next renewal simply succeeds.
+      this.#logger.debug({ err: error, session: sessionId }, 'renewing a lease failed; will retry');
+    }
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}

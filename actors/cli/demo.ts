@@ -2,7 +2,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mentions, outputFor, spawnedAgentIds, startFakeModelServer, type RecordedRequest, type ScriptItem, type ScriptStep } from '../../test/support/index.js';
-import { createRuntime } from '../runtime.js';
+import { execa } from 'execa';
+import { createRuntime, type Runtime, type Session } from '../runtime.js';
+import { REVIEW_INSTRUCTIONS } from '../tasks/index.js';
 import { detectSandbox } from '../sandbox/detect.js';
 import { denyingApprover, runOneTurn, terminalApprover } from './exec.js';
 import { MODEL_FLAGS, parseArgs, wireApiFlag } from './main.js';
@@ -31,13 +33,42 @@ assert.equal(mean([]), 0);
 console.log('all 3 checks passed');
 `;
 
-/** A small project with one bug, in a fresh temporary directory. */
-async function makeWorkspace(): Promise<string> {
+/**
+ * A small project with one bug, in a fresh temporary directory, committed to git when git is
+ * installed (so the demo can review its own change, and undo could restore it).
+ */
+async function makeWorkspace(): Promise<{ dir: string; git: boolean }> {
   const dir = await mkdtemp(join(tmpdir(), 'troupe-demo-'));
   await writeFile(join(dir, 'package.json'), `${JSON.stringify({ name: 'demo', type: 'module', private: true }, null, 2)}\n`);
   await writeFile(join(dir, 'stats.js'), STATS_JS);
   await writeFile(join(dir, 'test.js'), TEST_JS);
-  return dir;
+  const git = (...args: string[]) => execa('git', args, { cwd: dir, env: { GIT_AUTHOR_NAME: 'troupe demo', GIT_AUTHOR_EMAIL: 'demo@troupe.invalid', GIT_COMMITTER_NAME: 'troupe demo', GIT_COMMITTER_EMAIL: 'demo@troupe.invalid' } });
+  try {
+    await git('init', '-q');
+    await git('add', '.');
+    await git('commit', '-q', '-m', 'The demo project, with its bug');
+    return { dir, git: true };
+  } catch {
+    return { dir, git: false };
+  }
+}
+
+/** The scripted reviewer's verdict on the fix. */
+function reviewVerdict(dir: string): string {
+  return JSON.stringify({
+    findings: [
+      {
+        title: 'mean() of an empty list hides the mistake',
+        body: 'Returning 0 for an empty list makes a missing input look like a real average of zero. Consider throwing, or returning NaN, and test that case.',
+        confidence_score: 0.55,
+        priority: 3,
+        code_location: { absolute_file_path: join(dir, 'stats.js'), line_range: { start: 7, end: 7 } },
+      },
+    ],
+    overall_correctness: 'patch is correct',
+    overall_explanation: 'The divisor is now the number of values, which is what a mean needs; the tests cover it.',
+    overall_confidence_score: 0.9,
+  });
 }
 
 type Status = 'pending' | 'in_progress' | 'completed';
@@ -169,13 +200,33 @@ function script(dir: string): ScriptStep[] {
   ];
 }
 
+/** Review the session's uncommitted changes and wait for the review to finish. */
+async function reviewChanges(runtime: Runtime, session: Session): Promise<void> {
+  const id = 'demo-review';
+  const done = new Promise<void>((resolve) => {
+    const stop = runtime.onEvent((event) => {
+      if (event.session_id === session.id && event.id === id && (event.msg.type === 'task_complete' || event.msg.type === 'turn_aborted' || event.msg.type === 'error')) {
+        stop();
+        resolve();
+      }
+    });
+  });
+  await session.submit({ type: 'review', review_request: { target: { type: 'uncommitted_changes' }, user_facing_hint: 'the fix to stats.js' } }, id);
+  await done;
+}
+
 /** `troupe demo` (and `npm start`): a real task with real tools, on a scripted model unless a key is set. */
 export async function runDemo(argv: readonly string[]): Promise<number> {
   const { values } = parseArgs({ args: [...argv], options: { ...MODEL_FLAGS, keep: { type: 'boolean', default: false } }, strict: true });
-  const dir = await makeWorkspace();
+  const { dir, git } = await makeWorkspace();
   const scripted = !process.env.OPENAI_API_KEY;
-  const server = scripted ? await startFakeModelServer({ steps: script(dir) }) : null;
-  const home = scripted ? join(dir, '.troupe-home') : undefined;
+  const server = scripted
+    ? await startFakeModelServer({
+        steps: [...script(dir), { kind: 'response', match: (r) => r.body.instructions === REVIEW_INSTRUCTIONS, items: [{ type: 'message', text: reviewVerdict(dir) }] }],
+      })
+    : null;
+  // Rollouts of a scripted run are thrown away with it, outside the reviewed workspace.
+  const home = scripted ? await mkdtemp(join(tmpdir(), 'troupe-demo-home-')) : undefined;
   const runtime = createRuntime({
     model: values.model ?? (scripted ? 'troupe-scripted-demo' : undefined),
     wireApi: wireApiFlag(values['wire-api']),
@@ -202,6 +253,8 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
       prompt: PROMPT,
       approver: process.stdin.isTTY ? terminalApprover() : denyingApprover(),
       onEvent: (event) => renderer.render(event),
+      // Then a review thread, isolated from the work it reviews, looks at the change.
+      after: git ? (session) => reviewChanges(runtime, session) : undefined,
     });
     renderer.close();
     if (lastMessage) process.stdout.write(`\n${lastMessage}\n`);
@@ -209,6 +262,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
   } finally {
     await runtime.close();
     await server?.close();
+    if (home) await rm(home, { recursive: true, force: true });
     if (values.keep) process.stderr.write(`workspace kept: ${dir}\n`);
     else await rm(dir, { recursive: true, force: true });
   }

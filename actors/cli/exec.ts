@@ -3,7 +3,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { AskForApproval, SandboxMode, type Event, type ReviewDecision, type SessionConfig } from '../../protocol/index.js';
 import { NATS_FLAGS } from '../nats/connect.js';
 import { gatewayBusOptions } from '../nats/gateway-options.js';
-import { createRuntime, type Runtime, type RuntimeOptions } from '../runtime.js';
+import { createRuntime, type Runtime, type RuntimeOptions, type Session } from '../runtime.js';
 import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './main.js';
 import { TranscriptRenderer } from './render.js';
 
@@ -47,6 +47,8 @@ export interface OneTurnOptions {
   readonly prompt: string;
   readonly approver: Approver;
   readonly onEvent: (event: Event) => void;
+  /** More work in the same session once the turn has ended, before it shuts down. */
+  readonly after?: ((session: Session) => Promise<void>) | undefined;
 }
 
 /**
@@ -102,6 +104,7 @@ export async function runOneTurn(options: OneTurnOptions): Promise<{ lastMessage
     await session.submit({ type: 'user_turn', items: [{ type: 'text', text: options.prompt }] }, turnId);
     await ended;
     await answering;
+    await options.after?.(session);
     await runtime.gateway.submit({ id: 'exec-shutdown', session_id: session.id, op: { type: 'shutdown' } });
     await closed;
   } finally {

@@ -15,6 +15,8 @@ export class TranscriptRenderer {
   /** Sub-agents by session id, so their lines can be told apart: `[Ada] …`. */
   readonly #agents = new Map<string, string>();
   #label = '';
+  /** Between entered and exited_review_mode: the next child session is the reviewer. */
+  #reviewing = false;
 
   constructor(out: NodeJS.WriteStream) {
     this.#out = out;
@@ -28,7 +30,8 @@ export class TranscriptRenderer {
     // Several agents stream at once: only the root's text is shown as it streams.
     if (agent && (msg.type === 'agent_message_delta' || msg.type === 'agent_reasoning_delta')) return;
     if (agent && msg.type === 'agent_message') {
-      this.#line(msg.message);
+      // The reviewer answers in JSON; its verdict is shown from exited_review_mode instead.
+      if (agent !== 'reviewer') this.#line(msg.message);
       return;
     }
     switch (msg.type) {
@@ -41,9 +44,31 @@ export class TranscriptRenderer {
           this.#line(dim(`agent ${this.#agents.get(msg.agent_id) ?? msg.agent_id} ${msg.status}`));
         }
         break;
+      case 'entered_review_mode':
+        this.#reviewing = true;
+        this.#line(bold(`review: ${msg.user_facing_hint ?? msg.target.type}`));
+        break;
+      case 'exited_review_mode': {
+        this.#reviewing = false;
+        const review = msg.review_output;
+        if (!review) {
+          this.#line('review ended without a result');
+          break;
+        }
+        this.#line(`review verdict: ${review.overall_correctness} (${review.overall_explanation})`);
+        for (const finding of review.findings) {
+          const where = `${finding.code_location.absolute_file_path}:${finding.code_location.line_range.start}`;
+          this.#line(`  [P${finding.priority}] ${finding.title} — ${where}`);
+        }
+        break;
+      }
       case 'session_configured':
-        // A sub-agent's session is announced by agent_spawned on its parent.
-        if (msg.parent_session_id !== null) break;
+        // A sub-agent's session is announced by agent_spawned on its parent; a reviewer's by
+        // entered_review_mode.
+        if (msg.parent_session_id !== null) {
+          if (this.#reviewing) this.#agents.set(msg.session_id, 'reviewer');
+          break;
+        }
         this.#line(`troupe session ${msg.session_id} · model ${msg.model} · ${msg.cwd}`);
         this.#line(`  approval ${msg.approval_policy} · sandbox ${typeof msg.sandbox_policy === 'string' ? msg.sandbox_policy : msg.sandbox_policy.mode}`);
         break;

@@ -6,7 +6,7 @@ import type {
   TurnContextRecord,
   TurnOverrides,
 } from '../../protocol/index.js';
-import { historyFromRollout } from '../rollout/index.js';
+import { historyFromRollout, shouldPersistEvent } from '../rollout/index.js';
 import type { LoggedOutput } from './records.js';
 import type { LogEntry } from './session-log.js';
 
@@ -77,6 +77,7 @@ export function rebuildSession(entries: readonly LogEntry[]): RebuiltSession {
       const msg = event.msg;
       if (msg.type === 'task_complete' || msg.type === 'turn_aborted') endedTurns.add(msg.turn_id);
       if (msg.type === 'shutdown_complete') closed = true;
+      if (shouldPersistEvent(msg)) lines.push({ timestamp: new Date().toISOString(), type: 'event_msg', payload: msg });
       continue;
     }
     const record = entry.record;

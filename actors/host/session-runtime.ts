@@ -28,7 +28,8 @@ import {
   sameEnvironment,
   type EnvironmentContext,
 } from '../prompts/environment-context.js';
-import { shouldPersistEvent, type RolloutRecorder } from '../rollout/index.js';
+import { shouldPersistEvent } from '../rollout/index.js';
+import type { RolloutSink, SessionDurability } from '../durable/session-durability.js';
 import { TurnDiffTracker } from '../tools/patch/turn-diff.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import type { SessionResource, ToolContext } from '../tools/tool.js';
@@ -57,7 +58,7 @@ export interface SessionSpec {
   readonly settings: SessionSettings;
   readonly lineage: SessionLineage | null;
   readonly history: readonly ResponseItem[];
-  readonly rollout: RolloutRecorder;
+  readonly rollout: RolloutSink;
   /** True for a brand-new session: its initial context (instructions, environment) is recorded. */
   readonly fresh: boolean;
   /** Limits of the session tree on sub-agents. */
@@ -68,6 +69,8 @@ export interface SessionSpec {
   readonly purpose: 'session' | 'review' | 'compact';
   /** The session's MCP servers (`SessionConfig.mcp_servers`). */
   readonly mcpServers?: Readonly<Record<string, McpServerConfig>> | undefined;
+  /** On NATS: the call journal, the event numbering to continue, and what an adoption resumes. */
+  readonly durability?: SessionDurability | undefined;
 }
 
 /**
@@ -92,6 +95,7 @@ export class SessionRuntime {
   /** What tools keep for the rest of the session; disposed when it closes. */
   readonly #resources = new Map<string, SessionResource>();
   #seq = 0;
+  #abandoned = false;
   #lastEnvironment: EnvironmentContext | null = null;
   #totalUsage: TokenUsage = emptyUsage();
   #rateLimits: RateLimitSnapshot | null = null;
@@ -145,7 +149,9 @@ export class SessionRuntime {
       },
       toolContext: (callId, turn, signal) => this.#contextFor(callId, turn, signal),
     });
-    const unbind = services.logic.bind(spec.sessionId, this.#bindings());
+    this.#seq = spec.durability?.initialSeq ?? 0;
+    const hooks = { record: (item: ResponseItem) => this.#record(item), rememberTurn: (id: string, turn: TurnContext) => void this.#turnContexts.set(id, turn) };
+    const unbind = services.logic.bind(spec.sessionId, spec.durability ? spec.durability.wrap(this.#bindings(), hooks) : this.#bindings());
     this.#actor = createActor(services.logic.machine, { input: { sessionId: spec.sessionId, settings: spec.settings } });
     this.closed = new Promise<void>((resolve) => {
       this.#actor.subscribe({
@@ -176,7 +182,12 @@ export class SessionRuntime {
     this.#approvals.start();
     this.#agents.start();
     this.#actor.start();
-    this.emit(submissionId, {
+    const adopted = this.#spec.durability?.adopted;
+    if (adopted) {
+      // The client saw session_configured long ago; this says where the session runs now.
+      this.emit(null, { type: 'background_event', message: `session moved to worker ${this.#services.workerId} after worker ${adopted.from} stopped` });
+      if (adopted.turn) this.#actor.send({ type: 'TURN_INPUT', submissionId: adopted.turn.turnId, items: [], overrides: adopted.turn.overrides });
+    } else this.emit(submissionId, {
       type: 'session_configured',
       session_id: this.id,
       model: settings.model,
@@ -210,6 +221,19 @@ export class SessionRuntime {
     }
   }
 
+  /**
+   * Stop running this session here without ending it (its lease went to another worker, or
+   * this worker hands it over): the actor stops, which aborts its tool calls, and nothing more
+   * is published. The session itself lives on from its log elsewhere.
+   */
+  abandon(): void {
+    this.#abandoned = true;
+    this.#actor.stop();
+    void Promise.allSettled([...this.#resources.values()].map((r) => r.dispose()));
+    this.#resources.clear();
+    void this.#spec.rollout.close().catch(() => undefined);
+  }
+
   /** Hand an op to the session; ops are applied in the order they arrive. */
   submit(submission: Submission): Promise<void> {
     const next = this.#opQueue.then(() => this.#apply(submission));
@@ -219,6 +243,7 @@ export class SessionRuntime {
 
   /** Put an event on the session's stream: numbered, persisted when it matters, published. */
   emit(id: string | null, msg: EventMsg): void {
+    if (this.#abandoned) return;
     const event = { id, session_id: this.id, seq: ++this.#seq, msg };
     if (shouldPersistEvent(msg)) this.#spec.rollout.record({ type: 'event_msg', payload: msg });
     const subject = subjects(this.#services.namespace).event(this.rootId, this.id);

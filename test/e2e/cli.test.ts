@@ -112,6 +112,9 @@ describe('troupe demo', () => {
       // Three sub-agents reported; the one that asked for approval was refused (no terminal).
       expect(result.stdout).toMatch(/Ada: .+\n- Basil: Fixed.+\n- Cleo: I was not allowed/);
       expect(result.stderr).toContain('denied `node --version`');
+      // Then a review thread looks at the change.
+      expect(result.stderr).toContain('review verdict: patch is correct');
+      expect(result.stderr).toContain('[P3] mean() of an empty list hides the mistake');
     } finally {
       await rm(dir!, { recursive: true, force: true });
     }

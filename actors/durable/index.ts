@@ -1,0 +1,19 @@
+export { DurableError, LeaseLostError } from './errors.js';
+export { durableNames, type DurableNames } from './names.js';
+export { LogRecord, LoggedOutput } from './records.js';
+export { DurableStore } from './store.js';
+export { SessionLog, readSessionLog, type LogEntry } from './session-log.js';
+export { OpQueue, type OpFeed, type QueuedSubmission } from './op-queue.js';
+export { Leases, LeaseValue, leaseTiming, DEFAULT_LEASE_MS, type LeaseTiming, type SeenLease } from './leases.js';
+export { rebuildSession, RebuildError, type RebuiltSession, type OpenTurn, type LoggedCall } from './rebuild.js';
+export {
+  durableBindings,
+  journaledRollout,
+  INTERRUPTED_BY_FAILOVER,
+  type RolloutSink,
+  type RuntimeHooks,
+  type SessionDurability,
+  type ResumedTurn,
+} from './session-durability.js';
+export { HostDurability, type AdoptionTarget, type FedSession } from './host-durability.js';
+export { writeRolloutFile } from './rollout-file.js';

@@ -6,7 +6,7 @@ import {
   type NatsConnection,
   type Subscription as NatsSubscriptionHandle,
 } from '@nats-io/transport-node';
-import { BusMessage, describeZodError } from '../../protocol/index.js';
+import type { BusMessage } from '../../protocol/index.js';
 import { log as processLog, type Logger } from '../log.js';
 import {
   BusClosedError,
@@ -22,6 +22,7 @@ import {
   type Subscription,
 } from './bus.js';
 import { assertPublishSubject, assertSubscribeSubject } from './subjects.js';
+import { decode, encode } from './codec.js';
 
 /**
  * The bus on NATS core: subjects, wildcards and queue groups are the server's own, request and
@@ -264,28 +265,3 @@ export class NatsBus implements Bus {
   }
 }
 
-/** Validates and serializes: what leaves a publisher is a JSON string of a valid BusMessage. */
-function encode(subject: string, message: BusMessage): string {
-  const parsed = BusMessage.safeParse(message);
-  if (!parsed.success) {
-    throw new InvalidBusMessageError(subject, describeZodError(parsed.error), { cause: parsed.error });
-  }
-  return JSON.stringify(parsed.data);
-}
-
-/** Parses and validates on arrival; anything invalid is logged and dropped, never thrown. */
-function decode(subject: string, payload: string, logger: Logger): BusMessage | undefined {
-  let value: unknown;
-  try {
-    value = JSON.parse(payload);
-  } catch (err) {
-    logger.warn({ err, subject }, 'dropped a bus message that is not JSON');
-    return undefined;
-  }
-  const parsed = BusMessage.safeParse(value);
-  if (!parsed.success) {
-    logger.warn({ subject, problems: describeZodError(parsed.error) }, 'dropped an invalid bus message');
-    return undefined;
-  }
-  return parsed.data;
-}

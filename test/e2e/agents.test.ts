@@ -1,11 +1,10 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Event } from '../../protocol/index.js';
-import { AppServerProcess, seqProblems } from '../support/app-server-process.js';
-import { startFakeModelServer, type FakeModelServer, type RecordedRequest, type ScriptStep } from '../support/index.js';
+import type { AppServerProcess } from '../support/app-server-process.js';
+import { finishE2E, startE2E } from '../support/e2e.js';
+import type { FakeModelServer, RecordedRequest, ScriptStep } from '../support/index.js';
 import { inputTexts, mentions, outputFor, spawnedAgentIds } from '../support/requests.js';
 
 let model: FakeModelServer;
@@ -13,19 +12,10 @@ let server: AppServerProcess;
 let workspace: string;
 
 beforeEach(async () => {
-  model = await startFakeModelServer();
-  server = await AppServerProcess.start({ modelUrl: model.url });
-  workspace = await mkdtemp(join(tmpdir(), 'troupe-ws-'));
+  ({ model, server, workspace } = await startE2E());
 });
 
-afterEach(async () => {
-  expect(server.junk).toEqual([]);
-  expect(seqProblems(server.events)).toEqual([]);
-  expect(model.violations).toEqual([]);
-  await server.dispose();
-  await model.close();
-  await rm(workspace, { recursive: true, force: true });
-});
+afterEach(() => finishE2E({ model, server, workspace }));
 
 const say = (text: string, match?: (r: RecordedRequest) => boolean, delayMs?: number): ScriptStep => ({
   kind: 'response',

@@ -1,10 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AppServerProcess, seqProblems } from '../support/app-server-process.js';
-import { startFakeModelServer, type FakeModelServer } from '../support/index.js';
+import type { AppServerProcess } from '../support/app-server-process.js';
+import { finishE2E, startE2E } from '../support/e2e.js';
+import type { FakeModelServer } from '../support/index.js';
 import { inputItems, outputFor } from '../support/requests.js';
 
 let model: FakeModelServer;
@@ -12,19 +10,10 @@ let server: AppServerProcess;
 let workspace: string;
 
 beforeEach(async () => {
-  model = await startFakeModelServer();
-  server = await AppServerProcess.start({ modelUrl: model.url, env: { TROUPE_MODEL_CONTEXT_WINDOW: '50000' } });
-  workspace = await mkdtemp(join(tmpdir(), 'troupe-ws-'));
+  ({ model, server, workspace } = await startE2E({ env: { TROUPE_MODEL_CONTEXT_WINDOW: '50000' } }));
 });
 
-afterEach(async () => {
-  expect(server.junk).toEqual([]);
-  expect(seqProblems(server.events)).toEqual([]);
-  expect(model.violations).toEqual([]);
-  await server.dispose();
-  await model.close();
-  await rm(workspace, { recursive: true, force: true });
-});
+afterEach(() => finishE2E({ model, server, workspace }));
 
 const ok = { kind: 'response' as const, items: [{ type: 'message' as const, text: 'recovered' }] };
 

@@ -1,12 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { REVIEW_INSTRUCTIONS, SUMMARY_PROMPT } from '../../actors/tasks/index.js';
-import { AppServerProcess, seqProblems } from '../support/app-server-process.js';
-import { startFakeModelServer, type FakeModelServer, type RecordedRequest, type ScriptStep } from '../support/index.js';
+import type { AppServerProcess } from '../support/app-server-process.js';
+import { finishE2E, startE2E } from '../support/e2e.js';
+import type { FakeModelServer, RecordedRequest, ScriptStep } from '../support/index.js';
 import { inputTexts, mentions, outputFor } from '../support/requests.js';
 
 let model: FakeModelServer;
@@ -14,19 +14,10 @@ let server: AppServerProcess;
 let workspace: string;
 
 beforeEach(async () => {
-  model = await startFakeModelServer();
-  server = await AppServerProcess.start({ modelUrl: model.url });
-  workspace = await mkdtemp(join(tmpdir(), 'troupe-ws-'));
+  ({ model, server, workspace } = await startE2E());
 });
 
-afterEach(async () => {
-  expect(server.junk).toEqual([]);
-  expect(seqProblems(server.events)).toEqual([]);
-  expect(model.violations).toEqual([]);
-  await server.dispose();
-  await model.close();
-  await rm(workspace, { recursive: true, force: true });
-});
+afterEach(() => finishE2E({ model, server, workspace }));
 
 const git = (...args: string[]) => execFileSync('git', args, { cwd: workspace, encoding: 'utf8' });
 async function gitRepo(): Promise<void> {

@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AppServerProcess, seqProblems } from '../support/app-server-process.js';
+import { AppServerProcess } from '../support/app-server-process.js';
+import { finishE2E, startE2E } from '../support/e2e.js';
 import { startFakeModelServer, type FakeModelServer } from '../support/index.js';
 import { inputItems, inputTexts, outputFor, outputOrder } from '../support/requests.js';
 
@@ -12,19 +12,10 @@ let server: AppServerProcess;
 let workspace: string;
 
 beforeEach(async () => {
-  model = await startFakeModelServer();
-  server = await AppServerProcess.start({ modelUrl: model.url });
-  workspace = await mkdtemp(join(tmpdir(), 'troupe-ws-'));
+  ({ model, server, workspace } = await startE2E());
 });
 
-afterEach(async () => {
-  expect(server.junk).toEqual([]);
-  expect(seqProblems(server.events)).toEqual([]);
-  expect(model.violations).toEqual([]);
-  await server.dispose();
-  await model.close();
-  await rm(workspace, { recursive: true, force: true });
-});
+afterEach(() => finishE2E({ model, server, workspace }));
 
 describe('a simple turn', () => {
   it('streams the answer and tells the model what it needs', async () => {

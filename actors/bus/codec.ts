@@ -1,0 +1,34 @@
+import { BusMessage, describeZodError } from '../../protocol/index.js';
+import type { Logger } from '../log.js';
+import { InvalidBusMessageError } from './bus.js';
+
+/**
+ * The wire form every transport uses. Both ends validate: a publisher cannot send what is not
+ * a BusMessage, and a receiver drops (and logs) whatever arrives that is not one.
+ */
+
+/** Validates and serializes: what leaves a publisher is a JSON string of a valid BusMessage. */
+export function encode(subject: string, message: BusMessage): string {
+  const parsed = BusMessage.safeParse(message);
+  if (!parsed.success) {
+    throw new InvalidBusMessageError(subject, describeZodError(parsed.error), { cause: parsed.error });
+  }
+  return JSON.stringify(parsed.data);
+}
+
+/** Parses and validates on arrival; anything invalid is logged and dropped, never thrown. */
+export function decode(subject: string, payload: string, logger: Logger): BusMessage | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(payload);
+  } catch (err) {
+    logger.warn({ err, subject }, 'dropped a bus message that is not JSON');
+    return undefined;
+  }
+  const parsed = BusMessage.safeParse(value);
+  if (!parsed.success) {
+    logger.warn({ subject, problems: describeZodError(parsed.error) }, 'dropped an invalid bus message');
+    return undefined;
+  }
+  return parsed.data;
+}

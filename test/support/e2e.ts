@@ -1,0 +1,37 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect } from 'vitest';
+import { AppServerProcess, seqProblems } from './app-server-process.js';
+import { startFakeModelServer, type FakeModelServer, type FakeModelServerOptions } from './fake-model-server.js';
+
+/** What an end-to-end test drives: a fake model, `troupe app-server` pointed at it, a workspace. */
+export interface E2E {
+  readonly model: FakeModelServer;
+  readonly server: AppServerProcess;
+  readonly workspace: string;
+}
+
+export async function startE2E(options: { model?: FakeModelServerOptions; env?: Record<string, string> } = {}): Promise<E2E> {
+  const model = await startFakeModelServer(options.model);
+  const server = await AppServerProcess.start({ modelUrl: model.url, ...(options.env ? { env: options.env } : {}) });
+  const workspace = await mkdtemp(join(tmpdir(), 'troupe-ws-'));
+  return { model, server, workspace };
+}
+
+/**
+ * The invariants every end-to-end test keeps: stdout carried only protocol events, every
+ * session's seq ran without a gap, every request paired each call with one output. Then
+ * everything is stopped and removed.
+ */
+export async function finishE2E({ model, server, workspace }: E2E): Promise<void> {
+  try {
+    expect(server.junk).toEqual([]);
+    expect(seqProblems(server.events)).toEqual([]);
+    expect(model.violations).toEqual([]);
+  } finally {
+    await server.dispose();
+    await model.close();
+    await rm(workspace, { recursive: true, force: true });
+  }
+}

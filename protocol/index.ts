@@ -3,6 +3,7 @@
  * its prose form. Nothing here has runtime behaviour beyond validation.
  */
 export * from './common.js';
+export * from './config.js';
 export * from './items.js';
 export * from './ops.js';
 export * from './events.js';

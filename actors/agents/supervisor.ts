@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { AgentStatus, Event, EventMsg, ResponseItem, SessionConfig, SessionOp } from '../../protocol/index.js';
+import type { AgentStatus, Event, EventMsg, McpServerConfig, ResponseItem, SessionConfig, SessionOp } from '../../protocol/index.js';
 import type { TurnContext } from '../../machines/turn-context.js';
 import { NoRespondersError, type Bus, type Subscription } from '../bus/bus.js';
 import { subjects, type Subjects } from '../bus/subjects.js';
@@ -23,6 +23,8 @@ export interface SupervisorOptions {
   readonly depth: number;
   readonly maxDepth: number;
   readonly maxThreads: number;
+  /** The parent's MCP servers: its sub-agents get the same ones. */
+  readonly mcpServers?: Readonly<Record<string, McpServerConfig>> | undefined;
   /** Emit on this (the parent) session's stream. */
   emit(id: string | null, msg: EventMsg): void;
   /** The parent's history, for `fork_context`. */
@@ -131,7 +133,7 @@ export class AgentSupervisor implements AgentControl {
           kind: 'place',
           submission_id: ctx.callId,
           session_id: id,
-          config: childConfig(ctx.turn, request.model, maxDepth, maxThreads),
+          config: { ...childConfig(ctx.turn, request.model, maxDepth, maxThreads), ...(this.#options.mcpServers ? { mcp_servers: { ...this.#options.mcpServers } } : {}) },
           lineage: { parent_session_id: this.#options.sessionId, root_session_id: this.#options.rootId, depth },
           origin: { type: 'new' },
           ...(request.forkContext ? { initial_history: [...this.#options.history()] } : {}),

@@ -2,6 +2,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { NatsBus } from '../bus/nats.js';
 import { assertToken, InvalidSubjectTokenError } from '../bus/subjects.js';
 import { log } from '../log.js';
+import { HostDurability } from '../durable/index.js';
 import { connectNats, defaultWorkerId, NATS_FLAGS, natsSettingsFrom } from '../nats/connect.js';
 import { createHost, runtimeOptionsFromEnv } from '../runtime.js';
 import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './main.js';
@@ -48,6 +49,15 @@ export async function runWorker(argv: readonly string[], env: NodeJS.ProcessEnv 
     workerId,
     capacity,
   });
+  // Sessions outlive this worker when JetStream is there: leases, op queues, logs, adoption.
+  const leaseMs = positiveInteger(env.TROUPE_LEASE_MS, 'TROUPE_LEASE_MS');
+  try {
+    host.useDurability(
+      await HostDurability.open(connection, { namespace: settings.namespace, workerId, leaseMs, onLost: (id) => host.abandon(id), logger }),
+    );
+  } catch (error) {
+    logger.warn({ err: error }, 'JetStream is not available: sessions will not survive this worker');
+  }
   host.start();
   // Placement subscriptions are live once the server has seen them.
   await bus.flush();

@@ -17,3 +17,4 @@ export {
 } from './session-durability.js';
 export { HostDurability, type AdoptionTarget, type FedSession } from './host-durability.js';
 export { writeRolloutFile } from './rollout-file.js';
+export { GatewayDurability, SeqFilter } from './gateway-durability.js';

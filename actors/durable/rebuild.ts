@@ -37,7 +37,7 @@ export interface RebuiltSession {
   readonly lines: readonly RolloutLine[];
   /** The history to start from (the replayed round is not in it: replaying records it again). */
   readonly history: readonly ResponseItem[];
-  /** True when the open round was dropped: the history differs from what the rollout lines give. */
+  /** True when the open round was taken out of the history (to be replayed or asked for again). */
   readonly historyCut: boolean;
   readonly overrides: readonly TurnOverrides[];
   /** The seq of the last event: the next one is this plus one. */
@@ -120,7 +120,7 @@ export function rebuildSession(entries: readonly LogEntry[]): RebuiltSession {
     const round = fullHistory.slice(start);
     const hasCalls = round.some((item) => item.type === 'function_call');
     history = fullHistory.slice(0, start);
-    historyCut = round.length > 0 && !hasCalls;
+    historyCut = round.length > 0;
     const calls = new Map<string, LoggedCall>();
     if (hasCalls) {
       for (const item of round) {

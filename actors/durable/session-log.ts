@@ -72,17 +72,31 @@ export type LogEntry = { readonly kind: 'event'; readonly event: Event } | { rea
 /**
  * Everything a session's log holds, oldest first: its events and its records. Entries that do
  * not validate are skipped with a warning (a rebuild works from what it can read).
+ *
+ * nats-server 2.9 only accepts a consumer filter inside one of the stream's subjects, so the
+ * events and the records are read by two consumers and merged on their stream sequence.
  */
 export async function readSessionLog(store: DurableStore, rootId: string, sessionId: string, logger: Logger = processLog): Promise<LogEntry[]> {
-  const consumer = await store.js.consumers.get(store.names.logStream, {
-    filter_subjects: store.subjects.sessionRecords(rootId, sessionId),
-  });
-  const entries: LogEntry[] = [];
+  const [events, records] = await Promise.all([
+    readSubject(store, store.subjects.event(rootId, sessionId), sessionId, logger),
+    readSubject(store, store.subjects.sessionLog(rootId, sessionId), sessionId, logger),
+  ]);
+  return [...events, ...records].sort((a, b) => a.seq - b.seq).map((e) => e.entry);
+}
+
+async function readSubject(
+  store: DurableStore,
+  filter: string,
+  sessionId: string,
+  logger: Logger,
+): Promise<{ seq: number; entry: LogEntry }[]> {
+  const consumer = await store.js.consumers.get(store.names.logStream, { filter_subjects: filter });
+  const entries: { seq: number; entry: LogEntry }[] = [];
   try {
     let pending = (await consumer.info(true)).num_pending;
     while (pending > 0) {
       const msg = await consumer.next({ expires: 5_000 });
-      if (msg === null) throw new DurableError(`reading the log of session ${sessionId} stalled with ${pending} records left`);
+      if (msg === null) throw new DurableError(`reading the log of session ${sessionId} stalled with ${pending} entries left`);
       pending = msg.info.pending;
       const kind = msg.subject.split('.')[2];
       let value: unknown;
@@ -94,11 +108,11 @@ export async function readSessionLog(store: DurableStore, rootId: string, sessio
       }
       if (kind === 'evt') {
         const parsed = BusMessage.safeParse(value);
-        if (parsed.success && parsed.data.kind === 'event') entries.push({ kind: 'event', event: parsed.data.event });
+        if (parsed.success && parsed.data.kind === 'event') entries.push({ seq: msg.seq, entry: { kind: 'event', event: parsed.data.event } });
         else logger.warn({ session: sessionId }, 'skipped an invalid event in the session log');
       } else {
         const parsed = LogRecord.safeParse(value);
-        if (parsed.success) entries.push({ kind: 'record', record: parsed.data });
+        if (parsed.success) entries.push({ seq: msg.seq, entry: { kind: 'record', record: parsed.data } });
         else logger.warn({ session: sessionId }, 'skipped an invalid record in the session log');
       }
     }

@@ -10,6 +10,8 @@ import {
 import { isSessionlessOp } from '../../protocol/index.js';
 import { NoRespondersError, RequestTimeoutError, type Bus, type Subscription } from '../bus/bus.js';
 import { subjects, type Subjects } from '../bus/subjects.js';
+import { NatsBus } from '../bus/nats.js';
+import { GatewayDurability, SeqFilter } from '../durable/index.js';
 import { log } from '../log.js';
 
 export interface GatewayOptions {
@@ -35,6 +37,13 @@ export class Gateway {
   readonly #closeWaiters = new Map<string, () => void>();
   #queue: Promise<void> = Promise.resolve();
   #events: Subscription | null = null;
+  /**
+   * On NATS: ops go through JetStream and events come from the log stream (null when the bus
+   * is in-process, or JetStream is not available). Submissions wait until this is settled.
+   */
+  #durable: Promise<GatewayDurability | null> = Promise.resolve(null);
+  #durableEvents: { stop(): Promise<void> } | null = null;
+  readonly #seqFilter = new SeqFilter();
 
   constructor(options: GatewayOptions) {
     this.#options = options;
@@ -47,16 +56,40 @@ export class Gateway {
   }
 
   start(): void {
-    this.#events = this.#options.bus.subscribe(this.#subjects.allEvents(), (message) => {
-      if (message.kind !== 'event') return;
-      const { event } = message;
+    const { bus } = this.#options;
+    const followCore = () => {
+      this.#events = bus.subscribe(this.#subjects.allEvents(), (message) => {
+        if (message.kind === 'event') this.#onSessionEvent(message.event);
+      });
+    };
+    if (!(bus instanceof NatsBus)) {
+      followCore();
+      return;
+    }
+    this.#durable = (async () => {
+      try {
+        const durable = await GatewayDurability.open(bus.connection, this.#options.namespace);
+        this.#durableEvents = await durable.followEvents((event) => {
+          if (this.#seqFilter.accept(event)) this.#onSessionEvent(event);
+        });
+        return durable;
+      } catch (error) {
+        log.warn({ err: error }, 'JetStream is not available: ops and events go over plain NATS, without durability');
+        followCore();
+        return null;
+      }
+    })();
+  }
+
+  #onSessionEvent(event: Event): void {
+    {
       if (event.msg.type === 'shutdown_complete' && event.session_id) {
         this.#open.delete(event.session_id);
         this.#closeWaiters.get(event.session_id)?.();
         this.#closeWaiters.delete(event.session_id);
       }
       this.#options.onEvent(event);
-    });
+    }
   }
 
   /** One line of the stdio protocol: parsed and validated here, so every failure names its cause. */
@@ -104,6 +137,9 @@ export class Gateway {
   }
 
   async close(): Promise<void> {
+    await this.#durable;
+    await this.#durableEvents?.stop();
+    this.#durableEvents = null;
     await this.#events?.unsubscribe();
     this.#events = null;
   }
@@ -116,6 +152,16 @@ export class Gateway {
       return;
     }
     const sessionId = submission.session_id;
+    const durable = await this.#durable;
+    if (durable) {
+      try {
+        const outcome = await durable.submit({ ...submission, session_id: sessionId });
+        if (outcome === 'unknown') this.#error(submission.id, sessionId, `unknown session ${sessionId}`);
+      } catch (error) {
+        this.#error(submission.id, sessionId, `could not deliver ${op.type}: ${(error as Error).message}`, 'internal');
+      }
+      return;
+    }
     try {
       const reply = await this.#options.bus.request(
         this.#subjects.op(sessionId),
@@ -130,6 +176,8 @@ export class Gateway {
   }
 
   async #sessionless(id: string, op: SessionlessOp): Promise<void> {
+    // Events of a new session must find the event feed already running.
+    await this.#durable;
     if (op.type === 'list_sessions') {
       try {
         const reply = await this.#options.bus.request(this.#subjects.control('list'), { kind: 'list_sessions' }, { timeoutMs: this.#timeout });

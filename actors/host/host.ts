@@ -1,6 +1,7 @@
 import { stat } from 'node:fs/promises';
 import type { BusMessage, PlaceMessage, ResponseItem, SessionConfig } from '../../protocol/index.js';
-import { settingsFromConfig, type SessionSettings } from '../../machines/turn-context.js';
+import { applyOverrides, settingsFromConfig, type SessionSettings } from '../../machines/turn-context.js';
+import { journaledRollout, writeRolloutFile, type HostDurability, type OpFeed, type SeenLease, type SessionLog } from '../durable/index.js';
 import { NoRespondersError, type Bus, type Subscription } from '../bus/bus.js';
 import { subjects, type Subjects } from '../bus/subjects.js';
 import { log } from '../log.js';
@@ -14,10 +15,12 @@ import {
   readRollout,
   RolloutRecorder,
   rolloutPath,
+  type RolloutItem,
 } from '../rollout/index.js';
 import { ToolRegistry } from '../tools/registry.js';
 import { agentTools } from '../agents/tools.js';
 import { SessionRuntime } from './session-runtime.js';
+import { HomeConfigError, readHomeConfig } from './home-config.js';
 import { SessionLogic } from './session-logic.js';
 import { DEFAULT_AGENT_MAX_DEPTH, DEFAULT_AGENT_MAX_THREADS } from '../agents/supervisor.js';
 
@@ -67,7 +70,9 @@ export class Host {
   /** One provided statechart for all the sessions of this host. */
   readonly #logic = new SessionLogic();
   readonly #subjects: Subjects;
-  readonly #sessions = new Map<string, { runtime: SessionRuntime; ops: Subscription }>();
+  readonly #sessions = new Map<string, HostedSession>();
+  /** On NATS: op queue, leases, session logs and adoption (null in-process). */
+  #durability: HostDurability | null = null;
   readonly #subscriptions: Subscription[] = [];
   /** This host's members of the placement queue group: one per free slot (see MAX_PLACEMENT_WEIGHT). */
   readonly #placementSlots: Subscription[] = [];
@@ -80,6 +85,27 @@ export class Host {
     this.#subjects = subjects(options.namespace);
   }
 
+  /**
+   * Make this host's sessions durable (NATS): ops come from their JetStream queue, every
+   * session holds a lease, its log is written to JetStream, and sessions of dead workers are
+   * adopted. Call before `start`.
+   */
+  useDurability(durability: HostDurability): void {
+    this.#durability = durability;
+  }
+
+  /** A session whose lease went elsewhere: stop running it here, without ending it. */
+  abandon(sessionId: string): void {
+    const hosted = this.#sessions.get(sessionId);
+    if (!hosted) return;
+    hosted.abandoned = true;
+    this.#sessions.delete(sessionId);
+    hosted.runtime.abandon();
+    void hosted.ops.unsubscribe();
+    void hosted.feed?.stop();
+    void this.#syncPlacement();
+  }
+
   get sessionCount(): number {
     return this.#sessions.size;
   }
@@ -87,6 +113,10 @@ export class Host {
   start(): void {
     const { bus } = this.#options;
     void this.#syncPlacement();
+    this.#durability?.startAdopting({
+      hasRoom: () => !this.#draining && this.load < this.capacity,
+      adopt: (lease) => this.#adopt(lease),
+    });
     this.#subscriptions.push(
       bus.subscribe(
         this.#subjects.control('list'),
@@ -109,6 +139,7 @@ export class Host {
       }),
     );
     await Promise.all(this.#subscriptions.splice(0).map((s) => s.unsubscribe()));
+    this.#durability?.stop();
   }
 
   /** Sessions running or being started here. */
@@ -188,17 +219,9 @@ export class Host {
 
   async #place(message: PlaceMessage): Promise<BusMessage> {
     try {
-      const runtime = await this.#createRuntime(message);
-      const ops = this.#options.bus.subscribe(this.#subjects.op(runtime.id), async (op, delivery) => {
-        if (op.kind !== 'op') return;
-        await delivery.respond?.({ kind: 'ack' });
-        await runtime.submit(op.submission);
-      });
-      this.#sessions.set(runtime.id, { runtime, ops });
-      void runtime.closed.then(async () => {
-        this.#sessions.delete(runtime.id);
-        await ops.unsubscribe();
-      });
+      const { runtime, log: sessionLog } = await this.#createRuntime(message);
+      if (this.#durability && sessionLog) await this.#durability.leases.claim(runtime.id, runtime.rootId);
+      await this.#attach(runtime, sessionLog);
       runtime.start(message.submission_id);
       return { kind: 'placed', session_id: runtime.id, worker_id: this.#options.workerId, rollout_path: runtime.rolloutPath };
     } catch (error) {
@@ -208,10 +231,88 @@ export class Host {
     }
   }
 
-  async #createRuntime(message: PlaceMessage): Promise<SessionRuntime> {
-    const { origin, lineage } = message;
-    const purpose = message.purpose ?? 'session';
-    const services = {
+  /**
+   * Connect a session to its ops and keep track of it until it closes. In-process, ops arrive
+   * by request on the op subject. On NATS, that subject only queues them (so a sub-agent's
+   * parent can keep using it), and the session takes them from its JetStream queue.
+   */
+  async #attach(runtime: SessionRuntime, sessionLog: SessionLog | null, applied?: ReadonlySet<string>): Promise<void> {
+    const durability = sessionLog ? this.#durability : null;
+    const ops = this.#options.bus.subscribe(this.#subjects.op(runtime.id), async (op, delivery) => {
+      if (op.kind !== 'op') return;
+      if (!durability) {
+        await delivery.respond?.({ kind: 'ack' });
+        await runtime.submit(op.submission);
+        return;
+      }
+      try {
+        await durability.ops.enqueue(op.submission);
+        await delivery.respond?.({ kind: 'ack' });
+      } catch (error) {
+        await delivery.respond?.({ kind: 'failure', code: 'internal', message: (error as Error).message });
+      }
+    });
+    const hosted: HostedSession = { runtime, ops, feed: null, abandoned: false };
+    this.#sessions.set(runtime.id, hosted);
+    if (durability && sessionLog) hosted.feed = await durability.feed(runtime, sessionLog, applied);
+    void runtime.closed.then(async () => {
+      if (hosted.abandoned) return;
+      this.#sessions.delete(runtime.id);
+      await ops.unsubscribe();
+      if (durability && sessionLog) {
+        sessionLog.append({ type: 'closed' });
+        await hosted.feed?.stop();
+        await durability.ops.remove(runtime.id);
+        await durability.leases.release(runtime.id);
+      }
+    });
+  }
+
+  /**
+   * Run a session whose worker stopped, from its log: history, settings and event numbering
+   * as they were, the open turn taken up again (see durable/session-durability.ts).
+   */
+  async #adopt(lease: SeenLease): Promise<void> {
+    const durability = this.#durability;
+    if (!durability) return;
+    const id = lease.sessionId;
+    const rootId = lease.value.root_id;
+    const rebuilt = await durability.rebuild(rootId, id);
+    if (rebuilt.closed) {
+      await durability.leases.release(id);
+      return;
+    }
+    const { meta } = rebuilt;
+    let settings = await this.#settings(meta.config);
+    for (const overrides of rebuilt.overrides) settings = applyOverrides(settings, overrides);
+    const path = rolloutPath(this.#options.home, id, new Date(meta.created_at));
+    await writeRolloutFile(path, meta, rebuilt.lines);
+    const sessionLog = durability.sessionLog(rootId, id);
+    const rollout = journaledRollout(await RolloutRecorder.open(path), sessionLog);
+    if (rebuilt.historyCut) {
+      // The open round leaves the history here; what is replayed is recorded again after this.
+      rollout.record({ type: 'compacted', payload: { message: 'taken over after a worker stopped', replacement_history: [...rebuilt.history] } });
+    }
+    const runtime = new SessionRuntime(this.#services('session'), {
+      sessionId: id,
+      settings,
+      lineage: meta.parent_session_id ? { parent_session_id: meta.parent_session_id, root_session_id: rootId, depth: meta.depth } : null,
+      history: rebuilt.history,
+      rollout,
+      fresh: false,
+      agentLimits: agentLimits(meta.config),
+      approvals: [],
+      mcpServers: meta.config.mcp_servers,
+      purpose: 'session',
+      durability: durability.forAdopted(sessionLog, rebuilt, lease.value.worker_id),
+    });
+    await this.#attach(runtime, sessionLog, rebuilt.appliedOps);
+    runtime.start('adopted');
+    await this.#syncPlacement();
+  }
+
+  #services(purpose: 'session' | 'review' | 'compact') {
+    return {
       bus: this.#options.bus,
       namespace: this.#options.namespace,
       workerId: this.#options.workerId,
@@ -226,6 +327,14 @@ export class Host {
       logic: this.#logic,
       retryBaseMs: this.#options.retryBaseMs ?? 200,
     };
+  }
+
+  async #createRuntime(message: PlaceMessage): Promise<{ runtime: SessionRuntime; log: SessionLog | null }> {
+    const { origin, lineage } = message;
+    const purpose = message.purpose ?? 'session';
+    const services = this.#services(purpose);
+    const durability = this.#durability;
+    const rootId = lineage?.root_session_id ?? null;
     if (origin.type === 'resume') {
       const path = await this.#findRollout(origin);
       const rollout = await readRollout(path);
@@ -233,18 +342,31 @@ export class Host {
       if (this.#sessions.has(id)) throw new PlacementError(`session ${id} is already running`);
       for (const skipped of rollout.skipped) log.warn({ path, ...skipped }, 'skipped a damaged rollout line');
       const config = { ...rollout.meta.config, ...message.config };
-      return new SessionRuntime(services, {
+      const settings = await this.#settings(config);
+      let sessionLog: SessionLog | null = null;
+      let initialSeq = 0;
+      if (durability) {
+        sessionLog = durability.sessionLog(rootId ?? id, id);
+        // A session that ran on NATS before continues its numbering; one that never did
+        // gets its log from the file.
+        const known = await durability.rebuild(rootId ?? id, id).catch(() => null);
+        if (known) initialSeq = known.lastSeq;
+        else journaledRollout({ path, record: () => undefined, close: async () => undefined }, sessionLog, rollout.meta).record(...rollout.lines.filter((l) => l.type !== 'session_meta') as RolloutItem[]);
+      }
+      const recorder = await RolloutRecorder.open(path);
+      return { log: sessionLog, runtime: new SessionRuntime(services, {
         sessionId: id,
-        settings: await this.#settings(config),
+        settings,
         lineage,
         history: historyFromRollout(rollout.lines),
-        rollout: await RolloutRecorder.open(path),
+        rollout: sessionLog ? journaledRollout(recorder, sessionLog) : recorder,
+        ...(durability && sessionLog ? { durability: durability.forSession(sessionLog, initialSeq) } : {}),
         fresh: false,
         agentLimits: agentLimits(config),
         approvals: message.approvals ?? [],
-        mcpServers: config.mcp_servers,
+        mcpServers: await this.#mcpServers(config),
         purpose,
-      });
+      }) };
     }
     let history: ResponseItem[] = message.initial_history ?? [];
     let forkedFrom: string | null = null;
@@ -257,7 +379,7 @@ export class Host {
     }
     const settings = await this.#settings(config);
     const createdAt = new Date();
-    const recorder = await RolloutRecorder.create(rolloutPath(this.#options.home, message.session_id, createdAt), {
+    const meta = {
       session_id: message.session_id,
       created_at: createdAt.toISOString(),
       cwd: settings.cwd,
@@ -266,20 +388,25 @@ export class Host {
       depth: lineage?.depth ?? 0,
       config,
       forked_from: forkedFrom,
-    });
-    recorder.record(...history.map((payload) => ({ type: 'response_item' as const, payload })));
-    return new SessionRuntime(services, {
+    };
+    const recorder = await RolloutRecorder.create(rolloutPath(this.#options.home, message.session_id, createdAt), meta);
+    const sessionLog = durability ? durability.sessionLog(rootId ?? message.session_id, message.session_id) : null;
+    const rollout = sessionLog ? journaledRollout(recorder, sessionLog, meta) : recorder;
+    rollout.record(...history.map((payload) => ({ type: 'response_item' as const, payload })));
+    const runtime = new SessionRuntime(services, {
       sessionId: message.session_id,
       settings,
       lineage,
       history,
-      rollout: recorder,
+      rollout,
+      ...(durability && sessionLog ? { durability: durability.forSession(sessionLog) } : {}),
       fresh: origin.type === 'new' && message.initial_history === undefined,
       agentLimits: agentLimits(config),
       approvals: message.approvals ?? [],
-      mcpServers: config.mcp_servers,
+      mcpServers: await this.#mcpServers(config),
       purpose,
     });
+    return { runtime, log: sessionLog };
   }
 
   async #findRollout(ref: { rollout_path?: string | undefined; session_id?: string | undefined }): Promise<string> {
@@ -289,12 +416,34 @@ export class Host {
     return found;
   }
 
+  /** The session's MCP servers: those of TROUPE_HOME/config.json, then the session's own. */
+  async #mcpServers(config: SessionConfig): Promise<SessionConfig['mcp_servers']> {
+    let home;
+    try {
+      home = await readHomeConfig(this.#options.home);
+    } catch (error) {
+      if (error instanceof HomeConfigError) throw new PlacementError(error.message);
+      throw error;
+    }
+    const servers = { ...home.mcp_servers, ...config.mcp_servers };
+    return Object.keys(servers).length > 0 ? servers : undefined;
+  }
+
   async #settings(config: SessionConfig): Promise<SessionSettings> {
     const settings = settingsFromConfig(config, { ...this.#options.defaults, base_instructions: BASE_INSTRUCTIONS });
     const info = await stat(settings.cwd).catch(() => null);
     if (!info?.isDirectory()) throw new PlacementError(`config.cwd: ${settings.cwd} is not a directory`);
     return settings;
   }
+}
+
+interface HostedSession {
+  readonly runtime: SessionRuntime;
+  readonly ops: Subscription;
+  /** On NATS: the session's feed from its op queue. */
+  feed: OpFeed | null;
+  /** Set when the session went to another worker: its end here is not the session's end. */
+  abandoned: boolean;
 }
 
 function agentLimits(config: SessionConfig): { maxDepth: number; maxThreads: number } {

@@ -123,6 +123,7 @@ export class SessionRuntime {
       depth: spec.lineage?.depth ?? 0,
       maxDepth: spec.agentLimits.maxDepth,
       maxThreads: spec.agentLimits.maxThreads,
+      mcpServers: spec.mcpServers,
       emit: (id, msg) => this.emit(id, msg),
       history: () => this.#history.items(),
       approvals: () => this.#approvals.snapshot(),

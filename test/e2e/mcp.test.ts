@@ -1,11 +1,11 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AppServerProcess, seqProblems } from '../support/app-server-process.js';
-import { startFakeModelServer, type FakeModelServer } from '../support/index.js';
+import type { AppServerProcess } from '../support/app-server-process.js';
+import { finishE2E, startE2E } from '../support/e2e.js';
+import type { FakeModelServer } from '../support/index.js';
 import { mcpEchoServerPath } from '../support/mcp-echo-server.js';
-import { outputFor } from '../support/requests.js';
+import { mentions, outputFor, spawnedAgentIds } from '../support/requests.js';
 
 let model: FakeModelServer;
 let server: AppServerProcess;
@@ -13,19 +13,10 @@ let workspace: string;
 const echo = { command: process.execPath, args: [mcpEchoServerPath()] };
 
 beforeEach(async () => {
-  model = await startFakeModelServer();
-  server = await AppServerProcess.start({ modelUrl: model.url });
-  workspace = await mkdtemp(join(tmpdir(), 'troupe-ws-'));
+  ({ model, server, workspace } = await startE2E());
 });
 
-afterEach(async () => {
-  expect(server.junk).toEqual([]);
-  expect(seqProblems(server.events)).toEqual([]);
-  expect(model.violations).toEqual([]);
-  await server.dispose();
-  await model.close();
-  await rm(workspace, { recursive: true, force: true });
-});
+afterEach(() => finishE2E({ model, server, workspace }));
 
 describe('MCP servers in a session', () => {
   it('offers <server>__<tool> to the model, runs the call, and reports it', async () => {
@@ -80,5 +71,33 @@ describe('MCP servers in a session', () => {
     await server.waitForMsg('task_complete', { id: turn });
     expect(outputFor(model.requests[1]!, 'm1')).toMatch(/denied/i);
     expect(server.ofSession(session).some((e) => e.msg.type === 'mcp_tool_call_begin')).toBe(false);
+  });
+
+  it('also come from TROUPE_HOME/config.json, and sub-agents get their parent\'s servers', async () => {
+    await writeFile(join(server.home, 'config.json'), JSON.stringify({ mcp_servers: { echo } }));
+    model.enqueue(
+      { kind: 'response', match: (r) => mentions(r, 'PARENT') && outputFor(r, 's1') === undefined, items: [{ type: 'function_call', name: 'spawn_agent', call_id: 's1', arguments: { message: 'CHILD: echo it' } }] },
+      { kind: 'response', match: (r) => mentions(r, 'CHILD') && outputFor(r, 'm1') === undefined, items: [{ type: 'function_call', name: 'echo__echo', call_id: 'm1', arguments: { text: 'from the child' } }] },
+      { kind: 'response', match: (r) => mentions(r, 'CHILD') && outputFor(r, 'm1') !== undefined, items: [{ type: 'message', text: 'child echoed' }] },
+      {
+        kind: 'reply',
+        match: (r) => outputFor(r, 's1') !== undefined && outputFor(r, 'w') === undefined,
+        handler: (r) => ({ kind: 'response', items: [{ type: 'function_call', name: 'wait_agent', call_id: 'w', arguments: { agent_ids: spawnedAgentIds(r) } }] }),
+      },
+      { kind: 'response', match: (r) => outputFor(r, 'w') !== undefined, items: [{ type: 'message', text: 'done' }] },
+    );
+    const session = await server.newSession({ cwd: workspace });
+    await server.turn(session, 'PARENT: delegate');
+    const childRequest = model.requests.find((r) => outputFor(r, 'm1') !== undefined)!;
+    expect(outputFor(childRequest, 'm1')).toBe('echo: from the child');
+    expect(outputFor(model.requests.at(-1)!, 'w')).toContain('child echoed');
+  });
+
+  it('a broken TROUPE_HOME/config.json is refused with the file and field named', async () => {
+    await writeFile(join(server.home, 'config.json'), JSON.stringify({ mcp_servers: { bad: { args: ['x'] } } }));
+    const id = server.submit({ type: 'new_session', config: { cwd: workspace } });
+    const error = await server.waitForMsg('error', { id });
+    expect(error.msg.message).toContain('config.json');
+    expect(error.msg.message).toContain('mcp_servers.bad');
   });
 });

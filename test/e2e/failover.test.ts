@@ -1,0 +1,242 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Event } from '../../protocol/index.js';
+import { AppServerProcess, seqProblems, troupeBin } from '../support/app-server-process.js';
+import { waitFor } from '../support/bus-contract.js';
+import { startFakeModelServer, type FakeModelServer } from '../support/index.js';
+import { startNatsServer, type NatsServerProcess } from '../support/nats-server.js';
+
+/**
+ * Sessions that outlive their worker: real nats-server with JetStream, real `troupe worker`
+ * processes killed with SIGKILL, and `troupe app-server --nats` as the client's gateway. Leases
+ * are short here (TROUPE_LEASE_MS) so adoption comes quickly; nothing asserts on timing.
+ */
+
+const LEASE_MS = '1500';
+
+let nats: NatsServerProcess;
+let model: FakeModelServer;
+let dir: string;
+let namespace: string;
+const workers: Worker[] = [];
+const gateways: AppServerProcess[] = [];
+
+beforeAll(async () => {
+  nats = await startNatsServer();
+});
+afterAll(async () => {
+  await nats?.stop();
+});
+beforeEach(async () => {
+  model = await startFakeModelServer();
+  dir = await mkdtemp(join(tmpdir(), 'troupe-failover-'));
+  namespace = `f${randomUUID().slice(0, 8)}`;
+});
+afterEach(async () => {
+  await Promise.all(gateways.splice(0).map((g) => g.dispose()));
+  await Promise.all(workers.splice(0).map((w) => w.kill()));
+  await model.close();
+  // Commands of killed workers may still run for a moment: give them time to end.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  await rm(dir, { recursive: true, force: true });
+});
+
+class Worker {
+  stderr = '';
+  readonly exited: Promise<number | null>;
+  constructor(
+    readonly id: string,
+    private readonly child: ChildProcessWithoutNullStreams,
+  ) {
+    child.stderr.on('data', (chunk: Buffer) => {
+      this.stderr += chunk.toString('utf8');
+    });
+    child.stdout.resume();
+    this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  async kill(): Promise<void> {
+    if (this.running) {
+      this.child.kill('SIGKILL');
+      await this.exited;
+    }
+  }
+}
+
+async function startWorker(id: string, capacity = 4): Promise<Worker> {
+  const readyFile = join(dir, `${id}.ready`);
+  const child = spawn(
+    process.execPath,
+    ['--conditions=development', troupeBin(), 'worker', '--nats', nats.url, '--namespace', namespace, '--worker-id', id, '--capacity', String(capacity), '--ready-file', readyFile],
+    {
+      env: {
+        ...process.env,
+        OPENAI_BASE_URL: model.url,
+        OPENAI_API_KEY: 'test-key',
+        // One home for all workers, as on a shared volume: the log still decides.
+        TROUPE_HOME: join(dir, 'home'),
+        TROUPE_MODEL: 'test-model',
+        TROUPE_RETRY_BASE_MS: '1',
+        TROUPE_LEASE_MS: LEASE_MS,
+        TROUPE_LOG: process.env.FAILOVER_LOG ?? 'warn',
+      },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    },
+  );
+  const worker = new Worker(id, child);
+  workers.push(worker);
+  await waitFor(() => existsSync(readyFile) || !worker.running, `worker ${id} to be ready`, 20_000);
+  if (!worker.running) throw new Error(`worker ${id} exited:\n${worker.stderr}`);
+  return worker;
+}
+
+async function startGateway(): Promise<AppServerProcess> {
+  const gateway = await AppServerProcess.start({ modelUrl: model.url, home: dir, args: ['--nats', nats.url, '--namespace', namespace] });
+  gateways.push(gateway);
+  return gateway;
+}
+
+async function openSession(gateway: AppServerProcess, config: Record<string, unknown> = {}): Promise<{ sessionId: string; workerId: string }> {
+  const id = gateway.submit({ type: 'new_session', config: { cwd: dir, approval_policy: 'never', sandbox_policy: 'danger-full-access', ...config } });
+  const event = await gateway.waitFor((e) => e.id === id && (e.msg.type === 'session_configured' || e.msg.type === 'error'), 'the session');
+  if (event.msg.type !== 'session_configured') throw new Error(`no session: ${JSON.stringify(event.msg)}`);
+  return { sessionId: event.msg.session_id, workerId: event.msg.worker_id };
+}
+
+function byId(id: string): Worker {
+  const worker = workers.find((w) => w.id === id);
+  if (!worker) throw new Error(`no worker ${id}`);
+  return worker;
+}
+
+async function lines(path: string): Promise<string[]> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  return text.split('\n').filter((l) => l !== '');
+}
+
+function shell(script: string, callId: string) {
+  return { type: 'function_call' as const, name: 'shell', call_id: callId, arguments: { command: ['sh', '-c', script] } };
+}
+
+function outputsIn(body: unknown, callId: string): unknown[] {
+  const input = (body as { input?: { type: string; call_id?: string }[] }).input ?? [];
+  return input.filter((item) => item.type === 'function_call_output' && item.call_id === callId);
+}
+
+function sessionEvents(gateway: AppServerProcess, sessionId: string): Event[] {
+  return gateway.events.filter((e) => e.session_id === sessionId);
+}
+
+describe('failover on NATS', { timeout: 60_000 }, () => {
+  it('finishes a turn on another worker after kill -9 during a tool call, without running a finished call again', async () => {
+    await Promise.all([startWorker('a'), startWorker('b')]);
+    const gateway = await startGateway();
+    const { sessionId, workerId } = await openSession(gateway);
+    const once = join(dir, 'once.txt');
+    const slow = join(dir, 'slow.txt');
+    model.enqueue(
+      { kind: 'response', items: [shell(`echo run >> ${once}`, 'call-once'), shell(`echo run >> ${slow}; sleep 2`, 'call-slow')] },
+      { kind: 'response', items: [{ type: 'message', text: 'Finished elsewhere.' }] },
+    );
+    const turnId = gateway.submit({ type: 'user_turn', items: [{ type: 'text', text: 'run both' }] }, sessionId);
+    await gateway.waitForMsg('exec_command_end', { session: sessionId, where: (m) => m.call_id === 'call-once' });
+    await gateway.waitForMsg('exec_command_begin', { session: sessionId, where: (m) => m.call_id === 'call-slow' });
+    await waitFor(() => existsSync(slow), 'the slow call to start');
+    await byId(workerId).kill();
+
+    const end = await gateway.waitFor((e) => e.id === turnId && e.msg.type === 'task_complete', 'the turn to finish', 30_000).catch((error: Error) => {
+      throw new Error(`${error.message}\n${workers.map((w) => `${w.id}: ${w.stderr}`).join('\n')}`);
+    });
+    expect(end.msg).toMatchObject({ last_agent_message: 'Finished elsewhere.' });
+    const moved = sessionEvents(gateway, sessionId).find((e) => e.msg.type === 'background_event');
+    expect(moved?.msg).toMatchObject({ message: expect.stringMatching(/moved to worker/) });
+    expect(await lines(once)).toEqual(['run']);
+    expect(await lines(slow)).toEqual(['run']);
+    // The model saw each call answered exactly once: the finished one with its real output,
+    // the interrupted one with the failover note.
+    const last = model.requests.at(-1);
+    expect(outputsIn(last?.body, 'call-once')).toHaveLength(1);
+    expect(JSON.stringify(outputsIn(last?.body, 'call-slow'))).toMatch(/worker that stopped/);
+    expect(model.violations).toEqual([]);
+    expect(seqProblems(gateway.events)).toEqual([]);
+    expect(gateway.junk).toEqual([]);
+  });
+
+  it('sends a hanging model request again on the adopting worker', async () => {
+    await Promise.all([startWorker('a'), startWorker('b')]);
+    const gateway = await startGateway();
+    const { sessionId, workerId } = await openSession(gateway);
+    const once = join(dir, 'once.txt');
+    model.enqueue(
+      { kind: 'response', items: [shell(`echo run >> ${once}`, 'call-1')] },
+      { kind: 'hang' },
+      { kind: 'response', items: [{ type: 'message', text: 'Answered after the move.' }] },
+    );
+    const turnId = gateway.submit({ type: 'user_turn', items: [{ type: 'text', text: 'go' }] }, sessionId);
+    await waitFor(() => model.requests.length === 2, 'the second model request');
+    await byId(workerId).kill();
+    const end = await gateway.waitFor((e) => e.id === turnId && e.msg.type === 'task_complete', 'the turn to finish', 30_000);
+    expect(end.msg).toMatchObject({ last_agent_message: 'Answered after the move.' });
+    expect(model.requests).toHaveLength(3);
+    expect(outputsIn(model.requests[2]?.body, 'call-1')).toHaveLength(1);
+    expect(await lines(once)).toEqual(['run']);
+    expect(seqProblems(gateway.events)).toEqual([]);
+
+    // The session goes on where it now runs.
+    model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'Next turn.' }] });
+    const next = await gateway.turn(sessionId, 'again');
+    expect(next.msg).toMatchObject({ type: 'task_complete', last_agent_message: 'Next turn.' });
+    expect(seqProblems(gateway.events)).toEqual([]);
+  });
+
+  it('asks a pending approval again after the crash and runs the call once approved', async () => {
+    await Promise.all([startWorker('a'), startWorker('b')]);
+    const gateway = await startGateway();
+    const { sessionId, workerId } = await openSession(gateway, { approval_policy: 'untrusted' });
+    const marker = join(dir, 'approved.txt');
+    model.enqueue(
+      { kind: 'response', items: [shell(`echo yes >> ${marker}`, 'call-ask')] },
+      { kind: 'response', items: [{ type: 'message', text: 'Ran it.' }] },
+    );
+    const turnId = gateway.submit({ type: 'user_turn', items: [{ type: 'text', text: 'write it' }] }, sessionId);
+    await gateway.waitForMsg('exec_approval_request', { session: sessionId });
+    const before = gateway.events.length;
+    await byId(workerId).kill();
+    const again = await gateway.waitFor(
+      (e) => e.session_id === sessionId && e.msg.type === 'exec_approval_request',
+      'the approval request again',
+      30_000,
+      before,
+    );
+    expect(again.msg).toMatchObject({ call_id: 'call-ask' });
+    gateway.submit({ type: 'exec_approval', id: 'call-ask', decision: 'approved' }, sessionId);
+    const end = await gateway.waitFor((e) => e.id === turnId && e.msg.type === 'task_complete', 'the turn to finish', 30_000);
+    expect(end.msg).toMatchObject({ last_agent_message: 'Ran it.' });
+    expect(await lines(marker)).toEqual(['yes']);
+    expect(seqProblems(gateway.events)).toEqual([]);
+  });
+
+  it('keeps an idle session through a broker restart', async () => {
+    await startWorker('a');
+    const gateway = await startGateway();
+    const { sessionId } = await openSession(gateway);
+    model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'Before.' }] });
+    expect((await gateway.turn(sessionId, 'one')).msg).toMatchObject({ last_agent_message: 'Before.' });
+    await nats.restart();
+    model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'After.' }] });
+    const id = gateway.submit({ type: 'user_turn', items: [{ type: 'text', text: 'two' }] }, sessionId);
+    const end = await gateway.waitFor((e) => e.id === id && (e.msg.type === 'task_complete' || e.msg.type === 'error'), 'the turn after the restart', 40_000);
+    if (end.msg.type === 'error') throw new Error(`error: ${end.msg.message}\n${gateway.stderr}`);
+    expect(end.msg).toMatchObject({ type: 'task_complete', last_agent_message: 'After.' });
+    expect(seqProblems(gateway.events)).toEqual([]);
+  });
+});

@@ -4,7 +4,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { REVIEW_INSTRUCTIONS, SUMMARY_PROMPT } from '../../actors/tasks/index.js';
-import type { AppServerProcess } from '../support/app-server-process.js';
+import { AppServerProcess } from '../support/app-server-process.js';
 import { finishE2E, startE2E } from '../support/e2e.js';
 import type { FakeModelServer, RecordedRequest, ScriptStep } from '../support/index.js';
 import { inputTexts, mentions, outputFor } from '../support/requests.js';
@@ -135,6 +135,45 @@ describe('compaction', () => {
     expect(texts).not.toContain('OLD ASSISTANT ANSWER');
     const rollout = await readFile(server.ofSession(session)[0]!.msg.type === 'session_configured' ? (server.ofSession(session)[0]!.msg as { rollout_path: string }).rollout_path : '', 'utf8');
     expect(rollout).toContain('"type":"compacted"');
+  });
+
+  it('survives a resume: the rollout reproduces the compacted history', async () => {
+    model.enqueue(say('OLD ANSWER', (r) => !isSummary(r)), say('THE SUMMARY', isSummary));
+    const session = await server.newSession({ cwd: workspace });
+    await server.turn(session, 'the original question');
+    const id = server.submit({ type: 'compact' }, session);
+    await server.waitForMsg('task_complete', { session, id });
+    expect(await server.end()).toBe(0);
+
+    const resumed = await AppServerProcess.start({ modelUrl: model.url, home: server.home });
+    try {
+      const resumeId = resumed.submit({ type: 'resume_session', session_id: session });
+      await resumed.waitForMsg('session_configured', { id: resumeId });
+      model.enqueue(say('after resume', (r) => !isSummary(r)));
+      await resumed.turn(session, 'next question');
+      const texts = inputTexts(model.requests.at(-1)!).join('\n');
+      expect(texts).toContain('THE SUMMARY');
+      expect(texts).toContain('the original question');
+      expect(texts).not.toContain('OLD ANSWER');
+    } finally {
+      await resumed.dispose();
+    }
+  });
+
+  it('drops the oldest items and retries when the summary request itself is too large', async () => {
+    model.enqueue(
+      { kind: 'response', items: [{ type: 'function_call', name: 'shell', call_id: 'c1', arguments: { command: ['echo', 'one'] } }] },
+      { kind: 'response', items: [{ type: 'function_call', name: 'shell', call_id: 'c2', arguments: { command: ['echo', 'two'] } }] },
+      say('worked a lot'),
+      { kind: 'http_error', match: isSummary, status: 400, body: { error: { code: 'context_length_exceeded', message: 'too long' } } },
+      say('SHORTER SUMMARY', isSummary),
+    );
+    const session = await server.newSession({ cwd: workspace });
+    await server.turn(session, 'do several things');
+    const id = server.submit({ type: 'compact' }, session);
+    await server.waitForMsg('context_compacted', { session, id });
+    const [first, second] = model.requests.filter(isSummary);
+    expect((second!.body.input as unknown[]).length).toBeLessThan((first!.body.input as unknown[]).length);
   });
 
   it('happens by itself in the middle of a turn when the usage reaches the limit', async () => {

@@ -22,6 +22,11 @@ import { startFakeModelServer, type RecordedRequest, type ScriptStep } from '../
 
 const TURNS = Number(process.env.BENCH_TURNS ?? 200);
 const WARMUP = 20;
+/**
+ * The floor runs `true` bare, so by default the runtime does too (`danger-full-access`): the
+ * difference is then troupe itself. BENCH_SANDBOX=workspace-write measures the sandbox's cost.
+ */
+const SANDBOX = (process.env.BENCH_SANDBOX ?? 'danger-full-access') as 'danger-full-access' | 'workspace-write' | 'read-only';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 
 /** Tool call after a user message, final message after a tool output. */
@@ -34,7 +39,7 @@ function script(request: RecordedRequest): ScriptStep {
 
 async function measureRuntime(turns: number, url: string, home: string, cwd: string) {
   const runtime = createRuntime({ baseURL: url, apiKey: 'bench', home, cwd, model: 'bench-model' });
-  const session = await runtime.newSession({ approval_policy: 'never' });
+  const session = await runtime.newSession({ approval_policy: 'never', sandbox_policy: SANDBOX });
   const events = session.events();
   let count = 0;
   const runTurn = async (i: number) => {
@@ -121,6 +126,7 @@ async function main(): Promise<void> {
     const result = {
       turns: TURNS,
       rounds: ROUNDS,
+      sandbox: SANDBOX,
       model_round_trips: roundTrips,
       runtime_ms_per_round_trip: round(perTrip),
       floor_ms_per_round_trip: round(floorPerTrip),

@@ -8,10 +8,11 @@ import { connect } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { NatsBus } from '../../actors/bus/nats.js';
 import { subjects } from '../../actors/bus/subjects.js';
-import { AppServerProcess, troupeBin } from '../support/app-server-process.js';
+import { AppServerProcess, seqProblems, troupeBin } from '../support/app-server-process.js';
 import { waitFor } from '../support/bus-contract.js';
 import { startFakeModelServer, type FakeModelServer } from '../support/index.js';
 import { startNatsServer, type NatsServerProcess } from '../support/nats-server.js';
+import { mentions, outputFor, spawnedAgentIds } from '../support/requests.js';
 
 /**
  * troupe on NATS, end to end: real nats-server, real `troupe worker` processes, and
@@ -198,5 +199,30 @@ describe('troupe on NATS', () => {
     expect(end.msg).toMatchObject({ type: 'task_complete', last_agent_message: 'Still here.' });
     expect(worker.running).toBe(true);
     expect(gateway.events.some((e) => e.id === 'bad')).toBe(false);
+  });
+
+  it('places a sub-agent on another worker than its parent, and its events reach the client', async () => {
+    await startWorker('w1', 1);
+    await startWorker('w2', 1);
+    const gateway = await startGateway();
+    const { sessionId: parent, workerId: parentWorker } = await placeOk(gateway);
+    model.enqueue(
+      { kind: 'response', match: (r) => mentions(r, 'PARENT') && outputFor(r, 's1') === undefined, items: [{ type: 'function_call', name: 'spawn_agent', call_id: 's1', arguments: { message: 'CHILD: answer from afar' } }] },
+      { kind: 'response', match: (r) => mentions(r, 'CHILD'), items: [{ type: 'message', text: 'hello from the other worker' }] },
+      {
+        kind: 'reply',
+        match: (r) => outputFor(r, 's1') !== undefined && outputFor(r, 'w') === undefined,
+        handler: (r) => ({ kind: 'response', items: [{ type: 'function_call', name: 'wait_agent', call_id: 'w', arguments: { agent_ids: spawnedAgentIds(r) } }] }),
+      },
+      { kind: 'response', match: (r) => outputFor(r, 'w') !== undefined, items: [{ type: 'message', text: 'collected' }] },
+    );
+    const end = await gateway.turn(parent, 'PARENT: delegate');
+    expect(end.msg).toMatchObject({ type: 'task_complete', last_agent_message: 'collected' });
+    const child = gateway.events.find((e) => e.msg.type === 'session_configured' && e.msg.parent_session_id === parent);
+    expect(child?.msg).toMatchObject({ depth: 1 });
+    const childWorker = child?.msg.type === 'session_configured' ? child.msg.worker_id : null;
+    expect(childWorker).not.toBe(parentWorker);
+    expect(outputFor(model.requests.at(-1)!, 'w')).toContain('hello from the other worker');
+    expect(seqProblems(gateway.events)).toEqual([]);
   });
 });

@@ -18,8 +18,9 @@ const WORKER_FLAGS = {
 
 /**
  * `troupe worker --nats URL`: a host of session actors on NATS. It joins placement, runs the
- * sessions placed on it, and on SIGTERM or SIGINT drains: it leaves placement at once, shuts
- * its sessions down (each gets `shutdown_complete`, rollouts are flushed) and exits 0.
+ * sessions placed on it, and on SIGTERM or SIGINT drains: it leaves placement at once, lets
+ * running tasks finish (10 s at most), hands its sessions over to the other workers (through
+ * their leases; without JetStream it shuts them down instead) and exits 0.
  *
  * `--ready-file PATH` exists while the worker is connected and taking sessions, for a
  * Kubernetes readiness probe or a launcher script; it is removed on disconnect and on drain.
@@ -81,9 +82,9 @@ export async function runWorker(argv: readonly string[], env: NodeJS.ProcessEnv 
     await host.close().catch(() => undefined);
     return 1;
   }
-  logger.info({ signal: outcome.signal, sessions: host.load }, 'draining: taking no new sessions, shutting sessions down');
-  await host.drain();
-  await host.close();
+  logger.info({ signal: outcome.signal, sessions: host.load }, 'draining: taking no new sessions, handing sessions over');
+  // With JetStream the sessions move to other workers; without, they are shut down.
+  await host.handOver();
   await bus.close();
   stopping.dispose();
   logger.info('worker stopped');

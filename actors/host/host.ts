@@ -43,6 +43,9 @@ export interface HostOptions {
   readonly capacity?: number;
 }
 
+/** How long a worker handing its sessions over waits for their running tasks to end. */
+export const HANDOVER_GRACE_MS = 10_000;
+
 /** The queue group of hosts: a placement request goes to exactly one of them. */
 export const HOSTS_QUEUE = 'troupe-hosts';
 
@@ -140,6 +143,27 @@ export class Host {
     );
     await Promise.all(this.#subscriptions.splice(0).map((s) => s.unsubscribe()));
     this.#durability?.stop();
+  }
+
+  /**
+   * Leave with the sessions still alive: stop taking sessions, let each finish its running task
+   * (up to `graceMs`), then give its lease up so another worker adopts it from its log at once.
+   * Without durability there is nothing to hand over and the sessions are shut down instead.
+   */
+  async handOver(graceMs = HANDOVER_GRACE_MS): Promise<void> {
+    const durability = this.#durability;
+    if (!durability) return this.close();
+    await this.drain();
+    const deadline = Date.now() + graceMs;
+    while (Date.now() < deadline && [...this.#sessions.values()].some(({ runtime }) => !runtime.idle)) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    for (const sessionId of [...this.#sessions.keys()]) {
+      this.abandon(sessionId);
+      await durability.leases.handOver(sessionId);
+    }
+    durability.stop();
+    await Promise.all(this.#subscriptions.splice(0).map((s) => s.unsubscribe()));
   }
 
   /** Sessions running or being started here. */

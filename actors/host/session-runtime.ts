@@ -127,7 +127,7 @@ export class SessionRuntime {
       emit: (id, msg) => this.emit(id, msg),
       history: () => this.#history.items(),
       approvals: () => this.#approvals.snapshot(),
-      isIdle: () => this.#actor.getSnapshot().matches('idle'),
+      isIdle: () => this.idle,
       notify: (item) => this.#record(item),
     });
     this.#tasks = new SessionTasks({
@@ -167,6 +167,11 @@ export class SessionRuntime {
         },
       });
     });
+  }
+
+  /** True when no task runs: the session can move to another worker without losing work. */
+  get idle(): boolean {
+    return this.#actor.getSnapshot().matches('idle');
   }
 
   get rolloutPath(): string {

@@ -166,15 +166,24 @@ describe('troupe on NATS', () => {
     expect(end.msg).toMatchObject({ type: 'task_complete', last_agent_message: 'Hello from a worker.' });
   });
 
-  it('drains on SIGTERM: no new sessions, every session shut down, exit 0', async () => {
+  it('drains on SIGTERM: no new sessions, sessions handed over to another worker, exit 0', async () => {
     const worker = await startWorker('drainer', 4);
     const gateway = await startGateway();
     const sessions = [await placeOk(gateway), await placeOk(gateway)];
+    expect(sessions.map((s) => s.workerId)).toEqual(['drainer', 'drainer']);
+    await startWorker('heir', 4);
     worker.signal('SIGTERM');
-    for (const { sessionId } of sessions) await gateway.waitForMsg('shutdown_complete', { session: sessionId });
     expect(await worker.exited).toBe(0);
     expect(existsSync(worker.readyFile)).toBe(false);
-    expect(await place(gateway)).toEqual({ error: expect.stringMatching(/no host is available/) });
+    expect(gateway.events.some((e) => e.msg.type === 'shutdown_complete')).toBe(false);
+    // The sessions live on: the heir adopted them from their logs.
+    for (const [i, { sessionId }] of sessions.entries()) {
+      model.enqueue({ kind: 'response', items: [{ type: 'message', text: `still here ${i}` }] });
+      const end = await gateway.turn(sessionId, `are you there ${i}?`);
+      expect(end.msg).toMatchObject({ type: 'task_complete', last_agent_message: `still here ${i}` });
+    }
+    expect(seqProblems(gateway.events)).toEqual([]);
+    expect((await placeOk(gateway)).workerId).toBe('heir');
   });
 
   it('drops an invalid op on the bus, logs it, and keeps serving the session', async () => {

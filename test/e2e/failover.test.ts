@@ -37,7 +37,11 @@ beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'troupe-failover-'));
   namespace = `f${randomUUID().slice(0, 8)}`;
 });
-afterEach(async () => {
+afterEach(async (context) => {
+  // A failure on a 2-core machine under load is hard to replay: keep what the workers said.
+  if (context.task.result?.state === 'fail') {
+    for (const w of workers) process.stderr.write(`--- worker ${w.id} stderr ---\n${w.stderr}\n`);
+  }
   await Promise.all(gateways.splice(0).map((g) => g.dispose()));
   await Promise.all(workers.splice(0).map((w) => w.kill()));
   await model.close();

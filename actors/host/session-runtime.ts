@@ -49,6 +49,8 @@ export interface SessionServices {
   readonly tools: ToolRegistry;
   /** The session statechart with its logic provided, shared by the host's sessions. */
   readonly logic: SessionLogic;
+  /** TROUPE_HOME of the host: the tools' rules and protected paths come from it. */
+  readonly home: string;
   /** Base delay of the model retry backoff. */
   readonly retryBaseMs: number;
 }
@@ -530,6 +532,7 @@ export class SessionRuntime {
       callId,
       turn,
       signal,
+      home: this.#services.home,
       ...(this.#spec.purpose === 'session' ? { agents: this.#agents } : {}),
       resources: {
         get: <T extends SessionResource>(key: string, create: () => T): T => {

@@ -24,16 +24,16 @@ export function approvalKeys(argv: readonly string[]): { inside: string; outside
   return { inside: `exec:${json}`, outside: `exec-outside:${json}` };
 }
 
-/** Where the user's rules live; the session's environment is the process's. */
-export function rulesHome(env: NodeJS.ProcessEnv = process.env): string {
-  return troupeHome(env);
+/** Where the user's rules live: the session's TROUPE_HOME, else the process environment's. */
+export function rulesHome(ctx?: Pick<ToolContext, 'home'>): string {
+  return ctx?.home ?? troupeHome(process.env);
 }
 
 export async function planCommand(request: CommandRequest, ctx: ToolContext, approvals: ApprovalMemory): Promise<ToolPlan> {
   const turn = ctx.turn;
   let rule;
   try {
-    rule = (await loadExecPolicy(rulesHome(), turn.cwd)).evaluate(request.argv);
+    rule = (await loadExecPolicy(rulesHome(ctx), turn.cwd)).evaluate(request.argv);
   } catch (error) {
     // Rules we cannot read must not be ignored: one of them might have forbidden this command.
     if (error instanceof ExecPolicyError) return { kind: 'reject', reason: `The exec-policy rules file is invalid, so no command runs until it is fixed: ${error.message}` };

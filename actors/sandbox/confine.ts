@@ -16,7 +16,7 @@ export interface ConfinedCommand {
  * SandboxUnavailableError rather than running the command unconfined.
  */
 export async function confineCommand(command: readonly string[], ctx: ToolContext, options: { sandboxed: boolean; tty: boolean }): Promise<ConfinedCommand> {
-  const spec = options.sandboxed ? sandboxSpecFor(ctx.turn, { home: rulesHome() }) : undefined;
+  const spec = options.sandboxed ? sandboxSpecFor(ctx.turn, { home: rulesHome(ctx) }) : undefined;
   if (spec === undefined) return { argv: [...command], spec: undefined };
   const backend = await requireSandbox(spec);
   return { argv: sandboxedArgv(backend, spec, command, { tty: options.tty }), spec };

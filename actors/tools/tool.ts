@@ -40,6 +40,8 @@ export interface ToolContext {
   readonly signal: AbortSignal;
   /** The session's sub-agents; absent in sessions that may not have any (review threads). */
   readonly agents?: AgentControl | undefined;
+  /** TROUPE_HOME of the host running the session (rules, protected paths); absent: the environment's. */
+  readonly home?: string | undefined;
   /** Resources that outlive this call and end with the session. */
   readonly resources: SessionResources;
   /** Emit a protocol event on the session's stream (the session assigns id, session and seq). */

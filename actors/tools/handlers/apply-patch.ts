@@ -73,7 +73,7 @@ export async function planApplyPatch(args: ApplyPatchArgs, ctx: ToolContext, app
 
   if (turn.approval_policy === 'untrusted') return ask('the approval policy asks before every patch');
   if (mode === 'danger-full-access') return { kind: 'run', sandboxed: false };
-  const home = rulesHome();
+  const home = rulesHome(ctx);
   const blocked = changed.map((p) => checkWritable(turn, p, { home })).find((v) => !v.ok);
   if (blocked === undefined || blocked.ok) return { kind: 'run', sandboxed: true };
   if (turn.approval_policy === 'never') {

@@ -71,12 +71,16 @@ export const ListSessionsMessage = z.object({ kind: z.literal('list_sessions') }
 export const SessionListMessage = z.object({ kind: z.literal('session_list'), sessions: z.array(SessionSummary) });
 
 /**
- * Sub-agent slots of one session tree, kept by its root: `acquire` asks for one (answered by
- * `agent_slot_reply`), `release` gives one back when a sub-agent closes.
+ * Slots of one session tree, kept by its root, in two pools: `agents` (open sub-agents) and
+ * `exec` (live exec_command programs). `acquire` asks for one (answered by
+ * `agent_slot_reply`), `release` gives one back.
  */
+export const TreePool = z.enum(['agents', 'exec']);
+export type TreePool = z.infer<typeof TreePool>;
 export const AgentSlotMessage = z.object({
   kind: z.literal('agent_slot'),
   action: z.enum(['acquire', 'release']),
+  pool: TreePool.default('agents'),
   agent_id: z.string(),
 });
 export const AgentSlotReplyMessage = z.object({

@@ -171,6 +171,27 @@ describe('exec_command', () => {
     expect(new PtySessionManager().maxSessions).toBe(16);
   });
 
+  it('counts live programs against the session tree, and gives the slot back when one ends', async () => {
+    const { ctx, resources } = harness();
+    // A tree allowing one live program, shared with sibling sessions.
+    let inUse = 0;
+    const slots = {
+      acquire: async () => (inUse >= 1 ? false : (inUse++, true)),
+      release: () => void inUse--,
+    };
+    resources.get('pty', () => new PtySessionManager(16, slots));
+    const first = parse((await runExecCommand({ cmd: 'sleep 0.5', yield_time_ms: 250 }, ctx, UNSANDBOXED)).text);
+    expect(first.session_id).toBeDefined();
+    const refused = await runExecCommand({ cmd: 'echo no', yield_time_ms: 250 }, ctx, UNSANDBOXED);
+    expect(refused.success).toBe(false);
+    expect(refused.text).toMatch(/too many exec sessions in this session tree/);
+    await runWriteStdin({ session_id: first.session_id!, chars: '', yield_time_ms: 2_000 }, ctx);
+    for (let i = 0; i < 50 && inUse > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(inUse).toBe(0);
+    const again = parse((await runExecCommand({ cmd: 'echo yes', yield_time_ms: 1_000 }, ctx, UNSANDBOXED)).text);
+    expect(again.output).toBe('yes\n');
+  });
+
   it('closing the session kills every program and what it started, terminal or not', async () => {
     const { ctx, resources } = harness();
     const marker = `troupe-pty-orphan-${process.pid}`;

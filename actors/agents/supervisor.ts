@@ -1,14 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import type { AgentStatus, Event, EventMsg, McpServerConfig, ResponseItem, SessionConfig, SessionOp } from '../../protocol/index.js';
+import type { AgentStatus, Event, EventMsg, McpServerConfig, ResponseItem, SessionConfig, SessionOp, TreePool } from '../../protocol/index.js';
 import type { TurnContext } from '../../machines/turn-context.js';
 import { NoRespondersError, type Bus, type Subscription } from '../bus/bus.js';
 import { subjects, type Subjects } from '../bus/subjects.js';
 import { log } from '../log.js';
-import type { AgentControl, AgentReport, ToolContext } from '../tools/tool.js';
+import type { AgentControl, AgentReport, ToolContext, TreeSlots } from '../tools/tool.js';
 import { nickname } from './nicknames.js';
 
 export const DEFAULT_AGENT_MAX_DEPTH = 2;
 export const DEFAULT_AGENT_MAX_THREADS = 8;
+export const DEFAULT_TREE_EXEC_SESSIONS = 16;
 
 /** Raised for a request the model made that cannot be honoured; its message is the tool output. */
 export class AgentError extends Error {
@@ -23,6 +24,8 @@ export interface SupervisorOptions {
   readonly depth: number;
   readonly maxDepth: number;
   readonly maxThreads: number;
+  /** Live exec_command programs in the whole tree (default DEFAULT_TREE_EXEC_SESSIONS). */
+  readonly maxExecSessions?: number | undefined;
   /** The parent's MCP servers: its sub-agents get the same ones. */
   readonly mcpServers?: Readonly<Record<string, McpServerConfig>> | undefined;
   /** Emit on this (the parent) session's stream. */
@@ -68,8 +71,13 @@ export class AgentSupervisor implements AgentControl {
   readonly #children = new Map<string, Child>();
   readonly #waiters = new Set<() => void>();
   #spawned = 0;
-  /** At the root only: how many sub-agents of the tree are open. */
-  #open = 0;
+  /** At the root only: the tree's slots in use, by pool. */
+  readonly #open: Record<TreePool, number> = { agents: 0, exec: 0 };
+  /** The tree's limits, shared by all its sessions: taken from and given back to the root. */
+  readonly treeSlots: TreeSlots = {
+    acquire: (pool) => this.#acquireSlot(pool),
+    release: (pool) => this.#releaseSlot(pool),
+  };
   #slots: Subscription | null = null;
 
   constructor(options: SupervisorOptions) {
@@ -87,11 +95,11 @@ export class AgentSupervisor implements AgentControl {
     this.#slots = this.#options.bus.subscribe(this.#subjects.treeControl(this.#options.rootId, 'slots'), async (message, delivery) => {
       if (message.kind !== 'agent_slot') return;
       if (message.action === 'release') {
-        this.#release();
+        this.#release(message.pool);
         return;
       }
-      const granted = this.#acquire();
-      await delivery.respond?.({ kind: 'agent_slot_reply', granted, open: this.#open, limit: this.#options.maxThreads });
+      const granted = this.#acquire(message.pool);
+      await delivery.respond?.({ kind: 'agent_slot_reply', granted, open: this.#open[message.pool], limit: this.#limit(message.pool) });
     });
   }
 
@@ -104,7 +112,7 @@ export class AgentSupervisor implements AgentControl {
     if (depth > maxDepth) {
       throw new AgentError(`cannot spawn: agent_max_depth is ${maxDepth} and this agent is already at depth ${this.#options.depth}`);
     }
-    if (!(await this.#acquireSlot())) {
+    if (!(await this.#acquireSlot('agents'))) {
       throw new AgentError(`cannot spawn: agent_max_threads is ${maxThreads} and that many agents are already open in this session tree; close one first`);
     }
     const id = randomUUID();
@@ -145,7 +153,7 @@ export class AgentSupervisor implements AgentControl {
     } catch (error) {
       this.#children.delete(id);
       await child.events.unsubscribe();
-      this.#releaseSlot();
+      this.#releaseSlot('agents');
       throw error instanceof AgentError ? error : new AgentError(`cannot spawn: ${describe(error)}`);
     }
     this.#options.emit(ctx.callId, {
@@ -269,7 +277,7 @@ export class AgentSupervisor implements AgentControl {
         this.#setStatus(child, 'shutdown', child.message);
         void child.events?.unsubscribe();
         child.events = null;
-        this.#releaseSlot();
+        this.#releaseSlot('agents');
         child.markClosed();
         break;
       default:
@@ -296,34 +304,38 @@ export class AgentSupervisor implements AgentControl {
     if (reply.kind === 'failure') throw new AgentError(reply.message);
   }
 
-  async #acquireSlot(): Promise<boolean> {
-    if (this.#isRoot) return this.#acquire();
+  async #acquireSlot(pool: TreePool): Promise<boolean> {
+    if (this.#isRoot) return this.#acquire(pool);
     const reply = await this.#options.bus.request(
       this.#subjects.treeControl(this.#options.rootId, 'slots'),
-      { kind: 'agent_slot', action: 'acquire', agent_id: this.#options.sessionId },
+      { kind: 'agent_slot', action: 'acquire', pool, agent_id: this.#options.sessionId },
       { timeoutMs: this.#timeout },
     );
     return reply.kind === 'agent_slot_reply' && reply.granted;
   }
 
-  #releaseSlot(): void {
+  #releaseSlot(pool: TreePool): void {
     if (this.#isRoot) {
-      this.#release();
+      this.#release(pool);
       return;
     }
     this.#options.bus
-      .publish(this.#subjects.treeControl(this.#options.rootId, 'slots'), { kind: 'agent_slot', action: 'release', agent_id: this.#options.sessionId })
+      .publish(this.#subjects.treeControl(this.#options.rootId, 'slots'), { kind: 'agent_slot', action: 'release', pool, agent_id: this.#options.sessionId })
       .catch((error: unknown) => log.warn({ err: error }, 'could not release a sub-agent slot'));
   }
 
-  #acquire(): boolean {
-    if (this.#open >= this.#options.maxThreads) return false;
-    this.#open++;
+  #acquire(pool: TreePool): boolean {
+    if (this.#open[pool] >= this.#limit(pool)) return false;
+    this.#open[pool]++;
     return true;
   }
 
-  #release(): void {
-    this.#open = Math.max(0, this.#open - 1);
+  #release(pool: TreePool): void {
+    this.#open[pool] = Math.max(0, this.#open[pool] - 1);
+  }
+
+  #limit(pool: TreePool): number {
+    return pool === 'agents' ? this.#options.maxThreads : (this.#options.maxExecSessions ?? DEFAULT_TREE_EXEC_SESSIONS);
   }
 
   get #timeout(): number {

@@ -533,6 +533,7 @@ export class SessionRuntime {
       turn,
       signal,
       home: this.#services.home,
+      treeSlots: this.#agents.treeSlots,
       ...(this.#spec.purpose === 'session' ? { agents: this.#agents } : {}),
       resources: {
         get: <T extends SessionResource>(key: string, create: () => T): T => {

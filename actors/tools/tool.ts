@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import type { AgentStatus, EventMsg, FileChange } from '../../protocol/index.js';
+import type { AgentStatus, EventMsg, FileChange, TreePool } from '../../protocol/index.js';
 import type { ToolOutput, ToolPlan } from '../../machines/tool-plan.js';
 import type { TurnContext } from '../../machines/turn-context.js';
 
@@ -31,6 +31,13 @@ export interface AgentControl {
   close(agentId: string): Promise<AgentReport>;
 }
 
+/** Limits shared by every session of a tree (wherever each runs), kept by the tree's root. */
+export interface TreeSlots {
+  /** Take a slot of `pool`; false when the tree is at its limit. */
+  acquire(pool: TreePool): Promise<boolean>;
+  release(pool: TreePool): void;
+}
+
 /** What a tool's handler may use while it runs. */
 export interface ToolContext {
   readonly sessionId: string;
@@ -38,6 +45,8 @@ export interface ToolContext {
   readonly turn: TurnContext;
   /** Aborted when the turn is interrupted: the handler must stop and kill what it started. */
   readonly signal: AbortSignal;
+  /** The tree's shared limits (live exec sessions); absent outside a session (unit tests). */
+  readonly treeSlots?: TreeSlots | undefined;
   /** The session's sub-agents; absent in sessions that may not have any (review threads). */
   readonly agents?: AgentControl | undefined;
   /** TROUPE_HOME of the host running the session (rules, protected paths); absent: the environment's. */

@@ -17,7 +17,7 @@ import {
   SandboxUnavailableError,
 } from '../../sandbox/index.js';
 import { PtyUnavailableError } from '../pty/exec-process.js';
-import { PtySessionManager, TooManyExecSessionsError } from '../pty/session-manager.js';
+import { MAX_EXEC_SESSIONS, PtySessionManager, TooManyExecSessionsError } from '../pty/session-manager.js';
 import { clampYield, execOutput, sessionsOf } from '../pty/tool-output.js';
 import { defineTool, type ApprovalMemory, type RunPlan, type ToolContext, type ToolOutput, type ToolPlan } from '../tool.js';
 import { resolveWorkdir } from './shell.js';
@@ -66,7 +66,7 @@ export async function runExecCommand(args: ExecCommandArgs, ctx: ToolContext, pl
     throw error;
   }
 
-  const manager = sessionsOf(ctx, () => new PtySessionManager());
+  const manager = sessionsOf(ctx, () => new PtySessionManager(MAX_EXEC_SESSIONS, ctx.treeSlots));
   const { callId, turn } = ctx;
   const emit = (msg: Parameters<ToolContext['emit']>[0]) => {
     try {

@@ -5,7 +5,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { WriteStdinArgs } from '../../../protocol/index.js';
-import { PtySessionManager } from '../pty/session-manager.js';
+import { MAX_EXEC_SESSIONS, PtySessionManager } from '../pty/session-manager.js';
 import { clampYield, execOutput, sessionsOf } from '../pty/tool-output.js';
 import { defineTool, type ToolContext, type ToolOutput } from '../tool.js';
 
@@ -17,7 +17,7 @@ const DESCRIPTION =
 
 export async function runWriteStdin(args: WriteStdinArgs, ctx: ToolContext): Promise<ToolOutput> {
   const started = performance.now();
-  const manager = sessionsOf(ctx, () => new PtySessionManager());
+  const manager = sessionsOf(ctx, () => new PtySessionManager(MAX_EXEC_SESSIONS, ctx.treeSlots));
   const id = typeof args.session_id === 'number' ? args.session_id : Number.parseInt(args.session_id, 10);
   const session = Number.isSafeInteger(id) ? manager.get(id) : undefined;
   if (session === undefined) {

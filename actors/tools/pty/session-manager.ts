@@ -6,6 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import { HeadTailBuffer } from '../truncate.js';
 import { spawnExecProcess, type ExecProcess, type SpawnOptions } from './exec-process.js';
+import type { TreeSlots } from '../tool.js';
 
 export const MAX_EXEC_SESSIONS = 16;
 /** What one call may return at most; the middle of anything larger is dropped. */
@@ -125,7 +126,11 @@ export class PtySessionManager {
   #nextId = 1;
   #disposed = false;
 
-  constructor(readonly maxSessions: number = MAX_EXEC_SESSIONS) {}
+  constructor(
+    readonly maxSessions: number = MAX_EXEC_SESSIONS,
+    /** The session tree's shared budget of live programs, when the session belongs to one. */
+    private readonly treeSlots?: TreeSlots,
+  ) {}
 
   /** Programs still running. */
   get live(): number {
@@ -139,9 +144,21 @@ export class PtySessionManager {
         `too many exec sessions: ${this.maxSessions} are still running. End one first (write_stdin with Ctrl-C "\\u0003" or Ctrl-D "\\u0004", or let it exit), then try again.`,
       );
     }
-    const process = await spawnExecProcess(argv, options);
+    if (this.treeSlots && !(await this.treeSlots.acquire('exec'))) {
+      throw new TooManyExecSessionsError(
+        'too many exec sessions in this session tree: its agents together run as many programs as allowed. End one first, then try again.',
+      );
+    }
+    let process;
+    try {
+      process = await spawnExecProcess(argv, options);
+    } catch (error) {
+      this.treeSlots?.release('exec');
+      throw error;
+    }
     const session = new ExecSession(this.#nextId++, display, options.cwd, process, hooks);
     this.#sessions.set(session.id, session);
+    void session.ended.then(() => this.treeSlots?.release('exec'));
     return session;
   }
 

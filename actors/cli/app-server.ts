@@ -2,7 +2,7 @@ import { createInterface } from 'node:readline';
 import { NATS_FLAGS } from '../nats/connect.js';
 import { gatewayBusOptions } from '../nats/gateway-options.js';
 import { createRuntime } from '../runtime.js';
-import { MODEL_FLAGS, parseArgs, wireApiFlag } from './main.js';
+import { MODEL_FLAGS, parseArgs, wireApiFlag } from './flags.js';
 
 /**
  * `troupe app-server`: submissions in, one JSON object a line on stdin; events out, one a line

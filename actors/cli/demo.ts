@@ -7,7 +7,7 @@ import { createRuntime, type Runtime, type Session } from '../runtime.js';
 import { REVIEW_INSTRUCTIONS } from '../tasks/index.js';
 import { detectSandbox } from '../sandbox/detect.js';
 import { denyingApprover, runOneTurn, terminalApprover } from './exec.js';
-import { MODEL_FLAGS, parseArgs, wireApiFlag } from './main.js';
+import { MODEL_FLAGS, parseArgs, wireApiFlag } from './flags.js';
 import { TranscriptRenderer } from './render.js';
 
 const PROMPT =

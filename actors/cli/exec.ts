@@ -4,7 +4,7 @@ import { AskForApproval, SandboxMode, type Event, type ReviewDecision, type Sess
 import { NATS_FLAGS } from '../nats/connect.js';
 import { gatewayBusOptions } from '../nats/gateway-options.js';
 import { createRuntime, type Runtime, type RuntimeOptions, type Session } from '../runtime.js';
-import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './main.js';
+import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
 import { TranscriptRenderer } from './render.js';
 
 /** How `troupe exec` answers approval requests. */

@@ -1,12 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { wireJsonSchema } from '../../protocol/index.js';
-import { runAppServer } from './app-server.js';
-import { runDemo } from './demo.js';
-import { runExec } from './exec.js';
-import { NatsConnectError, NatsSettingsError } from '../nats/connect.js';
-import { runWorker } from './worker.js';
-import { runMcpServer } from './mcp-server.js';
+import { UsageError } from './flags.js';
 
 const USAGE = `troupe: an actor-model runtime for coding agents
 
@@ -17,7 +11,7 @@ Usage:
   troupe exec [--json] [--model M] [--wire-api W] [--approval-policy P] [--sandbox S] [-C DIR] "prompt"
       Run one turn and print what happens; the final message goes to stdout. Takes --nats too.
   troupe worker --nats URL [--worker-id ID] [--capacity N] [--ready-file PATH]
-      Host sessions for gateways on NATS; SIGTERM drains (sessions shut down) and exits 0.
+      Host sessions for gateways on NATS; SIGTERM hands its sessions over to other workers and exits 0.
   troupe mcp-server [--model M] [--wire-api W]
       Serve troupe as an MCP server on stdin/stdout (tools: troupe, troupe-reply).
   troupe demo
@@ -29,11 +23,6 @@ Environment: OPENAI_API_KEY, OPENAI_BASE_URL, TROUPE_MODEL, TROUPE_WIRE_API, TRO
 TROUPE_NATS_URL and the other TROUPE_NATS_* settings (README, Deployment).
 `;
 
-/** Raised for bad command-line input: printed without a stack trace, exit code 2. */
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
-}
-
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
@@ -44,16 +33,17 @@ export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
+      // Each command loads only what it uses (the NATS and MCP clients are not small).
       case 'app-server':
-        return await runAppServer(rest);
+        return await (await import('./app-server.js')).runAppServer(rest);
       case 'exec':
-        return await runExec(rest);
+        return await (await import('./exec.js')).runExec(rest);
       case 'worker':
-        return await runWorker(rest);
+        return await (await import('./worker.js')).runWorker(rest);
       case 'mcp-server':
-        return await runMcpServer(rest);
+        return await (await import('./mcp-server.js')).runMcpServer(rest);
       case 'demo':
-        return await runDemo(rest);
+        return await (await import('./demo.js')).runDemo(rest);
       case 'schema':
         process.stdout.write(`${JSON.stringify(wireJsonSchema(), null, 2)}\n`);
         return 0;
@@ -75,27 +65,21 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`troupe: ${error.message}\n\n${USAGE}`);
       return 2;
     }
-    if (error instanceof NatsSettingsError) {
-      process.stderr.write(`troupe: ${error.message}\n`);
-      return 2;
-    }
-    if (error instanceof NatsConnectError) {
-      process.stderr.write(`troupe: ${error.message}: ${(error.cause as Error | undefined)?.message ?? 'unknown error'}\n`);
-      return 1;
-    }
+    if (error instanceof Error && error.name.startsWith('Nats')) return natsFailure(error);
     throw error;
   }
 }
 
-/** Flags shared by the commands that run sessions. */
-export const MODEL_FLAGS = {
-  model: { type: 'string' },
-  'wire-api': { type: 'string' },
-} as const;
-
-export function wireApiFlag(value: string | undefined): 'responses' | 'chat' | undefined {
-  if (value === undefined || value === 'responses' || value === 'chat') return value;
-  throw new UsageError(`--wire-api must be "responses" or "chat", got "${value}"`);
+/** NATS settings that cannot work exit 2, a first connection that fails exits 1. */
+async function natsFailure(error: Error): Promise<number> {
+  const { NatsConnectError, NatsSettingsError } = await import('../nats/connect.js');
+  if (error instanceof NatsSettingsError) {
+    process.stderr.write(`troupe: ${error.message}\n`);
+    return 2;
+  }
+  if (error instanceof NatsConnectError) {
+    process.stderr.write(`troupe: ${error.message}: ${(error.cause as Error | undefined)?.message ?? 'unknown error'}\n`);
+    return 1;
+  }
+  throw error;
 }
-
-export { parseArgs };

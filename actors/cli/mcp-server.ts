@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { AskForApproval, SandboxPolicy, type Event, type EventMsg, type ReviewDecision, type SessionConfig } from '../../protocol/index.js';
 import { log } from '../log.js';
 import { createRuntime, type Runtime, type RuntimeOptions, type Session } from '../runtime.js';
-import { MODEL_FLAGS, parseArgs, wireApiFlag } from './main.js';
+import { MODEL_FLAGS, parseArgs, wireApiFlag } from './flags.js';
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 type ApprovalRequestMsg = Extract<EventMsg, { type: 'exec_approval_request' | 'apply_patch_approval_request' }>;

@@ -5,7 +5,7 @@ import { log } from '../log.js';
 import { HostDurability } from '../durable/index.js';
 import { connectNats, defaultWorkerId, NATS_FLAGS, natsSettingsFrom } from '../nats/connect.js';
 import { createHost, runtimeOptionsFromEnv } from '../runtime.js';
-import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './main.js';
+import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
 
 /** Sessions a worker runs at once unless told otherwise. */
 export const DEFAULT_WORKER_CAPACITY = 8;
@@ -26,7 +26,6 @@ const WORKER_FLAGS = {
  * Kubernetes readiness probe or a launcher script; it is removed on disconnect and on drain.
  */
 export async function runWorker(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  // MODEL_FLAGS is read here, not at load time: main.ts imports this module.
   const { values } = parseArgs({ args: [...argv], options: { ...MODEL_FLAGS, ...NATS_FLAGS, ...WORKER_FLAGS }, strict: true });
   const settings = natsSettingsFrom(values, env);
   if (settings === null) throw new UsageError('worker needs --nats URL (or TROUPE_NATS_URL)');

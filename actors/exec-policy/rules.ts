@@ -154,8 +154,11 @@ const fileCache = new Map<string, { mtimeMs: number; size: number; rules: ExecRu
 /** Both files' rules, re-read only when a file changed. A missing file has no rules. */
 export async function loadExecPolicy(home: string, cwd: string): Promise<ExecPolicy> {
   const files = rulesFiles(home, cwd);
-  const user = await loadFile(files.user, false);
-  const project = path.resolve(files.project) === path.resolve(files.user) ? [] : await loadFile(files.project, true);
+  // Both files at once: this runs before every command.
+  const [user, project] = await Promise.all([
+    loadFile(files.user, false),
+    path.resolve(files.project) === path.resolve(files.user) ? [] : loadFile(files.project, true),
+  ]);
   return new ExecPolicy([...user, ...project]);
 }
 

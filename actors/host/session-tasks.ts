@@ -294,10 +294,14 @@ export class SessionTasks {
 
 /** True when `dir` or one of its parents holds a `.git` (a directory, or a file for worktrees). */
 async function insideGitRepo(dir: string): Promise<boolean> {
+  const candidates: string[] = [];
   for (let current = resolve(dir); ; current = dirname(current)) {
-    if (await stat(join(current, '.git')).then(() => true, () => false)) return true;
-    if (dirname(current) === current) return false;
+    candidates.push(join(current, '.git'));
+    if (dirname(current) === current) break;
   }
+  // Every level at once: this runs before every turn.
+  const found = await Promise.all(candidates.map((candidate) => stat(candidate).then(() => true, () => false)));
+  return found.includes(true);
 }
 
 function hintOf(target: ReviewTarget, hint: string): string {

@@ -4,6 +4,7 @@ import { log as processLog, type Logger } from '../log.js';
 import { Leases, leaseTiming, type SeenLease } from './leases.js';
 import { OpQueue, type OpFeed, type QueuedSubmission } from './op-queue.js';
 import { rebuildSession, type OpenTurn, type RebuiltSession } from './rebuild.js';
+import type { SessionPurpose } from './records.js';
 import { durableBindings, type SessionDurability } from './session-durability.js';
 import { readSessionLog, SessionLog } from './session-log.js';
 import { DurableStore } from './store.js';
@@ -56,8 +57,12 @@ export class HostDurability {
     return new SessionLog(this.store, rootId, sessionId, this.#logger);
   }
 
-  /** The durability of a session this host creates (or resumes, continuing `initialSeq`). */
-  forSession(log: SessionLog, initialSeq = 0): SessionDurability {
+  /**
+   * The durability of a session this host creates (or resumes, continuing `initialSeq`). Logs
+   * how the session was placed, so an adoption brings back its purpose and approvals.
+   */
+  forSession(log: SessionLog, placement: { readonly purpose: SessionPurpose; readonly approvals: readonly string[] }, initialSeq = 0): SessionDurability {
+    log.append({ type: 'placed', purpose: placement.purpose, approvals: [...placement.approvals] });
     return { initialSeq, adopted: null, wrap: (bindings, hooks) => durableBindings(bindings, log, null, hooks) };
   }
 

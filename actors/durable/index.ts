@@ -1,6 +1,6 @@
 export { DurableError, LeaseLostError } from './errors.js';
 export { durableNames, type DurableNames } from './names.js';
-export { LogRecord, LoggedOutput } from './records.js';
+export { LogRecord, LoggedOutput, SessionPurpose } from './records.js';
 export { DurableStore } from './store.js';
 export { SessionLog, readSessionLog, type LogEntry } from './session-log.js';
 export { OpQueue, type OpFeed, type QueuedSubmission } from './op-queue.js';

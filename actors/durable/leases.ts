@@ -104,9 +104,9 @@ export class Leases {
     const held = this.#held.get(sessionId);
     this.#held.delete(sessionId);
     if (!held) return;
-    await this.#kv.delete(sessionId, { previousSeq: held.revision }).catch((error: unknown) => {
-      this.#logger.warn({ err: error, session: sessionId }, 'could not release a lease');
-    });
+    await this.#lastChange(sessionId, held.revision, (revision) => this.#kv.delete(sessionId, { previousSeq: revision })).catch(
+      (error: unknown) => this.#logger.warn({ err: error, session: sessionId }, 'could not release a lease'),
+    );
   }
 
   /** Give a live session away: expired at once, so the next worker that looks adopts it. */
@@ -114,9 +114,10 @@ export class Leases {
     const held = this.#held.get(sessionId);
     this.#held.delete(sessionId);
     if (!held) return;
-    await this.#kv
-      .update(sessionId, JSON.stringify({ ...held.value, expires_at: 0 }), held.revision)
-      .catch((error: unknown) => this.#logger.warn({ err: error, session: sessionId }, 'could not hand a lease over'));
+    const value = JSON.stringify({ ...held.value, expires_at: 0 });
+    await this.#lastChange(sessionId, held.revision, (revision) => this.#kv.update(sessionId, value, revision)).catch((error: unknown) =>
+      this.#logger.warn({ err: error, session: sessionId }, 'could not hand a lease over'),
+    );
   }
 
   /** Forget a lease without touching the bucket (the session was lost to another worker). */
@@ -155,6 +156,24 @@ export class Leases {
   async exists(sessionId: string): Promise<boolean> {
     const entry = await this.#kv.get(sessionId);
     return entry !== null && entry.operation === 'PUT';
+  }
+
+  /**
+   * The last write to a lease this worker lets go of. A renewal already on the wire when the
+   * lease was let go of can land first and move the revision on; the change would then fail
+   * and the lease live on for a whole lease time. So on a conflict, if the key still names
+   * this worker, the newer revision is ours and the change is made again on it.
+   */
+  async #lastChange(sessionId: string, revision: number, change: (revision: number) => Promise<unknown>): Promise<void> {
+    try {
+      await change(revision);
+    } catch (error) {
+      if (!isConflict(error)) throw error;
+      const entry = await this.#kv.get(sessionId);
+      const current = entry?.operation === 'PUT' ? LeaseValue.safeParse(safeJson(entry.string())) : null;
+      if (!entry || !current?.success || current.data.worker_id !== this.#workerId) throw error;
+      await change(entry.revision);
+    }
   }
 
   #fresh(rootId: string): LeaseValue {

@@ -7,7 +7,7 @@ import type {
   TurnOverrides,
 } from '../../protocol/index.js';
 import { historyFromRollout, shouldPersistEvent } from '../rollout/index.js';
-import type { LoggedOutput } from './records.js';
+import type { LoggedOutput, SessionPurpose } from './records.js';
 import type { LogEntry } from './session-log.js';
 
 /** What the log says about one tool call of the round a dead worker left open. */
@@ -46,6 +46,10 @@ export interface RebuiltSession {
   /** Ops already applied (by submission id), and turns already begun: neither is applied again. */
   readonly appliedOps: ReadonlySet<string>;
   readonly closed: boolean;
+  /** What the session is for ('session' for a log from before placements were recorded). */
+  readonly purpose: SessionPurpose;
+  /** The `approved_for_session` keys the session held: those it was placed with, then its grants. */
+  readonly approvals: readonly string[];
 }
 
 export class RebuildError extends Error {
@@ -70,6 +74,8 @@ export function rebuildSession(entries: readonly LogEntry[]): RebuiltSession {
   let lastTurn: string | null = null;
   let lastSeq = 0;
   let closed = false;
+  let purpose: SessionPurpose = 'session';
+  let approvals = new Set<string>();
   for (const entry of entries) {
     if (entry.kind === 'event') {
       const event: Event = entry.event;
@@ -103,6 +109,14 @@ export function rebuildSession(entries: readonly LogEntry[]): RebuiltSession {
         appliedOps.add(record.id);
         if (record.override) overrides.push(record.override);
         break;
+      case 'placed':
+        // A resume places the session again, with the approvals it is given then.
+        purpose = record.purpose;
+        approvals = new Set(record.approvals);
+        break;
+      case 'approval':
+        approvals.add(record.key);
+        break;
       case 'closed':
         closed = true;
         break;
@@ -134,5 +148,5 @@ export function rebuildSession(entries: readonly LogEntry[]): RebuiltSession {
     }
     openTurn = { turnId: lastTurn, context, replay: hasCalls ? round : [], calls };
   }
-  return { meta, lines, history, historyCut, overrides, lastSeq, openTurn, appliedOps, closed };
+  return { meta, lines, history, historyCut, overrides, lastSeq, openTurn, appliedOps, closed, purpose, approvals: [...approvals] };
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { RolloutLine, TurnOverrides } from '../../protocol/index.js';
+import { PlaceMessage, RolloutLine, TurnOverrides } from '../../protocol/index.js';
 
 /**
  * What a session appends to its log besides its events. Together with the events (same
@@ -7,6 +7,10 @@ import { RolloutLine, TurnOverrides } from '../../protocol/index.js';
  */
 export const LoggedOutput = z.object({ text: z.string(), success: z.boolean() });
 export type LoggedOutput = z.infer<typeof LoggedOutput>;
+
+/** A regular session, a review thread or a compaction's summarizer (PlaceMessage.purpose). */
+export const SessionPurpose = PlaceMessage.shape.purpose.unwrap();
+export type SessionPurpose = z.infer<typeof SessionPurpose>;
 
 export const LogRecord = z.discriminatedUnion('type', [
   /** One rollout line (PROTOCOL.md §8), exactly as the worker's rollout file gets it. */
@@ -24,6 +28,13 @@ export const LogRecord = z.discriminatedUnion('type', [
    * which no rollout line records.
    */
   z.object({ type: z.literal('op_done'), id: z.string(), override: TurnOverrides.optional() }),
+  /**
+   * How the session was placed (or resumed), which its session_meta line does not say: what it
+   * is for, and the `approved_for_session` keys it started with. The last one counts.
+   */
+  z.object({ type: z.literal('placed'), purpose: SessionPurpose, approvals: z.array(z.string()) }),
+  /** The session granted an `approved_for_session` key; an adopted session keeps it. */
+  z.object({ type: z.literal('approval'), key: z.string() }),
   /** The session shut down; nothing adopts it. */
   z.object({ type: z.literal('closed') }),
 ]);

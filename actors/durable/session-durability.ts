@@ -46,6 +46,8 @@ export interface SessionDurability {
  * - a call whose output is in the log gets that output, without running;
  * - a call the log shows started but not finished gets INTERRUPTED_BY_FAILOVER, without running;
  * - any other call is planned again, so a pending approval is asked again.
+ *
+ * An `approved_for_session` grant is logged too, so the session keeps it when it is adopted.
  */
 export function durableBindings(inner: SessionBindings, log: SessionLog, open: OpenTurn | null, hooks: RuntimeHooks): SessionBindings {
   let begun = false;
@@ -55,6 +57,11 @@ export function durableBindings(inner: SessionBindings, log: SessionLog, open: O
   const logged = (callId: string) => (open?.calls.get(callId)?.state === 'not_started' ? undefined : open?.calls.get(callId));
   return {
     ...inner,
+    rememberApproval(key) {
+      inner.rememberApproval(key);
+      // Ordered before the call_started record of the call it lets run (same connection).
+      log.append({ type: 'approval', key });
+    },
     beginTurn(turnId, turn, input) {
       if (adoptedTurn(turnId) && !begun) {
         begun = true;

@@ -317,7 +317,7 @@ export class Host {
       // The open round leaves the history here; what is replayed is recorded again after this.
       rollout.record({ type: 'compacted', payload: { message: 'taken over after a worker stopped', replacement_history: [...rebuilt.history] } });
     }
-    const runtime = new SessionRuntime(this.#services('session'), {
+    const runtime = new SessionRuntime(this.#services(rebuilt.purpose), {
       sessionId: id,
       settings,
       lineage: meta.parent_session_id ? { parent_session_id: meta.parent_session_id, root_session_id: rootId, depth: meta.depth } : null,
@@ -325,9 +325,9 @@ export class Host {
       rollout,
       fresh: false,
       agentLimits: agentLimits(meta.config),
-      approvals: [],
-      mcpServers: meta.config.mcp_servers,
-      purpose: 'session',
+      approvals: rebuilt.approvals,
+      mcpServers: await this.#mcpServers(meta.config),
+      purpose: rebuilt.purpose,
       durability: durability.forAdopted(sessionLog, rebuilt, lease.value.worker_id),
     });
     await this.#attach(runtime, sessionLog, rebuilt.appliedOps);
@@ -349,6 +349,7 @@ export class Host {
             ? this.#options.tools.without(agentTools.map((t) => t.name))
             : new ToolRegistry(),
       logic: this.#logic,
+      home: this.#options.home,
       retryBaseMs: this.#options.retryBaseMs ?? 200,
     };
   }
@@ -384,7 +385,7 @@ export class Host {
         lineage,
         history: historyFromRollout(rollout.lines),
         rollout: sessionLog ? journaledRollout(recorder, sessionLog) : recorder,
-        ...(durability && sessionLog ? { durability: durability.forSession(sessionLog, initialSeq) } : {}),
+        ...(durability && sessionLog ? { durability: durability.forSession(sessionLog, { purpose, approvals: message.approvals ?? [] }, initialSeq) } : {}),
         fresh: false,
         agentLimits: agentLimits(config),
         approvals: message.approvals ?? [],
@@ -423,7 +424,7 @@ export class Host {
       lineage,
       history,
       rollout,
-      ...(durability && sessionLog ? { durability: durability.forSession(sessionLog) } : {}),
+      ...(durability && sessionLog ? { durability: durability.forSession(sessionLog, { purpose, approvals: message.approvals ?? [] }) } : {}),
       fresh: origin.type === 'new' && message.initial_history === undefined,
       agentLimits: agentLimits(config),
       approvals: message.approvals ?? [],

@@ -38,7 +38,7 @@ import { TreeApprovals } from '../agents/tree-approvals.js';
 import { userMessage, UserInputError } from './user-input.js';
 import { SessionTasks } from './session-tasks.js';
 import { SessionLogic, type SessionBindings } from './session-logic.js';
-import { McpManager } from '../mcp/index.js';
+import type { McpManager } from '../mcp/index.js';
 
 /** What a host gives each session it runs. */
 export interface SessionServices {
@@ -210,22 +210,23 @@ export class SessionRuntime {
     });
     const servers = this.#spec.mcpServers;
     if (servers && Object.keys(servers).length > 0) {
-      this.#mcpReady = McpManager.start(
-        servers,
-        { emit: (msg) => this.emit(null, msg), log },
-        { cwd: settings.cwd, reservedNames: this.#tools.specs().map((s) => s.name) },
-      ).then((manager) => {
-        this.#mcp = manager;
-        this.#resources.set('mcp', manager);
-        const refresh = (): void => {
-          this.#tools = this.#services.tools.extend(manager.tools());
-        };
-        refresh();
-        manager.onToolsChanged(refresh);
-      })
-      .catch((error: unknown) => {
-        this.emit(null, { type: 'warning', message: `MCP servers could not start: ${(error as Error).message}` });
-      });
+      // Loaded on first use: most sessions have no MCP servers, and the SDK is not small.
+      this.#mcpReady = import('../mcp/index.js')
+        .then(({ McpManager }) =>
+          McpManager.start(servers, { emit: (msg) => this.emit(null, msg), log }, { cwd: settings.cwd, reservedNames: this.#tools.specs().map((s) => s.name) }),
+        )
+        .then((manager) => {
+          this.#mcp = manager;
+          this.#resources.set('mcp', manager);
+          const refresh = (): void => {
+            this.#tools = this.#services.tools.extend(manager.tools());
+          };
+          refresh();
+          manager.onToolsChanged(refresh);
+        })
+        .catch((error: unknown) => {
+          this.emit(null, { type: 'warning', message: `MCP servers could not start: ${(error as Error).message}` });
+        });
     }
   }
 

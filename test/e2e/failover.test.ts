@@ -229,6 +229,42 @@ describe('failover on NATS', { timeout: 60_000 }, () => {
     expect(seqProblems(gateway.events)).toEqual([]);
   });
 
+  it('keeps an approved_for_session grant through a kill -9: the same command is not asked again', async () => {
+    await Promise.all([startWorker('a'), startWorker('b')]);
+    const gateway = await startGateway();
+    const { sessionId, workerId } = await openSession(gateway, { approval_policy: 'untrusted' });
+    const marker = join(dir, 'granted.txt');
+    const command = `echo ran >> ${marker}`;
+    model.enqueue(
+      { kind: 'response', items: [shell(command, 'call-first')] },
+      { kind: 'response', items: [{ type: 'message', text: 'First.' }] },
+    );
+    const first = gateway.submit({ type: 'user_turn', items: [{ type: 'text', text: 'write it' }] }, sessionId);
+    await gateway.waitForMsg('exec_approval_request', { session: sessionId, where: (m) => m.call_id === 'call-first' });
+    gateway.submit({ type: 'exec_approval', id: 'call-first', decision: 'approved_for_session' }, sessionId);
+    await gateway.waitFor((e) => e.id === first && e.msg.type === 'task_complete', 'the first turn');
+
+    const before = gateway.events.length;
+    await byId(workerId).kill();
+    await gateway.waitFor(
+      (e) => e.session_id === sessionId && e.msg.type === 'background_event' && /moved to worker/.test(e.msg.message),
+      'the session to be adopted',
+      30_000,
+      before,
+    );
+
+    model.enqueue(
+      { kind: 'response', items: [shell(command, 'call-second')] },
+      { kind: 'response', items: [{ type: 'message', text: 'Second, without asking.' }] },
+    );
+    const end = await gateway.turn(sessionId, 'write it again');
+    expect(end.msg).toMatchObject({ type: 'task_complete', last_agent_message: 'Second, without asking.' });
+    const asked = sessionEvents(gateway, sessionId).filter((e) => e.msg.type === 'exec_approval_request');
+    expect(asked.map((e) => (e.msg.type === 'exec_approval_request' ? e.msg.call_id : null))).toEqual(['call-first']);
+    expect(await lines(marker)).toEqual(['ran', 'ran']);
+    expect(seqProblems(gateway.events)).toEqual([]);
+  });
+
   it('keeps an idle session through a broker restart', async () => {
     await startWorker('a');
     const gateway = await startGateway();

@@ -20,6 +20,8 @@ export interface ToolCallInput {
 
 export interface ToolCallContext extends ToolCallInput {
   plan: ToolPlan | null;
+  /** The user approved the plan's request: run as the approval said. */
+  approved: boolean;
   output: ToolOutput | null;
 }
 
@@ -76,6 +78,7 @@ export const toolCallMachine = setup({
     rememberApproval: (_, _params: { key: string }) => notProvided('rememberApproval')(),
     /** Wait for approval again, now to run the blocked command outside the sandbox. */
     askToEscalate: assign({
+      approved: false,
       plan: (_, output: ToolOutput) => {
         const escalate = output.escalate!;
         return { kind: 'ask' as const, request: escalate.request, sandboxedAfterApproval: false, approvalKey: escalate.approvalKey };
@@ -89,7 +92,7 @@ export const toolCallMachine = setup({
   },
 }).createMachine({
   id: 'toolCall',
-  context: ({ input }) => ({ ...input, plan: null, output: null }),
+  context: ({ input }) => ({ ...input, plan: null, approved: false, output: null }),
   initial: 'planning',
   states: {
     planning: {
@@ -126,14 +129,17 @@ export const toolCallMachine = setup({
       ],
       on: {
         APPROVAL: [
-          { guard: { type: 'decisionIs', params: 'approved' }, target: 'runningApproved' },
+          { guard: { type: 'decisionIs', params: 'approved' }, target: 'running', actions: assign({ approved: true }) },
           {
             guard: { type: 'decisionIs', params: 'approved_for_session' },
-            target: 'runningApproved',
-            actions: {
-              type: 'rememberApproval',
-              params: ({ context }) => ({ key: (context.plan as Extract<ToolPlan, { kind: 'ask' }>).approvalKey }),
-            },
+            target: 'running',
+            actions: [
+              assign({ approved: true }),
+              {
+                type: 'rememberApproval',
+                params: ({ context }) => ({ key: (context.plan as Extract<ToolPlan, { kind: 'ask' }>).approvalKey }),
+              },
+            ],
           },
           { guard: { type: 'decisionIs', params: 'denied' }, target: 'done', actions: assign({ output: { text: DENIED_OUTPUT, success: false } }) },
           {
@@ -155,28 +161,7 @@ export const toolCallMachine = setup({
           turnId: context.turnId,
           name: context.name,
           arguments: context.arguments,
-          sandboxed: context.plan?.kind === 'run' ? context.plan.sandboxed : true,
-          userApproved: false,
-        }),
-        onDone: [
-          // The sandbox blocked the command and the policy lets us ask to run it outside.
-          { guard: { type: 'escalates', params: ({ event }) => event.output }, target: 'awaitingApproval', actions: { type: 'askToEscalate', params: ({ event }) => event.output } },
-          { target: 'done', actions: assign({ output: ({ event }) => event.output }) },
-        ],
-        onError: { target: 'done', actions: assign({ output: ({ event }) => ({ text: errorText(event.error), success: false }) }) },
-      },
-    },
-    runningApproved: {
-      invoke: {
-        src: 'execute',
-        input: ({ context }) => ({
-          sessionId: context.sessionId,
-          callId: context.callId,
-          turnId: context.turnId,
-          name: context.name,
-          arguments: context.arguments,
-          sandboxed: context.plan?.kind === 'ask' ? context.plan.sandboxedAfterApproval : true,
-          userApproved: true,
+          ...runMode(context),
         }),
         onDone: [
           // The sandbox blocked the command and the policy lets us ask to run it outside.
@@ -197,6 +182,13 @@ export const toolCallMachine = setup({
   },
   output: ({ context }) => ({ callId: context.callId, output: context.output ?? { text: 'no output', success: false } }),
 });
+
+/** How to run: as planned, or, once the user approved the plan's request, as it asked. */
+function runMode(context: ToolCallContext): { sandboxed: boolean; userApproved: boolean } {
+  const plan = context.plan;
+  if (context.approved && plan?.kind === 'ask') return { sandboxed: plan.sandboxedAfterApproval, userApproved: true };
+  return { sandboxed: plan?.kind === 'run' ? plan.sandboxed : true, userApproved: false };
+}
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

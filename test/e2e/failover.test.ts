@@ -1,4 +1,3 @@
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -6,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Event } from '../../protocol/index.js';
-import { AppServerProcess, seqProblems, troupeBin } from '../support/app-server-process.js';
+import { AppServerProcess, seqProblems } from '../support/app-server-process.js';
+import { WorkerProcess } from '../support/worker-process.js';
 import { waitFor } from '../support/bus-contract.js';
 import { startFakeModelServer, type FakeModelServer } from '../support/index.js';
 import { startNatsServer, type NatsServerProcess } from '../support/nats-server.js';
@@ -23,7 +23,7 @@ let nats: NatsServerProcess;
 let model: FakeModelServer;
 let dir: string;
 let namespace: string;
-const workers: Worker[] = [];
+const workers: WorkerProcess[] = [];
 const gateways: AppServerProcess[] = [];
 
 beforeAll(async () => {
@@ -50,56 +50,19 @@ afterEach(async (context) => {
   await rm(dir, { recursive: true, force: true });
 });
 
-class Worker {
-  stderr = '';
-  readonly exited: Promise<number | null>;
-  constructor(
-    readonly id: string,
-    private readonly child: ChildProcessWithoutNullStreams,
-  ) {
-    child.stderr.on('data', (chunk: Buffer) => {
-      this.stderr += chunk.toString('utf8');
-    });
-    child.stdout.resume();
-    this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
-  }
-
-  get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  async kill(): Promise<void> {
-    if (this.running) {
-      this.child.kill('SIGKILL');
-      await this.exited;
-    }
-  }
-}
-
-async function startWorker(id: string, capacity = 4): Promise<Worker> {
-  const readyFile = join(dir, `${id}.ready`);
-  const child = spawn(
-    process.execPath,
-    ['--conditions=development', troupeBin(), 'worker', '--nats', nats.url, '--namespace', namespace, '--worker-id', id, '--capacity', String(capacity), '--ready-file', readyFile],
-    {
-      env: {
-        ...process.env,
-        OPENAI_BASE_URL: model.url,
-        OPENAI_API_KEY: 'test-key',
-        // One home for all workers, as on a shared volume: the log still decides.
-        TROUPE_HOME: join(dir, 'home'),
-        TROUPE_MODEL: 'test-model',
-        TROUPE_RETRY_BASE_MS: '1',
-        TROUPE_LEASE_MS: LEASE_MS,
-        TROUPE_LOG: process.env.FAILOVER_LOG ?? 'warn',
-      },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    },
-  );
-  const worker = new Worker(id, child);
+async function startWorker(id: string, capacity = 4): Promise<WorkerProcess> {
+  const worker = await WorkerProcess.start({
+    id,
+    capacity,
+    natsUrl: nats.url,
+    namespace,
+    modelUrl: model.url,
+    dir,
+    // One home for all workers, as on a shared volume: the log still decides.
+    home: join(dir, 'home'),
+    env: { TROUPE_LEASE_MS: LEASE_MS, TROUPE_LOG: process.env.FAILOVER_LOG ?? 'warn' },
+  });
   workers.push(worker);
-  await waitFor(() => existsSync(readyFile) || !worker.running, `worker ${id} to be ready`, 20_000);
-  if (!worker.running) throw new Error(`worker ${id} exited:\n${worker.stderr}`);
   return worker;
 }
 
@@ -116,7 +79,7 @@ async function openSession(gateway: AppServerProcess, config: Record<string, unk
   return { sessionId: event.msg.session_id, workerId: event.msg.worker_id };
 }
 
-function byId(id: string): Worker {
+function byId(id: string): WorkerProcess {
   const worker = workers.find((w) => w.id === id);
   if (!worker) throw new Error(`no worker ${id}`);
   return worker;

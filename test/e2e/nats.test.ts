@@ -1,4 +1,3 @@
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -8,7 +7,8 @@ import { connect } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { NatsBus } from '../../actors/bus/nats.js';
 import { subjects } from '../../actors/bus/subjects.js';
-import { AppServerProcess, seqProblems, troupeBin } from '../support/app-server-process.js';
+import { AppServerProcess, seqProblems } from '../support/app-server-process.js';
+import { WorkerProcess } from '../support/worker-process.js';
 import { waitFor } from '../support/bus-contract.js';
 import { startFakeModelServer, type FakeModelServer } from '../support/index.js';
 import { startNatsServer, type NatsServerProcess } from '../support/nats-server.js';
@@ -45,59 +45,9 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-class WorkerProcess {
-  stderr = '';
-  readonly exited: Promise<number | null>;
-  constructor(
-    readonly id: string,
-    readonly readyFile: string,
-    private readonly child: ChildProcessWithoutNullStreams,
-  ) {
-    child.stderr.on('data', (chunk: Buffer) => {
-      this.stderr += chunk.toString('utf8');
-    });
-    child.stdout.resume();
-    this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
-  }
-
-  get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  signal(signal: NodeJS.Signals): void {
-    this.child.kill(signal);
-  }
-
-  async kill(): Promise<void> {
-    if (this.running) {
-      this.child.kill('SIGKILL');
-      await this.exited;
-    }
-  }
-}
-
 async function startWorker(id: string, capacity: number): Promise<WorkerProcess> {
-  const readyFile = join(dir, `${id}.ready`);
-  const child = spawn(
-    process.execPath,
-    ['--conditions=development', troupeBin(), 'worker', '--nats', nats.url, '--namespace', namespace, '--worker-id', id, '--capacity', String(capacity), '--ready-file', readyFile],
-    {
-      env: {
-        ...process.env,
-        OPENAI_BASE_URL: model.url,
-        OPENAI_API_KEY: 'test-key',
-        TROUPE_HOME: join(dir, `home-${id}`),
-        TROUPE_MODEL: 'test-model',
-        TROUPE_RETRY_BASE_MS: '1',
-        TROUPE_LOG: 'warn',
-      },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    },
-  );
-  const worker = new WorkerProcess(id, readyFile, child);
+  const worker = await WorkerProcess.start({ id, capacity, natsUrl: nats.url, namespace, modelUrl: model.url, dir, home: join(dir, `home-${id}`) });
   workers.push(worker);
-  await waitFor(() => existsSync(readyFile) || !worker.running, `worker ${id} to be ready`, 20_000);
-  if (!worker.running) throw new Error(`worker ${id} exited:\n${worker.stderr}`);
   return worker;
 }
 

@@ -52,6 +52,8 @@ class Router {
    */
   readonly #matches = new Map<string, Route[]>();
   readonly #queueTurns = new Map<string, number>();
+  /** Subscriptions whose filter could match a reply inbox (rare: `>`, `*.…`, `_INBOX.…`). */
+  #inboxFilters = 0;
 
   constructor(readonly logger: Logger) {}
 
@@ -61,6 +63,7 @@ class Router {
       return;
     }
     this.#routes.add(route);
+    if (catchesInboxes(route.subject)) this.#inboxFilters++;
     // Keep the cache: subscriptions come and go all the time (sub-agents, sessions).
     for (const [subject, routes] of this.#matches) if (subjectMatches(route.subject, subject)) routes.push(route);
   }
@@ -71,6 +74,7 @@ class Router {
       return;
     }
     if (!this.#routes.delete(route)) return;
+    if (catchesInboxes(route.subject)) this.#inboxFilters--;
     for (const [subject, routes] of this.#matches) {
       const at = routes.indexOf(route);
       if (at >= 0) this.#matches.set(subject, routes.filter((r) => r !== route));
@@ -80,6 +84,10 @@ class Router {
   #matching(subject: string): Route[] {
     const cached = this.#matches.get(subject);
     if (cached) return cached;
+    // A reply goes to a fresh inbox subject every time: scanning every subscription for it
+    // would cost a full scan per request. Only a filter whose first token is a wildcard
+    // (or `_INBOX` itself) can match one.
+    if (subject.startsWith(INBOX_PREFIX) && this.#inboxFilters === 0) return NO_ROUTES;
     const found = [...this.#routes].filter((route) => subjectMatches(route.subject, subject));
     if (!subject.startsWith(INBOX_PREFIX)) {
       if (this.#matches.size >= MAX_CACHED_SUBJECTS) this.#matches.clear();
@@ -119,6 +127,12 @@ class Router {
 }
 
 const INBOX_PREFIX = '_INBOX.';
+const NO_ROUTES: Route[] = [];
+
+function catchesInboxes(filter: string): boolean {
+  const first = filter.split('.', 1)[0];
+  return first === '>' || first === '*' || first === '_INBOX';
+}
 const MAX_CACHED_SUBJECTS = 10_000;
 
 let routerOf: (broker: InProcessBroker) => Router;

@@ -64,8 +64,10 @@ class Router {
     }
     this.#routes.add(route);
     if (catchesInboxes(route.subject)) this.#inboxFilters++;
-    // Keep the cache: subscriptions come and go all the time (sub-agents, sessions).
-    for (const [subject, routes] of this.#matches) if (subjectMatches(route.subject, subject)) routes.push(route);
+    // Keep the cache: subscriptions come and go all the time (sub-agents, sessions). A filter
+    // without wildcards matches one subject only, so only that entry can change.
+    if (isLiteral(route.subject)) this.#matches.get(route.subject)?.push(route);
+    else for (const [subject, routes] of this.#matches) if (subjectMatches(route.subject, subject)) routes.push(route);
   }
 
   delete(route: Route): void {
@@ -75,10 +77,13 @@ class Router {
     }
     if (!this.#routes.delete(route)) return;
     if (catchesInboxes(route.subject)) this.#inboxFilters--;
-    for (const [subject, routes] of this.#matches) {
-      const at = routes.indexOf(route);
-      if (at >= 0) this.#matches.set(subject, routes.filter((r) => r !== route));
-    }
+    const drop = (subject: string, routes: Route[]) => {
+      if (routes.includes(route)) this.#matches.set(subject, routes.filter((r) => r !== route));
+    };
+    if (isLiteral(route.subject)) {
+      const routes = this.#matches.get(route.subject);
+      if (routes) drop(route.subject, routes);
+    } else for (const [subject, routes] of this.#matches) drop(subject, routes);
   }
 
   #matching(subject: string): Route[] {
@@ -128,6 +133,10 @@ class Router {
 
 const INBOX_PREFIX = '_INBOX.';
 const NO_ROUTES: Route[] = [];
+
+function isLiteral(filter: string): boolean {
+  return !filter.split('.').some((token) => token === '*' || token === '>');
+}
 
 function catchesInboxes(filter: string): boolean {
   const first = filter.split('.', 1)[0];

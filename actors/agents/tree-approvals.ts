@@ -11,10 +11,19 @@ import type { ApprovalMemory } from '../tools/tool.js';
 export class TreeApprovals implements ApprovalMemory {
   readonly #keys: Set<string>;
   readonly #bus: Bus;
+  readonly #onHeard: ((key: string) => void) | undefined;
   readonly #subject: string;
   #subscription: Subscription | null = null;
 
-  constructor(bus: Bus, namespace: string, rootId: string, initial: readonly string[] = []) {
+  constructor(
+    bus: Bus,
+    namespace: string,
+    rootId: string,
+    initial: readonly string[] = [],
+    /** Called for each grant first heard from another session (a durable session logs it). */
+    onHeard?: (key: string) => void,
+  ) {
+    this.#onHeard = onHeard;
     this.#bus = bus;
     this.#keys = new Set(initial);
     this.#subject = subjects(namespace).treeControl(rootId, 'approvals');
@@ -22,7 +31,9 @@ export class TreeApprovals implements ApprovalMemory {
 
   start(): void {
     this.#subscription = this.#bus.subscribe(this.#subject, (message) => {
-      if (message.kind === 'tree_approval') this.#keys.add(message.key);
+      if (message.kind !== 'tree_approval' || this.#keys.has(message.key)) return;
+      this.#keys.add(message.key);
+      this.#onHeard?.(message.key);
     });
   }
 

@@ -63,7 +63,12 @@ export class HostDurability {
    */
   forSession(log: SessionLog, placement: { readonly purpose: SessionPurpose; readonly approvals: readonly string[] }, initialSeq = 0): SessionDurability {
     log.append({ type: 'placed', purpose: placement.purpose, approvals: [...placement.approvals] });
-    return { initialSeq, adopted: null, wrap: (bindings, hooks) => durableBindings(bindings, log, null, hooks) };
+    return {
+      initialSeq,
+      adopted: null,
+      wrap: (bindings, hooks) => durableBindings(bindings, log, null, hooks),
+      recordApproval: (key) => log.append({ type: 'approval', key }),
+    };
   }
 
   /** The durability of an adopted session: numbering and open turn from the log. */
@@ -81,7 +86,12 @@ export class HostDurability {
           } satisfies TurnOverrides,
         }
       : null;
-    return { initialSeq: rebuilt.lastSeq, adopted: { from, turn }, wrap: (bindings, hooks) => durableBindings(bindings, log, open, hooks) };
+    return {
+      initialSeq: rebuilt.lastSeq,
+      adopted: { from, turn },
+      wrap: (bindings, hooks) => durableBindings(bindings, log, open, hooks),
+      recordApproval: (key) => log.append({ type: 'approval', key }),
+    };
   }
 
   async rebuild(rootId: string, sessionId: string): Promise<RebuiltSession> {

@@ -34,6 +34,8 @@ export interface SessionDurability {
   /** Set for a session adopted from another worker: the turn it left open, if any. */
   readonly adopted: { readonly from: string; readonly turn: ResumedTurn | null } | null;
   wrap(bindings: SessionBindings, hooks: RuntimeHooks): SessionBindings;
+  /** Log a grant another session of the tree made, so this session keeps it when adopted. */
+  recordApproval(key: string): void;
 }
 
 /**

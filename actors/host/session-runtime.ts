@@ -116,7 +116,9 @@ export class SessionRuntime {
     this.#tools = services.tools;
     this.#spec = spec;
     this.#history = new ConversationHistory(spec.history);
-    this.#approvals = new TreeApprovals(services.bus, services.namespace, this.rootId, spec.approvals);
+    this.#approvals = new TreeApprovals(services.bus, services.namespace, this.rootId, spec.approvals, (key) =>
+      spec.durability?.recordApproval(key),
+    );
     this.#agents = new AgentSupervisor({
       bus: services.bus,
       namespace: services.namespace,

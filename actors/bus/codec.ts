@@ -1,6 +1,7 @@
 import { BusMessage, describeZodError } from '../../protocol/index.js';
 import type { Logger } from '../log.js';
 import { InvalidBusMessageError } from './bus.js';
+import { assertPublishSubject } from './subjects.js';
 
 /**
  * The wire form every transport uses. Both ends validate: a publisher cannot send what is not
@@ -31,4 +32,13 @@ export function decode(subject: string, payload: string, logger: Logger): BusMes
     return undefined;
   }
   return parsed.data;
+}
+
+/** What every transport checks before a request goes out: the subject, the timeout, the message. */
+export function encodeRequest(subject: string, message: BusMessage, timeoutMs: number): string {
+  assertPublishSubject(subject);
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+    throw new RangeError(`request timeout must be a positive number of ms, got ${timeoutMs}`);
+  }
+  return encode(subject, message);
 }

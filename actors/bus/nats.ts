@@ -22,7 +22,7 @@ import {
   type Subscription,
 } from './bus.js';
 import { assertPublishSubject, assertSubscribeSubject } from './subjects.js';
-import { decode, encode } from './codec.js';
+import { decode, encode, encodeRequest } from './codec.js';
 
 /**
  * The bus on NATS core: subjects, wildcards and queue groups are the server's own, request and
@@ -154,12 +154,8 @@ export class NatsBus implements Bus {
     return new Promise<BusMessage>((resolve, reject) => {
       // A throw in here (closed, bad subject, invalid message) becomes the rejection.
       this.#ensureOpen();
-      assertPublishSubject(subject);
       const { timeoutMs } = options;
-      if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
-        throw new RangeError(`request timeout must be a positive number of ms, got ${timeoutMs}`);
-      }
-      const payload = encode(subject, message);
+      const payload = encodeRequest(subject, message, timeoutMs);
 
       let settled = false;
       const settle = (finish: () => void) => {

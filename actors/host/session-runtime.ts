@@ -18,8 +18,6 @@ import type { Bus } from '../bus/bus.js';
 import { subjects } from '../bus/subjects.js';
 import { abortedOutput, addUsage, ConversationHistory, emptyUsage } from '../history/conversation-history.js';
 import { log } from '../log.js';
-import { retryDelayMs } from '../model/backoff.js';
-import { ModelError } from '../model/errors.js';
 import type { ModelClient, Prompt } from '../model/types.js';
 import {
   developerMessage,
@@ -36,6 +34,7 @@ import type { SessionResource, ToolContext } from '../tools/tool.js';
 import { AgentSupervisor } from '../agents/supervisor.js';
 import { TreeApprovals } from '../agents/tree-approvals.js';
 import { userMessage, UserInputError } from './user-input.js';
+import { sample } from './sampler.js';
 import { SessionTasks } from './session-tasks.js';
 import { SessionLogic, type SessionBindings } from './session-logic.js';
 import type { McpManager } from '../mcp/index.js';
@@ -380,6 +379,9 @@ export class SessionRuntime {
       snapshot: (step) => this.#tasks.snapshot(step.turn),
       prepareSampling: (step, signal) => this.#tasks.prepareSampling(step.turnId, step.turn, signal),
       beginTurn: (turnId, turn, input) => {
+        // One turn at a time: what earlier turns kept is no longer needed.
+        this.#turnContexts.clear();
+        this.#diffs.clear();
         this.#turnContexts.set(turnId, turn);
         this.#spec.rollout.record({
           type: 'turn_context',
@@ -452,74 +454,23 @@ export class SessionRuntime {
   }
 
   /** One sampling attempt, reported to the turn as SamplerEvents; the returned function aborts it. */
+  /** One sampling attempt for `turn`, from the history as it is when the request goes out. */
   #sample(turn: TurnContext, attempt: number, sendBack: (event: TurnEvent) => void): () => void {
-    const controller = new AbortController();
-    // Once the response is complete there is nothing to cancel; the stream just runs out.
-    let completed = false;
-    let settled = false;
-    const report = (event: TurnEvent) => {
-      if (!controller.signal.aborted) sendBack(event);
-    };
-    void (async () => {
-      try {
-        // XState starts an invoked child before it runs the entry actions of the same step,
-        // so wait a tick: the request must include what those actions recorded (the user input).
-        await Promise.resolve();
-        const prompt: Prompt = {
-          model: turn.model,
-          instructions: turn.base_instructions,
-          input: this.#history.forPrompt((detail) => log.warn({ session: this.id, detail }, 'history repaired before a request')),
-          tools: this.#tools.specs(),
-          parallel_tool_calls: true,
-          effort: turn.effort,
-          output_schema: turn.final_output_json_schema,
-        };
-        // Read the stream to its natural end even after `completed`: leaving it early cancels
-        // the HTTP body, and with it the kept-alive connection the next request would reuse.
-        for await (const ev of this.#services.model.stream(prompt, controller.signal)) {
-          switch (ev.type) {
-            case 'output_text_delta':
-              report({ type: 'MODEL.TEXT_DELTA', delta: ev.delta });
-              break;
-            case 'reasoning_delta':
-              report({ type: 'MODEL.REASONING_DELTA', delta: ev.delta });
-              break;
-            case 'output_item_done':
-              report({ type: 'MODEL.ITEM', item: ev.item });
-              break;
-            case 'rate_limits':
-              report({ type: 'MODEL.RATE_LIMITS', snapshot: ev.snapshot });
-              break;
-            case 'completed':
-              completed = true;
-              report({ type: 'MODEL.COMPLETED', usage: ev.usage });
-              break;
-            case 'created':
-              break;
-          }
-        }
-        if (!completed) throw new ModelError('the model stream ended before the response was complete', 'stream_failed', true);
-      } catch (error) {
-        if (controller.signal.aborted || completed) return;
-        const failure =
-          error instanceof ModelError ? error : new ModelError(`model request failed: ${String(error)}`, 'stream_failed', true, null, { cause: error });
-        report({
-          type: 'MODEL.FAILED',
-          failure: {
-            code: failure.code,
-            message: failure.message,
-            retryable: failure.retryable,
-            retryDelayMs: retryDelayMs(attempt, failure.retryAfterMs, this.#services.retryBaseMs),
-          },
-        });
-      } finally {
-        settled = true;
-      }
-    })();
-    // Stopping the sampler (interrupt, or the turn moving on) cancels a request still in flight.
-    return () => {
-      if (!settled && !completed) controller.abort();
-    };
+    return sample({
+      model: this.#services.model,
+      attempt,
+      retryBaseMs: this.#services.retryBaseMs,
+      report: sendBack,
+      prompt: (): Prompt => ({
+        model: turn.model,
+        instructions: turn.base_instructions,
+        input: this.#history.forPrompt((detail) => log.warn({ session: this.id, detail }, 'history repaired before a request')),
+        tools: this.#tools.specs(),
+        parallel_tool_calls: true,
+        effort: turn.effort,
+        output_schema: turn.final_output_json_schema,
+      }),
+    });
   }
 
   #toolContext(input: ToolCallInput, signal: AbortSignal): ToolContext {

@@ -147,7 +147,6 @@ const turnSetup = setup({
     recordAborted: (_, _params: { callIds: string[] }) => notProvided('recordAborted')(),
   },
   guards: {
-    hasPendingCalls: ({ context }) => !allCallsDone(context),
     needsFollowUp: ({ context }) => context.followUp,
     retryPending: ({ context }) => context.retryAt !== null,
     canRetry: ({ context, event }) =>

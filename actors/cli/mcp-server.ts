@@ -8,7 +8,7 @@ import type { CallToolResult, ServerNotification, ServerRequest } from '@modelco
 import { z } from 'zod';
 import { AskForApproval, SandboxPolicy, type Event, type EventMsg, type ReviewDecision, type SessionConfig } from '../../protocol/index.js';
 import { log } from '../log.js';
-import { createRuntime, type Runtime, type RuntimeOptions, type Session } from '../runtime.js';
+import { createRuntime, type RuntimeOptions, type Session } from '../runtime.js';
 import { MODEL_FLAGS, parseArgs, wireApiFlag } from './flags.js';
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;

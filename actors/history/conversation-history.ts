@@ -70,14 +70,6 @@ export class ConversationHistory {
     }
     return result;
   }
-
-  /**
-   * A rough token estimate of the history (4 bytes a token), for deciding when to compact
-   * before the provider's count is known.
-   */
-  estimateTokens(): number {
-    return Math.ceil(Buffer.byteLength(JSON.stringify(this.#items), 'utf8') / 4);
-  }
 }
 
 export function emptyUsage(): TokenUsage {

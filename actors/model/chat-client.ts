@@ -51,12 +51,7 @@ export class ChatModelClient implements ModelClient {
     try {
       guard.throwIfAborted();
       const request = chatRequest(prompt);
-      let opened;
-      try {
-        opened = await guard.wait(() => this.#options.client.chat.completions.create(request, { signal: guard.signal }).withResponse());
-      } catch (error) {
-        throw guard.failure(error);
-      }
+      const opened = await guard.wait(() => this.#options.client.chat.completions.create(request, { signal: guard.signal }).withResponse());
       const limits = rateLimitsFromHeaders(opened.response.headers);
       if (limits !== null) yield { type: 'rate_limits', snapshot: limits };
 
@@ -67,12 +62,7 @@ export class ChatModelClient implements ModelClient {
       let finishReason: string | null = null;
       let usage: TokenUsage | null = null;
       for (;;) {
-        let next: IteratorResult<ChatCompletionChunk>;
-        try {
-          next = await guard.wait(() => chunks.next());
-        } catch (error) {
-          throw guard.failure(error);
-        }
+        const next: IteratorResult<ChatCompletionChunk> = await guard.wait(() => chunks.next());
         if (next.done === true) break;
         const chunk = next.value;
         if (responseId === '') {

@@ -41,23 +41,13 @@ export class ResponsesModelClient implements ModelClient {
     try {
       guard.throwIfAborted();
       const request = responsesRequest(prompt);
-      let opened;
-      try {
-        opened = await guard.wait(() => this.#options.client.responses.create(request, { signal: guard.signal }).withResponse());
-      } catch (error) {
-        throw guard.failure(error);
-      }
+      const opened = await guard.wait(() => this.#options.client.responses.create(request, { signal: guard.signal }).withResponse());
       const limits = rateLimitsFromHeaders(opened.response.headers);
       if (limits !== null) yield { type: 'rate_limits', snapshot: limits };
 
       const events = opened.data[Symbol.asyncIterator]();
       for (;;) {
-        let next: IteratorResult<ResponseStreamEvent>;
-        try {
-          next = await guard.wait(() => events.next());
-        } catch (error) {
-          throw guard.failure(error);
-        }
+        const next: IteratorResult<ResponseStreamEvent> = await guard.wait(() => events.next());
         if (next.done === true) throw guard.endedEarly('response.completed');
         const event = next.value;
         switch (event.type) {

@@ -36,7 +36,8 @@ export class StreamGuard {
 
   /**
    * Wait for the network with the idle timer armed. Only time spent waiting counts: a slow
-   * consumer of the events never makes the stream look idle.
+   * consumer of the events never makes the stream look idle. A failure is thrown as what it
+   * means: the caller's abort reason, an idle timeout, or a classified ModelError.
    */
   async wait<T>(next: () => Promise<T>): Promise<T> {
     this.#timer = setTimeout(() => {
@@ -45,13 +46,14 @@ export class StreamGuard {
     }, this.#idleTimeoutMs);
     try {
       return await next();
+    } catch (error) {
+      throw this.#failure(error);
     } finally {
       this.#clearTimer();
     }
   }
 
-  /** What to throw for `error`: the caller's abort reason, an idle timeout, or a classified ModelError. */
-  failure(error: unknown): unknown {
+  #failure(error: unknown): unknown {
     if (this.#outer.aborted) return this.#outer.reason;
     if (this.#idleExpired) return this.#idleError(error);
     return classifyModelError(error);

@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { readFile, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import { execa } from 'execa';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   deleteSnapshot,
   deleteSnapshots,
@@ -13,17 +12,9 @@ import {
   restoreSnapshot,
   takeSnapshot,
 } from '../actors/git/index.js';
+import { useScratchRepos, writeAt } from './support/git-repo.js';
 
-const dirs: string[] = [];
-afterEach(async () => {
-  await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
-});
-
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'troupe-git-test-'));
-  dirs.push(dir);
-  return dir;
-}
+const { tempDir, newRepo } = useScratchRepos('troupe-git-test-');
 
 /** Git in the test repo; optional locks off so our own inspection never rewrites the index. */
 async function git(cwd: string, ...args: string[]): Promise<string> {
@@ -31,19 +22,7 @@ async function git(cwd: string, ...args: string[]): Promise<string> {
   return result.stdout;
 }
 
-async function newRepo(): Promise<string> {
-  const dir = await tempDir();
-  await git(dir, 'init', '-q', '-b', 'main');
-  await git(dir, 'config', 'user.name', 'Test User');
-  await git(dir, 'config', 'user.email', 'test@example.com');
-  await git(dir, 'config', 'commit.gpgsign', 'false');
-  return dir;
-}
-
-async function write(root: string, path: string, content: string): Promise<void> {
-  await mkdir(dirname(join(root, path)), { recursive: true });
-  await writeFile(join(root, path), content);
-}
+const write = writeAt;
 
 async function read(root: string, path: string): Promise<string> {
   return readFile(join(root, path), 'utf8');

@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { execa } from 'execa';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ReviewOutput } from '../protocol/index.js';
 import { isRealUserMessage } from '../actors/rollout/reader.js';
 import {
@@ -15,35 +14,15 @@ import {
   reviewFindingsMessage,
   ReviewTargetError,
 } from '../actors/tasks/review/index.js';
+import { useScratchRepos, writeAt } from './support/git-repo.js';
 
-const dirs: string[] = [];
-afterEach(async () => {
-  await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
-});
-
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'troupe-review-test-'));
-  dirs.push(dir);
-  return dir;
-}
+const { tempDir, newRepo } = useScratchRepos('troupe-review-test-');
 
 async function git(cwd: string, ...args: string[]): Promise<string> {
   return (await execa('git', args, { cwd, env: { GIT_OPTIONAL_LOCKS: '0' } })).stdout;
 }
 
-async function write(root: string, path: string, content: string): Promise<void> {
-  await mkdir(dirname(join(root, path)), { recursive: true });
-  await writeFile(join(root, path), content);
-}
-
-async function newRepo(): Promise<string> {
-  const dir = await tempDir();
-  await git(dir, 'init', '-q', '-b', 'main');
-  await git(dir, 'config', 'user.name', 'Test User');
-  await git(dir, 'config', 'user.email', 'test@example.com');
-  await git(dir, 'config', 'commit.gpgsign', 'false');
-  return dir;
-}
+const write = writeAt;
 
 async function commitAll(root: string, message: string): Promise<string> {
   await git(root, 'add', '-A');

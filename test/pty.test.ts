@@ -114,7 +114,9 @@ describe('exec_command', () => {
     expect(events.at(-1)).toMatchObject({ type: 'exec_command_end', exit_code: 3, aggregated_output: 'hello\n' });
   });
 
-  it('an interactive PTY round trip: cat echoes what write_stdin sent, across calls', async () => {
+  // Seen once under full-suite load: cat reported as killed by SIGHUP (exit 129) after Ctrl-D.
+  // Retried while that is investigated (see the session note); every attempt asserts the same.
+  it('an interactive PTY round trip: cat echoes what write_stdin sent, across calls', { retry: 2 }, async () => {
     const { ctx } = harness();
     const first = parse((await runExecCommand({ cmd: 'cat', tty: true, yield_time_ms: 300 }, ctx, UNSANDBOXED)).text);
     expect(first.session_id).toBeTypeOf('number');

@@ -9,19 +9,11 @@ import { Event } from '../protocol/index.js';
 import { troupeBin } from './support/app-server-process.js';
 import { startFakeModelServer, type FakeModelServer } from './support/index.js';
 import { freePort } from './support/nats-server.js';
+import { isAlive } from './support/processes.js';
 
 const run = promisify(execFile);
 const DEPLOY = fileURLToPath(new URL('../deploy/', import.meta.url));
 const LOCAL_SH = join(DEPLOY, 'local.sh');
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('deploy/local.sh', () => {
   let dir: string;
@@ -35,7 +27,7 @@ describe('deploy/local.sh', () => {
   });
   afterEach(async () => {
     // Whatever a failed test left running is killed here, so no process outlives the test.
-    for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    for (const pid of pids) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
     await model.close();
     await rm(dir, { recursive: true, force: true });
   });
@@ -60,7 +52,7 @@ describe('deploy/local.sh', () => {
     expect(started.stdout).toContain(`nats://127.0.0.1:${port}`);
     pids = await readPids();
     expect(pids).toHaveLength(3);
-    expect(pids.every(alive)).toBe(true);
+    expect(pids.every(isAlive)).toBe(true);
     const status = await run('bash', [LOCAL_SH, 'status', '--dir', dir], { env });
     expect(status.stdout.match(/running/g)).toHaveLength(3);
 
@@ -73,7 +65,7 @@ describe('deploy/local.sh', () => {
     expect(events.at(-1)?.msg.type).toBe('shutdown_complete');
 
     await run('bash', [LOCAL_SH, 'stop', '--dir', dir], { env });
-    expect(pids.filter(alive)).toEqual([]);
+    expect(pids.filter(isAlive)).toEqual([]);
     expect((await readdir(dir)).filter((f) => f.endsWith('.pid') || f.endsWith('.ready'))).toEqual([]);
     // No worker logged an error on its way out.
     for (const i of [1, 2]) expect(await readFile(join(dir, 'logs', `worker-${i}.log`), 'utf8')).not.toMatch(/"level":(50|60)/);

@@ -10,6 +10,7 @@ import type { ToolContext, ToolHandler } from '../actors/tools/tool.js';
 import { coreTools } from '../actors/tools/index.js';
 import { mcpEchoServerPath } from './support/mcp-echo-server.js';
 import { TestResources } from './support/tool-context.js';
+import { isAlive, waitFor } from './support/processes.js';
 
 const FIXTURE = mcpEchoServerPath();
 const EVERYTHING = createRequire(import.meta.url).resolve('@modelcontextprotocol/server-everything/dist/index.js');
@@ -65,23 +66,6 @@ async function call(manager: McpManager, name: string, args: Record<string, unkn
   const handler = tool(manager, name);
   const parsed = handler.args.parse(args);
   return handler.run(parsed, context(events, options), { sandboxed: false, userApproved: false });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function until(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 describe('McpManager with a stdio server', () => {
@@ -147,9 +131,9 @@ describe('McpManager with a stdio server', () => {
   it('gives an error output when the server dies mid-call, and restarts it for the next call', async () => {
     const { manager, events } = await start({ echo: echoServer });
     const pid = Number((await call(manager, 'echo__pid', {}, events)).text);
-    expect(alive(pid)).toBe(true);
+    expect(isAlive(pid)).toBe(true);
     const slow = call(manager, 'echo__slow', { ms: 60_000 }, events, { callId: 'slow-1' });
-    await until(() => events.some((e) => e.type === 'mcp_tool_call_begin' && e.call_id === 'slow-1'), 'the slow call');
+    await waitFor(() => events.some((e) => e.type === 'mcp_tool_call_begin' && e.call_id === 'slow-1'), 'the slow call');
     process.kill(pid, 'SIGKILL');
     const output = await slow;
     expect(output.success).toBe(false);
@@ -170,7 +154,7 @@ describe('McpManager with a stdio server', () => {
     const { manager: patient, events: patientEvents } = await start({ echo: echoServer });
     const controller = new AbortController();
     const interrupted = call(patient, 'echo__slow', { ms: 30_000 }, patientEvents, { signal: controller.signal });
-    await until(() => patientEvents.some((e) => e.type === 'mcp_tool_call_begin'), 'the call');
+    await waitFor(() => patientEvents.some((e) => e.type === 'mcp_tool_call_begin'), 'the call');
     controller.abort();
     expect(await interrupted).toEqual({ text: 'The MCP tool slow of server echo failed: the call was interrupted', success: false });
     // The connection is still usable after a cancelled request.
@@ -180,7 +164,7 @@ describe('McpManager with a stdio server', () => {
   it('turns an elicitation into an event and answers it with resolveElicitation', async () => {
     const { manager, events } = await start({ echo: echoServer }, { callTimeoutMs: 500 });
     const asked = call(manager, 'echo__ask', { question: 'Favourite colour?' }, events);
-    await until(() => events.some((e) => e.type === 'elicitation_request'), 'the elicitation request');
+    await waitFor(() => events.some((e) => e.type === 'elicitation_request'), 'the elicitation request');
     const request = events.find((e) => e.type === 'elicitation_request');
     expect(request).toMatchObject({ server: 'echo', message: 'Favourite colour?', requested_schema: { properties: { answer: { type: 'string' } } } });
     if (request?.type !== 'elicitation_request') throw new Error('unreachable');
@@ -192,7 +176,7 @@ describe('McpManager with a stdio server', () => {
     expect(() => manager.resolveElicitation('echo', request.request_id, 'accept')).toThrow(/waiting/);
 
     const declined = call(manager, 'echo__ask', { question: 'Again?' }, events, { callId: 'call-2' });
-    await until(() => events.filter((e) => e.type === 'elicitation_request').length === 2, 'the second request');
+    await waitFor(() => events.filter((e) => e.type === 'elicitation_request').length === 2, 'the second request');
     const second = events.filter((e) => e.type === 'elicitation_request').at(-1);
     if (second?.type !== 'elicitation_request') throw new Error('unreachable');
     manager.resolveElicitation('echo', second.request_id, 'decline');
@@ -221,7 +205,7 @@ describe('McpManager with a stdio server', () => {
     manager.onToolsChanged(() => changes++);
     expect(manager.tools().some((t) => t.name === 'echo__late')).toBe(false);
     await call(manager, 'echo__add_tool', {}, events);
-    await until(() => manager.tools().some((t) => t.name === 'echo__late'), 'the new tool');
+    await waitFor(() => manager.tools().some((t) => t.name === 'echo__late'), 'the new tool');
     expect(changes).toBeGreaterThan(0);
     expect((await call(manager, 'echo__late', {}, events)).text).toBe('late tool');
   });
@@ -229,10 +213,10 @@ describe('McpManager with a stdio server', () => {
   it('kills the stdio servers on dispose', async () => {
     const { manager, events } = await start({ one: echoServer, two: echoServer });
     const pids = [manager.pid('one'), manager.pid('two')];
-    expect(pids.every((pid) => pid !== null && alive(pid))).toBe(true);
+    expect(pids.every((pid) => pid !== null && isAlive(pid))).toBe(true);
     expect(Number((await call(manager, 'one__pid', {}, events)).text)).toBe(pids[0]);
     await manager.dispose();
-    await until(() => pids.every((pid) => !alive(pid!)), 'the servers to exit');
+    await waitFor(() => pids.every((pid) => !isAlive(pid!)), 'the servers to exit');
     const after = await call(manager, 'one__echo', { text: 'x' }, events);
     expect(after.success).toBe(false);
   });
@@ -286,7 +270,7 @@ describe('McpManager with @modelcontextprotocol/server-everything', () => {
   it('round-trips its elicitation request', async () => {
     const { manager, events } = await start({ everything });
     const pending = call(manager, 'everything__trigger-elicitation-request', {}, events);
-    await until(() => events.some((e) => e.type === 'elicitation_request'), 'the elicitation request');
+    await waitFor(() => events.some((e) => e.type === 'elicitation_request'), 'the elicitation request');
     const request = events.find((e) => e.type === 'elicitation_request');
     if (request?.type !== 'elicitation_request') throw new Error('unreachable');
     expect(request.server).toBe('everything');

@@ -1,5 +1,5 @@
 /** Exec sessions (exec_command / write_stdin) driven through their handlers, with real processes. */
-import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,6 +12,7 @@ import { runWriteStdin } from '../actors/tools/handlers/write-stdin.js';
 import { PtySessionManager } from '../actors/tools/pty/session-manager.js';
 import type { ToolContext } from '../actors/tools/tool.js';
 import { TestResources } from './support/tool-context.js';
+import { processesMatching, waitFor } from './support/processes.js';
 
 const availability = await detectSandbox();
 if (!availability.ok) console.warn(`[pty tests] skipping the sandboxed exec_command tests: ${availability.reason}`);
@@ -68,37 +69,6 @@ interface ExecJson {
   wall_time_ms: number;
 }
 const parse = (text: string) => JSON.parse(text) as ExecJson;
-
-function isAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
-
-function processesMatching(text: string): number[] {
-  const out: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ').includes(text) && isAlive(Number(entry))) out.push(Number(entry));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
-
-async function waitFor(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (condition()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe('exec_command', () => {
   it('returns the exit code as soon as a short command ends, with begin/delta/end events', async () => {

@@ -11,6 +11,7 @@ import { isKnownSafeCommand, parseSimpleScript } from '../actors/tools/safe-comm
 import { HeadTailBuffer, truncateMiddle } from '../actors/tools/truncate.js';
 import type { ToolContext } from '../actors/tools/tool.js';
 import { TestResources } from './support/tool-context.js';
+import { isAlive, waitFor } from './support/processes.js';
 
 interface FakeContext {
   ctx: ToolContext;
@@ -50,25 +51,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-/** A pid is gone when it no longer exists or is a zombie nobody reaped yet. */
-function isAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
-
-async function waitFor(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (condition()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 async function readPid(file: string): Promise<number> {
   return Number.parseInt((await readFile(file, 'utf8')).trim(), 10);

@@ -2,7 +2,6 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { StringDecoder } from 'node:string_decoder';
-import { execa } from 'execa';
 import { ShellArgs } from '../../../protocol/index.js';
 import {
   confineCommand,
@@ -12,7 +11,8 @@ import {
   planCommand,
   SandboxUnavailableError,
 } from '../../sandbox/index.js';
-import { exitCodeForSignal, killProcessGroup } from '../process-group.js';
+import { processLauncher } from '../launcher/launcher.js';
+import { exitCodeForSignal } from '../process-group.js';
 import { defineTool, type ApprovalMemory, type RunPlan, type ToolContext, type ToolHandler, type ToolOutput, type ToolPlan } from '../tool.js';
 import { HeadTailBuffer, truncateMiddle } from '../truncate.js';
 
@@ -27,11 +27,6 @@ const EXIT_CANNOT_START = 127;
 const MAX_RETAINED_BYTES = 1024 * 1024;
 /** A command printing one byte at a time must not flood the bus with events. */
 const MAX_OUTPUT_DELTAS = 10_000;
-/**
- * After the command exits (or is killed), a background child may still hold our pipes open.
- * We wait this long for the rest of the output, then stop reading instead of waiting forever.
- */
-const DRAIN_GRACE_MS = 500;
 /** If even SIGKILL does not end the wait (a process stuck in the kernel), give up after this. */
 const KILL_GIVE_UP_MS = 5_000;
 
@@ -166,46 +161,22 @@ async function execute(command: string[], cwd: string, timeoutMs: number, ctx: T
   if (ctx.signal.aborted) {
     return { ...notStarted(exitCodeForSignal('SIGKILL'), 'command not started: the turn was interrupted'), aborted: true };
   }
-  // Node reports a missing cwd as ENOENT, indistinguishable from a missing program: check first.
-  if (!(await isDirectory(cwd))) return notStarted(EXIT_CANNOT_START, `working directory does not exist: ${cwd}`);
-
-  const [program, ...programArgs] = command as [string, ...string[]];
-  let subprocess: ReturnType<typeof spawn>;
-  try {
-    subprocess = spawn(program, programArgs, cwd);
-  } catch (error) {
-    return notStarted(EXIT_CANNOT_START, `failed to start ${program}: ${(error as Error).message}`);
-  }
+  const program = command[0]!;
+  const subprocess = processLauncher().launch(command, { cwd });
 
   // One decoder per stream, so a character split across two chunks is never garbled.
   const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
-  for (const stream of ['stdout', 'stderr'] as const) {
-    subprocess[stream]?.on('data', (chunk: Buffer | string) => {
-      output.add(stream, typeof chunk === 'string' ? chunk : decoders[stream].write(chunk));
-    });
-  }
+  subprocess.onOutput((stream, chunk) => output.add(stream, decoders[stream].write(chunk)));
 
   let timedOut = false;
   let aborted = false;
   const timers: NodeJS.Timeout[] = [];
-  let draining = false;
-  const stopReadingSoon = () => {
-    if (draining) return;
-    draining = true;
-    timers.push(
-      setTimeout(() => {
-        subprocess.stdout?.destroy();
-        subprocess.stderr?.destroy();
-      }, DRAIN_GRACE_MS),
-    );
-  };
   let giveUp: (() => void) | undefined;
   const gaveUp = new Promise<'gave-up'>((resolve) => {
     giveUp = () => timers.push(setTimeout(() => resolve('gave-up'), KILL_GIVE_UP_MS));
   });
   const killAll = () => {
-    if (subprocess.pid !== undefined) killProcessGroup(subprocess.pid);
-    stopReadingSoon();
+    subprocess.kill('SIGKILL');
     giveUp?.();
   };
   const onAbort = () => {
@@ -213,7 +184,6 @@ async function execute(command: string[], cwd: string, timeoutMs: number, ctx: T
     killAll();
   };
 
-  subprocess.on('exit', stopReadingSoon);
   ctx.signal.addEventListener('abort', onAbort, { once: true });
   timers.push(
     setTimeout(() => {
@@ -223,41 +193,31 @@ async function execute(command: string[], cwd: string, timeoutMs: number, ctx: T
   );
 
   try {
-    const result = await Promise.race([subprocess, gaveUp]);
+    const outcome = await Promise.race([subprocess.outcome, gaveUp]);
     output.add('stdout', decoders.stdout.end());
     output.add('stderr', decoders.stderr.end());
     const flags = { timedOut, aborted };
-    if (result === 'gave-up') return output.result(exitCodeForSignal('SIGKILL'), started, flags);
-    if (subprocess.pid === undefined) {
-      // The program never ran: say why in the output rather than throwing.
-      const code = result.code;
+    if (outcome === 'gave-up') return output.result(exitCodeForSignal('SIGKILL'), started, flags);
+    if (outcome.kind === 'not_started') {
+      // The program never ran: say why in the output rather than throwing. Node reports a
+      // missing cwd as ENOENT, like a missing program, so look at the cwd before blaming it.
+      if (!(await isDirectory(cwd))) return notStarted(EXIT_CANNOT_START, `working directory does not exist: ${cwd}`);
+      const code = outcome.code;
       const exitCode = code === 'EACCES' || code === 'EPERM' || code === 'EISDIR' ? EXIT_NOT_EXECUTABLE : EXIT_CANNOT_START;
-      const reason = code === 'ENOENT' ? `command not found: ${program}` : `failed to start ${program}: ${result.shortMessage}`;
+      const reason = code === 'ENOENT' ? `command not found: ${program}` : `failed to start ${program}: ${outcome.message}`;
       return notStarted(exitCode, reason);
     }
+    if (outcome.kind === 'lost') {
+      output.add('stderr', `${outcome.message}\n`, false);
+      return output.result(exitCodeForSignal('SIGKILL'), started, flags);
+    }
     if (timedOut) return output.result(EXIT_TIMED_OUT, started, flags);
-    if (typeof result.exitCode === 'number') return output.result(result.exitCode, started, flags);
-    if (result.signal !== undefined) return output.result(exitCodeForSignal(result.signal), started, flags);
-    return output.result(aborted ? exitCodeForSignal('SIGKILL') : 1, started, flags);
+    if (outcome.code !== null) return output.result(outcome.code, started, flags);
+    return output.result(exitCodeForSignal(outcome.signal ?? 'SIGKILL'), started, flags);
   } finally {
     for (const timer of timers) clearTimeout(timer);
     ctx.signal.removeEventListener('abort', onAbort);
   }
-}
-
-function spawn(program: string, args: string[], cwd: string) {
-  return execa(program, args, {
-    cwd,
-    // Leader of its own process group, so killProcessGroup reaches everything it starts.
-    detached: true,
-    stdin: 'ignore',
-    reject: false,
-    // We read the pipes ourselves, decoding incrementally; execa keeps no copy.
-    buffer: false,
-    encoding: 'buffer',
-    env: process.env,
-    extendEnv: false,
-  });
 }
 
 async function isDirectory(dir: string): Promise<boolean> {

@@ -1,0 +1,97 @@
+/**
+ * The launcher process: starts the programs a host's tools run, and relays their output and
+ * exit over IPC. It exists because starting a program forks the process that asks for it, and
+ * forking costs in proportion to that process's memory: a host holding many sessions blocks
+ * its event loop for milliseconds on every spawn, where this small process takes about one.
+ *
+ * It loads nothing but Node's own modules, keeps no state beyond the running programs, and
+ * exits when its host goes away. Plain `child_process` rather than execa: it only relays raw
+ * events, so a promise API, buffering and error shaping would be overhead here.
+ */
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable } from 'node:stream';
+import { DRAIN_GRACE_MS, type LauncherReply, type LauncherRequest, type OutputStream } from './messages.js';
+
+/** Output messages not yet written to the channel, per program, before its pipes are paused. */
+const MAX_IN_FLIGHT = 64;
+
+function send(reply: LauncherReply, sent?: () => void): void {
+  if (!process.connected) return;
+  process.send?.(reply, undefined, undefined, sent);
+}
+
+function run(request: LauncherRequest): void {
+  const { id } = request;
+  let child: ChildProcessByStdio<null, Readable, Readable>;
+  try {
+    child = spawn(request.file, [...request.args], {
+      cwd: request.cwd,
+      env: request.env,
+      // Leader of its own process group, so the host can kill everything it starts at once.
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  } catch (error) {
+    send({ type: 'not_started', id, code: errnoCode(error), message: (error as Error).message });
+    return;
+  }
+
+  let settled = false;
+  const settle = (reply: LauncherReply) => {
+    if (settled) return;
+    settled = true;
+    send(reply);
+  };
+  child.once('spawn', () => send({ type: 'spawned', id, pid: child.pid! }));
+  child.once('error', (error) => {
+    // After a successful spawn an 'error' is a failed kill or similar: the exit still comes.
+    if (child.pid === undefined) settle({ type: 'not_started', id, code: errnoCode(error), message: error.message });
+  });
+
+  // Relay output without letting a fast writer pile up messages the host has not taken yet.
+  let inFlight = 0;
+  const relay = (stream: OutputStream, pipe: Readable) => {
+    pipe.on('data', (chunk: Buffer) => {
+      inFlight += 1;
+      if (inFlight >= MAX_IN_FLIGHT) {
+        child.stdout.pause();
+        child.stderr.pause();
+      }
+      send({ type: 'output', id, stream, chunk }, () => {
+        inFlight -= 1;
+        if (inFlight === MAX_IN_FLIGHT / 2) {
+          child.stdout.resume();
+          child.stderr.resume();
+        }
+      });
+    });
+  };
+  relay('stdout', child.stdout);
+  relay('stderr', child.stderr);
+
+  child.once('exit', (code, signal) => {
+    const exited: LauncherReply = { type: 'exited', id, code, signal };
+    const grace = setTimeout(() => {
+      child.stdout.destroy();
+      child.stderr.destroy();
+      settle(exited);
+    }, DRAIN_GRACE_MS);
+    child.once('close', () => {
+      clearTimeout(grace);
+      settle(exited);
+    });
+  });
+}
+
+function errnoCode(error: unknown): string | null {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' ? code : null;
+}
+
+process.on('message', (request: LauncherRequest) => {
+  if (request.type === 'spawn') run(request);
+});
+// The host is gone: nobody is left to read the output. The programs themselves keep running,
+// exactly as they would had the host spawned them directly and died.
+process.on('disconnect', () => process.exit(0));
+send({ type: 'ready' });

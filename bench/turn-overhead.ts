@@ -3,10 +3,12 @@
  *
  * 200 turns in one session, each one tool call (`true`) and a final message, against the fake
  * model server on loopback with no delay. The floor replays the very same request bodies with
- * a bare `openai` SDK loop (streaming, every event consumed) and spawns `true` where the model
- * asked for it, so the difference is troupe: actors, bus, history, rollout, events. Each side
- * runs in its own Node process (the fake model in the parent): spawning a process costs more
- * the bigger the spawner's heap, so sharing one process would blur the comparison.
+ * a bare `openai` SDK loop (streaming, every event consumed) and runs `true` where the model
+ * asked for it, twice: once forking it directly, once through troupe's launcher process as the
+ * runtime does. Against the second, the difference is troupe itself: actors, bus, history,
+ * rollout, events. Each side runs in its own Node process (the fake model in the parent):
+ * spawning a process costs more the bigger the spawner's heap, so sharing one process would
+ * blur the comparison.
  *
  *   npm run bench            (writes bench/results/turn-overhead.json)
  */
@@ -18,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import OpenAI from 'openai';
 import { createRuntime } from '../actors/runtime.js';
+import { processLauncher } from '../actors/tools/launcher/launcher.js';
 import { startFakeModelServer, type RecordedRequest, type ScriptStep } from '../test/support/index.js';
 
 const TURNS = Number(process.env.BENCH_TURNS ?? 200);
@@ -61,15 +64,51 @@ async function measureRuntime(turns: number, url: string, home: string, cwd: str
   return { elapsed, events: count };
 }
 
-async function measureFloor(bodies: Record<string, unknown>[], url: string) {
+/**
+ * Each request's input is the previous one's plus what the turn added. Shipping only the
+ * additions keeps the floor's memory like the runtime's, which holds one growing history:
+ * 440 full bodies would take the floor's heap to hundreds of MB, and every spawn from a bigger
+ * process costs more (fork copies its page tables), which would flatter the runtime.
+ */
+type FloorStep = { readonly body: Record<string, unknown>; readonly added: unknown[]; readonly fresh: boolean };
+
+function toSteps(bodies: readonly Record<string, unknown>[]): FloorStep[] {
+  let previous: unknown[] = [];
+  return bodies.map(({ input, ...body }) => {
+    const items = input as unknown[];
+    const grows = items.length >= previous.length && previous.every((item, i) => JSON.stringify(item) === JSON.stringify(items[i]));
+    const step = grows ? { body, added: items.slice(previous.length), fresh: false } : { body, added: items, fresh: true };
+    previous = items;
+    return step;
+  });
+}
+
+/**
+ * How the floor starts `true`: `direct` forks from its own process, as a plain SDK loop would;
+ * `launcher` goes through troupe's launcher process, as the runtime does, so that the
+ * difference to the runtime is troupe's actors, bus, history and rollout alone.
+ */
+type FloorSpawn = 'direct' | 'launcher';
+
+async function measureFloor(steps: FloorStep[], url: string, spawn: FloorSpawn) {
+  const runTrue =
+    spawn === 'direct'
+      ? () => execa('true', [], { detached: true, reject: false, stdin: 'ignore' })
+      : () => processLauncher().launch(['true'], { cwd: tmpdir() }).outcome;
   const client = new OpenAI({ baseURL: url, apiKey: 'bench', maxRetries: 0 });
-  const send = async (body: Record<string, unknown>) => {
+  let history: unknown[] = [];
+  const bodies = steps.map((step) => () => {
+    history = step.fresh ? [...step.added] : [...history, ...step.added];
+    return { ...step.body, input: history };
+  });
+  const send = async (next: () => Record<string, unknown>) => {
+    const body = next();
     const stream = await client.responses.create({ ...(body as object), stream: true } as OpenAI.Responses.ResponseCreateParamsStreaming);
     let calledTool = false;
     for await (const event of stream) {
       if (event.type === 'response.output_item.done' && event.item.type === 'function_call') calledTool = true;
     }
-    if (calledTool) await execa('true', [], { detached: true, reject: false, stdin: 'ignore' });
+    if (calledTool) await runTrue();
   };
   for (const body of bodies.slice(0, WARMUP * 2)) await send(body);
   const measured = bodies.slice(WARMUP * 2);
@@ -95,8 +134,8 @@ async function runPhase(argv: string[]): Promise<void> {
       await rm(home, { recursive: true, force: true });
     }
   } else {
-    const bodies = JSON.parse(await readFile(extra, 'utf8')) as Record<string, unknown>[];
-    const result = await measureFloor(bodies, url);
+    const steps = JSON.parse(await readFile(extra, 'utf8')) as FloorStep[];
+    const result = await measureFloor(steps, url, argv[0] === 'floor-launcher' ? 'launcher' : 'direct');
     console.log(JSON.stringify({ ...result, rss_mb: process.resourceUsage().maxRSS / 1024 }));
   }
 }
@@ -107,22 +146,27 @@ async function main(): Promise<void> {
   model.enqueue(...steps);
   const scratch = await mkdtemp(join(tmpdir(), 'troupe-bench-'));
   try {
-    // Alternate the two sides and keep the median of each: process spawn times are noisy.
+    // Alternate the sides and keep the median of each: process spawn times are noisy.
     const runtimes: Record<string, number>[] = [];
     const floors: Record<string, number>[] = [];
+    const launcherFloors: Record<string, number>[] = [];
     const bodiesFile = join(scratch, 'bodies.json');
     for (let round = 0; round < ROUNDS; round++) {
       const before = model.requests.length;
       runtimes.push(await phase(['runtime', model.url]));
-      await writeFile(bodiesFile, JSON.stringify(model.requests.slice(before).map((r) => r.body)));
-      model.enqueue(...steps, ...steps);
+      await writeFile(bodiesFile, JSON.stringify(toSteps(model.requests.slice(before).map((r) => r.body))));
+      // The two floors, and the runtime of the next round.
+      model.enqueue(...steps, ...steps, ...steps);
       floors.push(await phase(['floor', model.url, bodiesFile]));
+      launcherFloors.push(await phase(['floor-launcher', model.url, bodiesFile]));
     }
     const runtime = median(runtimes);
     const floor = median(floors);
+    const launcherFloor = median(launcherFloors);
     const roundTrips = TURNS * 2;
     const perTrip = runtime.elapsed! / roundTrips;
     const floorPerTrip = floor.elapsed! / floor.requests!;
+    const launcherFloorPerTrip = launcherFloor.elapsed! / launcherFloor.requests!;
     const result = {
       turns: TURNS,
       rounds: ROUNDS,
@@ -130,7 +174,9 @@ async function main(): Promise<void> {
       model_round_trips: roundTrips,
       runtime_ms_per_round_trip: round(perTrip),
       floor_ms_per_round_trip: round(floorPerTrip),
-      overhead_ms_per_round_trip: round(perTrip - floorPerTrip),
+      floor_with_launcher_ms_per_round_trip: round(launcherFloorPerTrip),
+      overhead_ms_per_round_trip: round(perTrip - launcherFloorPerTrip),
+      versus_direct_spawn_ms_per_round_trip: round(perTrip - floorPerTrip),
       events: runtime.events,
       events_per_second: Math.round(runtime.events! / (runtime.elapsed! / 1000)),
       runtime_peak_rss_mb: round(runtime.rss_mb!),
@@ -155,5 +201,5 @@ function median(runs: Record<string, number>[]): Record<string, number> {
 }
 
 const [mode, ...rest] = process.argv.slice(2);
-if (mode === 'runtime' || mode === 'floor') await runPhase([mode, ...rest]);
+if (mode === 'runtime' || mode === 'floor' || mode === 'floor-launcher') await runPhase([mode, ...rest]);
 else await main();

@@ -41,10 +41,11 @@ export interface ModelFailure {
   readonly retryDelayMs: number;
 }
 
-/** What the sampler reports back while its stream runs. */
+/**
+ * What the sampler reports back while its stream runs. Text and reasoning deltas are not among
+ * them: the turn would only pass them on, so the sampler emits them itself.
+ */
 export type SamplerEvent =
-  | { type: 'MODEL.TEXT_DELTA'; delta: string }
-  | { type: 'MODEL.REASONING_DELTA'; delta: string }
   | { type: 'MODEL.ITEM'; item: ResponseItem }
   | { type: 'MODEL.RATE_LIMITS'; snapshot: RateLimitSnapshot }
   | { type: 'MODEL.COMPLETED'; usage: TokenUsage | null }
@@ -116,8 +117,8 @@ const turnSetup = setup({
     sample: fromCallback<TurnEvent, TurnStep & { attempt: number }>(notProvided('sample')),
     /** Take the snapshot `undo` returns to, before the turn can change any file. */
     snapshot: fromPromise<void, TurnStep>(notProvided('snapshot')),
-    /** Get the history ready for a request: compacts it first when it has grown past the limit. */
-    prepareSampling: fromPromise<void, TurnStep>(notProvided('prepareSampling')),
+    /** Compact the history before a request, because it has grown past the limit. */
+    autoCompact: fromPromise<void, TurnStep>(notProvided('autoCompact')),
     /** Resolves at an absolute time, so a restored snapshot keeps its deadline (DESIGN.md). */
     deadline: fromPromise<void, { until: number }>(
       ({ input, signal }) =>
@@ -147,6 +148,10 @@ const turnSetup = setup({
     recordAborted: (_, _params: { callIds: string[] }) => notProvided('recordAborted')(),
   },
   guards: {
+    /** Whether this turn takes an undo snapshot (it could change files in a repository). */
+    wantsSnapshot: notProvided('wantsSnapshot'),
+    /** Whether the history has grown past the auto-compaction limit. */
+    wantsCompaction: notProvided('wantsCompaction'),
     needsFollowUp: ({ context }) => context.followUp,
     retryPending: ({ context }) => context.retryAt !== null,
     canRetry: ({ context, event }) =>
@@ -195,7 +200,7 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
     status: null,
   }),
   entry: { type: 'beginTurn', params: ({ context }) => ({ turnId: context.turnId, turn: context.turn, input: context.input }) },
-  initial: 'snapshotting',
+  initial: 'starting',
   on: {
     STEER: { actions: assign({ pendingInput: ({ context, event }) => [...context.pendingInput, ...event.items] }) },
     ABORT: { target: '.aborted', actions: assign({ abortReason: ({ event }) => event.reason }) },
@@ -232,6 +237,11 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
     ],
   },
   states: {
+    // Most turns need neither a snapshot nor a compaction: deciding that is a guard, not an
+    // actor, so the common path costs no extra step.
+    starting: {
+      always: [{ guard: 'wantsSnapshot', target: 'snapshotting' }, { target: 'preparing' }],
+    },
     snapshotting: {
       invoke: {
         src: 'snapshot',
@@ -242,8 +252,11 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
       },
     },
     preparing: {
+      always: [{ guard: 'wantsCompaction', target: 'compacting' }, { target: 'sampling' }],
+    },
+    compacting: {
       invoke: {
-        src: 'prepareSampling',
+        src: 'autoCompact',
         input: ({ context }) => ({ sessionId: context.sessionId, turnId: context.turnId, turn: context.turn }),
         onDone: 'sampling',
         onError: {
@@ -264,10 +277,6 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
         input: ({ context }) => ({ sessionId: context.sessionId, turnId: context.turnId, turn: context.turn, attempt: context.failures + 1 }),
       },
       on: {
-        'MODEL.TEXT_DELTA': { actions: { type: 'emitEvent', params: ({ event }) => ({ msg: { type: 'agent_message_delta', delta: event.delta } }) } },
-        'MODEL.REASONING_DELTA': {
-          actions: { type: 'emitEvent', params: ({ event }) => ({ msg: { type: 'agent_reasoning_delta', delta: event.delta } }) },
-        },
         'MODEL.RATE_LIMITS': { actions: { type: 'rememberRateLimits', params: ({ event }) => ({ snapshot: event.snapshot }) } },
         'MODEL.ITEM': {
           actions: enqueueActions(({ enqueue, context, event }) => {

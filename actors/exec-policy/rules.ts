@@ -6,7 +6,8 @@
  * which can only tighten (`prompt`, `forbidden`): a repository must not be able to waive
  * approvals for the agent working in it.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { statSync, type Stats } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { parseSimpleScript } from '../tools/safe-commands.js';
@@ -154,21 +155,21 @@ const fileCache = new Map<string, { mtimeMs: number; size: number; rules: ExecRu
 /** Both files' rules, re-read only when a file changed. A missing file has no rules. */
 export async function loadExecPolicy(home: string, cwd: string): Promise<ExecPolicy> {
   const files = rulesFiles(home, cwd);
-  // Both files at once: this runs before every command.
-  const [user, project] = await Promise.all([
-    loadFile(files.user, false),
-    path.resolve(files.project) === path.resolve(files.user) ? [] : loadFile(files.project, true),
-  ]);
+  const user = await loadFile(files.user, false);
+  const project = path.resolve(files.project) === path.resolve(files.user) ? [] : await loadFile(files.project, true);
   return new ExecPolicy([...user, ...project]);
 }
 
 async function loadFile(file: string, project: boolean): Promise<ExecRule[]> {
-  let info: Awaited<ReturnType<typeof stat>>;
+  // This runs before every command, and usually neither file exists: a synchronous stat that
+  // returns nothing for a missing path costs microseconds, a failed async one builds an Error.
+  let info: Stats | undefined;
   try {
-    info = await stat(file);
+    info = statSync(file, { throwIfNoEntry: false });
   } catch {
     return [];
   }
+  if (info === undefined) return [];
   const cached = fileCache.get(file);
   if (cached && cached.mtimeMs === info.mtimeMs && cached.size === info.size) return cached.rules;
   const rules = parseRules(await readFile(file, 'utf8'), file, { project });

@@ -17,6 +17,13 @@ export function abortedOutput(callId: string): ResponseItem {
 export class ConversationHistory {
   /** Items are frozen copies: they can be handed out without copying again. */
   #items: ResponseItem[] = [];
+  /**
+   * Kept as items are recorded, so that a well-formed history (the usual case) is sent without
+   * rescanning it for every request: the calls still waiting for their output, and whether an
+   * output ever came without a pending call (out of order, duplicated or orphaned).
+   */
+  #pendingCalls = new Set<string>();
+  #strayOutput = false;
 
   constructor(initial: readonly ResponseItem[] = []) {
     this.replace(initial);
@@ -32,12 +39,21 @@ export class ConversationHistory {
   }
 
   record(...items: ResponseItem[]): void {
-    for (const item of items) this.#items.push(deepFreeze(structuredClone(item)));
+    for (const item of items) this.#push(item);
   }
 
   /** Replace the whole history (compaction, rollback). */
   replace(items: readonly ResponseItem[]): void {
-    this.#items = items.map((item) => deepFreeze(structuredClone(item)));
+    this.#items = [];
+    this.#pendingCalls.clear();
+    this.#strayOutput = false;
+    for (const item of items) this.#push(item);
+  }
+
+  #push(item: ResponseItem): void {
+    this.#items.push(deepFreeze(structuredClone(item)));
+    if (item.type === 'function_call') this.#pendingCalls.add(item.call_id);
+    else if (item.type === 'function_call_output' && !this.#pendingCalls.delete(item.call_id)) this.#strayOutput = true;
   }
 
   /**
@@ -46,6 +62,7 @@ export class ConversationHistory {
    * needs either repair; when one happens it is a bug elsewhere, so it is reported.
    */
   forPrompt(onRepair?: (detail: string) => void): ResponseItem[] {
+    if (this.#pendingCalls.size === 0 && !this.#strayOutput) return [...this.#items];
     const calls = new Set<string>();
     const outputs = new Set<string>();
     for (const item of this.#items) {

@@ -1,4 +1,5 @@
 import type { TurnEvent } from '../../machines/turn.js';
+import type { EventMsg } from '../../protocol/index.js';
 import { retryDelayMs } from '../model/backoff.js';
 import { ModelError } from '../model/errors.js';
 import type { ModelClient, Prompt } from '../model/types.js';
@@ -12,6 +13,11 @@ export interface SamplingRequest {
   readonly retryBaseMs: number;
   /** Where the turn hears about the stream (the sampler actor's sendBack). */
   readonly report: (event: TurnEvent) => void;
+  /**
+   * Where text and reasoning deltas go. The turn only passes them on, and a response can hold
+   * thousands: they go straight to the session's stream instead of through the statechart.
+   */
+  readonly emit: (msg: EventMsg) => void;
 }
 
 /**
@@ -26,6 +32,9 @@ export function sample(request: SamplingRequest): () => void {
   const report = (event: TurnEvent) => {
     if (!controller.signal.aborted) request.report(event);
   };
+  const emit = (msg: EventMsg) => {
+    if (!controller.signal.aborted) request.emit(msg);
+  };
   void (async () => {
     try {
       // XState starts an invoked child before it runs the entry actions of the same step,
@@ -36,10 +45,10 @@ export function sample(request: SamplingRequest): () => void {
       for await (const ev of request.model.stream(request.prompt(), controller.signal)) {
         switch (ev.type) {
           case 'output_text_delta':
-            report({ type: 'MODEL.TEXT_DELTA', delta: ev.delta });
+            emit({ type: 'agent_message_delta', delta: ev.delta });
             break;
           case 'reasoning_delta':
-            report({ type: 'MODEL.REASONING_DELTA', delta: ev.delta });
+            emit({ type: 'agent_reasoning_delta', delta: ev.delta });
             break;
           case 'output_item_done':
             report({ type: 'MODEL.ITEM', item: ev.item });

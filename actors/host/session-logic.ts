@@ -18,8 +18,10 @@ export interface SessionBindings {
   rememberApproval(key: string): void;
   // turns
   sample(step: TurnStep & { attempt: number }, sendBack: (event: TurnEvent) => void): () => void;
+  wantsSnapshot(turn: TurnContext): boolean;
   snapshot(step: TurnStep): Promise<void>;
-  prepareSampling(step: TurnStep, signal: AbortSignal): Promise<void>;
+  wantsCompaction(turn: TurnContext): boolean;
+  autoCompact(step: TurnStep, signal: AbortSignal): Promise<void>;
   beginTurn(turnId: string, turn: TurnContext, input: readonly ResponseItem[]): void;
   recordItem(turnId: string, item: ResponseItem): void;
   recordOutputs(outputs: { callId: string; output: ToolOutput }[]): void;
@@ -71,7 +73,11 @@ export class SessionLogic {
         toolCall,
         sample: fromCallback<TurnEvent, TurnStep & { attempt: number }>(({ input, sendBack }) => of(input.sessionId).sample(input, sendBack)),
         snapshot: fromPromise<void, TurnStep>(({ input }) => of(input.sessionId).snapshot(input)),
-        prepareSampling: fromPromise<void, TurnStep>(({ input, signal }) => of(input.sessionId).prepareSampling(input, signal)),
+        autoCompact: fromPromise<void, TurnStep>(({ input, signal }) => of(input.sessionId).autoCompact(input, signal)),
+      },
+      guards: {
+        wantsSnapshot: ({ context }) => of(context.sessionId).wantsSnapshot(context.turn),
+        wantsCompaction: ({ context }) => of(context.sessionId).wantsCompaction(context.turn),
       },
       actions: {
         emitEvent: ({ context }, { msg }) => of(context.sessionId).emit(context.turnId, msg),

@@ -95,6 +95,8 @@ export class SessionRuntime {
   readonly #diffs = new Map<string, TurnDiffTracker>();
   /** What tools keep for the rest of the session; disposed when it closes. */
   readonly #resources = new Map<string, SessionResource>();
+  /** Where this session's events go. */
+  readonly #eventSubject: string;
   #seq = 0;
   #abandoned = false;
   #lastEnvironment: EnvironmentContext | null = null;
@@ -111,6 +113,7 @@ export class SessionRuntime {
   constructor(services: SessionServices, spec: SessionSpec) {
     this.id = spec.sessionId;
     this.rootId = spec.lineage?.root_session_id ?? spec.sessionId;
+    this.#eventSubject = subjects(services.namespace).event(this.rootId, spec.sessionId);
     this.#services = services;
     this.#tools = services.tools;
     this.#spec = spec;
@@ -256,8 +259,7 @@ export class SessionRuntime {
     if (this.#abandoned) return;
     const event = { id, session_id: this.id, seq: ++this.#seq, msg };
     if (shouldPersistEvent(msg)) this.#spec.rollout.record({ type: 'event_msg', payload: msg });
-    const subject = subjects(this.#services.namespace).event(this.rootId, this.id);
-    this.#services.bus.publish(subject, { kind: 'event', event }).catch((error: unknown) => {
+    this.#services.bus.publish(this.#eventSubject, { kind: 'event', event }).catch((error: unknown) => {
       log.error({ err: error, session: this.id, type: msg.type }, 'could not publish an event');
     });
   }
@@ -376,8 +378,10 @@ export class SessionRuntime {
       execute: (input, signal) => this.#execute(input, signal),
       rememberApproval: (key) => this.#approvals.grant(key),
       sample: (step, sendBack) => this.#sample(step.turn, step.attempt, sendBack),
+      wantsSnapshot: (turn) => this.#tasks.wantsSnapshot(turn),
       snapshot: (step) => this.#tasks.snapshot(step.turn),
-      prepareSampling: (step, signal) => this.#tasks.prepareSampling(step.turnId, step.turn, signal),
+      wantsCompaction: (turn) => this.#tasks.wantsCompaction(turn),
+      autoCompact: (step, signal) => this.#tasks.autoCompact(step.turnId, step.turn, signal),
       beginTurn: (turnId, turn, input) => {
         // One turn at a time: what earlier turns kept is no longer needed.
         this.#turnContexts.clear();
@@ -461,6 +465,7 @@ export class SessionRuntime {
       attempt,
       retryBaseMs: this.#services.retryBaseMs,
       report: sendBack,
+      emit: (msg) => this.emit(turn.turn_id, msg),
       prompt: (): Prompt => ({
         model: turn.model,
         instructions: turn.base_instructions,

@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises';
+import { statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { EventMsg, ResponseItem, ReviewTarget } from '../../protocol/index.js';
 import type { TaskInput } from '../../machines/session.js';
@@ -138,11 +138,15 @@ export class SessionTasks {
     this.#host.emit(id, { type: 'task_complete', turn_id: id, last_agent_message: null });
   }
 
-  /** Before each sampling request: compact first when the history has grown past the limit. */
-  async prepareSampling(turnId: string, turn: TurnContext, signal: AbortSignal): Promise<void> {
+  /** Asked before each sampling request: has the history grown past the auto-compaction limit? */
+  wantsCompaction(turn: TurnContext): boolean {
     const limit = this.#autoCompactLimit(turn);
-    if (limit === null || this.#host.tokensInUse() < limit) return;
-    await this.#compactHistory(turnId, turn, signal);
+    return limit !== null && this.#host.tokensInUse() >= limit;
+  }
+
+  /** Compact in the middle of a turn, because the history has grown past the limit. */
+  autoCompact(turnId: string, turn: TurnContext, signal: AbortSignal): Promise<void> {
+    return this.#compactHistory(turnId, turn, signal);
   }
 
   /** Summarize the history in a child session and replace it with the compacted history. */
@@ -189,12 +193,17 @@ export class SessionTasks {
     host.emit(id, { type: 'context_compacted' });
   }
 
-  /** Take the snapshot `undo` goes back to, unless the turn cannot change files. */
+  /**
+   * Whether a turn takes an undo snapshot: not when it cannot change files, not in sub-agents
+   * (they share their root's working tree, and undo belongs to the root), and not outside a
+   * repository (which would otherwise cost starting git to learn).
+   */
+  wantsSnapshot(turn: TurnContext): boolean {
+    return turn.sandbox_policy.mode !== 'read-only' && this.#host.depth === 0 && insideGitRepo(turn.cwd);
+  }
+
+  /** Take the snapshot `undo` goes back to. */
   async snapshot(turn: TurnContext): Promise<void> {
-    // Sub-agents share their root's working tree: undo belongs to the root, which snapshots it.
-    if (turn.sandbox_policy.mode === 'read-only' || this.#host.depth > 0) return;
-    // Most turns outside a repository would otherwise pay for starting git to learn that.
-    if (!(await insideGitRepo(turn.cwd))) return;
     const host = this.#host;
     try {
       const snapshot = await takeSnapshot(turn.cwd, host.sessionId);
@@ -292,16 +301,17 @@ export class SessionTasks {
   }
 }
 
-/** True when `dir` or one of its parents holds a `.git` (a directory, or a file for worktrees). */
-async function insideGitRepo(dir: string): Promise<boolean> {
-  const candidates: string[] = [];
+/**
+ * True when `dir` or one of its parents holds a `.git` (a directory, or a file for worktrees).
+ * This runs before every turn and the answer is usually "no" at every level: a synchronous stat
+ * that returns nothing for a missing path costs microseconds, where each failed async stat
+ * builds an Error with a stack trace.
+ */
+function insideGitRepo(dir: string): boolean {
   for (let current = resolve(dir); ; current = dirname(current)) {
-    candidates.push(join(current, '.git'));
-    if (dirname(current) === current) break;
+    if (statSync(join(current, '.git'), { throwIfNoEntry: false }) !== undefined) return true;
+    if (dirname(current) === current) return false;
   }
-  // Every level at once: this runs before every turn.
-  const found = await Promise.all(candidates.map((candidate) => stat(candidate).then(() => true, () => false)));
-  return found.includes(true);
 }
 
 function hintOf(target: ReviewTarget, hint: string): string {

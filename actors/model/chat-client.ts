@@ -63,7 +63,10 @@ export class ChatModelClient implements ModelClient {
       let usage: TokenUsage | null = null;
       for (;;) {
         const next: IteratorResult<ChatCompletionChunk> = await guard.wait(() => chunks.next());
-        if (next.done === true) break;
+        if (next.done === true) {
+          guard.ended();
+          break;
+        }
         const chunk = next.value;
         if (responseId === '') {
           responseId = chunk.id;

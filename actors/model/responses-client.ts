@@ -7,6 +7,7 @@ import type {
   ResponseStreamEvent,
 } from 'openai/resources/responses/responses';
 import { ResponseItem, type TokenUsage } from '../../protocol/index.js';
+import { deepFreeze } from '../freeze.js';
 import { log } from '../log.js';
 import { classifyProviderFailure } from './classify.js';
 import { ModelError } from './errors.js';
@@ -66,10 +67,11 @@ export class ResponsesModelClient implements ModelClient {
             break;
           }
           case 'response.completed': {
-            // Release the connection before handing over the last event: the consumer may
-            // never ask for another one.
-            guard.dispose();
             yield { type: 'completed', response_id: event.response.id, usage: fromUsage(event.response.usage) };
+            // A consumer that asks for more reads the body to its end, which leaves the
+            // connection free for the next request; one that stops here has it cancelled.
+            while ((await guard.wait(() => events.next())).done !== true);
+            guard.ended();
             return;
           }
           case 'response.failed': {
@@ -136,39 +138,57 @@ export function responsesRequest(prompt: Prompt): ResponseCreateParamsStreaming 
  * content (the API could only resolve them by id).
  */
 export function toResponsesInput(items: readonly ResponseItem[]): ResponseInput {
-  const out: Array<Record<string, unknown>> = [];
+  const out: object[] = [];
   for (const item of items) {
-    switch (item.type) {
-      case 'message':
-        out.push({
-          type: 'message',
-          role: item.role,
-          content: item.content.map((part) => {
-            if (part.type === 'input_image') return { type: 'input_image', image_url: part.image_url, detail: 'auto' };
-            // The API only accepts output_text in assistant messages and input_text elsewhere.
-            return { type: item.role === 'assistant' ? 'output_text' : 'input_text', text: part.text };
-          }),
-        });
-        break;
-      case 'reasoning':
-        if (item.encrypted_content === undefined || item.encrypted_content === null) break;
-        out.push({
-          type: 'reasoning',
-          summary: item.summary,
-          encrypted_content: item.encrypted_content,
-          ...(item.content !== undefined ? { content: item.content } : {}),
-        });
-        break;
-      case 'function_call':
-        out.push({ type: 'function_call', call_id: item.call_id, name: item.name, arguments: item.arguments });
-        break;
-      case 'function_call_output':
-        out.push({ type: 'function_call_output', call_id: item.call_id, output: item.output });
-        break;
-    }
+    const wire = wireForm(item);
+    if (wire !== null) out.push(wire);
   }
   // The SDK's input types insist on ids and statuses the API itself does not need.
   return out as unknown as ResponseInput;
+}
+
+/**
+ * History items are frozen and live as long as the session, and every request sends them all
+ * again: each item's wire form is made once, not once per request.
+ */
+const wireForms = new WeakMap<ResponseItem, object | null>();
+
+function wireForm(item: ResponseItem): object | null {
+  let wire = wireForms.get(item);
+  if (wire === undefined) {
+    wire = toWire(item);
+    if (Object.isFrozen(item)) wireForms.set(item, wire === null ? null : deepFreeze(wire));
+  }
+  return wire;
+}
+
+function toWire(item: ResponseItem): object | null {
+  switch (item.type) {
+    case 'message':
+      return {
+        type: 'message',
+        role: item.role,
+        content: item.content.map((part) => {
+          if (part.type === 'input_image') return { type: 'input_image', image_url: part.image_url, detail: 'auto' };
+          // The API only accepts output_text in assistant messages and input_text elsewhere.
+          return { type: item.role === 'assistant' ? 'output_text' : 'input_text', text: part.text };
+        }),
+      };
+    case 'reasoning':
+      if (item.encrypted_content === undefined || item.encrypted_content === null) return null;
+      return {
+        type: 'reasoning',
+        summary: item.summary,
+        encrypted_content: item.encrypted_content,
+        ...(item.content !== undefined ? { content: item.content } : {}),
+      };
+    case 'function_call':
+      return { type: 'function_call', call_id: item.call_id, name: item.name, arguments: item.arguments };
+    case 'function_call_output':
+      return { type: 'function_call_output', call_id: item.call_id, output: item.output };
+    default:
+      return null;
+  }
 }
 
 /** Our ResponseItem for an output item, or null for item types troupe does not use. */

@@ -13,8 +13,11 @@ export class StreamGuard {
   readonly #controller = new AbortController();
   readonly #outer: AbortSignal;
   readonly #idleTimeoutMs: number;
+  /** One timer for the whole stream, re-armed by each wait: a new timer per chunk costs. */
   #timer: NodeJS.Timeout | null = null;
+  #waiting = false;
   #idleExpired = false;
+  #ended = false;
   readonly #onOuterAbort = (): void => this.#controller.abort(this.#outer.reason);
 
   constructor(outer: AbortSignal, idleTimeoutMs: number) {
@@ -40,17 +43,28 @@ export class StreamGuard {
    * means: the caller's abort reason, an idle timeout, or a classified ModelError.
    */
   async wait<T>(next: () => Promise<T>): Promise<T> {
-    this.#timer = setTimeout(() => {
-      this.#idleExpired = true;
-      this.#controller.abort(new Error('model stream idle timeout'));
-    }, this.#idleTimeoutMs);
+    this.#waiting = true;
+    if (this.#timer === null) this.#timer = setTimeout(() => this.#onTimer(), this.#idleTimeoutMs);
+    else this.#timer.refresh();
     try {
       return await next();
     } catch (error) {
       throw this.#failure(error);
     } finally {
-      this.#clearTimer();
+      this.#waiting = false;
     }
+  }
+
+  /** The timer may fire while the consumer holds an event; only a wait can be idle. */
+  #onTimer(): void {
+    if (!this.#waiting) return;
+    this.#idleExpired = true;
+    this.#controller.abort(new Error('model stream idle timeout'));
+  }
+
+  /** The stream ran to its end: there is nothing left to cancel. */
+  ended(): void {
+    this.#ended = true;
   }
 
   #failure(error: unknown): unknown {
@@ -70,7 +84,7 @@ export class StreamGuard {
   dispose(): void {
     this.#clearTimer();
     this.#outer.removeEventListener('abort', this.#onOuterAbort);
-    if (!this.#controller.signal.aborted) this.#controller.abort(new Error('model stream closed'));
+    if (!this.#ended && !this.#controller.signal.aborted) this.#controller.abort(new Error('model stream closed'));
   }
 
   #idleError(cause: unknown): ModelError {

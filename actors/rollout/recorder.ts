@@ -170,7 +170,8 @@ export class RolloutRecorder {
       return;
     }
     this.writing = true;
-    void this.drain();
+    // Start once the current callback is over, so the lines it records go out as one write.
+    setImmediate(() => void this.drain());
   }
 
   /** The single writer: takes whatever is queued, writes it as one append, repeats. */
@@ -179,7 +180,7 @@ export class RolloutRecorder {
       const batch = this.pending;
       this.pending = [];
       try {
-        await this.handle.appendFile(batch.join(''), 'utf8');
+        await this.#write(Buffer.from(batch.join(''), 'utf8'));
       } catch (cause) {
         this.errors.push(new RolloutError(`cannot append ${batch.length} line(s) to rollout ${this.path}`, this.path, { cause }));
       }
@@ -188,6 +189,14 @@ export class RolloutRecorder {
     }
     this.writing = false;
     this.settleWaiters();
+  }
+
+  /** This writer is the file's only one: writing at the current position appends. */
+  async #write(data: Buffer): Promise<void> {
+    for (let offset = 0; offset < data.length; ) {
+      const { bytesWritten } = await this.handle.write(data, offset, data.length - offset, null);
+      offset += bytesWritten;
+    }
   }
 
   private settleWaiters(): void {

@@ -13,7 +13,7 @@ import { classifyProviderFailure } from './classify.js';
 import { ModelError } from './errors.js';
 import { rateLimitsFromHeaders } from './rate-limits.js';
 import { StreamGuard } from './stream-guard.js';
-import type { ModelClient, ModelStreamEvent, Prompt } from './types.js';
+import type { ModelClient, ModelStreamEvent, Prompt, ToolSpecJson } from './types.js';
 
 export interface ResponsesModelClientOptions {
   /** An SDK client built with `maxRetries: 0`: each `stream()` call is exactly one attempt. */
@@ -108,13 +108,11 @@ export class ResponsesModelClient implements ModelClient {
 
 /** The Responses API request body for one sampling request. */
 export function responsesRequest(prompt: Prompt): ResponseCreateParamsStreaming {
-  const tools: FunctionTool[] = prompt.tools.map((tool) => ({
-    type: 'function',
-    name: tool.name,
-    description: tool.description,
-    parameters: tool.parameters,
-    strict: false,
-  }));
+  let tools = wireTools.get(prompt.tools);
+  if (!tools) {
+    tools = prompt.tools.map((tool) => ({ type: 'function', name: tool.name, description: tool.description, parameters: tool.parameters, strict: false }));
+    if (Object.isFrozen(prompt.tools)) wireTools.set(prompt.tools, tools);
+  }
   return {
     model: prompt.model,
     instructions: prompt.instructions,
@@ -131,6 +129,9 @@ export function responsesRequest(prompt: Prompt): ResponseCreateParamsStreaming 
       : {}),
   };
 }
+
+/** A registry's spec list is the same array until its tools change: convert it once. */
+const wireTools = new WeakMap<readonly ToolSpecJson[], FunctionTool[]>();
 
 /**
  * Our history is already Responses-shaped; what must go is what refers to server-side storage,

@@ -16,7 +16,7 @@ export type RoutedCall =
 export class ToolRegistry {
   readonly #handlers = new Map<string, ToolHandler<unknown>>();
   /** The model-visible list, built once per change: every request sends it. */
-  #specs: ToolSpecJson[] | null = null;
+  #specs: readonly ToolSpecJson[] | null = null;
 
   constructor(handlers: Iterable<ToolHandler<unknown>> = []) {
     for (const handler of handlers) this.register(handler);
@@ -47,9 +47,7 @@ export class ToolRegistry {
   }
 
   specs(): readonly ToolSpecJson[] {
-    this.#specs ??= [...this.#handlers.values()].map((h) =>
-      deepFreeze({ type: 'function' as const, name: h.name, description: h.description, parameters: h.parameters ?? modelSchema(h.args) }),
-    );
+    this.#specs ??= Object.freeze([...this.#handlers.values()].map(specOf));
     return this.#specs;
   }
 
@@ -67,6 +65,18 @@ export class ToolRegistry {
     if (!parsed.success) return { ok: false, error: `invalid arguments for ${call.name}: ${describeZodError(parsed.error)}` };
     return { ok: true, handler, args: parsed.data };
   }
+}
+
+/** A handler's model-visible spec, made once: registries derived with `without`/`extend` share it. */
+const specs = new WeakMap<ToolHandler<unknown>, ToolSpecJson>();
+
+function specOf(handler: ToolHandler<unknown>): ToolSpecJson {
+  let spec = specs.get(handler);
+  if (!spec) {
+    spec = deepFreeze({ type: 'function' as const, name: handler.name, description: handler.description, parameters: handler.parameters ?? modelSchema(handler.args) });
+    specs.set(handler, spec);
+  }
+  return spec;
 }
 
 function modelSchema(schema: z.ZodType): Record<string, unknown> {

@@ -101,6 +101,15 @@ describe('ProcessLauncher', () => {
   });
 });
 
+describe('a launcher that cannot start', () => {
+  it('fails its commands with the reason instead of leaving them waiting', async () => {
+    const broken = new ProcessLauncher(path.join(tmpdir(), 'no-such-launcher-script.js'));
+    const launched = broken.launch(['true'], { cwd: tmpdir() });
+    expect(await launched.outcome).toEqual({ kind: 'not_started', code: null, message: 'the process launcher exited with code 1 before the program started' });
+    expect(broken.pid).toBeUndefined();
+  });
+});
+
 describe('the launcher and its host', () => {
   it('never keeps the host alive, and exits with it', async () => {
     const module = fileURLToPath(new URL('../dist/actors/tools/launcher/launcher.js', import.meta.url));

@@ -122,10 +122,9 @@ export class ProcessLauncher {
     this.#child = child;
     this.#queued = [];
     child.on('message', (reply: LauncherReply) => this.#onReply(reply));
-    child.once('exit', (code, signal) => this.#onExit(child, code, signal));
-    child.once('error', () => {
-      // A launcher that cannot start exits too (or never ran): #onExit reports it.
-    });
+    child.once('exit', (code, signal) => this.#onExit(child, code === null ? `was killed by ${signal}` : `exited with code ${code}`));
+    // A launcher that could not even start gets no 'exit': its commands fail the same way.
+    child.once('error', (error) => this.#onExit(child, `could not run (${error.message})`));
     child.unref();
     return child;
   }
@@ -164,11 +163,10 @@ export class ProcessLauncher {
     if (this.#running.size === 0) this.#child?.channel?.unref();
   }
 
-  #onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+  #onExit(child: ChildProcess, how: string): void {
     if (this.#child !== child) return;
     this.#child = null;
     this.#queued = null;
-    const how = signal !== null ? `was killed by ${signal}` : `exited with code ${code}`;
     for (const [id, running] of [...this.#running]) {
       if (running.pid === undefined) {
         this.#settle(id, { kind: 'not_started', code: null, message: `the process launcher ${how} before the program started` });

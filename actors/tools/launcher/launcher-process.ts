@@ -10,6 +10,7 @@
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable } from 'node:stream';
+import { onExitDrained } from '../child-process.js';
 import { DRAIN_GRACE_MS, type LauncherReply, type LauncherRequest, type OutputStream } from './messages.js';
 
 /** Output messages not yet written to the channel, per program, before its pipes are paused. */
@@ -69,18 +70,7 @@ function run(request: LauncherRequest): void {
   relay('stdout', child.stdout);
   relay('stderr', child.stderr);
 
-  child.once('exit', (code, signal) => {
-    const exited: LauncherReply = { type: 'exited', id, code, signal };
-    const grace = setTimeout(() => {
-      child.stdout.destroy();
-      child.stderr.destroy();
-      settle(exited);
-    }, DRAIN_GRACE_MS);
-    child.once('close', () => {
-      clearTimeout(grace);
-      settle(exited);
-    });
-  });
+  onExitDrained(child, DRAIN_GRACE_MS, (code, signal) => settle({ type: 'exited', id, code, signal }));
 }
 
 function errnoCode(error: unknown): string | null {

@@ -10,6 +10,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { definedEnv } from '../child-process.js';
 import { killProcessGroup } from '../process-group.js';
 import type { LauncherReply, LauncherRequest, OutputStream } from './messages.js';
 
@@ -177,12 +178,6 @@ export class ProcessLauncher {
       }
     }
   }
-}
-
-function definedEnv(env: NodeJS.ProcessEnv): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [key, value] of Object.entries(env)) if (value !== undefined) out[key] = value;
-  return out;
 }
 
 /** The compiled launcher script; from the TypeScript sources (tests), the one in dist/. */

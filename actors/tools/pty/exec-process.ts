@@ -4,6 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { StringDecoder } from 'node:string_decoder';
+import { definedEnv, onExitDrained } from '../child-process.js';
 import { exitCodeForSignal } from '../process-group.js';
 import { killSession } from './kill.js';
 
@@ -57,7 +58,7 @@ async function spawnPty(argv: readonly string[], options: SpawnOptions): Promise
     cols: 120,
     rows: 40,
     cwd: options.cwd,
-    env: stringEnv(options.env),
+    env: definedEnv(options.env),
   });
   const listeners: ((chunk: string) => void)[] = [];
   let lastData = Date.now();
@@ -105,19 +106,7 @@ function spawnPipes(argv: readonly string[], options: SpawnOptions): ExecProcess
       emit(`failed to start ${file}: ${error.message}\n`);
       resolve(EXIT_CANNOT_START);
     });
-    child.once('exit', (code, signal) => {
-      const exitCode = code ?? exitCodeForSignal(signal ?? 'SIGKILL');
-      // A background child may keep the pipes open forever: wait for them only briefly.
-      const timer = setTimeout(() => {
-        child.stdout.destroy();
-        child.stderr.destroy();
-        resolve(exitCode);
-      }, DRAIN_MS);
-      child.once('close', () => {
-        clearTimeout(timer);
-        resolve(exitCode);
-      });
-    });
+    onExitDrained(child, DRAIN_MS, (code, signal) => resolve(code ?? exitCodeForSignal(signal ?? 'SIGKILL')));
   });
   return {
     pid: child.pid ?? -1,
@@ -130,10 +119,4 @@ function spawnPipes(argv: readonly string[], options: SpawnOptions): ExecProcess
       if (child.pid !== undefined) killSession(child.pid);
     },
   };
-}
-
-function stringEnv(env: NodeJS.ProcessEnv): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [key, value] of Object.entries(env)) if (value !== undefined) out[key] = value;
-  return out;
 }

@@ -70,7 +70,8 @@ export class ResponsesModelClient implements ModelClient {
             yield { type: 'completed', response_id: event.response.id, usage: fromUsage(event.response.usage) };
             // A consumer that asks for more reads the body to its end, which leaves the
             // connection free for the next request; one that stops here has it cancelled.
-            while ((await guard.wait(() => events.next())).done !== true);
+            let rest = await guard.wait(() => events.next());
+            while (rest.done !== true) rest = await guard.wait(() => events.next());
             guard.ended();
             return;
           }

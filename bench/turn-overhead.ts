@@ -2,13 +2,13 @@
  * bench/turn-overhead: what the runtime costs on top of the model and the tool.
  *
  * 200 turns in one session, each one tool call (`true`) and a final message, against the fake
- * model server on loopback with no delay. The floor replays the very same request bodies with
- * a bare `openai` SDK loop (streaming, every event consumed) and runs `true` where the model
- * asked for it, twice: once forking it directly, once through troupe's launcher process as the
- * runtime does. Against the second, the difference is troupe itself: actors, bus, history,
- * rollout, events. Each side runs in its own Node process (the fake model in the parent):
- * spawning a process costs more the bigger the spawner's heap, so sharing one process would
- * blur the comparison.
+ * model server on loopback with no delay. The floors replay the very same request bodies with
+ * a bare `openai` SDK loop (streaming, every event consumed): one that only sends them (the
+ * floor as the issue defines it), one that also forks `true` where the model asked for it,
+ * and one that runs it through troupe's launcher process as the runtime does, against which
+ * the difference is troupe's machinery alone: actors, bus, history, rollout, events. Each side
+ * runs in its own Node process (the fake model in the parent): spawning a process costs more
+ * the bigger the spawner's heap, so sharing one process would blur the comparison.
  *
  *   npm run bench            (writes bench/results/turn-overhead.json)
  */
@@ -84,17 +84,20 @@ function toSteps(bodies: readonly Record<string, unknown>[]): FloorStep[] {
 }
 
 /**
- * How the floor starts `true`: `direct` forks from its own process, as a plain SDK loop would;
+ * The floors, by how they run `true` where the model asked for it: `bare` does not run it (the
+ * SDK loop alone); `direct` forks it from its own process, as a plain program would;
  * `launcher` goes through troupe's launcher process, as the runtime does, so that the
- * difference to the runtime is troupe's actors, bus, history and rollout alone.
+ * difference to the runtime is troupe's actors, bus, history, rollout and events alone.
  */
-type FloorSpawn = 'direct' | 'launcher';
+const FLOORS = ['bare', 'direct', 'launcher'] as const;
+type Floor = (typeof FLOORS)[number];
 
-async function measureFloor(steps: FloorStep[], url: string, spawn: FloorSpawn) {
-  const runTrue =
-    spawn === 'direct'
-      ? () => execa('true', [], { detached: true, reject: false, stdin: 'ignore' })
-      : () => processLauncher().launch(['true'], { cwd: tmpdir() }).outcome;
+async function measureFloor(steps: FloorStep[], url: string, floor: Floor) {
+  const runTrue = {
+    bare: async () => undefined,
+    direct: () => execa('true', [], { detached: true, reject: false, stdin: 'ignore' }),
+    launcher: () => processLauncher().launch(['true'], { cwd: tmpdir() }).outcome,
+  }[floor];
   const client = new OpenAI({ baseURL: url, apiKey: 'bench', maxRetries: 0 });
   let history: unknown[] = [];
   const bodies = steps.map((step) => () => {
@@ -135,7 +138,7 @@ async function runPhase(argv: string[]): Promise<void> {
     }
   } else {
     const steps = JSON.parse(await readFile(extra, 'utf8')) as FloorStep[];
-    const result = await measureFloor(steps, url, argv[0] === 'floor-launcher' ? 'launcher' : 'direct');
+    const result = await measureFloor(steps, url, argv[0]!.slice('floor-'.length) as Floor);
     console.log(JSON.stringify({ ...result, rss_mb: process.resourceUsage().maxRSS / 1024 }));
   }
 }
@@ -148,39 +151,38 @@ async function main(): Promise<void> {
   try {
     // Alternate the sides and keep the median of each: process spawn times are noisy.
     const runtimes: Record<string, number>[] = [];
-    const floors: Record<string, number>[] = [];
-    const launcherFloors: Record<string, number>[] = [];
+    const floors: Record<Floor, Record<string, number>[]> = { bare: [], direct: [], launcher: [] };
     const bodiesFile = join(scratch, 'bodies.json');
     for (let round = 0; round < ROUNDS; round++) {
       const before = model.requests.length;
       runtimes.push(await phase(['runtime', model.url]));
       await writeFile(bodiesFile, JSON.stringify(toSteps(model.requests.slice(before).map((r) => r.body))));
-      // The two floors, and the runtime of the next round.
-      model.enqueue(...steps, ...steps, ...steps);
-      floors.push(await phase(['floor', model.url, bodiesFile]));
-      launcherFloors.push(await phase(['floor-launcher', model.url, bodiesFile]));
+      // The floors, and the runtime of the next round.
+      for (let i = 0; i <= FLOORS.length; i++) model.enqueue(...steps);
+      for (const floor of FLOORS) floors[floor].push(await phase([`floor-${floor}`, model.url, bodiesFile]));
     }
     const runtime = median(runtimes);
-    const floor = median(floors);
-    const launcherFloor = median(launcherFloors);
-    const roundTrips = TURNS * 2;
-    const perTrip = runtime.elapsed! / roundTrips;
-    const floorPerTrip = floor.elapsed! / floor.requests!;
-    const launcherFloorPerTrip = launcherFloor.elapsed! / launcherFloor.requests!;
+    const perTrip = runtime.elapsed! / (TURNS * 2);
+    const floorPerTrip = (floor: Floor) => {
+      const run = median(floors[floor]);
+      return run.elapsed! / run.requests!;
+    };
     const result = {
       turns: TURNS,
       rounds: ROUNDS,
       sandbox: SANDBOX,
-      model_round_trips: roundTrips,
+      model_round_trips: TURNS * 2,
       runtime_ms_per_round_trip: round(perTrip),
-      floor_ms_per_round_trip: round(floorPerTrip),
-      floor_with_launcher_ms_per_round_trip: round(launcherFloorPerTrip),
-      overhead_ms_per_round_trip: round(perTrip - launcherFloorPerTrip),
-      versus_direct_spawn_ms_per_round_trip: round(perTrip - floorPerTrip),
+      floor_sdk_only_ms_per_round_trip: round(floorPerTrip('bare')),
+      floor_forking_true_ms_per_round_trip: round(floorPerTrip('direct')),
+      floor_true_through_launcher_ms_per_round_trip: round(floorPerTrip('launcher')),
+      overhead_over_sdk_only_ms: round(perTrip - floorPerTrip('bare')),
+      overhead_over_forking_floor_ms: round(perTrip - floorPerTrip('direct')),
+      overhead_over_launcher_floor_ms: round(perTrip - floorPerTrip('launcher')),
       events: runtime.events,
       events_per_second: Math.round(runtime.events! / (runtime.elapsed! / 1000)),
       runtime_peak_rss_mb: round(runtime.rss_mb!),
-      floor_peak_rss_mb: round(floor.rss_mb!),
+      floor_peak_rss_mb: round(median(floors.direct).rss_mb!),
       node: process.version,
     };
     const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
@@ -201,5 +203,5 @@ function median(runs: Record<string, number>[]): Record<string, number> {
 }
 
 const [mode, ...rest] = process.argv.slice(2);
-if (mode === 'runtime' || mode === 'floor' || mode === 'floor-launcher') await runPhase([mode, ...rest]);
+if (mode === 'runtime' || FLOORS.some((floor) => mode === `floor-${floor}`)) await runPhase([mode!, ...rest]);
 else await main();

@@ -6,9 +6,11 @@
  * a bare `openai` SDK loop (streaming, every event consumed): one that only sends them (the
  * floor as the issue defines it), one that also forks `true` where the model asked for it,
  * and one that runs it through troupe's launcher process as the runtime does, against which
- * the difference is troupe's machinery alone: actors, bus, history, rollout, events. Each side
- * runs in its own Node process (the fake model in the parent): spawning a process costs more
- * the bigger the spawner's heap, so sharing one process would blur the comparison.
+ * the difference is troupe's machinery alone: actors, bus, history, rollout, events. That
+ * machinery is also measured by itself: the same turns against a model answering in-process
+ * and a tool that starts no process. Each side runs in its own Node process (the fake model in
+ * the parent): spawning a process costs more the bigger the spawner's heap, so sharing one
+ * process would blur the comparison.
  *
  *   npm run bench            (writes bench/results/turn-overhead.json)
  */
@@ -19,6 +21,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import OpenAI from 'openai';
+import type { ModelClient, ModelStreamEvent, Prompt } from '../actors/model/types.js';
 import { createRuntime } from '../actors/runtime.js';
 import { processLauncher } from '../actors/tools/launcher/launcher.js';
 import { startFakeModelServer, type RecordedRequest, type ScriptStep } from '../test/support/index.js';
@@ -40,8 +43,34 @@ function script(request: RecordedRequest): ScriptStep {
     : { kind: 'response', items: [{ type: 'function_call', name: 'shell', arguments: { command: ['true'] } }] };
 }
 
-async function measureRuntime(turns: number, url: string, home: string, cwd: string) {
-  const runtime = createRuntime({ baseURL: url, apiKey: 'bench', home, cwd, model: 'bench-model' });
+/**
+ * troupe's machinery alone: the same turns, with the model answering in-process (no HTTP) and
+ * `update_plan` instead of `shell` (no process). What remains is actors, bus, history, rollout
+ * and the events the client reads.
+ */
+function inProcessModel(): ModelClient {
+  let calls = 0;
+  return {
+    contextWindow: () => null,
+    async *stream(prompt: Prompt): AsyncGenerator<ModelStreamEvent> {
+      if (prompt.input.at(-1)?.type === 'function_call_output') {
+        yield { type: 'output_text_delta', delta: 'done' };
+        yield { type: 'output_item_done', item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'done' }] } };
+      } else {
+        const args = JSON.stringify({ plan: [{ step: 'run true', status: 'completed' }] });
+        yield { type: 'output_item_done', item: { type: 'function_call', call_id: `call_${calls++}`, name: 'update_plan', arguments: args } };
+      }
+      const usage = { input_tokens: 10, cached_input_tokens: 0, output_tokens: 2, reasoning_output_tokens: 0, total_tokens: 12 };
+      yield { type: 'completed', response_id: 'bench', usage };
+    },
+  };
+}
+
+async function measureRuntime(turns: number, url: string | null, home: string, cwd: string) {
+  const runtime =
+    url === null
+      ? createRuntime({ modelClient: inProcessModel(), home, cwd, model: 'bench-model' })
+      : createRuntime({ baseURL: url, apiKey: 'bench', home, cwd, model: 'bench-model' });
   const session = await runtime.newSession({ approval_policy: 'never', sandbox_policy: SANDBOX });
   const events = session.events();
   let count = 0;
@@ -128,10 +157,10 @@ async function phase(args: string[]): Promise<Record<string, number>> {
 
 async function runPhase(argv: string[]): Promise<void> {
   const [, url, extra] = argv as [string, string, string];
-  if (argv[0] === 'runtime') {
+  if (argv[0] === 'runtime' || argv[0] === 'machinery') {
     const home = await mkdtemp(join(tmpdir(), 'troupe-bench-'));
     try {
-      const result = await measureRuntime(TURNS, url, home, home);
+      const result = await measureRuntime(TURNS, argv[0] === 'runtime' ? url : null, home, home);
       console.log(JSON.stringify({ ...result, rss_mb: process.resourceUsage().maxRSS / 1024 }));
     } finally {
       await rm(home, { recursive: true, force: true });
@@ -151,6 +180,7 @@ async function main(): Promise<void> {
   try {
     // Alternate the sides and keep the median of each: process spawn times are noisy.
     const runtimes: Record<string, number>[] = [];
+    const machinery: Record<string, number>[] = [];
     const floors: Record<Floor, Record<string, number>[]> = { bare: [], direct: [], launcher: [] };
     const bodiesFile = join(scratch, 'bodies.json');
     for (let round = 0; round < ROUNDS; round++) {
@@ -160,6 +190,7 @@ async function main(): Promise<void> {
       // The floors, and the runtime of the next round.
       for (let i = 0; i <= FLOORS.length; i++) model.enqueue(...steps);
       for (const floor of FLOORS) floors[floor].push(await phase([`floor-${floor}`, model.url, bodiesFile]));
+      machinery.push(await phase(['machinery']));
     }
     const runtime = median(runtimes);
     const perTrip = runtime.elapsed! / (TURNS * 2);
@@ -179,6 +210,7 @@ async function main(): Promise<void> {
       overhead_over_sdk_only_ms: round(perTrip - floorPerTrip('bare')),
       overhead_over_forking_floor_ms: round(perTrip - floorPerTrip('direct')),
       overhead_over_launcher_floor_ms: round(perTrip - floorPerTrip('launcher')),
+      machinery_alone_ms_per_round_trip: round(median(machinery).elapsed! / (TURNS * 2)),
       events: runtime.events,
       events_per_second: Math.round(runtime.events! / (runtime.elapsed! / 1000)),
       runtime_peak_rss_mb: round(runtime.rss_mb!),
@@ -203,5 +235,5 @@ function median(runs: Record<string, number>[]): Record<string, number> {
 }
 
 const [mode, ...rest] = process.argv.slice(2);
-if (mode === 'runtime' || FLOORS.some((floor) => mode === `floor-${floor}`)) await runPhase([mode!, ...rest]);
+if (mode === 'runtime' || mode === 'machinery' || FLOORS.some((floor) => mode === `floor-${floor}`)) await runPhase([mode!, ...rest]);
 else await main();

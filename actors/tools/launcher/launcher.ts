@@ -125,7 +125,9 @@ export class ProcessLauncher {
     child.on('message', (reply: LauncherReply) => this.#onReply(reply));
     child.once('exit', (code, signal) => this.#onExit(child, code === null ? `was killed by ${signal}` : `exited with code ${code}`));
     // A launcher that could not even start gets no 'exit': its commands fail the same way.
-    child.once('error', (error) => this.#onExit(child, `could not run (${error.message})`));
+    // `on`, not `once`: a send racing with the launcher's death errors too, and an 'error'
+    // without a listener would take the host down.
+    child.on('error', (error) => this.#onExit(child, `could not run (${error.message})`));
     child.unref();
     return child;
   }

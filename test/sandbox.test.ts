@@ -2,7 +2,7 @@
  * The sandbox against real bubblewrap: what a confined command can and cannot do, and the
  * escape attempts it must stop. Skipped, with the reason printed, where bwrap cannot run.
  */
-import { existsSync, readdirSync, readFileSync, realpathSync, symlinkSync } from 'node:fs';
+import { existsSync, realpathSync, symlinkSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -24,6 +24,7 @@ import {
 import { checkWritable } from '../actors/sandbox/writable.js';
 import type { ToolContext } from '../actors/tools/tool.js';
 import { TestResources } from './support/tool-context.js';
+import { processesMatching, waitFor } from './support/processes.js';
 
 const availability = await detectSandbox();
 if (!availability.ok) console.warn(`[sandbox tests] skipping the bubblewrap tests: ${availability.reason}`);
@@ -287,27 +288,3 @@ describe('sandbox specs and backends', () => {
     expect(isLikelySandboxDenial({ exitCode: 127, output: 'command not found' }, off)).toBe(false);
   });
 });
-
-function processesMatching(text: string): number[] {
-  const out: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ');
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-      if (cmdline.includes(text) && state !== 'Z') out.push(Number(entry));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
-
-async function waitFor(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (condition()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}

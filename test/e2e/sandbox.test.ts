@@ -3,7 +3,7 @@
  * `troupe app-server` over stdio against the fake model server. Needs a working bubblewrap;
  * skipped (with the reason printed) where there is none.
  */
-import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { detectSandbox } from '../../actors/sandbox/detect.js';
 import { AppServerProcess, seqProblems } from '../support/app-server-process.js';
 import { startFakeModelServer, type FakeModelServer } from '../support/index.js';
 import { outputFor } from '../support/requests.js';
+import { processesMatching, waitFor } from '../support/processes.js';
 
 const availability = await detectSandbox();
 if (!availability.ok) console.warn(`[e2e sandbox] skipping: ${availability.reason}`);
@@ -208,28 +209,3 @@ describe('no sandbox backend', () => {
     expect(existsSync(join(workspace, 'x'))).toBe(false);
   });
 });
-
-/** Live processes whose command line contains `text` (ours excluded). */
-function processesMatching(text: string): number[] {
-  const out: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-      if (state !== 'Z' && cmdline.some((arg) => arg === text || arg.includes(text))) out.push(Number(entry));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
-
-async function waitFor(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (condition()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}

@@ -11,11 +11,11 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/** Live processes whose command line contains `text`. */
+/** Live processes whose command line contains `text`, this one excluded. */
 export function processesMatching(text: string): number[] {
   const out: number[] = [];
   for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     try {
       if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ').includes(text) && isAlive(Number(entry))) out.push(Number(entry));
     } catch {

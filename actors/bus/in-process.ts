@@ -13,7 +13,8 @@ import {
   type Subscription,
 } from './bus.js';
 import { assertPublishSubject, assertSubscribeSubject, inbox, subjectMatches } from './subjects.js';
-import { decode, encode, encodeRequest } from './codec.js';
+import { decode, encode } from './codec.js';
+import { InFlightRequests } from './requests.js';
 
 /**
  * The in-process transport. It behaves like a NATS server with its clients so that a test
@@ -240,15 +241,11 @@ interface SubscriptionOwner {
 }
 
 
-interface PendingRequest {
-  fail(error: Error): void;
-}
-
 /** One connection to a broker; `new InProcessBus()` makes a private broker for itself. */
 export class InProcessBus implements Bus {
   readonly #router: Router;
   readonly #subscriptions = new Set<LocalSubscription>();
-  readonly #pending = new Set<PendingRequest>();
+  readonly #requests = new InFlightRequests(() => this.#ensureOpen());
   readonly #owner: SubscriptionOwner;
   #closed = false;
 
@@ -302,37 +299,23 @@ export class InProcessBus implements Bus {
   }
 
   request(subject: string, message: BusMessage, options: RequestOptions): Promise<BusMessage> {
-    return new Promise<BusMessage>((resolve, reject) => {
-      // A throw in here (closed, bad subject, invalid message) becomes the rejection.
-      this.#ensureOpen();
-      const { timeoutMs } = options;
-      const payload = encodeRequest(subject, message, timeoutMs);
-
-      let settled = false;
-      const settle = (finish: () => void) => {
-        if (settled) return;
-        settled = true;
+    const { timeoutMs } = options;
+    return this.#requests.send(subject, message, timeoutMs, (payload, request) => {
+      // Later replies find the inbox gone and vanish, so only the first one counts.
+      const replies = this.#subscribeInbox((reply) => request.answer(reply));
+      const timer = setTimeout(() => request.fail(new RequestTimeoutError(subject, timeoutMs)), timeoutMs);
+      if (this.#router.route(subject, payload, replies.subject) === 0) request.fail(new NoRespondersError(subject));
+      return () => {
         clearTimeout(timer);
         replies.stop();
-        this.#pending.delete(pending);
-        finish();
       };
-      const pending: PendingRequest = { fail: (error) => settle(() => reject(error)) };
-      // Later replies find the inbox gone and vanish, so only the first one counts.
-      const replies = this.#subscribeInbox((reply) => settle(() => resolve(reply)));
-      const timer = setTimeout(() => pending.fail(new RequestTimeoutError(subject, timeoutMs)), timeoutMs);
-      this.#pending.add(pending);
-
-      if (this.#router.route(subject, payload, replies.subject) === 0) {
-        pending.fail(new NoRespondersError(subject));
-      }
     });
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const pending of [...this.#pending]) pending.fail(new BusClosedError());
+    this.#requests.failAll(new BusClosedError());
     for (const subscription of [...this.#subscriptions]) subscription.stop();
     this.#router.connections.delete(this);
   }

@@ -22,7 +22,8 @@ import {
   type Subscription,
 } from './bus.js';
 import { assertPublishSubject, assertSubscribeSubject } from './subjects.js';
-import { decode, encode, encodeRequest } from './codec.js';
+import { decode, encode } from './codec.js';
+import { InFlightRequests } from './requests.js';
 
 /**
  * The bus on NATS core: subjects, wildcards and queue groups are the server's own, request and
@@ -46,10 +47,6 @@ export interface NatsBusOptions {
 
 /** How long `close` waits for the server to take what is still buffered. */
 const CLOSE_FLUSH_MS = 2_000;
-
-interface PendingRequest {
-  fail(error: Error): void;
-}
 
 class NatsSubscription implements Subscription {
   #active = true;
@@ -92,7 +89,7 @@ export class NatsBus implements Bus {
   readonly #logger: Logger;
   readonly #ownsConnection: boolean;
   readonly #subscriptions = new Set<NatsSubscription>();
-  readonly #pending = new Set<PendingRequest>();
+  readonly #requests = new InFlightRequests(() => this.#ensureOpen());
   #closed = false;
   #closing: Promise<void> | null = null;
 
@@ -151,28 +148,15 @@ export class NatsBus implements Bus {
   }
 
   request(subject: string, message: BusMessage, options: RequestOptions): Promise<BusMessage> {
-    return new Promise<BusMessage>((resolve, reject) => {
-      // A throw in here (closed, bad subject, invalid message) becomes the rejection.
-      this.#ensureOpen();
-      const { timeoutMs } = options;
-      const payload = encodeRequest(subject, message, timeoutMs);
-
-      let settled = false;
-      const settle = (finish: () => void) => {
-        if (settled) return;
-        settled = true;
-        this.#pending.delete(pending);
-        finish();
-      };
-      const pending: PendingRequest = { fail: (error) => settle(() => reject(error)) };
-      this.#pending.add(pending);
+    const { timeoutMs } = options;
+    return this.#requests.send(subject, message, timeoutMs, (payload, request) => {
       this.connection.request(subject, payload, { timeout: timeoutMs }).then(
         (msg) => {
           const reply = decode(subject, msg.string(), this.#logger);
-          if (reply === undefined) pending.fail(new InvalidBusMessageError(subject, 'the reply is not a valid bus message'));
-          else settle(() => resolve(reply));
+          if (reply === undefined) request.fail(new InvalidBusMessageError(subject, 'the reply is not a valid bus message'));
+          else request.answer(reply);
         },
-        (error: unknown) => pending.fail(this.#requestError(subject, timeoutMs, error)),
+        (error: unknown) => request.fail(this.#requestError(subject, timeoutMs, error)),
       );
     });
   }
@@ -208,7 +192,7 @@ export class NatsBus implements Bus {
     // Buffered publications (a session's last events) are pushed to the server first.
     await this.settle();
     this.#closed = true;
-    for (const pending of [...this.#pending]) pending.fail(new BusClosedError());
+    this.#requests.failAll(new BusClosedError());
     for (const subscription of [...this.#subscriptions]) subscription.stop();
     if (this.#ownsConnection && !this.connection.isClosed()) await this.connection.close();
   }

@@ -18,7 +18,8 @@ import {
 } from '../actors/bus/index.js';
 import type { Logger } from '../actors/log.js';
 import type { BusMessage } from '../protocol/index.js';
-import { describeBusContract, waitFor } from './support/bus-contract.js';
+import { describeBusContract } from './support/bus-contract.js';
+import { waitFor } from './support/wait.js';
 
 /** A real pino logger whose lines are kept in memory, so tests can read what was logged. */
 function capturingLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {

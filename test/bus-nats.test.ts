@@ -5,7 +5,8 @@ import { BusClosedError, NatsBus, type Bus } from '../actors/bus/index.js';
 import type { Logger } from '../actors/log.js';
 import { ReconnectBackoff, natsSettingsFrom, NatsSettingsError, redactUrl } from '../actors/nats/connect.js';
 import type { BusMessage } from '../protocol/index.js';
-import { describeBusContract, waitFor } from './support/bus-contract.js';
+import { describeBusContract } from './support/bus-contract.js';
+import { waitFor } from './support/wait.js';
 import { startNatsServer, type NatsServerProcess } from './support/nats-server.js';
 
 function capturingLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {

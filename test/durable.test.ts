@@ -12,6 +12,7 @@ import { rebuildSession, RebuildError } from '../actors/durable/rebuild.js';
 import type { LogRecord } from '../actors/durable/records.js';
 import type { LogEntry } from '../actors/durable/session-log.js';
 import { startNatsServer, type NatsServerProcess } from './support/nats-server.js';
+import { waitFor } from './support/wait.js';
 
 /**
  * The durable layer's pure part (rebuilding a session from hand-built log entries) and its
@@ -75,15 +76,6 @@ function sessionWithOpenTurn(): LogEntry[] {
     event(4, { type: 'task_started', turn_id: 't2', model_context_window: null }),
     item(user('second')),
   ];
-}
-
-/** Polls an asynchronous condition (the lease bucket) until it holds. */
-async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 describe('rebuildSession', () => {

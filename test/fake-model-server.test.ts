@@ -1,6 +1,7 @@
 import OpenAI from 'openai';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startFakeModelServer, type FakeModelServer, type RecordedRequest } from './support/index.js';
+import { waitFor } from './support/wait.js';
 
 let server: FakeModelServer;
 beforeEach(async () => {
@@ -38,14 +39,6 @@ function parseSse(text: string): SseEvent[] {
 
 function userMessage(text: string): Record<string, unknown> {
   return { type: 'message', role: 'user', content: [{ type: 'input_text', text }] };
-}
-
-async function until(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 describe('Responses streaming', () => {
@@ -243,10 +236,10 @@ describe('script', () => {
     server.enqueue({ kind: 'response', items: [{ type: 'message', text: 'late' }], delayMs: 60_000 });
     const controller = new AbortController();
     const pending = post('/responses', { model: 'gpt-5', input: 'hi', stream: true }, controller.signal);
-    await until(() => server.requests.length === 1);
+    await waitFor(() => server.requests.length === 1);
     controller.abort();
     await expect(pending).rejects.toThrow();
-    await until(() => server.requests[0]?.endedAt !== null);
+    await waitFor(() => server.requests[0]?.endedAt !== null);
     expect(server.requests[0]).toMatchObject({ disconnected: true, status: null });
   });
 

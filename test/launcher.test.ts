@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessLauncher, type LaunchedProcess } from '../actors/tools/launcher/launcher.js';
-import { isAlive, waitFor } from './support/processes.js';
+import { isAlive } from './support/processes.js';
+import { waitFor } from './support/wait.js';
 
 const run = promisify(execFile);
 

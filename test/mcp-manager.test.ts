@@ -10,7 +10,8 @@ import type { ToolContext, ToolHandler } from '../actors/tools/tool.js';
 import { coreTools } from '../actors/tools/index.js';
 import { mcpEchoServerPath } from './support/mcp-echo-server.js';
 import { TestResources } from './support/tool-context.js';
-import { isAlive, waitFor } from './support/processes.js';
+import { isAlive } from './support/processes.js';
+import { waitFor } from './support/wait.js';
 
 const FIXTURE = mcpEchoServerPath();
 const EVERYTHING = createRequire(import.meta.url).resolve('@modelcontextprotocol/server-everything/dist/index.js');

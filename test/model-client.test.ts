@@ -14,6 +14,7 @@ import {
 } from '../actors/model/index.js';
 import type { ResponseItem } from '../protocol/index.js';
 import { startFakeModelServer, type FakeModelServer } from './support/index.js';
+import { waitFor } from './support/wait.js';
 
 type WireApi = 'responses' | 'chat';
 const WIRE_APIS: readonly WireApi[] = ['responses', 'chat'];
@@ -69,14 +70,6 @@ function items(events: readonly ModelStreamEvent[]): ResponseItem[] {
 
 function textOf(events: readonly ModelStreamEvent[], type: 'output_text_delta' | 'reasoning_delta'): string {
   return events.flatMap((event) => (event.type === type ? [event.delta] : [])).join('');
-}
-
-async function until(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 describe.each(WIRE_APIS)('%s wire API', (wireApi) => {
@@ -218,7 +211,7 @@ describe.each(WIRE_APIS)('%s wire API', (wireApi) => {
     expect(error).toMatchObject({ code: 'stream_failed', retryable: true });
     expect((error as ModelError).message).toContain('idle');
     expect(seen).toContainEqual({ type: 'created' });
-    await until(() => server.requests[0]?.endedAt !== null);
+    await waitFor(() => server.requests[0]?.endedAt !== null);
     expect(server.requests[0]?.disconnected).toBe(true);
   });
 
@@ -226,7 +219,7 @@ describe.each(WIRE_APIS)('%s wire API', (wireApi) => {
     server.enqueue({ kind: 'response', items: [{ type: 'message', text: 'too late' }], delayMs: 5_000 });
     const error = await modelError(client(wireApi, 200).stream(prompt(), new AbortController().signal));
     expect(error).toMatchObject({ code: 'stream_failed', retryable: true });
-    await until(() => server.requests[0]?.endedAt !== null);
+    await waitFor(() => server.requests[0]?.endedAt !== null);
     expect(server.requests[0]?.disconnected).toBe(true);
   });
 
@@ -236,7 +229,7 @@ describe.each(WIRE_APIS)('%s wire API', (wireApi) => {
       expect(event).toEqual({ type: 'created' });
       break;
     }
-    await until(() => server.requests[0]?.endedAt !== null);
+    await waitFor(() => server.requests[0]?.endedAt !== null);
     expect(server.requests[0]?.disconnected).toBe(true);
   });
 
@@ -245,11 +238,11 @@ describe.each(WIRE_APIS)('%s wire API', (wireApi) => {
     const controller = new AbortController();
     const seen: ModelStreamEvent[] = [];
     const result = failure(client(wireApi).stream(prompt(), controller.signal), seen);
-    await until(() => seen.length > 0);
+    await waitFor(() => seen.length > 0);
     const reason = new Error('user interrupt');
     controller.abort(reason);
     expect(await result).toBe(reason);
-    await until(() => server.requests[0]?.endedAt !== null);
+    await waitFor(() => server.requests[0]?.endedAt !== null);
     expect(server.requests[0]?.disconnected).toBe(true);
   });
 

@@ -12,7 +12,8 @@ import { runWriteStdin } from '../actors/tools/handlers/write-stdin.js';
 import { PtySessionManager } from '../actors/tools/pty/session-manager.js';
 import type { ToolContext } from '../actors/tools/tool.js';
 import { TestResources } from './support/tool-context.js';
-import { processesMatching, waitFor } from './support/processes.js';
+import { processesMatching } from './support/processes.js';
+import { waitFor } from './support/wait.js';
 
 const availability = await detectSandbox();
 if (!availability.ok) console.warn(`[pty tests] skipping the sandboxed exec_command tests: ${availability.reason}`);

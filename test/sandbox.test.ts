@@ -24,7 +24,8 @@ import {
 import { checkWritable } from '../actors/sandbox/writable.js';
 import type { ToolContext } from '../actors/tools/tool.js';
 import { TestResources } from './support/tool-context.js';
-import { processesMatching, waitFor } from './support/processes.js';
+import { processesMatching } from './support/processes.js';
+import { waitFor } from './support/wait.js';
 
 const availability = await detectSandbox();
 if (!availability.ok) console.warn(`[sandbox tests] skipping the bubblewrap tests: ${availability.reason}`);

@@ -11,7 +11,8 @@ import { isKnownSafeCommand, parseSimpleScript } from '../actors/tools/safe-comm
 import { HeadTailBuffer, truncateMiddle } from '../actors/tools/truncate.js';
 import type { ToolContext } from '../actors/tools/tool.js';
 import { TestResources } from './support/tool-context.js';
-import { isAlive, waitFor } from './support/processes.js';
+import { isAlive } from './support/processes.js';
+import { waitFor } from './support/wait.js';
 
 interface FakeContext {
   ctx: ToolContext;

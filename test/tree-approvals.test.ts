@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { TreeApprovals } from '../actors/agents/tree-approvals.js';
 import { InProcessBroker } from '../actors/bus/in-process.js';
-import { waitFor } from './support/bus-contract.js';
+import { waitFor } from './support/wait.js';
 
 describe('TreeApprovals', () => {
   it('shares grants across the tree and reports each one heard from another session once', async () => {

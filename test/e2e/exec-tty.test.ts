@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import * as pty from 'node-pty';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { troupeBin } from '../support/app-server-process.js';
-import { waitFor } from '../support/bus-contract.js';
+import { waitFor } from '../support/wait.js';
 import { startFakeModelServer, type FakeModelServer } from '../support/index.js';
 
 let model: FakeModelServer;

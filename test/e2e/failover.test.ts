@@ -1,15 +1,12 @@
-import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Event } from '../../protocol/index.js';
-import { AppServerProcess, seqProblems } from '../support/app-server-process.js';
-import { WorkerProcess } from '../support/worker-process.js';
-import { waitFor } from '../support/bus-contract.js';
-import { startFakeModelServer, type FakeModelServer } from '../support/index.js';
-import { startNatsServer, type NatsServerProcess } from '../support/nats-server.js';
+import { seqProblems, type AppServerProcess } from '../support/app-server-process.js';
+import type { WorkerProcess } from '../support/worker-process.js';
+import { waitFor } from '../support/wait.js';
+import { NatsCluster } from '../support/nats-cluster.js';
 
 /**
  * Sessions that outlive their worker: real nats-server with JetStream, real `troupe worker`
@@ -19,68 +16,24 @@ import { startNatsServer, type NatsServerProcess } from '../support/nats-server.
 
 const LEASE_MS = '1500';
 
-let nats: NatsServerProcess;
-let model: FakeModelServer;
-let dir: string;
-let namespace: string;
-const workers: WorkerProcess[] = [];
-const gateways: AppServerProcess[] = [];
+const cluster = new NatsCluster({ name: 'failover', settleMs: 200 });
 
-beforeAll(async () => {
-  nats = await startNatsServer();
-});
-afterAll(async () => {
-  await nats?.stop();
-});
-beforeEach(async () => {
-  model = await startFakeModelServer();
-  dir = await mkdtemp(join(tmpdir(), 'troupe-failover-'));
-  namespace = `f${randomUUID().slice(0, 8)}`;
-});
-afterEach(async (context) => {
-  // A failure on a 2-core machine under load is hard to replay: keep what the workers said.
-  if (context.task.result?.state === 'fail') {
-    for (const w of workers) process.stderr.write(`--- worker ${w.id} stderr ---\n${w.stderr}\n`);
-  }
-  await Promise.all(gateways.splice(0).map((g) => g.dispose()));
-  await Promise.all(workers.splice(0).map((w) => w.kill()));
-  await model.close();
-  // Commands of killed workers may still run for a moment: give them time to end.
-  await new Promise((resolve) => setTimeout(resolve, 200));
-  await rm(dir, { recursive: true, force: true });
-});
-
-async function startWorker(id: string, capacity = 4): Promise<WorkerProcess> {
-  const worker = await WorkerProcess.start({
-    id,
-    capacity,
-    natsUrl: nats.url,
-    namespace,
-    modelUrl: model.url,
-    dir,
-    // One home for all workers, as on a shared volume: the log still decides.
-    home: join(dir, 'home'),
-    env: { TROUPE_LEASE_MS: LEASE_MS, TROUPE_LOG: process.env.FAILOVER_LOG ?? 'warn' },
-  });
-  workers.push(worker);
-  return worker;
+/** Workers share one home, as on a shared volume (the log still decides), and short leases. */
+function startWorker(id: string, capacity = 4) {
+  const env = { TROUPE_LEASE_MS: LEASE_MS, TROUPE_LOG: process.env.FAILOVER_LOG ?? 'warn' };
+  return cluster.startWorker(id, capacity, { home: join(cluster.dir, 'home'), env });
 }
 
-async function startGateway(): Promise<AppServerProcess> {
-  const gateway = await AppServerProcess.start({ modelUrl: model.url, home: dir, args: ['--nats', nats.url, '--namespace', namespace] });
-  gateways.push(gateway);
-  return gateway;
-}
 
 async function openSession(gateway: AppServerProcess, config: Record<string, unknown> = {}): Promise<{ sessionId: string; workerId: string }> {
-  const id = gateway.submit({ type: 'new_session', config: { cwd: dir, approval_policy: 'never', sandbox_policy: 'danger-full-access', ...config } });
+  const id = gateway.submit({ type: 'new_session', config: { cwd: cluster.dir, approval_policy: 'never', sandbox_policy: 'danger-full-access', ...config } });
   const event = await gateway.waitFor((e) => e.id === id && (e.msg.type === 'session_configured' || e.msg.type === 'error'), 'the session');
   if (event.msg.type !== 'session_configured') throw new Error(`no session: ${JSON.stringify(event.msg)}`);
   return { sessionId: event.msg.session_id, workerId: event.msg.worker_id };
 }
 
 function byId(id: string): WorkerProcess {
-  const worker = workers.find((w) => w.id === id);
+  const worker = cluster.workers.find((w) => w.id === id);
   if (!worker) throw new Error(`no worker ${id}`);
   return worker;
 }
@@ -106,11 +59,11 @@ function sessionEvents(gateway: AppServerProcess, sessionId: string): Event[] {
 describe('failover on NATS', { timeout: 60_000 }, () => {
   it('finishes a turn on another worker after kill -9 during a tool call, without running a finished call again', async () => {
     await Promise.all([startWorker('a'), startWorker('b')]);
-    const gateway = await startGateway();
+    const gateway = await cluster.startGateway();
     const { sessionId, workerId } = await openSession(gateway);
-    const once = join(dir, 'once.txt');
-    const slow = join(dir, 'slow.txt');
-    model.enqueue(
+    const once = join(cluster.dir, 'once.txt');
+    const slow = join(cluster.dir, 'slow.txt');
+    cluster.model.enqueue(
       { kind: 'response', items: [shell(`echo run >> ${once}`, 'call-once'), shell(`echo run >> ${slow}; sleep 2`, 'call-slow')] },
       { kind: 'response', items: [{ type: 'message', text: 'Finished elsewhere.' }] },
     );
@@ -121,7 +74,7 @@ describe('failover on NATS', { timeout: 60_000 }, () => {
     await byId(workerId).kill();
 
     const end = await gateway.waitFor((e) => e.id === turnId && e.msg.type === 'task_complete', 'the turn to finish', 30_000).catch((error: Error) => {
-      throw new Error(`${error.message}\n${workers.map((w) => `${w.id}: ${w.stderr}`).join('\n')}`);
+      throw new Error(`${error.message}\n${cluster.workers.map((w) => `${w.id}: ${w.stderr}`).join('\n')}`);
     });
     expect(end.msg).toMatchObject({ last_agent_message: 'Finished elsewhere.' });
     const moved = sessionEvents(gateway, sessionId).find((e) => e.msg.type === 'background_event');
@@ -130,10 +83,10 @@ describe('failover on NATS', { timeout: 60_000 }, () => {
     expect(await lines(slow)).toEqual(['run']);
     // The model saw each call answered exactly once: the finished one with its real output,
     // the interrupted one with the failover note.
-    const last = model.requests.at(-1);
+    const last = cluster.model.requests.at(-1);
     expect(outputsIn(last?.body, 'call-once')).toHaveLength(1);
     expect(JSON.stringify(outputsIn(last?.body, 'call-slow'))).toMatch(/worker that stopped/);
-    expect(model.violations).toEqual([]);
+    expect(cluster.model.violations).toEqual([]);
     expect(seqProblems(gateway.events)).toEqual([]);
     expect(gateway.junk).toEqual([]);
   });
@@ -142,26 +95,26 @@ describe('failover on NATS', { timeout: 60_000 }, () => {
   // that is investigated (see the session note); every attempt asserts the same.
   it('sends a hanging model request again on the adopting worker', { retry: 2 }, async () => {
     await Promise.all([startWorker('a'), startWorker('b')]);
-    const gateway = await startGateway();
+    const gateway = await cluster.startGateway();
     const { sessionId, workerId } = await openSession(gateway);
-    const once = join(dir, 'once.txt');
-    model.enqueue(
+    const once = join(cluster.dir, 'once.txt');
+    cluster.model.enqueue(
       { kind: 'response', items: [shell(`echo run >> ${once}`, 'call-1')] },
       { kind: 'hang' },
       { kind: 'response', items: [{ type: 'message', text: 'Answered after the move.' }] },
     );
     const turnId = gateway.submit({ type: 'user_turn', items: [{ type: 'text', text: 'go' }] }, sessionId);
-    await waitFor(() => model.requests.length === 2, 'the second model request');
+    await waitFor(() => cluster.model.requests.length === 2, 'the second model request');
     await byId(workerId).kill();
     const end = await gateway.waitFor((e) => e.id === turnId && e.msg.type === 'task_complete', 'the turn to finish', 30_000);
     expect(end.msg).toMatchObject({ last_agent_message: 'Answered after the move.' });
-    expect(model.requests).toHaveLength(3);
-    expect(outputsIn(model.requests[2]?.body, 'call-1')).toHaveLength(1);
+    expect(cluster.model.requests).toHaveLength(3);
+    expect(outputsIn(cluster.model.requests[2]?.body, 'call-1')).toHaveLength(1);
     expect(await lines(once)).toEqual(['run']);
     expect(seqProblems(gateway.events)).toEqual([]);
 
     // The session goes on where it now runs.
-    model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'Next turn.' }] });
+    cluster.model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'Next turn.' }] });
     const next = await gateway.turn(sessionId, 'again');
     expect(next.msg).toMatchObject({ type: 'task_complete', last_agent_message: 'Next turn.' });
     expect(seqProblems(gateway.events)).toEqual([]);
@@ -169,10 +122,10 @@ describe('failover on NATS', { timeout: 60_000 }, () => {
 
   it('asks a pending approval again after the crash and runs the call once approved', async () => {
     await Promise.all([startWorker('a'), startWorker('b')]);
-    const gateway = await startGateway();
+    const gateway = await cluster.startGateway();
     const { sessionId, workerId } = await openSession(gateway, { approval_policy: 'untrusted' });
-    const marker = join(dir, 'approved.txt');
-    model.enqueue(
+    const marker = join(cluster.dir, 'approved.txt');
+    cluster.model.enqueue(
       { kind: 'response', items: [shell(`echo yes >> ${marker}`, 'call-ask')] },
       { kind: 'response', items: [{ type: 'message', text: 'Ran it.' }] },
     );
@@ -196,11 +149,11 @@ describe('failover on NATS', { timeout: 60_000 }, () => {
 
   it('keeps an approved_for_session grant through a kill -9: the same command is not asked again', async () => {
     await Promise.all([startWorker('a'), startWorker('b')]);
-    const gateway = await startGateway();
+    const gateway = await cluster.startGateway();
     const { sessionId, workerId } = await openSession(gateway, { approval_policy: 'untrusted' });
-    const marker = join(dir, 'granted.txt');
+    const marker = join(cluster.dir, 'granted.txt');
     const command = `echo ran >> ${marker}`;
-    model.enqueue(
+    cluster.model.enqueue(
       { kind: 'response', items: [shell(command, 'call-first')] },
       { kind: 'response', items: [{ type: 'message', text: 'First.' }] },
     );
@@ -218,7 +171,7 @@ describe('failover on NATS', { timeout: 60_000 }, () => {
       before,
     );
 
-    model.enqueue(
+    cluster.model.enqueue(
       { kind: 'response', items: [shell(command, 'call-second')] },
       { kind: 'response', items: [{ type: 'message', text: 'Second, without asking.' }] },
     );
@@ -232,12 +185,12 @@ describe('failover on NATS', { timeout: 60_000 }, () => {
 
   it('keeps an idle session through a broker restart', async () => {
     await startWorker('a');
-    const gateway = await startGateway();
+    const gateway = await cluster.startGateway();
     const { sessionId } = await openSession(gateway);
-    model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'Before.' }] });
+    cluster.model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'Before.' }] });
     expect((await gateway.turn(sessionId, 'one')).msg).toMatchObject({ last_agent_message: 'Before.' });
-    await nats.restart();
-    model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'After.' }] });
+    await cluster.nats.restart();
+    cluster.model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'After.' }] });
     const id = gateway.submit({ type: 'user_turn', items: [{ type: 'text', text: 'two' }] }, sessionId);
     const end = await gateway.waitFor((e) => e.id === id && (e.msg.type === 'task_complete' || e.msg.type === 'error'), 'the turn after the restart', 40_000);
     if (end.msg.type === 'error') throw new Error(`error: ${end.msg.message}\n${gateway.stderr}`);

@@ -1,17 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { NatsBus } from '../../actors/bus/nats.js';
 import { subjects } from '../../actors/bus/subjects.js';
-import { AppServerProcess, seqProblems } from '../support/app-server-process.js';
-import { WorkerProcess } from '../support/worker-process.js';
-import { waitFor } from '../support/bus-contract.js';
-import { startFakeModelServer, type FakeModelServer } from '../support/index.js';
-import { startNatsServer, type NatsServerProcess } from '../support/nats-server.js';
+import { seqProblems, type AppServerProcess } from '../support/app-server-process.js';
+import { waitFor } from '../support/wait.js';
+import { NatsCluster } from '../support/nats-cluster.js';
 import { mentions, outputFor, spawnedAgentIds } from '../support/requests.js';
 
 /**
@@ -20,46 +14,12 @@ import { mentions, outputFor, spawnedAgentIds } from '../support/requests.js';
  * namespace of its own, so the workers of one test never see another's placements.
  */
 
-let nats: NatsServerProcess;
-let model: FakeModelServer;
-let dir: string;
-let namespace: string;
-const workers: WorkerProcess[] = [];
-const gateways: AppServerProcess[] = [];
+const cluster = new NatsCluster({ name: 'nats-e2e' });
 
-beforeAll(async () => {
-  nats = await startNatsServer();
-});
-afterAll(async () => {
-  await nats?.stop();
-});
-beforeEach(async () => {
-  model = await startFakeModelServer();
-  dir = await mkdtemp(join(tmpdir(), 'troupe-nats-e2e-'));
-  namespace = `t${randomUUID().slice(0, 8)}`;
-});
-afterEach(async () => {
-  await Promise.all(gateways.splice(0).map((g) => g.dispose()));
-  await Promise.all(workers.splice(0).map((w) => w.kill()));
-  await model.close();
-  await rm(dir, { recursive: true, force: true });
-});
-
-async function startWorker(id: string, capacity: number): Promise<WorkerProcess> {
-  const worker = await WorkerProcess.start({ id, capacity, natsUrl: nats.url, namespace, modelUrl: model.url, dir, home: join(dir, `home-${id}`) });
-  workers.push(worker);
-  return worker;
-}
-
-async function startGateway(): Promise<AppServerProcess> {
-  const gateway = await AppServerProcess.start({ modelUrl: model.url, home: dir, args: ['--nats', nats.url, '--namespace', namespace] });
-  gateways.push(gateway);
-  return gateway;
-}
 
 /** Ask for a session; resolves to the worker that took it, or the error the client got. */
 async function place(gateway: AppServerProcess): Promise<{ sessionId: string; workerId: string } | { error: string }> {
-  const id = gateway.submit({ type: 'new_session', config: { cwd: dir } });
+  const id = gateway.submit({ type: 'new_session', config: { cwd: cluster.dir } });
   const event = await gateway.waitFor((e) => e.id === id && (e.msg.type === 'session_configured' || e.msg.type === 'error'), `the answer to ${id}`);
   if (event.msg.type === 'session_configured') return { sessionId: event.msg.session_id, workerId: event.msg.worker_id };
   if (event.msg.type === 'error') return { error: event.msg.message };
@@ -74,8 +34,8 @@ async function placeOk(gateway: AppServerProcess): Promise<{ sessionId: string; 
 
 describe('troupe on NATS', () => {
   it('spreads sessions over workers, skips a full one, and says when all are full', async () => {
-    await Promise.all([startWorker('w1', 2), startWorker('w2', 2)]);
-    const gateway = await startGateway();
+    await Promise.all([cluster.startWorker('w1', 2), cluster.startWorker('w2', 2)]);
+    const gateway = await cluster.startGateway();
     const placed: { sessionId: string; workerId: string }[] = [];
     for (let i = 0; i < 4; i++) placed.push(await placeOk(gateway));
     const perWorker = (id: string) => placed.filter((p) => p.workerId === id).length;
@@ -99,36 +59,36 @@ describe('troupe on NATS', () => {
   });
 
   it('answers a placement with a clear error when no worker is there', async () => {
-    const gateway = await startGateway();
-    const id = gateway.submit({ type: 'new_session', config: { cwd: dir } });
+    const gateway = await cluster.startGateway();
+    const id = gateway.submit({ type: 'new_session', config: { cwd: cluster.dir } });
     const error = await gateway.waitForMsg('error', { id });
     expect(error.session_id).toBeNull();
     expect(error.msg.message).toMatch(/no host is available to run sessions/);
   });
 
   it('runs turns on a worker and reports its id', async () => {
-    await startWorker('solo', 4);
-    const gateway = await startGateway();
+    await cluster.startWorker('solo', 4);
+    const gateway = await cluster.startGateway();
     const { sessionId, workerId } = await placeOk(gateway);
     expect(workerId).toBe('solo');
-    model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'Hello from a worker.' }] });
+    cluster.model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'Hello from a worker.' }] });
     const end = await gateway.turn(sessionId, 'hi');
     expect(end.msg).toMatchObject({ type: 'task_complete', last_agent_message: 'Hello from a worker.' });
   });
 
   it('drains on SIGTERM: no new sessions, sessions handed over to another worker, exit 0', async () => {
-    const worker = await startWorker('drainer', 4);
-    const gateway = await startGateway();
+    const worker = await cluster.startWorker('drainer', 4);
+    const gateway = await cluster.startGateway();
     const sessions = [await placeOk(gateway), await placeOk(gateway)];
     expect(sessions.map((s) => s.workerId)).toEqual(['drainer', 'drainer']);
-    await startWorker('heir', 4);
+    await cluster.startWorker('heir', 4);
     worker.signal('SIGTERM');
     expect(await worker.exited).toBe(0);
     expect(existsSync(worker.readyFile)).toBe(false);
     expect(gateway.events.some((e) => e.msg.type === 'shutdown_complete')).toBe(false);
     // The sessions live on: the heir adopted them from their logs.
     for (const [i, { sessionId }] of sessions.entries()) {
-      model.enqueue({ kind: 'response', items: [{ type: 'message', text: `still here ${i}` }] });
+      cluster.model.enqueue({ kind: 'response', items: [{ type: 'message', text: `still here ${i}` }] });
       const end = await gateway.turn(sessionId, `are you there ${i}?`);
       expect(end.msg).toMatchObject({ type: 'task_complete', last_agent_message: `still here ${i}` });
     }
@@ -137,12 +97,12 @@ describe('troupe on NATS', () => {
   });
 
   it('drops an invalid op on the bus, logs it, and keeps serving the session', async () => {
-    const worker = await startWorker('sturdy', 2);
-    const gateway = await startGateway();
+    const worker = await cluster.startWorker('sturdy', 2);
+    const gateway = await cluster.startGateway();
     const { sessionId } = await placeOk(gateway);
-    const bus = new NatsBus(await connect({ servers: nats.url }));
+    const bus = new NatsBus(await connect({ servers: cluster.nats.url }));
     try {
-      const subject = subjects(namespace).op(sessionId);
+      const subject = subjects(cluster.namespace).op(sessionId);
       await bus.publishRaw(subject, JSON.stringify({ kind: 'op', submission: { id: 'bad', session_id: sessionId, op: { type: 'user_turn' } } }));
       await bus.publishRaw(subject, 'not json at all');
       await bus.flush();
@@ -153,7 +113,7 @@ describe('troupe on NATS', () => {
     expect(worker.stderr).toContain('dropped an invalid bus message');
     expect(worker.stderr).toContain('op.items');
 
-    model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'Still here.' }] });
+    cluster.model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'Still here.' }] });
     const end = await gateway.turn(sessionId, 'are you there?');
     expect(end.msg).toMatchObject({ type: 'task_complete', last_agent_message: 'Still here.' });
     expect(worker.running).toBe(true);
@@ -161,11 +121,11 @@ describe('troupe on NATS', () => {
   });
 
   it('places a sub-agent on another worker than its parent, and its events reach the client', async () => {
-    await startWorker('w1', 1);
-    await startWorker('w2', 1);
-    const gateway = await startGateway();
+    await cluster.startWorker('w1', 1);
+    await cluster.startWorker('w2', 1);
+    const gateway = await cluster.startGateway();
     const { sessionId: parent, workerId: parentWorker } = await placeOk(gateway);
-    model.enqueue(
+    cluster.model.enqueue(
       { kind: 'response', match: (r) => mentions(r, 'PARENT') && outputFor(r, 's1') === undefined, items: [{ type: 'function_call', name: 'spawn_agent', call_id: 's1', arguments: { message: 'CHILD: answer from afar' } }] },
       { kind: 'response', match: (r) => mentions(r, 'CHILD'), items: [{ type: 'message', text: 'hello from the other worker' }] },
       {
@@ -181,7 +141,7 @@ describe('troupe on NATS', () => {
     expect(child?.msg).toMatchObject({ depth: 1 });
     const childWorker = child?.msg.type === 'session_configured' ? child.msg.worker_id : null;
     expect(childWorker).not.toBe(parentWorker);
-    expect(outputFor(model.requests.at(-1)!, 'w')).toContain('hello from the other worker');
+    expect(outputFor(cluster.model.requests.at(-1)!, 'w')).toContain('hello from the other worker');
     expect(seqProblems(gateway.events)).toEqual([]);
   });
 });

@@ -12,7 +12,8 @@ import { detectSandbox } from '../../actors/sandbox/detect.js';
 import { AppServerProcess, seqProblems } from '../support/app-server-process.js';
 import { startFakeModelServer, type FakeModelServer } from '../support/index.js';
 import { outputFor } from '../support/requests.js';
-import { processesMatching, waitFor } from '../support/processes.js';
+import { processesMatching } from '../support/processes.js';
+import { waitFor } from '../support/wait.js';
 
 const availability = await detectSandbox();
 if (!availability.ok) console.warn(`[e2e sandbox] skipping: ${availability.reason}`);

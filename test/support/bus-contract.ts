@@ -11,6 +11,7 @@ import {
 } from '../../actors/bus/bus.js';
 import { InvalidSubjectError } from '../../actors/bus/subjects.js';
 import type { BusMessage, BusMessageOf } from '../../protocol/index.js';
+import { waitFor } from './wait.js';
 
 /**
  * The behaviour every bus transport must share, written once and run against each of them
@@ -26,15 +27,6 @@ export interface BusContractHarness {
   publishRaw(bus: Bus, subject: string, payload: string): Promise<void>;
   /** Stop whatever `setup` started (servers, temp dirs). */
   teardown(): Promise<void>;
-}
-
-/** Polls until `condition` holds; fails with `what` once the deadline passes. */
-export async function waitFor(condition: () => boolean, what = 'condition', timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
 }
 
 /**

@@ -1,34 +1,19 @@
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Event } from '../../protocol/index.js';
 import { troupeBin } from '../support/app-server-process.js';
-import { startFakeModelServer, type FakeModelServer } from '../support/index.js';
+import { useScratch } from '../support/e2e.js';
 
 const run = promisify(execFile);
 
-let model: FakeModelServer;
-let home: string;
-let workspace: string;
-
-beforeEach(async () => {
-  model = await startFakeModelServer();
-  home = await mkdtemp(join(tmpdir(), 'troupe-home-'));
-  workspace = await mkdtemp(join(tmpdir(), 'troupe-ws-'));
-});
-
-afterEach(async () => {
-  await model.close();
-  await rm(home, { recursive: true, force: true });
-  await rm(workspace, { recursive: true, force: true });
-});
+const scratch = useScratch();
 
 function env(): NodeJS.ProcessEnv {
-  return { ...process.env, OPENAI_BASE_URL: model.url, OPENAI_API_KEY: 'k', TROUPE_HOME: home, TROUPE_RETRY_BASE_MS: '1' };
+  return { ...process.env, OPENAI_BASE_URL: scratch.model.url, OPENAI_API_KEY: 'k', TROUPE_HOME: scratch.home, TROUPE_RETRY_BASE_MS: '1' };
 }
 
 /** Run `troupe <args>` with no terminal on stdin; resolves with its output and exit code. */
@@ -46,27 +31,27 @@ function troupe(args: string[], environment: NodeJS.ProcessEnv = env()): Promise
 
 describe('troupe exec', () => {
   it('--json prints every event as a protocol line', async () => {
-    model.enqueue(
+    scratch.model.enqueue(
       { kind: 'response', items: [{ type: 'function_call', name: 'shell', call_id: 'c', arguments: { command: ['echo', 'from-the-tool'] } }] },
       { kind: 'response', items: [{ type: 'message', text: 'all done' }] },
     );
-    const result = await troupe(['exec', '--json', '-C', workspace, '--model', 'm1', 'say hi']);
+    const result = await troupe(['exec', '--json', '-C', scratch.workspace, '--model', 'm1', 'say hi']);
     expect(result.code).toBe(0);
     const events = result.stdout.trim().split('\n').map((line) => Event.parse(JSON.parse(line)));
     const types = events.map((e) => e.msg.type);
     expect(types[0]).toBe('session_configured');
     expect(types).toEqual(expect.arrayContaining(['task_started', 'exec_command_begin', 'exec_command_end', 'agent_message', 'task_complete']));
     expect(types.at(-1)).toBe('shutdown_complete');
-    expect(events[0]!.msg).toMatchObject({ cwd: workspace, model: 'm1' });
-    expect(model.requests[0]!.body.model).toBe('m1');
+    expect(events[0]!.msg).toMatchObject({ cwd: scratch.workspace, model: 'm1' });
+    expect(scratch.model.requests[0]!.body.model).toBe('m1');
   });
 
   it('prints a readable transcript on stderr and the final message on stdout', async () => {
-    model.enqueue(
+    scratch.model.enqueue(
       { kind: 'response', items: [{ type: 'function_call', name: 'shell', call_id: 'c', arguments: { command: ['sh', '-c', 'exit 4'] } }] },
       { kind: 'response', items: [{ type: 'message', text: 'The command failed with 4.' }] },
     );
-    const result = await troupe(['exec', '-C', workspace, 'run the thing']);
+    const result = await troupe(['exec', '-C', scratch.workspace, 'run the thing']);
     expect(result.code).toBe(0);
     expect(result.stdout).toBe('The command failed with 4.\n');
     expect(result.stderr).toContain('$ sh -c exit 4');
@@ -74,21 +59,21 @@ describe('troupe exec', () => {
   });
 
   it('without a terminal, a request that needs approval is denied with advice', async () => {
-    const file = join(workspace, 'f.txt');
-    model.enqueue(
+    const file = join(scratch.workspace, 'f.txt');
+    scratch.model.enqueue(
       { kind: 'response', items: [{ type: 'function_call', name: 'shell', call_id: 'c', arguments: { command: ['touch', file] } }] },
       { kind: 'response', items: [{ type: 'message', text: 'I could not.' }] },
     );
-    const result = await troupe(['exec', '--approval-policy', 'untrusted', '-C', workspace, 'touch it']);
+    const result = await troupe(['exec', '--approval-policy', 'untrusted', '-C', scratch.workspace, 'touch it']);
     expect(result.code).toBe(0);
     expect(existsSync(file)).toBe(false);
     expect(result.stderr).toMatch(/denied `touch .*f\.txt`.*--approval-policy/s);
-    expect(JSON.stringify(model.requests[1]!.body.input)).toMatch(/denied/);
+    expect(JSON.stringify(scratch.model.requests[1]!.body.input)).toMatch(/denied/);
   });
 
   it('exits 1 when the turn fails, and 2 on bad flags', async () => {
-    model.enqueue({ kind: 'http_error', status: 401, body: { error: { message: 'bad key' } } });
-    const failed = await troupe(['exec', '-C', workspace, 'hi']);
+    scratch.model.enqueue({ kind: 'http_error', status: 401, body: { error: { message: 'bad key' } } });
+    const failed = await troupe(['exec', '-C', scratch.workspace, 'hi']);
     expect(failed.code).toBe(1);
     expect(failed.stderr).toContain('unauthorized');
     const bad = await troupe(['exec', '--approval-policy', 'sometimes', 'hi']);
@@ -99,7 +84,7 @@ describe('troupe exec', () => {
 
 describe('troupe demo', () => {
   it('fans out to three sub-agents that fix the bug with real tools, one asking for approval', async () => {
-    const environment: NodeJS.ProcessEnv = { ...process.env, TROUPE_HOME: home };
+    const environment: NodeJS.ProcessEnv = { ...process.env, TROUPE_HOME: scratch.home };
     delete environment.OPENAI_API_KEY;
     delete environment.OPENAI_BASE_URL;
     const result = await troupe(['demo', '--keep'], environment);

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { expect } from 'vitest';
+import { afterEach, beforeEach, expect } from 'vitest';
 import { AppServerProcess, seqProblems } from './app-server-process.js';
 import { startFakeModelServer, type FakeModelServer, type FakeModelServerOptions } from './fake-model-server.js';
 
@@ -34,4 +34,47 @@ export async function finishE2E({ model, server, workspace }: E2E): Promise<void
     await model.close();
     await rm(workspace, { recursive: true, force: true });
   }
+}
+
+/** What a test of the CLI commands needs: a fake model, a TROUPE_HOME and a workspace. */
+export interface Scratch {
+  readonly model: FakeModelServer;
+  readonly home: string;
+  readonly workspace: string;
+}
+
+/** A fresh Scratch for each test of the calling file, stopped and removed after it. */
+export function useScratch(): Scratch {
+  let current: { model: FakeModelServer; home: string; workspace: string } | null = null;
+  beforeEach(async () => {
+    const model = await startFakeModelServer();
+    current = {
+      model,
+      home: await mkdtemp(join(tmpdir(), 'troupe-home-')),
+      workspace: await mkdtemp(join(tmpdir(), 'troupe-ws-')),
+    };
+  });
+  afterEach(async () => {
+    if (!current) return;
+    const { model, home, workspace } = current;
+    current = null;
+    await model.close();
+    await rm(home, { recursive: true, force: true });
+    await rm(workspace, { recursive: true, force: true });
+  });
+  const now = () => {
+    if (!current) throw new Error('the scratch exists during a test only');
+    return current;
+  };
+  return {
+    get model() {
+      return now().model;
+    },
+    get home() {
+      return now().home;
+    },
+    get workspace() {
+      return now().workspace;
+    },
+  };
 }

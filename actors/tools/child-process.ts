@@ -3,6 +3,7 @@
  * process loads this too, and it must stay small.
  */
 import type { ChildProcess } from 'node:child_process';
+import { stat } from 'node:fs/promises';
 
 /** An environment as spawn wants it: without the keys whose value is undefined. */
 export function definedEnv(env: NodeJS.ProcessEnv): Record<string, string> {
@@ -27,4 +28,13 @@ export function onExitDrained(child: ChildProcess, graceMs: number, done: (code:
       done(code, signal);
     });
   });
+}
+
+/** Whether `dir` can be a working directory: spawn reports a missing one as ENOENT, like a missing program. */
+export async function isDirectory(dir: string): Promise<boolean> {
+  try {
+    return (await stat(dir)).isDirectory();
+  } catch {
+    return false;
+  }
 }

@@ -4,7 +4,6 @@
  * `write_stdin`, or earlier with the `exit_code` once the program ended. Planned and sandboxed
  * like `shell`; the approval request shows the command as the user's shell will run it.
  */
-import { stat } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import path from 'node:path';
 import { ExecCommandArgs } from '../../../protocol/index.js';
@@ -16,6 +15,7 @@ import {
   planCommand,
   SandboxUnavailableError,
 } from '../../sandbox/index.js';
+import { isDirectory } from '../child-process.js';
 import { PtyUnavailableError } from '../pty/exec-process.js';
 import { MAX_EXEC_SESSIONS, PtySessionManager, TooManyExecSessionsError } from '../pty/session-manager.js';
 import { clampYield, execOutput, sessionsOf } from '../pty/tool-output.js';
@@ -107,14 +107,6 @@ export async function runExecCommand(args: ExecCommandArgs, ctx: ToolContext, pl
     return { text: `${output.text}\n${denialHint(ctx)}`, success: false, escalate: escalationAfterDenial({ argv: command, cwd }, ctx) };
   }
   return output;
-}
-
-async function isDirectory(dir: string): Promise<boolean> {
-  try {
-    return (await stat(dir)).isDirectory();
-  } catch {
-    return false;
-  }
 }
 
 export const execCommandTool = defineTool<ExecCommandArgs>({

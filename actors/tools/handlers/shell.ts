@@ -1,4 +1,3 @@
-import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { StringDecoder } from 'node:string_decoder';
@@ -12,6 +11,7 @@ import {
   SandboxUnavailableError,
 } from '../../sandbox/index.js';
 import { processLauncher } from '../launcher/launcher.js';
+import { isDirectory } from '../child-process.js';
 import { exitCodeForSignal } from '../process-group.js';
 import { defineTool, type ApprovalMemory, type RunPlan, type ToolContext, type ToolHandler, type ToolOutput, type ToolPlan } from '../tool.js';
 import { HeadTailBuffer, truncateMiddle } from '../truncate.js';
@@ -217,14 +217,6 @@ async function execute(command: string[], cwd: string, timeoutMs: number, ctx: T
   } finally {
     for (const timer of timers) clearTimeout(timer);
     ctx.signal.removeEventListener('abort', onAbort);
-  }
-}
-
-async function isDirectory(dir: string): Promise<boolean> {
-  try {
-    return (await stat(dir)).isDirectory();
-  } catch {
-    return false;
   }
 }
 

@@ -15,6 +15,7 @@ import {
 import type { ResponseItem } from '../protocol/index.js';
 import { startFakeModelServer, type FakeModelServer } from './support/index.js';
 import { waitFor } from './support/wait.js';
+import { RATE_LIMIT_HEADERS, RATE_LIMIT_SNAPSHOT } from './support/rate-limits.js';
 
 type WireApi = 'responses' | 'chat';
 const WIRE_APIS: readonly WireApi[] = ['responses', 'chat'];
@@ -123,27 +124,13 @@ describe.each(WIRE_APIS)('%s wire API', (wireApi) => {
   it('yields the rate limits the provider reported in headers', async () => {
     await server.close();
     server = await startFakeModelServer({
-      rateLimitHeaders: {
-        'x-ratelimit-limit-requests': '500',
-        'x-ratelimit-remaining-requests': '499',
-        'x-ratelimit-reset-requests': '120ms',
-        'x-ratelimit-limit-tokens': '30000',
-        'x-ratelimit-remaining-tokens': '29000',
-        'x-ratelimit-reset-tokens': '2s',
-      },
+      rateLimitHeaders: RATE_LIMIT_HEADERS,
     });
     server.enqueue({ kind: 'response', items: [{ type: 'message', text: 'ok' }] });
     const events = await collect(client(wireApi).stream(prompt(), new AbortController().signal));
     expect(events.find((event) => event.type === 'rate_limits')).toEqual({
       type: 'rate_limits',
-      snapshot: {
-        limit_requests: 500,
-        remaining_requests: 499,
-        reset_requests: '120ms',
-        limit_tokens: 30000,
-        remaining_tokens: 29000,
-        reset_tokens: '2s',
-      },
+      snapshot: RATE_LIMIT_SNAPSHOT,
     });
   });
 

@@ -6,6 +6,7 @@ import { AppServerProcess } from '../support/app-server-process.js';
 import { finishE2E, startE2E } from '../support/e2e.js';
 import { startFakeModelServer, type FakeModelServer } from '../support/index.js';
 import { inputItems, inputTexts, outputFor, outputOrder } from '../support/requests.js';
+import { RATE_LIMIT_HEADERS, RATE_LIMIT_SNAPSHOT } from '../support/rate-limits.js';
 
 let model: FakeModelServer;
 let server: AppServerProcess;
@@ -87,14 +88,7 @@ describe('token usage', () => {
     await server.dispose();
     await model.close();
     model = await startFakeModelServer({
-      rateLimitHeaders: {
-        'x-ratelimit-limit-requests': '500',
-        'x-ratelimit-remaining-requests': '499',
-        'x-ratelimit-reset-requests': '120ms',
-        'x-ratelimit-limit-tokens': '30000',
-        'x-ratelimit-remaining-tokens': '29000',
-        'x-ratelimit-reset-tokens': '2s',
-      },
+      rateLimitHeaders: RATE_LIMIT_HEADERS,
     });
     server = await AppServerProcess.start({ modelUrl: model.url });
     model.enqueue(
@@ -107,14 +101,7 @@ describe('token usage', () => {
     expect(counts).toHaveLength(2);
     expect(counts[1]!.info?.total_token_usage).toMatchObject({ input_tokens: 250, output_tokens: 15, cached_input_tokens: 100 });
     expect(counts[1]!.info?.last_token_usage).toMatchObject({ input_tokens: 150, output_tokens: 5 });
-    expect(counts[1]!.rate_limits).toEqual({
-      limit_requests: 500,
-      remaining_requests: 499,
-      reset_requests: '120ms',
-      limit_tokens: 30000,
-      remaining_tokens: 29000,
-      reset_tokens: '2s',
-    });
+    expect(counts[1]!.rate_limits).toEqual(RATE_LIMIT_SNAPSHOT);
   });
 });
 

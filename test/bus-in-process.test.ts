@@ -12,10 +12,10 @@ import {
   createInProcessBus,
   inbox,
   parseEventSubject,
-  subjectMatches,
   subjects,
   type Bus,
 } from '../actors/bus/index.js';
+import { SubjectTree } from '../actors/bus/subject-tree.js';
 import type { Logger } from '../actors/log.js';
 import type { BusMessage } from '../protocol/index.js';
 import { describeBusContract } from './support/bus-contract.js';
@@ -96,20 +96,51 @@ describe('subjects', () => {
   });
 
   it('matches filters with NATS semantics', () => {
-    expect(subjectMatches('a.b', 'a.b')).toBe(true);
-    expect(subjectMatches('a.*', 'a.b')).toBe(true);
-    expect(subjectMatches('a.*', 'a')).toBe(false);
-    expect(subjectMatches('a.*', 'a.b.c')).toBe(false);
-    expect(subjectMatches('*.b', 'a.b')).toBe(true);
-    expect(subjectMatches('a.>', 'a')).toBe(false);
-    expect(subjectMatches('a.>', 'a.b.c')).toBe(true);
-    expect(subjectMatches('>', 'a')).toBe(true);
-    expect(subjectMatches('a.*.>', 'a.b')).toBe(false);
-    expect(subjectMatches('a.*.>', 'a.b.c')).toBe(true);
+    const matches = (filter: string, subject: string) => {
+      const tree = new SubjectTree<string>();
+      tree.add(filter, 'x');
+      return tree.match(subject).length === 1;
+    };
+    expect(matches('a.b', 'a.b')).toBe(true);
+    expect(matches('a.b', 'a.b.c')).toBe(false);
+    expect(matches('a.*', 'a.b')).toBe(true);
+    expect(matches('a.*', 'a')).toBe(false);
+    expect(matches('a.*', 'a.b.c')).toBe(false);
+    expect(matches('*.b', 'a.b')).toBe(true);
+    expect(matches('a.>', 'a')).toBe(false);
+    expect(matches('a.>', 'a.b.c')).toBe(true);
+    expect(matches('>', 'a')).toBe(true);
+    expect(matches('a.*.>', 'a.b')).toBe(false);
+    expect(matches('a.*.>', 'a.b.c')).toBe(true);
     const s = subjects();
-    expect(subjectMatches(s.tree('r'), s.event('r', 'child'))).toBe(true);
-    expect(subjectMatches(s.tree('r'), s.event('other', 'r'))).toBe(false);
-    expect(subjectMatches(s.allEvents(), s.op('r'))).toBe(false);
+    expect(matches(s.tree('r'), s.event('r', 'child'))).toBe(true);
+    expect(matches(s.tree('r'), s.event('other', 'r'))).toBe(false);
+    expect(matches(s.allEvents(), s.op('r'))).toBe(false);
+    expect(matches(s.sessionRecords('r', 'c'), s.event('r', 'c'))).toBe(true);
+  });
+
+  it('finds every matching filter in the order they were added, and forgets removed ones', () => {
+    const tree = new SubjectTree<string>();
+    tree.add('a.>', 'rest');
+    tree.add('a.b.c', 'literal');
+    tree.add('*.b.*', 'stars');
+    tree.add('a.b.c', 'literal again');
+    tree.add('>', 'everything');
+    tree.add('a.b', 'shorter');
+    expect(tree.match('a.b.c')).toEqual(['rest', 'literal', 'stars', 'literal again', 'everything']);
+    expect(tree.delete('a.b.c', 'literal')).toBe(true);
+    expect(tree.delete('a.b.c', 'literal')).toBe(false);
+    expect(tree.delete('a.*.c', 'stars')).toBe(false);
+    expect(tree.delete('a.>', 'rest')).toBe(true);
+    expect(tree.match('a.b.c')).toEqual(['stars', 'literal again', 'everything']);
+    for (const [filter, entry] of [['*.b.*', 'stars'], ['a.b.c', 'literal again'], ['>', 'everything'], ['a.b', 'shorter']] as const) {
+      expect(tree.delete(filter, entry)).toBe(true);
+    }
+    expect(tree.match('a.b.c')).toEqual([]);
+    expect(tree.match('a.b')).toEqual([]);
+    // Pruned branches grow back when used again.
+    tree.add('a.b.c', 'back');
+    expect(tree.match('a.b.c')).toEqual(['back']);
   });
 
   it('checks the grammar of published subjects and filters', () => {

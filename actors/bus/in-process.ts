@@ -12,7 +12,8 @@ import {
   type SubscribeOptions,
   type Subscription,
 } from './bus.js';
-import { assertPublishSubject, assertSubscribeSubject, inbox, subjectMatches } from './subjects.js';
+import { assertPublishSubject, assertSubscribeSubject, inbox } from './subjects.js';
+import { SubjectTree } from './subject-tree.js';
 import { decode, encode } from './codec.js';
 import { InFlightRequests } from './requests.js';
 
@@ -43,63 +44,21 @@ interface Route {
 /** Plays the NATS server: matches subjects against subscriptions, picks queue members. */
 class Router {
   readonly connections = new Set<InProcessBus>();
-  readonly #routes = new Set<Route>();
+  readonly #routes = new SubjectTree<Route>();
   /** Reply inboxes by their (literal, unique) subject: one per pending request. */
   readonly #inboxes = new Map<string, Route>();
-  /**
-   * The routes matching each subject seen, so a message does not test every subscription.
-   * Subjects repeat (a session's events, its ops), inbox subjects never do: those are not kept.
-   * Subscribing and unsubscribing update it in place.
-   */
-  readonly #matches = new Map<string, Route[]>();
   readonly #queueTurns = new Map<string, number>();
-  /** Subscriptions whose filter could match a reply inbox (rare: `>`, `*.…`, `_INBOX.…`). */
-  #inboxFilters = 0;
 
   constructor(readonly logger: Logger) {}
 
   add(route: Route, isInbox = false): void {
-    if (isInbox) {
-      this.#inboxes.set(route.subject, route);
-      return;
-    }
-    this.#routes.add(route);
-    if (catchesInboxes(route.subject)) this.#inboxFilters++;
-    // Keep the cache: subscriptions come and go all the time (sub-agents, sessions). A filter
-    // without wildcards matches one subject only, so only that entry can change.
-    if (isLiteral(route.subject)) this.#matches.get(route.subject)?.push(route);
-    else for (const [subject, routes] of this.#matches) if (subjectMatches(route.subject, subject)) routes.push(route);
+    if (isInbox) this.#inboxes.set(route.subject, route);
+    else this.#routes.add(route.subject, route);
   }
 
   delete(route: Route): void {
-    if (this.#inboxes.get(route.subject) === route) {
-      this.#inboxes.delete(route.subject);
-      return;
-    }
-    if (!this.#routes.delete(route)) return;
-    if (catchesInboxes(route.subject)) this.#inboxFilters--;
-    const drop = (subject: string, routes: Route[]) => {
-      if (routes.includes(route)) this.#matches.set(subject, routes.filter((r) => r !== route));
-    };
-    if (isLiteral(route.subject)) {
-      const routes = this.#matches.get(route.subject);
-      if (routes) drop(route.subject, routes);
-    } else for (const [subject, routes] of this.#matches) drop(subject, routes);
-  }
-
-  #matching(subject: string): Route[] {
-    const cached = this.#matches.get(subject);
-    if (cached) return cached;
-    // A reply goes to a fresh inbox subject every time: scanning every subscription for it
-    // would cost a full scan per request. Only a filter whose first token is a wildcard
-    // (or `_INBOX` itself) can match one.
-    if (subject.startsWith(INBOX_PREFIX) && this.#inboxFilters === 0) return NO_ROUTES;
-    const found = [...this.#routes].filter((route) => subjectMatches(route.subject, subject));
-    if (!subject.startsWith(INBOX_PREFIX)) {
-      if (this.#matches.size >= MAX_CACHED_SUBJECTS) this.#matches.clear();
-      this.#matches.set(subject, found);
-    }
-    return found;
+    if (this.#inboxes.get(route.subject) === route) this.#inboxes.delete(route.subject);
+    else this.#routes.delete(route.subject, route);
   }
 
   /** Returns how many subscriptions were handed the payload; 0 means nobody listens. */
@@ -111,7 +70,7 @@ class Router {
       receivers++;
     }
     const groups = new Map<string, Route[]>();
-    for (const route of this.#matching(subject)) {
+    for (const route of this.#routes.match(subject)) {
       if (route.queue === undefined) {
         route.deliver(subject, payload, replyTo);
         receivers++;
@@ -131,19 +90,6 @@ class Router {
     return receivers;
   }
 }
-
-const INBOX_PREFIX = '_INBOX.';
-const NO_ROUTES: Route[] = [];
-
-function isLiteral(filter: string): boolean {
-  return !filter.split('.').some((token) => token === '*' || token === '>');
-}
-
-function catchesInboxes(filter: string): boolean {
-  const first = filter.split('.', 1)[0];
-  return first === '>' || first === '*' || first === '_INBOX';
-}
-const MAX_CACHED_SUBJECTS = 10_000;
 
 let routerOf: (broker: InProcessBroker) => Router;
 

@@ -162,16 +162,3 @@ export function assertSubscribeSubject(filter: string): void {
     }
   });
 }
-
-/** Whether a concrete subject matches a (valid) subscription filter, with NATS semantics. */
-export function subjectMatches(filter: string, subject: string): boolean {
-  const want = filter.split('.');
-  const got = subject.split('.');
-  for (let i = 0; i < want.length; i++) {
-    const w = want[i];
-    if (w === '>') return got.length > i;
-    if (i >= got.length) return false;
-    if (w !== '*' && w !== got[i]) return false;
-  }
-  return want.length === got.length;
-}

@@ -15,15 +15,15 @@ export class SubjectTree<T> {
 
   add(filter: string, entry: T): void {
     let node = this.#root;
+    let end: 'here' | 'rest' = 'here';
     for (const token of filter.split('.')) {
       if (token === '>') {
-        node.rest.add(entry);
-        this.#order.set(entry, this.#added++);
-        return;
+        end = 'rest';
+        break;
       }
       node = node.child(token);
     }
-    node.here.add(entry);
+    (node[end] ??= new Set()).add(entry);
     this.#order.set(entry, this.#added++);
   }
 
@@ -31,18 +31,19 @@ export class SubjectTree<T> {
   delete(filter: string, entry: T): boolean {
     const path: Array<[TreeNode<T>, string]> = [];
     let node: TreeNode<T> | undefined = this.#root;
-    let removed = false;
+    let end: 'here' | 'rest' = 'here';
     for (const token of filter.split('.')) {
       if (token === '>') {
-        removed = node.rest.delete(entry);
+        end = 'rest';
         break;
       }
       path.push([node, token]);
       node = node.find(token);
       if (!node) return false;
     }
-    if (!removed) removed = node.here.delete(entry);
-    if (!removed) return false;
+    const entries = node[end];
+    if (!entries?.delete(entry)) return false;
+    if (entries.size === 0) node[end] = undefined;
     this.#order.delete(entry);
     // Prune the branches left empty, from the leaf up.
     for (let i = path.length - 1; i >= 0; i--) {
@@ -61,16 +62,17 @@ export class SubjectTree<T> {
   }
 }
 
+/** One token's branch. Its parts are made when first needed: most nodes are leaves of one subscription. */
 class TreeNode<T> {
   /** Entries whose filter ends at this node. */
-  readonly here = new Set<T>();
+  here: Set<T> | undefined;
   /** Entries whose filter ends with `>` right below this node: one or more further tokens. */
-  readonly rest = new Set<T>();
-  readonly literal = new Map<string, TreeNode<T>>();
+  rest: Set<T> | undefined;
+  literal: Map<string, TreeNode<T>> | undefined;
   star: TreeNode<T> | undefined;
 
   find(token: string): TreeNode<T> | undefined {
-    return token === '*' ? this.star : this.literal.get(token);
+    return token === '*' ? this.star : this.literal?.get(token);
   }
 
   child(token: string): TreeNode<T> {
@@ -78,7 +80,7 @@ class TreeNode<T> {
     if (!node) {
       node = new TreeNode<T>();
       if (token === '*') this.star = node;
-      else this.literal.set(token, node);
+      else (this.literal ??= new Map()).set(token, node);
     }
     return node;
   }
@@ -88,22 +90,25 @@ class TreeNode<T> {
     const node = this.find(token);
     if (!node?.isEmpty()) return false;
     if (token === '*') this.star = undefined;
-    else this.literal.delete(token);
+    else {
+      this.literal!.delete(token);
+      if (this.literal!.size === 0) this.literal = undefined;
+    }
     return true;
   }
 
   isEmpty(): boolean {
-    return this.here.size === 0 && this.rest.size === 0 && this.literal.size === 0 && this.star === undefined;
+    return this.here === undefined && this.rest === undefined && this.literal === undefined && this.star === undefined;
   }
 }
 
 function collect<T>(node: TreeNode<T>, tokens: readonly string[], index: number, found: T[]): void {
   if (index === tokens.length) {
-    for (const entry of node.here) found.push(entry);
+    if (node.here) for (const entry of node.here) found.push(entry);
     return;
   }
-  for (const entry of node.rest) found.push(entry);
-  const literal = node.literal.get(tokens[index]!);
+  if (node.rest) for (const entry of node.rest) found.push(entry);
+  const literal = node.literal?.get(tokens[index]!);
   if (literal) collect(literal, tokens, index + 1, found);
   if (node.star) collect(node.star, tokens, index + 1, found);
 }

@@ -202,6 +202,14 @@ describe('RolloutRecorder', () => {
     await expect(RolloutRecorder.create(path, meta('s-meta', new Date()))).rejects.toThrow(RolloutError);
   });
 
+  it('makes the day directory again when it was removed after an earlier session made it', async () => {
+    const createdAt = new Date();
+    const first = await newSession('s-dir-1', createdAt);
+    await rm(join(first, '..'), { recursive: true });
+    const second = await newSession('s-dir-2', createdAt);
+    expect((await fileLines(second)).map((l) => l.payload.session_id)).toEqual(['s-dir-2']);
+  });
+
   it('open() appends to an existing rollout, after a torn last line if there is one', async () => {
     const path = await newSession('s-resume', new Date(), [item(user('first'))]);
     const resumed = await RolloutRecorder.open(path);

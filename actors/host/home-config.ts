@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeZodError, HomeConfig } from '../../protocol/index.js';
@@ -11,9 +12,29 @@ export function homeConfigPath(home: string): string {
   return join(home, 'config.json');
 }
 
-/** Read `TROUPE_HOME/config.json`; a missing file is an empty config. */
+/** The last config read from each path, with what its file looked like then. */
+const cache = new Map<string, { readonly signature: string; readonly config: HomeConfig }>();
+
+/**
+ * Read `TROUPE_HOME/config.json`; a missing file is an empty config. A host reads it for every
+ * session it starts, so the file is parsed again only when it changed (its inode, size or
+ * modification time), and a missing one costs a stat.
+ */
 export async function readHomeConfig(home: string): Promise<HomeConfig> {
   const path = homeConfigPath(home);
+  let info;
+  try {
+    info = statSync(path, { throwIfNoEntry: false });
+  } catch (error) {
+    throw new HomeConfigError(`${path}: ${(error as Error).message}`, { cause: error });
+  }
+  if (!info) {
+    cache.delete(path);
+    return {};
+  }
+  const signature = `${info.ino}:${info.size}:${info.mtimeMs}`;
+  const cached = cache.get(path);
+  if (cached?.signature === signature) return cached.config;
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -29,5 +50,6 @@ export async function readHomeConfig(home: string): Promise<HomeConfig> {
   }
   const parsed = HomeConfig.safeParse(raw);
   if (!parsed.success) throw new HomeConfigError(`${path}: ${describeZodError(parsed.error)}`);
+  cache.set(path, { signature, config: parsed.data });
   return parsed.data;
 }

@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises';
+import { statSync } from 'node:fs';
 import type { BusMessage, PlaceMessage, ResponseItem, SessionConfig } from '../../protocol/index.js';
 import { applyOverrides, settingsFromConfig, type SessionSettings } from '../../machines/turn-context.js';
 import { journaledRollout, writeRolloutFile, type HostDurability, type OpFeed, type SeenLease, type SessionLog } from '../durable/index.js';
@@ -456,9 +456,17 @@ export class Host {
 
   async #settings(config: SessionConfig): Promise<SessionSettings> {
     const settings = settingsFromConfig(config, { ...this.#options.defaults, base_instructions: BASE_INSTRUCTIONS });
-    const info = await stat(settings.cwd).catch(() => null);
-    if (!info?.isDirectory()) throw new PlacementError(`config.cwd: ${settings.cwd} is not a directory`);
+    if (!isDirectorySync(settings.cwd)) throw new PlacementError(`config.cwd: ${settings.cwd} is not a directory`);
     return settings;
+  }
+}
+
+/** A sync stat: an async one costs a trip through the thread pool, for every session started. */
+function isDirectorySync(path: string): boolean {
+  try {
+    return statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
+  } catch {
+    return false;
   }
 }
 

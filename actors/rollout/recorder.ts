@@ -70,12 +70,7 @@ export class RolloutRecorder {
   static async create(path: string, meta: SessionMeta): Promise<RolloutRecorder> {
     const line = serialize({ type: 'session_meta', payload: meta }, path);
     if (line instanceof RolloutError) throw line;
-    await mkdir(dirname(path), { recursive: true }).catch((cause: unknown) => {
-      throw new RolloutError(`cannot create the directory for rollout ${path}`, path, { cause });
-    });
-    const handle = await open(path, 'wx').catch((cause: unknown) => {
-      throw new RolloutError(`cannot create rollout ${path}`, path, { cause });
-    });
+    const handle = await createFile(path);
     try {
       await handle.appendFile(line, 'utf8');
     } catch (cause) {
@@ -212,6 +207,35 @@ export class RolloutRecorder {
       else waiter.resolve();
     }
     this.waiters = waiting;
+  }
+}
+
+/**
+ * Rollout directories this process made or found: a host starts sessions by the hundred, and
+ * each directory (one a day) needs making once. If one disappears meanwhile, the open fails
+ * and the directory is made again.
+ */
+const knownDirectories = new Set<string>();
+
+async function createFile(path: string): Promise<FileHandle> {
+  const directory = dirname(path);
+  for (;;) {
+    const known = knownDirectories.has(directory);
+    if (!known) {
+      await mkdir(directory, { recursive: true }).catch((cause: unknown) => {
+        throw new RolloutError(`cannot create the directory for rollout ${path}`, path, { cause });
+      });
+      knownDirectories.add(directory);
+    }
+    try {
+      return await open(path, 'wx');
+    } catch (cause) {
+      if (known && (cause as NodeJS.ErrnoException).code === 'ENOENT') {
+        knownDirectories.delete(directory);
+        continue;
+      }
+      throw new RolloutError(`cannot create rollout ${path}`, path, { cause });
+    }
   }
 }
 

@@ -3,7 +3,8 @@
  *
  * 1. Fan-out: a parent spawns 50 sub-agents in one response; each child makes one model
  *    request that takes 200 ms. Wall time from the parent's task_started to the 50th child's
- *    completion, against the 200 ms a perfectly parallel runtime would need.
+ *    completion, against the 200 ms a perfectly parallel runtime would need: on a warm host
+ *    (the target), on a fresh process's cold code, and on a host holding 1,000 idle sessions.
  * 2. Spawn latency: from the end of the parent's response (the spawn calls) to each child's
  *    first event (`session_configured`), p50 and p99.
  * 3. Memory: heap retained per idle session, in a fresh process with 1,000 idle sessions,
@@ -26,49 +27,59 @@ import { mentions, startFakeModelServer, type ScriptStep } from '../test/support
 const CHILDREN = Number(process.env.BENCH_CHILDREN ?? 50);
 const LATENCY_MS = 200;
 const IDLE_SESSIONS = Number(process.env.BENCH_IDLE_SESSIONS ?? 1000);
-const WARMUP_CHILDREN = 5;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+/** Fan-outs between the cold one and the measured warm one: by then V8's optimizing tier has caught up. */
+const WARM_UP_FAN_OUTS = 3;
 
 /** Epoch milliseconds with sub-millisecond precision, comparable across processes. */
 const now = () => performance.timeOrigin + performance.now();
 
-/** One parent spawning `children` agents; resolves when every child has completed. */
-async function runFanOut(runtime: ReturnType<typeof createRuntime>, children: number, marker: string): Promise<void> {
+/** What one fan-out took, in epoch ms: the parent's task_started, each child's first event, the last completion. */
+interface FanOutTiming {
+  readonly started: number;
+  readonly configured: number[];
+  readonly end: number;
+}
+
+/** One parent spawning `children` agents, from its task_started to the last child's completion. */
+async function runFanOut(runtime: ReturnType<typeof createRuntime>, children: number, marker: string): Promise<FanOutTiming> {
   const session = await runtime.newSession({ approval_policy: 'never', agent_max_threads: children });
+  let started = 0;
+  const configured: number[] = [];
   let completed = 0;
-  await new Promise<void>((resolve) => {
+  const end = await new Promise<number>((resolve) => {
     const stop = runtime.onEvent((event) => {
-      if (event.session_id === session.id && event.msg.type === 'agent_status' && event.msg.status === 'completed' && ++completed === children) {
+      const msg = event.msg;
+      if (event.session_id === session.id && msg.type === 'task_started') started = now();
+      if (msg.type === 'session_configured' && msg.parent_session_id === session.id) configured.push(now());
+      if (event.session_id === session.id && msg.type === 'agent_status' && msg.status === 'completed' && ++completed === children) {
         stop();
-        resolve();
+        resolve(now());
       }
     });
     void session.submit({ type: 'user_turn', items: [{ type: 'text', text: `${marker} fan out` }] });
   });
   await session.shutdown();
+  return { started, configured, end };
 }
 
+/**
+ * Fan-outs in one fresh process: the first runs on cold code (V8 has optimized none of the
+ * spawn and turn paths yet) and opens its connections; the one after WARM_UP_FAN_OUTS more is
+ * what a host that has been serving for a while does, the figure the target is about; the
+ * last runs beside IDLE_SESSIONS idle sessions, as on a host with many clients.
+ */
 async function fanOut(url: string): Promise<void> {
   const home = await mkdtemp(join(tmpdir(), 'troupe-bench-'));
   const runtime = createRuntime({ baseURL: url, apiKey: 'bench', home, cwd: home, model: 'bench-model' });
   try {
-    // Warm up (connections, JIT) the way a long-running host is warm: one small fan-out first.
-    await runFanOut(runtime, WARMUP_CHILDREN, 'WARMUP');
-    const session = await runtime.newSession({ approval_policy: 'never', agent_max_threads: CHILDREN });
-    let started = 0;
-    const configured: number[] = [];
-    let completed = 0;
-    let allDone!: (at: number) => void;
-    const finished = new Promise<number>((resolve) => (allDone = resolve));
-    runtime.onEvent((event) => {
-      const msg = event.msg;
-      if (event.session_id === session.id && msg.type === 'task_started') started = now();
-      if (msg.type === 'session_configured' && msg.parent_session_id === session.id) configured.push(now());
-      if (event.session_id === session.id && msg.type === 'agent_status' && msg.status === 'completed' && ++completed === CHILDREN) allDone(now());
-    });
-    await session.submit({ type: 'user_turn', items: [{ type: 'text', text: 'PARENT fan out' }] });
-    const end = await finished;
-    console.log(JSON.stringify({ started, end, configured }));
+    const cold = await runFanOut(runtime, CHILDREN, 'COLD');
+    for (let i = 0; i < WARM_UP_FAN_OUTS; i++) await runFanOut(runtime, CHILDREN, `WARMUP${i}`);
+    const warm = await runFanOut(runtime, CHILDREN, 'WARM');
+    // A host serving many clients holds many idle sessions; a fan-out must not slow down for them.
+    for (let i = 0; i < IDLE_SESSIONS; i++) await runtime.newSession();
+    const busy = await runFanOut(runtime, CHILDREN, 'BUSY');
+    console.log(JSON.stringify({ cold, warm, busy }));
   } finally {
     await runtime.close();
     await rm(home, { recursive: true, force: true });
@@ -99,6 +110,13 @@ async function idleMemory(): Promise<void> {
   }
 }
 
+type Side = 'cold' | 'warm' | 'busy';
+
+interface Round {
+  readonly wall: number;
+  readonly latencies: number[];
+}
+
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
@@ -106,50 +124,61 @@ function percentile(sorted: number[], p: number): number {
 async function main(): Promise<void> {
   const model = await startFakeModelServer();
   const self = fileURLToPath(import.meta.url);
-  const script = (): ScriptStep[] => [
-    { kind: 'response', match: (r) => mentions(r, 'WARMUP'), items: Array.from({ length: WARMUP_CHILDREN }, (_, i) => ({ type: 'function_call' as const, name: 'spawn_agent', arguments: { message: `WCHILD ${i}` } })) },
-    ...Array.from({ length: WARMUP_CHILDREN }, (): ScriptStep => ({ kind: 'response', match: (r) => mentions(r, 'WCHILD'), delayMs: LATENCY_MS, items: [{ type: 'message', text: 'hi' }] })),
-    { kind: 'response', match: (r) => mentions(r, 'WARMUP'), items: [{ type: 'message', text: 'warm' }] },
+  /** The responses of one fan-out: the parent's spawn calls, each child's slow answer, the parent's follow-up. */
+  const fanOutScript = (marker: string): ScriptStep[] => [
     {
       kind: 'response',
-      match: (r) => mentions(r, 'PARENT'),
-      items: Array.from({ length: CHILDREN }, (_, i) => ({ type: 'function_call' as const, name: 'spawn_agent', arguments: { message: `CHILD ${i}: say hello` } })),
+      match: (r) => mentions(r, `${marker} fan out`),
+      items: Array.from({ length: CHILDREN }, (_, i) => ({ type: 'function_call' as const, name: 'spawn_agent', arguments: { message: `${marker} CHILD ${i}: say hello` } })),
     },
     ...Array.from({ length: CHILDREN }, (): ScriptStep => ({
       kind: 'response',
-      match: (r) => mentions(r, 'CHILD ') && !mentions(r, 'WCHILD'),
+      match: (r) => mentions(r, `${marker} CHILD `),
       delayMs: LATENCY_MS,
       items: [{ type: 'message', text: 'hello' }],
     })),
-    // The parent's follow-up after its spawn calls.
-    { kind: 'response', match: (r) => mentions(r, 'PARENT'), items: [{ type: 'message', text: 'spawned' }] },
+    { kind: 'response', match: (r) => mentions(r, `${marker} fan out`), items: [{ type: 'message', text: 'spawned' }] },
   ];
   try {
     // Several rounds, each in a fresh process; the median round is reported (a 2-core machine
     // shared with the model server is noisy).
-    const rounds: { wall: number; latencies: number[] }[] = [];
+    const rounds: Record<Side, Round>[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       const before = model.requests.length;
-      model.enqueue(...script());
+      const warmUps = Array.from({ length: WARM_UP_FAN_OUTS }, (_, i) => fanOutScript(`WARMUP${i}`)).flat();
+      model.enqueue(...fanOutScript('COLD'), ...warmUps, ...fanOutScript('WARM'), ...fanOutScript('BUSY'));
       const run = await execa(process.execPath, [self, 'fanout', model.url], { stderr: 'inherit' });
-      const { started, end, configured } = JSON.parse(run.stdout) as { started: number; end: number; configured: number[] };
-      const spawnResponse = model.requests.slice(before).find((r) => mentions(r, 'PARENT'))!;
-      const spawnDone = performance.timeOrigin + spawnResponse.endedAt!;
-      rounds.push({ wall: end - started, latencies: configured.map((t) => Math.max(0, t - spawnDone)).sort((a, b) => a - b) });
+      const timings = JSON.parse(run.stdout) as Record<Side, FanOutTiming>;
+      const requests = model.requests.slice(before);
+      const measure = (marker: string, timing: FanOutTiming): Round => {
+        // Spawn latency counts from the end of the parent's response carrying the spawn calls.
+        const spawnResponse = requests.find((r) => mentions(r, `${marker} fan out`))!;
+        const spawnDone = performance.timeOrigin + spawnResponse.endedAt!;
+        return { wall: timing.end - timing.started, latencies: timing.configured.map((t) => Math.max(0, t - spawnDone)).sort((a, b) => a - b) };
+      };
+      rounds.push({ cold: measure('COLD', timings.cold), warm: measure('WARM', timings.warm), busy: measure('BUSY', timings.busy) });
     }
-    rounds.sort((a, b) => a.wall - b.wall);
-    const { wall, latencies } = rounds[Math.floor(rounds.length / 2)]!;
+    const medianRound = (side: Side) => [...rounds.map((r) => r[side])].sort((a, b) => a.wall - b.wall)[Math.floor(rounds.length / 2)]!;
+    const warm = medianRound('warm');
+    const cold = medianRound('cold');
+    const busy = medianRound('busy');
     const memory = await execa(process.execPath, ['--expose-gc', self, 'memory'], { stderr: 'inherit' });
     const { heap_bytes_per_session, rss_bytes_per_session } = JSON.parse(memory.stdout) as Record<string, number>;
     const result = {
       children: CHILDREN,
       model_latency_ms: LATENCY_MS,
       rounds: ROUNDS,
-      fanout_wall_ms: round(wall),
-      fanout_wall_ms_all_rounds: rounds.map((r) => round(r.wall)),
+      fanout_wall_ms: round(warm.wall),
+      fanout_wall_ms_all_rounds: rounds.map((r) => round(r.warm.wall)),
       fanout_ideal_ms: LATENCY_MS,
-      spawn_to_first_event_p50_ms: round(percentile(latencies, 50)),
-      spawn_to_first_event_p99_ms: round(percentile(latencies, 99)),
+      spawn_to_first_event_p50_ms: round(percentile(warm.latencies, 50)),
+      spawn_to_first_event_p99_ms: round(percentile(warm.latencies, 99)),
+      cold_fanout_wall_ms: round(cold.wall),
+      cold_fanout_wall_ms_all_rounds: rounds.map((r) => round(r.cold.wall)),
+      cold_spawn_to_first_event_p50_ms: round(percentile(cold.latencies, 50)),
+      cold_spawn_to_first_event_p99_ms: round(percentile(cold.latencies, 99)),
+      busy_host_fanout_wall_ms: round(busy.wall),
+      busy_host_fanout_wall_ms_all_rounds: rounds.map((r) => round(r.busy.wall)),
       idle_sessions: IDLE_SESSIONS,
       heap_kb_per_idle_session: round(heap_bytes_per_session! / 1024),
       rss_kb_per_idle_session: round(rss_bytes_per_session! / 1024),

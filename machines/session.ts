@@ -51,6 +51,8 @@ export interface SessionContext {
   settings: SessionSettings;
   /** The submission that asked for shutdown while a task was running. */
   shutdownId: string | null;
+  /** The submission of the task (turn, review, ...) running now, or last: a failure ends it under this id. */
+  taskId: string | null;
 }
 
 const notProvided = (what: string) => () => {
@@ -96,9 +98,36 @@ const sessionSetup = setup({
   },
 });
 
+/**
+ * A task that throws ends like any other, under its own id: the error says what broke, and
+ * `task_complete` closes the task for whoever waits on it (a client, or a parent agent, which
+ * reads the pair as `errored`). The session stays usable.
+ */
+const failTask = (what: string) => [
+  {
+    type: 'emitEvent' as const,
+    params: ({ context, event }: { context: SessionContext; event: { error?: unknown } }) => ({
+      id: context.taskId,
+      msg: { type: 'error' as const, code: 'internal' as const, message: `${what} failed: ${String(event.error)}` },
+    }),
+  },
+  {
+    type: 'emitEvent' as const,
+    // Every task state sets taskId on entry, so a task that fails always has one.
+    params: ({ context }: { context: SessionContext }) => ({
+      id: context.taskId,
+      msg: { type: 'task_complete' as const, turn_id: context.taskId ?? '', last_agent_message: null },
+    }),
+  },
+];
+
+/** Entering a task's state: remember whose task it is. */
+const startTask = sessionSetup.assign({ taskId: ({ event }) => event.submissionId });
+
 /** The transitions every non-turn task state shares: it ends, fails, or is interrupted. */
 function taskState<S extends 'review' | 'compact' | 'undo' | 'userShell'>(src: S, label: string) {
   return sessionSetup.createStateConfig({
+    entry: startTask,
     invoke: {
       src,
       input: ({ context, event }): TaskInput => {
@@ -108,13 +137,7 @@ function taskState<S extends 'review' | 'compact' | 'undo' | 'userShell'>(src: S
         return { sessionId: context.sessionId, request: event, settings: context.settings };
       },
       onDone: [{ guard: 'shutdownRequested', target: 'closing' }, { target: 'idle' }],
-      onError: {
-        target: 'idle',
-        actions: {
-          type: 'emitEvent',
-          params: ({ event }) => ({ id: null, msg: { type: 'error', code: 'internal', message: `${label} failed: ${String(event.error)}` } }),
-        },
-      },
+      onError: { target: 'idle', actions: failTask(label) },
     },
     on: {
       // Leaving the state stops the task; its actor sees the abort and reports how it ended.
@@ -141,7 +164,7 @@ function taskState<S extends 'review' | 'compact' | 'undo' | 'userShell'>(src: S
 
 export const sessionMachine = sessionSetup.createMachine({
   id: 'session',
-  context: ({ input }) => ({ sessionId: input.sessionId, settings: input.settings, shutdownId: null }),
+  context: ({ input }) => ({ sessionId: input.sessionId, settings: input.settings, shutdownId: null, taskId: null }),
   initial: 'idle',
   on: {
     OVERRIDE: { actions: assign({ settings: ({ context, event }) => applyOverrides(context.settings, event.overrides) }) },
@@ -169,6 +192,7 @@ export const sessionMachine = sessionSetup.createMachine({
       },
     },
     running: {
+      entry: startTask,
       invoke: {
         id: 'turn',
         src: 'turn',
@@ -187,13 +211,7 @@ export const sessionMachine = sessionSetup.createMachine({
         onDone: [{ guard: 'shutdownRequested', target: 'closing' }, { target: 'idle' }],
         onError: [
           { guard: 'shutdownRequested', target: 'closing' },
-          {
-            target: 'idle',
-            actions: {
-              type: 'emitEvent',
-              params: ({ event }) => ({ id: null, msg: { type: 'error', code: 'internal', message: `the turn failed: ${String(event.error)}` } }),
-            },
-          },
+          { target: 'idle', actions: failTask('the turn') },
         ],
       },
       on: {

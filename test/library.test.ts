@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createRuntime, type Runtime } from '../index.js';
+import type { ModelClient } from '../actors/model/types.js';
 import type { Event } from '../protocol/index.js';
 import { startFakeModelServer, type FakeModelServer } from './support/index.js';
 import { inputTexts } from './support/requests.js';
@@ -63,6 +64,33 @@ describe('the library', () => {
     const tool = messages.find((m) => m.role === 'tool');
     expect(tool?.tool_call_id).toBe('c1');
     expect(JSON.stringify(tool?.content)).toContain('chat-tool');
+  });
+
+  it('ends a turn that throws with an error and task_complete under its id, and the session goes on', async () => {
+    // A model client of the user's own whose context-window lookup throws once: the turn's
+    // actor fails in the middle of a step, not in a promise anyone awaits.
+    let lookups = 0;
+    const flaky: ModelClient = {
+      contextWindow: () => {
+        if (lookups++ === 0) throw new Error('no window for this model');
+        return 1000;
+      },
+      async *stream() {
+        yield { type: 'output_item_done', item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'fine now' }] } };
+        yield { type: 'completed', response_id: 'r', usage: { input_tokens: 1, cached_input_tokens: 0, output_tokens: 1, reasoning_output_tokens: 0, total_tokens: 2 } };
+      },
+    };
+    runtime = createRuntime({ modelClient: flaky, home, cwd: home });
+    const session = await runtime.newSession();
+    const events = session.events();
+    const failed = await session.submit({ type: 'user_turn', items: [{ type: 'text', text: 'first' }] });
+    const seen = await untilDone(events, failed);
+    const ending = seen.filter((e) => e.id === failed).map((e) => e.msg);
+    expect(ending.at(-2)).toEqual({ type: 'error', code: 'internal', message: 'the turn failed: Error: no window for this model' });
+    expect(ending.at(-1)).toEqual({ type: 'task_complete', turn_id: failed, last_agent_message: null });
+
+    const next = await session.submit({ type: 'user_turn', items: [{ type: 'text', text: 'second' }] });
+    expect((await untilDone(events, next)).at(-1)!.msg).toEqual({ type: 'task_complete', turn_id: next, last_agent_message: 'fine now' });
   });
 
   it('rejects a session whose config is wrong, naming the field', async () => {

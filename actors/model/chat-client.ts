@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import type OpenAI from 'openai';
 import type {
   ChatCompletionAssistantMessageParam,
   ChatCompletionChunk,
@@ -8,18 +7,12 @@ import type {
   ChatCompletionFunctionTool,
   ChatCompletionMessageParam,
 } from 'openai/resources/chat/completions';
+import type { CompletionUsage } from 'openai/resources/completions';
 import type { ResponseItem, TokenUsage } from '../../protocol/index.js';
 import { ModelError } from './errors.js';
-import { rateLimitsFromHeaders } from './rate-limits.js';
-import { StreamGuard } from './stream-guard.js';
-import type { ModelClient, ModelStreamEvent, Prompt } from './types.js';
-
-export interface ChatModelClientOptions {
-  /** An SDK client built with `maxRetries: 0`: each `stream()` call is exactly one attempt. */
-  readonly client: OpenAI;
-  readonly idleTimeoutMs: number;
-  readonly contextWindow: (model: string) => number | null;
-}
+import { SdkModelClient, type OpenedStream } from './sdk-client.js';
+import type { StreamGuard } from './stream-guard.js';
+import type { ModelStreamEvent, Prompt } from './types.js';
 
 const OUTPUT_SCHEMA_NAME = 'final_output';
 
@@ -35,87 +28,68 @@ interface PendingCall {
  * converted to chat messages at this edge, and the streamed answer back into history items, so
  * nothing else in troupe knows which wire API is in use.
  */
-export class ChatModelClient implements ModelClient {
-  readonly #options: ChatModelClientOptions;
-
-  constructor(options: ChatModelClientOptions) {
-    this.#options = options;
+export class ChatModelClient extends SdkModelClient<ChatCompletionChunk> {
+  protected open(prompt: Prompt, signal: AbortSignal): Promise<OpenedStream<ChatCompletionChunk>> {
+    return this.options.client.chat.completions.create(chatRequest(prompt), { signal }).withResponse();
   }
 
-  contextWindow(model: string): number | null {
-    return this.#options.contextWindow(model);
-  }
-
-  async *stream(prompt: Prompt, signal: AbortSignal): AsyncGenerator<ModelStreamEvent> {
-    const guard = new StreamGuard(signal, this.#options.idleTimeoutMs);
-    try {
-      guard.throwIfAborted();
-      const request = chatRequest(prompt);
-      const opened = await guard.wait(() => this.#options.client.chat.completions.create(request, { signal: guard.signal }).withResponse());
-      const limits = rateLimitsFromHeaders(opened.response.headers);
-      if (limits !== null) yield { type: 'rate_limits', snapshot: limits };
-
-      const chunks = opened.data[Symbol.asyncIterator]();
-      let responseId = '';
-      let text = '';
-      const calls = new Map<number, PendingCall>();
-      let finishReason: string | null = null;
-      let usage: TokenUsage | null = null;
-      for (;;) {
-        const next: IteratorResult<ChatCompletionChunk> = await guard.wait(() => chunks.next());
-        if (next.done === true) {
-          guard.ended();
-          break;
-        }
-        const chunk = next.value;
-        if (responseId === '') {
-          responseId = chunk.id;
-          yield { type: 'created' };
-        }
-        if (chunk.usage) usage = fromUsage(chunk.usage);
-        const choice = chunk.choices[0];
-        if (choice === undefined) continue;
-        const delta = choice.delta;
-        if (typeof delta.content === 'string' && delta.content !== '') {
-          text += delta.content;
-          yield { type: 'output_text_delta', delta: delta.content };
-        }
-        const reasoning = reasoningDelta(delta);
-        if (reasoning !== null) yield { type: 'reasoning_delta', delta: reasoning };
-        for (const [position, fragment] of (delta.tool_calls ?? []).entries()) {
-          const index = typeof fragment.index === 'number' ? fragment.index : position;
-          const call = calls.get(index) ?? { id: null, name: '', arguments: '' };
-          calls.set(index, call);
-          if (fragment.id) call.id ??= fragment.id;
-          // Providers differ: most send the name once, some repeat it in every fragment.
-          if (fragment.function?.name && call.name === '') call.name = fragment.function.name;
-          if (fragment.function?.arguments) call.arguments += fragment.function.arguments;
-        }
-        if (choice.finish_reason) finishReason = choice.finish_reason;
+  protected async *read(next: () => Promise<IteratorResult<ChatCompletionChunk>>, guard: StreamGuard): AsyncGenerator<ModelStreamEvent> {
+    let responseId = '';
+    let text = '';
+    const calls = new Map<number, PendingCall>();
+    let finishReason: string | null = null;
+    let usage: TokenUsage | null = null;
+    for (;;) {
+      const { done, value: chunk } = await next();
+      if (done === true) {
+        guard.ended();
+        break;
       }
-
-      if (finishReason === null) throw guard.endedEarly('a finish_reason');
-      if (finishReason === 'length') {
-        throw new ModelError('Model output was cut off at the length limit (finish_reason "length"): the context window is full', 'context_window_exceeded', false);
+      if (responseId === '') {
+        responseId = chunk.id;
+        yield { type: 'created' };
       }
-      if (finishReason === 'content_filter') {
-        throw new ModelError('Model output was withheld by the provider\'s content filter (finish_reason "content_filter")', 'bad_request', false);
+      if (chunk.usage) usage = fromUsage(chunk.usage);
+      const choice = chunk.choices[0];
+      if (choice === undefined) continue;
+      const delta = choice.delta;
+      if (typeof delta.content === 'string' && delta.content !== '') {
+        text += delta.content;
+        yield { type: 'output_text_delta', delta: delta.content };
       }
-      if (text !== '') {
-        yield { type: 'output_item_done', item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text }] } };
+      const reasoning = reasoningDelta(delta);
+      if (reasoning !== null) yield { type: 'reasoning_delta', delta: reasoning };
+      for (const [position, fragment] of (delta.tool_calls ?? []).entries()) {
+        const index = typeof fragment.index === 'number' ? fragment.index : position;
+        const call = calls.get(index) ?? { id: null, name: '', arguments: '' };
+        calls.set(index, call);
+        if (fragment.id) call.id ??= fragment.id;
+        // Providers differ: most send the name once, some repeat it in every fragment.
+        if (fragment.function?.name && call.name === '') call.name = fragment.function.name;
+        if (fragment.function?.arguments) call.arguments += fragment.function.arguments;
       }
-      for (const index of [...calls.keys()].sort((a, b) => a - b)) {
-        const call = calls.get(index);
-        if (call === undefined) continue;
-        yield {
-          type: 'output_item_done',
-          item: { type: 'function_call', call_id: call.id ?? `call_${randomUUID()}`, name: call.name, arguments: call.arguments },
-        };
-      }
-      yield { type: 'completed', response_id: responseId, usage };
-    } finally {
-      guard.dispose();
+      if (choice.finish_reason) finishReason = choice.finish_reason;
     }
+
+    if (finishReason === null) throw guard.endedEarly('a finish_reason');
+    if (finishReason === 'length') {
+      throw new ModelError('Model output was cut off at the length limit (finish_reason "length"): the context window is full', 'context_window_exceeded', false);
+    }
+    if (finishReason === 'content_filter') {
+      throw new ModelError('Model output was withheld by the provider\'s content filter (finish_reason "content_filter")', 'bad_request', false);
+    }
+    if (text !== '') {
+      yield { type: 'output_item_done', item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text }] } };
+    }
+    for (const index of [...calls.keys()].sort((a, b) => a - b)) {
+      const call = calls.get(index);
+      if (call === undefined) continue;
+      yield {
+        type: 'output_item_done',
+        item: { type: 'function_call', call_id: call.id ?? `call_${randomUUID()}`, name: call.name, arguments: call.arguments },
+      };
+    }
+    yield { type: 'completed', response_id: responseId, usage };
   }
 }
 
@@ -204,7 +178,7 @@ function reasoningDelta(delta: ChatCompletionChunk.Choice.Delta): string | null 
   return typeof value === 'string' && value !== '' ? value : null;
 }
 
-function fromUsage(usage: OpenAI.CompletionUsage): TokenUsage {
+function fromUsage(usage: CompletionUsage): TokenUsage {
   return {
     input_tokens: usage.prompt_tokens,
     cached_input_tokens: usage.prompt_tokens_details?.cached_tokens ?? 0,

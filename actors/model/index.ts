@@ -41,7 +41,7 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
 }
 
 export { MAX_STREAM_RETRIES, MAX_RETRY_DELAY_MS, retryDelayMs } from './backoff.js';
-export { ChatModelClient, chatRequest, toChatMessages, type ChatModelClientOptions } from './chat-client.js';
+export { ChatModelClient, chatRequest, toChatMessages } from './chat-client.js';
 export { classifyModelError, classifyProviderFailure, retryAfterMs, type ProviderFailure } from './classify.js';
 export { contextWindowResolver, knownContextWindow } from './context-window.js';
 export { ModelError } from './errors.js';
@@ -51,6 +51,6 @@ export {
   fromOutputItem,
   responsesRequest,
   toResponsesInput,
-  type ResponsesModelClientOptions,
 } from './responses-client.js';
+export { SdkModelClient, type OpenedStream, type SdkModelClientOptions } from './sdk-client.js';
 export type { ModelClient, ModelStreamEvent, Prompt, ToolSpecJson } from './types.js';

@@ -1,108 +1,76 @@
-import type OpenAI from 'openai';
 import type {
   FunctionTool,
   ResponseCreateParamsStreaming,
   ResponseInput,
   ResponseOutputItem,
   ResponseStreamEvent,
+  ResponseUsage,
 } from 'openai/resources/responses/responses';
 import { ResponseItem, type TokenUsage } from '../../protocol/index.js';
 import { deepFreeze } from '../freeze.js';
 import { log } from '../log.js';
 import { classifyProviderFailure } from './classify.js';
 import { ModelError } from './errors.js';
-import { rateLimitsFromHeaders } from './rate-limits.js';
-import { StreamGuard } from './stream-guard.js';
-import type { ModelClient, ModelStreamEvent, Prompt, ToolSpecJson } from './types.js';
-
-export interface ResponsesModelClientOptions {
-  /** An SDK client built with `maxRetries: 0`: each `stream()` call is exactly one attempt. */
-  readonly client: OpenAI;
-  readonly idleTimeoutMs: number;
-  readonly contextWindow: (model: string) => number | null;
-}
+import { SdkModelClient, type OpenedStream } from './sdk-client.js';
+import type { StreamGuard } from './stream-guard.js';
+import type { ModelStreamEvent, Prompt, ToolSpecJson } from './types.js';
 
 /** The name the structured-output schema is sent under; the API requires one. */
 const OUTPUT_SCHEMA_NAME = 'final_output';
 
 /** A ModelClient on the OpenAI Responses API (streaming, stateless: `store: false`). */
-export class ResponsesModelClient implements ModelClient {
-  readonly #options: ResponsesModelClientOptions;
-
-  constructor(options: ResponsesModelClientOptions) {
-    this.#options = options;
+export class ResponsesModelClient extends SdkModelClient<ResponseStreamEvent> {
+  protected open(prompt: Prompt, signal: AbortSignal): Promise<OpenedStream<ResponseStreamEvent>> {
+    return this.options.client.responses.create(responsesRequest(prompt), { signal }).withResponse();
   }
 
-  contextWindow(model: string): number | null {
-    return this.#options.contextWindow(model);
-  }
-
-  async *stream(prompt: Prompt, signal: AbortSignal): AsyncGenerator<ModelStreamEvent> {
-    const guard = new StreamGuard(signal, this.#options.idleTimeoutMs);
-    try {
-      guard.throwIfAborted();
-      const request = responsesRequest(prompt);
-      const opened = await guard.wait(() => this.#options.client.responses.create(request, { signal: guard.signal }).withResponse());
-      const limits = rateLimitsFromHeaders(opened.response.headers);
-      if (limits !== null) yield { type: 'rate_limits', snapshot: limits };
-
-      const events = opened.data[Symbol.asyncIterator]();
-      for (;;) {
-        const next: IteratorResult<ResponseStreamEvent> = await guard.wait(() => events.next());
-        if (next.done === true) throw guard.endedEarly('response.completed');
-        const event = next.value;
-        switch (event.type) {
-          case 'response.created':
-            yield { type: 'created' };
-            break;
-          case 'response.output_text.delta':
-            yield { type: 'output_text_delta', delta: event.delta };
-            break;
-          case 'response.reasoning_summary_text.delta':
-            yield { type: 'reasoning_delta', delta: event.delta };
-            break;
-          case 'response.output_item.done': {
-            const item = fromOutputItem(event.item);
-            if (item !== null) yield { type: 'output_item_done', item };
-            break;
-          }
-          case 'response.completed': {
-            yield { type: 'completed', response_id: event.response.id, usage: fromUsage(event.response.usage) };
-            // A consumer that asks for more reads the body to its end, which leaves the
-            // connection free for the next request; one that stops here has it cancelled.
-            let rest = await guard.wait(() => events.next());
-            while (rest.done !== true) rest = await guard.wait(() => events.next());
-            guard.ended();
-            return;
-          }
-          case 'response.failed': {
-            const error = event.response.error;
-            throw classifyProviderFailure({
-              status: null,
-              code: error?.code ?? null,
-              type: null,
-              message: error?.message ?? 'the response failed without details',
-              headers: opened.response.headers,
-            });
-          }
-          case 'response.incomplete': {
-            const reason = event.response.incomplete_details?.reason ?? 'unknown';
-            throw new ModelError(`Model returned an incomplete response (reason: ${reason})`, 'stream_failed', true);
-          }
-          case 'error':
-            throw classifyProviderFailure({
-              status: null,
-              code: event.code,
-              type: null,
-              message: event.message,
-              headers: opened.response.headers,
-            });
-          default:
-            break;
+  protected async *read(next: () => Promise<IteratorResult<ResponseStreamEvent>>, guard: StreamGuard, headers: Headers): AsyncGenerator<ModelStreamEvent> {
+    for (;;) {
+      const { done, value: event } = await next();
+      if (done === true) throw guard.endedEarly('response.completed');
+      switch (event.type) {
+        case 'response.created':
+          yield { type: 'created' };
+          break;
+        case 'response.output_text.delta':
+          yield { type: 'output_text_delta', delta: event.delta };
+          break;
+        case 'response.reasoning_summary_text.delta':
+          yield { type: 'reasoning_delta', delta: event.delta };
+          break;
+        case 'response.output_item.done': {
+          const item = fromOutputItem(event.item);
+          if (item !== null) yield { type: 'output_item_done', item };
+          break;
         }
+        case 'response.completed': {
+          yield { type: 'completed', response_id: event.response.id, usage: fromUsage(event.response.usage) };
+          // A consumer that asks for more reads the body to its end, which leaves the
+          // connection free for the next request; one that stops here has it cancelled.
+          let rest = await next();
+          while (rest.done !== true) rest = await next();
+          guard.ended();
+          return;
+        }
+        case 'response.failed': {
+          const error = event.response.error;
+          throw classifyProviderFailure({
+            status: null,
+            code: error?.code ?? null,
+            type: null,
+            message: error?.message ?? 'the response failed without details',
+            headers,
+          });
+        }
+        case 'response.incomplete': {
+          const reason = event.response.incomplete_details?.reason ?? 'unknown';
+          throw new ModelError(`Model returned an incomplete response (reason: ${reason})`, 'stream_failed', true);
+        }
+        case 'error':
+          throw classifyProviderFailure({ status: null, code: event.code, type: null, message: event.message, headers });
+        default:
+          break;
       }
-    } finally {
-      guard.dispose();
     }
   }
 }
@@ -231,7 +199,7 @@ export function fromOutputItem(item: ResponseOutputItem): ResponseItem | null {
   return parsed.data;
 }
 
-function fromUsage(usage: OpenAI.Responses.ResponseUsage | undefined | null): TokenUsage | null {
+function fromUsage(usage: ResponseUsage | undefined | null): TokenUsage | null {
   if (usage === undefined || usage === null) return null;
   return {
     input_tokens: usage.input_tokens,

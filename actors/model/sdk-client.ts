@@ -1,0 +1,58 @@
+import type OpenAI from 'openai';
+import { rateLimitsFromHeaders } from './rate-limits.js';
+import { StreamGuard } from './stream-guard.js';
+import type { ModelClient, ModelStreamEvent, Prompt } from './types.js';
+
+export interface SdkModelClientOptions {
+  /** An SDK client built with `maxRetries: 0`: each `stream()` call is exactly one attempt. */
+  readonly client: OpenAI;
+  readonly idleTimeoutMs: number;
+  readonly contextWindow: (model: string) => number | null;
+}
+
+/** A streamed request as the SDK's `withResponse()` opens it: the events, and the HTTP response. */
+export interface OpenedStream<T> {
+  readonly data: AsyncIterable<T>;
+  readonly response: Response;
+}
+
+/**
+ * What the two wire clients share. Each `stream()` call is one attempt, watched by a
+ * StreamGuard (the caller's abort, the idle timeout, failures classified), and the provider's
+ * rate limits are announced before anything else. A subclass says how its wire opens a request
+ * and how its events become ModelStreamEvents.
+ */
+export abstract class SdkModelClient<T> implements ModelClient {
+  protected readonly options: SdkModelClientOptions;
+
+  constructor(options: SdkModelClientOptions) {
+    this.options = options;
+  }
+
+  contextWindow(model: string): number | null {
+    return this.options.contextWindow(model);
+  }
+
+  async *stream(prompt: Prompt, signal: AbortSignal): AsyncGenerator<ModelStreamEvent> {
+    const guard = new StreamGuard(signal, this.options.idleTimeoutMs);
+    try {
+      guard.throwIfAborted();
+      const opened = await guard.wait(() => this.open(prompt, guard.signal));
+      const limits = rateLimitsFromHeaders(opened.response.headers);
+      if (limits !== null) yield { type: 'rate_limits', snapshot: limits };
+      const events = opened.data[Symbol.asyncIterator]();
+      yield* this.read(() => guard.wait(() => events.next()), guard, opened.response.headers);
+    } finally {
+      guard.dispose();
+    }
+  }
+
+  /** Send the request for `prompt`, with `signal` (the guard's) as its abort signal. */
+  protected abstract open(prompt: Prompt, signal: AbortSignal): Promise<OpenedStream<T>>;
+
+  /**
+   * Turn the wire's events into ModelStreamEvents. `next` waits for the next event under the
+   * guard; `headers` are the response's, for errors that report what the provider said.
+   */
+  protected abstract read(next: () => Promise<IteratorResult<T>>, guard: StreamGuard, headers: Headers): AsyncGenerator<ModelStreamEvent>;
+}

@@ -29,8 +29,9 @@ interface PendingCall {
  * nothing else in troupe knows which wire API is in use.
  */
 export class ChatModelClient extends SdkModelClient<ChatCompletionChunk> {
-  protected open(prompt: Prompt, signal: AbortSignal): Promise<OpenedStream<ChatCompletionChunk>> {
-    return this.options.client.chat.completions.create(chatRequest(prompt), { signal }).withResponse();
+  protected open(prompt: Prompt): (signal: AbortSignal) => Promise<OpenedStream<ChatCompletionChunk>> {
+    const request = chatRequest(prompt);
+    return (signal) => this.options.client.chat.completions.create(request, { signal }).withResponse();
   }
 
   protected async *read(next: () => Promise<IteratorResult<ChatCompletionChunk>>, guard: StreamGuard): AsyncGenerator<ModelStreamEvent> {

@@ -20,8 +20,9 @@ const OUTPUT_SCHEMA_NAME = 'final_output';
 
 /** A ModelClient on the OpenAI Responses API (streaming, stateless: `store: false`). */
 export class ResponsesModelClient extends SdkModelClient<ResponseStreamEvent> {
-  protected open(prompt: Prompt, signal: AbortSignal): Promise<OpenedStream<ResponseStreamEvent>> {
-    return this.options.client.responses.create(responsesRequest(prompt), { signal }).withResponse();
+  protected open(prompt: Prompt): (signal: AbortSignal) => Promise<OpenedStream<ResponseStreamEvent>> {
+    const request = responsesRequest(prompt);
+    return (signal) => this.options.client.responses.create(request, { signal }).withResponse();
   }
 
   protected async *read(next: () => Promise<IteratorResult<ResponseStreamEvent>>, guard: StreamGuard, headers: Headers): AsyncGenerator<ModelStreamEvent> {

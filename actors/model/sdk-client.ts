@@ -37,7 +37,10 @@ export abstract class SdkModelClient<T> implements ModelClient {
     const guard = new StreamGuard(signal, this.options.idleTimeoutMs);
     try {
       guard.throwIfAborted();
-      const opened = await guard.wait(() => this.open(prompt, guard.signal));
+      // Built before the guard waits: a request that cannot be built is a bug to surface, not
+      // a network failure to retry.
+      const send = this.open(prompt);
+      const opened = await guard.wait(() => send(guard.signal));
       const limits = rateLimitsFromHeaders(opened.response.headers);
       if (limits !== null) yield { type: 'rate_limits', snapshot: limits };
       const events = opened.data[Symbol.asyncIterator]();
@@ -47,8 +50,8 @@ export abstract class SdkModelClient<T> implements ModelClient {
     }
   }
 
-  /** Send the request for `prompt`, with `signal` (the guard's) as its abort signal. */
-  protected abstract open(prompt: Prompt, signal: AbortSignal): Promise<OpenedStream<T>>;
+  /** Build the request for `prompt`; the returned function sends it, aborted by `signal`. */
+  protected abstract open(prompt: Prompt): (signal: AbortSignal) => Promise<OpenedStream<T>>;
 
   /**
    * Turn the wire's events into ModelStreamEvents. `next` waits for the next event under the

@@ -1,4 +1,3 @@
-import { statSync } from 'node:fs';
 import type { BusMessage, PlaceMessage, ResponseItem, SessionConfig } from '../../protocol/index.js';
 import { applyOverrides, settingsFromConfig, type SessionSettings } from '../../machines/turn-context.js';
 import { journaledRollout, writeRolloutFile, type HostDurability, type OpFeed, type SeenLease, type SessionLog } from '../durable/index.js';
@@ -19,6 +18,7 @@ import {
 } from '../rollout/index.js';
 import { ToolRegistry } from '../tools/registry.js';
 import { agentTools } from '../agents/tools.js';
+import { isDirectory } from '../tools/child-process.js';
 import { SessionRuntime } from './session-runtime.js';
 import { HomeConfigError, readHomeConfig } from './home-config.js';
 import { SessionLogic } from './session-logic.js';
@@ -456,17 +456,8 @@ export class Host {
 
   async #settings(config: SessionConfig): Promise<SessionSettings> {
     const settings = settingsFromConfig(config, { ...this.#options.defaults, base_instructions: BASE_INSTRUCTIONS });
-    if (!isDirectorySync(settings.cwd)) throw new PlacementError(`config.cwd: ${settings.cwd} is not a directory`);
+    if (!isDirectory(settings.cwd)) throw new PlacementError(`config.cwd: ${settings.cwd} is not a directory`);
     return settings;
-  }
-}
-
-/** A sync stat: an async one costs a trip through the thread pool, for every session started. */
-function isDirectorySync(path: string): boolean {
-  try {
-    return statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
-  } catch {
-    return false;
   }
 }
 

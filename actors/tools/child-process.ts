@@ -3,7 +3,7 @@
  * process loads this too, and it must stay small.
  */
 import type { ChildProcess } from 'node:child_process';
-import { stat } from 'node:fs/promises';
+import { statSync } from 'node:fs';
 
 /** An environment as spawn wants it: without the keys whose value is undefined. */
 export function definedEnv(env: NodeJS.ProcessEnv): Record<string, string> {
@@ -30,10 +30,14 @@ export function onExitDrained(child: ChildProcess, graceMs: number, done: (code:
   });
 }
 
-/** Whether `dir` can be a working directory: spawn reports a missing one as ENOENT, like a missing program. */
-export async function isDirectory(dir: string): Promise<boolean> {
+/**
+ * Whether `dir` can be a working directory (spawn reports a missing one as ENOENT, like a
+ * missing program). A sync stat: an async one costs a trip through the thread pool, and a
+ * host checks the cwd of every session it starts.
+ */
+export function isDirectory(dir: string): boolean {
   try {
-    return (await stat(dir)).isDirectory();
+    return statSync(dir, { throwIfNoEntry: false })?.isDirectory() ?? false;
   } catch {
     return false;
   }

@@ -56,7 +56,7 @@ export async function runExecCommand(args: ExecCommandArgs, ctx: ToolContext, pl
   const command = userShellArgv(args.cmd);
   const tty = args.tty === true;
   if (ctx.signal.aborted) return { text: 'exec_command was not started: the turn was interrupted', success: false };
-  if (!(await isDirectory(cwd))) return { text: `working directory does not exist: ${cwd}`, success: false };
+  if (!isDirectory(cwd)) return { text: `working directory does not exist: ${cwd}`, success: false };
 
   let confined;
   try {

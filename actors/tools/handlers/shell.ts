@@ -201,7 +201,7 @@ async function execute(command: string[], cwd: string, timeoutMs: number, ctx: T
     if (outcome.kind === 'not_started') {
       // The program never ran: say why in the output rather than throwing. Node reports a
       // missing cwd as ENOENT, like a missing program, so look at the cwd before blaming it.
-      if (!(await isDirectory(cwd))) return notStarted(EXIT_CANNOT_START, `working directory does not exist: ${cwd}`);
+      if (!isDirectory(cwd)) return notStarted(EXIT_CANNOT_START, `working directory does not exist: ${cwd}`);
       const code = outcome.code;
       const exitCode = code === 'EACCES' || code === 'EPERM' || code === 'EISDIR' ? EXIT_NOT_EXECUTABLE : EXIT_CANNOT_START;
       const reason = code === 'ENOENT' ? `command not found: ${program}` : `failed to start ${program}: ${outcome.message}`;

@@ -82,14 +82,12 @@ export class Gateway {
   }
 
   #onSessionEvent(event: Event): void {
-    {
-      if (event.msg.type === 'shutdown_complete' && event.session_id) {
-        this.#open.delete(event.session_id);
-        this.#closeWaiters.get(event.session_id)?.();
-        this.#closeWaiters.delete(event.session_id);
-      }
-      this.#options.onEvent(event);
+    if (event.msg.type === 'shutdown_complete' && event.session_id) {
+      this.#open.delete(event.session_id);
+      this.#closeWaiters.get(event.session_id)?.();
+      this.#closeWaiters.delete(event.session_id);
     }
+    this.#options.onEvent(event);
   }
 
   /** One line of the stdio protocol: parsed and validated here, so every failure names its cause. */

@@ -457,7 +457,6 @@ export class SessionRuntime {
     }
   }
 
-  /** One sampling attempt, reported to the turn as SamplerEvents; the returned function aborts it. */
   /** One sampling attempt for `turn`, from the history as it is when the request goes out. */
   #sample(turn: TurnContext, attempt: number, sendBack: (event: TurnEvent) => void): () => void {
     return sample({

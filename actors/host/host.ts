@@ -307,7 +307,7 @@ export class Host {
       return;
     }
     const { meta } = rebuilt;
-    let settings = await this.#settings(meta.config);
+    let settings = this.#settings(meta.config);
     for (const overrides of rebuilt.overrides) settings = applyOverrides(settings, overrides);
     const path = rolloutPath(this.#options.home, id, new Date(meta.created_at));
     await writeRolloutFile(path, meta, rebuilt.lines);
@@ -367,7 +367,7 @@ export class Host {
       if (this.#sessions.has(id)) throw new PlacementError(`session ${id} is already running`);
       for (const skipped of rollout.skipped) log.warn({ path, ...skipped }, 'skipped a damaged rollout line');
       const config = { ...rollout.meta.config, ...message.config };
-      const settings = await this.#settings(config);
+      const settings = this.#settings(config);
       let sessionLog: SessionLog | null = null;
       let initialSeq = 0;
       if (durability) {
@@ -402,7 +402,7 @@ export class Host {
       forkedFrom = source.meta.session_id;
       config = { ...source.meta.config, ...message.config };
     }
-    const settings = await this.#settings(config);
+    const settings = this.#settings(config);
     const createdAt = new Date();
     const meta = {
       session_id: message.session_id,
@@ -454,7 +454,7 @@ export class Host {
     return Object.keys(servers).length > 0 ? servers : undefined;
   }
 
-  async #settings(config: SessionConfig): Promise<SessionSettings> {
+  #settings(config: SessionConfig): SessionSettings {
     const settings = settingsFromConfig(config, { ...this.#options.defaults, base_instructions: BASE_INSTRUCTIONS });
     if (!isDirectory(settings.cwd)) throw new PlacementError(`config.cwd: ${settings.cwd} is not a directory`);
     return settings;

@@ -116,7 +116,6 @@ describe('subjects', () => {
     expect(matches(s.tree('r'), s.event('r', 'child'))).toBe(true);
     expect(matches(s.tree('r'), s.event('other', 'r'))).toBe(false);
     expect(matches(s.allEvents(), s.op('r'))).toBe(false);
-    expect(matches(s.sessionRecords('r', 'c'), s.event('r', 'c'))).toBe(true);
   });
 
   it('finds every matching filter in the order they were added, and forgets removed ones', () => {

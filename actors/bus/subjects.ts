@@ -73,8 +73,6 @@ export interface Subjects {
   /** A session's log records (JetStream): rollout lines and tool-call records. */
   sessionLog(rootId: string, sessionId: string): string;
   allSessionLogs(): string;
-  /** One session's events and log records together: what a rebuild reads, in stream order. */
-  sessionRecords(rootId: string, sessionId: string): string;
 }
 
 /** The subjects of one namespace; every id is checked with `assertToken`. */
@@ -96,8 +94,6 @@ export function subjects(namespace: string = DEFAULT_NAMESPACE): Subjects {
     sessionLog: (rootId: string, sessionId: string) =>
       `${base}.log.${assertToken(rootId, 'root id')}.${assertToken(sessionId, 'session id')}`,
     allSessionLogs: () => `${base}.log.>`,
-    sessionRecords: (rootId: string, sessionId: string) =>
-      `${base}.*.${assertToken(rootId, 'root id')}.${assertToken(sessionId, 'session id')}`,
   });
 }
 

@@ -1,6 +1,7 @@
 import { DeliverPolicy, type ConsumerMessages } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { BusMessage, type Event } from '../../protocol/index.js';
+import type { Event } from '../../protocol/index.js';
+import { decode } from '../bus/codec.js';
 import { log as processLog, type Logger } from '../log.js';
 import { OpQueue, type QueuedSubmission } from './op-queue.js';
 import { DurableStore } from './store.js';
@@ -56,16 +57,9 @@ export class GatewayDurability {
     const messages: ConsumerMessages = await consumer.consume();
     const done = (async () => {
       for await (const msg of messages) {
-        let value: unknown;
-        try {
-          value = JSON.parse(msg.string());
-        } catch {
-          this.#logger.warn({ subject: msg.subject }, 'dropped an event that is not JSON');
-          continue;
-        }
-        const parsed = BusMessage.safeParse(value);
-        if (parsed.success && parsed.data.kind === 'event') onEvent(parsed.data.event);
-        else this.#logger.warn({ subject: msg.subject }, 'dropped an invalid event');
+        // Read as any bus message is: what is not a valid one is logged and dropped.
+        const message = decode(msg.subject, msg.string(), this.#logger);
+        if (message?.kind === 'event') onEvent(message.event);
       }
     })();
     return {

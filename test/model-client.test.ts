@@ -314,6 +314,37 @@ describe('responses wire API', () => {
     expect(plain).not.toHaveProperty('text');
   });
 
+  it('sends frozen history items the same way on every request of a growing history', async () => {
+    server.enqueue({ kind: 'response', items: [{ type: 'message', text: 'ok' }] }, { kind: 'response', items: [{ type: 'message', text: 'ok' }] });
+    const freeze = (item: ResponseItem) => Object.freeze(item);
+    const first = [
+      freeze({ type: 'message', role: 'user', content: [{ type: 'input_text', text: 'quote "this" \u2028 and \\ that' }] }),
+      freeze({ type: 'reasoning', id: 'rs_1', summary: [], encrypted_content: null }),
+    ];
+    const added = [
+      freeze({ type: 'function_call', id: 'fc_1', call_id: 'call_a', name: 'shell', arguments: '{"command":["ls"]}' }),
+      freeze({ type: 'function_call_output', call_id: 'call_a', output: 'a\nb' }),
+    ];
+    const tools = Object.freeze([{ type: 'function' as const, name: 'shell', description: 'Run a command', parameters: { type: 'object' } }]);
+    const model = client('responses');
+    await collect(model.stream(prompt({ input: first, tools }), new AbortController().signal));
+    await collect(model.stream(prompt({ input: [...first, ...added], tools }), new AbortController().signal));
+
+    const user = { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'quote "this" \u2028 and \\ that' }] };
+    expect(server.requests.map((request) => request.body['input'])).toEqual([
+      [user],
+      [
+        user,
+        { type: 'function_call', call_id: 'call_a', name: 'shell', arguments: '{"command":["ls"]}' },
+        { type: 'function_call_output', call_id: 'call_a', output: 'a\nb' },
+      ],
+    ]);
+    for (const request of server.requests) {
+      expect(request.headers['content-type']).toBe('application/json');
+      expect(request.body['tools']).toEqual([{ type: 'function', name: 'shell', description: 'Run a command', parameters: { type: 'object' }, strict: false }]);
+    }
+  });
+
   it('returns reasoning items with their encrypted content when reasoning is on', async () => {
     server.enqueue({ kind: 'response', items: [{ type: 'reasoning', text: 'hmm' }, { type: 'message', text: 'done' }] });
     const events = await collect(client('responses').stream(prompt({ effort: 'low' }), new AbortController().signal));

@@ -1,13 +1,11 @@
 import type {
   FunctionTool,
   ResponseCreateParamsStreaming,
-  ResponseInput,
   ResponseOutputItem,
   ResponseStreamEvent,
   ResponseUsage,
 } from 'openai/resources/responses/responses';
 import { ResponseItem, type TokenUsage } from '../../protocol/index.js';
-import { deepFreeze } from '../freeze.js';
 import { log } from '../log.js';
 import { classifyProviderFailure } from './classify.js';
 import { ModelError } from './errors.js';
@@ -21,8 +19,10 @@ const OUTPUT_SCHEMA_NAME = 'final_output';
 /** A ModelClient on the OpenAI Responses API (streaming, stateless: `store: false`). */
 export class ResponsesModelClient extends SdkModelClient<ResponseStreamEvent> {
   protected open(prompt: Prompt): (signal: AbortSignal) => Promise<OpenedStream<ResponseStreamEvent>> {
-    const request = responsesRequest(prompt);
-    return (signal) => this.options.client.responses.create(request, { signal }).withResponse();
+    const body = encodeResponsesRequest(prompt);
+    // The SDK sends a string body as is when the request names its content type; from the
+    // parameters it reads only `stream`, to know how to read the answer.
+    return (signal) => this.options.client.responses.create(STREAMING, { signal, body, headers: JSON_CONTENT }).withResponse();
   }
 
   protected async *read(next: () => Promise<IteratorResult<ResponseStreamEvent>>, guard: StreamGuard, headers: Headers): AsyncGenerator<ModelStreamEvent> {
@@ -76,18 +76,25 @@ export class ResponsesModelClient extends SdkModelClient<ResponseStreamEvent> {
   }
 }
 
-/** The Responses API request body for one sampling request. */
-export function responsesRequest(prompt: Prompt): ResponseCreateParamsStreaming {
-  let tools = wireTools.get(prompt.tools);
-  if (!tools) {
-    tools = prompt.tools.map((tool) => ({ type: 'function', name: tool.name, description: tool.description, parameters: tool.parameters, strict: false }));
-    if (Object.isFrozen(prompt.tools)) wireTools.set(prompt.tools, tools);
+const STREAMING: ResponseCreateParamsStreaming = { stream: true };
+const JSON_CONTENT = { 'content-type': 'application/json' } as const;
+
+/**
+ * The Responses API request body for one sampling request, as JSON.
+ *
+ * Every request carries the whole history again, and serializing all of it each time makes a
+ * session's requests cost more the longer it runs. History items are frozen and live as long
+ * as the session, so each item's JSON is made once, and so is the tool list's: a request costs
+ * what was added since the last one, plus one concatenation.
+ */
+export function encodeResponsesRequest(prompt: Prompt): string {
+  const input: string[] = [];
+  for (const item of prompt.input) {
+    const json = wireJson(item);
+    if (json !== null) input.push(json);
   }
-  return {
-    model: prompt.model,
-    instructions: prompt.instructions,
-    input: toResponsesInput(prompt.input),
-    tools,
+  const head = JSON.stringify({ model: prompt.model, instructions: prompt.instructions });
+  const tail = JSON.stringify({
     tool_choice: 'auto',
     parallel_tool_calls: prompt.parallel_tool_calls,
     store: false,
@@ -97,42 +104,41 @@ export function responsesRequest(prompt: Prompt): ResponseCreateParamsStreaming 
     ...(prompt.output_schema !== undefined
       ? { text: { format: { type: 'json_schema', name: OUTPUT_SCHEMA_NAME, schema: prompt.output_schema, strict: true } } }
       : {}),
-  };
+  });
+  return `${head.slice(0, -1)},"input":[${input.join(',')}],"tools":${toolsJson(prompt.tools)},${tail.slice(1)}`;
 }
 
-/** A registry's spec list is the same array until its tools change: convert it once. */
-const wireTools = new WeakMap<readonly ToolSpecJson[], FunctionTool[]>();
+/** A registry's spec list is the same array until its tools change: encode it once. */
+const toolsJsonCache = new WeakMap<readonly ToolSpecJson[], string>();
+
+function toolsJson(tools: readonly ToolSpecJson[]): string {
+  let json = toolsJsonCache.get(tools);
+  if (json === undefined) {
+    const wire: FunctionTool[] = tools.map((tool) => ({ type: 'function', name: tool.name, description: tool.description, parameters: tool.parameters, strict: false }));
+    json = JSON.stringify(wire);
+    if (Object.isFrozen(tools)) toolsJsonCache.set(tools, json);
+  }
+  return json;
+}
+
+/** Each frozen history item's JSON as the request carries it (null: the item is not sent). */
+const wireJsonCache = new WeakMap<ResponseItem, string | null>();
+
+function wireJson(item: ResponseItem): string | null {
+  let json = wireJsonCache.get(item);
+  if (json === undefined) {
+    const wire = toWire(item);
+    json = wire === null ? null : JSON.stringify(wire);
+    if (Object.isFrozen(item)) wireJsonCache.set(item, json);
+  }
+  return json;
+}
 
 /**
  * Our history is already Responses-shaped; what must go is what refers to server-side storage,
  * which `store: false` does not have: item ids, and reasoning items that carry no encrypted
  * content (the API could only resolve them by id).
  */
-export function toResponsesInput(items: readonly ResponseItem[]): ResponseInput {
-  const out: object[] = [];
-  for (const item of items) {
-    const wire = wireForm(item);
-    if (wire !== null) out.push(wire);
-  }
-  // The SDK's input types insist on ids and statuses the API itself does not need.
-  return out as unknown as ResponseInput;
-}
-
-/**
- * History items are frozen and live as long as the session, and every request sends them all
- * again: each item's wire form is made once, not once per request.
- */
-const wireForms = new WeakMap<ResponseItem, object | null>();
-
-function wireForm(item: ResponseItem): object | null {
-  let wire = wireForms.get(item);
-  if (wire === undefined) {
-    wire = toWire(item);
-    if (Object.isFrozen(item)) wireForms.set(item, wire === null ? null : deepFreeze(wire));
-  }
-  return wire;
-}
-
 function toWire(item: ResponseItem): object | null {
   switch (item.type) {
     case 'message':

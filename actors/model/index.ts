@@ -1,6 +1,7 @@
 import OpenAI, { type ClientOptions } from 'openai';
 import { ChatModelClient } from './chat-client.js';
 import { contextWindowResolver } from './context-window.js';
+import { httpFetch } from './http-fetch.js';
 import { ResponsesModelClient } from './responses-client.js';
 import type { ModelClient } from './types.js';
 
@@ -15,7 +16,7 @@ export interface ModelClientOptions {
   readonly idleTimeoutMs?: number | undefined;
   /** Context window for every model: a number, or null for "unknown"; omit to use the known-model table. */
   readonly contextWindow?: number | null | undefined;
-  /** A fetch implementation for the SDK (proxies, tests). */
+  /** A fetch implementation for the SDK (proxies, tests); defaults to {@link httpFetch}. */
   readonly fetch?: ClientOptions['fetch'];
 }
 
@@ -29,7 +30,7 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
   const client = new OpenAI({
     apiKey: options.apiKey ?? process.env['OPENAI_API_KEY'] ?? PLACEHOLDER_API_KEY,
     ...(options.baseURL !== undefined ? { baseURL: options.baseURL } : {}),
-    ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
+    fetch: options.fetch ?? httpFetch,
     maxRetries: 0,
   });
   const common = {
@@ -49,8 +50,7 @@ export { rateLimitsFromHeaders } from './rate-limits.js';
 export {
   ResponsesModelClient,
   fromOutputItem,
-  responsesRequest,
-  toResponsesInput,
+  encodeResponsesRequest,
 } from './responses-client.js';
 export { SdkModelClient, type OpenedStream, type SdkModelClientOptions } from './sdk-client.js';
 export type { ModelClient, ModelStreamEvent, Prompt, ToolSpecJson } from './types.js';

@@ -43,6 +43,32 @@ describe('ProcessLauncher', () => {
     expect(launcher.pid).not.toBe(process.pid);
   });
 
+  it('gives each program the environment it was launched with, across launches and a new launcher', async () => {
+    const greeting = async (through: ProcessLauncher, env: NodeJS.ProcessEnv) => {
+      const launched = through.launch(['sh', '-c', 'echo "${GREETING-unset}"'], { cwd: dir, env });
+      const text = collect(launched);
+      await launched.outcome;
+      return text.stdout.trim();
+    };
+    const hello = { ...process.env, GREETING: 'hello' };
+    const other = new ProcessLauncher();
+    try {
+      const seen = [
+        await greeting(other, hello),
+        await greeting(other, { ...hello }),
+        await greeting(other, { ...process.env, GREETING: 'bye' }),
+        await greeting(other, process.env),
+        await greeting(other, hello),
+      ];
+      other.close();
+      await waitFor(() => other.pid === undefined);
+      seen.push(await greeting(other, hello));
+      expect(seen).toEqual(['hello', 'hello', 'bye', 'unset', 'hello', 'hello']);
+    } finally {
+      other.close();
+    }
+  });
+
   it('relays large output completely and in order', async () => {
     const launched = launcher.launch(['sh', '-c', 'seq 1 200000'], { cwd: dir });
     const text = collect(launched);

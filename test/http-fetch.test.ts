@@ -1,5 +1,12 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { httpFetch } from '../actors/model/http-fetch.js';
@@ -140,5 +147,36 @@ describe('httpFetch', () => {
     await waitFor(() => hanging.seen.length === 1);
     controller.abort();
     await expect(pending).rejects.toMatchObject({ name: 'AbortError' });
+  });
+});
+
+describe('httpFetch over TLS', () => {
+  /** The compiled module, for a child process whose trusted certificates the test chooses. */
+  const source = fileURLToPath(new URL('../actors/model/http-fetch.js', import.meta.url));
+  const MODULE = source.includes('/dist/') ? source : source.replace(/\/actors\/model\/http-fetch\.js$/, '/dist/actors/model/http-fetch.js');
+  const run = promisify(execFile);
+
+  it('verifies the server certificate and talks to a server it trusts', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'troupe-tls-'));
+    const tls = createTlsServer();
+    try {
+      const [key, cert] = [path.join(dir, 'key.pem'), path.join(dir, 'cert.pem')];
+      await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1']);
+      tls.setSecureContext({ key: await readFile(key), cert: await readFile(cert) });
+      tls.on('request', (_req: IncomingMessage, res: ServerResponse) => res.end('secret'));
+      await new Promise<void>((resolve) => tls.listen(0, '127.0.0.1', resolve));
+      const url = `https://127.0.0.1:${(tls.address() as AddressInfo).port}/v1/responses`;
+      const script = `import { httpFetch } from ${JSON.stringify(MODULE)};
+        try { const r = await httpFetch(${JSON.stringify(url)}, { method: 'POST', body: '{}' }); console.log(r.status, await r.text()); }
+        catch (error) { console.log('failed', error.code); }`;
+      const fetchAs = async (env: NodeJS.ProcessEnv) => (await run(process.execPath, ['--input-type=module', '-e', script], { env })).stdout.trim();
+
+      expect(await fetchAs({ ...process.env, NODE_EXTRA_CA_CERTS: cert })).toBe('200 secret');
+      expect(await fetchAs(process.env)).toBe('failed DEPTH_ZERO_SELF_SIGNED_CERT');
+    } finally {
+      tls.closeAllConnections();
+      await new Promise<void>((resolve) => tls.close(() => resolve()));
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

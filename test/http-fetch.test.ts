@@ -111,6 +111,14 @@ describe('httpFetch', () => {
     expect([response.status, response.body]).toEqual([204, null]);
   });
 
+  it('rejects a status no Response can have instead of throwing out of the socket', async () => {
+    const { url } = await serve((_req, res) => {
+      res.writeHead(999);
+      res.end('?');
+    });
+    await expect(httpFetch(url, { method: 'POST', body: '{}' })).rejects.toThrow(`${url} answered with HTTP status 999`);
+  });
+
   it('reuses the connection for the next request', async () => {
     const { url, seen } = await serve((_req, res) => res.end('ok'));
     for (let i = 0; i < 3; i++) expect(await (await httpFetch(url, { method: 'POST', body: String(i) })).text()).toBe('ok');

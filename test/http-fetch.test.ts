@@ -111,6 +111,17 @@ describe('httpFetch', () => {
     expect([response.status, response.body]).toEqual([204, null]);
   });
 
+  it('fails the body when the connection drops mid-stream', async () => {
+    const { url } = await serve((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('data: one\n\n', () => setTimeout(() => req.socket.destroy(), 20));
+    });
+    const response = await httpFetch(url, { method: 'POST', body: '{}' });
+    const reader = response.body!.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toBe('data: one\n\n');
+    await expect(reader.read()).rejects.toMatchObject({ code: 'ECONNRESET' });
+  });
+
   it('rejects a status no Response can have instead of throwing out of the socket', async () => {
     const { url } = await serve((_req, res) => {
       res.writeHead(999);

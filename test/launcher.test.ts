@@ -14,9 +14,8 @@ const run = promisify(execFile);
 
 function collect(launched: LaunchedProcess): { stdout: string; stderr: string } {
   const text = { stdout: '', stderr: '' };
-  const decoder = new TextDecoder();
   launched.onOutput((stream, chunk) => {
-    text[stream] += decoder.decode(chunk);
+    text[stream] += chunk;
   });
   return text;
 }
@@ -67,6 +66,15 @@ describe('ProcessLauncher', () => {
     } finally {
       other.close();
     }
+  });
+
+  it('relays a character split across two writes whole, and a cut one at the end as U+FFFD', async () => {
+    const launched = launcher.launch(['sh', '-c', "printf 'a\\342\\202'; sleep 0.1; printf '\\254b\\342'"], { cwd: dir });
+    const chunks: string[] = [];
+    launched.onOutput((_stream, text) => chunks.push(text));
+    expect(await launched.outcome).toMatchObject({ kind: 'exited', code: 0 });
+    expect(chunks.join('')).toBe('a€b\uFFFD');
+    expect(chunks.every((chunk) => !chunk.includes('\uFFFD') || chunk === '\uFFFD')).toBe(true);
   });
 
   it('relays large output completely and in order', async () => {

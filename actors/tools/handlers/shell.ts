@@ -1,6 +1,5 @@
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { StringDecoder } from 'node:string_decoder';
 import { ShellArgs } from '../../../protocol/index.js';
 import {
   confineCommand,
@@ -164,9 +163,7 @@ async function execute(command: string[], cwd: string, timeoutMs: number, ctx: T
   const program = command[0]!;
   const subprocess = processLauncher().launch(command, { cwd });
 
-  // One decoder per stream, so a character split across two chunks is never garbled.
-  const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
-  subprocess.onOutput((stream, chunk) => output.add(stream, decoders[stream].write(chunk)));
+  subprocess.onOutput((stream, text) => output.add(stream, text));
 
   let timedOut = false;
   let aborted = false;
@@ -194,8 +191,6 @@ async function execute(command: string[], cwd: string, timeoutMs: number, ctx: T
 
   try {
     const outcome = await Promise.race([subprocess.outcome, gaveUp]);
-    output.add('stdout', decoders.stdout.end());
-    output.add('stderr', decoders.stderr.end());
     const flags = { timedOut, aborted };
     if (outcome === 'gave-up') return output.result(exitCodeForSignal('SIGKILL'), started, flags);
     if (outcome.kind === 'not_started') {

@@ -10,6 +10,7 @@
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 import { onExitDrained } from '../child-process.js';
 import { DRAIN_GRACE_MS, type LauncherReply, type LauncherRequest, type OutputStream } from './messages.js';
 
@@ -21,13 +22,17 @@ function send(reply: LauncherReply, sent?: () => void): void {
   process.send?.(reply, undefined, undefined, sent);
 }
 
+/** The environment of the latest request that carried one (requests omit an unchanged one). */
+let env: Readonly<Record<string, string>> = {};
+
 function run(request: LauncherRequest): void {
   const { id } = request;
+  if (request.env) env = request.env;
   let child: ChildProcessByStdio<null, Readable, Readable>;
   try {
     child = spawn(request.file, [...request.args], {
       cwd: request.cwd,
-      env: request.env,
+      env,
       // Leader of its own process group, so the host can kill everything it starts at once.
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -51,21 +56,26 @@ function run(request: LauncherRequest): void {
 
   // Relay output without letting a fast writer pile up messages the host has not taken yet.
   let inFlight = 0;
-  const relay = (stream: OutputStream, pipe: Readable) => {
-    pipe.on('data', (chunk: Buffer) => {
-      inFlight += 1;
-      if (inFlight >= MAX_IN_FLIGHT) {
-        child.stdout.pause();
-        child.stderr.pause();
+  const relayText = (stream: OutputStream, text: string) => {
+    if (text === '') return;
+    inFlight += 1;
+    if (inFlight >= MAX_IN_FLIGHT) {
+      child.stdout.pause();
+      child.stderr.pause();
+    }
+    send({ type: 'output', id, stream, text }, () => {
+      inFlight -= 1;
+      if (inFlight === MAX_IN_FLIGHT / 2) {
+        child.stdout.resume();
+        child.stderr.resume();
       }
-      send({ type: 'output', id, stream, chunk }, () => {
-        inFlight -= 1;
-        if (inFlight === MAX_IN_FLIGHT / 2) {
-          child.stdout.resume();
-          child.stderr.resume();
-        }
-      });
     });
+  };
+  const relay = (stream: OutputStream, pipe: Readable) => {
+    // One decoder per stream, so a character split across two reads is never garbled.
+    const decoder = new StringDecoder('utf8');
+    pipe.on('data', (chunk: Buffer) => relayText(stream, decoder.write(chunk)));
+    pipe.once('end', () => relayText(stream, decoder.end()));
   };
   relay('stdout', child.stdout);
   relay('stderr', child.stderr);

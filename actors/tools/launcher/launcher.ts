@@ -24,7 +24,8 @@ export type LaunchOutcome =
 export interface LaunchedProcess {
   /** Known once the program has started. */
   readonly pid: number | undefined;
-  onOutput(listener: (stream: OutputStream, chunk: Uint8Array) => void): void;
+  /** Output as it arrives, decoded as UTF-8. */
+  onOutput(listener: (stream: OutputStream, text: string) => void): void;
   /** Settles once the program has exited and its output is drained. Never rejects. */
   readonly outcome: Promise<LaunchOutcome>;
   /** Signal the program's whole process group, now or as soon as it has started. */
@@ -39,7 +40,7 @@ export interface LaunchOptions {
 class Running implements LaunchedProcess {
   pid: number | undefined;
   readonly outcome: Promise<LaunchOutcome>;
-  readonly #listeners: ((stream: OutputStream, chunk: Uint8Array) => void)[] = [];
+  readonly #listeners: ((stream: OutputStream, text: string) => void)[] = [];
   #pendingKill: NodeJS.Signals | null = null;
   #finished = false;
   #resolve!: (outcome: LaunchOutcome) => void;
@@ -50,7 +51,7 @@ class Running implements LaunchedProcess {
     });
   }
 
-  onOutput(listener: (stream: OutputStream, chunk: Uint8Array) => void): void {
+  onOutput(listener: (stream: OutputStream, text: string) => void): void {
     this.#listeners.push(listener);
   }
 
@@ -66,8 +67,8 @@ class Running implements LaunchedProcess {
     if (this.#pendingKill !== null) killProcessGroup(pid, this.#pendingKill);
   }
 
-  output(stream: OutputStream, chunk: Uint8Array): void {
-    for (const listener of this.#listeners) listener(stream, chunk);
+  output(stream: OutputStream, text: string): void {
+    for (const listener of this.#listeners) listener(stream, text);
   }
 
   finish(outcome: LaunchOutcome): void {
@@ -83,6 +84,8 @@ export class ProcessLauncher {
   #queued: LauncherRequest[] | null = null;
   readonly #running = new Map<number, Running>();
   #nextId = 1;
+  /** The environment the current launcher process was last sent. */
+  #sentEnv: Readonly<Record<string, string>> | null = null;
 
   constructor(script: string = launcherScript()) {
     this.#script = script;
@@ -99,8 +102,10 @@ export class ProcessLauncher {
     const id = this.#nextId++;
     const running = new Running();
     this.#running.set(id, running);
-    const request: LauncherRequest = { type: 'spawn', id, file, args, cwd: options.cwd, env: definedEnv(options.env ?? process.env) };
     const child = this.#ensureStarted();
+    const env = definedEnv(options.env ?? process.env);
+    const request: LauncherRequest = { type: 'spawn', id, file, args, cwd: options.cwd, ...(sameEnv(env, this.#sentEnv) ? {} : { env }) };
+    this.#sentEnv = env;
     child.channel?.ref();
     if (this.#queued) this.#queued.push(request);
     else child.send(request);
@@ -115,13 +120,14 @@ export class ProcessLauncher {
   #ensureStarted(): ChildProcess {
     if (this.#child) return this.#child;
     const child = fork(this.#script, [], {
-      serialization: 'advanced',
+      serialization: 'json',
       // Not the host's flags: no inspector, profiler or loader conditions in the launcher.
       execArgv: [],
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     });
     this.#child = child;
     this.#queued = [];
+    this.#sentEnv = null;
     child.on('message', (reply: LauncherReply) => this.#onReply(reply));
     child.once('exit', (code, signal) => this.#onExit(child, code === null ? `was killed by ${signal}` : `exited with code ${code}`));
     // A launcher that could not even start gets no 'exit': its commands fail the same way.
@@ -146,7 +152,7 @@ export class ProcessLauncher {
         running.started(reply.pid);
         return;
       case 'output':
-        running.output(reply.stream, reply.chunk);
+        running.output(reply.stream, reply.text);
         return;
       case 'exited':
         this.#settle(reply.id, { kind: 'exited', code: reply.code, signal: reply.signal });
@@ -180,6 +186,12 @@ export class ProcessLauncher {
       }
     }
   }
+}
+
+function sameEnv(env: Readonly<Record<string, string>>, sent: Readonly<Record<string, string>> | null): boolean {
+  if (sent === null) return false;
+  const keys = Object.keys(env);
+  return keys.length === Object.keys(sent).length && keys.every((key) => Object.hasOwn(sent, key) && sent[key] === env[key]);
 }
 
 /** The compiled launcher script; from the TypeScript sources (tests), the one in dist/. */

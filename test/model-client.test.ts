@@ -314,31 +314,31 @@ describe('responses wire API', () => {
     expect(plain).not.toHaveProperty('text');
   });
 
-  it('sends frozen history items the same way on every request of a growing history', async () => {
-    server.enqueue({ kind: 'response', items: [{ type: 'message', text: 'ok' }] }, { kind: 'response', items: [{ type: 'message', text: 'ok' }] });
+  it('sends a history the same way whether it grew, was rolled back or was rewritten since the last request', async () => {
+    for (let i = 0; i < 5; i++) server.enqueue({ kind: 'response', items: [{ type: 'message', text: 'ok' }] });
     const freeze = (item: ResponseItem) => Object.freeze(item);
-    const first = [
-      freeze({ type: 'message', role: 'user', content: [{ type: 'input_text', text: 'quote "this" \u2028 and \\ that' }] }),
-      freeze({ type: 'reasoning', id: 'rs_1', summary: [], encrypted_content: null }),
-    ];
-    const added = [
-      freeze({ type: 'function_call', id: 'fc_1', call_id: 'call_a', name: 'shell', arguments: '{"command":["ls"]}' }),
-      freeze({ type: 'function_call_output', call_id: 'call_a', output: 'a\nb' }),
-    ];
+    const user = freeze({ type: 'message', role: 'user', content: [{ type: 'input_text', text: 'quote "this" \u2028 and \\ that' }] });
+    const hidden = freeze({ type: 'reasoning', id: 'rs_1', summary: [], encrypted_content: null });
+    const call = freeze({ type: 'function_call', id: 'fc_1', call_id: 'call_a', name: 'shell', arguments: '{"command":["ls"]}' });
+    const output = freeze({ type: 'function_call_output', call_id: 'call_a', output: 'a\nb' });
+    const answer = freeze({ type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Listed.' }] });
+    const summary = freeze({ type: 'message', role: 'user', content: [{ type: 'input_text', text: 'summary' }] });
     const tools = Object.freeze([{ type: 'function' as const, name: 'shell', description: 'Run a command', parameters: { type: 'object' } }]);
+    const histories = [
+      [hidden, user],
+      [hidden, user, call, output],
+      [hidden, user, call, output, answer],
+      [hidden, user],
+      [hidden, summary, answer],
+    ];
     const model = client('responses');
-    await collect(model.stream(prompt({ input: first, tools }), new AbortController().signal));
-    await collect(model.stream(prompt({ input: [...first, ...added], tools }), new AbortController().signal));
+    for (const input of histories) await collect(model.stream(prompt({ input, tools }), new AbortController().signal));
 
-    const user = { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'quote "this" \u2028 and \\ that' }] };
-    expect(server.requests.map((request) => request.body['input'])).toEqual([
-      [user],
-      [
-        user,
-        { type: 'function_call', call_id: 'call_a', name: 'shell', arguments: '{"command":["ls"]}' },
-        { type: 'function_call_output', call_id: 'call_a', output: 'a\nb' },
-      ],
-    ]);
+    const wire = (item: ResponseItem) => {
+      const { id: _id, ...rest } = item as ResponseItem & { id?: string };
+      return rest;
+    };
+    expect(server.requests.map((request) => request.body['input'])).toEqual(histories.map((input) => input.filter((item) => item !== hidden).map(wire)));
     for (const request of server.requests) {
       expect(request.headers['content-type']).toBe('application/json');
       expect(request.body['tools']).toEqual([{ type: 'function', name: 'shell', description: 'Run a command', parameters: { type: 'object' }, strict: false }]);

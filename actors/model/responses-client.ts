@@ -84,15 +84,10 @@ const JSON_CONTENT = { 'content-type': 'application/json' } as const;
  *
  * Every request carries the whole history again, and serializing all of it each time makes a
  * session's requests cost more the longer it runs. History items are frozen and live as long
- * as the session, so each item's JSON is made once, and so is the tool list's: a request costs
- * what was added since the last one, plus one concatenation.
+ * as the session, so the JSON of a history's input is kept from one request to the next, and
+ * the tool list's is made once: a request costs what was added since the last one.
  */
 export function encodeResponsesRequest(prompt: Prompt): string {
-  const input: string[] = [];
-  for (const item of prompt.input) {
-    const json = wireJson(item);
-    if (json !== null) input.push(json);
-  }
   const head = JSON.stringify({ model: prompt.model, instructions: prompt.instructions });
   const tail = JSON.stringify({
     tool_choice: 'auto',
@@ -105,7 +100,41 @@ export function encodeResponsesRequest(prompt: Prompt): string {
       ? { text: { format: { type: 'json_schema', name: OUTPUT_SCHEMA_NAME, schema: prompt.output_schema, strict: true } } }
       : {}),
   });
-  return `${head.slice(0, -1)},"input":[${input.join(',')}],"tools":${toolsJson(prompt.tools)},${tail.slice(1)}`;
+  return `${head.slice(0, -1)},"input":[${inputJson(prompt.input)}],"tools":${toolsJson(prompt.tools)},${tail.slice(1)}`;
+}
+
+/** The items of the last input encoded for a history, and their JSON (without the brackets). */
+interface EncodedInput {
+  readonly items: readonly ResponseItem[];
+  readonly json: string;
+}
+
+/**
+ * The last encoded input of each history, under the history's first item: a history's items
+ * belong to it alone, and between two requests it usually only grows, so the next request
+ * starts from this JSON and adds the new items' to it. A history that was rolled back or
+ * rewritten no longer starts with the same items and is encoded item by item.
+ */
+const encodedInputs = new WeakMap<ResponseItem, EncodedInput>();
+
+function inputJson(input: readonly ResponseItem[]): string {
+  const first = input[0];
+  if (first === undefined) return '';
+  const previous = encodedInputs.get(first);
+  const reused = previous !== undefined && startsWith(input, previous.items);
+  let json = reused ? previous.json : '';
+  for (let i = reused ? previous.items.length : 0; i < input.length; i++) {
+    const item = wireJson(input[i]!);
+    if (item !== null) json = json === '' ? item : `${json},${item}`;
+  }
+  if (Object.isFrozen(first)) encodedInputs.set(first, { items: [...input], json });
+  return json;
+}
+
+function startsWith(items: readonly ResponseItem[], prefix: readonly ResponseItem[]): boolean {
+  if (prefix.length > items.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (items[i] !== prefix[i]) return false;
+  return true;
 }
 
 /** A registry's spec list is the same array until its tools change: encode it once. */
@@ -121,7 +150,10 @@ function toolsJson(tools: readonly ToolSpecJson[]): string {
   return json;
 }
 
-/** Each frozen history item's JSON as the request carries it (null: the item is not sent). */
+/**
+ * Each frozen history item's JSON as the request carries it (null: the item is not sent), for
+ * the items a request cannot take from its history's last encoding.
+ */
 const wireJsonCache = new WeakMap<ResponseItem, string | null>();
 
 function wireJson(item: ResponseItem): string | null {

@@ -456,6 +456,51 @@ describe('chat wire API', () => {
     });
   });
 
+  it('sends frozen history items the same way as they accumulate over requests', async () => {
+    for (let i = 0; i < 3; i++) server.enqueue({ kind: 'response', items: [{ type: 'message', text: 'ok' }] });
+    const freeze = (item: ResponseItem) => Object.freeze(item);
+    const user = freeze({ type: 'message', role: 'user', content: [{ type: 'input_text', text: 'list "it"' }] });
+    const said = freeze({ type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Listing.' }] });
+    const callA = freeze({ type: 'function_call', call_id: 'call_a', name: 'shell', arguments: '{"command":["ls"]}' });
+    const callB = freeze({ type: 'function_call', call_id: 'call_b', name: 'shell', arguments: '{"command":["pwd"]}' });
+    const outA = freeze({ type: 'function_call_output', call_id: 'call_a', output: 'README.md' });
+    const outB = freeze({ type: 'function_call_output', call_id: 'call_b', output: '/work' });
+    const thought = freeze({ type: 'reasoning', summary: [{ type: 'summary_text', text: 'dropped' }] });
+    const callC = freeze({ type: 'function_call', call_id: 'call_c', name: 'shell', arguments: '{}' });
+    const outC = freeze({ type: 'function_call_output', call_id: 'call_c', output: 'done' });
+    const tools = Object.freeze([{ type: 'function' as const, name: 'shell', description: 'Run a command', parameters: { type: 'object' } }]);
+    const model = client('chat');
+    const first = [user];
+    const second = [...first, said, callA, callB, outA, outB];
+    const third = [...second, thought, callC, outC, said];
+    for (const input of [first, second, third]) await collect(model.stream(prompt({ input, tools }), new AbortController().signal));
+
+    const system = { role: 'system', content: 'You are a test agent.' };
+    const userMessage = { role: 'user', content: 'list "it"' };
+    const call = (id: string, command: string) => ({ id, type: 'function', function: { name: 'shell', arguments: command } });
+    const round = [
+      { role: 'assistant', content: 'Listing.', tool_calls: [call('call_a', '{"command":["ls"]}'), call('call_b', '{"command":["pwd"]}')] },
+      { role: 'tool', tool_call_id: 'call_a', content: 'README.md' },
+      { role: 'tool', tool_call_id: 'call_b', content: '/work' },
+    ];
+    expect(server.requests.map((request) => request.body['messages'])).toEqual([
+      [system, userMessage],
+      [system, userMessage, ...round],
+      [
+        system,
+        userMessage,
+        ...round,
+        { role: 'assistant', content: null, tool_calls: [call('call_c', '{}')] },
+        { role: 'tool', tool_call_id: 'call_c', content: 'done' },
+        { role: 'assistant', content: 'Listing.' },
+      ],
+    ]);
+    for (const request of server.requests) {
+      expect(request.headers['content-type']).toBe('application/json');
+      expect(request.body).toMatchObject({ stream: true, tool_choice: 'auto', tools: [{ type: 'function', function: { name: 'shell' } }] });
+    }
+  });
+
   it('leaves tool options out of a request without tools', async () => {
     server.enqueue({ kind: 'response', items: [{ type: 'message', text: 'ok' }] });
     await collect(client('chat').stream(prompt(), new AbortController().signal));

@@ -1,18 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import type {
-  ChatCompletionAssistantMessageParam,
   ChatCompletionChunk,
   ChatCompletionContentPart,
   ChatCompletionCreateParamsStreaming,
   ChatCompletionFunctionTool,
-  ChatCompletionMessageParam,
 } from 'openai/resources/chat/completions';
 import type { CompletionUsage } from 'openai/resources/completions';
 import type { ResponseItem, TokenUsage } from '../../protocol/index.js';
+import { memoizeFrozen } from '../freeze.js';
 import { ModelError } from './errors.js';
-import { SdkModelClient, type OpenedStream } from './sdk-client.js';
+import { encodedBody, SdkModelClient, type OpenedStream } from './sdk-client.js';
 import type { StreamGuard } from './stream-guard.js';
-import type { ModelStreamEvent, Prompt } from './types.js';
+import type { ModelStreamEvent, Prompt, ToolSpecJson } from './types.js';
 
 const OUTPUT_SCHEMA_NAME = 'final_output';
 
@@ -30,8 +29,8 @@ interface PendingCall {
  */
 export class ChatModelClient extends SdkModelClient<ChatCompletionChunk> {
   protected open(prompt: Prompt): (signal: AbortSignal) => Promise<OpenedStream<ChatCompletionChunk>> {
-    const request = chatRequest(prompt);
-    return (signal) => this.options.client.chat.completions.create(request, { signal }).withResponse();
+    const body = encodeChatRequest(prompt);
+    return (signal) => this.options.client.chat.completions.create(STREAMING, encodedBody(body, signal)).withResponse();
   }
 
   protected async *read(next: () => Promise<IteratorResult<ChatCompletionChunk>>, guard: StreamGuard): AsyncGenerator<ModelStreamEvent> {
@@ -94,80 +93,108 @@ export class ChatModelClient extends SdkModelClient<ChatCompletionChunk> {
   }
 }
 
-/** The Chat Completions request body for one sampling request. */
-export function chatRequest(prompt: Prompt): ChatCompletionCreateParamsStreaming {
-  const tools: ChatCompletionFunctionTool[] = prompt.tools.map((tool) => ({
-    type: 'function',
-    function: { name: tool.name, description: tool.description, parameters: tool.parameters },
-  }));
-  return {
-    model: prompt.model,
-    messages: toChatMessages(prompt.instructions, prompt.input),
-    stream: true,
-    stream_options: { include_usage: true },
-    // OpenAI rejects tool options on a request without tools.
-    ...(tools.length > 0 ? { tools, tool_choice: 'auto' as const, parallel_tool_calls: prompt.parallel_tool_calls } : {}),
-    ...(prompt.effort !== undefined ? { reasoning_effort: prompt.effort } : {}),
-    ...(prompt.output_schema !== undefined
-      ? { response_format: { type: 'json_schema' as const, json_schema: { name: OUTPUT_SCHEMA_NAME, schema: prompt.output_schema, strict: true } } }
-      : {}),
-  };
-}
+/** What the SDK is given as parameters: it reads only `stream` from them (see `encodedBody`). */
+const STREAMING: ChatCompletionCreateParamsStreaming = { stream: true, model: '', messages: [] };
 
 /**
- * History items as chat messages. Function calls that follow an assistant message (or each
- * other) join that message's `tool_calls`, as the model produced them; reasoning items have no
- * chat form and are dropped.
+ * The Chat Completions request body for one sampling request, as JSON. History items are
+ * converted to chat messages here. Each item's part of the JSON is made once (items are frozen
+ * and live as long as the session), so a request costs the joining of the parts, not the
+ * serializing of the whole history again.
  */
-export function toChatMessages(instructions: string, items: readonly ResponseItem[]): ChatCompletionMessageParam[] {
-  const messages: ChatCompletionMessageParam[] = [];
-  if (instructions !== '') messages.push({ role: 'system', content: instructions });
-  // The assistant message function calls may still join; any other message closes it.
-  let openAssistant: ChatCompletionAssistantMessageParam | null = null;
-  for (const item of items) {
-    switch (item.type) {
-      case 'message': {
-        const text = item.content.flatMap((part) => (part.type === 'input_image' ? [] : [part.text])).join('');
-        if (item.role === 'assistant') {
-          openAssistant = { role: 'assistant', content: text };
-          messages.push(openAssistant);
-          break;
-        }
-        openAssistant = null;
-        if (item.role === 'user') {
-          const hasImage = item.content.some((part) => part.type === 'input_image');
-          const content: string | ChatCompletionContentPart[] = hasImage
-            ? item.content.map((part): ChatCompletionContentPart =>
-                part.type === 'input_image' ? { type: 'image_url', image_url: { url: part.image_url } } : { type: 'text', text: part.text },
-              )
-            : text;
-          messages.push({ role: 'user', content });
-        } else {
-          messages.push({ role: 'system', content: text });
-        }
+export function encodeChatRequest(prompt: Prompt): string {
+  const messages: string[] = [];
+  if (prompt.instructions !== '') messages.push(JSON.stringify({ role: 'system', content: prompt.instructions }));
+  // Function calls that follow an assistant message (or each other) join that message's
+  // `tool_calls`, as the model produced them; any other message closes it.
+  let assistant: { content: string; calls: string[] } | null = null;
+  const close = () => {
+    if (assistant === null) return;
+    const calls = assistant.calls.length > 0 ? `,"tool_calls":[${assistant.calls.join(',')}]` : '';
+    messages.push(`{"role":"assistant","content":${assistant.content}${calls}}`);
+    assistant = null;
+  };
+  for (const item of prompt.input) {
+    const part = chatPart(item);
+    switch (part.kind) {
+      case 'assistant':
+        close();
+        assistant = { content: part.content, calls: [] };
         break;
-      }
-      case 'function_call': {
-        if (openAssistant === null) {
-          openAssistant = { role: 'assistant', content: null };
-          messages.push(openAssistant);
-        }
-        openAssistant.tool_calls = [
-          ...(openAssistant.tool_calls ?? []),
-          { id: item.call_id, type: 'function', function: { name: item.name, arguments: item.arguments } },
-        ];
+      case 'call':
+        assistant ??= { content: 'null', calls: [] };
+        assistant.calls.push(part.json);
         break;
-      }
-      case 'function_call_output':
-        openAssistant = null;
-        messages.push({ role: 'tool', tool_call_id: item.call_id, content: item.output });
+      case 'message':
+        close();
+        messages.push(part.json);
         break;
-      case 'reasoning':
+      case 'none':
         break;
     }
   }
-  return messages;
+  close();
+
+  const tools = toolsJson(prompt.tools);
+  const tail = JSON.stringify({
+    stream: true,
+    stream_options: { include_usage: true },
+    // OpenAI rejects tool options on a request without tools.
+    ...(tools !== null ? { tool_choice: 'auto', parallel_tool_calls: prompt.parallel_tool_calls } : {}),
+    ...(prompt.effort !== undefined ? { reasoning_effort: prompt.effort } : {}),
+    ...(prompt.output_schema !== undefined
+      ? { response_format: { type: 'json_schema', json_schema: { name: OUTPUT_SCHEMA_NAME, schema: prompt.output_schema, strict: true } } }
+      : {}),
+  });
+  const head = JSON.stringify({ model: prompt.model });
+  return `${head.slice(0, -1)},"messages":[${messages.join(',')}]${tools !== null ? `,"tools":${tools}` : ''},${tail.slice(1)}`;
 }
+
+/** What one history item adds to the chat messages, as JSON. */
+type ChatPart =
+  /** An assistant message: the JSON of its content. Function calls may still join it. */
+  | { readonly kind: 'assistant'; readonly content: string }
+  /** A function call: the JSON of its entry in an assistant message's `tool_calls`. */
+  | { readonly kind: 'call'; readonly json: string }
+  /** A message of its own. */
+  | { readonly kind: 'message'; readonly json: string }
+  /** Nothing: reasoning has no chat form. */
+  | { readonly kind: 'none' };
+
+const chatPart = memoizeFrozen((item: ResponseItem): ChatPart => {
+  switch (item.type) {
+    case 'message': {
+      const text = item.content.flatMap((part) => (part.type === 'input_image' ? [] : [part.text])).join('');
+      if (item.role === 'assistant') return { kind: 'assistant', content: JSON.stringify(text) };
+      if (item.role !== 'user') return { kind: 'message', json: JSON.stringify({ role: 'system', content: text }) };
+      const hasImage = item.content.some((part) => part.type === 'input_image');
+      const content: string | ChatCompletionContentPart[] = hasImage
+        ? item.content.map((part): ChatCompletionContentPart =>
+            part.type === 'input_image' ? { type: 'image_url', image_url: { url: part.image_url } } : { type: 'text', text: part.text },
+          )
+        : text;
+      return { kind: 'message', json: JSON.stringify({ role: 'user', content }) };
+    }
+    case 'function_call':
+      return { kind: 'call', json: JSON.stringify({ id: item.call_id, type: 'function', function: { name: item.name, arguments: item.arguments } }) };
+    case 'function_call_output':
+      return { kind: 'message', json: JSON.stringify({ role: 'tool', tool_call_id: item.call_id, content: item.output }) };
+    default:
+      return { kind: 'none' };
+  }
+});
+
+/** The tool list as Chat Completions takes it, or null when there are no tools. */
+const toolsJson = memoizeFrozen((tools: readonly ToolSpecJson[]): string | null =>
+  tools.length === 0
+    ? null
+    : JSON.stringify(
+        tools.map((tool): ChatCompletionFunctionTool => ({
+          type: 'function',
+          function: { name: tool.name, description: tool.description, parameters: tool.parameters },
+        })),
+      ),
+);
 
 /**
  * Reasoning text some OpenAI-compatible servers stream outside the official schema

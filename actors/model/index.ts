@@ -42,7 +42,7 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
 }
 
 export { MAX_STREAM_RETRIES, MAX_RETRY_DELAY_MS, retryDelayMs } from './backoff.js';
-export { ChatModelClient, chatRequest, toChatMessages } from './chat-client.js';
+export { ChatModelClient, encodeChatRequest } from './chat-client.js';
 export { classifyModelError, classifyProviderFailure, retryAfterMs, type ProviderFailure } from './classify.js';
 export { contextWindowResolver, knownContextWindow } from './context-window.js';
 export { ModelError } from './errors.js';

@@ -6,10 +6,11 @@ import type {
   ResponseUsage,
 } from 'openai/resources/responses/responses';
 import { ResponseItem, type TokenUsage } from '../../protocol/index.js';
+import { memoizeFrozen } from '../freeze.js';
 import { log } from '../log.js';
 import { classifyProviderFailure } from './classify.js';
 import { ModelError } from './errors.js';
-import { SdkModelClient, type OpenedStream } from './sdk-client.js';
+import { encodedBody, SdkModelClient, type OpenedStream } from './sdk-client.js';
 import type { StreamGuard } from './stream-guard.js';
 import type { ModelStreamEvent, Prompt, ToolSpecJson } from './types.js';
 
@@ -20,9 +21,7 @@ const OUTPUT_SCHEMA_NAME = 'final_output';
 export class ResponsesModelClient extends SdkModelClient<ResponseStreamEvent> {
   protected open(prompt: Prompt): (signal: AbortSignal) => Promise<OpenedStream<ResponseStreamEvent>> {
     const body = encodeResponsesRequest(prompt);
-    // The SDK sends a string body as is when the request names its content type; from the
-    // parameters it reads only `stream`, to know how to read the answer.
-    return (signal) => this.options.client.responses.create(STREAMING, { signal, body, headers: JSON_CONTENT }).withResponse();
+    return (signal) => this.options.client.responses.create(STREAMING, encodedBody(body, signal)).withResponse();
   }
 
   protected async *read(next: () => Promise<IteratorResult<ResponseStreamEvent>>, guard: StreamGuard, headers: Headers): AsyncGenerator<ModelStreamEvent> {
@@ -76,8 +75,8 @@ export class ResponsesModelClient extends SdkModelClient<ResponseStreamEvent> {
   }
 }
 
+/** What the SDK is given as parameters: it reads only `stream` from them (see `encodedBody`). */
 const STREAMING: ResponseCreateParamsStreaming = { stream: true };
-const JSON_CONTENT = { 'content-type': 'application/json' } as const;
 
 /**
  * The Responses API request body for one sampling request, as JSON.
@@ -138,33 +137,18 @@ function startsWith(items: readonly ResponseItem[], prefix: readonly ResponseIte
 }
 
 /** A registry's spec list is the same array until its tools change: encode it once. */
-const toolsJsonCache = new WeakMap<readonly ToolSpecJson[], string>();
-
-function toolsJson(tools: readonly ToolSpecJson[]): string {
-  let json = toolsJsonCache.get(tools);
-  if (json === undefined) {
-    const wire: FunctionTool[] = tools.map((tool) => ({ type: 'function', name: tool.name, description: tool.description, parameters: tool.parameters, strict: false }));
-    json = JSON.stringify(wire);
-    if (Object.isFrozen(tools)) toolsJsonCache.set(tools, json);
-  }
-  return json;
-}
+const toolsJson = memoizeFrozen((tools: readonly ToolSpecJson[]): string =>
+  JSON.stringify(tools.map((tool): FunctionTool => ({ type: 'function', name: tool.name, description: tool.description, parameters: tool.parameters, strict: false }))),
+);
 
 /**
- * Each frozen history item's JSON as the request carries it (null: the item is not sent), for
- * the items a request cannot take from its history's last encoding.
+ * Each history item's JSON as the request carries it (null: the item is not sent), for the
+ * items a request cannot take from its history's last encoding.
  */
-const wireJsonCache = new WeakMap<ResponseItem, string | null>();
-
-function wireJson(item: ResponseItem): string | null {
-  let json = wireJsonCache.get(item);
-  if (json === undefined) {
-    const wire = toWire(item);
-    json = wire === null ? null : JSON.stringify(wire);
-    if (Object.isFrozen(item)) wireJsonCache.set(item, json);
-  }
-  return json;
-}
+const wireJson = memoizeFrozen((item: ResponseItem): string | null => {
+  const wire = toWire(item);
+  return wire === null ? null : JSON.stringify(wire);
+});
 
 /**
  * Our history is already Responses-shaped; what must go is what refers to server-side storage,

@@ -10,6 +10,15 @@ export interface SdkModelClientOptions {
   readonly contextWindow: (model: string) => number | null;
 }
 
+/**
+ * Request options that send `body`, JSON the client encoded itself, as is: the SDK passes a
+ * string body through untouched when the request names its content type. From the request
+ * parameters it then reads only `stream`, to know how to read the answer.
+ */
+export function encodedBody(body: string, signal: AbortSignal): { body: string; signal: AbortSignal; headers: { 'content-type': 'application/json' } } {
+  return { body, signal, headers: { 'content-type': 'application/json' } };
+}
+
 /** A streamed request as the SDK's `withResponse()` opens it: the events, and the HTTP response. */
 export interface OpenedStream<T> {
   readonly data: AsyncIterable<T>;

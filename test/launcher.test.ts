@@ -1,13 +1,13 @@
 /** The launcher process that starts the programs tools run (actors/tools/launcher). */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessLauncher, type LaunchedProcess } from '../actors/tools/launcher/launcher.js';
-import { isAlive } from './support/processes.js';
+import { childrenOf, isAlive } from './support/processes.js';
 import { waitFor } from './support/wait.js';
 
 const run = promisify(execFile);
@@ -136,6 +136,125 @@ describe('ProcessLauncher', () => {
   });
 });
 
+describe('the spare shell', () => {
+  let dir: string;
+  const launchers: ProcessLauncher[] = [];
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'troupe-spare-'));
+  });
+  afterAll(async () => {
+    for (const launcher of launchers) launcher.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  function newLauncher(): ProcessLauncher {
+    const launcher = new ProcessLauncher();
+    launchers.push(launcher);
+    return launcher;
+  }
+
+  /** The launcher's idle spare, once it has forked one. */
+  async function spareOf(launcher: ProcessLauncher): Promise<number> {
+    let spare: number | undefined;
+    await waitFor(() => {
+      spare = childrenOf(launcher.pid!).find((child) => child.command === '/bin/sh -s')?.pid;
+      return spare !== undefined;
+    }, 'the spare shell');
+    return spare!;
+  }
+
+  async function runIn(launcher: ProcessLauncher, argv: string[], env: NodeJS.ProcessEnv) {
+    const launched = launcher.launch(argv, { cwd: dir, env });
+    const text = collect(launched);
+    return { outcome: await launched.outcome, pid: launched.pid, ...text };
+  }
+
+  /** `argv` run twice by a new launcher: spawned (it has no spare yet), then by its spare. */
+  async function spawnedThenSpare(argv: string[], env: NodeJS.ProcessEnv = process.env) {
+    const launcher = newLauncher();
+    const spawned = await runIn(launcher, argv, env);
+    const spare = await spareOf(launcher);
+    const fromSpare = await runIn(launcher, argv, env);
+    expect(fromSpare.pid).toBe(spare);
+    expect(spawned.pid).not.toBe(spare);
+    return { spawned, fromSpare };
+  }
+
+  it('becomes the next program, which gets the same environment as a spawned one', async () => {
+    const env = {
+      PATH: process.env.PATH,
+      // The shell would set PWD to its directory and SHLVL to 1, and add OLDPWD after its cd.
+      PWD: '/stale/directory',
+      SHLVL: '7',
+      TRICKY: `it's "quoted", $HOME \`x\` *\nand a second line`,
+    };
+    const { spawned, fromSpare } = await spawnedThenSpare(['env'], env);
+    expect(fromSpare.outcome).toEqual({ kind: 'exited', code: 0, signal: null });
+    const lines = (text: string) => text.split(/\n(?=[A-Za-z_]+=)/).map((line) => line.trimEnd()).sort();
+    expect(lines(fromSpare.stdout)).toEqual(lines(spawned.stdout));
+    expect(lines(fromSpare.stdout)).toEqual(Object.entries(env).map(([name, value]) => `${name}=${value}`).sort());
+
+    const bare = { PATH: process.env.PATH };
+    const again = await spawnedThenSpare(['env'], bare);
+    expect(again.fromSpare.stdout).toBe(`PATH=${process.env.PATH}\n`);
+  });
+
+  it('passes arguments through untouched, in the working directory, with stdin on /dev/null', async () => {
+    const args = ["it's", 'a b', '$HOME', '`id`', '*', '', '-n', 'line\nbreak', '\\', '"'];
+    const printed = await spawnedThenSpare(['printf', '%s|', ...args]);
+    expect(printed.fromSpare.stdout).toBe(`${args.join('|')}|`);
+    expect(printed.fromSpare.stdout).toBe(printed.spawned.stdout);
+
+    const where = await spawnedThenSpare(['sh', '-c', 'pwd -P; readlink /proc/$$/fd/0; grep ^flags /proc/$$/fdinfo/0; cat']);
+    expect(where.fromSpare.stdout).toBe(where.spawned.stdout);
+    expect(where.fromSpare.stdout.split('\n').slice(0, 2)).toEqual([await realpath(dir), '/dev/null']);
+  });
+
+  it('runs the program as the leader of its own process group and session', async () => {
+    const { spawned, fromSpare } = await spawnedThenSpare(['cat', '/proc/self/stat']);
+    for (const run of [spawned, fromSpare]) {
+      const [pid, , , , pgrp, session] = run.stdout.replace(/\(.*\)/, 'name').split(' ').map(Number);
+      expect([pgrp, session]).toEqual([pid, pid]);
+      expect(pid).toBe(run.pid);
+    }
+  });
+
+  it('answers a missing program, directory or variable name just as a spawn does', async () => {
+    const launcher = newLauncher();
+    await runIn(launcher, ['true'], process.env);
+    const spare = await spareOf(launcher);
+    expect(await launcher.launch(['no-such-program-anywhere'], { cwd: dir }).outcome).toMatchObject({ kind: 'not_started', code: 'ENOENT' });
+    expect(await launcher.launch(['./no-such-script'], { cwd: dir }).outcome).toMatchObject({ kind: 'not_started', code: 'ENOENT' });
+    expect(await launcher.launch(['true'], { cwd: path.join(dir, 'missing') }).outcome).toMatchObject({ kind: 'not_started', code: 'ENOENT' });
+    // A name a shell cannot carry: the spare cannot pass it on, so the program is spawned.
+    const odd = await runIn(launcher, ['env'], { PATH: process.env.PATH, 'odd.name-here': 'kept' });
+    expect(odd.stdout).toContain('odd.name-here=kept\n');
+    expect(odd.pid).not.toBe(spare);
+    // The environment changed: the spare forked for the old one goes, and none can serve this one.
+    await waitFor(() => !isAlive(spare), 'the stale spare to go');
+    expect(childrenOf(launcher.pid!)).toEqual([]);
+    // Back to an environment a shell can carry: the next idle moment forks a spare for it.
+    await runIn(launcher, ['true'], process.env);
+    const next = await spareOf(launcher);
+    expect((await runIn(launcher, ['true'], process.env)).pid).toBe(next);
+  });
+
+  it('is killed with the group of the program it became, and goes away with its launcher', async () => {
+    const launcher = newLauncher();
+    await runIn(launcher, ['true'], process.env);
+    const spare = await spareOf(launcher);
+    const launched = launcher.launch(['sleep', '300'], { cwd: dir });
+    expect(launched.pid ?? (await waitFor(() => launched.pid !== undefined, 'the pid'), launched.pid)).toBe(spare);
+    launched.kill();
+    expect(await launched.outcome).toEqual({ kind: 'exited', code: null, signal: 'SIGKILL' });
+
+    const idle = await spareOf(launcher);
+    launcher.close();
+    await waitFor(() => !isAlive(idle), 'the idle spare to exit with its launcher');
+  });
+});
+
 describe('a launcher that cannot start', () => {
   it('fails its commands with the reason instead of leaving them waiting', async () => {
     const broken = new ProcessLauncher(path.join(tmpdir(), 'no-such-launcher-script.js'));
@@ -152,12 +271,27 @@ describe('the launcher and its host', () => {
       const { processLauncher } = await import(${JSON.stringify(module)});
       const launcher = processLauncher();
       const launched = launcher.launch(['true'], { cwd: '/' });
-      console.log(JSON.stringify({ launcher: launcher.pid, outcome: await launched.outcome }));
+      const outcome = await launched.outcome;
+      // The launcher forks a spare shell once idle; it must not outlive the launcher either.
+      const { readdirSync, readFileSync } = await import('node:fs');
+      const spareShell = () => readdirSync('/proc').find((pid) => {
+        try {
+          const stat = readFileSync('/proc/' + pid + '/stat', 'utf8');
+          return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === launcher.pid
+            && readFileSync('/proc/' + pid + '/cmdline', 'utf8') === '/bin/sh\\0-s\\0';
+        } catch {
+          return false;
+        }
+      });
+      let spare;
+      while ((spare = spareShell()) === undefined) await new Promise((resolve) => setTimeout(resolve, 5));
+      console.log(JSON.stringify({ launcher: launcher.pid, spare: Number(spare), outcome }));
     `;
     // The host script ends after its one command; if the launcher held it, this would time out.
     const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { timeout: 20_000 });
-    const report = JSON.parse(stdout) as { launcher: number; outcome: unknown };
+    const report = JSON.parse(stdout) as { launcher: number; spare: number; outcome: unknown };
     expect(report.outcome).toEqual({ kind: 'exited', code: 0, signal: null });
     await waitFor(() => !isAlive(report.launcher), 'the launcher to exit after its host');
+    await waitFor(() => !isAlive(report.spare), 'the spare shell to exit with the launcher');
   });
 });

@@ -24,3 +24,20 @@ export function processesMatching(text: string): number[] {
   }
   return out;
 }
+
+/** Live children of `parent`, with their command lines (arguments joined by spaces). */
+export function childrenOf(parent: number): { pid: number; command: string }[] {
+  const out: { pid: number; command: string }[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(ppid) !== parent || state === 'Z' || state === 'X') continue;
+      out.push({ pid: Number(entry), command: readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ') });
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}

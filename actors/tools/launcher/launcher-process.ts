@@ -4,15 +4,19 @@
  * forking costs in proportion to that process's memory: a host holding many sessions blocks
  * its event loop for milliseconds on every spawn, where this small process takes about one.
  *
- * It loads nothing but Node's own modules, keeps no state beyond the running programs, and
- * exits when its host goes away. Plain `child_process` rather than execa: it only relays raw
- * events, so a promise API, buffering and error shaping would be overhead here.
+ * While idle it keeps a spare shell forked (spare-shell.ts), which becomes the next program
+ * without a fork on that program's path.
+ *
+ * It loads nothing but Node's own modules, keeps no state beyond the running programs and the
+ * spare, and exits when its host goes away. Plain `child_process` rather than execa: it only
+ * relays raw events, so a promise API, buffering and error shaping would be overhead here.
  */
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { onExitDrained } from '../child-process.js';
 import { DRAIN_GRACE_MS, type LauncherReply, type LauncherRequest, type OutputStream } from './messages.js';
+import { SpareShell } from './spare-shell.js';
 
 /** Output messages not yet written to the channel, per program, before its pipes are paused. */
 const MAX_IN_FLIGHT = 64;
@@ -25,30 +29,60 @@ function send(reply: LauncherReply, sent?: () => void): void {
 /** The environment of the latest request that carried one (requests omit an unchanged one). */
 let env: Readonly<Record<string, string>> = {};
 
+/** Programs started and not yet settled. */
+let running = 0;
+
+let spare: SpareShell | null = null;
+/** Cleared for good once /bin/sh cannot be started. */
+let sparesWork = true;
+
+/** Fork the next spare, once nothing runs: the fork stops this process's event loop meanwhile. */
+function replenishSpare(): void {
+  if (!sparesWork || running > 0 || (spare?.alive && spare.serves(env))) return;
+  spare?.discard();
+  spare = SpareShell.start(env);
+  if (spare !== null && spare.pid === undefined) {
+    sparesWork = false;
+    spare = null;
+  }
+}
+
+type ProgramChild = ChildProcess & { readonly stdout: Readable; readonly stderr: Readable };
+
 function run(request: LauncherRequest): void {
   const { id } = request;
   if (request.env) env = request.env;
-  let child: ChildProcessByStdio<null, Readable, Readable>;
-  try {
-    child = spawn(request.file, [...request.args], {
-      cwd: request.cwd,
-      env,
-      // Leader of its own process group, so the host can kill everything it starts at once.
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-  } catch (error) {
-    send({ type: 'not_started', id, code: errnoCode(error), message: (error as Error).message });
-    return;
+  const handedOff = spare?.handOff(request.file, request.args, request.cwd, env) ?? null;
+  let child: ProgramChild;
+  if (handedOff) {
+    child = handedOff;
+    spare = null;
+    send({ type: 'spawned', id, pid: child.pid! });
+  } else {
+    try {
+      child = spawn(request.file, [...request.args], {
+        cwd: request.cwd,
+        env,
+        // Leader of its own process group, so the host can kill everything it starts at once.
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+    } catch (error) {
+      send({ type: 'not_started', id, code: errnoCode(error), message: (error as Error).message });
+      return;
+    }
+    child.once('spawn', () => send({ type: 'spawned', id, pid: child.pid! }));
   }
+  running += 1;
 
   let settled = false;
   const settle = (reply: LauncherReply) => {
     if (settled) return;
     settled = true;
+    running -= 1;
     send(reply);
+    setImmediate(replenishSpare);
   };
-  child.once('spawn', () => send({ type: 'spawned', id, pid: child.pid! }));
   child.once('error', (error) => {
     // After a successful spawn an 'error' is a failed kill or similar: the exit still comes.
     if (child.pid === undefined) settle({ type: 'not_started', id, code: errnoCode(error), message: error.message });

@@ -1,0 +1,128 @@
+/**
+ * A spare shell: a `/bin/sh` the launcher forks ahead of time, with its pipes in place, that
+ * waits on stdin for the one program it will become. Handing it a command costs a pipe write
+ * and an `exec`; spawning costs a fork of the launcher, pipe and stream setup, and a wait for
+ * the child's exec, which on a small VM is most of what running a short program takes. The
+ * launcher forks the next spare only when nothing of its own is running, so that cost falls
+ * where no command waits for it.
+ *
+ * A hand-off must give the program exactly what a spawn would: the same environment, working
+ * directory, argv, stdin (/dev/null), process group and exit
+ * status, and the same `not_started` answer for a program or directory that does not exist.
+ * So a command goes to the spare only when that is certain, and is spawned otherwise:
+ *
+ * - the spare was started with the request's environment, every name of which a shell can
+ *   carry (dash drops names such as `a.b` or `x-y`);
+ * - the program is found the way exec finds it (an executable regular file, on `PATH` unless
+ *   the name has a slash) and the working directory exists, both checked here first, so the
+ *   shell never has to report a failure of its own;
+ * - nothing contains a NUL byte, which spawn rejects with an error of its own.
+ *
+ * The shell manages PWD, OLDPWD and SHLVL itself; the script puts them back as the request's
+ * environment has them before it execs.
+ *
+ * Node built-ins only: this runs in the launcher process.
+ */
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { accessSync, constants, statSync } from 'node:fs';
+import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+
+export type SpareChild = ChildProcessByStdio<Writable, Readable, Readable>;
+
+/** Variables a POSIX shell sets or changes on its own, restored before the exec. */
+const SHELL_MANAGED = ['PWD', 'OLDPWD', 'SHLVL'] as const;
+
+const SHELL_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export class SpareShell {
+  readonly #child: SpareChild;
+  readonly #env: Readonly<Record<string, string>>;
+  #taken = false;
+
+  private constructor(child: SpareChild, env: Readonly<Record<string, string>>) {
+    this.#child = child;
+    this.#env = env;
+    // A spare nobody takes only ever ends by being discarded or by losing its launcher.
+    child.on('error', () => undefined);
+  }
+
+  /** A spare for programs that get `env`, or null when a shell cannot pass `env` on intact. */
+  static start(env: Readonly<Record<string, string>>): SpareShell | null {
+    if (!Object.entries(env).every(([name, value]) => SHELL_NAME.test(name) && !value.includes('\0'))) return null;
+    const child = spawn('/bin/sh', ['-s'], { cwd: '/', env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+    return new SpareShell(child, env);
+  }
+
+  get pid(): number | undefined {
+    return this.#child.pid;
+  }
+
+  /** Whether it was started for programs that get `env` (the very object: requests reuse it). */
+  serves(env: Readonly<Record<string, string>>): boolean {
+    return env === this.#env;
+  }
+
+  /** Whether it can still take a program: started, alive, not yet taken. */
+  get alive(): boolean {
+    const child = this.#child;
+    return !this.#taken && child.pid !== undefined && child.exitCode === null && child.signalCode === null;
+  }
+
+  /**
+   * Make the spare run `file` with `args` in `cwd`, when it was started with `env` and can run
+   * it exactly as a spawn would; otherwise null, and the spare stays as it was. The returned
+   * child is the program from here on: its pid, group, pipes and exit are the program's.
+   */
+  handOff(file: string, args: readonly string[], cwd: string, env: Readonly<Record<string, string>>): SpareChild | null {
+    if (!this.alive || !this.serves(env)) return null;
+    if (!path.isAbsolute(cwd) || [file, cwd, ...args].some((text) => text.includes('\0'))) return null;
+    if (!isDirectory(cwd) || !findsProgram(file, cwd, env.PATH)) return null;
+    this.#taken = true;
+    const restore = SHELL_MANAGED.map((name) => (env[name] === undefined ? `unset ${name}` : `export ${name}=${quote(env[name])}`));
+    const command = [file, ...args].map(quote).join(' ');
+    this.#child.stdin.end(`cd ${quote(cwd)} || exit\n${restore.join('\n')}\nexec ${command} </dev/null\n`);
+    return this.#child;
+  }
+
+  /** End an untaken spare (its environment is stale, or the launcher is going away). */
+  discard(): void {
+    if (this.#taken) return;
+    this.#taken = true;
+    this.#child.kill('SIGKILL');
+    this.#child.stdin.destroy();
+    this.#child.stdout.destroy();
+    this.#child.stderr.destroy();
+  }
+}
+
+/** Single-quoted for sh: nothing inside single quotes is special except the quote itself. */
+function quote(text: string): string {
+  return `'${text.replaceAll("'", `'\\''`)}'`;
+}
+
+function isDirectory(dir: string): boolean {
+  return statSync(dir, { throwIfNoEntry: false })?.isDirectory() ?? false;
+}
+
+function isExecutableFile(file: string): boolean {
+  if (!(statSync(file, { throwIfNoEntry: false })?.isFile() ?? false)) return false;
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether exec would find `file` from `cwd`: a name with a slash is a path; any other is looked
+ * up on PATH, an empty entry meaning the working directory. Without PATH, spawn and the shell
+ * each fall back to a default list of their own, and the two differ: no hand-off then.
+ */
+function findsProgram(file: string, cwd: string, searchPath: string | undefined): boolean {
+  if (file === '') return false;
+  if (file.includes('/')) return isExecutableFile(path.resolve(cwd, file));
+  if (searchPath === undefined) return false;
+  return searchPath.split(':').some((dir) => isExecutableFile(path.resolve(cwd, dir, file)));
+}

@@ -240,6 +240,19 @@ describe('the spare shell', () => {
     expect((await runIn(launcher, ['true'], process.env)).pid).toBe(next);
   });
 
+  it('survives a spare killed from outside: the launcher lives on and the next program runs', async () => {
+    const launcher = newLauncher();
+    await runIn(launcher, ['true'], process.env);
+    const first = launcher.pid;
+    process.kill(await spareOf(launcher), 'SIGKILL');
+    // Handed to the dead spare or spawned, depending on whether the launcher saw it die first.
+    const racing = await runIn(launcher, ['echo', 'raced'], process.env);
+    expect(racing.outcome.kind).toBe('exited');
+    const next = await runIn(launcher, ['echo', 'back'], process.env);
+    expect(next).toMatchObject({ outcome: { kind: 'exited', code: 0 }, stdout: 'back\n' });
+    expect(launcher.pid).toBe(first);
+  });
+
   it('is killed with the group of the program it became, and goes away with its launcher', async () => {
     const launcher = newLauncher();
     await runIn(launcher, ['true'], process.env);

@@ -7,9 +7,9 @@
  * where no command waits for it.
  *
  * A hand-off must give the program exactly what a spawn would: the same environment, working
- * directory, argv, stdin (/dev/null), process group and exit
- * status, and the same `not_started` answer for a program or directory that does not exist.
- * So a command goes to the spare only when that is certain, and is spawned otherwise:
+ * directory, argv, stdin (/dev/null), process group and exit status, and the same
+ * `not_started` answer for a program or directory that does not exist. So a command goes to
+ * the spare only when that is certain, and is spawned otherwise:
  *
  * - the spare was started with the request's environment, every name of which a shell can
  *   carry (dash drops names such as `a.b` or `x-y`);
@@ -43,8 +43,10 @@ export class SpareShell {
   private constructor(child: SpareChild, env: Readonly<Record<string, string>>) {
     this.#child = child;
     this.#env = env;
-    // A spare nobody takes only ever ends by being discarded or by losing its launcher.
+    // A spare nobody takes only ever ends by being discarded or by losing its launcher; one
+    // killed from outside just before a hand-off fails the write, and its exit says the rest.
     child.on('error', () => undefined);
+    child.stdin.on('error', () => undefined);
   }
 
   /** A spare for programs that get `env`, or null when a shell cannot pass `env` on intact. */

@@ -240,6 +240,23 @@ describe('the spare shell', () => {
     expect((await runIn(launcher, ['true'], process.env)).pid).toBe(next);
   });
 
+  it('serves only an environment that a probe saw come through the shell intact', async () => {
+    const launcher = newLauncher();
+    // dash resets these three when it finds them in its environment, bash more.
+    const special = { PATH: process.env.PATH!, IFS: 'x y', PPID: '123', OPTIND: '7' };
+    const expected = Object.entries(special).map(([name, value]) => `${name}=${value}`).sort();
+    const first = await runIn(launcher, ['env'], special);
+    // Time for the probe to run and find the environment changed: no spare is forked for it.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(childrenOf(launcher.pid!)).toEqual([]);
+    const second = await runIn(launcher, ['env'], special);
+    for (const run of [first, second]) expect(run.stdout.trimEnd().split('\n').sort()).toEqual(expected);
+    // Another environment is probed on its own, and served once it passes.
+    await runIn(launcher, ['true'], process.env);
+    const spare = await spareOf(launcher);
+    expect((await runIn(launcher, ['true'], process.env)).pid).toBe(spare);
+  });
+
   it('survives a spare killed from outside: the launcher lives on and the next program runs', async () => {
     const launcher = newLauncher();
     await runIn(launcher, ['true'], process.env);

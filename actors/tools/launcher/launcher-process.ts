@@ -40,7 +40,7 @@ let sparesWork = true;
 function replenishSpare(): void {
   if (!sparesWork || running > 0 || (spare?.alive && spare.serves(env))) return;
   spare?.discard();
-  spare = SpareShell.start(env);
+  spare = SpareShell.start(env, replenishSpare);
   if (spare !== null && spare.pid === undefined) {
     sparesWork = false;
     spare = null;

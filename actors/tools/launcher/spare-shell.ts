@@ -19,7 +19,11 @@
  * - nothing contains a NUL byte, which spawn rejects with an error of its own.
  *
  * The shell manages PWD, OLDPWD and SHLVL itself; the script puts them back as the request's
- * environment has them before it execs.
+ * environment has them before it execs. Shells also reset variables of their own when they
+ * find them in the environment (dash: IFS, PPID, OPTIND; bash more), and which ones depends on
+ * the shell /bin/sh is. So before the first spare for an environment, a probe shell execs
+ * Node to print the environment it was given, and spares serve that environment only if it
+ * came through exactly.
  *
  * Node built-ins only: this runs in the launcher process.
  */
@@ -35,12 +39,17 @@ const SHELL_MANAGED = ['PWD', 'OLDPWD', 'SHLVL'] as const;
 
 const SHELL_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
+type Env = Readonly<Record<string, string>>;
+
+/** Per environment: whether a shell passes it on intact, or the probe still running. */
+const verdicts = new WeakMap<Env, boolean | 'probing'>();
+
 export class SpareShell {
   readonly #child: SpareChild;
-  readonly #env: Readonly<Record<string, string>>;
+  readonly #env: Env;
   #taken = false;
 
-  private constructor(child: SpareChild, env: Readonly<Record<string, string>>) {
+  private constructor(child: SpareChild, env: Env) {
     this.#child = child;
     this.#env = env;
     // A spare nobody takes only ever ends by being discarded or by losing its launcher; one
@@ -49,9 +58,24 @@ export class SpareShell {
     child.stdin.on('error', () => undefined);
   }
 
-  /** A spare for programs that get `env`, or null when a shell cannot pass `env` on intact. */
-  static start(env: Readonly<Record<string, string>>): SpareShell | null {
-    if (!Object.entries(env).every(([name, value]) => SHELL_NAME.test(name) && !value.includes('\0'))) return null;
+  /**
+   * A spare for programs that get `env`; null when a shell cannot pass `env` on intact, or
+   * while that is being found out, in which case `probed` is called once it is known.
+   */
+  static start(env: Env, probed: () => void): SpareShell | null {
+    const verdict = verdicts.get(env);
+    if (verdict === undefined) {
+      const carried = Object.entries(env).every(([name, value]) => SHELL_NAME.test(name) && !value.includes('\0'));
+      verdicts.set(env, carried ? 'probing' : false);
+      if (carried) {
+        void passesOnIntact(env).then((intact) => {
+          verdicts.set(env, intact);
+          probed();
+        });
+      }
+      return null;
+    }
+    if (verdict !== true) return null;
     const child = spawn('/bin/sh', ['-s'], { cwd: '/', env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
     return new SpareShell(child, env);
   }
@@ -61,7 +85,7 @@ export class SpareShell {
   }
 
   /** Whether it was started for programs that get `env` (the very object: requests reuse it). */
-  serves(env: Readonly<Record<string, string>>): boolean {
+  serves(env: Env): boolean {
     return env === this.#env;
   }
 
@@ -76,14 +100,12 @@ export class SpareShell {
    * it exactly as a spawn would; otherwise null, and the spare stays as it was. The returned
    * child is the program from here on: its pid, group, pipes and exit are the program's.
    */
-  handOff(file: string, args: readonly string[], cwd: string, env: Readonly<Record<string, string>>): SpareChild | null {
+  handOff(file: string, args: readonly string[], cwd: string, env: Env): SpareChild | null {
     if (!this.alive || !this.serves(env)) return null;
     if (!path.isAbsolute(cwd) || [file, cwd, ...args].some((text) => text.includes('\0'))) return null;
     if (!isDirectory(cwd) || !findsProgram(file, cwd, env.PATH)) return null;
     this.#taken = true;
-    const restore = SHELL_MANAGED.map((name) => (env[name] === undefined ? `unset ${name}` : `export ${name}=${quote(env[name])}`));
-    const command = [file, ...args].map(quote).join(' ');
-    this.#child.stdin.end(`cd ${quote(cwd)} || exit\n${restore.join('\n')}\nexec ${command} </dev/null\n`);
+    this.#child.stdin.end(`cd ${quote(cwd)} || exit\n${execScript(env, [file, ...args])}`);
     return this.#child;
   }
 
@@ -96,6 +118,33 @@ export class SpareShell {
     this.#child.stdout.destroy();
     this.#child.stderr.destroy();
   }
+}
+
+/** Put back what the shell manages as `env` has it, then become `argv`. */
+function execScript(env: Env, argv: readonly string[]): string {
+  const restore = SHELL_MANAGED.map((name) => (env[name] === undefined ? `unset ${name}\n` : `export ${name}=${quote(env[name])}\n`));
+  return `${restore.join('')}exec ${argv.map(quote).join(' ')} </dev/null\n`;
+}
+
+/** Whether a program the shell execs sees exactly `env`: a probe shell execs Node to tell. */
+function passesOnIntact(env: Env): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = spawn('/bin/sh', ['-s', 'probe'], { cwd: '/', env, stdio: ['pipe', 'pipe', 'ignore'] });
+    let printed = '';
+    probe.on('error', () => resolve(false));
+    probe.stdin.on('error', () => undefined);
+    probe.stdout.setEncoding('utf8').on('data', (chunk: string) => (printed += chunk));
+    probe.on('close', (code) => {
+      try {
+        const seen = JSON.parse(printed) as Record<string, string>;
+        const names = Object.keys(env);
+        resolve(code === 0 && names.length === Object.keys(seen).length && names.every((name) => seen[name] === env[name]));
+      } catch {
+        resolve(false);
+      }
+    });
+    probe.stdin.end(execScript(env, [process.execPath, '-e', 'process.stdout.write(JSON.stringify(process.env))']));
+  });
 }
 
 /** Single-quoted for sh: nothing inside single quotes is special except the quote itself. */

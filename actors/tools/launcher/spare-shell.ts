@@ -22,7 +22,7 @@
  * environment has them before it execs. Shells also reset variables of their own when they
  * find them in the environment (dash: IFS, PPID, OPTIND; bash more), and which ones depends on
  * the shell /bin/sh is. So before the first spare for an environment, a probe shell execs
- * Node to print the environment it was given, and spares serve that environment only if it
+ * `env` to print the environment it was given, and spares serve that environment only if it
  * came through exactly.
  *
  * Node built-ins only: this runs in the launcher process.
@@ -126,7 +126,11 @@ function execScript(env: Env, argv: readonly string[]): string {
   return `${restore.join('')}exec ${argv.map(quote).join(' ')} </dev/null\n`;
 }
 
-/** Whether a program the shell execs sees exactly `env`: a probe shell execs Node to tell. */
+/**
+ * Whether a program the shell execs sees exactly `env`: a probe shell execs `env`, which prints
+ * it. (`env` rather than Node, which would act on NODE_OPTIONS.) Its lines are compared as a
+ * multiset, since a shell may reorder the environment and a value may hold newlines.
+ */
 function passesOnIntact(env: Env): Promise<boolean> {
   return new Promise((resolve) => {
     const probe = spawn('/bin/sh', ['-s', 'probe'], { cwd: '/', env, stdio: ['pipe', 'pipe', 'ignore'] });
@@ -135,16 +139,18 @@ function passesOnIntact(env: Env): Promise<boolean> {
     probe.stdin.on('error', () => undefined);
     probe.stdout.setEncoding('utf8').on('data', (chunk: string) => (printed += chunk));
     probe.on('close', (code) => {
-      try {
-        const seen = JSON.parse(printed) as Record<string, string>;
-        const names = Object.keys(env);
-        resolve(code === 0 && names.length === Object.keys(seen).length && names.every((name) => seen[name] === env[name]));
-      } catch {
-        resolve(false);
-      }
+      const expected = Object.entries(env).flatMap(([name, value]) => `${name}=${value}`.split('\n'));
+      const seen = printed.endsWith('\n') ? printed.slice(0, -1).split('\n') : [printed];
+      resolve(code === 0 && sameLines(expected, seen));
     });
-    probe.stdin.end(execScript(env, [process.execPath, '-e', 'process.stdout.write(JSON.stringify(process.env))']));
+    probe.stdin.end(execScript(env, ['env']));
   });
+}
+
+function sameLines(a: string[], b: string[]): boolean {
+  if (a.length !== b.length) return false;
+  const sortedB = [...b].sort();
+  return [...a].sort().every((line, i) => line === sortedB[i]);
 }
 
 /** Single-quoted for sh: nothing inside single quotes is special except the quote itself. */

@@ -200,13 +200,14 @@ describe('the spare shell', () => {
     expect(again.fromSpare.stdout).toBe(`PATH=${process.env.PATH}\n`);
   });
 
-  it('passes arguments through untouched, in the working directory, with stdin on /dev/null', async () => {
+  it('passes arguments through untouched, in the working directory, with stdin on /dev/null and signals as spawned', async () => {
     const args = ["it's", 'a b', '$HOME', '`id`', '*', '', '-n', 'line\nbreak', '\\', '"'];
     const printed = await spawnedThenSpare(['printf', '%s|', ...args]);
     expect(printed.fromSpare.stdout).toBe(`${args.join('|')}|`);
     expect(printed.fromSpare.stdout).toBe(printed.spawned.stdout);
 
-    const where = await spawnedThenSpare(['sh', '-c', 'pwd -P; readlink /proc/$$/fd/0; grep ^flags /proc/$$/fdinfo/0; cat']);
+    // Also the signal mask and ignored signals, which a shell could leave changed across exec.
+    const where = await spawnedThenSpare(['sh', '-c', 'pwd -P; readlink /proc/$$/fd/0; grep ^flags /proc/$$/fdinfo/0; grep -E "^Sig(Blk|Ign)" /proc/$$/status; cat']);
     expect(where.fromSpare.stdout).toBe(where.spawned.stdout);
     expect(where.fromSpare.stdout.split('\n').slice(0, 2)).toEqual([await realpath(dir), '/dev/null']);
   });

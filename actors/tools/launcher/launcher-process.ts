@@ -33,18 +33,15 @@ let env: Readonly<Record<string, string>> = {};
 let running = 0;
 
 let spare: SpareShell | null = null;
-/** Cleared for good once /bin/sh cannot be started. */
-let sparesWork = true;
 
-/** Fork the next spare, once nothing runs: the fork stops this process's event loop meanwhile. */
+/**
+ * Fork the next spare, once nothing runs: the fork stops this process's event loop meanwhile.
+ * A /bin/sh that cannot start fails the environment's probe first, so no spare is tried.
+ */
 function replenishSpare(): void {
-  if (!sparesWork || running > 0 || (spare?.alive && spare.serves(env))) return;
+  if (running > 0 || (spare?.alive && spare.serves(env))) return;
   spare?.discard();
   spare = SpareShell.start(env, replenishSpare);
-  if (spare !== null && spare.pid === undefined) {
-    sparesWork = false;
-    spare = null;
-  }
 }
 
 type ProgramChild = ChildProcess & { readonly stdout: Readable; readonly stderr: Readable };

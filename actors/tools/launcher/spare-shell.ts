@@ -31,6 +31,7 @@ import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import { isDirectory } from '../child-process.js';
 
 export type SpareChild = ChildProcessByStdio<Writable, Readable, Readable>;
 
@@ -78,10 +79,6 @@ export class SpareShell {
     if (verdict !== true) return null;
     const child = spawn('/bin/sh', ['-s'], { cwd: '/', env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
     return new SpareShell(child, env);
-  }
-
-  get pid(): number | undefined {
-    return this.#child.pid;
   }
 
   /** Whether it was started for programs that get `env` (the very object: requests reuse it). */
@@ -156,10 +153,6 @@ function sameLines(a: string[], b: string[]): boolean {
 /** Single-quoted for sh: nothing inside single quotes is special except the quote itself. */
 function quote(text: string): string {
   return `'${text.replaceAll("'", `'\\''`)}'`;
-}
-
-function isDirectory(dir: string): boolean {
-  return statSync(dir, { throwIfNoEntry: false })?.isDirectory() ?? false;
 }
 
 function isExecutableFile(file: string): boolean {

@@ -70,7 +70,8 @@ describe('resolveReviewTarget', () => {
     expect(text).toContain('+const a = 100; // staged edit');
     expect(text).toContain('+export const b = 200; // unstaged edit');
     expect(text).toContain('+console.log("untracked content");');
-    expect(text).toContain('?? fresh/new.js');
+    expect(text).toContain('A\tfresh/new.js');
+    expect(text).toContain('M\tlib.js');
     expect(text).not.toContain('hunter2');
     expect(text).toMatch(/How the diff below was made/);
 

@@ -37,3 +37,8 @@ export class GitCommandError extends GitError {
 export class GhostSnapshotError extends GitError {
   override readonly name = 'GhostSnapshotError';
 }
+
+/** The repository is set up in a way troupe will not act on (its work tree is elsewhere, …). */
+export class UntrustedGitError extends GitError {
+  override readonly name = 'UntrustedGitError';
+}

@@ -1,8 +1,8 @@
 import { rm, rmdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { GhostSnapshotError } from './errors.js';
-import { repoRoot, runGit, splitNul } from './git.js';
-import { withTempIndex } from './temp-index.js';
+import { openRepo, repoGit, splitNul, type Repo } from './git.js';
+import { withView } from './view.js';
 import { isUnderSkipped, writeWorktreeTree, type SkippedPath, type WorktreeTreeOptions } from './worktree-tree.js';
 
 /**
@@ -55,8 +55,8 @@ function sessionPrefix(sessionId: string): string {
  */
 export async function takeSnapshot(dir: string, sessionId: string, options: TakeSnapshotOptions = {}): Promise<GhostSnapshot> {
   const prefix = sessionPrefix(sessionId);
-  const root = await repoRoot(dir);
-  const { tree, head, skipped } = await writeWorktreeTree(root, options);
+  const repo = await openRepo(dir);
+  const { tree, head, skipped } = await writeWorktreeTree(repo, { ...options, rawFiltered: true });
   const message = [
     'troupe ghost snapshot',
     '',
@@ -65,7 +65,7 @@ export async function takeSnapshot(dir: string, sessionId: string, options: Take
     '',
   ].join('\n');
   const commit = (
-    await runGit(root, ['commit-tree', '--no-gpg-sign', tree, ...(head ? ['-p', head] : []), '-F', '-'], {
+    await repoGit(repo, ['commit-tree', '--no-gpg-sign', tree, ...(head ? ['-p', head] : []), '-F', '-'], {
       input: message,
       // A fixed identity: the user may have none configured, and this commit is not theirs.
       env: {
@@ -79,11 +79,11 @@ export async function takeSnapshot(dir: string, sessionId: string, options: Take
 
   // The empty old value makes update-ref fail if the ref exists, so two snapshots racing for
   // the same number cannot overwrite each other; the loser takes the next number.
-  let seq = (await listSnapshots(root, sessionId)).reduce((max, s) => Math.max(max, s.seq), 0) + 1;
+  let seq = (await listRepoSnapshots(repo, sessionId)).reduce((max, s) => Math.max(max, s.seq), 0) + 1;
   for (let attempt = 0; ; attempt += 1) {
     const ref = `${prefix}${seq}`;
     try {
-      await runGit(root, ['update-ref', '--no-deref', ref, commit, '']);
+      await repoGit(repo, ['update-ref', '--no-deref', ref, commit, '']);
       return { sessionId, seq, ref, commit, parent: head, skipped };
     } catch (error) {
       if (attempt >= 5) throw new GhostSnapshotError(`cannot create ${ref}`, { cause: error });
@@ -94,9 +94,12 @@ export async function takeSnapshot(dir: string, sessionId: string, options: Take
 
 /** The snapshots kept for a session (or for every session), oldest first. */
 export async function listSnapshots(dir: string, sessionId?: string): Promise<GhostSnapshot[]> {
-  const root = await repoRoot(dir);
+  return listRepoSnapshots(await openRepo(dir), sessionId);
+}
+
+async function listRepoSnapshots(repo: Repo, sessionId?: string): Promise<GhostSnapshot[]> {
   const pattern = sessionId === undefined ? GHOST_REF_PREFIX : sessionPrefix(sessionId);
-  const { stdout } = await runGit(root, [
+  const { stdout } = await repoGit(repo, [
     'for-each-ref',
     '--format=%(refname)%00%(objectname)%00%(parent)%00%(contents)%01',
     pattern,
@@ -137,16 +140,15 @@ function parseSkipped(message: string): SkippedPath[] {
 /** Removes one snapshot's ref (its commit becomes garbage git may collect). */
 export async function deleteSnapshot(dir: string, snapshot: Pick<GhostSnapshot, 'ref'>): Promise<void> {
   if (!snapshot.ref.startsWith(GHOST_REF_PREFIX)) throw new GhostSnapshotError(`${snapshot.ref} is not a troupe snapshot ref`);
-  const root = await repoRoot(dir);
-  await runGit(root, ['update-ref', '--no-deref', '-d', snapshot.ref]);
+  await repoGit(await openRepo(dir), ['update-ref', '--no-deref', '-d', snapshot.ref]);
 }
 
 /** Removes every snapshot ref of a session; returns how many there were. */
 export async function deleteSnapshots(dir: string, sessionId: string): Promise<number> {
-  const root = await repoRoot(dir);
-  const snapshots = await listSnapshots(root, sessionId);
+  const repo = await openRepo(dir);
+  const snapshots = await listRepoSnapshots(repo, sessionId);
   if (snapshots.length === 0) return 0;
-  await runGit(root, ['update-ref', '--no-deref', '--stdin'], {
+  await repoGit(repo, ['update-ref', '--no-deref', '--stdin'], {
     input: snapshots.map((s) => `delete ${s.ref}\n`).join(''),
   });
   return snapshots.length;
@@ -164,16 +166,17 @@ export async function deleteSnapshots(dir: string, sessionId: string): Promise<n
  * shows. Rewriting the index to hide that would risk losing the user's own staging.
  */
 export async function restoreSnapshot(dir: string, snapshot: Pick<GhostSnapshot, 'commit' | 'parent' | 'skipped'>): Promise<RestoreResult> {
-  const root = await repoRoot(dir);
-  const found = await runGit(root, ['cat-file', '-e', `${snapshot.commit}^{commit}`], { okExitCodes: [1, 128] });
+  const repo = await openRepo(dir);
+  const root = repo.root;
+  const found = await repoGit(repo, ['rev-parse', '--verify', '--quiet', `${snapshot.commit}^{commit}`], { okExitCodes: [1, 128] });
   if (found.exitCode !== 0) throw new GhostSnapshotError(`snapshot ${snapshot.commit} does not exist in ${root}`);
 
-  return withTempIndex(root, snapshot.commit, async (index) => {
+  return withView(repo, snapshot.commit, async (view) => {
     // Stat data lets diff-files tell which files really differ without us reading any.
-    await runGit(root, ['update-index', '-q', '--refresh'], { env: index.env, okExitCodes: [1] });
-    const changed = splitNul((await runGit(root, ['diff-files', '--name-only', '-z'], { env: index.env })).stdout);
+    await view.run(['update-index', '-q', '--refresh'], { okExitCodes: [1] });
+    const changed = splitNul((await view.run(['diff-files', '--name-only', '-z'])).stdout);
     if (changed.length > 0) {
-      await runGit(root, ['checkout-index', '-f', '-z', '--stdin'], { env: index.env, input: changed.join('\0') });
+      await view.run(['checkout-index', '-f', '-z', '--stdin'], { input: changed.join('\0') });
     }
 
     // After the checkout, so the ignore rules are the snapshot's own .gitignore files. A
@@ -183,7 +186,7 @@ export async function restoreSnapshot(dir: string, snapshot: Pick<GhostSnapshot,
     const keptNestedRepos = new Set<string>();
     const parents = new Set<string>();
     for (let pass = 0; pass < 16; pass += 1) {
-      const extra = splitNul((await runGit(root, ['ls-files', '-z', '--others', '--exclude-standard'], { env: index.env })).stdout);
+      const extra = splitNul((await view.run(['ls-files', '-z', '--others', '--exclude-standard'])).stdout);
       let removedIgnoreFile = false;
       for (const path of extra) {
         if (path.endsWith('/')) {
@@ -204,7 +207,7 @@ export async function restoreSnapshot(dir: string, snapshot: Pick<GhostSnapshot,
       await rmdir(join(root, parent)).catch(() => undefined);
     }
 
-    const head = (await runGit(root, ['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'], { okExitCodes: [1] })).stdout.trim() || null;
+    const head = (await repoGit(repo, ['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'], { okExitCodes: [1] })).stdout.trim() || null;
     return { restored: changed, removed, keptNestedRepos: [...keptNestedRepos], headMoved: head !== snapshot.parent };
   });
 }

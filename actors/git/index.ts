@@ -1,5 +1,5 @@
-export { GhostSnapshotError, GitCommandError, GitError, NotAGitRepoError } from './errors.js';
-export { emptyTree, headCommit, repoRoot, resolveCommit, runGit, type GitRunOptions, type GitRunResult } from './git.js';
+export { GhostSnapshotError, GitCommandError, GitError, NotAGitRepoError, UntrustedGitError } from './errors.js';
+export { headCommit, openRepo, repoGit, repoRoot, resolveCommit, splitNul, type GitRunOptions, type GitRunResult, type Repo } from './git.js';
 export {
   deleteSnapshot,
   deleteSnapshots,
@@ -11,4 +11,5 @@ export {
   type RestoreResult,
   type TakeSnapshotOptions,
 } from './ghost-snapshot.js';
+export { withView, type GitView } from './view.js';
 export { writeWorktreeTree, type SkippedPath, type SkipReason, type WorktreeTree, type WorktreeTreeOptions } from './worktree-tree.js';

@@ -1,7 +1,7 @@
 import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { headCommit, runGit, splitNul } from './git.js';
-import { withTempIndex, type TempIndex } from './temp-index.js';
+import { headCommit, splitNul, type Repo } from './git.js';
+import { withView, type GitView } from './view.js';
 
 export type SkipReason = 'large_file' | 'large_directory' | 'nested_repository';
 
@@ -19,6 +19,13 @@ export interface WorktreeTreeOptions {
   readonly maxUntrackedFileBytes?: number;
   /** Untracked directories holding more files than this are skipped whole. Default 1000. */
   readonly maxUntrackedDirFiles?: number;
+  /**
+   * Store files that have a filter attribute (LFS, for instance) as they are on disk, even when
+   * the user's index holds their cleaned form. A snapshot needs this: the view runs no smudge
+   * filter, so restoring a cleaned blob would write it out as is. A diff wants the opposite,
+   * the user's blobs for files that did not change.
+   */
+  readonly rawFiltered?: boolean;
 }
 
 export interface WorktreeTree {
@@ -38,47 +45,63 @@ export const DEFAULT_MAX_UNTRACKED_DIR_FILES = 1000;
  * are not touched; the only lasting effect is new objects in the object store, which git
  * collects unless something refers to them.
  */
-export async function writeWorktreeTree(root: string, options: WorktreeTreeOptions = {}): Promise<WorktreeTree> {
-  const head = await headCommit(root);
-  return withTempIndex(root, head, async (index) => {
+export async function writeWorktreeTree(repo: Repo, options: WorktreeTreeOptions = {}): Promise<WorktreeTree> {
+  const root = repo.root;
+  const head = await headCommit(repo);
+  return withView(repo, head, async (view) => {
+    if (options.rawFiltered === true) await renormalizeFiltered(view);
     // Tracked files: modifications, deletions, mode changes.
-    await runGit(root, ['add', '-u', '--', ':/'], { env: index.env });
-    const { add, skipped } = await untrackedToAdd(root, index, options);
+    await view.run(['add', '-u', '--', ':/']);
+    const { add, skipped } = await untrackedToAdd(view, options);
     // Files the user force-added despite an ignore rule are tracked, so they belong in the
     // snapshot too, but the ignore rule hides them from `ls-files --others`.
-    const forced = splitNul((await runGit(root, ['ls-files', '-z', '--cached', '--ignored', '--exclude-standard'])).stdout);
+    const forced = splitNul((await view.run(['ls-files', '-z', '--cached', '--ignored', '--exclude-standard'], { index: repo.indexFile })).stdout);
     for (const path of forced) if (await exists(join(root, path))) add.push(path);
     if (add.length > 0) {
-      await runGit(root, ['--literal-pathspecs', 'add', '-f', '--pathspec-from-file=-', '--pathspec-file-nul'], {
-        env: index.env,
-        input: add.join('\0'),
-      });
+      await view.run(['--literal-pathspecs', 'add', '-f', '--pathspec-from-file=-', '--pathspec-file-nul'], { input: add.join('\0') });
     }
-    const tree = (await runGit(root, ['write-tree'], { env: index.env })).stdout.trim();
+    const tree = (await view.run(['write-tree'])).stdout.trim();
     return { tree, head, skipped };
   });
 }
 
 /**
- * Untracked, non-ignored paths relative to the index in `index`, split into what to add and
+ * Hashes again, as they are on disk, the tracked files whose attributes name a filter. Only
+ * looked for when the repository has attribute files at all.
+ */
+async function renormalizeFiltered(view: GitView): Promise<void> {
+  const attributeFiles = splitNul((await view.run(['ls-files', '-z', '--', ':(glob,top)**/.gitattributes'])).stdout);
+  const infoAttributes = await exists(join(view.repo.commonDir, 'info', 'attributes'));
+  if (attributeFiles.length === 0 && !infoAttributes) return;
+  const tracked = splitNul((await view.run(['ls-files', '-z'])).stdout);
+  if (tracked.length === 0) return;
+  const answers = splitNul((await view.run(['check-attr', '-z', '--stdin', 'filter'], { input: tracked.join('\0') })).stdout);
+  const filtered: string[] = [];
+  for (let i = 0; i + 2 < answers.length; i += 3) {
+    const path = answers[i];
+    const value = answers[i + 2];
+    if (path !== undefined && value !== undefined && value !== 'unspecified' && value !== 'unset') filtered.push(path);
+  }
+  if (filtered.length === 0) return;
+  await view.run(['--literal-pathspecs', 'add', '-u', '--renormalize', '--pathspec-from-file=-', '--pathspec-file-nul'], {
+    input: filtered.join('\0'),
+  });
+}
+
+/**
+ * Untracked, non-ignored paths relative to the view's index, split into what to add and
  * what to skip for size. Directories are judged by the topmost untracked directory git reports,
  * so one huge generated folder is skipped as a unit without statting each of its files.
  */
-async function untrackedToAdd(
-  root: string,
-  index: TempIndex,
-  options: WorktreeTreeOptions,
-): Promise<{ add: string[]; skipped: SkippedPath[] }> {
+async function untrackedToAdd(view: GitView, options: WorktreeTreeOptions): Promise<{ add: string[]; skipped: SkippedPath[] }> {
+  const root = view.repo.root;
   const maxFileBytes = options.maxUntrackedFileBytes ?? DEFAULT_MAX_UNTRACKED_FILE_BYTES;
   const maxDirFiles = options.maxUntrackedDirFiles ?? DEFAULT_MAX_UNTRACKED_DIR_FILES;
-  const files = splitNul((await runGit(root, ['ls-files', '-z', '--others', '--exclude-standard'], { env: index.env })).stdout);
+  const files = splitNul((await view.run(['ls-files', '-z', '--others', '--exclude-standard'])).stdout);
   const skipped: SkippedPath[] = [];
   if (files.length === 0) return { add: [], skipped };
 
-  const collapsed = splitNul(
-    (await runGit(root, ['ls-files', '-z', '--others', '--exclude-standard', '--directory', '--no-empty-directory'], { env: index.env }))
-      .stdout,
-  );
+  const collapsed = splitNul((await view.run(['ls-files', '-z', '--others', '--exclude-standard', '--directory', '--no-empty-directory'])).stdout);
   const untrackedDirs = new Set(collapsed.filter((entry) => entry.endsWith('/')).map((entry) => entry.slice(0, -1)));
   const counts = new Map<string, number>();
   const dirOf = new Map<string, string>();

@@ -1,6 +1,17 @@
 import type { ReviewTarget } from '../../../protocol/index.js';
-import { emptyTree, GitError, headCommit, NotAGitRepoError, repoRoot, resolveCommit, runGit } from '../../git/index.js';
-import { writeWorktreeTree, type SkippedPath } from '../../git/worktree-tree.js';
+import {
+  GitError,
+  headCommit,
+  NotAGitRepoError,
+  openRepo,
+  repoGit,
+  resolveCommit,
+  withView,
+  writeWorktreeTree,
+  type GitView,
+  type Repo,
+  type SkippedPath,
+} from '../../git/index.js';
 import { ReviewTargetError } from './errors.js';
 
 export interface ResolvedReviewTarget {
@@ -42,14 +53,14 @@ export async function resolveReviewTarget(
   }
   const what = describeTarget(target);
   try {
-    const root = await repoRoot(cwd);
+    const repo = await openRepo(cwd);
     switch (target.type) {
       case 'uncommitted_changes':
-        return await uncommittedChanges(root, options);
+        return await uncommittedChanges(repo, options);
       case 'base_branch':
-        return await againstBaseBranch(root, target.branch, options);
+        return await againstBaseBranch(repo, target.branch, options);
       case 'commit':
-        return await singleCommit(root, target.sha, target.title, options);
+        return await singleCommit(repo, target.sha, target.title, options);
     }
   } catch (error) {
     if (error instanceof ReviewTargetError) throw error;
@@ -72,69 +83,83 @@ function describeTarget(target: Exclude<ReviewTarget, { type: 'custom' }>): stri
   }
 }
 
-async function uncommittedChanges(root: string, options: ResolveReviewOptions): Promise<ResolvedReviewTarget> {
-  const snapshot = await writeWorktreeTree(root, {
+async function uncommittedChanges(repo: Repo, options: ResolveReviewOptions): Promise<ResolvedReviewTarget> {
+  const root = repo.root;
+  const snapshot = await writeWorktreeTree(repo, {
     maxUntrackedFileBytes: options.maxUntrackedFileBytes ?? DEFAULT_MAX_UNTRACKED_FILE_BYTES,
   });
-  const base = snapshot.head ?? (await emptyTree(root));
-  const diff = await capped(root, ['diff', ...DIFF_FLAGS, base, snapshot.tree], options);
-  const status = await capped(root, ['status', '--short', '--untracked-files=all'], { maxDiffChars: MAX_LISTING_CHARS });
-  const baseText = snapshot.head ? `HEAD (${snapshot.head})` : 'an empty tree (the repository has no commits yet)';
-  const sections = [
-    `Review the uncommitted changes in the git repository at ${root}: staged, unstaged and untracked (not ignored) files, compared with ${baseText}.`,
-    `How the diff below was made: the working tree, untracked files included, was written to a temporary tree and compared with ${snapshot.head ? 'HEAD' : 'the empty tree'}. In the repository, \`git status\` lists the same files, \`git diff ${snapshot.head ? 'HEAD' : '--cached'}\` shows the tracked part, and untracked files can be read directly.`,
-    block('`git status --short`', status),
-    ...skippedNote(snapshot.skipped),
-    diffBlock(diff, snapshot.head ? 'git diff HEAD' : 'git diff --cached'),
-  ];
-  return result(sections, 'current changes', diff);
+  return withView(repo, null, async (view) => {
+    const base = snapshot.head ?? (await emptyTree(view));
+    const diff = await capped(view, ['diff', ...DIFF_FLAGS, base, snapshot.tree], options);
+    const files = await capped(view, ['diff', '--no-color', '--name-status', base, snapshot.tree], { maxDiffChars: MAX_LISTING_CHARS });
+    const baseText = snapshot.head ? `HEAD (${snapshot.head})` : 'an empty tree (the repository has no commits yet)';
+    const sections = [
+      `Review the uncommitted changes in the git repository at ${root}: staged, unstaged and untracked (not ignored) files, compared with ${baseText}.`,
+      `How the diff below was made: the working tree, untracked files included, was written to a temporary tree and compared with ${snapshot.head ? 'HEAD' : 'the empty tree'}. In the repository, \`git status\` lists the same files, \`git diff ${snapshot.head ? 'HEAD' : '--cached'}\` shows the tracked part, and untracked files can be read directly.`,
+      block('Changed files (`git diff --name-status`)', files),
+      ...skippedNote(snapshot.skipped),
+      diffBlock(diff, snapshot.head ? 'git diff HEAD' : 'git diff --cached'),
+    ];
+    return result(sections, 'current changes', diff);
+  });
 }
 
-async function againstBaseBranch(root: string, branch: string, options: ResolveReviewOptions): Promise<ResolvedReviewTarget> {
-  const head = await headCommit(root);
+async function againstBaseBranch(repo: Repo, branch: string, options: ResolveReviewOptions): Promise<ResolvedReviewTarget> {
+  const root = repo.root;
+  const head = await headCommit(repo);
   if (head === null) {
     throw new ReviewTargetError('no_commits', `cannot review changes against branch '${branch}': the repository at ${root} has no commits yet`);
   }
-  const branchCommit = await resolveCommit(root, branch);
+  const branchCommit = await resolveCommit(repo, branch);
   if (branchCommit === null) {
     throw new ReviewTargetError('unknown_branch', `cannot review changes against branch '${branch}': no such branch or revision in ${root}`);
   }
-  const mergeBase = await runGit(root, ['merge-base', head, branchCommit], { okExitCodes: [1] });
+  const mergeBase = await repoGit(repo, ['merge-base', head, branchCommit], { okExitCodes: [1] });
   const base = mergeBase.stdout.trim();
   if (mergeBase.exitCode !== 0 || base === '') {
     throw new ReviewTargetError('no_merge_base', `cannot review changes against branch '${branch}': HEAD and '${branch}' have no common ancestor`);
   }
-  const diff = await capped(root, ['diff', ...DIFF_FLAGS, base], options);
-  const log = await capped(root, ['log', '--no-color', '--format=%h %s', `${base}..${head}`], { maxDiffChars: MAX_LISTING_CHARS });
-  const sections = [
-    `Review the changes in the git repository at ${root} relative to the base branch '${branch}'.`,
-    `How the diff below was made: the merge base of HEAD and '${branch}' is ${base} (\`git merge-base HEAD ${branch}\`), and the diff is \`git diff ${base}\`: the working tree against that merge base, so it covers the branch's commits and any uncommitted changes to tracked files.`,
-    block(`Commits since the merge base (\`git log ${base.slice(0, 12)}..HEAD\`)`, log),
-    diffBlock(diff, `git diff ${base}`),
-  ];
-  return result(sections, `changes against '${branch}'`, diff);
+  const worktree = await writeWorktreeTree(repo, { maxUntrackedFileBytes: options.maxUntrackedFileBytes ?? DEFAULT_MAX_UNTRACKED_FILE_BYTES });
+  return withView(repo, null, async (view) => {
+    const diff = await capped(view, ['diff', ...DIFF_FLAGS, base, worktree.tree], options);
+    const log = await capped(view, ['log', '--no-color', '--format=%h %s', `${base}..${head}`], { maxDiffChars: MAX_LISTING_CHARS });
+    const sections = [
+      `Review the changes in the git repository at ${root} relative to the base branch '${branch}'.`,
+      `How the diff below was made: the merge base of HEAD and '${branch}' is ${base} (\`git merge-base HEAD ${branch}\`), and the diff compares the working tree, untracked (not ignored) files included, with that merge base, so it covers the branch's commits and any uncommitted changes. In the repository, \`git diff ${base}\` shows the tracked part.`,
+      block(`Commits since the merge base (\`git log ${base.slice(0, 12)}..HEAD\`)`, log),
+      ...skippedNote(worktree.skipped),
+      diffBlock(diff, `git diff ${base}`),
+    ];
+    return result(sections, `changes against '${branch}'`, diff);
+  });
 }
 
-async function singleCommit(
-  root: string,
-  sha: string,
-  title: string | undefined,
-  options: ResolveReviewOptions,
-): Promise<ResolvedReviewTarget> {
-  const commit = await resolveCommit(root, sha);
+async function singleCommit(repo: Repo, sha: string, title: string | undefined, options: ResolveReviewOptions): Promise<ResolvedReviewTarget> {
+  const root = repo.root;
+  const commit = await resolveCommit(repo, sha);
   if (commit === null) {
     throw new ReviewTargetError('unknown_commit', `cannot review commit '${sha}': no such commit in ${root}`);
   }
-  const subject = title ?? (await runGit(root, ['log', '-1', '--format=%s', commit])).stdout.trim();
-  // A merge is reviewed as what it brought into its first parent.
-  const show = await capped(root, ['show', ...DIFF_FLAGS, '--format=fuller', '--stat', '--patch', '--diff-merges=first-parent', commit], options);
-  const short = commit.slice(0, 7);
-  const sections = [
-    `Review the commit ${commit}${subject ? ` ("${subject}")` : ''} in the git repository at ${root}.`,
-    `How the text below was made: \`git show ${commit}\` (commit message, file statistics and patch; a merge commit is shown against its first parent).`,
-    diffBlock(show, `git show ${commit}`),
-  ];
-  return result(sections, subject ? `commit ${short}: ${subject}` : `commit ${short}`, show);
+  return withView(repo, null, async (view) => {
+    const subject = title ?? (await view.run(['log', '-1', '--format=%s', commit])).stdout.trim();
+    // A merge is reviewed as what it brought into its first parent.
+    const show = await capped(view, ['show', ...DIFF_FLAGS, '--format=fuller', '--stat', '--patch', '--diff-merges=first-parent', commit], options);
+    const short = commit.slice(0, 7);
+    const sections = [
+      `Review the commit ${commit}${subject ? ` ("${subject}")` : ''} in the git repository at ${root}.`,
+      `How the text below was made: \`git show ${commit}\` (commit message, file statistics and patch; a merge commit is shown against its first parent).`,
+      diffBlock(show, `git show ${commit}`),
+    ];
+    return result(sections, subject ? `commit ${short}: ${subject}` : `commit ${short}`, show);
+  });
+}
+
+/**
+ * The id of the empty tree in this repository's hash format (sha1 or sha256). Git knows the
+ * empty tree without it being stored, so diffing against it needs no write.
+ */
+async function emptyTree(view: GitView): Promise<string> {
+  return (await view.run(['hash-object', '-t', 'tree', '--stdin'], { input: '' })).stdout.trim();
 }
 
 interface Captured {
@@ -142,9 +167,9 @@ interface Captured {
   readonly truncated: boolean;
 }
 
-async function capped(root: string, args: string[], options: Pick<ResolveReviewOptions, 'maxDiffChars'>): Promise<Captured> {
+async function capped(view: GitView, args: string[], options: Pick<ResolveReviewOptions, 'maxDiffChars'>): Promise<Captured> {
   const max = options.maxDiffChars ?? DEFAULT_MAX_DIFF_CHARS;
-  const { stdout, truncated } = await runGit(root, args, { maxOutput: max });
+  const { stdout, truncated } = await view.run(args, { maxOutput: max });
   return { text: stdout, truncated };
 }
 

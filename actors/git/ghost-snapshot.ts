@@ -174,7 +174,9 @@ export async function restoreSnapshot(dir: string, snapshot: Pick<GhostSnapshot,
   return withView(repo, snapshot.commit, async (view) => {
     // Stat data lets diff-files tell which files really differ without us reading any.
     await view.run(['update-index', '-q', '--refresh'], { okExitCodes: [1] });
-    const changed = splitNul((await view.run(['diff-files', '--name-only', '-z'])).stdout);
+    // Without --ignore-submodules, diff-files asks each submodule whether it is dirty by
+    // starting `git status` inside it, under that submodule's own config.
+    const changed = splitNul((await view.run(['diff-files', '--ignore-submodules=all', '--name-only', '-z'])).stdout);
     if (changed.length > 0) {
       await view.run(['checkout-index', '-f', '-z', '--stdin'], { input: changed.join('\0') });
     }

@@ -50,8 +50,10 @@ export async function writeWorktreeTree(repo: Repo, options: WorktreeTreeOptions
   const head = await headCommit(repo);
   return withView(repo, head, async (view) => {
     if (options.rawFiltered === true) await renormalizeFiltered(view);
-    // Tracked files: modifications, deletions, mode changes.
-    await view.run(['add', '-u', '--', ':/']);
+    // Tracked files: modifications, deletions, mode changes. Submodules are left out: git would
+    // ask each one whether it is dirty by running `git status` inside it, under its own config.
+    const submodules = (await gitlinks(view)).map((path) => `:(top,literal,exclude)${path}`);
+    await view.run(['add', '-u', '--', ':/', ...submodules]);
     const { add, skipped } = await untrackedToAdd(view, options);
     // Files the user force-added despite an ignore rule are tracked, so they belong in the
     // snapshot too, but the ignore rule hides them from `ls-files --others`.
@@ -63,6 +65,15 @@ export async function writeWorktreeTree(repo: Repo, options: WorktreeTreeOptions
     const tree = (await view.run(['write-tree'])).stdout.trim();
     return { tree, head, skipped };
   });
+}
+
+/** Paths of the submodules (gitlinks) in the view's index. */
+async function gitlinks(view: GitView): Promise<string[]> {
+  const paths: string[] = [];
+  for (const entry of splitNul((await view.run(['ls-files', '-z', '--stage'])).stdout)) {
+    if (entry.startsWith('160000 ')) paths.push(entry.slice(entry.indexOf('\t') + 1));
+  }
+  return paths;
 }
 
 /**

@@ -4,6 +4,7 @@ import type {
   SandboxPolicy,
   SandboxPolicyObject,
   SessionConfig,
+  ShellEnvironmentPolicy,
   TurnOverrides,
 } from '../protocol/index.js';
 
@@ -20,6 +21,21 @@ export interface SessionSettings {
   readonly review_model?: string | undefined;
   /** Compact when this many tokens are in use; absent: 90% of the model's context window. */
   readonly auto_compact_token_limit?: number | undefined;
+  /**
+   * The environment of the commands the model runs: the session's policy, else TROUPE_HOME's,
+   * else the default. Absent (contexts built by hand): the default policy.
+   */
+  readonly shell_environment_policy?: ResolvedShellEnvironmentPolicy | undefined;
+}
+
+/** A `shell_environment_policy` with its defaults filled in (actors/tools/environment-policy.ts applies it). */
+export interface ResolvedShellEnvironmentPolicy {
+  readonly inherit: 'all' | 'core' | 'none';
+  readonly exclude: readonly string[];
+  /** Absent: no restriction. */
+  readonly include_only?: readonly string[] | undefined;
+  readonly set: Readonly<Record<string, string>>;
+  readonly ignore_default_excludes: boolean;
 }
 
 /** Everything a turn runs under. Built once per turn and never changed while the turn runs. */
@@ -34,12 +50,40 @@ export const DEFAULT_APPROVAL_POLICY: AskForApproval = 'on-request';
 export function normalizeSandboxPolicy(policy: SandboxPolicy | undefined): SandboxPolicyObject {
   if (policy === undefined) return { mode: 'workspace-write', writable_roots: [], network_access: false };
   if (typeof policy === 'string') return { mode: policy, writable_roots: [], network_access: false };
-  return { mode: policy.mode, writable_roots: policy.writable_roots ?? [], network_access: policy.network_access ?? false };
+  return { ...policy, writable_roots: policy.writable_roots ?? [], network_access: policy.network_access ?? false };
+}
+
+/**
+ * The policy with its defaults filled in, as a new frozen object. Each session gets its own, so
+ * its commands' environment is read from the process when its first command runs.
+ */
+export function normalizeShellEnvironmentPolicy(
+  policy: ShellEnvironmentPolicy | ResolvedShellEnvironmentPolicy | undefined,
+): ResolvedShellEnvironmentPolicy {
+  return Object.freeze({
+    inherit: policy?.inherit ?? 'all',
+    exclude: Object.freeze([...(policy?.exclude ?? [])]),
+    ...(policy?.include_only ? { include_only: Object.freeze([...policy.include_only]) } : {}),
+    set: Object.freeze({ ...policy?.set }),
+    ignore_default_excludes: policy?.ignore_default_excludes ?? false,
+  });
+}
+
+/** The policy as a session config spells it: what a child session (sub-agent, reviewer) is given. */
+export function shellEnvironmentPolicyConfig(policy: ResolvedShellEnvironmentPolicy | undefined): ShellEnvironmentPolicy {
+  const resolved = policy ?? normalizeShellEnvironmentPolicy(undefined);
+  return {
+    inherit: resolved.inherit,
+    exclude: [...resolved.exclude],
+    ...(resolved.include_only ? { include_only: [...resolved.include_only] } : {}),
+    set: { ...resolved.set },
+    ignore_default_excludes: resolved.ignore_default_excludes,
+  };
 }
 
 export function settingsFromConfig(
   config: SessionConfig,
-  defaults: { model: string; cwd: string; base_instructions: string },
+  defaults: { model: string; cwd: string; base_instructions: string; shell_environment_policy?: ShellEnvironmentPolicy | undefined },
 ): SessionSettings {
   return {
     model: config.model ?? defaults.model,
@@ -51,6 +95,7 @@ export function settingsFromConfig(
     developer_instructions: config.developer_instructions,
     review_model: config.review_model,
     auto_compact_token_limit: config.auto_compact_token_limit,
+    shell_environment_policy: normalizeShellEnvironmentPolicy(config.shell_environment_policy ?? defaults.shell_environment_policy),
   };
 }
 

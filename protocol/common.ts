@@ -12,6 +12,10 @@ export const SandboxPolicyObject = z.object({
   mode: SandboxMode,
   writable_roots: z.array(z.string()).optional(),
   network_access: z.boolean().optional(),
+  /** Processes and threads one sandboxed command may have alive at once (default 2048). */
+  max_processes: z.number().int().min(1).optional(),
+  /** Largest file one sandboxed command may write, in bytes (default 4 GiB). */
+  max_file_size_bytes: z.number().int().min(1).optional(),
 });
 export type SandboxPolicyObject = z.infer<typeof SandboxPolicyObject>;
 
@@ -46,6 +50,52 @@ export const McpServerConfig = z.union([
 ]);
 export type McpServerConfig = z.infer<typeof McpServerConfig>;
 
+/** Characters with a meaning in other glob dialects; refused rather than taken literally. */
+const UNSUPPORTED_GLOB_CHARACTERS = /[[\]{}\\]/;
+
+/** A pattern on environment variable names: `*` is any run of characters, `?` one character. */
+export const EnvironmentNameGlob = z.string().superRefine((pattern, ctx) => {
+  if (pattern === '') ctx.addIssue({ code: 'custom', message: 'a pattern must not be empty' });
+  else if (pattern.includes('\0')) ctx.addIssue({ code: 'custom', message: 'a pattern must not contain a NUL character' });
+  else if (pattern.includes('=')) {
+    ctx.addIssue({ code: 'custom', message: `pattern ${JSON.stringify(pattern)} contains "=": patterns match variable names, which never contain "="` });
+  } else if (UNSUPPORTED_GLOB_CHARACTERS.test(pattern)) {
+    ctx.addIssue({ code: 'custom', message: `pattern ${JSON.stringify(pattern)}: only * and ? are wildcards; [ ] { } and \\ are not supported` });
+  }
+});
+
+/**
+ * Which variables of troupe's own environment the commands the model runs get (`shell`,
+ * `exec_command`). Applied in this order: `inherit`, the default excludes (unless
+ * `ignore_default_excludes`), `exclude`, `include_only`, `set`. Patterns match names
+ * case-insensitively. Unknown keys are refused: a misspelt restriction must not pass silently.
+ */
+export const ShellEnvironmentPolicy = z.strictObject({
+  inherit: z
+    .enum(['all', 'core', 'none'])
+    .optional()
+    .describe('Starting set: all of troupe\'s environment (default), core (HOME, LOGNAME, PATH, SHELL, USER, USERNAME, TMPDIR, TEMP, TMP, LANG, LC_*, TERM), or none.'),
+  exclude: z.array(EnvironmentNameGlob).optional().describe('Remove names matching any of these globs (* and ?, case-insensitive).'),
+  include_only: z.array(EnvironmentNameGlob).optional().describe('When present, keep only names matching one of these globs.'),
+  set: z
+    .record(z.string(), z.string())
+    .superRefine((set, ctx) => {
+      for (const [name, value] of Object.entries(set)) {
+        if (name === '') ctx.addIssue({ code: 'custom', path: [name], message: 'a variable name must not be empty' });
+        else if (name.includes('=')) ctx.addIssue({ code: 'custom', path: [name], message: `variable name ${JSON.stringify(name)} must not contain "="` });
+        else if (name.includes('\0')) ctx.addIssue({ code: 'custom', path: [name], message: 'a variable name must not contain a NUL character' });
+        if (value.includes('\0')) ctx.addIssue({ code: 'custom', path: [name], message: 'a value must not contain a NUL character' });
+      }
+    })
+    .optional()
+    .describe('Variables set last, over whatever the other rules left.'),
+  ignore_default_excludes: z
+    .boolean()
+    .optional()
+    .describe('Keep names matching *KEY*, *SECRET*, *TOKEN*, *PASSWORD*, *CREDENTIAL*. OPENAI_* and TROUPE_NATS_* are removed regardless.'),
+});
+export type ShellEnvironmentPolicy = z.infer<typeof ShellEnvironmentPolicy>;
+
 export const SessionConfig = z.object({
   model: z.string().min(1).optional(),
   cwd: AbsolutePath.optional(),
@@ -59,6 +109,8 @@ export const SessionConfig = z.object({
   agent_max_threads: z.number().int().min(1).optional(),
   auto_compact_token_limit: z.number().int().positive().optional(),
   mcp_servers: z.record(z.string(), McpServerConfig).optional(),
+  /** The environment of the commands the model runs; replaces TROUPE_HOME/config.json's as a whole. */
+  shell_environment_policy: ShellEnvironmentPolicy.optional(),
 });
 export type SessionConfig = z.infer<typeof SessionConfig>;
 

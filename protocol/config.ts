@@ -1,11 +1,13 @@
 import { z } from 'zod';
-import { McpServerConfig } from './common.js';
+import { McpServerConfig, ShellEnvironmentPolicy } from './common.js';
 
 /**
  * `TROUPE_HOME/config.json`: defaults every session of that home starts with. A session's own
- * config wins where both name the same thing (for MCP servers: the same server name).
+ * config wins where both name the same thing (for MCP servers: the same server name; a
+ * session's `shell_environment_policy` replaces the home's as a whole, nothing is merged).
  */
 export const HomeConfig = z.object({
   mcp_servers: z.record(z.string(), McpServerConfig).optional(),
+  shell_environment_policy: ShellEnvironmentPolicy.optional(),
 });
 export type HomeConfig = z.infer<typeof HomeConfig>;

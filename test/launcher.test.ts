@@ -1,6 +1,6 @@
 /** The launcher process that starts the programs tools run (actors/tools/launcher). */
 import { execFile } from 'node:child_process';
-import { mkdtemp, realpath, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -65,6 +65,35 @@ describe('ProcessLauncher', () => {
       expect(seen).toEqual(['hello', 'hello', 'bye', 'unset', 'hello', 'hello']);
     } finally {
       other.close();
+    }
+  });
+
+  it('recognises a frozen environment by identity, and still tells frozen ones apart', async () => {
+    const greeting = async (env: Readonly<Record<string, string>>) => {
+      const launched = launcher.launch(['sh', '-c', 'echo "${GREETING-unset}"'], { cwd: dir, env });
+      const text = collect(launched);
+      await launched.outcome;
+      return text.stdout.trim();
+    };
+    const a = Object.freeze({ PATH: process.env.PATH!, GREETING: 'a' });
+    const b = Object.freeze({ PATH: process.env.PATH!, GREETING: 'b' });
+    const seen = [await greeting(a), await greeting(a), await greeting(b), await greeting(a), await greeting(Object.freeze({ PATH: process.env.PATH! }))];
+    expect(seen).toEqual(['a', 'a', 'b', 'a', 'unset']);
+  });
+
+  it.skipIf(process.platform !== 'linux')('runs without the host\'s credentials in its own environment', async () => {
+    process.env.TROUPE_TEST_LAUNCHER_TOKEN = 'launcher-secret';
+    const fresh = new ProcessLauncher();
+    try {
+      const launched = fresh.launch(['true'], { cwd: dir });
+      await launched.outcome;
+      const environ = await readFile(`/proc/${fresh.pid}/environ`, 'utf8');
+      expect(environ).toContain('PATH=');
+      expect(environ).not.toContain('launcher-secret');
+      expect(environ).not.toContain('OPENAI_');
+    } finally {
+      fresh.close();
+      delete process.env.TROUPE_TEST_LAUNCHER_TOKEN;
     }
   });
 

@@ -214,18 +214,20 @@ describe('sandbox specs and backends', () => {
     mode: 'workspace-write',
     writableRoots: ['/work/repo', '/tmp'],
     readOnlyPaths: ['/work/repo/.git'],
+    protectedSpots: [],
     networkAccess: false,
     cwd: '/work/repo',
+    limits: { maxProcesses: 64, maxFileSizeBytes: 1_000_000 },
   };
 
   it('bubblewrap: read-only root, writable binds, protected re-binds, no network, own pid namespace', () => {
-    const args = bubblewrapArgs(spec, ['ls', '-la'], { newSession: true, isRoot: true });
+    const args = bubblewrapArgs(spec, ['ls', '-la'], { newSession: true, isRoot: true, prlimit: '/usr/bin/prlimit' });
     const joined = args.join(' ');
     expect(joined).toContain('--ro-bind / / --dev /dev --proc /proc --bind /work/repo /work/repo --bind /tmp /tmp --ro-bind /work/repo/.git /work/repo/.git');
     expect(args).toEqual(expect.arrayContaining(['--unshare-net', '--unshare-pid', '--die-with-parent', '--new-session']));
     expect(joined).toContain('--cap-drop ALL');
-    expect(args.slice(-5)).toEqual(['--chdir', '/work/repo', '--', 'ls', '-la']);
-    const withNet = bubblewrapArgs({ ...spec, networkAccess: true }, ['true'], { newSession: false, isRoot: false });
+    expect(args.slice(-9)).toEqual(['--chdir', '/work/repo', '--', '/usr/bin/prlimit', '--nproc=64', '--fsize=1000000', '--', 'ls', '-la']);
+    const withNet = bubblewrapArgs({ ...spec, networkAccess: true }, ['true'], { newSession: false, isRoot: false, prlimit: 'prlimit' });
     expect(withNet).not.toContain('--unshare-net');
     expect(withNet).not.toContain('--new-session');
     expect(withNet).not.toContain('--cap-drop');
@@ -246,7 +248,15 @@ describe('sandbox specs and backends', () => {
     const argv = seatbeltCommand(spec, ['make']);
     expect(argv.slice(0, 2)).toEqual(['/usr/bin/sandbox-exec', '-p']);
     expect(argv).toEqual(expect.arrayContaining(['-D', 'WRITABLE_ROOT_0=/work/repo']));
-    expect(argv.slice(-2)).toEqual(['--', 'make']);
+    expect(argv.slice(-6)).toEqual(['--', '/bin/sh', '-c', 'ulimit -f "$0" && exec "$@"', '1953', 'make']);
+  });
+
+  it('seatbelt: refuses to create a protected name that does not exist yet, in a root and on the way to cwd', () => {
+    const spots = ['/work/repo/.git', '/work/repo/.troupe', '/work/repo/sub/.git', '/work/repo/sub/.troupe'];
+    const { profile, params } = seatbeltProfile({ ...spec, readOnlyPaths: [], protectedSpots: spots, cwd: '/work/repo/sub' });
+    const excluded = Object.entries(params).filter(([name]) => name.startsWith('WRITABLE_ROOT_0_RO_'));
+    expect(excluded.map(([, value]) => value).sort()).toEqual([...spots].sort());
+    for (const [name] of excluded) expect(profile).toContain(`(require-not (subpath (param "${name}")))`);
   });
 
   it('detection reports no backend on a platform without one, and when disabled', async () => {

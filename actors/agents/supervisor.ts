@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { AgentStatus, Event, EventMsg, McpServerConfig, ResponseItem, SessionConfig, SessionOp, TreePool } from '../../protocol/index.js';
-import type { TurnContext } from '../../machines/turn-context.js';
+import { shellEnvironmentPolicyConfig, type TurnContext } from '../../machines/turn-context.js';
 import { NoRespondersError, type Bus, type Subscription } from '../bus/bus.js';
 import { subjects, type Subjects } from '../bus/subjects.js';
 import { log } from '../log.js';
@@ -354,6 +354,9 @@ function childConfig(turn: TurnContext, model: string | undefined, maxDepth: num
     ...(turn.effort ? { effort: turn.effort } : {}),
     agent_max_depth: maxDepth,
     agent_max_threads: maxThreads,
+    // The parent's policy as it resolved it (its own, or its home's): the child's host does not
+    // look at its own TROUPE_HOME for it.
+    shell_environment_policy: shellEnvironmentPolicyConfig(turn.shell_environment_policy),
   };
 }
 

@@ -1,4 +1,4 @@
-import type { BusMessage, PlaceMessage, ResponseItem, SessionConfig } from '../../protocol/index.js';
+import type { BusMessage, HomeConfig, PlaceMessage, ResponseItem, SessionConfig } from '../../protocol/index.js';
 import { applyOverrides, settingsFromConfig, type SessionSettings } from '../../machines/turn-context.js';
 import { journaledRollout, writeRolloutFile, type HostDurability, type OpFeed, type SeenLease, type SessionLog } from '../durable/index.js';
 import { NoRespondersError, type Bus, type Subscription } from '../bus/bus.js';
@@ -307,7 +307,8 @@ export class Host {
       return;
     }
     const { meta } = rebuilt;
-    let settings = this.#settings(meta.config);
+    const homeConfig = await this.#homeConfig();
+    let settings = this.#settings(meta.config, homeConfig);
     for (const overrides of rebuilt.overrides) settings = applyOverrides(settings, overrides);
     const path = rolloutPath(this.#options.home, id, new Date(meta.created_at));
     await writeRolloutFile(path, meta, rebuilt.lines);
@@ -326,7 +327,7 @@ export class Host {
       fresh: false,
       agentLimits: agentLimits(meta.config),
       approvals: rebuilt.approvals,
-      mcpServers: await this.#mcpServers(meta.config),
+      mcpServers: mcpServers(meta.config, homeConfig),
       purpose: rebuilt.purpose,
       durability: durability.forAdopted(sessionLog, rebuilt, lease.value.worker_id),
     });
@@ -367,7 +368,8 @@ export class Host {
       if (this.#sessions.has(id)) throw new PlacementError(`session ${id} is already running`);
       for (const skipped of rollout.skipped) log.warn({ path, ...skipped }, 'skipped a damaged rollout line');
       const config = { ...rollout.meta.config, ...message.config };
-      const settings = this.#settings(config);
+      const homeConfig = await this.#homeConfig();
+      const settings = this.#settings(config, homeConfig);
       let sessionLog: SessionLog | null = null;
       let initialSeq = 0;
       if (durability) {
@@ -389,7 +391,7 @@ export class Host {
         fresh: false,
         agentLimits: agentLimits(config),
         approvals: message.approvals ?? [],
-        mcpServers: await this.#mcpServers(config),
+        mcpServers: mcpServers(config, homeConfig),
         purpose,
       }) };
     }
@@ -402,7 +404,8 @@ export class Host {
       forkedFrom = source.meta.session_id;
       config = { ...source.meta.config, ...message.config };
     }
-    const settings = this.#settings(config);
+    const homeConfig = await this.#homeConfig();
+    const settings = this.#settings(config, homeConfig);
     const createdAt = new Date();
     const meta = {
       session_id: message.session_id,
@@ -428,7 +431,7 @@ export class Host {
       fresh: origin.type === 'new' && message.initial_history === undefined,
       agentLimits: agentLimits(config),
       approvals: message.approvals ?? [],
-      mcpServers: await this.#mcpServers(config),
+      mcpServers: mcpServers(config, homeConfig),
       purpose,
     });
     return { runtime, log: sessionLog };
@@ -441,21 +444,23 @@ export class Host {
     return found;
   }
 
-  /** The session's MCP servers: those of TROUPE_HOME/config.json, then the session's own. */
-  async #mcpServers(config: SessionConfig): Promise<SessionConfig['mcp_servers']> {
-    let home;
+  /** TROUPE_HOME/config.json; one that does not validate refuses the session, naming file and field. */
+  async #homeConfig(): Promise<HomeConfig> {
     try {
-      home = await readHomeConfig(this.#options.home);
+      return await readHomeConfig(this.#options.home);
     } catch (error) {
       if (error instanceof HomeConfigError) throw new PlacementError(error.message);
       throw error;
     }
-    const servers = { ...home.mcp_servers, ...config.mcp_servers };
-    return Object.keys(servers).length > 0 ? servers : undefined;
   }
 
-  #settings(config: SessionConfig): SessionSettings {
-    const settings = settingsFromConfig(config, { ...this.#options.defaults, base_instructions: BASE_INSTRUCTIONS });
+  /** The settings of a session; a `shell_environment_policy` of its own replaces the home's as a whole. */
+  #settings(config: SessionConfig, home: HomeConfig): SessionSettings {
+    const settings = settingsFromConfig(config, {
+      ...this.#options.defaults,
+      base_instructions: BASE_INSTRUCTIONS,
+      shell_environment_policy: home.shell_environment_policy,
+    });
     if (!isDirectory(settings.cwd)) throw new PlacementError(`config.cwd: ${settings.cwd} is not a directory`);
     return settings;
   }
@@ -468,6 +473,12 @@ interface HostedSession {
   feed: OpFeed | null;
   /** Set when the session went to another worker: its end here is not the session's end. */
   abandoned: boolean;
+}
+
+/** The session's MCP servers: those of TROUPE_HOME/config.json, then the session's own. */
+function mcpServers(config: SessionConfig, home: HomeConfig): SessionConfig['mcp_servers'] {
+  const servers = { ...home.mcp_servers, ...config.mcp_servers };
+  return Object.keys(servers).length > 0 ? servers : undefined;
 }
 
 function agentLimits(config: SessionConfig): { maxDepth: number; maxThreads: number } {

@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { EventMsg, ResponseItem, ReviewTarget } from '../../protocol/index.js';
 import type { TaskInput } from '../../machines/session.js';
-import { buildTurnContext, type SessionSettings, type TurnContext } from '../../machines/turn-context.js';
+import { buildTurnContext, shellEnvironmentPolicyConfig, type SessionSettings, type TurnContext } from '../../machines/turn-context.js';
 import { runChildTurn, type ChildTurnResult } from '../agents/child-session.js';
 import type { Bus } from '../bus/bus.js';
 import { deleteSnapshot, listSnapshots, NotAGitRepoError, restoreSnapshot, takeSnapshot } from '../git/index.js';
@@ -95,6 +95,7 @@ export class SessionTasks {
           approval_policy: 'never',
           sandbox_policy: 'read-only',
           base_instructions: REVIEW_INSTRUCTIONS,
+          shell_environment_policy: shellEnvironmentPolicyConfig(settings.shell_environment_policy),
         },
         prompt: resolved.prompt_context,
         outputSchema: REVIEW_OUTPUT_JSON_SCHEMA,
@@ -165,6 +166,7 @@ export class SessionTasks {
           approval_policy: 'never',
           sandbox_policy: 'read-only',
           base_instructions: settings.base_instructions,
+          shell_environment_policy: shellEnvironmentPolicyConfig(settings.shell_environment_policy),
         },
         initialHistory: sent,
         prompt: SUMMARY_PROMPT,
@@ -269,7 +271,8 @@ export class SessionTasks {
         base.emit(msg);
       },
     };
-    await runShell({ command: [process.env.SHELL ?? '/bin/sh', '-lc', request.command], timeout_ms: 600_000 }, ctx, { sandboxed: false, userApproved: true });
+    // The user's own command: their whole environment, not the one the model's commands get.
+    await runShell({ command: [process.env.SHELL ?? '/bin/sh', '-lc', request.command], timeout_ms: 600_000 }, ctx, { sandboxed: false, userApproved: true }, process.env);
     const finished = end as Extract<EventMsg, { type: 'exec_command_end' }> | null;
     this.#host.record(
       ...userShellRecord(request.command, {

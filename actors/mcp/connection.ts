@@ -13,6 +13,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import type { McpServerConfig } from '../../protocol/index.js';
 import type { Logger } from '../log.js';
+import { mcpServerBaseEnvironment } from '../tools/environment-policy.js';
 import { McpCallError, McpStartError } from './errors.js';
 
 /** The largest delay a Node timer takes: the SDK's own request timeout is pushed out of the way. */
@@ -183,7 +184,10 @@ export class McpConnection {
     const transport = new StdioClientTransport({
       command: config.command,
       args: config.args ?? [],
-      ...(config.env ? { env: config.env } : {}),
+      // Spelled out rather than left to the SDK: the core variables (HOME, PATH, USER, LANG, …)
+      // and what the config sets, nothing else of troupe's environment (its keys least of all).
+      // The SDK adds a few of the same core names itself; it never adds anything else.
+      env: { ...mcpServerBaseEnvironment(), ...config.env },
       cwd: config.cwd === undefined ? this.#cwd : isAbsolute(config.cwd) ? config.cwd : resolve(this.#cwd, config.cwd),
       stderr: 'pipe',
     });

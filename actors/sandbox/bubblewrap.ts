@@ -4,9 +4,11 @@
  * again on top of those. It gets fresh /dev (only the harmless nodes: a host /dev would expose
  * block devices to a root user) and /proc, its own PID namespace (so /proc shows no host
  * process whose /proc/<pid>/root could lead out) and, without network access, its own empty
- * network namespace: not even the host's loopback is reachable.
+ * network namespace: not even the host's loopback is reachable. Inside, `prlimit` sets the
+ * command's limits (limits.ts) before it runs.
  */
-import type { SandboxSpec } from './spec.js';
+import { withRlimits } from './limits.js';
+import { DEFAULT_MAX_FILE_SIZE_BYTES, DEFAULT_MAX_PROCESSES, type SandboxSpec } from './spec.js';
 
 export interface BubblewrapOptions {
   /**
@@ -16,6 +18,8 @@ export interface BubblewrapOptions {
   readonly newSession: boolean;
   /** Running as root: capabilities must be dropped explicitly, or the command could remount. */
   readonly isRoot: boolean;
+  /** Where `prlimit` is (util-linux), which sets the limits inside the sandbox. */
+  readonly prlimit: string;
 }
 
 export function bubblewrapArgs(spec: SandboxSpec, command: readonly string[], options: BubblewrapOptions): string[] {
@@ -26,14 +30,20 @@ export function bubblewrapArgs(spec: SandboxSpec, command: readonly string[], op
   args.push('--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc');
   for (const root of spec.writableRoots) args.push('--bind', root, root);
   for (const p of spec.readOnlyPaths) args.push('--ro-bind', p, p);
-  args.push('--chdir', spec.cwd, '--', ...command);
+  args.push('--chdir', spec.cwd, '--', ...withRlimits(options.prlimit, spec.limits, command));
   return args;
 }
 
 /** A minimal sandbox, as strict as any we build, to learn whether bwrap works on this host. */
-export function bubblewrapProbeArgs(isRoot: boolean): string[] {
-  return bubblewrapArgs({ mode: 'read-only', writableRoots: [], readOnlyPaths: [], networkAccess: false, cwd: '/' }, ['true'], {
-    newSession: true,
-    isRoot,
-  });
+export function bubblewrapProbeArgs(isRoot: boolean, prlimit: string): string[] {
+  const spec: SandboxSpec = {
+    mode: 'read-only',
+    writableRoots: [],
+    readOnlyPaths: [],
+    protectedSpots: [],
+    networkAccess: false,
+    cwd: '/',
+    limits: { maxProcesses: DEFAULT_MAX_PROCESSES, maxFileSizeBytes: DEFAULT_MAX_FILE_SIZE_BYTES },
+  };
+  return bubblewrapArgs(spec, ['true'], { newSession: true, isRoot, prlimit });
 }

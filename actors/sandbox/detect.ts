@@ -8,10 +8,13 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { bubblewrapArgs, bubblewrapProbeArgs } from './bubblewrap.js';
 import { SandboxUnavailableError } from './errors.js';
+import { inPidsCgroup } from './limits.js';
 import { SANDBOX_EXEC_PATH, seatbeltCommand } from './seatbelt.js';
 import type { SandboxSpec } from './spec.js';
 
-export type SandboxBackend = { readonly kind: 'bubblewrap'; readonly path: string } | { readonly kind: 'seatbelt'; readonly path: string };
+export type SandboxBackend =
+  | { readonly kind: 'bubblewrap'; readonly path: string; readonly prlimit: string }
+  | { readonly kind: 'seatbelt'; readonly path: string };
 
 export type SandboxAvailability =
   | { readonly ok: true; readonly backend: SandboxBackend }
@@ -46,8 +49,10 @@ async function detectUncached(env: NodeJS.ProcessEnv, platform: NodeJS.Platform)
   if (platform !== 'linux') return { ok: false, reason: `no sandbox backend exists for ${platform}` };
   const bwrap = findOnPath('bwrap', env);
   if (bwrap === undefined) return { ok: false, reason: 'bubblewrap (bwrap) is not installed' };
-  const result = await execa(bwrap, bubblewrapProbeArgs(isRoot()), { reject: false, timeout: PROBE_TIMEOUT_MS, stdin: 'ignore', all: true });
-  if (result.exitCode === 0) return { ok: true, backend: { kind: 'bubblewrap', path: bwrap } };
+  const prlimit = findOnPath('prlimit', env);
+  if (prlimit === undefined) return { ok: false, reason: 'prlimit (util-linux), which sets the limits of sandboxed commands, is not installed' };
+  const result = await execa(bwrap, bubblewrapProbeArgs(isRoot(), prlimit), { reject: false, timeout: PROBE_TIMEOUT_MS, stdin: 'ignore', all: true });
+  if (result.exitCode === 0) return { ok: true, backend: { kind: 'bubblewrap', path: bwrap, prlimit } };
   const detail = (result.all ?? '').toString().trim() || result.shortMessage;
   return {
     ok: false,
@@ -67,8 +72,11 @@ export function unavailableMessage(reason: string, mode: string): string {
 /** The argv that runs `command` confined by `spec` on `backend`. */
 export function sandboxedArgv(backend: SandboxBackend, spec: SandboxSpec, command: readonly string[], options: { tty: boolean }): string[] {
   switch (backend.kind) {
-    case 'bubblewrap':
-      return [backend.path, ...bubblewrapArgs(spec, command, { newSession: !options.tty, isRoot: isRoot() })];
+    case 'bubblewrap': {
+      const argv = [backend.path, ...bubblewrapArgs(spec, command, { newSession: !options.tty, isRoot: isRoot(), prlimit: backend.prlimit })];
+      // Root is exempt from RLIMIT_NPROC: its process limit is a cgroup's.
+      return isRoot() ? inPidsCgroup(spec.limits, argv) : argv;
+    }
     case 'seatbelt':
       return seatbeltCommand(spec, command);
   }

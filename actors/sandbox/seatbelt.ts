@@ -34,10 +34,13 @@ const BASE = `(version 1)
 export function seatbeltProfile(spec: SandboxSpec): SeatbeltProfile {
   const params: Record<string, string> = {};
   const writeRules: string[] = [];
+  // Protected names are refused where they exist and where they could be created: Seatbelt,
+  // unlike bubblewrap, can deny a path that does not exist yet.
+  const readOnly = [...new Set([...spec.readOnlyPaths, ...spec.protectedSpots])];
   spec.writableRoots.forEach((root, i) => {
     const rootParam = `WRITABLE_ROOT_${i}`;
     params[rootParam] = root;
-    const excluded = spec.readOnlyPaths
+    const excluded = readOnly
       .filter((p) => p === root || p.startsWith(`${root}/`))
       .map((p, j) => {
         const name = `${rootParam}_RO_${j}`;
@@ -56,9 +59,14 @@ export function seatbeltProfile(spec: SandboxSpec): SeatbeltProfile {
   return { profile: `${parts.join('\n')}\n`, params };
 }
 
-/** The argv that runs `command` under the profile. */
+/**
+ * The argv that runs `command` under the profile. The file-size limit is set by the shell
+ * (`ulimit -f` counts 512-byte blocks in a POSIX shell); macOS counts processes per user, not
+ * per command, so there is no process limit here.
+ */
 export function seatbeltCommand(spec: SandboxSpec, command: readonly string[]): string[] {
   const { profile, params } = seatbeltProfile(spec);
   const defines = Object.entries(params).flatMap(([name, value]) => ['-D', `${name}=${value}`]);
-  return [SANDBOX_EXEC_PATH, '-p', profile, ...defines, '--', ...command];
+  const blocks = String(Math.max(1, Math.floor(spec.limits.maxFileSizeBytes / 512)));
+  return [SANDBOX_EXEC_PATH, '-p', profile, ...defines, '--', '/bin/sh', '-c', 'ulimit -f "$0" && exec "$@"', blocks, ...command];
 }

@@ -2,7 +2,7 @@
  * A small MCP server for tests, built with the official SDK. Over stdio by default; with
  * `--http` it serves streamable HTTP on 127.0.0.1 (a free port) and prints its URL on stdout.
  *
- * Tools: `echo` (read-only), `fail` (an `isError` result), `slow` (waits `ms`), `pid`, `ask`
+ * Tools: `echo` (read-only), `fail` (an `isError` result), `slow` (waits `ms`), `pid`, `env`, `ask`
  * (an elicitation round trip), `picture` (an image block), `add_tool` (registers `late`, so
  * clients get `tools/list_changed`), and `odd.name/with spaces` (a name to sanitize).
  */
@@ -45,6 +45,9 @@ function buildServer(): McpServer {
     return text(`waited ${ms} ms`);
   });
   server.registerTool('pid', { description: 'The process id of this server.' }, async () => text(String(process.pid)));
+  server.registerTool('env', { description: 'This server\'s environment, one NAME=value a line.' }, async () =>
+    text(Object.entries(process.env).map(([name, value]) => `${name}=${value ?? ''}`).sort().join('\n')),
+  );
   server.registerTool('ask', { description: 'Ask the user a question.', inputSchema: { question: z.string() } }, async ({ question }) => {
     const answer = await server.server.elicitInput({
       message: question,

@@ -16,6 +16,7 @@ import {
   SandboxUnavailableError,
 } from '../../sandbox/index.js';
 import { isDirectory } from '../child-process.js';
+import { commandEnvironment, type Environment } from '../environment-policy.js';
 import { PtyUnavailableError } from '../pty/exec-process.js';
 import { MAX_EXEC_SESSIONS, PtySessionManager, TooManyExecSessionsError } from '../pty/session-manager.js';
 import { clampYield, execOutput, sessionsOf } from '../pty/tool-output.js';
@@ -24,6 +25,11 @@ import { resolveWorkdir } from './shell.js';
 
 export const DEFAULT_EXEC_YIELD_MS = 10_000;
 
+/**
+ * Added to the policy's environment (a pager would wait for a key nobody presses); the
+ * policy's `set` still wins. One object, so the environment is computed once per policy.
+ */
+const EXEC_DEFAULTS: Environment = Object.freeze({ PAGER: 'cat', GIT_PAGER: 'cat' });
 
 const DESCRIPTION =
   "Run a command line in the user's shell and return after yield_time_ms with its output so far. " +
@@ -77,7 +83,7 @@ export async function runExecCommand(args: ExecCommandArgs, ctx: ToolContext, pl
   };
   let session;
   try {
-    session = await manager.start(confined.argv, command, { cwd, env: { ...process.env, PAGER: 'cat', GIT_PAGER: 'cat' }, tty }, {
+    session = await manager.start(confined.argv, command, { cwd, env: commandEnvironment(turn.shell_environment_policy, EXEC_DEFAULTS), tty }, {
       onOutput: (chunk) => emit({ type: 'exec_command_output_delta', call_id: callId, stream: 'stdout', chunk }),
       onExit: (exitCode, output, durationMs) =>
         emit({

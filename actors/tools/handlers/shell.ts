@@ -11,6 +11,7 @@ import {
 } from '../../sandbox/index.js';
 import { processLauncher } from '../launcher/launcher.js';
 import { isDirectory } from '../child-process.js';
+import { commandEnvironment } from '../environment-policy.js';
 import { exitCodeForSignal } from '../process-group.js';
 import { defineTool, type ApprovalMemory, type RunPlan, type ToolContext, type ToolHandler, type ToolOutput, type ToolPlan } from '../tool.js';
 import { HeadTailBuffer, truncateMiddle } from '../truncate.js';
@@ -64,7 +65,17 @@ interface ExecResult {
   readonly aborted: boolean;
 }
 
-export async function runShell(args: ShellArgs, ctx: ToolContext, plan: RunPlan): Promise<ToolOutput> {
+/**
+ * Run a `shell` call. `env` is the command's environment: by default what the turn's
+ * `shell_environment_policy` leaves of troupe's own (the same in and out of the sandbox);
+ * only the user's own commands (`run_user_shell_command`) pass another.
+ */
+export async function runShell(
+  args: ShellArgs,
+  ctx: ToolContext,
+  plan: RunPlan,
+  env: NodeJS.ProcessEnv = commandEnvironment(ctx.turn.shell_environment_policy),
+): Promise<ToolOutput> {
   const cwd = resolveWorkdir(args.workdir, ctx.turn.cwd);
   const timeoutMs = args.timeout_ms ?? DEFAULT_SHELL_TIMEOUT_MS;
   const command = [...args.command];
@@ -79,7 +90,7 @@ export async function runShell(args: ShellArgs, ctx: ToolContext, plan: RunPlan)
     throw error;
   }
   ctx.emit({ type: 'exec_command_begin', call_id: ctx.callId, turn_id: ctx.turn.turn_id, command, cwd });
-  let result = await execute(argv, cwd, timeoutMs, ctx);
+  let result = await execute(argv, cwd, env, timeoutMs, ctx);
   if (plan.sandboxed) result = explainSandboxStartFailure(result);
   ctx.emit({
     type: 'exec_command_end',
@@ -149,7 +160,7 @@ class OutputCollector {
   }
 }
 
-async function execute(command: string[], cwd: string, timeoutMs: number, ctx: ToolContext): Promise<ExecResult> {
+async function execute(command: string[], cwd: string, env: NodeJS.ProcessEnv, timeoutMs: number, ctx: ToolContext): Promise<ExecResult> {
   const started = performance.now();
   const output = new OutputCollector(ctx);
   const notStarted = (exitCode: number, message: string): ExecResult => {
@@ -161,7 +172,7 @@ async function execute(command: string[], cwd: string, timeoutMs: number, ctx: T
     return { ...notStarted(exitCodeForSignal('SIGKILL'), 'command not started: the turn was interrupted'), aborted: true };
   }
   const program = command[0]!;
-  const subprocess = processLauncher().launch(command, { cwd });
+  const subprocess = processLauncher().launch(command, { cwd, env });
 
   subprocess.onOutput((stream, text) => output.add(stream, text));
 

@@ -11,6 +11,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { definedEnv } from '../child-process.js';
+import { commandEnvironment } from '../environment-policy.js';
 import { killProcessGroup } from '../process-group.js';
 import type { LauncherReply, LauncherRequest, OutputStream } from './messages.js';
 
@@ -86,6 +87,8 @@ export class ProcessLauncher {
   #nextId = 1;
   /** The environment the current launcher process was last sent. */
   #sentEnv: Readonly<Record<string, string>> | null = null;
+  /** The object `#sentEnv` was made from. */
+  #sentSource: NodeJS.ProcessEnv | Readonly<Record<string, string>> | null = null;
 
   constructor(script: string = launcherScript()) {
     this.#script = script;
@@ -103,9 +106,21 @@ export class ProcessLauncher {
     const running = new Running();
     this.#running.set(id, running);
     const child = this.#ensureStarted();
-    const env = definedEnv(options.env ?? process.env);
-    const request: LauncherRequest = { type: 'spawn', id, file, args, cwd: options.cwd, ...(sameEnv(env, this.#sentEnv) ? {} : { env }) };
+    const given = options.env ?? process.env;
+    let unchanged: boolean;
+    let env: Readonly<Record<string, string>>;
+    if (this.#sentEnv !== null && given === this.#sentSource && Object.isFrozen(given)) {
+      // The very object the last request came from, and it cannot have changed since: the
+      // common case (environment-policy.ts hands out one frozen object per policy).
+      unchanged = true;
+      env = this.#sentEnv;
+    } else {
+      env = definedEnv(given);
+      unchanged = sameEnv(env, this.#sentEnv);
+    }
+    const request: LauncherRequest = { type: 'spawn', id, file, args, cwd: options.cwd, ...(unchanged ? {} : { env }) };
     this.#sentEnv = env;
+    this.#sentSource = given;
     child.channel?.ref();
     if (this.#queued) this.#queued.push(request);
     else child.send(request);
@@ -121,6 +136,9 @@ export class ProcessLauncher {
     if (this.#child) return this.#child;
     const child = fork(this.#script, [], {
       serialization: 'json',
+      // Not the host's credentials either: a command outside the sandbox could read its
+      // parent's environment in /proc. (Each program gets the environment its request names.)
+      env: commandEnvironment(undefined),
       // Not the host's flags: no inspector, profiler or loader conditions in the launcher.
       execArgv: [],
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],

@@ -8,6 +8,7 @@ import {
   buildCompactedHistory,
   initialContextOf,
   isSummaryBridge,
+  keepTurnItems,
   lastAssistantText,
   SUMMARY_BRIDGE_PREFIX,
   SUMMARY_PROMPT,
@@ -138,6 +139,27 @@ describe('buildCompactedHistory', () => {
     const [bridge] = buildCompactedHistory({ initialContext: [], history: [], summary: 's', userMessageTokenBudget: 0 });
     expect(isSummaryBridge(bridge!)).toBe(true);
     expect(isUserTurnStart(bridge!)).toBe(false);
+  });
+});
+
+describe('keepTurnItems', () => {
+  it('keeps every user message, and the newest calls with their outputs while they fit', () => {
+    const big = 'x'.repeat(4000);
+    const turn = [env, user('THE TASK'), call('a'), output('a', big), call('b'), output('b', 'small'), user('steer'), assistant('working'), call('c'), output('c', 'last')];
+    const kept = keepTurnItems(turn, 200);
+    expect(kept.map((item) => ('call_id' in item ? `${item.type}:${item.call_id}` : textOf(item)))).toEqual([
+      textOf(env),
+      'THE TASK',
+      'function_call:b',
+      'function_call_output:b',
+      'steer',
+      'working',
+      'function_call:c',
+      'function_call_output:c',
+    ]);
+    // A call is never kept without its output, nor an output without its call.
+    const history = new ConversationHistory(keepTurnItems(turn, 0));
+    expect(history.items().filter((item) => item.type === 'function_call' || item.type === 'function_call_output')).toEqual([]);
   });
 });
 

@@ -145,11 +145,13 @@ export class SessionRuntime {
       model: services.model,
       emit: (id, msg) => this.emit(id, msg),
       record: (...items) => this.#record(...items),
-      replaceHistory: (items, note) => {
+      replaceHistory: (items, note, turnStart) => {
         this.#history.replace(items);
+        if (turnStart !== undefined) this.#turnStart = turnStart;
         this.#spec.rollout.record({ type: 'compacted', payload: { message: note, replacement_history: [...items] } });
       },
       history: () => this.#history.items(),
+      turnStart: (turnId) => (this.#turnStart?.turnId === turnId ? this.#turnStart.index : undefined),
       tokensInUse: () => this.#tokensInUse,
       setTokensInUse: (tokens) => {
         this.#tokensInUse = tokens;
@@ -387,6 +389,7 @@ export class SessionRuntime {
         this.#turnContexts.clear();
         this.#diffs.clear();
         this.#turnContexts.set(turnId, turn);
+        this.#turnStart = { turnId, index: this.#history.length };
         this.#spec.rollout.record({
           type: 'turn_context',
           payload: {
@@ -438,6 +441,8 @@ export class SessionRuntime {
 
   /** Turn contexts by turn id, so tool calls can find the context of the turn they belong to. */
   readonly #turnContexts = new Map<string, TurnContext>();
+  /** Where the latest turn's items begin in the history (what a compaction during it keeps). */
+  #turnStart: { turnId: string; index: number } | undefined;
 
   #recordUserInput(turnId: string, items: ResponseItem[]): void {
     this.#record(...items);

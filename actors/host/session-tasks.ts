@@ -11,6 +11,7 @@ import {
   approxItemsTokens,
   buildCompactedHistory,
   dropLastUserTurns,
+  keepTurnItems,
   formatReviewOutput,
   initialContextOf,
   parseReviewOutput,
@@ -37,9 +38,14 @@ export interface TaskHost {
   readonly model: ModelClient;
   emit(id: string | null, msg: EventMsg): void;
   record(...items: ResponseItem[]): void;
-  /** Replace the whole history and write it to the rollout as a `compacted` record. */
-  replaceHistory(items: readonly ResponseItem[], note: string): void;
+  /**
+   * Replace the whole history and write it to the rollout as a `compacted` record. During a
+   * turn, `turnStart` says where that turn's items now begin.
+   */
+  replaceHistory(items: readonly ResponseItem[], note: string, turnStart?: { turnId: string; index: number }): void;
   history(): readonly ResponseItem[];
+  /** Where turn `turnId` begins in the history (its first item), once it has begun. */
+  turnStart(turnId: string): number | undefined;
   /** Tokens the conversation used in its last request (the provider's count). */
   tokensInUse(): number;
   setTokensInUse(tokens: number): void;
@@ -51,6 +57,8 @@ export interface TaskHost {
 const KEPT_SNAPSHOTS = 20;
 /** Real user messages kept, verbatim or shortened, in a compacted history. */
 const USER_MESSAGE_TOKEN_BUDGET = 20_000;
+/** Of the current turn's calls and outputs, at most this much (or half the limit) survives a compaction. */
+const TURN_ITEMS_TOKEN_BUDGET = 20_000;
 const AUTO_COMPACT_FRACTION = 0.9;
 
 export class CompactionError extends Error {
@@ -145,13 +153,23 @@ export class SessionTasks {
     return limit !== null && this.#host.tokensInUse() >= limit;
   }
 
-  /** Compact in the middle of a turn, because the history has grown past the limit. */
+  /**
+   * Compact during turn `turnId` (before its first request or between two), because the
+   * history has grown past the limit. The turn goes on after the summary with its own input
+   * and, as far as they fit, its calls and outputs so far.
+   */
   autoCompact(turnId: string, turn: TurnContext, signal: AbortSignal): Promise<void> {
-    return this.#compactHistory(turnId, turn, signal);
+    const limit = this.#autoCompactLimit(turn);
+    const budget = limit === null ? TURN_ITEMS_TOKEN_BUDGET : Math.min(TURN_ITEMS_TOKEN_BUDGET, Math.floor(limit / 2));
+    return this.#compactHistory(turnId, turn, signal, { turnId, budget });
   }
 
-  /** Summarize the history in a child session and replace it with the compacted history. */
-  async #compactHistory(id: string, settings: SessionSettings, signal: AbortSignal): Promise<void> {
+  /**
+   * Summarize the history in a child session and replace it with the compacted history. Items
+   * recorded while the summary was being made (a turn's input, recorded as the turn begins)
+   * are kept after it, as is the current turn when there is one.
+   */
+  async #compactHistory(id: string, settings: SessionSettings, signal: AbortSignal, turn?: { turnId: string; budget: number }): Promise<void> {
     const host = this.#host;
     const history = host.history();
     let sent: readonly ResponseItem[] = history;
@@ -184,13 +202,20 @@ export class SessionTasks {
       if (trimmed.dropped === 0) throw new CompactionError('the history is too large to summarize, even with the oldest items dropped');
       sent = trimmed.items;
     }
-    const compacted = buildCompactedHistory({
+    const now = host.history();
+    const untouched = history.length === 0 || now[history.length - 1] === history[history.length - 1];
+    const since = untouched ? now.slice(history.length) : [];
+    const start = turn === undefined ? undefined : host.turnStart(turn.turnId);
+    const before = start === undefined ? history : history.slice(0, start);
+    const past = buildCompactedHistory({
       initialContext: initialContextOf(history),
-      history,
+      history: before,
       summary,
       userMessageTokenBudget: USER_MESSAGE_TOKEN_BUDGET,
     });
-    host.replaceHistory(compacted, summary);
+    const ofTurn = turn !== undefined && start !== undefined ? keepTurnItems(history.slice(start), turn.budget) : [];
+    const compacted = [...past, ...ofTurn, ...since];
+    host.replaceHistory(compacted, summary, turn && { turnId: turn.turnId, index: past.length });
     host.setTokensInUse(approxItemsTokens(compacted));
     host.emit(id, { type: 'context_compacted' });
   }

@@ -63,3 +63,40 @@ export function lastAssistantText(items: readonly ResponseItem[]): string {
   }
   return '';
 }
+
+/**
+ * What a compaction during a turn keeps of that turn, placed after the summary so the model
+ * goes on from where it was: every user-role message of the turn (its input and any steering)
+ * verbatim, and of the rest (calls with their outputs, messages, reasoning) the most recent
+ * that fit in `tokenBudget`. A call and its output are kept or dropped together; what is
+ * dropped was in the history the summary was written from.
+ */
+export function keepTurnItems(turnItems: readonly ResponseItem[], tokenBudget: number): ResponseItem[] {
+  const outputs = new Map<string, ResponseItem>();
+  for (const item of turnItems) if (item.type === 'function_call_output') outputs.set(item.call_id, item);
+  // Units, in order: a user message, a call with its output, or any other item on its own.
+  const units: { items: ResponseItem[]; always: boolean }[] = [];
+  for (const item of turnItems) {
+    if (item.type === 'function_call_output') continue;
+    if (item.type === 'function_call') {
+      const output = outputs.get(item.call_id);
+      units.push({ items: output ? [item, output] : [item], always: false });
+    } else {
+      units.push({ items: [item], always: item.type === 'message' && item.role === 'user' });
+    }
+  }
+  let remaining = Math.max(0, tokenBudget);
+  const kept = new Set<number>();
+  for (let i = units.length - 1; i >= 0; i -= 1) {
+    const unit = units[i]!;
+    if (unit.always) {
+      kept.add(i);
+      continue;
+    }
+    const tokens = approxTokens(JSON.stringify(unit.items));
+    if (tokens > remaining) continue;
+    remaining -= tokens;
+    kept.add(i);
+  }
+  return units.filter((_, i) => kept.has(i)).flatMap((unit) => unit.items);
+}

@@ -1,6 +1,7 @@
 export {
   buildCompactedHistory,
   DEFAULT_USER_MESSAGE_TOKEN_BUDGET,
+  keepTurnItems,
   lastAssistantText,
   type CompactedHistoryInput,
 } from './history.js';

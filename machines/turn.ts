@@ -129,7 +129,8 @@ const turnSetup = setup({
     ),
   },
   actions: {
-    emitEvent: (_, _params: { msg: EventMsg }) => notProvided('emitEvent')(),
+    /** Emit `msg` for the turn, or, with `id`, as the answer to that submission. */
+    emitEvent: (_, _params: { msg: EventMsg; id?: string }) => notProvided('emitEvent')(),
     /** Record the turn's context and user input, announce the turn. */
     beginTurn: (_, _params: { turnId: string; turn: TurnContext; input: readonly ResponseItem[] }) => notProvided('beginTurn')(),
     /** Record one finished model item and announce it (agent_message, reasoning). */
@@ -230,6 +231,7 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
         actions: {
           type: 'emitEvent',
           params: ({ event }) => ({
+            id: event.submissionId,
             msg: { type: 'error', code: 'bad_request', message: `no approval is pending with id ${event.callId}` },
           }),
         },

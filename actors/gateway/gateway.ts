@@ -154,7 +154,7 @@ export class Gateway {
     if (durable) {
       try {
         const outcome = await durable.submit({ ...submission, session_id: sessionId });
-        if (outcome === 'unknown') this.#error(submission.id, sessionId, `unknown session ${sessionId}`);
+        if (outcome === 'unknown') this.#error(submission.id, null, `unknown session ${sessionId}`);
       } catch (error) {
         this.#error(submission.id, sessionId, `could not deliver ${op.type}: ${(error as Error).message}`, 'internal');
       }
@@ -168,7 +168,7 @@ export class Gateway {
       );
       if (reply.kind === 'failure') this.#error(submission.id, sessionId, reply.message);
     } catch (error) {
-      if (error instanceof NoRespondersError) this.#error(submission.id, sessionId, `unknown session ${sessionId}`);
+      if (error instanceof NoRespondersError) this.#error(submission.id, null, `unknown session ${sessionId}`);
       else this.#error(submission.id, sessionId, `could not deliver ${op.type}: ${(error as Error).message}`, 'internal');
     }
   }

@@ -80,7 +80,7 @@ export class SessionLogic {
         wantsCompaction: ({ context }) => of(context.sessionId).wantsCompaction(context.turn),
       },
       actions: {
-        emitEvent: ({ context }, { msg }) => of(context.sessionId).emit(context.turnId, msg),
+        emitEvent: ({ context }, { msg, id }) => of(context.sessionId).emit(id ?? context.turnId, msg),
         beginTurn: ({ context }, { turnId, turn, input }) => of(context.sessionId).beginTurn(turnId, turn, input),
         recordItem: ({ context }, { item }) => of(context.sessionId).recordItem(context.turnId, item),
         recordOutputs: ({ context }, { outputs }) => of(context.sessionId).recordOutputs(outputs),

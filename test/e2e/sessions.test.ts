@@ -129,7 +129,10 @@ describe('bad input', () => {
     expect(unknownOp.msg).toMatchObject({ code: 'bad_request', message: expect.stringContaining('op.type') });
 
     server.writeLine(JSON.stringify({ id: 'u2', session_id: 'nope', op: { type: 'interrupt' } }));
-    expect((await server.waitForMsg('error', { id: 'u2' })).msg.message).toContain('unknown session nope');
+    const unknownSession = await server.waitForMsg('error', { id: 'u2' });
+    expect(unknownSession.msg.message).toContain('unknown session nope');
+    // It belongs to no session's stream.
+    expect(unknownSession).toMatchObject({ session_id: null, seq: null });
 
     server.writeLine(JSON.stringify({ id: 'u3', op: { type: 'new_session', config: { cwd: 'relative/dir', approval_policy: 'sometimes' } } }));
     const badConfig = await server.waitForMsg('error', { id: 'u3' });
@@ -147,6 +150,17 @@ describe('bad input', () => {
     const noApproval = await server.waitForMsg('error', { id: 'u6' });
     expect(noApproval.session_id).toBe(session);
     expect(noApproval.msg.message).toContain('call-nobody-asked-about');
+
+    // The same while a turn runs: the answer carries the submission's own id, not the turn's.
+    model.enqueue({ kind: 'hang' });
+    const running = server.submit({ type: 'user_turn', items: [{ type: 'text', text: 'think forever' }] }, session);
+    await server.waitForMsg('task_started', { session, id: running });
+    server.submit({ type: 'exec_approval', id: 'call-still-nobody', decision: 'approved' }, session, 'u7');
+    const duringTurn = await server.waitForMsg('error', { id: 'u7' });
+    expect(duringTurn.msg.message).toContain('call-still-nobody');
+    expect(server.ofSession(session).filter((e) => e.id === running && e.msg.type === 'error')).toEqual([]);
+    server.submit({ type: 'interrupt' }, session);
+    await server.waitForMsg('turn_aborted', { session, id: running });
 
     model.enqueue(say('still here'));
     const end = await server.turn(session, 'are you alive?');

@@ -42,7 +42,8 @@ export const RolloutLine = z.discriminatedUnion('type', [
   line('session_meta', SessionMeta),
   line('response_item', ResponseItem),
   line('turn_context', TurnContextRecord),
-  line('event_msg', EventMsg),
+  // `seq`: the event's number on the session's stream, so a resumed session goes on from it.
+  line('event_msg', EventMsg).extend({ seq: z.number().int().positive().optional() }),
   line('compacted', CompactedRecord),
 ]);
 export type RolloutLine = z.infer<typeof RolloutLine>;

@@ -10,6 +10,7 @@ import {
   findRolloutBySessionId,
   forkHistory,
   historyFromRollout,
+  lastSeqOf,
   listSessions,
   readRollout,
   RolloutRecorder,
@@ -279,10 +280,14 @@ export class Host {
     const hosted: HostedSession = { runtime, ops, feed: null, abandoned: false };
     this.#sessions.set(runtime.id, hosted);
     if (durability && sessionLog) hosted.feed = await durability.feed(runtime, sessionLog, applied);
-    void runtime.closed.then(async () => {
+    // An ended session takes no more ops: from then on they are answered as for an unknown one.
+    void runtime.ended.then(async () => {
       if (hosted.abandoned) return;
       this.#sessions.delete(runtime.id);
       await ops.unsubscribe();
+    });
+    void runtime.closed.then(async () => {
+      if (hosted.abandoned) return;
       if (durability && sessionLog) {
         sessionLog.append({ type: 'closed' });
         await hosted.feed?.stop();
@@ -371,13 +376,13 @@ export class Host {
       const homeConfig = await this.#homeConfig();
       const settings = this.#settings(config, homeConfig);
       let sessionLog: SessionLog | null = null;
-      let initialSeq = 0;
+      let initialSeq = lastSeqOf(rollout.lines);
       if (durability) {
         sessionLog = durability.sessionLog(rootId ?? id, id);
         // A session that ran on NATS before continues its numbering; one that never did
         // gets its log from the file.
         const known = await durability.rebuild(rootId ?? id, id).catch(() => null);
-        if (known) initialSeq = known.lastSeq;
+        if (known) initialSeq = Math.max(initialSeq, known.lastSeq);
         else journaledRollout({ path, record: () => undefined, close: async () => undefined }, sessionLog, rollout.meta).record(...rollout.lines.filter((l) => l.type !== 'session_meta') as RolloutItem[]);
       }
       const recorder = await RolloutRecorder.open(path);
@@ -388,6 +393,7 @@ export class Host {
         history: historyFromRollout(rollout.lines),
         rollout: sessionLog ? journaledRollout(recorder, sessionLog) : recorder,
         ...(durability && sessionLog ? { durability: durability.forSession(sessionLog, { purpose, approvals: message.approvals ?? [] }, initialSeq) } : {}),
+        initialSeq,
         fresh: false,
         agentLimits: agentLimits(config),
         approvals: message.approvals ?? [],

@@ -62,6 +62,8 @@ export interface SessionSpec {
   readonly rollout: RolloutSink;
   /** True for a brand-new session: its initial context (instructions, environment) is recorded. */
   readonly fresh: boolean;
+  /** The seq of the last event a resumed session had numbered (its stream goes on after it). */
+  readonly initialSeq?: number;
   /** Limits of the session tree on sub-agents. */
   readonly agentLimits: { readonly maxDepth: number; readonly maxThreads: number };
   /** `approved_for_session` keys the tree had granted when this session was placed. */
@@ -82,6 +84,9 @@ export interface SessionSpec {
 export class SessionRuntime {
   readonly id: string;
   readonly rootId: string;
+  /** Resolves when the session's actor has ended: it takes no more ops. */
+  readonly ended: Promise<void>;
+  /** Resolves when the session has ended and its rollout is closed (every line written). */
   readonly closed: Promise<void>;
   readonly #services: SessionServices;
   readonly #spec: SessionSpec;
@@ -158,11 +163,15 @@ export class SessionRuntime {
       },
       toolContext: (callId, turn, signal) => this.#contextFor(callId, turn, signal),
     });
-    this.#seq = spec.durability?.initialSeq ?? 0;
+    this.#seq = spec.durability?.initialSeq ?? spec.initialSeq ?? 0;
     const hooks = { record: (item: ResponseItem) => this.#record(item), rememberTurn: (id: string, turn: TurnContext) => void this.#turnContexts.set(id, turn) };
     const unbind = services.logic.bind(spec.sessionId, spec.durability ? spec.durability.wrap(this.#bindings(), hooks) : this.#bindings());
     this.#actor = createActor(services.logic.machine, { input: { sessionId: spec.sessionId, settings: spec.settings } });
-    this.closed = new Promise<void>((resolve) => {
+    // The rollout closes once the actor has ended, so `shutdown_complete`, its last event, is
+    // in it too (and a resumed session numbers its events after that one).
+    const closeRollout = () =>
+      this.#spec.rollout.close().catch((error: unknown) => log.warn({ err: error, session: this.id }, 'the rollout did not close cleanly'));
+    this.ended = new Promise<void>((resolve) => {
       this.#actor.subscribe({
         complete: () => {
           unbind();
@@ -175,6 +184,7 @@ export class SessionRuntime {
         },
       });
     });
+    this.closed = this.ended.then(closeRollout);
   }
 
   /** True when no task runs: the session can move to another worker without losing work. */
@@ -260,7 +270,7 @@ export class SessionRuntime {
   emit(id: string | null, msg: EventMsg): void {
     if (this.#abandoned) return;
     const event = { id, session_id: this.id, seq: ++this.#seq, msg };
-    if (shouldPersistEvent(msg)) this.#spec.rollout.record({ type: 'event_msg', payload: msg });
+    if (shouldPersistEvent(msg)) this.#spec.rollout.record({ type: 'event_msg', payload: msg, seq: event.seq });
     this.#services.bus.publish(this.#eventSubject, { kind: 'event', event }).catch((error: unknown) => {
       log.error({ err: error, session: this.id, type: msg.type }, 'could not publish an event');
     });
@@ -337,7 +347,7 @@ export class SessionRuntime {
     }
   }
 
-  /** Close the sub-agents (each closes its own first), dispose what tools kept open, flush the rollout. */
+  /** Close the sub-agents (each closes its own first) and dispose what tools kept open; the rollout closes after. */
   async #close(): Promise<void> {
     await this.#mcpReady;
     await this.#agents.closeAll().catch((error: unknown) => log.warn({ err: error, session: this.id }, 'closing sub-agents failed'));
@@ -348,7 +358,6 @@ export class SessionRuntime {
     for (const result of results) {
       if (result.status === 'rejected') log.warn({ err: result.reason, session: this.id }, 'a session resource failed to close');
     }
-    await this.#spec.rollout.close();
   }
 
   /** Add items to the history and the rollout, in that order, as one step. */

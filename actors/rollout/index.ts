@@ -10,6 +10,7 @@ export {
   forkHistory,
   historyFromRollout,
   isRealUserMessage,
+  lastSeqOf,
   listSessions,
   readRollout,
   type ListSessionsOptions,

@@ -73,6 +73,17 @@ export async function readRollout(path: string): Promise<Rollout> {
 }
 
 /**
+ * The number of the last event the rollout kept, which a resumed session's stream goes on
+ * from. Streaming deltas are not kept: a session that died in the middle of a stream numbers
+ * again the deltas it sent after its last kept event.
+ */
+export function lastSeqOf(lines: readonly RolloutLine[]): number {
+  let last = 0;
+  for (const line of lines) if (line.type === 'event_msg' && line.seq !== undefined && line.seq > last) last = line.seq;
+  return last;
+}
+
+/**
  * The history a resumed session starts from. A `compacted` line that carries its replacement
  * history stands for everything before it; one without (an older or summary-only record) says
  * nothing about history, so it is passed over.

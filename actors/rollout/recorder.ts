@@ -16,7 +16,7 @@ import { RolloutError } from './errors.js';
 export type RolloutItem =
   | { type: 'response_item'; payload: ResponseItem }
   | { type: 'turn_context'; payload: TurnContextRecord }
-  | { type: 'event_msg'; payload: EventMsg }
+  | { type: 'event_msg'; payload: EventMsg; seq?: number }
   | { type: 'compacted'; payload: CompactedRecord };
 
 /**
@@ -244,8 +244,8 @@ function isEventObject(payload: unknown): payload is EventMsg {
 }
 
 /** One validated JSON line, or the error naming what was wrong with it. */
-function serialize(item: { type: string; payload: unknown }, path: string): string | RolloutError {
-  const candidate = { timestamp: new Date().toISOString(), type: item.type, payload: item.payload };
+function serialize(item: { type: string; payload: unknown; seq?: number }, path: string): string | RolloutError {
+  const candidate = { timestamp: new Date().toISOString(), type: item.type, payload: item.payload, ...(item.seq !== undefined ? { seq: item.seq } : {}) };
   const result = RolloutLine.safeParse(candidate);
   if (!result.success) {
     return new RolloutError(

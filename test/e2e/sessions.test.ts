@@ -12,6 +12,8 @@ let model: FakeModelServer;
 let home: string;
 let workspace: string;
 const servers: AppServerProcess[] = [];
+/** Per server, the sessions it resumed, with the seq their numbering goes on from. */
+const resumedFrom = new Map<AppServerProcess, Map<string, number>>();
 
 async function start(): Promise<AppServerProcess> {
   const server = await AppServerProcess.start({ modelUrl: model.url, home });
@@ -28,11 +30,12 @@ beforeEach(async () => {
 afterEach(async () => {
   for (const server of servers.splice(0)) {
     expect(server.junk).toEqual([]);
-    expect(seqProblems(server.events)).toEqual([]);
+    expect(seqProblems(server.events, resumedFrom.get(server))).toEqual([]);
     await server.dispose();
   }
   expect(model.violations).toEqual([]);
   await model.close();
+  resumedFrom.clear();
   await rm(home, { recursive: true, force: true });
   await rm(workspace, { recursive: true, force: true });
 });
@@ -60,8 +63,12 @@ describe('rollouts', () => {
 
     model.enqueue(say('it was banana'));
     const second = await start();
+    // The stream goes on from the last event the first process numbered.
+    const lastSeq = first.ofSession(session).at(-1)!.seq!;
+    resumedFrom.set(second, new Map([[session, lastSeq + 1]]));
     const id = second.submit({ type: 'resume_session', session_id: session });
     const resumed = await second.waitForMsg('session_configured', { id });
+    expect(resumed.seq).toBe(lastSeq + 1);
     expect(resumed.msg.session_id).toBe(session);
     expect(resumed.msg.history_entries).toBeGreaterThan(2);
     await second.turn(session, 'what was the word?');

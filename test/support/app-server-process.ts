@@ -165,7 +165,11 @@ export class AppServerProcess {
 }
 
 /** Every session's `seq` runs 1, 2, 3, … without a gap or a repeat. */
-export function seqProblems(events: readonly Event[]): string[] {
+/**
+ * Where each session's numbering must go wrong to be a problem: from 1, or, for a session this
+ * stream resumed, from `starts` (the seq after the last one the previous process kept).
+ */
+export function seqProblems(events: readonly Event[], starts: ReadonlyMap<string, number> = new Map()): string[] {
   const bySession = new Map<string, number[]>();
   for (const e of events) {
     if (e.session_id === null || e.seq === null) continue;
@@ -175,8 +179,9 @@ export function seqProblems(events: readonly Event[]): string[] {
   }
   const problems: string[] = [];
   for (const [session, seqs] of bySession) {
+    const first = starts.get(session) ?? 1;
     seqs.forEach((seq, i) => {
-      if (seq !== i + 1) problems.push(`session ${session}: event ${i + 1} has seq ${seq}`);
+      if (seq !== first + i) problems.push(`session ${session}: event ${i + 1} has seq ${seq}, expected ${first + i}`);
     });
   }
   return problems;

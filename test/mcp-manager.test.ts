@@ -147,6 +147,18 @@ describe('McpManager with a stdio server', () => {
     expect(Number((await call(manager, 'echo__pid', {}, events)).text)).not.toBe(pid);
   });
 
+  it('says at once that a result was over the transport\'s size limit, and restarts the server for the next call', async () => {
+    const { manager, events } = await start({ echo: echoServer });
+    const pid = Number((await call(manager, 'echo__pid', {}, events)).text);
+    const output = await call(manager, 'echo__huge', { bytes: 11 * 1024 * 1024 }, events);
+    expect(output).toEqual({
+      success: false,
+      text: expect.stringMatching(/failed: the server sent a message larger than 10485760 bytes \(10 MiB\), the most an MCP stdio message may be/),
+    });
+    expect((await call(manager, 'echo__echo', { text: 'after' }, events)).text).toBe('echo: after');
+    expect(Number((await call(manager, 'echo__pid', {}, events)).text)).not.toBe(pid);
+  });
+
   it('honours the call timeout and the turn signal', async () => {
     const { manager, events } = await start({ echo: echoServer }, { callTimeoutMs: 300 });
     const timedOut = await call(manager, 'echo__slow', { ms: 30_000 }, events);

@@ -87,6 +87,12 @@ export class McpConnection {
   #connecting: Promise<void> | null = null;
   readonly #deadlines = new Set<PausableDeadline>();
   #openElicitations = 0;
+  /**
+   * Aborted when the transport itself fails in a way that dooms every call in flight (a message
+   * over its size limit), with the reason: the SDK would only say "Connection closed", and only
+   * once the server it is stopping has exited.
+   */
+  #transportFailure = new AbortController();
 
   constructor(name: string, config: McpServerConfig, cwd: string, hooks: ConnectionHooks) {
     this.name = name;
@@ -144,6 +150,19 @@ export class McpConnection {
       }
     });
     const transport = this.#makeTransport();
+    this.#transportFailure = new AbortController();
+    const failure = this.#transportFailure;
+    client.onerror = (error) => {
+      const limit = /exceeded maximum size of (\d+) bytes/.exec(error.message)?.[1];
+      if (limit === undefined || this.#client !== client) return;
+      const reason = `the server sent a message larger than ${limit} bytes (${formatBytes(Number(limit))}), the most an MCP stdio message may be`;
+      // The SDK is stopping the server; the next call starts a new one rather than wait for that.
+      this.#client = null;
+      this.#transport = null;
+      failure.abort(new McpCallError(reason));
+      this.#hooks.onLost(reason);
+      void client.close().catch(() => undefined);
+    };
     client.onclose = () => {
       if (this.#client !== client) return;
       this.#client = null;
@@ -223,14 +242,16 @@ export class McpConnection {
     if (this.#openElicitations > 0) deadline.pause();
     this.#deadlines.add(deadline);
     try {
+      const failure = this.#transportFailure.signal;
       const result = await client.callTool({ name: tool, arguments: args }, undefined, {
-        signal: AbortSignal.any([signal, deadline.signal]),
+        signal: AbortSignal.any([signal, deadline.signal, failure]),
         timeout: NO_SDK_TIMEOUT,
       });
       if (!('content' in result)) throw new McpCallError('the server answered in the pre-2024-11-05 format, which is not supported');
       return result as CallToolResult;
     } catch (error) {
       if (error instanceof McpCallError) throw error;
+      if (this.#transportFailure.signal.reason instanceof McpCallError) throw this.#transportFailure.signal.reason;
       if (signal.aborted) throw new McpCallError('the call was interrupted', { cause: error });
       if (deadline.signal.aborted) throw new McpCallError(`no result within ${timeoutMs} ms`, { cause: error });
       throw new McpCallError(this.#explain(describeError(error)), { cause: error });
@@ -261,4 +282,8 @@ export class McpConnection {
 
 export function describeError(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+function formatBytes(bytes: number): string {
+  return bytes >= 1024 * 1024 ? `${(bytes / (1024 * 1024)).toFixed(bytes % (1024 * 1024) === 0 ? 0 : 1)} MiB` : `${Math.round(bytes / 1024)} KiB`;
 }

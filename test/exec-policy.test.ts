@@ -82,9 +82,22 @@ describe('matching commands', () => {
     expect(decision(['sh', '-c', 'git push | rm x'])).toBe('forbidden');
   });
 
-  it('searches a script too complex to parse for prompt/forbidden words, and never allows it', () => {
+  it('reads substitutions as commands, and a variable argument does not change what runs', () => {
     expect(decision(['bash', '-lc', 'echo $(date) && rm -rf /tmp/x'])).toBe('forbidden');
-    expect(decision(['bash', '-lc', 'ls $HOME'])).toBe('none');
+    expect(decision(['bash', '-lc', 'ls $HOME'])).toBe('allow');
+  });
+
+  it('a script it cannot split asks if it may run a prompt/forbidden program, and is never allowed', () => {
+    expect(decision(['bash', '-lc', '(( n++ )); rm -rf /tmp/x'])).toBe('prompt');
+    expect(decision(['bash', '-lc', '(( n++ )); ls'])).toBe('none');
+    expect(decision(['bash', '-lc', 'coproc ls'])).toBe('none');
+  });
+
+  it('rules see through wrappers and shells; allow needs every command that runs', () => {
+    expect(decision(['env', 'timeout', '5', 'bash', '-ec', 'git status; rm x'])).toBe('forbidden');
+    expect(decision(['bash', '-e', '-c', 'ls; git push'])).toBe('prompt');
+    expect(decision(['bash', '-e', '-c', 'ls && git status'])).toBe('allow');
+    expect(decision(['timeout', '5', 'ls'])).toBe('none');
   });
 });
 

@@ -133,6 +133,16 @@ describe('ExecPlan details', () => {
     expect(plan).toEqual({ kind: 'reject', reason: expect.stringContaining('forbidden ["rm","-rf"] (/h/rules.json:4): never wipe trees') });
   });
 
+  it("a verdict's own question is what the user is asked, and what never says it could not ask", () => {
+    const rule = { decision: 'prompt' as const, description: 'forbidden ["rm"] (/h/rules.json:2)', question: 'troupe cannot rule out that this command runs rm' };
+    const base = { sandboxMode: 'workspace-write' as const, rule, escalationRequested: false, knownSafe: true };
+    expect(planExec({ ...base, approvalPolicy: 'on-request' })).toEqual({ kind: 'ask', sandboxedAfterApproval: true, reason: 'troupe cannot rule out that this command runs rm' });
+    expect(planExec({ ...base, approvalPolicy: 'never' })).toEqual({
+      kind: 'reject',
+      reason: 'Not run: troupe cannot rule out that this command runs rm, and the approval policy "never" forbids asking the user.',
+    });
+  });
+
   it('never says escalation is not available under this policy', () => {
     const plan = planExec({ approvalPolicy: 'never', sandboxMode: 'workspace-write', escalationRequested: true, knownSafe: false });
     expect(plan.kind === 'reject' && plan.reason).toMatch(/not available.*"never"/);

@@ -10,9 +10,12 @@ import { statSync, type Stats } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { parseSimpleScript } from '../tools/safe-commands.js';
 import type { RuleDecision, RuleVerdict } from '../sandbox/exec-plan.js';
 import { JsonSyntaxError, parseJsonWithLines } from './json-locations.js';
+import { mentionedName, mentionsProgram, mentionsWord } from './mentions.js';
+import { analyzeArgv, type RunNode, type UnknownRun } from './unwrap.js';
+import { ESCALATING } from './wrappers.js';
+import { couldBeProgram, displayWord, programNames, type Word } from './words.js';
 
 export const RULES_FILE_NAME = 'rules.json';
 
@@ -76,73 +79,151 @@ export function parseRules(text: string, file: string, options: { project: boole
   });
 }
 
-const STRICTNESS: Record<RuleDecision, number> = { allow: 0, prompt: 1, forbidden: 2 };
-const SHELL_NAMES = new Set(['bash', 'sh', 'zsh', 'dash', 'ksh']);
-
 export class ExecPolicy {
   constructor(readonly rules: readonly ExecRule[]) {}
 
   /**
-   * What the rules say about `argv`. A `bash -c` script is judged command by command: the
-   * strictest rule wins, and `allow` needs every command allowed. A script too complex to
-   * split safely is searched word by word for `prompt`/`forbidden` prefixes and never allowed.
+   * What the rules say about `argv`, judged against every command it would run: the argv
+   * itself, what its wrappers run, and the commands of shell scripts (unwrap.ts).
+   *
+   * - A `prompt` or `forbidden` rule that matches any of those commands applies; the strictest
+   *   wins (forbidden > prompt > allow).
+   * - Where a command could match a `prompt`/`forbidden` rule but a word is only known when it
+   *   runs, or where troupe cannot tell what runs at all, the verdict is to ask.
+   * - `allow` applies only when every command that runs is allowed (a shell running a script
+   *   troupe could split does not count itself; its commands do), so allowing a wrapper never
+   *   allows what it wraps.
+   * - A command run as another user (sudo, doas, …) asks, unless an `allow` rule names it.
    */
   evaluate(argv: readonly string[]): RuleVerdict | undefined {
-    if (this.rules.length === 0) return undefined;
-    const script = shellScript(argv);
-    const commands = script === undefined ? [argv] : parseSimpleScript(script);
-    if (commands === undefined) return this.#scanWords(argv, script!);
-    const verdicts = commands.map((command) => this.#strictest(this.rules.filter((rule) => matches(rule, command))));
-    const strictest = this.#strictest(verdicts.filter((v): v is ExecRule => v !== undefined));
-    if (strictest === undefined) return undefined;
-    if (strictest.decision === 'allow' && verdicts.some((v) => v === undefined)) return undefined;
-    return verdict(strictest);
-  }
-
-  #scanWords(argv: readonly string[], script: string): RuleVerdict | undefined {
-    const words = script.split(/[\s;&|()<>`$'"{}]+/).filter((w) => w !== '');
-    const hits = this.rules.filter(
-      (rule) => rule.decision !== 'allow' && (matches(rule, argv) || windows(words, rule.prefix.length).some((w) => matches(rule, w))),
-    );
-    const strictest = this.#strictest(hits);
-    return strictest === undefined ? undefined : verdict(strictest);
-  }
-
-  #strictest(rules: readonly ExecRule[]): ExecRule | undefined {
-    let best: ExecRule | undefined;
-    for (const rule of rules) if (best === undefined || STRICTNESS[rule.decision] > STRICTNESS[best.decision]) best = rule;
-    return best;
+    const execution = analyzeArgv(argv);
+    const strict = this.rules.filter((rule) => rule.decision !== 'allow');
+    const findings: Finding[] = [];
+    let allowedBy: ExecRule | undefined;
+    let everyCommandAllowed = execution.unknowns.length === 0;
+    for (const node of execution.nodes) {
+      const allow = this.rules.find((rule) => rule.decision === 'allow' && allows(rule, node));
+      if (allow !== undefined) allowedBy ??= allow;
+      else if (!node.transparent) everyCommandAllowed = false;
+      for (const rule of strict) {
+        const match = matchNode(rule, node);
+        if (match === 'exact') findings.push({ rank: STRICTNESS[rule.decision], verdict: verdict(rule, node.note) });
+        else if (match === 'possible') findings.push({ rank: 1, verdict: uncertain(rule, `\`${show(node.words)}\` has words only known when it runs`) });
+      }
+      if (node.escalates && allow === undefined) findings.push({ rank: 1, verdict: escalation(programName(node)) });
+    }
+    for (const unknown of execution.unknowns) {
+      const cited = strict.filter((rule) => cites(rule, unknown));
+      const rule = strictest(cited) ?? (unknown.reach === 'anything' ? strictest(strict) : undefined);
+      if (rule !== undefined) findings.push({ rank: 1, verdict: uncertain(rule, unknown.reason) });
+      const escalating = unknown.mentioned.find((word) => ESCALATING.has(mentionedName(word)));
+      if (escalating !== undefined) findings.push({ rank: 1, verdict: escalation(mentionedName(escalating)) });
+    }
+    let decided: Finding | undefined;
+    for (const finding of findings) if (decided === undefined || finding.rank > decided.rank) decided = finding;
+    if (decided !== undefined) return decided.verdict;
+    return everyCommandAllowed && allowedBy !== undefined ? verdict(allowedBy) : undefined;
   }
 }
 
-function verdict(rule: ExecRule): RuleVerdict {
-  return { decision: rule.decision, description: `${rule.decision} ${JSON.stringify(rule.prefix)} (${rule.file}:${rule.line})`, reason: rule.reason };
+interface Finding {
+  /** forbidden 3, prompt 2, a question troupe asks because it cannot be sure 1. */
+  readonly rank: number;
+  readonly verdict: RuleVerdict;
+}
+
+const STRICTNESS: Record<RuleDecision, number> = { allow: 0, prompt: 2, forbidden: 3 };
+
+function strictest(rules: readonly ExecRule[]): ExecRule | undefined {
+  let best: ExecRule | undefined;
+  for (const rule of rules) if (best === undefined || STRICTNESS[rule.decision] > STRICTNESS[best.decision]) best = rule;
+  return best;
+}
+
+function describe(rule: ExecRule): string {
+  return `${rule.decision} ${JSON.stringify(rule.prefix)} (${rule.file}:${rule.line})`;
+}
+
+function verdict(rule: ExecRule, note?: string): RuleVerdict {
+  const reason = note === undefined ? rule.reason : rule.reason === undefined ? note : `${note}; ${rule.reason}`;
+  return { decision: rule.decision, description: describe(rule), reason };
+}
+
+/** A question: the command may run what a prompt/forbidden rule names, and troupe cannot rule it out. */
+function uncertain(rule: ExecRule, why: string): RuleVerdict {
+  return {
+    decision: 'prompt',
+    description: describe(rule),
+    reason: rule.reason,
+    question: `troupe cannot rule out that this command runs what the exec-policy rule ${describe(rule)} names: ${why}`,
+  };
+}
+
+function escalation(program: string): RuleVerdict {
+  return {
+    decision: 'prompt',
+    description: `built in: ${program} runs commands as another user`,
+    question: `\`${program}\` runs a command as another user, so troupe asks first (an "allow" rule in TROUPE_HOME/${RULES_FILE_NAME} naming this exact command waives the question)`,
+  };
+}
+
+function programName(node: RunNode): string {
+  return path.posix.basename(node.words[0]?.text ?? '');
+}
+
+function show(words: readonly Word[]): string {
+  const text = words.map(displayWord).join(' ');
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
 /**
- * `allow` must match the program exactly as written; `prompt` and `forbidden` also match it by
- * its base name, so `/bin/rm` cannot slip past a rule about `rm`.
+ * `allow` must match the command exactly as written — the program as spelled, every prefix
+ * word known now — and the command must run in the environment troupe sees (no `NAME=value`
+ * before it, no output redirected into a file).
  */
-function matches(rule: ExecRule, command: readonly string[]): boolean {
-  if (command.length < rule.prefix.length) return false;
-  return rule.prefix.every((word, i) => {
-    const actual = command[i]!;
-    if (actual === word) return true;
-    return i === 0 && rule.decision !== 'allow' && path.posix.basename(actual) === word;
-  });
+function allows(rule: ExecRule, node: RunNode): boolean {
+  if (!node.allowable || node.words.length < rule.prefix.length) return false;
+  return rule.prefix.every((word, i) => node.words[i]!.text === word);
 }
 
-function windows(words: readonly string[], size: number): string[][] {
-  const out: string[][] = [];
-  for (let i = 0; i + size <= words.length; i++) out.push(words.slice(i, i + size));
-  return out;
+type Match = 'exact' | 'possible' | 'none';
+
+/** A prompt/forbidden rule against a command, or against another reading of it (its variants). */
+function matchNode(rule: ExecRule, node: RunNode): Match {
+  let best: Match = 'none';
+  for (const words of [node.words, ...node.variants]) {
+    const match = matchWords(rule.prefix, words, node.openTail);
+    if (match === 'exact') return match;
+    if (match === 'possible') best = match;
+  }
+  return best;
 }
 
-function shellScript(argv: readonly string[]): string | undefined {
-  if (argv.length !== 3) return undefined;
-  const [shell, flag] = argv as [string, string, string];
-  if (!SHELL_NAMES.has(path.posix.basename(shell)) || (flag !== '-c' && flag !== '-lc')) return undefined;
-  return argv[2];
+/**
+ * The program matches by its base name too (`/bin/rm` is `rm`); later words must be equal. A
+ * word only known at run time, or arguments appended at run time, could be the rule's word.
+ */
+function matchWords(prefix: readonly string[], words: readonly Word[], openTail: boolean): Match {
+  for (let i = 0; i < prefix.length; i++) {
+    const word = words[i];
+    if (word === undefined) return openTail ? 'possible' : 'none';
+    if (word.text === undefined) return 'possible';
+    if (i === 0 ? !programMatches(word.text, prefix[0]!) : word.text !== prefix[i]) return 'none';
+  }
+  return 'exact';
+}
+
+function programMatches(text: string, ruleProgram: string): boolean {
+  const names = programNames(text);
+  return names.includes(ruleProgram) || names.includes(path.posix.basename(ruleProgram));
+}
+
+/** Whether a command troupe cannot read may be what the rule names. */
+function cites(rule: ExecRule, unknown: UnknownRun): boolean {
+  const name = path.posix.basename(rule.prefix[0]!);
+  if (unknown.words.some((word) => couldBeProgram(word, name))) return true;
+  if (!unknown.mentioned.some((word) => mentionsProgram(word, name))) return false;
+  return unknown.reach === 'anything' || rule.prefix.slice(1).every((p) => unknown.mentioned.some((word) => mentionsWord(word, p)));
 }
 
 /** Where the rules live for a home and a working directory. */

@@ -12,6 +12,10 @@
  * 5. Otherwise the command runs, unless a `prompt` rule or (under `untrusted`) a command not
  *    known to be read-only makes it ask first. `allow` rules waive that question but never
  *    take a command out of the sandbox: leaving it always takes a human.
+ *
+ * A `prompt` verdict is also what the exec-policy returns when it cannot rule out that a
+ * command runs what a `prompt`/`forbidden` rule names, and before commands run through sudo
+ * or doas; those verdicts carry the question to ask.
  */
 import type { AskForApproval, SandboxMode } from '../../protocol/index.js';
 
@@ -22,6 +26,12 @@ export interface RuleVerdict {
   /** Names the rule for the user and the model, e.g. `prompt ["git","push"] (~/.troupe/rules.json:4)`. */
   readonly description: string;
   readonly reason?: string | undefined;
+  /**
+   * The question to put to the user instead of the rule's own wording: set when troupe asks
+   * because it cannot rule out that the command runs what a rule names, or for its built-in
+   * question before commands run as another user.
+   */
+  readonly question?: string | undefined;
 }
 
 export interface ExecPlanInput {
@@ -67,7 +77,9 @@ export function planExec(input: ExecPlanInput): ExecPlan {
   if (escalation && policy === 'never') return { kind: 'reject', reason: NEVER_ESCALATES };
 
   const prompted = rule?.decision === 'prompt';
-  const promptReason = prompted ? `the exec-policy rule ${rule.description} asks before running this command${rule.reason ? ` (${rule.reason})` : ''}` : '';
+  const promptReason = prompted
+    ? (rule.question ?? `the exec-policy rule ${rule.description} asks before running this command${rule.reason ? ` (${rule.reason})` : ''}`)
+    : '';
 
   if (escalation && policy !== 'on-failure') {
     if (approved.outside && !prompted) return { kind: 'run', sandboxed: false, escalateOnDenial: false };

@@ -22,8 +22,12 @@ function shellScriptOf(argv: readonly string[]): string | undefined {
   return script;
 }
 
-/** Programs that never write, whatever their arguments (beyond what the checks below reject). */
+/**
+ * Programs that only read and print, whatever their arguments: none of their options writes a
+ * file or runs another program.
+ */
 const ALWAYS_SAFE = new Set([
+  'base64',
   'cat',
   'cd',
   'cut',
@@ -35,8 +39,10 @@ const ALWAYS_SAFE = new Set([
   'head',
   'ls',
   'nl',
+  'numfmt',
   'pwd',
   'stat',
+  'tac',
   'tail',
   'true',
   'wc',
@@ -53,6 +59,8 @@ function isSafeSimpleCommand(argv: readonly string[]): boolean {
   // A path could name any executable, even one called `ls`: only bare names are trusted.
   if (program === undefined || program.length === 0 || program.includes('/')) return false;
   if (ALWAYS_SAFE.has(program)) return true;
+  // No git command is here: `git status` runs core.fsmonitor, diff/log/show run external diff
+  // drivers, textconv filters and the pager, all chosen by the repository's configuration.
   switch (program) {
     case 'rg':
       return isSafeRipgrep(args);
@@ -60,20 +68,29 @@ function isSafeSimpleCommand(argv: readonly string[]): boolean {
       return isSafeFind(args);
     case 'sed':
       return isSafeSed(args);
-    case 'git':
-      return isSafeGit(args);
     case 'sort':
       return isSafeSort(args);
     case 'uniq':
       return isSafeUniq(args);
     case 'file':
-      return !args.some((a) => a === '--compile' || isShortFlagWith(a, 'C'));
+      // -C / --compile writes a compiled magic file.
+      return !args.some((a) => isLongOption(a, 'compile') || isShortFlagWith(a, 'C'));
     case 'tree':
       // -o writes the listing to a file; -R (with -H) writes an index file into every directory.
-      return !args.some((a) => a.startsWith('-o') || a === '-R' || a.startsWith('--output'));
+      return !args.some((a) => isShortFlagWith(a, 'o') || isShortFlagWith(a, 'R') || isLongOption(a, 'output'));
     default:
       return false;
   }
+}
+
+/**
+ * True for `--name` or `--name=value`, and for any abbreviation of it: GNU getopt_long accepts
+ * a unique prefix (`--out=f` is `--output=f`), so a prefix must count as the option.
+ */
+function isLongOption(arg: string, name: string): boolean {
+  if (!arg.startsWith('--')) return false;
+  const given = arg.slice(2).split('=')[0]!;
+  return given.length > 0 && name.startsWith(given);
 }
 
 /** True for a cluster of short flags such as `-nC` that contains `letter`. */
@@ -81,10 +98,13 @@ function isShortFlagWith(arg: string, letter: string): boolean {
   return arg.startsWith('-') && !arg.startsWith('--') && arg.slice(1).includes(letter);
 }
 
+/**
+ * ripgrep reads, but some options run programs: --pre runs a preprocessor (and --pre-glob picks
+ * the files it runs on), -z/--search-zip runs decompressors, --hostname-bin runs a program.
+ */
 function isSafeRipgrep(args: readonly string[]): boolean {
-  // --pre runs a preprocessor command on every file; --hostname-bin runs a program.
-  const executes = ['--pre', '--hostname-bin'];
-  return !args.some((a) => executes.some((flag) => a === flag || a.startsWith(`${flag}=`)));
+  const runs = ['--pre', '--pre-glob', '--search-zip', '--hostname-bin'];
+  return !args.some((a) => runs.some((flag) => a === flag || a.startsWith(`${flag}=`)) || isShortFlagWith(a, 'z'));
 }
 
 function isSafeFind(args: readonly string[]): boolean {
@@ -100,57 +120,10 @@ function isSafeSed(args: readonly string[]): boolean {
   return args.slice(2).every((file) => !file.startsWith('-'));
 }
 
-function isSafeGit(args: readonly string[]): boolean {
-  // The subcommand must come first: global options such as `-c` can configure programs to run.
-  const [subcommand, ...rest] = args;
-  // --output writes a file; --ext-diff and --textconv run configured external programs.
-  const writesOrRuns = (a: string) =>
-    a.startsWith('--output') || a === '--ext-diff' || a === '--textconv' || a.startsWith('--exec');
-  if (rest.some(writesOrRuns)) return false;
-  switch (subcommand) {
-    case 'status':
-    case 'log':
-    case 'diff':
-    case 'show':
-      return true;
-    case 'branch':
-      return isListingGitBranch(rest);
-    default:
-      return false;
-  }
-}
-
-/** `git branch` creates, renames or deletes unless it is in list mode: allow listing flags only. */
-function isListingGitBranch(args: readonly string[]): boolean {
-  const plainFlags = new Set(['--list', '--all', '--remotes', '--verbose', '--show-current', '--no-color', '--color', '--no-column', '--column']);
-  const flagsWithValue = ['--sort=', '--format=', '--color=', '--contains', '--no-contains', '--merged', '--no-merged', '--points-at'];
-  // Flags after which git lists and treats remaining words as patterns or commits.
-  const listModeFlags = ['--list', '-l', '--verbose', '--contains', '--no-contains', '--merged', '--no-merged', '--points-at'];
-  let listMode = false;
-  let positionals = 0;
-  for (const arg of args) {
-    if (arg.startsWith('--')) {
-      if (!plainFlags.has(arg) && !flagsWithValue.some((f) => arg === f || arg.startsWith(f.endsWith('=') ? f : `${f}=`))) {
-        return false;
-      }
-      if (listModeFlags.some((f) => arg === f || arg.startsWith(`${f}=`))) listMode = true;
-    } else if (arg.startsWith('-') && arg.length > 1) {
-      if (!/^-[arlv]+$/.test(arg)) return false;
-      if (/[lv]/.test(arg)) listMode = true;
-    } else {
-      positionals++;
-    }
-  }
-  return positionals === 0 || listMode;
-}
-
 function isSafeSort(args: readonly string[]): boolean {
   // -o writes the result to a file; --compress-program runs a program.
   return !args.some(
-    (a) =>
-      a.startsWith('--output') ||
-      a.startsWith('--compress-program') ||
-      (a.startsWith('-') && !a.startsWith('--') && /^-[a-zA-Z]*o/.test(a)),
+    (a) => isLongOption(a, 'output') || isLongOption(a, 'compress-program') || (a.startsWith('-') && !a.startsWith('--') && /^-[a-zA-Z0-9.,]*o/.test(a)),
   );
 }
 

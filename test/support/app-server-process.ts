@@ -164,9 +164,8 @@ export class AppServerProcess {
   }
 }
 
-/** Every session's `seq` runs 1, 2, 3, … without a gap or a repeat. */
 /**
- * Where each session's numbering must go wrong to be a problem: from 1, or, for a session this
+ * Every session's `seq` runs on without a gap or a repeat: from 1, or, for a session this
  * stream resumed, from `starts` (the seq after the last one the previous process kept).
  */
 export function seqProblems(events: readonly Event[], starts: ReadonlyMap<string, number> = new Map()): string[] {

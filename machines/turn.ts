@@ -119,7 +119,7 @@ const turnSetup = setup({
     snapshot: fromPromise<void, TurnStep>(notProvided('snapshot')),
     /** Compact the history before a request, because it has grown past the limit. */
     autoCompact: fromPromise<void, TurnStep>(notProvided('autoCompact')),
-    /** Resolves at an absolute time, so a restored snapshot keeps its deadline (DESIGN.md). */
+    /** Resolves at an absolute time (the retry backoff: `retryAt` in the context says when). */
     deadline: fromPromise<void, { until: number }>(
       ({ input, signal }) =>
         new Promise<void>((resolve) => {

@@ -16,7 +16,7 @@ import {
   wireJsonSchema,
 } from '../protocol/index.js';
 
-const PROTOCOL_MD = fileURLToPath(new URL('../../shared/PROTOCOL.md', import.meta.url));
+const PROTOCOL_MD = fileURLToPath(new URL('../docs/PROTOCOL.md', import.meta.url));
 
 /** Every JSON value written in PROTOCOL.md: ```json blocks and inline `{ … }` snippets. */
 function jsonExamples(markdown: string): unknown[] {

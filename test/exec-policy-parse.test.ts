@@ -2,13 +2,15 @@
  * The pieces under the exec-policy's verdicts: reading shell scripts into commands, unwrapping
  * wrappers, reading wrapper options, and scanning scripts it cannot read for names.
  */
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { scanMentions, mentionsProgram } from '../actors/exec-policy/mentions.js';
 import { parseOptions } from '../actors/exec-policy/options.js';
-import { parseScript } from '../actors/exec-policy/shell-script.js';
+import { loadShellParser, parseScript } from '../actors/exec-policy/shell-script.js';
 import { analyzeArgv } from '../actors/exec-policy/unwrap.js';
 import { splitEnvString } from '../actors/exec-policy/wrappers.js';
 import { couldBeProgram, displayWord, literalWord } from '../actors/exec-policy/words.js';
+
+beforeAll(loadShellParser);
 
 /** The commands of a script, each as its words with run-time parts shown as `…`, `*`, `?`. */
 const commands = (script: string) => parseScript(script)?.commands.map((c) => c.words.map(displayWord).join(' '));
@@ -21,7 +23,7 @@ describe('reading a shell script', () => {
     expect(commands('if a; then b; elif c; then d; else e; fi')).toEqual(['a', 'b', 'c', 'd', 'e']);
     expect(commands('while a; do b; done; until c; do d; done')).toEqual(['a', 'b', 'c', 'd']);
     expect(commands('for f in x y; do a "$f"; done')).toEqual(['a …']);
-    expect(commands('case $x in (a) b;; c|d) e ;& *) f;;& esac')).toEqual(['b', 'e', 'f']);
+    expect(commands('case $x in (a) b;; c|d) e ;& *) f;;& ?) g;; esac')).toEqual(['b', 'e', 'f', 'g']);
     expect(commands('( a; (b) ) && { c; }')).toEqual(['a', 'b', 'c']);
     expect(commands('f() { a; }; function g { b; }; function h() ( c )')).toEqual(['a', 'b', 'c']);
     expect(commands('! a && [[ -f x && ( y < z ) ]] && b')).toEqual(['a', 'b']);
@@ -82,10 +84,31 @@ describe('reading a shell script', () => {
       'a )',
       'case x in a) b',
       'for ((i=0; i<3; i++)); do a; done',
+      // tree-sitter-bash reads `;&` and `;;&` only before another case item, not before `esac`.
+      'case x in a) b;;& esac',
     ]) {
       expect(parseScript(script), script).toBeUndefined();
     }
     expect(parseScript('echo $(( 1 + 2 ))')).toMatchObject({ arithmetic: true });
+  });
+
+  it('reads what tree-sitter-bash gets wrong the way bash does, or gives up', () => {
+    // A backslash-newline joins words; the grammar would skip it as a blank.
+    expect(commands("r\\\nm x; echo 'a'\\\n'b' # c \\\nd")).toEqual(['rm x', 'echo ab', 'd']);
+    // Escapes inside backquotes are undone before their text is read as a script.
+    expect(commands('echo "`echo \\"x\\"`" `a \\`b\\``')).toEqual(['echo x', 'b', 'a …', 'echo … …']);
+    // Blanks inside double quotes are kept, though the grammar leaves them out of the string's content.
+    expect(parseScript('echo "  " "\t$x " " `a  b`"')!.commands.at(-1)!.words.map(displayWord)).toEqual(['echo', '  ', '\t… ', ' …']);
+    // `$"…"` is one word, even where the grammar splits off the `$`.
+    expect(commands('echo ${a} r$"m" $"x"')).toEqual(['echo … rm x']);
+    // A redirection at the end of a list or pipeline belongs to its last command, and so do words after it.
+    expect(parseScript('a && b | c > f')!.commands.map((c) => c.writesFile)).toEqual([false, false, true]);
+    expect(commands('a > f b 2>&1 c')).toEqual(['a b c']);
+    // Only a name makes an assignment: bash runs `-f*x=1` as a command.
+    expect(parseScript('-f*x=1 ls')).toBeUndefined();
+    // The grammar drops a `-` before `<<`; nesting deeper than anyone writes is not read either.
+    expect(parseScript("python - <<'PY'\nprint(1)\nPY")).toBeUndefined();
+    expect(parseScript(`echo ${'$('.repeat(500)}x${')'.repeat(500)}`)).toBeUndefined();
   });
 
   it('notices code kept in strings', () => {

@@ -2,8 +2,8 @@ import { realpathSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ExecPolicy, ExecPolicyError, loadExecPolicy, parseRules, parseJsonWithLines } from '../actors/exec-policy/index.js';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ExecPolicy, ExecPolicyError, loadExecPolicy, loadShellParser, parseRules, parseJsonWithLines } from '../actors/exec-policy/index.js';
 
 const FILE = '/home/me/.troupe/rules.json';
 
@@ -58,6 +58,7 @@ describe('rules file validation', () => {
 });
 
 describe('matching commands', () => {
+  beforeAll(loadShellParser);
   const rule = (prefix: string[], decision: 'allow' | 'prompt' | 'forbidden') => ({ prefix, decision, file: FILE, line: 1 });
   const policy = new ExecPolicy([rule(['git', 'status'], 'allow'), rule(['ls'], 'allow'), rule(['git', 'push'], 'prompt'), rule(['rm'], 'forbidden')]);
   const decision = (argv: string[]) => policy.evaluate(argv)?.decision ?? 'none';

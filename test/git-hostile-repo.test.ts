@@ -15,8 +15,7 @@ import { listSnapshots, restoreSnapshot, takeSnapshot } from '../actors/git/inde
 import { resolveReviewTarget } from '../actors/tasks/review/target.js';
 import { detectSandbox } from '../actors/sandbox/index.js';
 import { runShell } from '../actors/tools/handlers/shell.js';
-import { buildTurnContext, settingsFromConfig } from '../machines/turn-context.js';
-import { TestResources } from './support/tool-context.js';
+import { makeToolContext } from './support/tool-context.js';
 
 const availability = await detectSandbox();
 const bwrapWorks = availability.ok && availability.backend.kind === 'bubblewrap';
@@ -96,18 +95,7 @@ async function onHost(script: string): Promise<void> {
 
 /** Runs `script` as the model would: the shell tool, workspace-write sandbox. */
 async function inSandbox(script: string): Promise<void> {
-  const settings = settingsFromConfig(
-    { cwd: workspace, approval_policy: 'never', sandbox_policy: 'workspace-write' },
-    { model: 'm', cwd: workspace, base_instructions: '' },
-  );
-  const ctx = {
-    sessionId: 's',
-    callId: 'c',
-    turn: buildTurnContext(settings, 't', {}),
-    signal: new AbortController().signal,
-    resources: new TestResources(),
-    emit: () => undefined,
-  };
+  const { ctx } = makeToolContext(workspace);
   const result = await runShell({ command: ['sh', '-c', `PROG=${prog}; export PROG; ${script}`] }, ctx, { sandboxed: true, userApproved: false });
   expect(result.success, result.text).toBe(true);
 }

@@ -11,10 +11,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { detectSandbox, sandboxSpecFor } from '../actors/sandbox/index.js';
 import { runShell } from '../actors/tools/handlers/shell.js';
 import type { ToolContext } from '../actors/tools/tool.js';
-import { buildTurnContext, settingsFromConfig } from '../machines/turn-context.js';
 import type { SandboxPolicy } from '../protocol/index.js';
 import { processesMatching } from './support/processes.js';
-import { TestResources } from './support/tool-context.js';
+import { makeToolContext } from './support/tool-context.js';
 import { waitFor } from './support/wait.js';
 
 const availability = await detectSandbox();
@@ -29,15 +28,7 @@ afterEach(async () => {
 });
 
 function context(cwd: string, sandbox: SandboxPolicy = 'workspace-write'): ToolContext {
-  const settings = settingsFromConfig({ cwd, approval_policy: 'never', sandbox_policy: sandbox }, { model: 'm', cwd, base_instructions: '' });
-  return {
-    sessionId: 's',
-    callId: 'c',
-    turn: buildTurnContext(settings, 't', {}),
-    signal: new AbortController().signal,
-    resources: new TestResources(),
-    emit: () => undefined,
-  };
+  return makeToolContext(cwd, { sandbox }).ctx;
 }
 
 function sandboxed(script: string, cwd = workspace, sandbox: SandboxPolicy = 'workspace-write', timeoutMs?: number) {

@@ -2,12 +2,13 @@ import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildTurnContext, settingsFromConfig } from '../machines/turn-context.js';
 import { EventMsg, type AskForApproval, type SandboxPolicy } from '../protocol/index.js';
 import { planShell, runShell, shellHandler } from '../actors/tools/handlers/shell.js';
 import { detectSandbox } from '../actors/sandbox/detect.js';
-import { isKnownSafeCommand, parseSimpleScript } from '../actors/tools/safe-commands.js';
+import { loadShellParser, parsePlainCommands } from '../actors/exec-policy/shell-script.js';
+import { isKnownSafeCommand } from '../actors/tools/safe-commands.js';
 import { HeadTailBuffer, truncateMiddle } from '../actors/tools/truncate.js';
 import type { ToolContext } from '../actors/tools/tool.js';
 import { TestResources } from './support/tool-context.js';
@@ -299,6 +300,8 @@ describe('shell run', () => {
 });
 
 describe('isKnownSafeCommand', () => {
+  beforeAll(loadShellParser);
+
   it.each([
     [['ls', '-la']],
     [['cat', 'README.md']],
@@ -373,11 +376,11 @@ describe('isKnownSafeCommand', () => {
   });
 
   it('parses quoted words of a simple script', () => {
-    expect(parseSimpleScript(`grep -n 'a b'"c" x && echo "d e"`)).toEqual([
+    expect(parsePlainCommands(`grep -n 'a b'"c" x && echo "d e"`)).toEqual([
       ['grep', '-n', 'a bc', 'x'],
       ['echo', 'd e'],
     ]);
-    expect(parseSimpleScript('')).toBeUndefined();
+    expect(parsePlainCommands('')).toBeUndefined();
   });
 });
 

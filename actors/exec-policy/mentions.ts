@@ -6,7 +6,7 @@
  * brace list mentions every name it could expand to.
  */
 import path from 'node:path';
-import { decodeEscape } from './shell-script.js';
+import { decodeAnsiC } from './shell-script.js';
 
 export interface Mentions {
   /** Candidate words, unquoted. */
@@ -17,29 +17,15 @@ export interface Mentions {
 
 export function scanMentions(text: string, options: { foreign: boolean }): Mentions {
   let plain = text.replace(/\\\n/g, '');
-  plain = plain.replace(/\$'((?:[^'\\]|\\[\s\S])*)'/g, (_match, body: string) => decodeAll(body));
+  plain = plain.replace(/\$'((?:[^'\\]|\\[\s\S])*)'/g, (_match, body: string) => decodeAnsiC(body));
   // Shells outside the POSIX family (fish) decode these escapes in ordinary words too.
-  if (options.foreign) plain = plain.replace(/\\(x[0-9a-fA-F]{1,2}|u[0-9a-fA-F]{1,4}|U[0-9a-fA-F]{1,8}|[0-7]{1,3})/g, (escape) => decodeAll(escape));
+  if (options.foreign) plain = plain.replace(/\\(x[0-9a-fA-F]{1,2}|u[0-9a-fA-F]{1,4}|U[0-9a-fA-F]{1,8}|[0-7]{1,3})/g, (escape) => decodeAnsiC(escape));
   const computes = /\$(?!')|`/.test(text) || (options.foreign && /[()]/.test(text));
   const words = plain
     .replace(/['"\\]/g, '')
     .split(/[\s;&|()<>`$=!:]+/)
     .filter((w) => w !== '');
   return { words, computes };
-}
-
-function decodeAll(body: string): string {
-  let out = '';
-  for (let i = 0; i < body.length; i++) {
-    if (body[i] !== '\\') {
-      out += body[i];
-      continue;
-    }
-    const [decoded, length] = decodeEscape(body, i + 1);
-    out += decoded;
-    i += length;
-  }
-  return out;
 }
 
 /** Whether `word`, used as a program, could be `name` (by its base name, or by expanding). */

@@ -13,6 +13,7 @@ import { z } from 'zod';
 import type { RuleDecision, RuleVerdict } from '../sandbox/exec-plan.js';
 import { JsonSyntaxError, parseJsonWithLines } from './json-locations.js';
 import { mentionedName, mentionsProgram, mentionsWord } from './mentions.js';
+import { loadShellParser } from './shell-script.js';
 import { analyzeArgv, type RunNode, type UnknownRun } from './unwrap.js';
 import { ESCALATING } from './wrappers.js';
 import { couldBeProgram, displayWord, programNames, type Word } from './words.js';
@@ -233,8 +234,12 @@ export function rulesFiles(home: string, cwd: string): { user: string; project: 
 
 const fileCache = new Map<string, { mtimeMs: number; size: number; rules: ExecRule[] }>();
 
-/** Both files' rules, re-read only when a file changed. A missing file has no rules. */
+/**
+ * Both files' rules, re-read only when a file changed. A missing file has no rules. The first
+ * call also loads the shell parser that `evaluate` reads scripts with.
+ */
 export async function loadExecPolicy(home: string, cwd: string): Promise<ExecPolicy> {
+  await loadShellParser();
   const files = rulesFiles(home, cwd);
   const user = await loadFile(files.user, false);
   const project = path.resolve(files.project) === path.resolve(files.user) ? [] : await loadFile(files.project, true);

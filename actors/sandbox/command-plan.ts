@@ -3,7 +3,7 @@
  * ExecPlan matrix, and refuses sandboxed plans on a host without a sandbox backend. Shared by
  * `shell` and `exec_command`, so both tools obey the same policy.
  */
-import { loadExecPolicy, ExecPolicyError } from '../exec-policy/index.js';
+import { loadExecPolicy, loadShellParser, ExecPolicyError } from '../exec-policy/index.js';
 import { troupeHome } from '../rollout/index.js';
 import { isKnownSafeCommand } from '../tools/safe-commands.js';
 import type { ApprovalMemory, ApprovalRequest, ToolContext, ToolPlan } from '../tools/tool.js';
@@ -31,6 +31,8 @@ export function rulesHome(ctx?: Pick<ToolContext, 'home'>): string {
 
 export async function planCommand(request: CommandRequest, ctx: ToolContext, approvals: ApprovalMemory): Promise<ToolPlan> {
   const turn = ctx.turn;
+  // The rules and isKnownSafeCommand read shell scripts synchronously, with this parser.
+  await loadShellParser();
   let rule;
   try {
     rule = (await loadExecPolicy(rulesHome(ctx), turn.cwd)).evaluate(request.argv);

@@ -1,12 +1,15 @@
+import { parsePlainCommands } from '../exec-policy/shell-script.js';
+
 /**
  * Commands the `untrusted` approval policy lets through without asking: programs that only
  * read. The check is an allow-list and errs on the side of asking; a command it does not fully
- * understand is not safe.
+ * understand is not safe. A `bash -c` script is read with the shell parser, which must have
+ * been loaded (`loadShellParser`, awaited by planCommand); until then no script is safe.
  */
 export function isKnownSafeCommand(argv: readonly string[]): boolean {
   const script = shellScriptOf(argv);
   if (script !== undefined) {
-    const commands = parseSimpleScript(script);
+    const commands = parsePlainCommands(script);
     return commands !== undefined && commands.every(isSafeSimpleCommand);
   }
   return isSafeSimpleCommand(argv);
@@ -143,76 +146,4 @@ function isSafeUniq(args: readonly string[]): boolean {
     }
   }
   return operands <= 1;
-}
-
-/**
- * Parses a shell script made only of simple commands joined by `&&`, `||`, `;` and `|`.
- * Words may be bare or single/double quoted; anything with expansions, redirections,
- * subshells, globs, comments or other syntax returns undefined.
- */
-export function parseSimpleScript(script: string): string[][] | undefined {
-  const commands: string[][] = [];
-  let current: string[] = [];
-  let i = 0;
-  const isBare = (c: string) => /[A-Za-z0-9_\-./,:=+@%~]/.test(c);
-
-  const endCommand = (): boolean => {
-    if (current.length === 0) return false;
-    commands.push(current);
-    current = [];
-    return true;
-  };
-
-  while (i < script.length) {
-    const c = script[i]!;
-    if (c === ' ' || c === '\t') {
-      i++;
-      continue;
-    }
-    const two = script.slice(i, i + 2);
-    if (two === '&&' || two === '||') {
-      if (!endCommand()) return undefined;
-      i += 2;
-      continue;
-    }
-    if (c === ';' || c === '|') {
-      if (!endCommand()) return undefined;
-      i++;
-      continue;
-    }
-    // A word: a run of bare characters and quoted pieces with no separator between them.
-    let word = '';
-    let sawAny = false;
-    while (i < script.length) {
-      const d = script[i]!;
-      if (d === "'") {
-        const close = script.indexOf("'", i + 1);
-        if (close === -1) return undefined;
-        word += script.slice(i + 1, close);
-        i = close + 1;
-      } else if (d === '"') {
-        const close = script.indexOf('"', i + 1);
-        if (close === -1) return undefined;
-        const inner = script.slice(i + 1, close);
-        // Inside double quotes these still expand or escape.
-        if (/[$`\\!]/.test(inner)) return undefined;
-        word += inner;
-        i = close + 1;
-      } else if (isBare(d)) {
-        // `~` expands only at the start of a word; forbid that so the word is what runs.
-        if (d === '~' && word.length === 0 && !sawAny) return undefined;
-        word += d;
-        i++;
-      } else {
-        break;
-      }
-      sawAny = true;
-    }
-    if (!sawAny) return undefined; // a character we do not understand
-    // `NAME=value cmd` sets the environment of cmd (e.g. GIT_EXTERNAL_DIFF): not a plain command.
-    if (current.length === 0 && /^[A-Za-z_][A-Za-z0-9_]*=/.test(word)) return undefined;
-    current.push(word);
-  }
-  if (!endCommand()) return undefined;
-  return commands;
 }

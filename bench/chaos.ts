@@ -22,8 +22,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { createInterface } from 'node:readline';
 import { troupeBin } from '../test/support/app-server-process.js';
+import { appServerClient } from './app-server-client.js';
 import { startFakeModelServer, type RecordedRequest, type ScriptStep } from '../test/support/index.js';
 import { startNatsServer } from '../test/support/nats-server.js';
 import { WorkerProcess } from '../test/support/worker-process.js';
@@ -36,13 +36,6 @@ const FAULT_EVERY = Number(process.env.CHAOS_FAULT_EVERY ?? 25);
 const MODEL_DELAY_MS = Number(process.env.CHAOS_MODEL_DELAY_MS ?? 50);
 const DEADLINE_MS = Number(process.env.CHAOS_DEADLINE_MS ?? 240_000);
 const LEASE_MS = process.env.CHAOS_LEASE_MS ?? '3000';
-
-interface WireEvent {
-  readonly id: string | null;
-  readonly session_id: string | null;
-  readonly seq: number | null;
-  readonly msg: { readonly type: string; readonly [key: string]: unknown };
-}
 
 const now = () => performance.now();
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -106,41 +99,24 @@ async function main(): Promise<number> {
     env: { ...process.env, OPENAI_BASE_URL: model.url, OPENAI_API_KEY: 'chaos', TROUPE_HOME: home, TROUPE_LOG: 'error' },
     stdio: ['pipe', 'pipe', 'inherit'],
   });
-  const waiting = new Map<string, (event: WireEvent) => void>();
   const lastSeq = new Map<string, number>();
   const eventTimes = new Map<string, number[]>();
   const holder = new Map<string, string>();
   let gaps = 0;
   let repeats = 0;
-  const lines = createInterface({ input: gateway.stdout, crlfDelay: Infinity });
-  lines.on('line', (line) => {
-    const event = JSON.parse(line) as WireEvent;
-    if (event.session_id !== null && event.seq !== null) {
-      const last = lastSeq.get(event.session_id) ?? 0;
-      if (event.seq <= last) repeats += 1;
-      else if (event.seq !== last + 1) gaps += event.seq - last - 1;
-      lastSeq.set(event.session_id, Math.max(last, event.seq));
-      const times = eventTimes.get(event.session_id) ?? [];
-      times.push(now());
-      eventTimes.set(event.session_id, times);
-      if (event.msg.type === 'session_configured' && typeof event.msg.worker_id === 'string') holder.set(event.session_id, event.msg.worker_id);
-      const moved = event.msg.type === 'background_event' ? /moved to worker (\S+)/.exec(String(event.msg.message)) : null;
-      if (moved?.[1]) holder.set(event.session_id, moved[1].replace(/[.,:;]$/, ''));
-    }
-    if (event.id !== null) waiting.get(event.id)?.(event);
+  const { submit } = appServerClient(gateway, (event) => {
+    if (event.session_id === null || event.seq === null) return;
+    const last = lastSeq.get(event.session_id) ?? 0;
+    if (event.seq <= last) repeats += 1;
+    else if (event.seq !== last + 1) gaps += event.seq - last - 1;
+    lastSeq.set(event.session_id, Math.max(last, event.seq));
+    const times = eventTimes.get(event.session_id) ?? [];
+    times.push(now());
+    eventTimes.set(event.session_id, times);
+    if (event.msg.type === 'session_configured' && typeof event.msg.worker_id === 'string') holder.set(event.session_id, event.msg.worker_id);
+    const moved = event.msg.type === 'background_event' ? /moved to worker (\S+)/.exec(String(event.msg.message)) : null;
+    if (moved?.[1]) holder.set(event.session_id, moved[1].replace(/[.,:;]$/, ''));
   });
-  let counter = 0;
-  const submit = (op: Record<string, unknown>, sessionId: string | undefined, until: (e: WireEvent) => boolean): Promise<WireEvent> => {
-    const id = `x${++counter}`;
-    return new Promise((resolve) => {
-      waiting.set(id, (event) => {
-        if (!until(event)) return;
-        waiting.delete(id);
-        resolve(event);
-      });
-      gateway.stdin.write(`${JSON.stringify({ id, ...(sessionId ? { session_id: sessionId } : {}), op })}\n`);
-    });
-  };
 
   let completed = 0;
   let failedTurns = 0;

@@ -17,9 +17,9 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { troupeBin } from '../test/support/app-server-process.js';
+import { appServerClient } from './app-server-client.js';
 import { startFakeModelServer, type RecordedRequest, type ScriptStep } from '../test/support/index.js';
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 200);
@@ -28,13 +28,6 @@ const DELAY_MS = Number(process.env.BENCH_DELAY_MS ?? 20);
 const SANDBOX = process.env.BENCH_SANDBOX ?? 'workspace-write';
 /** Every Nth model request is cut off before it completes (a dropped stream); 0 for none. */
 const FAULT_EVERY = Number(process.env.BENCH_FAULT_EVERY ?? 0);
-
-interface WireEvent {
-  readonly id: string | null;
-  readonly session_id: string | null;
-  readonly seq: number | null;
-  readonly msg: { readonly type: string; readonly [key: string]: unknown };
-}
 
 let answered = 0;
 
@@ -75,32 +68,17 @@ async function main(): Promise<void> {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
 
-  const waiting = new Map<string, (event: WireEvent) => void>();
   const seqs = new Map<string, number>();
   let gaps = 0;
   let resets = 0;
-  createInterface({ input: child.stdout, crlfDelay: Infinity }).on('line', (line) => {
-    const event = JSON.parse(line) as WireEvent;
+  const { submit } = appServerClient(child, (event) => {
     if (event.session_id !== null && event.seq !== null) {
       const expected = (seqs.get(event.session_id) ?? 0) + 1;
       if (event.seq !== expected) gaps += 1;
       seqs.set(event.session_id, event.seq);
     }
     if (event.msg.type === 'stream_error') resets += 1;
-    if (event.id !== null) waiting.get(event.id)?.(event);
   });
-  let counter = 0;
-  const submit = (op: Record<string, unknown>, sessionId: string | undefined, until: (event: WireEvent) => boolean): Promise<WireEvent> => {
-    const id = `b${++counter}`;
-    return new Promise((resolve) => {
-      waiting.set(id, (event) => {
-        if (!until(event)) return;
-        waiting.delete(id);
-        resolve(event);
-      });
-      child.stdin.write(`${JSON.stringify({ id, ...(sessionId ? { session_id: sessionId } : {}), op })}\n`);
-    });
-  };
 
   const latencies: number[] = [];
   let failed = 0;

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Event, EventOf, SessionConfig, SessionOp, Submission } from '../protocol/index.js';
 import { AsyncQueue } from './async-queue.js';
+import { FlowGate, type FlowSignal } from './flow/flow-gate.js';
 import type { Bus } from './bus/bus.js';
 import { InProcessBus } from './bus/in-process.js';
 import { DEFAULT_NAMESPACE } from './bus/subjects.js';
@@ -96,6 +97,12 @@ export class Runtime {
   /** The host of this process's sessions; null for a gateway (`options.bus`). */
   readonly host: Host | null;
   readonly gateway: Gateway;
+  /**
+   * Held by whatever delivers this runtime's events while its reader is behind (the stdio
+   * servers hold it while stdout is full): model streams then wait, and command output
+   * deltas are skipped. A library user may hold it too; every hold needs its release.
+   */
+  readonly flow = new FlowGate();
   readonly #listeners = new Set<(event: Event) => void>();
   /** Streams of the sessions made by `newSession`, buffered from their first event. */
   readonly #sessionQueues = new Map<string, AsyncQueue<Event>>();
@@ -109,12 +116,13 @@ export class Runtime {
       this.host = null;
     } else {
       this.bus = new InProcessBus();
-      this.host = createHost(this.bus, options, { namespace });
+      this.host = createHost(this.bus, options, { namespace }, this.flow);
     }
     this.gateway = new Gateway({
       bus: this.bus,
       namespace,
       onEvent: (event) => this.#dispatch(event),
+      flow: this.flow,
     });
     this.host?.start();
     this.gateway.start();
@@ -214,9 +222,10 @@ export interface HostPlacement {
 
 /**
  * A host on `bus` built from runtime options (model client, tools, defaults): what a Runtime
- * makes for itself in-process and what `troupe worker` runs on NATS. Not started.
+ * makes for itself in-process and what `troupe worker` runs on NATS. Not started. Its sessions
+ * produce events only while `flow` is open (default: always).
  */
-export function createHost(bus: Bus, options: RuntimeOptions, placement: HostPlacement = {}): Host {
+export function createHost(bus: Bus, options: RuntimeOptions, placement: HostPlacement = {}, flow?: FlowSignal): Host {
   const model =
     options.modelClient ??
     createModelClient({
@@ -236,6 +245,7 @@ export function createHost(bus: Bus, options: RuntimeOptions, placement: HostPla
     defaults: { model: options.model ?? DEFAULT_MODEL, cwd: options.cwd ?? process.cwd() },
     retryBaseMs: options.retryBaseMs ?? 200,
     ...(placement.capacity !== undefined ? { capacity: placement.capacity } : {}),
+    ...(flow !== undefined ? { flow } : {}),
   });
 }
 

@@ -281,7 +281,7 @@ describe('Leases and session logs on a real nats-server', () => {
       .forSession(sessionLog, { purpose: 'review', approvals: ['inherited'] })
       .wrap(inner, { record: () => undefined, rememberTurn: () => undefined });
     bindings.rememberApproval('shell:git status');
-    await sessionLog.appendDurable({ type: 'op_done', id: 'op-1' }, 'op-1');
+    await sessionLog.appendDurable({ type: 'op_done', id: 'op-1' });
     expect(granted).toEqual(['shell:git status']);
     const rebuilt = await durability.rebuild('root-1', SESSION);
     expect(rebuilt.purpose).toBe('review');

@@ -1,24 +1,57 @@
+import { once } from 'node:events';
 import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
+import { OutputPressure, STDOUT_HIGH_WATER_BYTES } from '../flow/output-pressure.js';
 import { NATS_FLAGS } from '../nats/connect.js';
 import { gatewayBusOptions } from '../nats/gateway-options.js';
-import { createRuntime } from '../runtime.js';
+import { createRuntime, type RuntimeOptions } from '../runtime.js';
 import { MODEL_FLAGS, parseArgs, wireApiFlag } from './flags.js';
+import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
+
+export interface AppServerOptions {
+  /** Where submissions come from (default: process.stdin). */
+  readonly input?: Readable;
+  /** Where events go (default: process.stdout). */
+  readonly output?: Writable;
+  /** Runtime options under those of the flags (tests: a model client, a home). */
+  readonly runtime?: RuntimeOptions;
+}
 
 /**
  * `troupe app-server`: submissions in, one JSON object a line on stdin; events out, one a line
- * on stdout (PROTOCOL.md §2). End of stdin shuts every session down cleanly, then exits 0.
+ * on stdout (PROTOCOL.md §2). End of stdin shuts every session down cleanly, then exits 0. If
+ * that takes longer than TROUPE_SHUTDOWN_TIMEOUT_MS (default 10 s; on NATS, a broker that is
+ * away), it gives up, names on stderr what was not delivered, and exits 1 if anything was not.
+ *
+ * A client that stops reading stdout gets backpressure rather than our memory: once more than
+ * STDOUT_HIGH_WATER_BYTES wait to be flushed, stdin is no longer read and the runtime's flow
+ * gate is held (model streams wait, command output deltas are skipped) until stdout drains.
  */
-export async function runAppServer(argv: readonly string[]): Promise<number> {
+export async function runAppServer(argv: readonly string[], options: AppServerOptions = {}): Promise<number> {
+  const { input = process.stdin, output = process.stdout } = options;
   const { values } = parseArgs({ args: [...argv], options: { ...MODEL_FLAGS, ...NATS_FLAGS }, strict: true });
+  // End of stdin exits within this bound, naming on stderr what could not be delivered (shutdown.ts).
+  const bound = new ShutdownBound(shutdownTimeoutMs(process.env));
   // With --nats (or TROUPE_NATS_URL) this process is a gateway: sessions run on workers.
   const nats = await gatewayBusOptions(values, process.env, 'troupe app-server');
-  const runtime = createRuntime({ ...nats, model: values.model, wireApi: wireApiFlag(values['wire-api']) });
-  runtime.onEvent((event) => {
-    process.stdout.write(`${JSON.stringify(event)}\n`);
+  const runtime = createRuntime({ ...options.runtime, ...nats, model: values.model, wireApi: wireApiFlag(values['wire-api']) });
+  const lines = createInterface({ input, crlfDelay: Infinity, terminal: false });
+  const pressure = new OutputPressure(output, runtime.flow, {
+    name: 'stdout',
+    highWaterBytes: STDOUT_HIGH_WATER_BYTES,
+    // Pausing readline pauses stdin; the lines of the chunk already read still come.
+    onChange: (full) => (full ? lines.pause() : lines.resume()),
   });
-  const lines = createInterface({ input: process.stdin, crlfDelay: Infinity, terminal: false });
-  for await (const line of lines) void runtime.gateway.submitLine(line);
-  await runtime.close();
-  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
-  return 0;
+  runtime.onEvent((event) => {
+    output.write(`${JSON.stringify(event)}\n`);
+    pressure.check();
+  });
+  lines.on('line', (line) => void runtime.gateway.submitLine(line));
+  await once(lines, 'close');
+  const closed = await closeRuntime(runtime, bound);
+  // Something may still hold the process (a NATS client reconnecting): when it is ours, end it.
+  if (closed.gaveUp && options.input === undefined) exitSoon(closed.code);
+  await new Promise<void>((resolve) => output.write('', () => resolve()));
+  pressure.dispose();
+  return closed.code;
 }

@@ -6,6 +6,7 @@ import { gatewayBusOptions } from '../nats/gateway-options.js';
 import { createRuntime, type Runtime, type RuntimeOptions, type Session } from '../runtime.js';
 import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
 import { TranscriptRenderer } from './render.js';
+import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
 
 /** How `troupe exec` answers approval requests. */
 export type Approver = (request: Extract<Event['msg'], { type: 'exec_approval_request' | 'apply_patch_approval_request' }>) => Promise<ReviewDecision>;
@@ -49,6 +50,8 @@ export interface OneTurnOptions {
   readonly onEvent: (event: Event) => void;
   /** More work in the same session once the turn has ended, before it shuts down. */
   readonly after?: ((session: Session) => Promise<void>) | undefined;
+  /** How long the session's shutdown may take (default: as long as it takes). */
+  readonly shutdown?: ShutdownBound | undefined;
 }
 
 /**
@@ -56,12 +59,13 @@ export interface OneTurnOptions {
  * sub-agents are passed on too, and their approval requests are answered like the root's.
  * Resolves to the root's final message and whether the root's turn failed.
  */
-export async function runOneTurn(options: OneTurnOptions): Promise<{ lastMessage: string | null; failed: boolean }> {
+export async function runOneTurn(options: OneTurnOptions): Promise<{ lastMessage: string | null; failed: boolean; shutDown: boolean }> {
   const { runtime } = options;
   const turnId = 'turn-1';
   const tree = new Set<string>();
   let rootId: string | null = null;
   let failed = false;
+  let shutDown = false;
   let lastMessage: string | null = null;
   let turnEnded!: () => void;
   const ended = new Promise<void>((resolve) => (turnEnded = resolve));
@@ -105,12 +109,15 @@ export async function runOneTurn(options: OneTurnOptions): Promise<{ lastMessage
     await ended;
     await answering;
     await options.after?.(session);
-    await runtime.gateway.submit({ id: 'exec-shutdown', session_id: session.id, op: { type: 'shutdown' } });
-    await closed;
+    const shutdown = (async () => {
+      await runtime.gateway.submit({ id: 'exec-shutdown', session_id: session.id, op: { type: 'shutdown' } });
+      await closed;
+    })();
+    shutDown = options.shutdown ? await options.shutdown.within(shutdown) : (await shutdown, true);
   } finally {
     stop();
   }
-  return { lastMessage, failed };
+  return { lastMessage, failed, shutDown };
 }
 
 /** `troupe exec`: one turn, a live transcript on stderr (or JSONL with --json), the final message on stdout. */
@@ -136,10 +143,14 @@ export async function runExec(argv: readonly string[], runtimeOptions: RuntimeOp
   if (!sandbox.success) throw new UsageError(`--sandbox must be one of ${SandboxMode.options.join(', ')}`);
   const cwd = values.cd ? (isAbsolute(values.cd) ? values.cd : resolve(values.cd)) : process.cwd();
 
+  // The session's shutdown and the runtime's close, together, within this bound (shutdown.ts).
+  const bound = new ShutdownBound(shutdownTimeoutMs(process.env));
+
   // With --nats (or TROUPE_NATS_URL) the session runs on a worker; -C must exist there too.
   const nats = await gatewayBusOptions(values, process.env, 'troupe exec');
   const runtime = createRuntime({ ...runtimeOptions, ...nats, model: values.model, wireApi: wireApiFlag(values['wire-api']) });
   const renderer = values.json ? null : new TranscriptRenderer(process.stderr);
+  let code = 1;
   try {
     const { lastMessage, failed } = await runOneTurn({
       runtime,
@@ -150,11 +161,15 @@ export async function runExec(argv: readonly string[], runtimeOptions: RuntimeOp
         if (renderer) renderer.render(event);
         else process.stdout.write(`${JSON.stringify(event)}\n`);
       },
+      shutdown: bound,
     });
     renderer?.close();
     if (renderer && lastMessage) process.stdout.write(`${lastMessage}\n`);
-    return failed ? 1 : 0;
+    code = failed ? 1 : 0;
   } finally {
-    await runtime.close();
+    const closed = await closeRuntime(runtime, bound);
+    if (closed.gaveUp) exitSoon(Math.max(code, closed.code));
+    code = Math.max(code, closed.code);
   }
+  return code;
 }

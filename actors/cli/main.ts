@@ -20,7 +20,7 @@ Usage:
       Print the JSON Schema of the wire protocol.
 
 Environment: OPENAI_API_KEY, OPENAI_BASE_URL, TROUPE_MODEL, TROUPE_WIRE_API, TROUPE_HOME, TROUPE_LOG,
-TROUPE_NATS_URL and the other TROUPE_NATS_* settings (README, Deployment).
+TROUPE_NATS_URL and the other TROUPE_NATS_* settings, TROUPE_SHUTDOWN_TIMEOUT_MS (README, Deployment).
 `;
 
 function version(): string {

@@ -7,6 +7,7 @@ import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/proto
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { AskForApproval, SandboxPolicy, type Event, type EventMsg, type ReviewDecision, type SessionConfig } from '../../protocol/index.js';
+import { OutputPressure } from '../flow/output-pressure.js';
 import { log } from '../log.js';
 import { createRuntime, type RuntimeOptions, type Session } from '../runtime.js';
 import { MODEL_FLAGS, parseArgs, wireApiFlag } from './flags.js';
@@ -107,15 +108,30 @@ export async function runMcpServer(argv: readonly string[], runtimeOptions: Runt
   );
 
   const transport = new StdioServerTransport();
+  // The transport writes every message at once and has a call's progress wait for 'drain',
+  // so while the client is not reading, a turn's events would pile up in its session's
+  // queue. Once stdout is past its own high-water mark (a write has returned false), hold
+  // the flow gate so sessions stop making events, and stop reading requests, until it drains.
+  const stdout = new OutputPressure(process.stdout, runtime.flow, {
+    name: 'stdout',
+    highWaterBytes: process.stdout.writableHighWaterMark - 1,
+    onChange: (full) => (full ? process.stdin.pause() : process.stdin.resume()),
+  });
+  runtime.onEvent(() => stdout.check());
+  const checkStdout = (): void => stdout.check();
   const stdinEnded = new Promise<void>((done) => {
     process.stdin.once('end', done);
     process.stdin.once('close', done);
     transport.onclose = done;
   });
   await server.connect(transport);
+  // Requests answered at once (pings, listings) write without an event: look after each read.
+  process.stdin.on('data', checkStdout);
   await stdinEnded;
   await runtime.close();
+  process.stdin.off('data', checkStdout);
   await server.close();
+  stdout.dispose();
   return 0;
 }
 

@@ -2,10 +2,12 @@ import { rm, writeFile } from 'node:fs/promises';
 import { NatsBus } from '../bus/nats.js';
 import { assertToken, InvalidSubjectTokenError } from '../bus/subjects.js';
 import { log } from '../log.js';
-import { HostDurability } from '../durable/index.js';
+import { DEFAULT_OUTBOX_LIMITS, HostDurability, type OutboxLimits } from '../durable/index.js';
+import { HANDOVER_GRACE_MS } from '../host/host.js';
 import { connectNats, defaultWorkerId, NATS_FLAGS, natsSettingsFrom } from '../nats/connect.js';
 import { createHost, runtimeOptionsFromEnv } from '../runtime.js';
 import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
+import { exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
 
 /** Sessions a worker runs at once unless told otherwise. */
 export const DEFAULT_WORKER_CAPACITY = 8;
@@ -20,7 +22,11 @@ const WORKER_FLAGS = {
  * `troupe worker --nats URL`: a host of session actors on NATS. It joins placement, runs the
  * sessions placed on it, and on SIGTERM or SIGINT drains: it leaves placement at once, lets
  * running tasks finish (10 s at most), hands its sessions over to the other workers (through
- * their leases; without JetStream it shuts them down instead) and exits 0.
+ * their leases; without JetStream it shuts them down instead) and exits 0. Handing over
+ * includes storing what each session's log still holds; with the broker away that is given up
+ * after TROUPE_SHUTDOWN_TIMEOUT_MS (default 10 s) more: the worker then names on stderr what it
+ * could not store and exits 1 (its leases run out, and other workers adopt the sessions from
+ * what their logs hold).
  *
  * `--ready-file PATH` exists while the worker is connected and taking sessions, for a
  * Kubernetes readiness probe or a launcher script; it is removed on disconnect and on drain.
@@ -38,6 +44,8 @@ export async function runWorker(argv: readonly string[], env: NodeJS.ProcessEnv 
   }
   const capacity = positiveInteger(values.capacity ?? env.TROUPE_WORKER_CAPACITY, '--capacity') ?? DEFAULT_WORKER_CAPACITY;
   const readyFile = values['ready-file'] ?? env.TROUPE_WORKER_READY_FILE;
+  const shutdownMs = shutdownTimeoutMs(env);
+  const outboxLimits = outboxLimitsFrom(env);
   const logger = log.child({ worker: workerId });
 
   // Until connected there is nothing to drain: a signal then just ends the process.
@@ -51,10 +59,17 @@ export async function runWorker(argv: readonly string[], env: NodeJS.ProcessEnv 
   });
   // Sessions outlive this worker when JetStream is there: leases, op queues, logs, adoption.
   const leaseMs = positiveInteger(env.TROUPE_LEASE_MS, 'TROUPE_LEASE_MS');
+  let durability: HostDurability | null = null;
   try {
-    host.useDurability(
-      await HostDurability.open(connection, { namespace: settings.namespace, workerId, leaseMs, onLost: (id) => host.abandon(id), logger }),
-    );
+    durability = await HostDurability.open(connection, {
+      namespace: settings.namespace,
+      workerId,
+      leaseMs,
+      onLost: (id) => host.abandon(id),
+      logger,
+      outboxLimits,
+    });
+    host.useDurability(durability);
   } catch (error) {
     logger.warn({ err: error }, 'JetStream is not available: sessions will not survive this worker');
   }
@@ -82,12 +97,46 @@ export async function runWorker(argv: readonly string[], env: NodeJS.ProcessEnv 
     return 1;
   }
   logger.info({ signal: outcome.signal, sessions: host.load }, 'draining: taking no new sessions, handing sessions over');
-  // With JetStream the sessions move to other workers; without, they are shut down.
-  await host.handOver();
-  await bus.close();
+  // Running tasks get their grace; then, within the shutdown bound, the sessions move to
+  // other workers with JetStream, or are shut down without.
+  await host.drain();
+  await host.waitIdle(HANDOVER_GRACE_MS);
+  const bound = new ShutdownBound(shutdownMs);
+  const drained = await bound.within(
+    (async () => {
+      await host.handOver(0);
+      await durability?.drained();
+      await bus.close();
+    })(),
+  );
   stopping.dispose();
-  logger.info('worker stopped');
-  return 0;
+  if (drained) {
+    logger.info('worker stopped');
+    return 0;
+  }
+  const undelivered = durability?.undelivered() ?? [];
+  process.stderr.write(
+    `troupe: worker ${workerId} gave up handing its sessions over after ${bound.timeoutMs} ms (TROUPE_SHUTDOWN_TIMEOUT_MS)` +
+      `${undelivered.length > 0 ? '; not stored in JetStream:' : ''}\n`,
+  );
+  for (const { sessionId, entries, bytes } of undelivered) {
+    process.stderr.write(
+      `troupe:   session ${sessionId}: ${entries} events and records (${bytes} bytes); its lease runs out and another worker adopts it without them\n`,
+    );
+  }
+  const code = undelivered.length > 0 ? 1 : 0;
+  // The NATS client keeps reconnecting to a broker that is gone, which holds the process.
+  void bus.close().catch(() => undefined);
+  exitSoon(code);
+  return code;
+}
+
+/** TROUPE_OUTBOX_MAX_EVENTS and TROUPE_OUTBOX_MAX_BYTES: what a session may hold while NATS is away. */
+function outboxLimitsFrom(env: NodeJS.ProcessEnv): OutboxLimits {
+  return {
+    maxEntries: positiveInteger(env.TROUPE_OUTBOX_MAX_EVENTS, 'TROUPE_OUTBOX_MAX_EVENTS') ?? DEFAULT_OUTBOX_LIMITS.maxEntries,
+    maxBytes: positiveInteger(env.TROUPE_OUTBOX_MAX_BYTES, 'TROUPE_OUTBOX_MAX_BYTES') ?? DEFAULT_OUTBOX_LIMITS.maxBytes,
+  };
 }
 
 function positiveInteger(raw: string | undefined, what: string): number | undefined {

@@ -1,7 +1,9 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { TurnOverrides } from '../../protocol/index.js';
 import { log as processLog, type Logger } from '../log.js';
+import { NatsLink } from '../nats/link.js';
 import { Leases, leaseTiming, type SeenLease } from './leases.js';
+import type { OutboxLimits } from './outbox.js';
 import { OpQueue, type OpFeed, type QueuedSubmission } from './op-queue.js';
 import { rebuildSession, type OpenTurn, type RebuiltSession } from './rebuild.js';
 import type { SessionPurpose } from './records.js';
@@ -33,28 +35,75 @@ export class HostDurability {
   readonly leases: Leases;
   readonly #logger: Logger;
   readonly #workerId: string;
+  readonly #link: NatsLink;
+  readonly #outboxLimits: OutboxLimits | undefined;
   #scanTimer: NodeJS.Timeout | null = null;
   #scanning = false;
+  /** No adoption before this time (ms since the epoch): see `#scan`. */
+  #quietUntil = 0;
+  #stopReconnectWatch: (() => void) | null = null;
+  #onOverflow: (sessionId: string) => void = () => undefined;
+  /** Logs of sessions this host runs or ran, until they are stored (or dropped). */
+  readonly #logs = new Set<SessionLog>();
 
-  private constructor(store: DurableStore, workerId: string, leaseMs: number | undefined, onLost: (sessionId: string) => void, logger: Logger) {
+  private constructor(
+    store: DurableStore,
+    workerId: string,
+    leaseMs: number | undefined,
+    onLost: (sessionId: string) => void,
+    logger: Logger,
+    outboxLimits: OutboxLimits | undefined,
+  ) {
     this.store = store;
     this.#workerId = workerId;
     this.#logger = logger.child({ component: 'durability' });
+    this.#link = NatsLink.of(store.connection);
+    this.#outboxLimits = outboxLimits;
     this.ops = new OpQueue(store, logger);
-    this.leases = new Leases(store.leases, workerId, leaseTiming(leaseMs), onLost, logger);
+    this.leases = new Leases(store.leases, workerId, leaseTiming(leaseMs), onLost, logger, this.#link);
   }
 
   static async open(
     connection: NatsConnection,
-    options: { namespace: string; workerId: string; leaseMs?: number | undefined; onLost: (sessionId: string) => void; logger?: Logger },
+    options: {
+      namespace: string;
+      workerId: string;
+      leaseMs?: number | undefined;
+      onLost: (sessionId: string) => void;
+      logger?: Logger;
+      /** What each session may hold while NATS is away (default DEFAULT_OUTBOX_LIMITS). */
+      outboxLimits?: OutboxLimits | undefined;
+    },
   ): Promise<HostDurability> {
     const logger = options.logger ?? processLog;
     const store = await DurableStore.open(connection, options.namespace);
-    return new HostDurability(store, options.workerId, options.leaseMs, options.onLost, logger);
+    return new HostDurability(store, options.workerId, options.leaseMs, options.onLost, logger, options.outboxLimits);
+  }
+
+  /** Who hears that a session's log refused an event (the host, which moves the session on). */
+  onOverflow(handler: (sessionId: string) => void): void {
+    this.#onOverflow = handler;
   }
 
   sessionLog(rootId: string, sessionId: string): SessionLog {
-    return new SessionLog(this.store, rootId, sessionId, this.#logger);
+    const log = new SessionLog(this.store, rootId, sessionId, this.#logger, this.#outboxLimits);
+    this.#logs.add(log);
+    return log;
+  }
+
+  /** The session's log is stored, or dropped: nothing more to report or wait for. */
+  forget(log: SessionLog): void {
+    this.#logs.delete(log);
+  }
+
+  /** Sessions whose log still holds events or records not stored in JetStream. */
+  undelivered(): { readonly sessionId: string; readonly entries: number; readonly bytes: number }[] {
+    return [...this.#logs].filter((log) => log.pending.entries > 0).map((log) => ({ sessionId: log.sessionId, ...log.pending }));
+  }
+
+  /** Resolves once every session log of this host has stored what it holds. */
+  async drained(): Promise<void> {
+    await Promise.all([...this.#logs].map((log) => log.drained()));
   }
 
   /**
@@ -63,12 +112,7 @@ export class HostDurability {
    */
   forSession(log: SessionLog, placement: { readonly purpose: SessionPurpose; readonly approvals: readonly string[] }, initialSeq = 0): SessionDurability {
     log.append({ type: 'placed', purpose: placement.purpose, approvals: [...placement.approvals] });
-    return {
-      initialSeq,
-      adopted: null,
-      wrap: (bindings, hooks) => durableBindings(bindings, log, null, hooks),
-      recordApproval: (key) => log.append({ type: 'approval', key }),
-    };
+    return this.#durability(log, initialSeq, null, null);
   }
 
   /** The durability of an adopted session: numbering and open turn from the log. */
@@ -86,11 +130,19 @@ export class HostDurability {
           } satisfies TurnOverrides,
         }
       : null;
+    return this.#durability(log, rebuilt.lastSeq, { from, turn }, open);
+  }
+
+  #durability(log: SessionLog, initialSeq: number, adopted: SessionDurability['adopted'], open: OpenTurn | null): SessionDurability {
     return {
-      initialSeq: rebuilt.lastSeq,
-      adopted: { from, turn },
+      initialSeq,
+      adopted,
       wrap: (bindings, hooks) => durableBindings(bindings, log, open, hooks),
       recordApproval: (key) => log.append({ type: 'approval', key }),
+      publishEvent: (event, force) => log.publishEvent(event, { force: force === true }),
+      congested: () => log.congested,
+      limits: log.limits,
+      overflowed: () => this.#onOverflow(log.sessionId),
     };
   }
 
@@ -100,39 +152,56 @@ export class HostDurability {
 
   /**
    * Feed a session the ops of its queue. An op whose id is in `applied` (the log says it took
-   * effect before a failover) is acknowledged without being applied again.
+   * effect before a failover) is acknowledged without being applied again, and so is an op
+   * offered again after this feed applied it (its acknowledgement was lost with the broker).
    */
   feed(session: FedSession, log: SessionLog, applied: ReadonlySet<string> = new Set()): Promise<OpFeed> {
+    const done = new Set(applied);
     return this.ops.consume(session.id, async (submission) => {
-      if (!applied.has(submission.id)) await session.submit(submission);
+      if (done.has(submission.id)) return;
+      await session.submit(submission);
+      done.add(submission.id);
       const override = submission.op.type === 'override_turn_context' ? overridesOf(submission.op) : undefined;
-      // Ordered before the acknowledgement on this connection: a redelivery finds it.
-      log.append({ type: 'op_done', id: submission.id, ...(override ? { override } : {}) });
+      // Stored before the op is acknowledged: a worker adopting the session finds it.
+      await log.appendDurable({ type: 'op_done', id: submission.id, ...(override ? { override } : {}) });
     });
   }
 
-  /** Look for expired leases now and then, and adopt while the host has room. */
+  /**
+   * Look for expired leases now and then, and adopt while the host has room.
+   *
+   * While NATS is away nobody can renew a lease, so every lease looks expired when it comes
+   * back. Adoption therefore waits, after each reconnect, for a whole lease time: a worker that
+   * is alive has renewed its leases by then (its renewals start again on reconnect), and only
+   * the sessions of workers that did not come back are adopted.
+   */
   startAdopting(target: AdoptionTarget): void {
     this.leases.start();
     const every = this.leases.timing.renewMs;
+    this.#stopReconnectWatch ??= this.#link.onReconnect(() => {
+      this.#quietUntil = Date.now() + this.leases.timing.leaseMs;
+      this.leases.renewNow();
+    });
     this.#scanTimer ??= setInterval(() => void this.#scan(target), every);
   }
 
   stop(): void {
     this.leases.stop();
+    this.#stopReconnectWatch?.();
+    this.#stopReconnectWatch = null;
     if (this.#scanTimer) clearInterval(this.#scanTimer);
     this.#scanTimer = null;
   }
 
   async #scan(target: AdoptionTarget): Promise<void> {
-    if (this.#scanning || !target.hasRoom()) return;
+    if (this.#scanning || !target.hasRoom() || !this.#link.up || Date.now() < this.#quietUntil) return;
     this.#scanning = true;
     try {
       const expired = await this.leases.expired();
       // Shuffled, so workers scanning at the same moment mostly go for different sessions.
       expired.sort(() => Math.random() - 0.5);
       for (const lease of expired) {
-        if (!target.hasRoom()) break;
+        if (!target.hasRoom() || Date.now() < this.#quietUntil) break;
         if (!(await this.leases.takeOver(lease))) continue;
         this.#logger.info({ session: lease.sessionId, from: lease.value.worker_id }, 'adopting a session');
         try {

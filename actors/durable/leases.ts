@@ -2,6 +2,7 @@ import { JetStreamApiError } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
 import { log as processLog, type Logger } from '../log.js';
+import type { NatsLink } from '../nats/link.js';
 import { LeaseLostError } from './errors.js';
 
 /**
@@ -58,8 +59,12 @@ export class Leases {
   #timer: NodeJS.Timeout | null = null;
   #renewing = false;
 
-  constructor(kv: KV, workerId: string, timing: LeaseTiming, onLost: (sessionId: string) => void, logger: Logger = processLog) {
+  /** When given, a renewal in flight as the connection drops is given up on, not waited for. */
+  readonly #link: NatsLink | undefined;
+
+  constructor(kv: KV, workerId: string, timing: LeaseTiming, onLost: (sessionId: string) => void, logger: Logger = processLog, link?: NatsLink) {
     this.#kv = kv;
+    this.#link = link;
     this.#workerId = workerId;
     this.#timing = timing;
     this.#onLost = onLost;
@@ -135,6 +140,11 @@ export class Leases {
     this.#timer = null;
   }
 
+  /** Renew every held lease now, not at the next tick (NATS is back: they may have run out). */
+  renewNow(): void {
+    if (this.#timer) void this.#renewAll();
+  }
+
   /** Leases of other workers (or handed over) whose time is up, as of now. */
   async expired(): Promise<SeenLease[]> {
     const now = Date.now();
@@ -184,7 +194,16 @@ export class Leases {
     if (this.#renewing) return;
     this.#renewing = true;
     try {
-      await Promise.all([...this.#held.keys()].map((id) => this.#renew(id)));
+      const link = this.#link;
+      const renewals = Promise.all([...this.#held.keys()].map((id) => this.#renew(id)));
+      if (!link) {
+        await renewals;
+        return;
+      }
+      // A renewal sent just before the connection dropped would be waited for until its
+      // timeout, holding up the renewals after the reconnect: stop waiting when the link drops.
+      const settled = new AbortController();
+      await Promise.race([renewals, link.downSince(link.epoch, settled.signal)]).finally(() => settled.abort());
     } finally {
       this.#renewing = false;
     }
@@ -200,6 +219,14 @@ export class Leases {
     } catch (error) {
       if (this.#held.get(sessionId) !== held) return;
       if (isConflict(error)) {
+        // A renewal given up on as the connection dropped may have landed after all: then the
+        // key still names this worker, and its newer revision is ours to renew from.
+        const owner = await this.#owner(sessionId);
+        if (owner === 'unknown') return;
+        if (typeof owner === 'number') {
+          if (this.#held.get(sessionId) === held) this.#held.set(sessionId, { value: held.value, revision: owner });
+          return;
+        }
         // Someone took the session over (this worker was away too long): stop running it.
         this.#held.delete(sessionId);
         this.#logger.warn({ session: sessionId }, 'lost the lease of a session to another worker');
@@ -210,6 +237,19 @@ export class Leases {
       // revision still matches and the next renewal simply succeeds.
       this.#logger.debug({ err: error, session: sessionId }, 'renewing a lease failed; will retry');
     }
+  }
+
+  /** The key's revision when it still names this worker, `theirs` when it does not, `unknown` when it cannot be read. */
+  async #owner(sessionId: string): Promise<number | 'theirs' | 'unknown'> {
+    let entry;
+    try {
+      entry = await this.#kv.get(sessionId);
+    } catch {
+      return 'unknown';
+    }
+    if (!entry || entry.operation !== 'PUT') return 'theirs';
+    const current = LeaseValue.safeParse(safeJson(entry.string()));
+    return current.success && current.data.worker_id === this.#workerId ? entry.revision : 'theirs';
   }
 }
 

@@ -1,4 +1,4 @@
-import type { ResponseItem, SessionMeta, TurnOverrides } from '../../protocol/index.js';
+import type { Event, ResponseItem, SessionMeta, TurnOverrides } from '../../protocol/index.js';
 import type { SessionBindings } from '../host/session-logic.js';
 import type { TurnContext } from '../../machines/turn-context.js';
 import type { RolloutItem, RolloutRecorder } from '../rollout/index.js';
@@ -36,6 +36,24 @@ export interface SessionDurability {
   wrap(bindings: SessionBindings, hooks: RuntimeHooks): SessionBindings;
   /** Log a grant another session of the tree made, so this session keeps it when adopted. */
   recordApproval(key: string): void;
+  /**
+   * Publish one of the session's events through its log: stored in order, held while NATS is
+   * away. False when the log holds as much as it may and the event was not taken; `force`
+   * takes it anyway (the notices saying so).
+   */
+  publishEvent(event: Event, force?: boolean): boolean;
+  /**
+   * True while the log holds more than half of what it may (NATS away or slow): the session then
+   * leaves out its streaming deltas, whose content the complete items carry anyway.
+   */
+  congested(): boolean;
+  /** What the log may hold before it refuses events. */
+  readonly limits: { readonly maxEntries: number; readonly maxBytes: number };
+  /**
+   * The log refused an event: the session stops on this worker (SessionRuntime.emit has said
+   * so on its stream), and continues from its log once what the log holds is stored.
+   */
+  overflowed(): void;
 }
 
 /**
@@ -105,13 +123,15 @@ export function durableBindings(inner: SessionBindings, log: SessionLog, open: O
       const known = logged(input.callId);
       if (known?.state === 'finished') return known.output;
       if (known?.state === 'started') return { text: INTERRUPTED_BY_FAILOVER, success: false };
-      await log.appendDurable({ type: 'call_started', call_id: input.callId, turn_id: input.turnId }, `started:${input.callId}`);
+      await log.appendDurable({ type: 'call_started', call_id: input.callId, turn_id: input.turnId });
       const output = await inner.execute(input, signal);
       if (!output.escalate) {
-        await log.appendDurable(
-          { type: 'call_output', call_id: input.callId, turn_id: input.turnId, output: { text: output.text, success: output.success } },
-          `output:${input.callId}`,
-        );
+        await log.appendDurable({
+          type: 'call_output',
+          call_id: input.callId,
+          turn_id: input.turnId,
+          output: { text: output.text, success: output.success },
+        });
       }
       return output;
     },

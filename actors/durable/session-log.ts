@@ -1,64 +1,135 @@
 import { BusMessage, type Event } from '../../protocol/index.js';
+import { encode as encodeMessage } from '../bus/codec.js';
 import { log as processLog, type Logger } from '../log.js';
+import { NatsLink } from '../nats/link.js';
 import { DurableError } from './errors.js';
+import { Outbox, OutboxFullError, type OutboxLimits } from './outbox.js';
 import { LogRecord } from './records.js';
 import type { DurableStore } from './store.js';
 
-/** How long a durable append keeps retrying while NATS or JetStream is away. */
-const DURABLE_APPEND_PATIENCE_MS = 60_000;
-const RETRY_PAUSE_MS = 250;
-
 /**
- * One session's log in JetStream. Events need no help here: the log stream captures the event
- * subjects, so publishing an event on the bus appends it. This class appends the other
- * records on the session's log subject, from the same connection, so the stream keeps them in
- * the order the session produced them, interleaved with its events.
+ * One session's log in JetStream: its events (on its event subject, which the log stream
+ * captures and gateways read) and its other records (on its log subject), interleaved in the
+ * order the session produced them. Everything goes through one Outbox, so the order holds and
+ * nothing is lost while NATS is away: it is stored when NATS is back (see outbox.ts).
+ *
+ * Events are bounded by the outbox's limits (past half of them the session leaves its streaming
+ * deltas out; past them `publishEvent` refuses, and the session stops here and moves on, see
+ * SessionRuntime.emit); records are always taken, since a refused record would
+ * leave a log another worker cannot rebuild the session from, and they stop coming when the
+ * session does.
  */
 export class SessionLog {
-  readonly #store: DurableStore;
-  readonly #subject: string;
+  readonly #outbox: Outbox;
+  readonly #logSubject: string;
+  readonly #eventSubject: string;
   readonly #logger: Logger;
+  #sealed = false;
 
   constructor(
     store: DurableStore,
     readonly rootId: string,
     readonly sessionId: string,
     logger: Logger = processLog,
+    limits?: OutboxLimits,
   ) {
-    this.#store = store;
-    this.#subject = store.subjects.sessionLog(rootId, sessionId);
+    this.#logSubject = store.subjects.sessionLog(rootId, sessionId);
+    this.#eventSubject = store.subjects.event(rootId, sessionId);
     this.#logger = logger;
+    this.#outbox = new Outbox(store.js, NatsLink.of(store.connection), { name: sessionId, limits, logger });
   }
 
-  /** Append without waiting: ordered behind everything this connection sent before. */
-  append(record: LogRecord): void {
+  /** True while events are taken: the outbox is below its limits. */
+  get accepting(): boolean {
+    return !this.#outbox.full;
+  }
+
+  /** Past half the limits: the session leaves its streaming deltas out (SessionRuntime.emit). */
+  get congested(): boolean {
+    return this.#outbox.congested;
+  }
+
+  /** What is not stored yet. */
+  get pending(): { readonly entries: number; readonly bytes: number } {
+    return { entries: this.#outbox.entries, bytes: this.#outbox.bytes };
+  }
+
+  get limits(): OutboxLimits {
+    return this.#outbox.limits;
+  }
+
+  /**
+   * Publish one of the session's events (stored in order, see the class). Returns false when
+   * the outbox is full and the event was not taken; `force` takes it anyway (the notices about
+   * that refusal).
+   */
+  publishEvent(event: Event, options: { force?: boolean } = {}): boolean {
+    if (this.#sealed) return true;
+    let payload: string;
     try {
-      this.#store.connection.publish(this.#subject, encode(record));
+      payload = encodeMessage(this.#eventSubject, { kind: 'event', event });
     } catch (error) {
-      this.#logger.error({ err: error, session: this.sessionId, type: record.type }, 'could not append to the session log');
+      // As on the bus: an event that is not valid is a bug, reported and not sent.
+      this.#logger.error({ err: error, session: this.sessionId, type: event.msg.type }, 'could not publish an event');
+      return true;
+    }
+    try {
+      this.#outbox.push(this.#eventSubject, payload, options).catch(() => undefined);
+      return true;
+    } catch (error) {
+      if (error instanceof OutboxFullError) return false;
+      throw error;
+    }
+  }
+
+  /** Append a record; it is stored after everything appended or published before it. */
+  append(record: LogRecord): void {
+    if (this.#sealed) return;
+    this.#outbox.push(this.#logSubject, encode(record), { force: true }).catch((error: unknown) => {
+      this.#logger.debug({ err: error, session: this.sessionId, type: record.type }, 'a log record was not stored');
+    });
+  }
+
+  /**
+   * Append and wait until JetStream has stored the record (and everything before it). Waits
+   * through an outage; rejects only when the log was discarded (the session went elsewhere).
+   */
+  async appendDurable(record: LogRecord): Promise<void> {
+    if (this.#sealed) throw new DurableError(`session ${this.sessionId} stopped on this worker: no ${record.type} record is stored`);
+    try {
+      await this.#outbox.push(this.#logSubject, encode(record), { force: true });
+    } catch (error) {
+      throw new DurableError(`could not store a ${record.type} record of session ${this.sessionId}`, { cause: error });
     }
   }
 
   /**
-   * Append and wait until JetStream has stored the record (and, since it arrived after them,
-   * everything appended before it). Retries through a disconnect; `id` makes a retried
-   * publication count once.
+   * The session stopped on this worker: what is in the log now is what another worker takes it
+   * up from, so nothing more goes in (a stopping actor may still record an aborted call). What
+   * the log holds is still stored.
    */
-  async appendDurable(record: LogRecord, id: string): Promise<void> {
-    const payload = encode(record);
-    const deadline = Date.now() + DURABLE_APPEND_PATIENCE_MS;
-    for (;;) {
-      try {
-        await this.#store.js.publish(this.#subject, payload, { msgID: `${this.sessionId}:${id}` });
-        return;
-      } catch (error) {
-        if (Date.now() >= deadline) {
-          throw new DurableError(`could not store a ${record.type} record of session ${this.sessionId}`, { cause: error });
-        }
-        this.#logger.warn({ err: error, session: this.sessionId, type: record.type }, 'storing a log record failed; retrying');
-        await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
-      }
+  seal(): void {
+    this.#sealed = true;
+  }
+
+  /** Resolves once everything appended or published so far is stored. */
+  drained(): Promise<void> {
+    return this.#outbox.drained();
+  }
+
+  /**
+   * The session runs elsewhere now: drop what is not stored (it would conflict with what the
+   * new holder writes). Says how much was dropped.
+   */
+  discard(): number {
+    const dropped = this.#outbox.discard();
+    if (dropped > 0) {
+      this.#logger.error(
+        { session: this.sessionId, dropped },
+        'the session went to another worker: events and records this worker had not stored yet were dropped',
+      );
     }
+    return dropped;
   }
 }
 

@@ -13,6 +13,10 @@ import { subjects, type Subjects } from '../bus/subjects.js';
 import { NatsBus } from '../bus/nats.js';
 import { GatewayDurability, SeqFilter } from '../durable/index.js';
 import { log } from '../log.js';
+import { ALWAYS_OPEN, type FlowSignal } from '../flow/flow-gate.js';
+
+/** Submissions a gateway holds at most while they wait to be delivered (NATS away). */
+export const MAX_WAITING_SUBMISSIONS = 1_000;
 
 export interface GatewayOptions {
   readonly bus: Bus;
@@ -21,6 +25,12 @@ export interface GatewayOptions {
   readonly onEvent: (event: Event) => void;
   /** How long to wait for a host to take a placement or an op. */
   readonly requestTimeoutMs?: number;
+  /**
+   * Closed while the client is behind on its events. On NATS with JetStream the gateway then
+   * stops taking events from the log stream (they wait there, not in this process); sessions
+   * of an in-process host watch the same gate themselves.
+   */
+  readonly flow?: FlowSignal;
 }
 
 /**
@@ -44,6 +54,8 @@ export class Gateway {
   #durable: Promise<GatewayDurability | null> = Promise.resolve(null);
   #durableEvents: { stop(): Promise<void> } | null = null;
   readonly #seqFilter = new SeqFilter();
+  /** Submissions taken and not yet handed on (on NATS they wait here while it is away). */
+  readonly #waiting = new Set<Submission>();
 
   constructor(options: GatewayOptions) {
     this.#options = options;
@@ -69,8 +81,11 @@ export class Gateway {
     this.#durable = (async () => {
       try {
         const durable = await GatewayDurability.open(bus.connection, this.#options.namespace);
+        const flow = this.#options.flow ?? ALWAYS_OPEN;
         this.#durableEvents = await durable.followEvents((event) => {
           if (this.#seqFilter.accept(event)) this.#onSessionEvent(event);
+          // The follower pulls the next event once this settles.
+          return flow.open ? undefined : flow.whenOpen();
         });
         return durable;
       } catch (error) {
@@ -117,9 +132,29 @@ export class Gateway {
   }
 
   submit(submission: Submission): Promise<void> {
-    const next = this.#queue.then(() => this.#route(submission));
+    if (this.#waiting.size >= MAX_WAITING_SUBMISSIONS) {
+      // Bounded: while NATS is away ops wait here, but not without end.
+      this.#error(
+        submission.id,
+        submission.session_id ?? null,
+        `${submission.op.type} not accepted: ${this.#waiting.size} submissions are already waiting to be delivered (the most the gateway holds)`,
+        'internal',
+      );
+      return Promise.resolve();
+    }
+    this.#waiting.add(submission);
+    const next = this.#queue.then(() => this.#route(submission)).finally(() => this.#waiting.delete(submission));
     this.#queue = next.catch((error: unknown) => log.error({ err: error }, 'submission failed'));
     return next;
+  }
+
+  /**
+   * What this gateway has not delivered yet: submissions still waiting to be handed on, and
+   * sessions it opened whose `shutdown_complete` it has not seen. What a bounded shutdown
+   * reports when it runs out of time.
+   */
+  undelivered(): { readonly submissions: readonly Submission[]; readonly openSessions: readonly string[] } {
+    return { submissions: [...this.#waiting], openSessions: [...this.#open] };
   }
 
   /** Shut down every session this gateway opened and wait for their `shutdown_complete`. */

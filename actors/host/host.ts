@@ -20,6 +20,7 @@ import {
 import { ToolRegistry } from '../tools/registry.js';
 import { agentTools } from '../agents/tools.js';
 import { isDirectory } from '../tools/child-process.js';
+import { ALWAYS_OPEN, type FlowSignal } from '../flow/flow-gate.js';
 import { SessionRuntime } from './session-runtime.js';
 import { HomeConfigError, readHomeConfig } from './home-config.js';
 import { SessionLogic } from './session-logic.js';
@@ -42,6 +43,8 @@ export interface HostOptions {
    * placement group until one of its sessions ends.
    */
   readonly capacity?: number;
+  /** Closed while the reader of this host's events is behind (see FlowGate); default: always open. */
+  readonly flow?: FlowSignal;
 }
 
 /** How long a worker handing its sessions over waits for their running tasks to end. */
@@ -57,6 +60,9 @@ export const HOSTS_QUEUE = 'troupe-hosts';
  * subscription left) is never picked.
  */
 export const MAX_PLACEMENT_WEIGHT = 16;
+
+/** How long an op sent on a session's op subject may wait to be queued (NATS away). */
+const OP_ENQUEUE_PATIENCE_MS = 10_000;
 
 /** How long a full host waits for another host to take a placement it passes on. */
 const FORWARD_TIMEOUT_MS = 5_000;
@@ -96,18 +102,33 @@ export class Host {
    */
   useDurability(durability: HostDurability): void {
     this.#durability = durability;
+    durability.onOverflow((sessionId) => void this.#moveOn(sessionId));
   }
 
-  /** A session whose lease went elsewhere: stop running it here, without ending it. */
+  /**
+   * A session whose lease went elsewhere: stop running it here, without ending it. What its log
+   * had not stored yet is dropped: the new holder writes the log now.
+   */
   abandon(sessionId: string): void {
+    const hosted = this.#stopHere(sessionId);
+    if (hosted?.log) {
+      hosted.log.discard();
+      this.#durability?.forget(hosted.log);
+    }
+  }
+
+  /** Stop running a session here without ending it: its actor, op subscription and feed. */
+  #stopHere(sessionId: string): HostedSession | undefined {
     const hosted = this.#sessions.get(sessionId);
-    if (!hosted) return;
+    if (!hosted) return undefined;
     hosted.abandoned = true;
     this.#sessions.delete(sessionId);
+    hosted.log?.seal();
     hosted.runtime.abandon();
     void hosted.ops.unsubscribe();
     void hosted.feed?.stop();
     void this.#syncPlacement();
+    return hosted;
   }
 
   get sessionCount(): number {
@@ -155,16 +176,42 @@ export class Host {
     const durability = this.#durability;
     if (!durability) return this.close();
     await this.drain();
+    await this.waitIdle(graceMs);
+    await Promise.all([...this.#sessions.keys()].map((sessionId) => this.#handOverOne(sessionId)));
+    durability.stop();
+    await Promise.all(this.#subscriptions.splice(0).map((s) => s.unsubscribe()));
+  }
+
+  /** Resolves when no session here runs a task, or after `graceMs`. */
+  async waitIdle(graceMs: number): Promise<void> {
     const deadline = Date.now() + graceMs;
     while (Date.now() < deadline && [...this.#sessions.values()].some(({ runtime }) => !runtime.idle)) {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    for (const sessionId of [...this.#sessions.keys()]) {
-      this.abandon(sessionId);
-      await durability.leases.handOver(sessionId);
-    }
-    durability.stop();
-    await Promise.all(this.#subscriptions.splice(0).map((s) => s.unsubscribe()));
+  }
+
+  /**
+   * Stop a session here and give its lease up once its log has stored everything it holds:
+   * the worker that adopts it rebuilds it from that log. While NATS is away this waits; a
+   * worker that cannot wait (its shutdown is bounded) leaves the lease to expire instead.
+   */
+  async #handOverOne(sessionId: string): Promise<void> {
+    const durability = this.#durability;
+    const hosted = this.#stopHere(sessionId);
+    if (!hosted || !durability) return;
+    await hosted.log?.drained();
+    await durability.leases.handOver(sessionId);
+    if (hosted.log) durability.forget(hosted.log);
+  }
+
+  /**
+   * A session whose log took no more events (NATS away for long, see SessionRuntime.emit): it
+   * has stopped; it is handed over once its log is stored, and adopted from it (here or on
+   * another worker), its open turn taken up where the log leaves it.
+   */
+  async #moveOn(sessionId: string): Promise<void> {
+    log.error({ session: sessionId }, 'the session stopped here: its log was full; it is handed over once NATS has stored the log');
+    await this.#handOverOne(sessionId);
   }
 
   /** Sessions running or being started here. */
@@ -271,13 +318,14 @@ export class Host {
         return;
       }
       try {
-        await durability.ops.enqueue(op.submission);
+        // The requester waits for the answer only so long; an op queued later would surprise it.
+        await durability.ops.enqueue(op.submission, AbortSignal.timeout(OP_ENQUEUE_PATIENCE_MS));
         await delivery.respond?.({ kind: 'ack' });
       } catch (error) {
         await delivery.respond?.({ kind: 'failure', code: 'internal', message: (error as Error).message });
       }
     });
-    const hosted: HostedSession = { runtime, ops, feed: null, abandoned: false };
+    const hosted: HostedSession = { runtime, ops, feed: null, abandoned: false, log: sessionLog };
     this.#sessions.set(runtime.id, hosted);
     if (durability && sessionLog) hosted.feed = await durability.feed(runtime, sessionLog, applied);
     // An ended session takes no more ops: from then on they are answered as for an unknown one.
@@ -293,6 +341,8 @@ export class Host {
         await hosted.feed?.stop();
         await durability.ops.remove(runtime.id);
         await durability.leases.release(runtime.id);
+        await sessionLog.drained();
+        durability.forget(sessionLog);
       }
     });
   }
@@ -357,6 +407,7 @@ export class Host {
       logic: this.#logic,
       home: this.#options.home,
       retryBaseMs: this.#options.retryBaseMs ?? 200,
+      flow: this.#options.flow ?? ALWAYS_OPEN,
     };
   }
 
@@ -479,6 +530,8 @@ interface HostedSession {
   feed: OpFeed | null;
   /** Set when the session went to another worker: its end here is not the session's end. */
   abandoned: boolean;
+  /** On NATS: the session's log, where its events and records go. */
+  readonly log: SessionLog | null;
 }
 
 /** The session's MCP servers: those of TROUPE_HOME/config.json, then the session's own. */

@@ -3,6 +3,7 @@ import type { EventMsg } from '../../protocol/index.js';
 import { retryDelayMs } from '../model/backoff.js';
 import { ModelError } from '../model/errors.js';
 import type { ModelClient, Prompt } from '../model/types.js';
+import type { FlowSignal } from '../flow/flow-gate.js';
 
 export interface SamplingRequest {
   readonly model: ModelClient;
@@ -11,6 +12,12 @@ export interface SamplingRequest {
   /** Which attempt this is, for the backoff of the next one. */
   readonly attempt: number;
   readonly retryBaseMs: number;
+  /**
+   * Closed while the reader of the events is behind. The request waits for it before it goes
+   * out and before each next event is pulled from the stream: an unread body stays in the
+   * socket, and the provider's writes back up to its end.
+   */
+  readonly flow: FlowSignal;
   /** Where the turn hears about the stream (the sampler actor's sendBack). */
   readonly report: (event: TurnEvent) => void;
   /**
@@ -40,6 +47,9 @@ export function sample(request: SamplingRequest): () => void {
       // XState starts an invoked child before it runs the entry actions of the same step,
       // so wait a tick: the request must include what those actions recorded (the user input).
       await Promise.resolve();
+      const { flow } = request;
+      if (!flow.open) await flow.whenOpen(controller.signal);
+      if (controller.signal.aborted) return;
       // Read the stream to its natural end even after `completed`: leaving it early cancels
       // the HTTP body, and with it the kept-alive connection the next request would reuse.
       for await (const ev of request.model.stream(request.prompt(), controller.signal)) {
@@ -63,6 +73,7 @@ export function sample(request: SamplingRequest): () => void {
           case 'created':
             break;
         }
+        if (!flow.open) await flow.whenOpen(controller.signal);
       }
       if (!completed) throw new ModelError('the model stream ended before the response was complete', 'stream_failed', true);
     } catch (error) {

@@ -38,6 +38,7 @@ import { sample } from './sampler.js';
 import { SessionTasks } from './session-tasks.js';
 import { SessionLogic, type SessionBindings } from './session-logic.js';
 import type { McpManager } from '../mcp/index.js';
+import type { FlowSignal } from '../flow/flow-gate.js';
 
 /** What a host gives each session it runs. */
 export interface SessionServices {
@@ -52,6 +53,8 @@ export interface SessionServices {
   readonly home: string;
   /** Base delay of the model retry backoff. */
   readonly retryBaseMs: number;
+  /** Closed while the reader of the events is behind: model streams wait, output deltas are skipped. */
+  readonly flow: FlowSignal;
 }
 
 export interface SessionSpec {
@@ -269,11 +272,37 @@ export class SessionRuntime {
   /** Put an event on the session's stream: numbered, persisted when it matters, published. */
   emit(id: string | null, msg: EventMsg): void {
     if (this.#abandoned) return;
-    const event = { id, session_id: this.id, seq: ++this.#seq, msg };
+    const event = { id, session_id: this.id, seq: this.#seq + 1, msg };
+    // On NATS the event goes through the session's log: stored in order, held while NATS is away.
+    // A log backed up past half its limit gets no streaming deltas (the complete items follow).
+    const durable = this.#spec.durability;
+    if (durable && STREAMING_DELTAS.has(msg.type) && durable.congested()) return;
+    if (durable && !durable.publishEvent(event)) return this.#overflowed(durable);
+    this.#seq = event.seq;
     if (shouldPersistEvent(msg)) this.#spec.rollout.record({ type: 'event_msg', payload: msg, seq: event.seq });
+    if (durable) return;
     this.#services.bus.publish(this.#eventSubject, { kind: 'event', event }).catch((error: unknown) => {
       log.error({ err: error, session: this.id, type: msg.type }, 'could not publish an event');
     });
+  }
+
+  /**
+   * The session's log holds the most it may (NATS away or too slow), and took no more events. The
+   * session says so on its stream (these two notices go past the limit, and are its last here),
+   * and stops on this worker; the host moves it on once the log has stored what it holds.
+   */
+  #overflowed(durable: SessionDurability): void {
+    this.#abandoned = true;
+    const { maxEntries, maxBytes } = durable.limits;
+    const why = `its events are not being stored (NATS is away or too slow), and it holds the most it may (${maxEntries} events or ${maxBytes} bytes)`;
+    const notices: EventMsg[] = [
+      { type: 'error', code: 'internal', message: `session stopped on worker ${this.#services.workerId}: ${why}` },
+      { type: 'background_event', message: `session stopped on worker ${this.#services.workerId}: ${why}; it continues from its log once NATS is back` },
+    ];
+    for (const msg of notices) durable.publishEvent({ id: null, session_id: this.id, seq: ++this.#seq, msg }, true);
+    log.error({ session: this.id, maxEntries, maxBytes }, 'the session log is full: the session stops on this worker');
+    // Not from inside the statechart step that emitted: the host stops the actor.
+    queueMicrotask(() => durable.overflowed());
   }
 
   async #apply(submission: Submission): Promise<void> {
@@ -477,6 +506,7 @@ export class SessionRuntime {
       model: this.#services.model,
       attempt,
       retryBaseMs: this.#services.retryBaseMs,
+      flow: this.#services.flow,
       report: sendBack,
       emit: (msg) => this.emit(turn.turn_id, msg),
       prompt: (): Prompt => ({
@@ -505,6 +535,7 @@ export class SessionRuntime {
       turn,
       signal,
       home: this.#services.home,
+      flow: this.#services.flow,
       treeSlots: this.#agents.treeSlots,
       ...(this.#spec.purpose === 'session' ? { agents: this.#agents } : {}),
       resources: {
@@ -544,6 +575,9 @@ export class SessionRuntime {
     return routed.handler.run(routed.args, this.#toolContext(input, signal), { sandboxed: input.sandboxed, userApproved: input.userApproved });
   }
 }
+
+/** Events that only stream what a later event carries whole; left out while a session's log is backed up. */
+const STREAMING_DELTAS: ReadonlySet<EventMsg['type']> = new Set(['agent_message_delta', 'agent_reasoning_delta', 'exec_command_output_delta']);
 
 function messageText(item: MessageItem): string {
   return item.content

@@ -127,12 +127,13 @@ export function redactUrl(url: string): string {
 }
 
 const RECONNECT_MIN_MS = 250;
-const RECONNECT_MAX_MS = 5_000;
+/** At most 2.4 s with the jitter: sessions resume within 5 s of the broker being back. */
+const RECONNECT_MAX_MS = 2_000;
 const RECONNECT_JITTER = 0.2;
 
 /**
  * The wait between reconnect attempts: it grows with the time spent disconnected (half of
- * it, between 250 ms and 5 s), so a blip is healed at once and a long outage is not hammered;
+ * it, between 250 ms and 2 s), so a blip is healed at once and a long outage is not hammered;
  * the jitter spreads the reconnects of many workers after the server comes back.
  * nats.js asks for the wait on every pass of its dial loop, so it must depend on time, not on
  * how often it was asked.

@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import type { AgentStatus, EventMsg, FileChange, TreePool } from '../../protocol/index.js';
 import type { ToolOutput, ToolPlan } from '../../machines/tool-plan.js';
 import type { TurnContext } from '../../machines/turn-context.js';
+import type { FlowSignal } from '../flow/flow-gate.js';
 
 /** Something a tool keeps open beyond one call (a PTY session, a server connection). */
 export interface SessionResource {
@@ -51,6 +52,11 @@ export interface ToolContext {
   readonly agents?: AgentControl | undefined;
   /** TROUPE_HOME of the host running the session (rules, protected paths); absent: the environment's. */
   readonly home?: string | undefined;
+  /**
+   * Closed while the reader of the session's events is behind: output deltas are skipped then
+   * (the end event still carries the output). Absent: always open.
+   */
+  readonly flow?: FlowSignal | undefined;
   /** Resources that outlive this call and end with the session. */
   readonly resources: SessionResources;
   /** Emit a protocol event on the session's stream (the session assigns id, session and seq). */

@@ -2,7 +2,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { createInterface, type Interface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Event, type EventMsg } from '../../protocol/index.js';
 
@@ -34,6 +34,7 @@ export class AppServerProcess {
   stderr = '';
   readonly home: string;
   readonly #child: ChildProcessWithoutNullStreams;
+  readonly #lines: Interface;
   readonly #ownsHome: boolean;
   readonly #exit: Promise<number | null>;
   #waiters: (() => void)[] = [];
@@ -44,6 +45,7 @@ export class AppServerProcess {
     this.home = home;
     this.#ownsHome = ownsHome;
     const lines = createInterface({ input: child.stdout, crlfDelay: Infinity });
+    this.#lines = lines;
     lines.on('line', (line) => {
       try {
         this.events.push(Event.parse(JSON.parse(line)));
@@ -80,6 +82,29 @@ export class AppServerProcess {
     return this.#child.pid ?? -1;
   }
 
+  /**
+   * Stop reading stdout, as a stuck client does: what the process writes piles up in the pipe,
+   * then in the process. Lines already read are still taken.
+   */
+  pauseReading(): void {
+    this.#lines.pause();
+  }
+
+  /** Read stdout again after `pauseReading`. */
+  resumeReading(): void {
+    this.#lines.resume();
+  }
+
+  /** Bytes written to stdin that the process has not taken yet (the pipe is full). */
+  get unreadInput(): number {
+    return this.#child.stdin.writableLength;
+  }
+
+  /** Write raw text to stdin (several lines, or part of one). */
+  write(text: string): void {
+    this.#child.stdin.write(text);
+  }
+
   /** Write one raw line to stdin. */
   writeLine(line: string): void {
     this.#child.stdin.write(`${line}\n`);
@@ -94,9 +119,13 @@ export class AppServerProcess {
   /** Wait for the first event (from `from` on) that matches. */
   async waitFor(predicate: (event: Event) => boolean, what = 'an event', timeoutMs = 20_000, from = 0): Promise<Event> {
     const deadline = Date.now() + timeoutMs;
+    // Each wake looks only at the events that came since the last look.
+    let next = from;
     for (;;) {
-      const found = this.events.slice(from).find(predicate);
-      if (found) return found;
+      for (; next < this.events.length; next++) {
+        const event = this.events[next]!;
+        if (predicate(event)) return event;
+      }
       const left = deadline - Date.now();
       if (left <= 0) {
         throw new Error(`timed out waiting for ${what}; events so far:\n${this.events.map((e) => JSON.stringify(e)).join('\n')}\nstderr:\n${this.stderr}`);

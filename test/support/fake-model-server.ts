@@ -68,6 +68,11 @@ export interface StepOptions {
 export interface ResponseStep extends StepOptions {
   readonly kind: 'response';
   readonly items: readonly ScriptItem[];
+  /**
+   * Stream message and reasoning text in deltas of at most this many characters (default:
+   * three deltas an item), e.g. to send a lot of events.
+   */
+  readonly deltaChars?: number;
   readonly usage?: ScriptUsage;
   /** Extra HTTP response headers. */
   readonly headers?: Readonly<Record<string, string>>;
@@ -127,6 +132,14 @@ export interface RecordedRequest {
   readonly status: number | null;
   /** True when the client went away before the server had finished answering. */
   readonly disconnected: boolean;
+  /** Bytes of the answer's body written so far. */
+  readonly bytesSent: number;
+  /**
+   * True while a streamed answer waits for the client to read what was sent: the socket's
+   * buffers are full, and the server writes more only once the client takes some (as a real
+   * server would). A client that applies backpressure holds this true.
+   */
+  readonly waitingForClient: boolean;
 }
 
 /** A running fake model server. */
@@ -222,6 +235,8 @@ export async function startFakeModelServer(options: FakeModelServerOptions = {})
       endedAt: null,
       status: null,
       disconnected: false,
+      bytesSent: 0,
+      waitingForClient: false,
     };
     requests.push(record);
     const exchange: Exchange = { record, res, gone: new AbortController() };
@@ -341,19 +356,20 @@ async function answer(exchange: Exchange, step: ConcreteStep, context: AnswerCon
   }
 
   startHeaders(exchange, 200, 'text/event-stream', headers);
-  const writer = record.endpoint === 'responses' ? new ResponsesWriter(exchange, record) : new ChatWriter(exchange, record);
-  writer.begin();
+  const deltaChars = step.kind === 'response' ? step.deltaChars : undefined;
+  const writer = record.endpoint === 'responses' ? new ResponsesWriter(exchange, record, deltaChars) : new ChatWriter(exchange, record, deltaChars);
+  await writer.begin();
   if (step.kind === 'hang') {
     await waitUntilGone(exchange);
     return;
   }
-  for (const [index, item] of items.entries()) writer.item(item, index);
+  for (const [index, item] of items.entries()) await writer.item(item, index);
   if (step.kind === 'cut') {
     // End the body cleanly but early: the client must notice the missing completion itself.
     finish(exchange);
     return;
   }
-  writer.complete(items, usageFor(record, items, step.usage));
+  await writer.complete(items, usageFor(record, items, step.usage));
   finish(exchange);
 }
 
@@ -367,10 +383,11 @@ interface FullUsage {
   readonly reasoning_output_tokens: number;
 }
 
+/** Each method resolves once what it wrote has been taken by the client's socket. */
 interface StreamWriter {
-  begin(): void;
-  item(item: RenderedItem, index: number): void;
-  complete(items: readonly RenderedItem[], usage: FullUsage): void;
+  begin(): Promise<void>;
+  item(item: RenderedItem, index: number): Promise<void>;
+  complete(items: readonly RenderedItem[], usage: FullUsage): Promise<void>;
 }
 
 /** Server-sent events of the Responses API: `event: <type>` plus the JSON payload. */
@@ -380,50 +397,51 @@ class ResponsesWriter implements StreamWriter {
   constructor(
     private readonly exchange: Exchange,
     private readonly record: RecordedRequest,
+    private readonly deltaChars: number | undefined,
   ) {}
 
-  begin(): void {
+  async begin(): Promise<void> {
     const response = responseObject(this.record, [], 'in_progress', null, this.#responseId);
-    this.#send('response.created', { response });
-    this.#send('response.in_progress', { response });
+    await this.#send('response.created', { response });
+    await this.#send('response.in_progress', { response });
   }
 
-  item(item: RenderedItem, index: number): void {
+  async item(item: RenderedItem, index: number): Promise<void> {
     const where = { output_index: index, item_id: item.id };
-    this.#send('response.output_item.added', { output_index: index, item: outputItem(item, 'in_progress', this.record) });
+    await this.#send('response.output_item.added', { output_index: index, item: outputItem(item, 'in_progress', this.record) });
     switch (item.type) {
       case 'message': {
         const part = { type: 'output_text', text: '', annotations: [], logprobs: [] };
-        this.#send('response.content_part.added', { ...where, content_index: 0, part });
-        for (const delta of pieces(item.text)) this.#send('response.output_text.delta', { ...where, content_index: 0, delta, logprobs: [] });
-        this.#send('response.output_text.done', { ...where, content_index: 0, text: item.text, logprobs: [] });
-        this.#send('response.content_part.done', { ...where, content_index: 0, part: { ...part, text: item.text } });
+        await this.#send('response.content_part.added', { ...where, content_index: 0, part });
+        for (const delta of pieces(item.text, this.deltaChars)) await this.#send('response.output_text.delta', { ...where, content_index: 0, delta, logprobs: [] });
+        await this.#send('response.output_text.done', { ...where, content_index: 0, text: item.text, logprobs: [] });
+        await this.#send('response.content_part.done', { ...where, content_index: 0, part: { ...part, text: item.text } });
         break;
       }
       case 'reasoning': {
         const part = { type: 'summary_text', text: '' };
-        this.#send('response.reasoning_summary_part.added', { ...where, summary_index: 0, part });
-        for (const delta of pieces(item.text)) this.#send('response.reasoning_summary_text.delta', { ...where, summary_index: 0, delta });
-        this.#send('response.reasoning_summary_text.done', { ...where, summary_index: 0, text: item.text });
-        this.#send('response.reasoning_summary_part.done', { ...where, summary_index: 0, part: { ...part, text: item.text } });
+        await this.#send('response.reasoning_summary_part.added', { ...where, summary_index: 0, part });
+        for (const delta of pieces(item.text, this.deltaChars)) await this.#send('response.reasoning_summary_text.delta', { ...where, summary_index: 0, delta });
+        await this.#send('response.reasoning_summary_text.done', { ...where, summary_index: 0, text: item.text });
+        await this.#send('response.reasoning_summary_part.done', { ...where, summary_index: 0, part: { ...part, text: item.text } });
         break;
       }
       case 'function_call': {
-        for (const delta of pieces(item.arguments)) this.#send('response.function_call_arguments.delta', { ...where, delta });
-        this.#send('response.function_call_arguments.done', { ...where, name: item.name, arguments: item.arguments });
+        for (const delta of pieces(item.arguments)) await this.#send('response.function_call_arguments.delta', { ...where, delta });
+        await this.#send('response.function_call_arguments.done', { ...where, name: item.name, arguments: item.arguments });
         break;
       }
     }
-    this.#send('response.output_item.done', { output_index: index, item: outputItem(item, 'completed', this.record) });
+    await this.#send('response.output_item.done', { output_index: index, item: outputItem(item, 'completed', this.record) });
   }
 
-  complete(items: readonly RenderedItem[], usage: FullUsage): void {
-    this.#send('response.completed', { response: responseObject(this.record, items, 'completed', usage, this.#responseId) });
+  async complete(items: readonly RenderedItem[], usage: FullUsage): Promise<void> {
+    await this.#send('response.completed', { response: responseObject(this.record, items, 'completed', usage, this.#responseId) });
   }
 
-  #send(type: string, payload: Json): void {
+  #send(type: string, payload: Json): Promise<void> | undefined {
     const data = JSON.stringify({ type, sequence_number: this.#sequence++, ...payload });
-    this.exchange.res.write(`event: ${type}\ndata: ${data}\n\n`);
+    return send(this.exchange, `event: ${type}\ndata: ${data}\n\n`);
   }
 }
 
@@ -435,50 +453,51 @@ class ChatWriter implements StreamWriter {
   constructor(
     private readonly exchange: Exchange,
     private readonly record: RecordedRequest,
+    private readonly deltaChars: number | undefined,
   ) {}
 
-  begin(): void {
-    this.#chunk({ role: 'assistant', content: '' });
+  async begin(): Promise<void> {
+    await this.#chunk({ role: 'assistant', content: '' });
   }
 
-  item(item: RenderedItem): void {
+  async item(item: RenderedItem): Promise<void> {
     switch (item.type) {
       case 'message':
-        for (const content of pieces(item.text)) this.#chunk({ content });
+        for (const content of pieces(item.text, this.deltaChars)) await this.#chunk({ content });
         break;
       case 'reasoning':
         // Not part of the OpenAI schema, but what vLLM, DeepSeek and others stream.
-        for (const reasoning_content of pieces(item.text)) this.#chunk({ reasoning_content });
+        for (const reasoning_content of pieces(item.text, this.deltaChars)) await this.#chunk({ reasoning_content });
         break;
       case 'function_call': {
         const index = this.#toolIndex++;
-        this.#chunk({ tool_calls: [{ index, id: item.call_id, type: 'function', function: { name: item.name, arguments: '' } }] });
-        for (const args of pieces(item.arguments)) this.#chunk({ tool_calls: [{ index, function: { arguments: args } }] });
+        await this.#chunk({ tool_calls: [{ index, id: item.call_id, type: 'function', function: { name: item.name, arguments: '' } }] });
+        for (const args of pieces(item.arguments)) await this.#chunk({ tool_calls: [{ index, function: { arguments: args } }] });
         break;
       }
     }
   }
 
-  complete(items: readonly RenderedItem[], usage: FullUsage): void {
+  async complete(items: readonly RenderedItem[], usage: FullUsage): Promise<void> {
     const finishReason = items.some((item) => item.type === 'function_call') ? 'tool_calls' : 'stop';
-    this.#chunk({}, finishReason);
+    await this.#chunk({}, finishReason);
     const streamOptions = this.record.body['stream_options'];
     if (isObject(streamOptions) && streamOptions['include_usage'] === true) {
-      this.#write({ ...this.#envelope(), choices: [], usage: chatUsage(usage) });
+      await this.#write({ ...this.#envelope(), choices: [], usage: chatUsage(usage) });
     }
-    this.exchange.res.write('data: [DONE]\n\n');
+    await send(this.exchange, 'data: [DONE]\n\n');
   }
 
-  #chunk(delta: Json, finishReason: string | null = null): void {
-    this.#write({ ...this.#envelope(), choices: [{ index: 0, delta, finish_reason: finishReason, logprobs: null }] });
+  #chunk(delta: Json, finishReason: string | null = null): Promise<void> | undefined {
+    return this.#write({ ...this.#envelope(), choices: [{ index: 0, delta, finish_reason: finishReason, logprobs: null }] });
   }
 
   #envelope(): Json {
     return { id: this.#id, object: 'chat.completion.chunk', created: this.#created, model: modelOf(this.record) };
   }
 
-  #write(chunk: Json): void {
-    this.exchange.res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+  #write(chunk: Json): Promise<void> | undefined {
+    return send(this.exchange, `data: ${JSON.stringify(chunk)}\n\n`);
   }
 }
 
@@ -604,13 +623,28 @@ function renderItems(items: readonly ScriptItem[]): RenderedItem[] {
   });
 }
 
-/** Split text into up to three deltas, never inside a surrogate pair. */
-function pieces(text: string): string[] {
+/**
+ * Split text into deltas of at most `size` UTF-16 units, or into up to three deltas without a
+ * size; never inside a surrogate pair.
+ */
+function pieces(text: string, size?: number): string[] {
+  if (size !== undefined) {
+    const out: string[] = [];
+    for (let start = 0; start < text.length; ) {
+      let end = Math.min(text.length, start + Math.max(2, size));
+      // Keep a pair together: an end just after a high surrogate moves back one.
+      const last = text.charCodeAt(end - 1);
+      if (end < text.length && last >= 0xd800 && last <= 0xdbff) end--;
+      out.push(text.slice(start, end));
+      start = end;
+    }
+    return out;
+  }
   const chars = Array.from(text);
   if (chars.length < 3) return chars.length === 0 ? [] : [text];
-  const size = Math.ceil(chars.length / 3);
+  const third = Math.ceil(chars.length / 3);
   const out: string[] = [];
-  for (let i = 0; i < chars.length; i += size) out.push(chars.slice(i, i + size).join(''));
+  for (let i = 0; i < chars.length; i += third) out.push(chars.slice(i, i + third).join(''));
   return out;
 }
 
@@ -712,6 +746,27 @@ function startHeaders(exchange: Exchange, status: number, contentType: string, h
   });
   // Send the headers now: a client waiting for them must not wait for the first event.
   exchange.res.flushHeaders();
+}
+
+/**
+ * Write part of a streamed answer. When the client has not read what was sent (the socket's
+ * buffers are full) the returned promise waits until it has, as a real server's writes would.
+ */
+function send(exchange: Exchange, text: string): Promise<void> | undefined {
+  const { res, record, gone } = exchange;
+  record.bytesSent += Buffer.byteLength(text);
+  if (res.write(text) || gone.signal.aborted) return undefined;
+  record.waitingForClient = true;
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      gone.signal.removeEventListener('abort', done);
+      record.waitingForClient = false;
+      resolve();
+    };
+    res.once('drain', done);
+    gone.signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 function finish(exchange: Exchange): void {

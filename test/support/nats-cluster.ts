@@ -37,6 +37,8 @@ export class NatsCluster {
       await this.#nats?.stop();
     });
     beforeEach(async () => {
+      // A test that crashed the broker may have failed before it brought it back.
+      if (this.#nats && !this.#nats.running) await this.#nats.revive();
       this.#model = await startFakeModelServer();
       this.#dir = await mkdtemp(join(tmpdir(), `troupe-${options.name}-`));
       this.#namespace = `${options.name.replace(/[^a-z0-9]/gi, '')}${randomUUID().slice(0, 8)}`;
@@ -93,11 +95,12 @@ export class NatsCluster {
   }
 
   /** `troupe app-server --nats` in this test's namespace: the gateway a client drives. */
-  async startGateway(): Promise<AppServerProcess> {
+  async startGateway(env?: Record<string, string>): Promise<AppServerProcess> {
     const gateway = await AppServerProcess.start({
       modelUrl: this.model.url,
       home: this.#dir,
       args: ['--nats', this.nats.url, '--namespace', this.#namespace],
+      ...(env ? { env } : {}),
     });
     this.#gateways.push(gateway);
     return gateway;

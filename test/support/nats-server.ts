@@ -15,8 +15,14 @@ export interface NatsServerProcess {
   readonly port: number;
   readonly storeDir: string;
   readonly pid: number;
+  /** False after `crash` (or `stop`) until `revive`. */
+  readonly running: boolean;
   /** Stop the server (SIGTERM, then SIGKILL) and start it again on the same port and store. */
   restart(): Promise<void>;
+  /** Kill the server with SIGKILL, as a crash would, and wait until it is gone. */
+  crash(): Promise<void>;
+  /** Start a stopped or crashed server again on the same port and store. */
+  revive(): Promise<void>;
   /** Stop the server and remove its store. */
   stop(): Promise<void>;
 }
@@ -63,8 +69,21 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     get pid() {
       return child.pid ?? -1;
     },
+    get running() {
+      return child.exitCode === null && child.signalCode === null;
+    },
     async restart() {
       await terminate(child);
+      child = await launch(args);
+    },
+    async crash() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGKILL');
+      await exited;
+    },
+    async revive() {
+      if (child.exitCode === null && child.signalCode === null) throw new NatsServerStartError('nats-server is still running');
       child = await launch(args);
     },
     async stop() {

@@ -41,3 +41,13 @@ export function childrenOf(parent: number): { pid: number; command: string }[] {
   }
   return out;
 }
+
+/** The resident set size of `pid` in bytes (VmRSS), or null once it is gone. */
+export function residentBytes(pid: number): number | null {
+  try {
+    const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}

@@ -84,7 +84,11 @@ export async function runExecCommand(args: ExecCommandArgs, ctx: ToolContext, pl
   let session;
   try {
     session = await manager.start(confined.argv, command, { cwd, env: commandEnvironment(turn.shell_environment_policy, EXEC_DEFAULTS), tty }, {
-      onOutput: (chunk) => emit({ type: 'exec_command_output_delta', call_id: callId, stream: 'stdout', chunk }),
+      // Skipped while the client is behind on its events: the output stays in the session's
+      // buffers for write_stdin and the end event.
+      onOutput: (chunk) => {
+        if (ctx.flow?.open !== false) emit({ type: 'exec_command_output_delta', call_id: callId, stream: 'stdout', chunk });
+      },
       onExit: (exitCode, output, durationMs) =>
         emit({
           type: 'exec_command_end',

@@ -142,7 +142,9 @@ class OutputCollector {
     if (chunk.length === 0) return;
     this[stream].append(chunk);
     this.aggregated.append(chunk);
-    if (emit && this.deltas < MAX_OUTPUT_DELTAS) {
+    // While the client is behind on its events (the flow gate is closed), deltas are skipped:
+    // they are a live view, and the end event carries the output kept above.
+    if (emit && this.deltas < MAX_OUTPUT_DELTAS && this.ctx.flow?.open !== false) {
       this.deltas++;
       this.ctx.emit({ type: 'exec_command_output_delta', call_id: this.ctx.callId, stream, chunk });
     }

@@ -111,6 +111,8 @@ export const SessionConfig = z.object({
   mcp_servers: z.record(z.string(), McpServerConfig).optional(),
   /** The environment of the commands the model runs; replaces TROUPE_HOME/config.json's as a whole. */
   shell_environment_policy: ShellEnvironmentPolicy.optional(),
+  /** At most this many bytes of AGENTS.md project instructions (default 32 KiB; 0 reads none). */
+  project_doc_max_bytes: z.number().int().min(0).optional(),
 });
 export type SessionConfig = z.infer<typeof SessionConfig>;
 

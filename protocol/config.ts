@@ -9,5 +9,6 @@ import { McpServerConfig, ShellEnvironmentPolicy } from './common.js';
 export const HomeConfig = z.object({
   mcp_servers: z.record(z.string(), McpServerConfig).optional(),
   shell_environment_policy: ShellEnvironmentPolicy.optional(),
+  project_doc_max_bytes: z.number().int().min(0).optional(),
 });
 export type HomeConfig = z.infer<typeof HomeConfig>;

@@ -6,6 +6,7 @@ import { subjects, type Subjects } from '../bus/subjects.js';
 import { log } from '../log.js';
 import type { ModelClient } from '../model/types.js';
 import { BASE_INSTRUCTIONS } from '../prompts/base-instructions.js';
+import { isUserInstructions, loadProjectDocs } from '../prompts/project-docs.js';
 import {
   findRolloutBySessionId,
   forkHistory,
@@ -463,6 +464,12 @@ export class Host {
     }
     const homeConfig = await this.#homeConfig();
     const settings = this.#settings(config, homeConfig);
+    // New sessions and reviewers read the project's AGENTS.md; a history that already holds
+    // them (a fork, a sub-agent with its parent's context) and a summarizer do not.
+    const projectDocs =
+      purpose === 'compact' || history.some(isUserInstructions)
+        ? null
+        : await loadProjectDocs(settings.cwd, this.#options.home, config.project_doc_max_bytes ?? homeConfig.project_doc_max_bytes);
     const createdAt = new Date();
     const meta = {
       session_id: message.session_id,
@@ -486,6 +493,7 @@ export class Host {
       rollout,
       ...(durability && sessionLog ? { durability: durability.forSession(sessionLog, { purpose, approvals: message.approvals ?? [] }) } : {}),
       fresh: origin.type === 'new' && message.initial_history === undefined,
+      projectDocs,
       agentLimits: agentLimits(config),
       approvals: message.approvals ?? [],
       mcpServers: mcpServers(config, homeConfig),

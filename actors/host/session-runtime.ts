@@ -26,6 +26,7 @@ import {
   sameEnvironment,
   type EnvironmentContext,
 } from '../prompts/environment-context.js';
+import type { ProjectDocs } from '../prompts/project-docs.js';
 import { shouldPersistEvent } from '../rollout/index.js';
 import type { RolloutSink, SessionDurability } from '../durable/session-durability.js';
 import { TurnDiffTracker } from '../tools/patch/turn-diff.js';
@@ -67,6 +68,8 @@ export interface SessionSpec {
   readonly fresh: boolean;
   /** The seq of the last event a resumed session had numbered (its stream goes on after it). */
   readonly initialSeq?: number;
+  /** AGENTS.md project instructions to put in the initial context (new sessions and reviewers). */
+  readonly projectDocs?: ProjectDocs | null;
   /** Limits of the session tree on sub-agents. */
   readonly agentLimits: { readonly maxDepth: number; readonly maxThreads: number };
   /** `approved_for_session` keys the tree had granted when this session was placed. */
@@ -202,10 +205,10 @@ export class SessionRuntime {
   /** Start the actor and announce the session (`session_configured` is always seq 1). */
   start(submissionId: string): void {
     const { settings, lineage } = this.#spec;
-    if (this.#spec.fresh) {
-      if (settings.developer_instructions) this.#record(developerMessage(settings.developer_instructions));
-      this.#announceEnvironment(settings);
-    }
+    const docs = this.#spec.projectDocs;
+    if (this.#spec.fresh && settings.developer_instructions) this.#record(developerMessage(settings.developer_instructions));
+    if (docs?.message) this.#record(docs.message);
+    if (this.#spec.fresh) this.#announceEnvironment(settings);
     this.#approvals.start();
     this.#agents.start();
     this.#actor.start();
@@ -227,6 +230,12 @@ export class SessionRuntime {
       worker_id: this.#services.workerId,
       history_entries: this.#history.length,
     });
+    if (docs && docs.omittedBytes > 0) {
+      this.emit(submissionId, {
+        type: 'warning',
+        message: `the project instructions (${docs.files.join(', ')}) are longer than project_doc_max_bytes: ${docs.omittedBytes} bytes were left out`,
+      });
+    }
     const servers = this.#spec.mcpServers;
     if (servers && Object.keys(servers).length > 0) {
       // Loaded on first use: most sessions have no MCP servers, and the SDK is not small.

@@ -110,6 +110,8 @@ export class SessionRuntime {
   readonly #eventSubject: string;
   #seq = 0;
   #abandoned = false;
+  /** The session's log is backed up and its streaming deltas are being left out. */
+  #skippingDeltas = false;
   #lastEnvironment: EnvironmentContext | null = null;
   #totalUsage: TokenUsage = emptyUsage();
   #rateLimits: RateLimitSnapshot | null = null;
@@ -285,7 +287,7 @@ export class SessionRuntime {
     // On NATS the event goes through the session's log: stored in order, held while NATS is away.
     // A log backed up past half its limit gets no streaming deltas (the complete items follow).
     const durable = this.#spec.durability;
-    if (durable && STREAMING_DELTAS.has(msg.type) && durable.congested()) return;
+    if (durable && STREAMING_DELTAS.has(msg.type) && this.#leaveOutDelta(durable)) return;
     if (durable && !durable.publishEvent(event)) return this.#overflowed(durable);
     this.#seq = event.seq;
     if (shouldPersistEvent(msg)) this.#spec.rollout.record({ type: 'event_msg', payload: msg, seq: event.seq });
@@ -293,6 +295,16 @@ export class SessionRuntime {
     this.#services.bus.publish(this.#eventSubject, { kind: 'event', event }).catch((error: unknown) => {
       log.error({ err: error, session: this.id, type: msg.type }, 'could not publish an event');
     });
+  }
+
+  /** Whether a streaming delta is left out now; says so in the log when that starts and stops. */
+  #leaveOutDelta(durable: SessionDurability): boolean {
+    const congested = durable.congested();
+    if (congested !== this.#skippingDeltas) {
+      this.#skippingDeltas = congested;
+      log.debug({ session: this.id }, congested ? 'the session log is backed up: streaming deltas are left out' : 'the session log caught up: streaming deltas again');
+    }
+    return congested;
   }
 
   /**

@@ -19,91 +19,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AppServerProcess, seqProblems, troupeBin } from '../support/app-server-process.js';
-import { startFakeModelServer, type FakeModelServer, type ResponseStep, type ScriptItem, type ScriptStep } from '../support/fake-model-server.js';
+import { startFakeModelServer, type FakeModelServer, type ScriptStep } from '../support/fake-model-server.js';
+import { DELTAS_PER_MESSAGE, flood, HOLDING, MESSAGES, mib, MemoryWatch, STREAMS, until } from '../support/memory-watch.js';
 import { residentBytes } from '../support/processes.js';
 import { inputTexts, outputFor } from '../support/requests.js';
-
-/** What the server may grow by, above its baseline, while its client does not read. */
-const MEMORY_BOUND = 64 * 1024 * 1024;
-/** The log line troupe writes (at debug level) when it starts holding back. */
-const HOLDING = 'the reader is behind';
-
-/**
- * The flood: 1536 messages of 32 KiB in 2 KiB deltas, 48 MiB of deltas and 48 MiB of messages,
- * in eight answers (the completion event of an answer repeats all of it, and one of 48 MiB
- * would take the SDK minutes to parse).
- */
-const MESSAGES = 768;
-const STREAMS = 8;
-const DELTA_CHARS = 2 * 1024;
-const DELTAS_PER_MESSAGE = 16;
-
-/** Message `m` of a flood, made of deltas that each name their place, so a lost or moved one shows. */
-function floodMessage(m: number, tag: string): string {
-  let text = '';
-  for (let d = 0; d < DELTAS_PER_MESSAGE; d++) text += `<${tag}${m}.${d}>`.padEnd(DELTA_CHARS, 'abcdefgh'[d % 8]!);
-  return text;
-}
-
-/** A model answer of `count` flood messages. */
-function flood(count: number, tag: string): { texts: string[]; step: ResponseStep } {
-  const texts = Array.from({ length: count }, (_, m) => floodMessage(m, tag));
-  return { texts, step: { kind: 'response', deltaChars: DELTA_CHARS, items: texts.map((text): ScriptItem => ({ type: 'message', text })) } };
-}
-
-/**
- * Samples a process's VmRSS every few milliseconds and remembers the highest value; `check`
- * throws as soon as one went over `limit`, so a server without backpressure fails fast.
- */
-class MemoryWatch {
-  peak = 0;
-  readonly #timer: NodeJS.Timeout;
-  #stopped = false;
-
-  constructor(
-    readonly pid: number,
-    readonly baseline: number,
-  ) {
-    this.#timer = setInterval(() => this.sample(), 10);
-  }
-
-  sample(): void {
-    const rss = residentBytes(this.pid);
-    if (rss !== null && rss > this.peak) this.peak = rss;
-  }
-
-  get growth(): number {
-    return this.peak - this.baseline;
-  }
-
-  check(): void {
-    this.sample();
-    if (this.growth > MEMORY_BOUND) {
-      throw new Error(`the server grew by ${mib(this.growth)} MiB while its client did not read (bound ${mib(MEMORY_BOUND)} MiB)`);
-    }
-  }
-
-  /** Stop sampling (the client reads again); the last check is the caller's. */
-  stop(): void {
-    if (this.#stopped) return;
-    this.#stopped = true;
-    clearInterval(this.#timer);
-    console.info(`peak growth while the client was stuck: ${mib(this.growth)} MiB above a baseline of ${mib(this.baseline)} MiB`);
-  }
-}
-
-const mib = (bytes: number): string => (bytes / 1024 / 1024).toFixed(1);
-
-/** Poll `condition` until it holds (checking `watch` each time); fail naming `what`. */
-async function until(condition: () => boolean, what: string, watch: MemoryWatch | null, describe: () => string, timeoutMs = 25_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    watch?.check();
-    if (condition()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; ${describe()}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 /** Baseline memory: after a first turn (answered by `steps`) with the client reading. */
 async function warmUp(server: AppServerProcess, model: FakeModelServer, config: Record<string, unknown>, ...steps: ScriptStep[]): Promise<{ session: string; baseline: number }> {

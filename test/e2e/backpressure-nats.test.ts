@@ -1,0 +1,82 @@
+/**
+ * A client that stops reading a gateway's stdout (`troupe app-server --nats`): the sessions run
+ * on a worker and go on, their events wait in the JetStream log, and the gateway takes no more
+ * from the log than it can write, so its memory stays bounded. Once the client reads again,
+ * every event the worker logged arrives in order. (backpressure.test.ts has the in-process cases.)
+ */
+import { describe, expect, it } from 'vitest';
+import { seqProblems } from '../support/app-server-process.js';
+import { DELTA_CHARS, DELTAS_PER_MESSAGE, flood, HOLDING, MESSAGES, mib, MemoryWatch, STREAMS, until } from '../support/memory-watch.js';
+import { NatsCluster } from '../support/nats-cluster.js';
+import { residentBytes } from '../support/processes.js';
+import { inputTexts } from '../support/requests.js';
+
+/** What a worker logs when its session's log is backed up and deltas are left out. */
+const LEFT_OUT = 'streaming deltas are left out';
+
+const cluster = new NatsCluster({ name: 'nats-backpressure' });
+
+describe('a gateway whose client stops reading stdout', () => {
+  it('leaves the events in the log, stays within the memory bound, and delivers everything after', async () => {
+    const worker = await cluster.startWorker('w1', STREAMS + 1, { env: { TROUPE_LOG: 'debug' } });
+    const gateway = await cluster.startGateway({ TROUPE_LOG: 'debug' });
+    const { model } = cluster;
+
+    // Baseline: the gateway after a first, smaller flood read as it came.
+    model.enqueue(flood(MESSAGES / STREAMS, 'warm').step);
+    const first = await gateway.newSession({ cwd: cluster.dir });
+    expect((await gateway.turn(first, 'warm up')).msg.type).toBe('task_complete');
+    const baseline = residentBytes(gateway.pid)!;
+
+    const sessions: string[] = [];
+    const floods: string[][] = [];
+    for (let s = 0; s < STREAMS; s++) {
+      sessions.push(await gateway.newSession({ cwd: cluster.dir }));
+      const { texts, step } = flood(MESSAGES / STREAMS, `s${s}.`);
+      floods.push(texts);
+      model.enqueue({ ...step, match: (request) => inputTexts(request).at(-1) === `flood ${s}` });
+    }
+
+    gateway.pauseReading();
+    const mark = gateway.stderr.length;
+    const watch = new MemoryWatch(gateway.pid, baseline);
+    try {
+      const turns = sessions.map((session, s) => gateway.submit({ type: 'user_turn', items: [{ type: 'text', text: `flood ${s}` }] }, session));
+      const streams = () => model.requests.slice(1);
+      // The worker is not held back: every answer is read to its end while the gateway holds.
+      await until(
+        () => gateway.stderr.includes(HOLDING, mark) && streams().length === STREAMS && streams().every((r) => r.endedAt !== null),
+        'the answers to be read',
+        watch,
+        () => `growth ${mib(watch.growth)} MiB, ${streams().filter((r) => r.endedAt !== null).length} answers read`,
+        60_000,
+      );
+      watch.check();
+      watch.stop();
+
+      gateway.resumeReading();
+      for (const turn of turns) await gateway.waitFor((e) => e.id === turn && e.msg.type === 'task_complete', `the end of ${turn}`, 60_000);
+      expect(seqProblems(gateway.events)).toEqual([]);
+      expect(gateway.junk).toEqual([]);
+      sessions.forEach((session, s) => {
+        const ofTurn = gateway.ofSession(session).filter((e) => e.id === turns[s]);
+        // Every message arrives whole and in order.
+        const messages = ofTurn.flatMap((e) => (e.msg.type === 'agent_message' ? [e.msg.message] : []));
+        expect(messages.length).toBe(floods[s]!.length);
+        expect(messages.every((message, m) => message === floods[s]![m]), `the messages of session ${s}`).toBe(true);
+        // Deltas are a live view: a worker whose log is backed up leaves some out (and says so),
+        // but those that come are the flood's own, in order.
+        const expected = floods[s]!.flatMap((text) => Array.from({ length: DELTAS_PER_MESSAGE }, (_, d) => text.slice(d * DELTA_CHARS, (d + 1) * DELTA_CHARS)));
+        const deltas = ofTurn.flatMap((e) => (e.msg.type === 'agent_message_delta' ? [e.msg.delta] : []));
+        let next = 0;
+        for (const delta of deltas) {
+          next = expected.indexOf(delta, next) + 1;
+          expect(next, `a delta of session ${s} out of order or not the flood's: ${delta.slice(0, 20)}`).toBeGreaterThan(0);
+        }
+        if (deltas.length < expected.length) expect(worker.stderr).toContain(LEFT_OUT);
+      });
+    } finally {
+      watch.stop();
+    }
+  });
+});

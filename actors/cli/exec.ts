@@ -1,3 +1,5 @@
+import { statSync } from 'node:fs';
+import { text } from 'node:stream/consumers';
 import { createInterface } from 'node:readline/promises';
 import { isAbsolute, resolve } from 'node:path';
 import { AskForApproval, SandboxMode, type Event, type ReviewDecision, type SessionConfig } from '../../protocol/index.js';
@@ -9,16 +11,23 @@ import { TranscriptRenderer } from './render.js';
 import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
 
 /** How `troupe exec` answers approval requests. */
-export type Approver = (request: Extract<Event['msg'], { type: 'exec_approval_request' | 'apply_patch_approval_request' }>) => Promise<ReviewDecision>;
+export type Approver = (
+  request: Extract<Event['msg'], { type: 'exec_approval_request' | 'apply_patch_approval_request' }>,
+) => Promise<ReviewDecision>;
 
 /** Asks on the terminal: y (approve), a (approve for the session), n (deny), q (abort the turn). */
 export function terminalApprover(): Approver {
   return async (request) => {
-    const what = request.type === 'exec_approval_request' ? `run \`${request.command.join(' ')}\`` : `change ${Object.keys(request.changes).join(', ')}`;
+    const what =
+      request.type === 'exec_approval_request'
+        ? `run \`${request.command.join(' ')}\``
+        : `change ${Object.keys(request.changes).join(', ')}`;
     const rl = createInterface({ input: process.stdin, output: process.stderr });
     try {
       for (;;) {
-        const answer = (await rl.question(`Allow troupe to ${what}? [y]es / [a]lways this session / [n]o / [q]uit turn: `)).trim().toLowerCase();
+        const answer = (await rl.question(`Allow troupe to ${what}? [y]es / [a]lways this session / [n]o / [q]uit turn: `))
+          .trim()
+          .toLowerCase();
         if (answer === 'y' || answer === 'yes') return 'approved';
         if (answer === 'a' || answer === 'always') return 'approved_for_session';
         if (answer === 'n' || answer === 'no') return 'denied';
@@ -33,7 +42,10 @@ export function terminalApprover(): Approver {
 /** Without a terminal nobody can answer: deny, and say how to run without asking. */
 export function denyingApprover(): Approver {
   return async (request) => {
-    const what = request.type === 'exec_approval_request' ? `\`${request.command.join(' ')}\`` : `changes to ${Object.keys(request.changes).join(', ')}`;
+    const what =
+      request.type === 'exec_approval_request'
+        ? `\`${request.command.join(' ')}\``
+        : `changes to ${Object.keys(request.changes).join(', ')}`;
     process.stderr.write(
       `troupe: denied ${what}: it needs approval and there is no terminal to ask. ` +
         'Run in a terminal, or choose a policy that does not ask (--approval-policy never, or on-request with --sandbox danger-full-access).\n',
@@ -120,6 +132,17 @@ export async function runOneTurn(options: OneTurnOptions): Promise<{ lastMessage
   return { lastMessage, failed, shutDown };
 }
 
+/**
+ * The prompt: the arguments, or stdin when they are `-` or absent while stdin is not a
+ * terminal (a pipe or a file; the Codex SDK sends its prompt that way).
+ */
+async function promptFrom(positionals: readonly string[], stdin: NodeJS.ReadStream = process.stdin): Promise<string> {
+  const fromStdin = (positionals.length === 1 && positionals[0] === '-') || (positionals.length === 0 && !stdin.isTTY);
+  const prompt = fromStdin ? (await text(stdin)).trim() : positionals.join(' ').trim();
+  if (prompt) return prompt;
+  throw new UsageError(fromStdin ? 'the prompt read from stdin is empty' : 'exec needs a prompt (as an argument, or "-" to read it from stdin)');
+}
+
 /** `troupe exec`: one turn, a live transcript on stderr (or JSONL with --json), the final message on stdout. */
 export async function runExec(argv: readonly string[], runtimeOptions: RuntimeOptions = {}): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -135,13 +158,15 @@ export async function runExec(argv: readonly string[], runtimeOptions: RuntimeOp
       cd: { type: 'string', short: 'C' },
     },
   });
-  const prompt = positionals.join(' ').trim();
-  if (!prompt) throw new UsageError('exec needs a prompt');
+  const prompt = await promptFrom(positionals);
   const policy = AskForApproval.safeParse(values['approval-policy'] ?? 'on-request');
   if (!policy.success) throw new UsageError(`--approval-policy must be one of ${AskForApproval.options.join(', ')}`);
   const sandbox = SandboxMode.safeParse(values.sandbox ?? 'workspace-write');
   if (!sandbox.success) throw new UsageError(`--sandbox must be one of ${SandboxMode.options.join(', ')}`);
   const cwd = values.cd ? (isAbsolute(values.cd) ? values.cd : resolve(values.cd)) : process.cwd();
+  // With --nats the directory is the worker's, which this machine cannot check.
+  const onNats = (values.nats ?? process.env.TROUPE_NATS_URL ?? '').trim() !== '';
+  if (values.cd !== undefined && !onNats && statSync(cwd, { throwIfNoEntry: false })?.isDirectory() !== true) throw new UsageError(`-C ${values.cd}: not a directory`);
 
   // The session's shutdown and the runtime's close, together, within this bound (shutdown.ts).
   const bound = new ShutdownBound(shutdownTimeoutMs(process.env));

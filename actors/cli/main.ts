@@ -1,27 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { wireJsonSchema } from '../../protocol/index.js';
 import { UsageError } from './flags.js';
-
-const USAGE = `troupe: an actor-model runtime for coding agents
-
-Usage:
-  troupe app-server [--model M] [--wire-api responses|chat] [--nats URL]
-      Serve the JSON-lines protocol (PROTOCOL.md) on stdin/stdout. With --nats, sessions run
-      on workers and this process is only a gateway.
-  troupe exec [--json] [--model M] [--wire-api W] [--approval-policy P] [--sandbox S] [-C DIR] "prompt"
-      Run one turn and print what happens; the final message goes to stdout. Takes --nats too.
-  troupe worker --nats URL [--worker-id ID] [--capacity N] [--ready-file PATH]
-      Host sessions for gateways on NATS; SIGTERM hands its sessions over to other workers and exits 0.
-  troupe mcp-server [--model M] [--wire-api W]
-      Serve troupe as an MCP server on stdin/stdout (tools: troupe, troupe-reply).
-  troupe demo
-      Run a small real task in a temporary workspace (scripted model when OPENAI_API_KEY is unset).
-  troupe schema
-      Print the JSON Schema of the wire protocol.
-
-Environment: OPENAI_API_KEY, OPENAI_BASE_URL, TROUPE_MODEL, TROUPE_WIRE_API, TROUPE_HOME, TROUPE_LOG,
-TROUPE_NATS_URL and the other TROUPE_NATS_* settings, TROUPE_SHUTDOWN_TIMEOUT_MS (README, Deployment).
-`;
+import { COMMAND_USAGE, isCommand, USAGE } from './usage.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -31,6 +11,10 @@ function version(): string {
 /** The CLI; resolves to the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (isCommand(command) && wantsHelp(rest)) {
+    process.stdout.write(COMMAND_USAGE[command]);
+    return 0;
+  }
   try {
     switch (command) {
       // Each command loads only what it uses (the NATS and MCP clients are not small).
@@ -51,8 +35,10 @@ export async function main(argv: readonly string[]): Promise<number> {
       case '-V':
         process.stdout.write(`${version()}\n`);
         return 0;
-      case undefined:
       case 'help':
+        process.stdout.write(isCommand(rest[0]) ? COMMAND_USAGE[rest[0]] : USAGE);
+        return 0;
+      case undefined:
       case '--help':
       case '-h':
         process.stdout.write(USAGE);
@@ -61,13 +47,26 @@ export async function main(argv: readonly string[]): Promise<number> {
         throw new UsageError(`unknown command "${command}"`);
     }
   } catch (error) {
-    if (error instanceof UsageError || (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS'))) {
-      process.stderr.write(`troupe: ${error.message}\n\n${USAGE}`);
+    if (error instanceof UsageError || isParseArgsError(error)) {
+      // One line: what was wrong, and where the usage is.
+      const where = isCommand(command) ? `troupe ${command}` : 'troupe';
+      process.stderr.write(`${where}: ${(error as Error).message} (see ${where} --help)\n`);
       return 2;
     }
     if (error instanceof Error && error.name.startsWith('Nats')) return natsFailure(error);
     throw error;
   }
+}
+
+/** `--help` or `-h` among a command's arguments (before a `--` that ends the options). */
+function wantsHelp(args: readonly string[]): boolean {
+  const options = args.includes('--') ? args.slice(0, args.indexOf('--')) : args;
+  return options.includes('--help') || options.includes('-h');
+}
+
+/** node:util's parseArgs reports a bad flag as a TypeError with an ERR_PARSE_ARGS_* code. */
+function isParseArgsError(error: unknown): boolean {
+  return error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS');
 }
 
 /** NATS settings that cannot work exit 2, a first connection that fails exits 1. */

@@ -1,4 +1,5 @@
 import type OpenAI from 'openai';
+import { ModelError } from './errors.js';
 import { rateLimitsFromHeaders } from './rate-limits.js';
 import { StreamGuard } from './stream-guard.js';
 import type { ModelClient, ModelStreamEvent, Prompt } from './types.js';
@@ -8,6 +9,8 @@ export interface SdkModelClientOptions {
   readonly client: OpenAI;
   readonly idleTimeoutMs: number;
   readonly contextWindow: (model: string) => number | null;
+  /** Added to a refusal of the credentials (401, 403): where the key came from. */
+  readonly keySource?: string | undefined;
 }
 
 /**
@@ -15,7 +18,10 @@ export interface SdkModelClientOptions {
  * string body through untouched when the request names its content type. From the request
  * parameters it then reads only `stream`, to know how to read the answer.
  */
-export function encodedBody(body: string, signal: AbortSignal): { body: string; signal: AbortSignal; headers: { 'content-type': 'application/json' } } {
+export function encodedBody(
+  body: string,
+  signal: AbortSignal,
+): { body: string; signal: AbortSignal; headers: { 'content-type': 'application/json' } } {
   return { body, signal, headers: { 'content-type': 'application/json' } };
 }
 
@@ -49,7 +55,9 @@ export abstract class SdkModelClient<T> implements ModelClient {
       // Built before the guard waits: a request that cannot be built is a bug to surface, not
       // a network failure to retry.
       const send = this.open(prompt);
-      const opened = await guard.wait(() => send(guard.signal));
+      const opened = await guard.wait(() => send(guard.signal)).catch((error: unknown) => {
+        throw this.#withKeySource(error);
+      });
       const limits = rateLimitsFromHeaders(opened.response.headers);
       if (limits !== null) yield { type: 'rate_limits', snapshot: limits };
       const events = opened.data[Symbol.asyncIterator]();
@@ -57,6 +65,13 @@ export abstract class SdkModelClient<T> implements ModelClient {
     } finally {
       guard.dispose();
     }
+  }
+
+  /** A refusal of the credentials says which key was refused, so the user knows what to fix. */
+  #withKeySource(error: unknown): unknown {
+    const source = this.options.keySource;
+    if (!(error instanceof ModelError) || error.code !== 'unauthorized' || source === undefined) return error;
+    return new ModelError(`${error.message} (${source})`, error.code, error.retryable, error.retryAfterMs, { cause: error });
   }
 
   /** Build the request for `prompt`; the returned function sends it, aborted by `signal`. */

@@ -16,10 +16,21 @@ function env(): NodeJS.ProcessEnv {
   return { ...process.env, OPENAI_BASE_URL: scratch.model.url, OPENAI_API_KEY: 'k', TROUPE_HOME: scratch.home, TROUPE_RETRY_BASE_MS: '1' };
 }
 
-/** Run `troupe <args>` with no terminal on stdin; resolves with its output and exit code. */
-function troupe(args: string[], environment: NodeJS.ProcessEnv = env()): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/**
+ * Run `troupe <args>` with no terminal on stdin (empty, or `input` through a pipe); resolves
+ * with its output and exit code.
+ */
+function troupe(
+  args: string[],
+  environment: NodeJS.ProcessEnv = env(),
+  input?: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--conditions=development', troupeBin(), ...args], { env: environment, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--conditions=development', troupeBin(), ...args], {
+      env: environment,
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
+    if (input !== undefined) child.stdin!.end(input);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -32,15 +43,23 @@ function troupe(args: string[], environment: NodeJS.ProcessEnv = env()): Promise
 describe('troupe exec', () => {
   it('--json prints every event as a protocol line', async () => {
     scratch.model.enqueue(
-      { kind: 'response', items: [{ type: 'function_call', name: 'shell', call_id: 'c', arguments: { command: ['echo', 'from-the-tool'] } }] },
+      {
+        kind: 'response',
+        items: [{ type: 'function_call', name: 'shell', call_id: 'c', arguments: { command: ['echo', 'from-the-tool'] } }],
+      },
       { kind: 'response', items: [{ type: 'message', text: 'all done' }] },
     );
     const result = await troupe(['exec', '--json', '-C', scratch.workspace, '--model', 'm1', 'say hi']);
     expect(result.code).toBe(0);
-    const events = result.stdout.trim().split('\n').map((line) => Event.parse(JSON.parse(line)));
+    const events = result.stdout
+      .trim()
+      .split('\n')
+      .map((line) => Event.parse(JSON.parse(line)));
     const types = events.map((e) => e.msg.type);
     expect(types[0]).toBe('session_configured');
-    expect(types).toEqual(expect.arrayContaining(['task_started', 'exec_command_begin', 'exec_command_end', 'agent_message', 'task_complete']));
+    expect(types).toEqual(
+      expect.arrayContaining(['task_started', 'exec_command_begin', 'exec_command_end', 'agent_message', 'task_complete']),
+    );
     expect(types.at(-1)).toBe('shutdown_complete');
     expect(events[0]!.msg).toMatchObject({ cwd: scratch.workspace, model: 'm1' });
     expect(scratch.model.requests[0]!.body.model).toBe('m1');
@@ -76,9 +95,86 @@ describe('troupe exec', () => {
     const failed = await troupe(['exec', '-C', scratch.workspace, 'hi']);
     expect(failed.code).toBe(1);
     expect(failed.stderr).toContain('unauthorized');
+    // It says which key was refused.
+    expect(failed.stderr).toContain('the API key in OPENAI_API_KEY was refused');
     const bad = await troupe(['exec', '--approval-policy', 'sometimes', 'hi']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--approval-policy must be one of');
+  });
+});
+
+/** The lines of `text` that look like a stack trace. */
+const stackLines = (text: string) => text.split('\n').filter((line) => /^\s+at /.test(line));
+
+describe('troupe exec: the prompt and the provider', () => {
+  it('reads the prompt from stdin for "-", and when none is given and stdin is a pipe', async () => {
+    for (const args of [['-'], []]) {
+      scratch.model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'read it' }] });
+      const result = await troupe(['exec', '-C', scratch.workspace, ...args], env(), `  the prompt from stdin ${args.length}\n`);
+      expect(result.code).toBe(0);
+      expect(result.stdout).toBe('read it\n');
+      expect(JSON.stringify(scratch.model.requests.at(-1)!.body.input)).toContain(`the prompt from stdin ${args.length}`);
+    }
+    const empty = await troupe(['exec', '-C', scratch.workspace, '-'], env(), '\n');
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toBe('troupe exec: the prompt read from stdin is empty (see troupe exec --help)\n');
+    expect(scratch.model.requests).toHaveLength(2);
+  });
+
+  it('without a key or a base URL, says what to set and sends nothing', async () => {
+    const environment = env();
+    delete environment.OPENAI_API_KEY;
+    delete environment.OPENAI_BASE_URL;
+    const result = await troupe(['exec', '-C', scratch.workspace, 'hi'], environment);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('No model provider is set: set OPENAI_API_KEY');
+    expect(result.stderr).not.toMatch(/retry/i);
+    expect(stackLines(result.stderr)).toEqual([]);
+    expect(scratch.model.requests).toHaveLength(0);
+  });
+});
+
+describe('troupe --help and bad arguments', () => {
+  it('every command answers --help with its own usage, listing its flags', async () => {
+    const flags: Record<string, string[]> = {
+      'app-server': ['--model', '--wire-api', '--nats', '--namespace'],
+      exec: ['--json', '--approval-policy', '--sandbox', '-C, --cd', '--model', '--nats-creds'],
+      worker: ['--worker-id', '--capacity', '--ready-file', '--nats-tls-ca'],
+      'mcp-server': ['--model', '--wire-api'],
+      demo: ['--keep', '--model'],
+      schema: [],
+    };
+    for (const [command, expected] of Object.entries(flags)) {
+      for (const help of ['--help', '-h']) {
+        const result = await troupe([command, help]);
+        expect(result.code, `${command} ${help}`).toBe(0);
+        expect(result.stdout.startsWith(`Usage: troupe ${command}`), `${command} ${help}`).toBe(true);
+        for (const flag of expected) expect(result.stdout, `${command} ${help}`).toContain(flag);
+      }
+    }
+    const top = await troupe(['--help']);
+    expect(top.code).toBe(0);
+    for (const command of Object.keys(flags)) expect(top.stdout).toContain(`troupe ${command}`);
+    expect((await troupe(['help', 'worker'])).stdout.startsWith('Usage: troupe worker')).toBe(true);
+  });
+
+  it('bad arguments exit 2 with one line naming what was wrong, and no stack', async () => {
+    const cases: [string[], RegExp][] = [
+      [['exec', '-C', '/nonexistent/dir', 'hi'], /^troupe exec: -C \/nonexistent\/dir: not a directory \(see troupe exec --help\)\n$/],
+      [['exec', '--bogus', 'hi'], /^troupe exec: Unknown option '--bogus'.*\(see troupe exec --help\)\n$/],
+      [['exec', '--sandbox', 'open', 'hi'], /^troupe exec: --sandbox must be one of read-only, workspace-write, danger-full-access/],
+      [['worker'], /^troupe worker: worker needs --nats URL/],
+      [['app-server', '--wire-api', 'soap'], /^troupe app-server: --wire-api must be "responses" or "chat"/],
+      [['frobnicate'], /^troupe: unknown command "frobnicate" \(see troupe --help\)\n$/],
+    ];
+    for (const [args, message] of cases) {
+      const result = await troupe(args);
+      expect(result.code, args.join(' ')).toBe(2);
+      expect(result.stderr, args.join(' ')).toMatch(message);
+      expect(result.stderr.trimEnd().split('\n'), args.join(' ')).toHaveLength(1);
+      expect(result.stdout, args.join(' ')).toBe('');
+    }
+    expect(scratch.model.requests).toHaveLength(0);
   });
 });
 

@@ -1,0 +1,107 @@
+/**
+ * What `troupe --help` and `troupe <command> --help` print. Kept apart from the commands, which
+ * are loaded only when they run, so asking for help loads none of them.
+ */
+
+const MODEL = `Model:
+  --model M                 the model (default: TROUPE_MODEL, then the built-in default)
+  --wire-api responses|chat the provider's wire API (default: TROUPE_WIRE_API, then responses)`;
+
+const NATS = `NATS (sessions run on workers; default: the TROUPE_NATS_* environment):
+  --nats URL                the broker, nats://host:port (TROUPE_NATS_URL)
+  --nats-creds FILE         a credentials file
+  --nats-nkey FILE          an nkey seed file
+  --nats-tls-ca FILE        CA certificate for TLS
+  --nats-tls-cert FILE      client certificate for TLS
+  --nats-tls-key FILE       client key for TLS
+  --namespace NAME          the subject namespace (default: default)`;
+
+/** Each command's usage, printed by `troupe <command> --help`. */
+export const COMMAND_USAGE = {
+  'app-server': `Usage: troupe app-server [options]
+
+Serve the JSON-lines protocol (docs/PROTOCOL.md) on stdin and stdout: one submission a line
+in, one event a line out. End of stdin shuts every session down and exits. With --nats this
+process is a gateway and the sessions run on workers.
+
+${MODEL}
+
+${NATS}
+`,
+  exec: `Usage: troupe exec [options] [PROMPT | -]
+
+Run one turn in a new session and print what happens: a transcript on stderr and the final
+message on stdout, or every event as a JSON line with --json. The prompt is read from stdin
+when it is "-", or when none is given and stdin is not a terminal. Exits 0 when the turn
+completed, 1 when it failed, 2 on bad arguments.
+
+Options:
+  --json                    print every event as a protocol line on stdout
+  --approval-policy P       untrusted | on-failure | on-request | never (default: on-request)
+  --sandbox S               read-only | workspace-write | danger-full-access (default: workspace-write)
+  -C, --cd DIR              the session's working directory (default: the current one)
+
+${MODEL}
+
+${NATS}
+`,
+  worker: `Usage: troupe worker --nats URL [options]
+
+Host sessions for the gateways on NATS. SIGTERM or SIGINT drains: the worker stops taking
+sessions, lets running tasks finish, hands its sessions to the other workers and exits 0.
+
+Options:
+  --worker-id ID            this worker's name (default: TROUPE_WORKER_ID, then host and pid)
+  --capacity N              how many sessions it runs at once (default: TROUPE_WORKER_CAPACITY, then 8)
+  --ready-file PATH         a file that exists while the worker takes sessions (readiness probes)
+
+${MODEL}
+
+${NATS}
+`,
+  'mcp-server': `Usage: troupe mcp-server [options]
+
+Serve troupe as an MCP server on stdin and stdout, with two tools: troupe (start a session and
+run a turn) and troupe-reply (run another turn in it).
+
+${MODEL}
+`,
+  demo: `Usage: troupe demo [options]
+
+Run a small real task in a temporary workspace: three sub-agents find and fix a bug with real
+tools, one asks for approval, and a review thread checks the fix. Without OPENAI_API_KEY a
+scripted model plays the agents.
+
+Options:
+  --keep                    keep the temporary workspace and print where it is
+
+${MODEL}
+`,
+  schema: `Usage: troupe schema
+
+Print the JSON Schema of the wire protocol.
+`,
+} as const;
+
+export type CommandName = keyof typeof COMMAND_USAGE;
+
+export function isCommand(name: string | undefined): name is CommandName {
+  return name !== undefined && Object.hasOwn(COMMAND_USAGE, name);
+}
+
+export const USAGE = `troupe: an actor-model runtime for coding agents
+
+Usage:
+  troupe app-server [options]       serve the JSON-lines protocol on stdin/stdout
+  troupe exec [options] PROMPT      run one turn and print what happens
+  troupe worker --nats URL          host sessions for gateways on NATS
+  troupe mcp-server [options]       serve troupe as an MCP server on stdin/stdout
+  troupe demo [--keep]              run a small real task in a temporary workspace
+  troupe schema                     print the JSON Schema of the wire protocol
+  troupe --version
+
+Run "troupe <command> --help" for a command's options.
+
+Environment: OPENAI_API_KEY, OPENAI_BASE_URL, TROUPE_MODEL, TROUPE_WIRE_API, TROUPE_HOME, TROUPE_LOG,
+TROUPE_NATS_URL and the other TROUPE_NATS_* settings, TROUPE_SHUTDOWN_TIMEOUT_MS (README, Deployment).
+`;

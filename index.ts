@@ -2,7 +2,7 @@
  * troupe: an actor-model runtime for coding agents. The library surface: start a runtime in
  * this process, open sessions, submit ops, read events. The wire types are in `troupe/protocol`.
  */
-export { createRuntime, DEFAULT_MODEL, Runtime, runtimeOptionsFromEnv, type RuntimeOptions, type Session } from './actors/runtime.js';
+export { createRuntime, DEFAULT_MODEL, Runtime, runtimeOptionsFromEnv, SessionError, type RuntimeOptions, type Session } from './actors/runtime.js';
 export { createModelClient, ModelError, type ModelClient, type ModelClientOptions, type ModelStreamEvent, type Prompt } from './actors/model/index.js';
 export { coreTools, defineTool, ToolRegistry, type ToolContext, type ToolHandler } from './actors/tools/index.js';
 export type { Bus } from './actors/bus/bus.js';

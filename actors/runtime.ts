@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Event, EventOf, SessionConfig, SessionOp, Submission } from '../protocol/index.js';
+import type { ErrorCode, Event, EventMsg, EventOf, Op, SessionConfig, SessionOp, SessionSummary, Submission } from '../protocol/index.js';
 import { AsyncQueue } from './async-queue.js';
 import { FlowGate, type FlowSignal } from './flow/flow-gate.js';
 import type { Bus } from './bus/bus.js';
@@ -73,6 +73,17 @@ export function runtimeOptionsFromEnv(env: NodeJS.ProcessEnv, overrides: Runtime
   };
 }
 
+/** troupe refused a request of the library (a session it could not open): its error event's message and code. */
+export class SessionError extends Error {
+  override readonly name = 'SessionError';
+  constructor(
+    message: string,
+    readonly code: ErrorCode | null,
+  ) {
+    super(message);
+  }
+}
+
 /** A session of a Runtime, seen from the library. */
 export interface Session {
   readonly id: string;
@@ -140,20 +151,49 @@ export class Runtime {
   }
 
   /** Start a session and wait until it is configured; rejects with the error troupe reported. */
-  async newSession(config: SessionConfig = {}): Promise<Session> {
-    const id = `new-${randomUUID()}`;
-    this.#pendingSessions.add(id);
-    const outcome = new Promise<Event>((resolve) => {
+  newSession(config: SessionConfig = {}): Promise<Session> {
+    return this.#open({ type: 'new_session', config });
+  }
+
+  /**
+   * Take a session up again from its rollout (by id, or by the rollout's path), with `config`
+   * merged over the one it was created with; rejects with the error troupe reported.
+   */
+  resumeSession(target: { readonly session_id: string } | { readonly rollout_path: string }, config?: SessionConfig): Promise<Session> {
+    return this.#open({ type: 'resume_session', ...target, ...(config ? { config } : {}) });
+  }
+
+  /** The sessions whose rollouts the hosts can see, newest first. */
+  async listSessions(): Promise<SessionSummary[]> {
+    const id = `list-${randomUUID()}`;
+    const outcome = this.#answerTo(id, ['session_list', 'error']);
+    await this.gateway.submit({ id, op: { type: 'list_sessions' } });
+    const msg = (await outcome).msg;
+    if (msg.type !== 'session_list') throw new SessionError(msg.type === 'error' ? msg.message : 'no session list', msg.type === 'error' ? msg.code : null);
+    return msg.sessions;
+  }
+
+  /** The first event answering submission `id` with one of `types`. */
+  #answerTo(id: string, types: readonly EventMsg['type'][]): Promise<Event> {
+    return new Promise((resolve) => {
       const stop = this.onEvent((event) => {
-        if (event.id !== id || (event.msg.type !== 'session_configured' && event.msg.type !== 'error')) return;
+        if (event.id !== id || !types.includes(event.msg.type)) return;
         stop();
         resolve(event);
       });
     });
-    await this.gateway.submit({ id, op: { type: 'new_session', config } });
+  }
+
+  async #open(op: Extract<Op, { type: 'new_session' | 'resume_session' }>): Promise<Session> {
+    const id = `${op.type === 'new_session' ? 'new' : 'resume'}-${randomUUID()}`;
+    this.#pendingSessions.add(id);
+    const outcome = this.#answerTo(id, ['session_configured', 'error']);
+    await this.gateway.submit({ id, op });
     const event = await outcome;
     this.#pendingSessions.delete(id);
-    if (event.msg.type !== 'session_configured') throw new Error(event.msg.type === 'error' ? event.msg.message : 'no session');
+    if (event.msg.type !== 'session_configured') {
+      throw new SessionError(event.msg.type === 'error' ? event.msg.message : 'no session', event.msg.type === 'error' ? event.msg.code : null);
+    }
     return this.#session(event.msg);
   }
 

@@ -55,6 +55,10 @@ export const SessionSummary = z.object({
   rollout_path: z.string(),
   created_at: z.string(),
   first_user_message: z.string().nullable(),
+  /** The session's working directory when it was created. */
+  cwd: z.string(),
+  /** Set for a sub-agent's or review thread's session: the session that started it. */
+  parent_session_id: z.string().nullable(),
 });
 export type SessionSummary = z.infer<typeof SessionSummary>;
 

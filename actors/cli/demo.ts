@@ -6,7 +6,7 @@ import { execa } from 'execa';
 import { createRuntime, type Runtime, type Session } from '../runtime.js';
 import { REVIEW_INSTRUCTIONS } from '../tasks/index.js';
 import { detectSandbox } from '../sandbox/detect.js';
-import { denyingApprover, runOneTurn, terminalApprover } from './exec.js';
+import { denyingApprover, runOneTurn, terminalApprover, userTurn } from './exec.js';
 import { MODEL_FLAGS, parseArgs, wireApiFlag } from './flags.js';
 import { TranscriptRenderer } from './render.js';
 
@@ -249,8 +249,8 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
   try {
     const { lastMessage, failed } = await runOneTurn({
       runtime,
-      config: { cwd: dir, approval_policy: 'on-request', sandbox_policy: sandboxPolicy },
-      prompt: PROMPT,
+      open: (rt) => rt.newSession({ cwd: dir, approval_policy: 'on-request', sandbox_policy: sandboxPolicy }),
+      op: userTurn(PROMPT),
       approver: process.stdin.isTTY ? terminalApprover() : denyingApprover(),
       onEvent: (event) => renderer.render(event),
       // Then a review thread, isolated from the work it reviews, looks at the change.

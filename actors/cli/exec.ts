@@ -1,11 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { text } from 'node:stream/consumers';
 import { createInterface } from 'node:readline/promises';
 import { isAbsolute, resolve } from 'node:path';
-import { AskForApproval, SandboxMode, type Event, type ReviewDecision, type SessionConfig } from '../../protocol/index.js';
+import { AskForApproval, SandboxMode, type Event, type ReviewDecision, type ReviewTarget, type SessionConfig, type SessionOp } from '../../protocol/index.js';
 import { NATS_FLAGS } from '../nats/connect.js';
 import { gatewayBusOptions } from '../nats/gateway-options.js';
-import { createRuntime, type Runtime, type RuntimeOptions, type Session } from '../runtime.js';
+import { createRuntime, SessionError, type Runtime, type RuntimeOptions, type Session } from '../runtime.js';
 import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
 import { TranscriptRenderer } from './render.js';
 import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
@@ -56,8 +57,10 @@ export function denyingApprover(): Approver {
 
 export interface OneTurnOptions {
   readonly runtime: Runtime;
-  readonly config: SessionConfig;
-  readonly prompt: string;
+  /** The session the turn runs in: a new one, or one taken up again. */
+  readonly open: (runtime: Runtime) => Promise<Session>;
+  /** What the turn is: a user turn, a review. */
+  readonly op: SessionOp;
   readonly approver: Approver;
   readonly onEvent: (event: Event) => void;
   /** More work in the same session once the turn has ended, before it shuts down. */
@@ -66,15 +69,22 @@ export interface OneTurnOptions {
   readonly shutdown?: ShutdownBound | undefined;
 }
 
+/** A user turn of one text prompt. */
+export function userTurn(prompt: string): SessionOp {
+  return { type: 'user_turn', items: [{ type: 'text', text: prompt }] };
+}
+
 /**
- * Run one turn in a new session and shut it down. Follows the whole session tree: events of
- * sub-agents are passed on too, and their approval requests are answered like the root's.
- * Resolves to the root's final message and whether the root's turn failed.
+ * Run one turn in a session (new or resumed) and shut it down. Follows the whole session tree:
+ * events of sub-agents and review threads are passed on too, and their approval requests are
+ * answered like the root's. Resolves to the root's final message and whether its turn failed.
  */
 export async function runOneTurn(options: OneTurnOptions): Promise<{ lastMessage: string | null; failed: boolean; shutDown: boolean }> {
   const { runtime } = options;
-  const turnId = 'turn-1';
+  const turnId = `turn-${randomUUID()}`;
   const tree = new Set<string>();
+  /** Roots configured while the session opens: the one that is ours is shown first. */
+  const roots = new Map<string, Event>();
   let rootId: string | null = null;
   let failed = false;
   let shutDown = false;
@@ -89,6 +99,7 @@ export async function runOneTurn(options: OneTurnOptions): Promise<{ lastMessage
   const onEvent = (event: Event) => {
     const msg = event.msg;
     if (msg.type === 'session_configured' && msg.parent_session_id !== null && tree.has(msg.parent_session_id)) tree.add(msg.session_id);
+    if (msg.type === 'session_configured' && rootId === null) roots.set(msg.session_id, event);
     if (event.session_id === null || !tree.has(event.session_id)) return;
     options.onEvent(event);
     const sessionId = event.session_id;
@@ -113,11 +124,12 @@ export async function runOneTurn(options: OneTurnOptions): Promise<{ lastMessage
   };
   const stop = runtime.onEvent(onEvent);
   try {
-    const session = await runtime.newSession(options.config);
+    const session = await options.open(runtime);
     rootId = session.id;
     tree.add(session.id);
-    options.onEvent({ id: null, session_id: session.id, seq: 1, msg: session.configured });
-    await session.submit({ type: 'user_turn', items: [{ type: 'text', text: options.prompt }] }, turnId);
+    options.onEvent(roots.get(session.id) ?? { id: null, session_id: session.id, seq: null, msg: session.configured });
+    roots.clear();
+    await session.submit(options.op, turnId);
     await ended;
     await answering;
     await options.after?.(session);
@@ -136,51 +148,77 @@ export async function runOneTurn(options: OneTurnOptions): Promise<{ lastMessage
  * The prompt: the arguments, or stdin when they are `-` or absent while stdin is not a
  * terminal (a pipe or a file; the Codex SDK sends its prompt that way).
  */
-async function promptFrom(positionals: readonly string[], stdin: NodeJS.ReadStream = process.stdin): Promise<string> {
+async function promptFrom(command: string, positionals: readonly string[], stdin: NodeJS.ReadStream = process.stdin): Promise<string> {
   const fromStdin = (positionals.length === 1 && positionals[0] === '-') || (positionals.length === 0 && !stdin.isTTY);
   const prompt = fromStdin ? (await text(stdin)).trim() : positionals.join(' ').trim();
   if (prompt) return prompt;
-  throw new UsageError(fromStdin ? 'the prompt read from stdin is empty' : 'exec needs a prompt (as an argument, or "-" to read it from stdin)');
+  throw new UsageError(fromStdin ? 'the prompt read from stdin is empty' : `${command} needs a prompt (as an argument, or "-" to read it from stdin)`);
 }
 
-/** `troupe exec`: one turn, a live transcript on stderr (or JSONL with --json), the final message on stdout. */
-export async function runExec(argv: readonly string[], runtimeOptions: RuntimeOptions = {}): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: [...argv],
-    allowPositionals: true,
-    strict: true,
-    options: {
-      ...MODEL_FLAGS,
-      ...NATS_FLAGS,
-      json: { type: 'boolean', default: false },
-      'approval-policy': { type: 'string' },
-      sandbox: { type: 'string' },
-      cd: { type: 'string', short: 'C' },
-    },
-  });
-  const prompt = await promptFrom(positionals);
-  const policy = AskForApproval.safeParse(values['approval-policy'] ?? 'on-request');
-  if (!policy.success) throw new UsageError(`--approval-policy must be one of ${AskForApproval.options.join(', ')}`);
-  const sandbox = SandboxMode.safeParse(values.sandbox ?? 'workspace-write');
-  if (!sandbox.success) throw new UsageError(`--sandbox must be one of ${SandboxMode.options.join(', ')}`);
-  const cwd = values.cd ? (isAbsolute(values.cd) ? values.cd : resolve(values.cd)) : process.cwd();
-  // With --nats the directory is the worker's, which this machine cannot check.
-  const onNats = (values.nats ?? process.env.TROUPE_NATS_URL ?? '').trim() !== '';
-  if (values.cd !== undefined && !onNats && statSync(cwd, { throwIfNoEntry: false })?.isDirectory() !== true) throw new UsageError(`-C ${values.cd}: not a directory`);
+/** The flags of the commands that run a turn: exec, resume, review. */
+const TURN_FLAGS = {
+  ...MODEL_FLAGS,
+  ...NATS_FLAGS,
+  json: { type: 'boolean', default: false },
+  'approval-policy': { type: 'string' },
+  sandbox: { type: 'string' },
+  cd: { type: 'string', short: 'C' },
+} as const;
 
+type TurnFlagValues = ReturnType<typeof parseTurnFlags>['values'];
+
+function parseTurnFlags<E extends Record<string, { type: 'string' | 'boolean'; default?: boolean }>>(argv: readonly string[], extra: E) {
+  return parseArgs({ args: [...argv], allowPositionals: true, strict: true, options: { ...TURN_FLAGS, ...extra } });
+}
+
+/**
+ * The session settings the flags name: only those given, so that a resumed session keeps the
+ * rest of what it was created with. `-C` must be a directory here, unless the session runs on
+ * a worker (--nats), whose disk this machine cannot see.
+ */
+function configFromFlags(values: TurnFlagValues): SessionConfig {
+  const config: { -readonly [K in keyof SessionConfig]: SessionConfig[K] } = {};
+  if (values['approval-policy'] !== undefined) {
+    const policy = AskForApproval.safeParse(values['approval-policy']);
+    if (!policy.success) throw new UsageError(`--approval-policy must be one of ${AskForApproval.options.join(', ')}`);
+    config.approval_policy = policy.data;
+  }
+  if (values.sandbox !== undefined) {
+    const sandbox = SandboxMode.safeParse(values.sandbox);
+    if (!sandbox.success) throw new UsageError(`--sandbox must be one of ${SandboxMode.options.join(', ')}`);
+    config.sandbox_policy = sandbox.data;
+  }
+  if (values.cd !== undefined) {
+    const cwd = isAbsolute(values.cd) ? values.cd : resolve(values.cd);
+    const onNats = (values.nats ?? process.env.TROUPE_NATS_URL ?? '').trim() !== '';
+    if (!onNats && statSync(cwd, { throwIfNoEntry: false })?.isDirectory() !== true) throw new UsageError(`-C ${values.cd}: not a directory`);
+    config.cwd = cwd;
+  }
+  if (values.model !== undefined) config.model = values.model;
+  return config;
+}
+
+/**
+ * Run one turn for a command and print it: a live transcript on stderr and the final message
+ * on stdout, or every event as a JSON line with --json. Exit 0, or 1 when the turn failed.
+ */
+async function printTurn(
+  name: string,
+  values: TurnFlagValues,
+  runtimeOptions: RuntimeOptions,
+  turn: (runtime: Runtime) => Pick<OneTurnOptions, 'open' | 'op'>,
+): Promise<number> {
   // The session's shutdown and the runtime's close, together, within this bound (shutdown.ts).
   const bound = new ShutdownBound(shutdownTimeoutMs(process.env));
-
-  // With --nats (or TROUPE_NATS_URL) the session runs on a worker; -C must exist there too.
-  const nats = await gatewayBusOptions(values, process.env, 'troupe exec');
+  // With --nats (or TROUPE_NATS_URL) the session runs on a worker.
+  const nats = await gatewayBusOptions(values, process.env, `troupe ${name}`);
   const runtime = createRuntime({ ...runtimeOptions, ...nats, model: values.model, wireApi: wireApiFlag(values['wire-api']) });
   const renderer = values.json ? null : new TranscriptRenderer(process.stderr);
   let code = 1;
   try {
     const { lastMessage, failed } = await runOneTurn({
       runtime,
-      config: { cwd, approval_policy: policy.data, sandbox_policy: sandbox.data, ...(values.model ? { model: values.model } : {}) },
-      prompt,
+      ...turn(runtime),
       approver: process.stdin.isTTY ? terminalApprover() : denyingApprover(),
       onEvent: (event) => {
         if (renderer) renderer.render(event);
@@ -191,10 +229,76 @@ export async function runExec(argv: readonly string[], runtimeOptions: RuntimeOp
     renderer?.close();
     if (renderer && lastMessage) process.stdout.write(`${lastMessage}\n`);
     code = failed ? 1 : 0;
+  } catch (error) {
+    // The session could not be opened (no such session to resume, a bad config): say why.
+    if (!(error instanceof SessionError)) throw error;
+    renderer?.close();
+    process.stderr.write(`troupe ${name}: ${error.message}\n`);
   } finally {
     const closed = await closeRuntime(runtime, bound);
     if (closed.gaveUp) exitSoon(Math.max(code, closed.code));
     code = Math.max(code, closed.code);
   }
   return code;
+}
+
+/** `troupe exec`: one turn in a new session. */
+export async function runExec(argv: readonly string[], runtimeOptions: RuntimeOptions = {}): Promise<number> {
+  const { values, positionals } = parseTurnFlags(argv, {});
+  const prompt = await promptFrom('exec', positionals);
+  const config: SessionConfig = { approval_policy: 'on-request', sandbox_policy: 'workspace-write', cwd: process.cwd(), ...configFromFlags(values) };
+  return printTurn('exec', values, runtimeOptions, () => ({ open: (runtime) => runtime.newSession(config), op: userTurn(prompt) }));
+}
+
+/**
+ * `troupe resume [SESSION_ID | --last] [PROMPT | -]`: one more turn in a session taken up from
+ * its rollout (--last: the newest session started here, in this directory). Flags given
+ * override what the session was created with.
+ */
+export async function runResume(argv: readonly string[], runtimeOptions: RuntimeOptions = {}): Promise<number> {
+  const { values, positionals } = parseTurnFlags(argv, { last: { type: 'boolean', default: false } });
+  const target = values.last ? undefined : positionals[0];
+  if (!values.last && target === undefined) throw new UsageError('resume needs a session id, or --last');
+  const prompt = await promptFrom('resume', values.last ? positionals : positionals.slice(1));
+  const config = configFromFlags(values);
+  return printTurn('resume', values, runtimeOptions, () => ({
+    open: async (runtime) => {
+      const id = target ?? (await lastSession(runtime, config.cwd ?? process.cwd()));
+      return runtime.resumeSession({ session_id: id }, config);
+    },
+    op: userTurn(prompt),
+  }));
+}
+
+/** The newest top-level session whose working directory is `cwd`. */
+async function lastSession(runtime: Runtime, cwd: string): Promise<string> {
+  const found = (await runtime.listSessions()).find((s) => s.parent_session_id === null && s.cwd === cwd);
+  if (!found) throw new UsageError(`no session to resume in ${cwd} (troupe sessions lists them)`);
+  return found.session_id;
+}
+
+/**
+ * `troupe review [--uncommitted | --base BRANCH | --commit SHA | "instructions"]`: a review
+ * thread in a new session, isolated from any other work; its findings go to stdout.
+ */
+export async function runReview(argv: readonly string[], runtimeOptions: RuntimeOptions = {}): Promise<number> {
+  const { values, positionals } = parseTurnFlags(argv, {
+    uncommitted: { type: 'boolean', default: false },
+    base: { type: 'string' },
+    commit: { type: 'string' },
+  });
+  const instructions = positionals.join(' ').trim();
+  const targets: ReviewTarget[] = [
+    ...(values.uncommitted ? [{ type: 'uncommitted_changes' as const }] : []),
+    ...(values.base !== undefined ? [{ type: 'base_branch' as const, branch: values.base }] : []),
+    ...(values.commit !== undefined ? [{ type: 'commit' as const, sha: values.commit }] : []),
+    ...(instructions ? [{ type: 'custom' as const, instructions }] : []),
+  ];
+  if (targets.length > 1) throw new UsageError('review takes one of --uncommitted, --base BRANCH, --commit SHA or instructions');
+  const target = targets[0] ?? { type: 'uncommitted_changes' };
+  const config: SessionConfig = { approval_policy: 'never', sandbox_policy: 'read-only', cwd: process.cwd(), ...configFromFlags(values) };
+  return printTurn('review', values, runtimeOptions, () => ({
+    open: (runtime) => runtime.newSession(config),
+    op: { type: 'review', review_request: { target } },
+  }));
 }

@@ -22,6 +22,12 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await (await import('./app-server.js')).runAppServer(rest);
       case 'exec':
         return await (await import('./exec.js')).runExec(rest);
+      case 'resume':
+        return await (await import('./exec.js')).runResume(rest);
+      case 'review':
+        return await (await import('./exec.js')).runReview(rest);
+      case 'sessions':
+        return await (await import('./sessions.js')).runSessions(rest);
       case 'worker':
         return await (await import('./worker.js')).runWorker(rest);
       case 'mcp-server':

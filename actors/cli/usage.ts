@@ -16,6 +16,11 @@ const NATS = `NATS (sessions run on workers; default: the TROUPE_NATS_* environm
   --nats-tls-key FILE       client key for TLS
   --namespace NAME          the subject namespace (default: default)`;
 
+const TURN_OPTIONS = `  --json                    print every event as a protocol line on stdout
+  --approval-policy P       untrusted | on-failure | on-request | never (exec: on-request)
+  --sandbox S               read-only | workspace-write | danger-full-access (exec: workspace-write)
+  -C, --cd DIR              the session's working directory (default: the current one)`;
+
 /** Each command's usage, printed by `troupe <command> --help`. */
 export const COMMAND_USAGE = {
   'app-server': `Usage: troupe app-server [options]
@@ -36,12 +41,50 @@ when it is "-", or when none is given and stdin is not a terminal. Exits 0 when 
 completed, 1 when it failed, 2 on bad arguments.
 
 Options:
-  --json                    print every event as a protocol line on stdout
-  --approval-policy P       untrusted | on-failure | on-request | never (default: on-request)
-  --sandbox S               read-only | workspace-write | danger-full-access (default: workspace-write)
-  -C, --cd DIR              the session's working directory (default: the current one)
+${TURN_OPTIONS}
 
 ${MODEL}
+
+${NATS}
+`,
+  resume: `Usage: troupe resume [options] (SESSION_ID | --last) [PROMPT | -]
+
+Take a session up again from its rollout and run one more turn in it, printed as troupe exec
+prints. --last picks the newest session started in this directory (or -C DIR). The flags given
+override what the session was created with; the rest stays as it was.
+
+Options:
+  --last                    the newest top-level session whose directory is this one
+${TURN_OPTIONS}
+
+${MODEL}
+
+${NATS}
+`,
+  review: `Usage: troupe review [options] [--uncommitted | --base BRANCH | --commit SHA | INSTRUCTIONS]
+
+Review changes in a new session, in a review thread that sees none of any other session's work;
+the findings go to stdout. Without a target it reviews the uncommitted changes. Runs read-only
+and never asks, unless --sandbox or --approval-policy say otherwise.
+
+Options:
+  --uncommitted             the working tree's changes against HEAD (the default)
+  --base BRANCH             the changes since the merge base with BRANCH
+  --commit SHA              the changes one commit made
+${TURN_OPTIONS}
+
+${MODEL}
+
+${NATS}
+`,
+  sessions: `Usage: troupe sessions [--all] [--json]
+
+List the sessions whose rollouts troupe can see (under TROUPE_HOME, or the workers' with
+--nats), newest first: id, start time, directory and the start of the first prompt.
+
+Options:
+  --all                     include sub-agents and review threads
+  --json                    one JSON object a line, as the session_list event carries them
 
 ${NATS}
 `,
@@ -94,6 +137,9 @@ export const USAGE = `troupe: an actor-model runtime for coding agents
 Usage:
   troupe app-server [options]       serve the JSON-lines protocol on stdin/stdout
   troupe exec [options] PROMPT      run one turn and print what happens
+  troupe resume (ID | --last) PROMPT run one more turn in an earlier session
+  troupe review [--base BRANCH]     review changes in an isolated review thread
+  troupe sessions                   list earlier sessions, newest first
   troupe worker --nats URL          host sessions for gateways on NATS
   troupe mcp-server [options]       serve troupe as an MCP server on stdin/stdout
   troupe demo [--keep]              run a small real task in a temporary workspace

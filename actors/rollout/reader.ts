@@ -243,5 +243,7 @@ async function summarize(path: string): Promise<SessionSummary | null> {
     rollout_path: path,
     created_at: meta.created_at,
     first_user_message: firstUserMessage,
+    cwd: meta.cwd,
+    parent_session_id: meta.parent_session_id,
   };
 }

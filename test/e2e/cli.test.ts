@@ -1,10 +1,12 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { Event } from '../../protocol/index.js';
+import { REVIEW_INSTRUCTIONS } from '../../actors/tasks/index.js';
+import { Event, SessionSummary } from '../../protocol/index.js';
 import { troupeBin } from '../support/app-server-process.js';
 import { useScratch } from '../support/e2e.js';
 
@@ -33,8 +35,8 @@ function troupe(
     if (input !== undefined) child.stdin!.end(input);
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
     child.on('error', reject);
     child.on('exit', (code) => resolve({ code, stdout, stderr }));
   });
@@ -134,6 +136,92 @@ describe('troupe exec: the prompt and the provider', () => {
   });
 });
 
+describe('troupe sessions, resume and review', () => {
+  const say = (text: string) => ({ kind: 'response' as const, items: [{ type: 'message' as const, text }] });
+  const git = (...args: string[]) => execFileSync('git', args, { cwd: scratch.workspace, encoding: 'utf8' });
+
+  it('lists sessions newest first, and resume takes one up by id or with --last', async () => {
+    const other = await mkdtemp(join(tmpdir(), 'troupe-other-'));
+    try {
+      scratch.model.enqueue(say('first answer'), say('elsewhere answer'));
+      expect((await troupe(['exec', '-C', scratch.workspace, 'the first question'])).code).toBe(0);
+      expect((await troupe(['exec', '-C', other, 'a question elsewhere'])).code).toBe(0);
+
+      const listed = await troupe(['sessions', '--json']);
+      expect(listed.code).toBe(0);
+      const sessions = listed.stdout.trim().split('\n').map((line) => SessionSummary.parse(JSON.parse(line)));
+      expect(sessions.map((s) => [s.cwd, s.first_user_message])).toEqual([
+        [other, 'a question elsewhere'],
+        [scratch.workspace, 'the first question'],
+      ]);
+      const plain = await troupe(['sessions']);
+      expect(plain.stdout.split('\n')[1]).toBe(`${sessions[1]!.session_id}  ${sessions[1]!.created_at}  ${scratch.workspace}  the first question`);
+
+      // --last is the newest session of this directory, not the newest of all.
+      scratch.model.enqueue(say('second answer'));
+      const resumed = await troupe(['resume', '--last', '-C', scratch.workspace, '--json', 'the follow-up']);
+      expect(resumed.code).toBe(0);
+      const events = resumed.stdout.trim().split('\n').map((line) => Event.parse(JSON.parse(line)));
+      expect(events[0]!.msg).toMatchObject({ type: 'session_configured', session_id: sessions[1]!.session_id });
+      // The resumed session numbers its events on from its rollout.
+      expect(events[0]!.seq).toBeGreaterThan(1);
+      const followUp = scratch.model.requests.at(-1)!;
+      expect(JSON.stringify(followUp.body.input)).toContain('the first question');
+      expect(JSON.stringify(followUp.body.input)).toContain('first answer');
+      expect(JSON.stringify(followUp.body.input)).not.toContain('a question elsewhere');
+
+      scratch.model.enqueue(say('third answer'));
+      const byId = await troupe(['resume', sessions[0]!.session_id, 'and again']);
+      expect(byId.code).toBe(0);
+      expect(byId.stdout).toBe('third answer\n');
+      expect(JSON.stringify(scratch.model.requests.at(-1)!.body.input)).toContain('a question elsewhere');
+
+      const none = await troupe(['resume', '--last', '-C', tmpdir(), 'hi']);
+      expect(none.code).toBe(2);
+      expect(none.stderr).toMatch(/^troupe resume: no session to resume in /);
+      const missing = await troupe(['resume', 'no-such-session', 'hi']);
+      expect(missing.code).toBe(1);
+      expect(stackLines(missing.stderr)).toEqual([]);
+    } finally {
+      await rm(other, { recursive: true, force: true });
+    }
+  });
+
+  it('review reviews the uncommitted changes in a review thread and prints the findings', async () => {
+    git('init', '-q', '-b', 'main');
+    await writeFile(join(scratch.workspace, 'app.js'), 'export const answer = 41;\n');
+    git('add', '.');
+    git('commit', '-q', '-m', 'first');
+    await writeFile(join(scratch.workspace, 'app.js'), 'export const answer = 43;\n');
+    const findings = {
+      findings: [
+        {
+          title: 'Off-by-one answer',
+          body: 'The answer should be 42.',
+          confidence_score: 0.9,
+          priority: 1,
+          code_location: { absolute_file_path: join(scratch.workspace, 'app.js'), line_range: { start: 1, end: 1 } },
+        },
+      ],
+      overall_correctness: 'patch is incorrect',
+      overall_explanation: 'The constant is wrong.',
+      overall_confidence_score: 0.8,
+    };
+    scratch.model.enqueue(say(JSON.stringify(findings)));
+    const result = await troupe(['review', '-C', scratch.workspace]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('Verdict: patch is incorrect');
+    expect(result.stdout).toContain('[P1] Off-by-one answer');
+    const request = scratch.model.requests[0]!;
+    expect(request.body.instructions).toBe(REVIEW_INSTRUCTIONS);
+    expect(JSON.stringify(request.body.input)).toContain('answer = 43');
+
+    const both = await troupe(['review', '--base', 'main', '--commit', 'HEAD']);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('review takes one of');
+  });
+});
+
 describe('troupe --help and bad arguments', () => {
   it('every command answers --help with its own usage, listing its flags', async () => {
     const flags: Record<string, string[]> = {
@@ -141,6 +229,9 @@ describe('troupe --help and bad arguments', () => {
       exec: ['--json', '--approval-policy', '--sandbox', '-C, --cd', '--model', '--nats-creds'],
       worker: ['--worker-id', '--capacity', '--ready-file', '--nats-tls-ca'],
       'mcp-server': ['--model', '--wire-api'],
+      resume: ['--last', '--json', '-C, --cd', '--sandbox'],
+      review: ['--uncommitted', '--base', '--commit', '--json'],
+      sessions: ['--all', '--json', '--nats'],
       demo: ['--keep', '--model'],
       schema: [],
     };

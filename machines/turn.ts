@@ -61,10 +61,12 @@ export type TurnEvent =
   | { type: 'APPROVAL'; submissionId: string; callId: string; decision: ReviewDecision };
 
 export type TurnStatus = 'completed' | 'aborted' | 'failed';
+/** How the turn ended; the session machine announces it (task_complete or turn_aborted). */
 export interface TurnOutput {
   readonly turnId: string;
   readonly status: TurnStatus;
   readonly lastAgentMessage: string | null;
+  readonly abortReason: TurnAbortReason | null;
 }
 
 interface CallSlot {
@@ -131,7 +133,7 @@ const turnSetup = setup({
   actions: {
     /** Emit `msg` for the turn, or, with `id`, as the answer to that submission. */
     emitEvent: (_, _params: { msg: EventMsg; id?: string }) => notProvided('emitEvent')(),
-    /** Record the turn's context and user input, announce the turn. */
+    /** Record the turn's context and user input (the session machine has announced the turn). */
     beginTurn: (_, _params: { turnId: string; turn: TurnContext; input: readonly ResponseItem[] }) => notProvided('beginTurn')(),
     /** Record one finished model item and announce it (agent_message, reasoning). */
     recordItem: (_, _params: { item: ResponseItem }) => notProvided('recordItem')(),
@@ -222,10 +224,15 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
     APPROVAL: [
       {
         guard: 'isAwaiting',
-        actions: sendTo(
-          ({ event }) => `call:${event.callId}`,
-          ({ event }) => ({ type: 'APPROVAL' as const, decision: event.decision }),
-        ),
+        // The call is answered: a second answer is refused like any other (an escalation
+        // makes the call ask again, and CALL.AWAITING_APPROVAL puts it back).
+        actions: [
+          assign({ awaiting: ({ context, event }) => context.awaiting.filter((id) => id !== event.callId) }),
+          sendTo(
+            ({ event }) => `call:${event.callId}`,
+            ({ event }) => ({ type: 'APPROVAL' as const, decision: event.decision }),
+          ),
+        ],
       },
       {
         actions: {
@@ -352,37 +359,22 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
     },
     completed: {
       type: 'final',
-      entry: [
-        assign({ status: 'completed' }),
-        {
-          type: 'emitEvent',
-          params: ({ context }) => ({ msg: { type: 'task_complete', turn_id: context.turnId, last_agent_message: context.lastAgentMessage } }),
-        },
-      ],
+      entry: assign({ status: 'completed' }),
     },
     failed: {
       type: 'final',
-      entry: [
-        'abandonCalls',
-        assign({ status: 'failed' }),
-        {
-          type: 'emitEvent',
-          params: ({ context }) => ({ msg: { type: 'task_complete', turn_id: context.turnId, last_agent_message: context.lastAgentMessage } }),
-        },
-      ],
+      entry: ['abandonCalls', assign({ status: 'failed' })],
     },
     aborted: {
       type: 'final',
-      entry: [
-        'abandonCalls',
-        'interruptAgents',
-        assign({ status: 'aborted' }),
-        {
-          type: 'emitEvent',
-          params: ({ context }) => ({ msg: { type: 'turn_aborted', turn_id: context.turnId, reason: context.abortReason ?? 'interrupted' } }),
-        },
-      ],
+      entry: ['abandonCalls', 'interruptAgents', assign({ status: 'aborted' })],
     },
   },
-  output: ({ context }) => ({ turnId: context.turnId, status: context.status ?? 'failed', lastAgentMessage: context.lastAgentMessage }),
+  // The session machine ends the task from this: task_complete, or turn_aborted with the reason.
+  output: ({ context }) => ({
+    turnId: context.turnId,
+    status: context.status ?? 'failed',
+    lastAgentMessage: context.lastAgentMessage,
+    abortReason: context.status === 'aborted' ? (context.abortReason ?? 'interrupted') : null,
+  }),
 });

@@ -6,7 +6,7 @@ import { DurableStore } from '../actors/durable/store.js';
 import { LeaseLostError } from '../actors/durable/errors.js';
 import { HostDurability } from '../actors/durable/host-durability.js';
 import { journaledRollout } from '../actors/durable/session-durability.js';
-import type { SessionBindings } from '../actors/host/session-logic.js';
+import type { SessionPort as SessionBindings } from '../machines/port.js';
 import { Leases, leaseTiming, LeaseValue } from '../actors/durable/leases.js';
 import { rebuildSession, RebuildError } from '../actors/durable/rebuild.js';
 import type { LogRecord } from '../actors/durable/records.js';

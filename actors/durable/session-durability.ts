@@ -1,5 +1,5 @@
 import type { Event, ResponseItem, SessionMeta, TurnOverrides } from '../../protocol/index.js';
-import type { SessionBindings } from '../host/session-logic.js';
+import type { SessionPort } from '../../machines/port.js';
 import type { TurnContext } from '../../machines/turn-context.js';
 import type { RolloutItem, RolloutRecorder } from '../rollout/index.js';
 import type { OpenTurn } from './rebuild.js';
@@ -33,7 +33,7 @@ export interface SessionDurability {
   readonly initialSeq: number;
   /** Set for a session adopted from another worker: the turn it left open, if any. */
   readonly adopted: { readonly from: string; readonly turn: ResumedTurn | null } | null;
-  wrap(bindings: SessionBindings, hooks: RuntimeHooks): SessionBindings;
+  wrap(port: SessionPort, hooks: RuntimeHooks): SessionPort;
   /** Log a grant another session of the tree made, so this session keeps it when adopted. */
   recordApproval(key: string): void;
   /**
@@ -57,10 +57,10 @@ export interface SessionDurability {
 }
 
 /**
- * The session's bindings with the call journal around tool execution and, for an adopted
- * session, the open turn taken up where the log left it:
+ * The session's port with the call journal around tool execution and, for an adopted session,
+ * the open turn taken up where the log left it:
  *
- * - its begin (turn context, task_started, user input) is in the log already: not repeated;
+ * - its start (task_started, turn context, user input) is in the log already: not repeated;
  * - the response in flight is replayed from the log when it had made tool calls; otherwise
  *   the model request is sent again;
  * - a call whose output is in the log gets that output, without running;
@@ -69,7 +69,8 @@ export interface SessionDurability {
  *
  * An `approved_for_session` grant is logged too, so the session keeps it when it is adopted.
  */
-export function durableBindings(inner: SessionBindings, log: SessionLog, open: OpenTurn | null, hooks: RuntimeHooks): SessionBindings {
+export function durableBindings(inner: SessionPort, log: SessionLog, open: OpenTurn | null, hooks: RuntimeHooks): SessionPort {
+  let announced = false;
   let begun = false;
   let replayed = false;
   const replaying = new Set(open?.replay.map((item) => JSON.stringify(item)) ?? []);
@@ -81,6 +82,13 @@ export function durableBindings(inner: SessionBindings, log: SessionLog, open: O
       inner.rememberApproval(key);
       // Ordered before the call_started record of the call it lets run (same connection).
       log.append({ type: 'approval', key });
+    },
+    startTask(id, model) {
+      if (adoptedTurn(id) && !announced) {
+        announced = true;
+        return;
+      }
+      inner.startTask(id, model);
     },
     beginTurn(turnId, turn, input) {
       if (adoptedTurn(turnId) && !begun) {

@@ -1,60 +1,26 @@
-import { fromCallback, fromPromise } from 'xstate';
-import type { EventMsg, RateLimitSnapshot, ResponseItem, TokenUsage } from '../../protocol/index.js';
-import { sessionMachine, type TaskInput } from '../../machines/session.js';
+import { fromCallback, fromPromise, type EventObject } from 'xstate';
+import type { SessionPort } from '../../machines/port.js';
+import { sessionMachine, type TaskAnnouncement, type TaskInput } from '../../machines/session.js';
+import { fromTask } from '../../machines/task.js';
 import { toolCallMachine, type ToolCallInput } from '../../machines/tool-call.js';
 import type { ToolOutput, ToolPlan } from '../../machines/tool-plan.js';
-import { turnMachine, type ModelFailure, type TurnEvent, type TurnStep } from '../../machines/turn.js';
-import type { TurnContext } from '../../machines/turn-context.js';
-
-/**
- * What one session does for its machines' injected logic. Each method is named after the
- * action or actor it implements (machines/session.ts, turn.ts, tool-call.ts).
- */
-export interface SessionBindings {
-  emit(id: string | null, msg: EventMsg): void;
-  // tool calls
-  plan(input: ToolCallInput): Promise<ToolPlan>;
-  execute(input: ToolCallInput & { sandboxed: boolean; userApproved: boolean }, signal: AbortSignal): Promise<ToolOutput>;
-  rememberApproval(key: string): void;
-  // turns
-  sample(step: TurnStep & { attempt: number }, sendBack: (event: TurnEvent) => void): () => void;
-  wantsSnapshot(turn: TurnContext): boolean;
-  snapshot(step: TurnStep): Promise<void>;
-  wantsCompaction(turn: TurnContext): boolean;
-  autoCompact(step: TurnStep, signal: AbortSignal): Promise<void>;
-  beginTurn(turnId: string, turn: TurnContext, input: readonly ResponseItem[]): void;
-  recordItem(turnId: string, item: ResponseItem): void;
-  recordOutputs(outputs: { callId: string; output: ToolOutput }[]): void;
-  recordAborted(callIds: string[]): void;
-  recordInput(turnId: string, items: ResponseItem[]): void;
-  accountUsage(turnId: string, turn: TurnContext, usage: TokenUsage | null): void;
-  rememberRateLimits(snapshot: RateLimitSnapshot): void;
-  reportFailure(turnId: string, turn: TurnContext, failure: ModelFailure): void;
-  interruptAgents(): void;
-  // session tasks
-  review(input: TaskInput, signal: AbortSignal): Promise<void>;
-  compact(input: TaskInput, signal: AbortSignal): Promise<void>;
-  undo(input: TaskInput): Promise<void>;
-  userShell(input: TaskInput, signal: AbortSignal): Promise<void>;
-  rollback(submissionId: string, numTurns: number): void;
-  close(): Promise<void>;
-}
+import { turnMachine, type TurnEvent, type TurnStep } from '../../machines/turn.js';
 
 /**
  * The session statechart with its logic provided, built once per host and shared by all its
- * sessions: every implementation finds its session's bindings by the session id the machines
- * carry. (Providing a machine per session would rebuild three statecharts for each one, which
- * costs memory per idle session and time per spawn.)
+ * sessions: every implementation finds its session's port (machines/port.ts) by the session id
+ * the machines carry. (Providing a machine per session would rebuild three statecharts for each
+ * one, which costs memory per idle session and time per spawn.)
  */
 export class SessionLogic {
-  readonly #bindings = new Map<string, SessionBindings>();
+  readonly #ports = new Map<string, SessionPort>();
   readonly machine;
 
   constructor() {
-    const of = (sessionId: string): SessionBindings => {
-      const bindings = this.#bindings.get(sessionId);
-      if (!bindings) throw new Error(`session ${sessionId} has no bindings on this host`);
-      return bindings;
+    const of = (sessionId: string): SessionPort => {
+      const port = this.#ports.get(sessionId);
+      if (!port) throw new Error(`session ${sessionId} has no port on this host`);
+      return port;
     };
     const toolCall = toolCallMachine.provide({
       actors: {
@@ -95,10 +61,8 @@ export class SessionLogic {
     this.machine = sessionMachine.provide({
       actors: {
         turn,
-        review: fromPromise<void, TaskInput>(({ input, signal }) => of(input.sessionId).review(input, signal)),
-        compact: fromPromise<void, TaskInput>(({ input, signal }) => of(input.sessionId).compact(input, signal)),
-        undo: fromPromise<void, TaskInput>(({ input }) => of(input.sessionId).undo(input)),
-        userShell: fromPromise<void, TaskInput>(({ input, signal }) => of(input.sessionId).userShell(input, signal)),
+        announce: fromCallback<EventObject, TaskAnnouncement>(({ input }) => of(input.sessionId).startTask(input.id, input.model)),
+        task: fromTask<TaskInput>(({ input, signal }) => of(input.sessionId).runTask(input, signal)),
         close: fromPromise<void, { sessionId: string }>(({ input }) => of(input.sessionId).close()),
       },
       actions: {
@@ -108,10 +72,10 @@ export class SessionLogic {
     });
   }
 
-  /** Serve `sessionId` with `bindings`; the returned function ends that. */
-  bind(sessionId: string, bindings: SessionBindings): () => void {
-    if (this.#bindings.has(sessionId)) throw new Error(`session ${sessionId} is already bound on this host`);
-    this.#bindings.set(sessionId, bindings);
-    return () => this.#bindings.delete(sessionId);
+  /** Serve `sessionId` through `port`; the returned function ends that. */
+  bind(sessionId: string, port: SessionPort): () => void {
+    if (this.#ports.has(sessionId)) throw new Error(`session ${sessionId} is already bound on this host`);
+    this.#ports.set(sessionId, port);
+    return () => this.#ports.delete(sessionId);
   }
 }

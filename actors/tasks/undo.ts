@@ -1,4 +1,16 @@
+import { statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import type { ResponseItem } from '../../protocol/index.js';
+import type { TaskInput, TaskRequest } from '../../machines/session.js';
+import type { TaskOutput } from '../../machines/task.js';
+import type { TurnContext } from '../../machines/turn-context.js';
+import { deleteSnapshot, listSnapshots, NotAGitRepoError, restoreSnapshot, takeSnapshot } from '../git/index.js';
+import { completed, type Task, type TaskHost } from './task.js';
+
+type UndoRequest = Extract<TaskRequest, { type: 'UNDO' }>;
+
+/** Snapshots kept per session for `undo`; older ones are deleted as new turns start. */
+const KEPT_SNAPSHOTS = 20;
 
 /**
  * The note the history records after a successful undo, so the model does not assume its last
@@ -11,4 +23,81 @@ export function undoNoticeMessage(): ResponseItem {
     '</user_action>',
   ].join('\n');
   return { type: 'message', role: 'user', content: [{ type: 'input_text', text }] };
+}
+
+/**
+ * `undo`, and the ghost snapshots it goes back to: before a turn that can change files, a
+ * snapshot of the work tree (actors/git); `undo` restores the latest one. An undo does not stop
+ * half-way: an interrupt lets it finish (a half-restored tree would be worse than either).
+ */
+export class UndoTask implements Task<UndoRequest> {
+  readonly #host: TaskHost;
+
+  constructor(host: TaskHost) {
+    this.#host = host;
+  }
+
+  async run({ request, settings }: TaskInput<UndoRequest>): Promise<TaskOutput> {
+    const id = request.submissionId;
+    const host = this.#host;
+    host.emit(id, { type: 'undo_started' });
+    try {
+      const snapshots = await listSnapshots(settings.cwd, host.sessionId);
+      const last = snapshots.at(-1);
+      if (!last) {
+        host.emit(id, { type: 'undo_completed', success: false, message: 'there is no earlier turn to undo in this session' });
+        return completed();
+      }
+      const restored = await restoreSnapshot(settings.cwd, last);
+      await deleteSnapshot(settings.cwd, last);
+      host.record(undoNoticeMessage());
+      host.emit(id, {
+        type: 'undo_completed',
+        success: true,
+        message: `restored ${restored.restored.length} file(s) and removed ${restored.removed.length} to the state before the last turn`,
+      });
+    } catch (error) {
+      host.emit(id, { type: 'undo_completed', success: false, message: (error as Error).message });
+    }
+    return completed();
+  }
+
+  /**
+   * Whether a turn takes an undo snapshot: not when it cannot change files, not in sub-agents
+   * (they share their root's working tree, and undo belongs to the root), and not outside a
+   * repository (which would otherwise cost starting git to learn).
+   */
+  wantsSnapshot(turn: TurnContext): boolean {
+    return turn.sandbox_policy.mode !== 'read-only' && this.#host.depth === 0 && insideGitRepo(turn.cwd);
+  }
+
+  /** Take the snapshot `undo` goes back to. */
+  async snapshot(turn: TurnContext): Promise<void> {
+    const host = this.#host;
+    try {
+      const snapshot = await takeSnapshot(turn.cwd, host.sessionId);
+      if (snapshot.skipped.length > 0) {
+        const list = snapshot.skipped.map((s) => `${s.path} (${s.reason.replace('_', ' ')})`).join(', ');
+        host.emit(turn.turn_id, { type: 'warning', message: `undo will not cover these large or nested paths: ${list}` });
+      }
+      const all = await listSnapshots(turn.cwd, host.sessionId);
+      for (const old of all.slice(0, Math.max(0, all.length - KEPT_SNAPSHOTS))) await deleteSnapshot(turn.cwd, old);
+    } catch (error) {
+      if (error instanceof NotAGitRepoError) return;
+      host.emit(turn.turn_id, { type: 'warning', message: `no undo snapshot for this turn: ${(error as Error).message}` });
+    }
+  }
+}
+
+/**
+ * True when `dir` or one of its parents holds a `.git` (a directory, or a file for worktrees).
+ * This runs before every turn and the answer is usually "no" at every level: a synchronous stat
+ * that returns nothing for a missing path costs microseconds, where each failed async stat
+ * builds an Error with a stack trace.
+ */
+function insideGitRepo(dir: string): boolean {
+  for (let current = resolve(dir); ; current = dirname(current)) {
+    if (statSync(join(current, '.git'), { throwIfNoEntry: false }) !== undefined) return true;
+    if (dirname(current) === current) return false;
+  }
 }

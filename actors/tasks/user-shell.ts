@@ -1,6 +1,59 @@
-import type { ResponseItem } from '../../protocol/index.js';
+import type { EventOf, ResponseItem } from '../../protocol/index.js';
+import type { TaskInput, TaskRequest } from '../../machines/session.js';
+import type { TaskOutput } from '../../machines/task.js';
+import { buildTurnContext } from '../../machines/turn-context.js';
+import { runShell } from '../tools/handlers/shell.js';
+import type { ToolContext } from '../tools/tool.js';
 import { DEFAULT_OUTPUT_LIMITS, truncateMiddle } from '../tools/truncate.js';
+import { completed, INTERRUPTED, type Task, type TaskHost } from './task.js';
 import { USER_SHELL_PREFIX } from './user-turns.js';
+
+type UserShellRequest = Extract<TaskRequest, { type: 'USER_SHELL' }>;
+
+/**
+ * `run_user_shell_command`: the user's command runs outside the sandbox with the user's whole
+ * environment, streamed like a tool call's (`exec_command_begin` … `exec_command_end`); the
+ * history gets a record of it for the model's next turn. An interrupt kills it; what it printed
+ * until then is still recorded.
+ */
+export class UserShellTask implements Task<UserShellRequest> {
+  readonly #host: TaskHost;
+
+  constructor(host: TaskHost) {
+    this.#host = host;
+  }
+
+  async run({ request, settings }: TaskInput<UserShellRequest>, signal: AbortSignal): Promise<TaskOutput> {
+    const id = request.submissionId;
+    const turn = buildTurnContext(settings, id, {});
+    const base = this.#host.toolContext(id, turn, signal);
+    let end: EventOf<'exec_command_end'> | null = null;
+    const ctx: ToolContext = {
+      ...base,
+      emit: (msg) => {
+        if (msg.type === 'exec_command_end') end = msg;
+        base.emit(msg);
+      },
+    };
+    // The user's own command: their whole environment, not the one the model's commands get.
+    await runShell(
+      { command: [process.env.SHELL ?? '/bin/sh', '-lc', request.command], timeout_ms: 600_000 },
+      ctx,
+      { sandboxed: false, userApproved: true },
+      process.env,
+    );
+    const finished = end as EventOf<'exec_command_end'> | null;
+    this.#host.record(
+      ...userShellRecord(request.command, {
+        exitCode: finished?.exit_code ?? null,
+        output: finished?.aggregated_output ?? '',
+        durationMs: finished?.duration_ms,
+        cwd: settings.cwd,
+      }),
+    );
+    return signal.aborted ? INTERRUPTED : completed();
+  }
+}
 
 export interface UserShellResult {
   /** Null when the command was killed by a signal or never started. */

@@ -77,6 +77,13 @@ describe('failover on NATS', { timeout: 60_000 }, () => {
       throw new Error(`${error.message}\n${cluster.workers.map((w) => `${w.id}: ${w.stderr}`).join('\n')}`);
     });
     expect(end.msg).toMatchObject({ last_agent_message: 'Finished elsewhere.' });
+    // The turn was announced once, by the first worker; the adopting one takes it up without a second task_started.
+    const lifecycle = ['task_started', 'task_complete', 'turn_aborted'];
+    expect(
+      sessionEvents(gateway, sessionId)
+        .filter((e) => e.id === turnId && lifecycle.includes(e.msg.type))
+        .map((e) => e.msg.type),
+    ).toEqual(['task_started', 'task_complete']);
     const moved = sessionEvents(gateway, sessionId).find((e) => e.msg.type === 'background_event');
     expect(moved?.msg).toMatchObject({ message: expect.stringMatching(/moved to worker/) });
     expect(await lines(once)).toEqual(['run']);

@@ -1,0 +1,95 @@
+import type { EventMsg } from '../../protocol/index.js';
+import type { Bus } from '../bus/bus.js';
+import type { RolloutSink, SessionDurability } from '../durable/session-durability.js';
+import { log } from '../log.js';
+import { shouldPersistEvent } from '../rollout/index.js';
+
+export interface EventStreamOptions {
+  readonly sessionId: string;
+  /** Where the session's events are published in-process (`troupe.<ns>.evt.<root>.<session>`). */
+  readonly subject: string;
+  readonly bus: Bus;
+  readonly rollout: RolloutSink;
+  /** On NATS: the session's log, which events go through instead of the bus. */
+  readonly durability: SessionDurability | undefined;
+  /** The seq of the last event the session had numbered (its stream goes on after it). */
+  readonly initialSeq: number;
+  /** Named in the notices of a session that stops here. */
+  readonly workerId: string;
+}
+
+/** Events that only stream what a later event carries whole; left out while a session's log is backed up. */
+const STREAMING_DELTAS: ReadonlySet<EventMsg['type']> = new Set(['agent_message_delta', 'agent_reasoning_delta', 'exec_command_output_delta']);
+
+/**
+ * A session's event stream, the only place its events are made: each is numbered (`seq`),
+ * recorded in the rollout unless it is transient, and published: on the bus in-process, through
+ * the session's log on NATS (stored in order, held while NATS is away). A log backed up past
+ * half its limit gets no streaming deltas (the complete items follow); a full log takes no more
+ * events, and the session stops on this worker.
+ */
+export class EventStream {
+  readonly #options: EventStreamOptions;
+  #seq: number;
+  #stopped = false;
+  /** The session's log is backed up and its streaming deltas are being left out. */
+  #skippingDeltas = false;
+
+  constructor(options: EventStreamOptions) {
+    this.#options = options;
+    this.#seq = options.initialSeq;
+  }
+
+  /** Publish nothing more: the session runs elsewhere now. */
+  stop(): void {
+    this.#stopped = true;
+  }
+
+  /** Put an event on the session's stream: numbered, persisted when it matters, published. */
+  emit(id: string | null, msg: EventMsg): void {
+    if (this.#stopped) return;
+    const { sessionId, durability } = this.#options;
+    const event = { id, session_id: sessionId, seq: this.#seq + 1, msg };
+    if (durability && STREAMING_DELTAS.has(msg.type) && this.#leaveOutDelta(durability)) return;
+    if (durability && !durability.publishEvent(event)) return this.#overflowed(durability);
+    this.#seq = event.seq;
+    if (shouldPersistEvent(msg)) this.#options.rollout.record({ type: 'event_msg', payload: msg, seq: event.seq });
+    if (durability) return;
+    this.#options.bus.publish(this.#options.subject, { kind: 'event', event }).catch((error: unknown) => {
+      log.error({ err: error, session: sessionId, type: msg.type }, 'could not publish an event');
+    });
+  }
+
+  /** Whether a streaming delta is left out now; says so in the log when that starts and stops. */
+  #leaveOutDelta(durable: SessionDurability): boolean {
+    const congested = durable.congested();
+    if (congested !== this.#skippingDeltas) {
+      this.#skippingDeltas = congested;
+      log.debug(
+        { session: this.#options.sessionId },
+        congested ? 'the session log is backed up: streaming deltas are left out' : 'the session log caught up: streaming deltas again',
+      );
+    }
+    return congested;
+  }
+
+  /**
+   * The session's log holds the most it may (NATS away or too slow), and took no more events. The
+   * session says so on its stream (these two notices go past the limit, and are its last here),
+   * and stops on this worker; the host moves it on once the log has stored what it holds.
+   */
+  #overflowed(durable: SessionDurability): void {
+    this.#stopped = true;
+    const { sessionId, workerId } = this.#options;
+    const { maxEntries, maxBytes } = durable.limits;
+    const why = `its events are not being stored (NATS is away or too slow), and it holds the most it may (${maxEntries} events or ${maxBytes} bytes)`;
+    const notices: EventMsg[] = [
+      { type: 'error', code: 'internal', message: `session stopped on worker ${workerId}: ${why}` },
+      { type: 'background_event', message: `session stopped on worker ${workerId}: ${why}; it continues from its log once NATS is back` },
+    ];
+    for (const msg of notices) durable.publishEvent({ id: null, session_id: sessionId, seq: ++this.#seq, msg }, true);
+    log.error({ session: sessionId, maxEntries, maxBytes }, 'the session log is full: the session stops on this worker');
+    // Not from inside the statechart step that emitted: the host stops the actor.
+    queueMicrotask(() => durable.overflowed());
+  }
+}

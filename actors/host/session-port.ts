@@ -1,0 +1,116 @@
+import type { SessionPort } from '../../machines/port.js';
+import type { AgentSupervisor } from '../agents/supervisor.js';
+import type { TreeApprovals } from '../agents/tree-approvals.js';
+import type { Bus } from '../bus/bus.js';
+import type { FlowSignal } from '../flow/flow-gate.js';
+import { log } from '../log.js';
+import type { ModelClient } from '../model/types.js';
+import { CompactTask } from '../tasks/compact/task.js';
+import { ReviewTask } from '../tasks/review/task.js';
+import { runTask, type TaskHost } from '../tasks/task.js';
+import { UndoTask } from '../tasks/undo.js';
+import { UserShellTask } from '../tasks/user-shell.js';
+import type { EventStream } from './event-stream.js';
+import { sample } from './sampler.js';
+import type { SessionState } from './session-state.js';
+import type { ToolGateway } from './tool-gateway.js';
+
+/** The parts of a session that implement its port. */
+export interface SessionParts {
+  readonly sessionId: string;
+  readonly rootId: string;
+  readonly depth: number;
+  readonly bus: Bus;
+  readonly namespace: string;
+  readonly model: ModelClient;
+  /** Base delay of the model retry backoff. */
+  readonly retryBaseMs: number;
+  readonly flow: FlowSignal;
+  readonly events: EventStream;
+  readonly state: SessionState;
+  readonly tools: ToolGateway;
+  readonly approvals: TreeApprovals;
+  readonly agents: AgentSupervisor;
+  /** Flush and close what the session holds (the `close` actor of the SessionMachine). */
+  close(): Promise<void>;
+}
+
+/**
+ * A session's port (machines/port.ts), each method handed to the part that does it: the event
+ * stream, the session state, the tool gateway, the sampler, and the tasks (actors/tasks), which
+ * get what they need of the session as a TaskHost.
+ */
+export function sessionPort(parts: SessionParts): SessionPort {
+  const { events, state, tools, model } = parts;
+  const emit: SessionPort['emit'] = (id, msg) => events.emit(id, msg);
+  const host: TaskHost = {
+    sessionId: parts.sessionId,
+    rootId: parts.rootId,
+    depth: parts.depth,
+    bus: parts.bus,
+    namespace: parts.namespace,
+    model,
+    emit,
+    record: (...items) => state.record(...items),
+    replaceHistory: (items, note, turnStart) => state.replaceHistory(items, note, turnStart),
+    history: () => state.items(),
+    turnStart: (turnId) => state.turnStart(turnId),
+    tokensInUse: () => state.tokensInUse,
+    setTokensInUse: (tokens) => {
+      state.tokensInUse = tokens;
+    },
+    toolContext: (callId, turn, signal) => tools.contextFor(callId, turn, signal),
+  };
+  const undo = new UndoTask(host);
+  const compact = new CompactTask(host);
+  const tasks = { REVIEW: new ReviewTask(host), COMPACT: compact, UNDO: undo, USER_SHELL: new UserShellTask(host) };
+  return {
+    emit,
+    // tool calls
+    plan: (input) => tools.plan(input),
+    execute: (input, signal) => tools.execute(input, signal),
+    rememberApproval: (key) => parts.approvals.grant(key),
+    // turns
+    sample: ({ turn, attempt }, sendBack) =>
+      sample({
+        model,
+        attempt,
+        retryBaseMs: parts.retryBaseMs,
+        flow: parts.flow,
+        report: sendBack,
+        emit: (msg) => emit(turn.turn_id, msg),
+        // Built when the request goes out, from the history as it is then.
+        prompt: () => ({
+          model: turn.model,
+          instructions: turn.base_instructions,
+          input: state.forPrompt((detail) => log.warn({ session: parts.sessionId, detail }, 'history repaired before a request')),
+          tools: tools.specs(),
+          parallel_tool_calls: true,
+          effort: turn.effort,
+          output_schema: turn.final_output_json_schema,
+        }),
+      }),
+    wantsSnapshot: (turn) => undo.wantsSnapshot(turn),
+    snapshot: (step) => undo.snapshot(step.turn),
+    wantsCompaction: (turn) => compact.wantsCompaction(turn),
+    autoCompact: (step, signal) => compact.autoCompact(step.turnId, step.turn, signal),
+    beginTurn: (turnId, turn, input) => {
+      // One turn at a time: what earlier turns kept is no longer needed.
+      tools.beginTurn();
+      state.beginTurn(turnId, turn, input);
+    },
+    recordItem: (turnId, item) => state.recordItem(turnId, item),
+    recordOutputs: (outputs) => state.recordOutputs(outputs),
+    recordAborted: (callIds) => state.recordAborted(callIds),
+    recordInput: (turnId, items) => state.recordInput(turnId, items),
+    accountUsage: (turnId, turn, usage) => state.accountUsage(turnId, turn, usage),
+    rememberRateLimits: (snapshot) => state.rememberRateLimits(snapshot),
+    reportFailure: (turnId, turn, failure) => state.reportFailure(turnId, turn, failure),
+    interruptAgents: () => void parts.agents.interruptAll(),
+    // the session's tasks
+    startTask: (id, taskModel) => emit(id, { type: 'task_started', turn_id: id, model_context_window: model.contextWindow(taskModel) }),
+    runTask: (input, signal) => runTask(tasks, input, signal),
+    rollback: (submissionId, numTurns) => state.rollback(submissionId, numTurns),
+    close: () => parts.close(),
+  };
+}

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { ErrorCode, Event, EventMsg, EventOf, Op, SessionConfig, SessionOp, SessionSummary, Submission } from '../protocol/index.js';
+import type { ErrorCode, Event, EventMsg, EventOf, Op, SessionConfig, SessionOp, SessionSummary } from '../protocol/index.js';
 import { AsyncQueue } from './async-queue.js';
 import { FlowGate, type FlowSignal } from './flow/flow-gate.js';
 import type { Bus } from './bus/bus.js';
@@ -145,8 +145,8 @@ export class Runtime {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Submit a submission (validated first; problems come back as `error` events). */
-  submit(submission: Submission | unknown): Promise<void> {
+  /** Submit a submission: anything, validated first as a `Submission` (problems come back as `error` events). */
+  submit(submission: unknown): Promise<void> {
     return this.gateway.submitRaw(submission);
   }
 

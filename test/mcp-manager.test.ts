@@ -240,7 +240,7 @@ describe('McpManager over streamable HTTP', () => {
     const child = spawn(process.execPath, [FIXTURE, '--http'], { stdio: ['pipe', 'pipe', 'pipe'] });
     children.push(child);
     const url = await new Promise<string>((resolve, reject) => {
-      createInterface({ input: child.stdout! }).once('line', resolve);
+      createInterface({ input: child.stdout }).once('line', resolve);
       child.once('exit', (code) => reject(new Error(`the HTTP fixture exited with ${code}`)));
     });
     const { manager, events } = await start({ remote: { url, headers: { 'x-test': '1' } } });

@@ -247,7 +247,7 @@ describe('readRollout', () => {
     const path = await newSession('s-invalid', new Date(), [item(user('hello'))]);
     await appendFile(path, `${JSON.stringify({ timestamp: 'x', type: 'event_msg', payload: { type: 'agent_message' } })}\n`);
     const rollout = await readRollout(path);
-    expect(rollout.skipped).toEqual([{ line: 3, error: expect.stringMatching(/payload\.message/) as unknown as string }]);
+    expect(rollout.skipped).toEqual([{ line: 3, error: expect.stringMatching(/payload\.message/) }]);
   });
 
   it('fails clearly without a session_meta first line', async () => {

@@ -1,4 +1,5 @@
-/** Short names for sub-agents, so people (and the parent model) can tell them apart. */
+/** Short names for sub-agents, so people (and the parent model) can tell them apart. Two rows of twelve, left as written. */
+// prettier-ignore
 const NAMES = [
   'Ada', 'Basil', 'Cleo', 'Dara', 'Emil', 'Fern', 'Gus', 'Hana', 'Ivo', 'Juno', 'Kai', 'Lark',
   'Milo', 'Nell', 'Otto', 'Pia', 'Quin', 'Rhea', 'Sami', 'Tove', 'Uma', 'Vik', 'Wren', 'Yara',

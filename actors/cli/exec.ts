@@ -165,7 +165,8 @@ const TURN_FLAGS = {
   cd: { type: 'string', short: 'C' },
 } as const;
 
-type TurnFlagValues = ReturnType<typeof parseTurnFlags>['values'];
+/** The values of the flags every turn command takes (a command's own extra flags come on top). */
+type TurnFlagValues = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; strict: true; options: typeof TURN_FLAGS }>>['values'];
 
 function parseTurnFlags<E extends Record<string, { type: 'string' | 'boolean'; default?: boolean }>>(argv: readonly string[], extra: E) {
   return parseArgs({ args: [...argv], allowPositionals: true, strict: true, options: { ...TURN_FLAGS, ...extra } });

@@ -33,7 +33,7 @@ export class ChatModelClient extends SdkModelClient<ChatCompletionChunk> {
     return (signal) => this.options.client.chat.completions.create(STREAMING, encodedBody(body, signal)).withResponse();
   }
 
-  protected async *read(next: () => Promise<IteratorResult<ChatCompletionChunk>>, guard: StreamGuard): AsyncGenerator<ModelStreamEvent> {
+  protected async *read(next: () => Promise<IteratorResult<ChatCompletionChunk, unknown>>, guard: StreamGuard): AsyncGenerator<ModelStreamEvent> {
     let responseId = '';
     let text = '';
     const calls = new Map<number, PendingCall>();

@@ -40,7 +40,7 @@ export function classifyModelError(error: unknown): ModelError {
         code: error.code ?? null,
         type: error.type ?? null,
         message: providerMessage,
-        headers: error.headers ?? null,
+        headers: (error.headers as Headers | undefined) ?? null,
       },
       error,
     );

@@ -52,7 +52,7 @@ export async function httpFetch(input: string | URL | Request, init: RequestInit
       } catch (error) {
         // A status a Response cannot have (outside 200-599): fail the request, not the process.
         response.destroy();
-        reject(error instanceof RangeError ? new TypeError(`${url.origin} answered with HTTP status ${response.statusCode}`, { cause: error }) : error);
+        reject(error instanceof RangeError ? new TypeError(`${url.origin} answered with HTTP status ${response.statusCode}`, { cause: error }) : asError(error));
       }
     });
     request.once('error', reject);
@@ -74,7 +74,7 @@ function toResponse(response: IncomingMessage, signal: AbortSignal | null): Resp
   if (signal) {
     // Aborting destroys the request, and the body would fail with a bare ECONNRESET; a fetch
     // body fails with the signal's reason, which is how the SDK tells a cancel from a drop.
-    const onAbort = () => body.destroy(signal.reason);
+    const onAbort = () => body.destroy(signal.reason as Error);
     if (signal.aborted) onAbort();
     else {
       signal.addEventListener('abort', onAbort, { once: true });
@@ -92,4 +92,8 @@ function decoded(response: IncomingMessage): Readable {
   if (decoder === null) return response;
   response.once('error', (error) => decoder.destroy(error));
   return response.pipe(decoder);
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
 }

@@ -24,7 +24,7 @@ export class ResponsesModelClient extends SdkModelClient<ResponseStreamEvent> {
     return (signal) => this.options.client.responses.create(STREAMING, encodedBody(body, signal)).withResponse();
   }
 
-  protected async *read(next: () => Promise<IteratorResult<ResponseStreamEvent>>, guard: StreamGuard, headers: Headers): AsyncGenerator<ModelStreamEvent> {
+  protected async *read(next: () => Promise<IteratorResult<ResponseStreamEvent, unknown>>, guard: StreamGuard, headers: Headers): AsyncGenerator<ModelStreamEvent> {
     for (;;) {
       const { done, value: event } = await next();
       if (done === true) throw guard.endedEarly('response.completed');

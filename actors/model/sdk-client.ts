@@ -81,5 +81,5 @@ export abstract class SdkModelClient<T> implements ModelClient {
    * Turn the wire's events into ModelStreamEvents. `next` waits for the next event under the
    * guard; `headers` are the response's, for errors that report what the provider said.
    */
-  protected abstract read(next: () => Promise<IteratorResult<T>>, guard: StreamGuard, headers: Headers): AsyncGenerator<ModelStreamEvent>;
+  protected abstract read(next: () => Promise<IteratorResult<T, unknown>>, guard: StreamGuard, headers: Headers): AsyncGenerator<ModelStreamEvent>;
 }

@@ -79,7 +79,7 @@ export const DELTAS_PER_MESSAGE = 16;
 /** Message `m` of a flood, made of deltas that each name their place. */
 export function floodMessage(m: number, tag: string): string {
   let text = '';
-  for (let d = 0; d < DELTAS_PER_MESSAGE; d++) text += `<${tag}${m}.${d}>`.padEnd(DELTA_CHARS, 'abcdefgh'[d % 8]!);
+  for (let d = 0; d < DELTAS_PER_MESSAGE; d++) text += `<${tag}${m}.${d}>`.padEnd(DELTA_CHARS, 'abcdefgh'[d % 8]);
   return text;
 }
 

@@ -5,6 +5,7 @@ import { FlowGate, type FlowSignal } from './flow/flow-gate.js';
 import type { Bus } from './bus/bus.js';
 import { InProcessBus } from './bus/in-process.js';
 import { DEFAULT_NAMESPACE } from './bus/subjects.js';
+import type { GatewayDurability } from './durable/gateway-durability.js';
 import { Gateway } from './gateway/gateway.js';
 import { Host } from './host/host.js';
 import { createModelClient } from './model/index.js';
@@ -44,6 +45,12 @@ export interface RuntimeOptions {
   readonly bus?: Bus | undefined;
   /** The subject namespace on the bus (default `default`). */
   readonly namespace?: string | undefined;
+  /**
+   * With `bus`: opens the gateway's JetStream side, so ops wait in each session's queue and
+   * events are read from its log (nothing lost across a broker restart or a failover).
+   * `gatewayBusOptions` returns it with the bus; without it the gateway uses the bus alone.
+   */
+  readonly gatewayDurability?: (() => Promise<GatewayDurability>) | undefined;
 }
 
 /** Options from the environment (PROTOCOL.md §2), overridden by what the caller sets. */
@@ -134,6 +141,7 @@ export class Runtime {
       namespace,
       onEvent: (event) => this.#dispatch(event),
       flow: this.flow,
+      durability: options.bus ? options.gatewayDurability : undefined,
     });
     this.host?.start();
     this.gateway.start();

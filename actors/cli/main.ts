@@ -77,7 +77,7 @@ function isParseArgsError(error: unknown): boolean {
 
 /** NATS settings that cannot work exit 2, a first connection that fails exits 1. */
 async function natsFailure(error: Error): Promise<number> {
-  const { NatsConnectError, NatsSettingsError } = await import('../nats/connect.js');
+  const [{ NatsConnectError }, { NatsSettingsError }] = await Promise.all([import('../nats/connect.js'), import('../nats/settings.js')]);
   if (error instanceof NatsSettingsError) {
     process.stderr.write(`troupe: ${error.message}\n`);
     return 2;

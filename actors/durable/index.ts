@@ -19,4 +19,5 @@ export {
 } from './session-durability.js';
 export { HostDurability, type AdoptionTarget, type FedSession } from './host-durability.js';
 export { writeRolloutFile } from './rollout-file.js';
-export { GatewayDurability, SeqFilter } from './gateway-durability.js';
+export { GatewayDurability } from './gateway-durability.js';
+export { SeqFilter } from './seq-filter.js';

@@ -10,8 +10,8 @@ import {
 import { isSessionlessOp } from '../../protocol/index.js';
 import { NoRespondersError, RequestTimeoutError, type Bus, type Subscription } from '../bus/bus.js';
 import { subjects, type Subjects } from '../bus/subjects.js';
-import { NatsBus } from '../bus/nats.js';
-import { GatewayDurability, SeqFilter } from '../durable/index.js';
+import type { GatewayDurability } from '../durable/gateway-durability.js';
+import { SeqFilter } from '../durable/seq-filter.js';
 import { log } from '../log.js';
 import { ALWAYS_OPEN, type FlowSignal } from '../flow/flow-gate.js';
 
@@ -31,6 +31,11 @@ export interface GatewayOptions {
    * of an in-process host watch the same gate themselves.
    */
   readonly flow?: FlowSignal;
+  /**
+   * On NATS: opens the JetStream side (ops through each session's queue, events from the log
+   * stream). Absent, or failing (no JetStream), ops and events go over the bus itself.
+   */
+  readonly durability?: (() => Promise<GatewayDurability>) | undefined;
 }
 
 /**
@@ -74,13 +79,14 @@ export class Gateway {
         if (message.kind === 'event') this.#onSessionEvent(message.event);
       });
     };
-    if (!(bus instanceof NatsBus)) {
+    const open = this.#options.durability;
+    if (open === undefined) {
       followCore();
       return;
     }
     this.#durable = (async () => {
       try {
-        const durable = await GatewayDurability.open(bus.connection, this.#options.namespace);
+        const durable = await open();
         const flow = this.#options.flow ?? ALWAYS_OPEN;
         this.#durableEvents = await durable.followEvents((event) => {
           if (this.#seqFilter.accept(event)) this.#onSessionEvent(event);

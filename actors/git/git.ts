@@ -19,7 +19,6 @@
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { execa } from 'execa';
 import { GitCommandError, NotAGitRepoError, UntrustedGitError } from './errors.js';
 
 export interface GitRunOptions {
@@ -115,8 +114,12 @@ const HARDENING: readonly string[] = [
   'diff.ignoreSubmodules=all',
 ].flatMap((setting) => ['-c', setting]);
 
+/** execa, loaded on the first git command: a run that never needs git never pays for it. */
+let execaModule: Promise<typeof import('execa')> | null = null;
+
 /** Runs git in `cwd` with the closed environment and the overrides; internal to this folder. */
 export async function runGit(cwd: string, args: readonly string[], options: GitRunOptions = {}): Promise<GitRunResult> {
+  const { execa } = await (execaModule ??= import('execa'));
   const result = await execa('git', [...HARDENING, ...args], {
     cwd,
     env: { ...gitEnv(), ...options.env },

@@ -1,6 +1,8 @@
 import type { BusMessage, HomeConfig, PlaceMessage, ResponseItem, SessionConfig } from '../../protocol/index.js';
 import { applyOverrides, settingsFromConfig, type SessionSettings } from '../../machines/turn-context.js';
-import { journaledRollout, writeRolloutFile, type HostDurability, type OpFeed, type SeenLease, type SessionLog } from '../durable/index.js';
+import type { HostDurability, OpFeed, SeenLease, SessionLog } from '../durable/index.js';
+import { writeRolloutFile } from '../durable/rollout-file.js';
+import { journaledRollout } from '../durable/session-durability.js';
 import { NoRespondersError, type Bus, type Subscription } from '../bus/bus.js';
 import { subjects, type Subjects } from '../bus/subjects.js';
 import { log } from '../log.js';

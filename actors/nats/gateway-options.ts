@@ -1,18 +1,20 @@
 import type { Bus } from '../bus/bus.js';
-import { NatsBus } from '../bus/nats.js';
+import type { GatewayDurability } from '../durable/gateway-durability.js';
 import type { Logger } from '../log.js';
-import { connectNats, natsSettingsFrom, type NatsFlagValues } from './connect.js';
+import { natsSettingsFrom, type NatsFlagValues } from './settings.js';
 
-/** What a gateway runtime needs to run on NATS: its bus and namespace (see RuntimeOptions). */
+/** What a gateway runtime needs to run on NATS (see RuntimeOptions). */
 export interface GatewayBusOptions {
   readonly bus?: Bus;
   readonly namespace?: string;
+  /** Opens the JetStream side of the gateway: ops through each session's queue, events from the log. */
+  readonly gatewayDurability?: () => Promise<GatewayDurability>;
 }
 
 /**
- * For `app-server` and `exec`: when the flags or the environment name a NATS server, connect
- * and return the options that make the runtime a gateway on it; otherwise nothing, and the
- * runtime hosts its sessions in-process.
+ * For the commands that can be gateways: when the flags or the environment name a NATS server,
+ * connect and return the options that make the runtime a gateway on it; otherwise nothing, and
+ * the runtime hosts its sessions in-process. The NATS client is loaded only in the first case.
  */
 export async function gatewayBusOptions(
   flags: NatsFlagValues,
@@ -22,6 +24,15 @@ export async function gatewayBusOptions(
 ): Promise<GatewayBusOptions> {
   const settings = natsSettingsFrom(flags, env);
   if (settings === null) return {};
-  const connection = await connectNats(settings, { name, ...(logger ? { logger } : {}) });
-  return { bus: new NatsBus(connection, logger ? { logger } : {}), namespace: settings.namespace };
+  const { connectNats } = await import('./connect.js');
+  const [connection, { NatsBus }, { GatewayDurability }] = await Promise.all([
+    connectNats(settings, { name, ...(logger ? { logger } : {}) }),
+    import('../bus/nats.js'),
+    import('../durable/gateway-durability.js'),
+  ]);
+  return {
+    bus: new NatsBus(connection, logger ? { logger } : {}),
+    namespace: settings.namespace,
+    gatewayDurability: () => GatewayDurability.open(connection, settings.namespace),
+  };
 }

@@ -13,8 +13,8 @@ import { DurableStore } from './store.js';
 
 /** What a host lets the adoption loop see and do. */
 export interface AdoptionTarget {
-  /** Whether the host can take one more session now. */
-  hasRoom(): boolean;
+  /** How many more sessions the host can take now (0 while it drains). */
+  room(): number;
   /** Run a session whose lease this worker just took over. */
   adopt(lease: SeenLease): Promise<void>;
 }
@@ -194,27 +194,37 @@ export class HostDurability {
   }
 
   async #scan(target: AdoptionTarget): Promise<void> {
-    if (this.#scanning || !target.hasRoom() || !this.#link.up || Date.now() < this.#quietUntil) return;
+    if (this.#scanning || target.room() <= 0 || !this.#link.up || Date.now() < this.#quietUntil) return;
     this.#scanning = true;
     try {
       const expired = await this.leases.expired();
       // Shuffled, so workers scanning at the same moment mostly go for different sessions.
       expired.sort(() => Math.random() - 0.5);
+      // Leases are taken one by one (each a compare-and-set), up to the room there is; the
+      // sessions are then rebuilt side by side, so the last of many is not kept waiting.
+      let room = target.room();
+      const adoptions: Promise<void>[] = [];
       for (const lease of expired) {
-        if (!target.hasRoom() || Date.now() < this.#quietUntil) break;
+        if (room <= 0 || Date.now() < this.#quietUntil) break;
         if (!(await this.leases.takeOver(lease))) continue;
-        this.#logger.info({ session: lease.sessionId, from: lease.value.worker_id }, 'adopting a session');
-        try {
-          await target.adopt(lease);
-        } catch (error) {
-          this.#logger.error({ err: error, session: lease.sessionId }, 'adopting a session failed; handing it back');
-          await this.leases.handOver(lease.sessionId);
-        }
+        room -= 1;
+        adoptions.push(this.#adopt(target, lease));
       }
+      await Promise.all(adoptions);
     } catch (error) {
       this.#logger.debug({ err: error, worker: this.#workerId }, 'looking for sessions to adopt failed');
     } finally {
       this.#scanning = false;
+    }
+  }
+
+  async #adopt(target: AdoptionTarget, lease: SeenLease): Promise<void> {
+    this.#logger.info({ session: lease.sessionId, from: lease.value.worker_id }, 'adopting a session');
+    try {
+      await target.adopt(lease);
+    } catch (error) {
+      this.#logger.error({ err: error, session: lease.sessionId }, 'adopting a session failed; handing it back');
+      await this.leases.handOver(lease.sessionId).catch(() => undefined);
     }
   }
 }

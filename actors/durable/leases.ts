@@ -30,6 +30,9 @@ export interface LeaseTiming {
 
 export const DEFAULT_LEASE_MS = 3_000;
 
+/** How many leases `expired()` reads at once. */
+const EXPIRY_READ_BATCH = 64;
+
 export function leaseTiming(leaseMs: number = DEFAULT_LEASE_MS): LeaseTiming {
   return { leaseMs, renewMs: Math.max(50, Math.floor(leaseMs / 3)) };
 }
@@ -150,14 +153,16 @@ export class Leases {
     const now = Date.now();
     const found: SeenLease[] = [];
     const keys: string[] = [];
-    for await (const key of await this.#kv.keys()) keys.push(key);
-    for (const key of keys) {
-      if (this.#held.has(key)) continue;
-      const entry = await this.#kv.get(key).catch(() => null);
-      if (!entry || entry.operation !== 'PUT') continue;
-      const parsed = LeaseValue.safeParse(safeJson(entry.string()));
-      if (!parsed.success) continue;
-      if (parsed.data.expires_at <= now) found.push({ sessionId: key, value: parsed.data, revision: entry.revision });
+    for await (const key of await this.#kv.keys()) if (!this.#held.has(key)) keys.push(key);
+    // Read in batches: one round trip per batch rather than per lease.
+    for (let i = 0; i < keys.length; i += EXPIRY_READ_BATCH) {
+      const batch = keys.slice(i, i + EXPIRY_READ_BATCH);
+      const entries = await Promise.all(batch.map((key) => this.#kv.get(key).catch(() => null)));
+      entries.forEach((entry, j) => {
+        if (!entry || entry.operation !== 'PUT') return;
+        const parsed = LeaseValue.safeParse(safeJson(entry.string()));
+        if (parsed.success && parsed.data.expires_at <= now) found.push({ sessionId: batch[j]!, value: parsed.data, revision: entry.revision });
+      });
     }
     return found;
   }

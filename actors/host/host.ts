@@ -142,7 +142,7 @@ export class Host {
     const { bus } = this.#options;
     void this.#syncPlacement();
     this.#durability?.startAdopting({
-      hasRoom: () => !this.#draining && this.load < this.capacity,
+      room: () => (this.#draining ? 0 : Math.max(0, this.capacity - this.load)),
       adopt: (lease) => this.#adopt(lease),
     });
     this.#subscriptions.push(

@@ -8,3 +8,4 @@ export { coreTools, defineTool, ToolRegistry, type ToolContext, type ToolHandler
 export type { Bus } from './actors/bus/bus.js';
 export { InProcessBus, InProcessBroker } from './actors/bus/in-process.js';
 export type * from './protocol/index.js';
+export { runJob, JobInputError, type JobProgress, type JobRequest, type JobSummary, type RunJobOptions } from './actors/jobs/index.js';

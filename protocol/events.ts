@@ -27,6 +27,10 @@ export type ErrorCode = z.infer<typeof ErrorCode>;
 export const AgentStatus = z.enum(['pending_init', 'running', 'completed', 'errored', 'interrupted', 'shutdown']);
 export type AgentStatus = z.infer<typeof AgentStatus>;
 
+/** An agent job (`spawn_agents_on_csv`): running, or how it ended. */
+export const AgentJobStatus = z.enum(['running', 'completed', 'failed', 'cancelled']);
+export type AgentJobStatus = z.infer<typeof AgentJobStatus>;
+
 export const TokenUsageInfo = z.object({
   total_token_usage: TokenUsage,
   last_token_usage: TokenUsage,
@@ -145,6 +149,17 @@ export const EventMsg = z.discriminatedUnion('type', [
     prompt: z.string(),
   }),
   ev('agent_status', { agent_id: z.string(), status: AgentStatus, message: z.string().optional() }),
+  ev('agent_job_progress', {
+    job_id: z.string(),
+    status: AgentJobStatus,
+    total: z.number().int().nonnegative(),
+    pending: z.number().int().nonnegative(),
+    running: z.number().int().nonnegative(),
+    completed: z.number().int().nonnegative(),
+    failed: z.number().int().nonnegative(),
+    /** Estimated time to the end of the job from the pace so far; null until an item has finished. */
+    eta_ms: z.number().int().nonnegative().nullable(),
+  }),
   ev('shutdown_complete', {}),
 ]);
 export type EventMsg = z.infer<typeof EventMsg>;

@@ -93,3 +93,36 @@ export const WriteStdinArgs = z.object({
   yield_time_ms: z.number().int().positive().optional(),
 });
 export type WriteStdinArgs = z.infer<typeof WriteStdinArgs>;
+
+/** `spawn_agents_on_csv`: one sub-agent per row of a CSV (or JSONL) file; the names are Codex's. */
+export const SpawnAgentsOnCsvArgs = z.object({
+  csv_path: z
+    .string()
+    .min(1)
+    .describe('The input: a CSV file with a header row, or JSON Lines (one object a line) when the name ends in .jsonl. Relative to the working directory.'),
+  instruction: z
+    .string()
+    .describe('The task for each row. {column} is replaced with the row\'s value of that column; write {{ and }} for literal braces.'),
+  id_column: z.string().optional().describe('The column whose values name the items (a repeated value gets -2, -3, …). Default: row-1, row-2, …'),
+  output_schema: z
+    .record(z.string(), z.unknown())
+    .optional()
+    .describe('A JSON Schema every result must match. With an object schema, each property becomes a column of the output.'),
+  max_concurrency: z.number().int().min(1).optional().describe('Most items running at once (default 16, at most 64, and within agent_max_threads).'),
+  max_workers: z.number().int().min(1).optional().describe('Another name for max_concurrency.'),
+  max_runtime_seconds: z.number().int().min(1).optional().describe('Most seconds one item may run before it fails (default 1800).'),
+  output_csv_path: z
+    .string()
+    .optional()
+    .describe('Where to write the results (CSV, or JSON Lines when it ends in .jsonl). Default: next to the input, named after the job.'),
+});
+export type SpawnAgentsOnCsvArgs = z.infer<typeof SpawnAgentsOnCsvArgs>;
+
+/** `report_agent_job_result`: a job item's agent hands in its result. */
+export const ReportAgentJobResultArgs = z.object({
+  job_id: z.string().min(1).describe('The job, as your task names it.'),
+  item_id: z.string().min(1).describe('Your item, as your task names it.'),
+  result: z.record(z.string(), z.unknown()).describe("The item's result: a JSON object (matching the job's output schema when it has one)."),
+  stop: z.boolean().optional().describe('True cancels the items of the job that have not started, once this result is recorded.'),
+});
+export type ReportAgentJobResultArgs = z.infer<typeof ReportAgentJobResultArgs>;

@@ -28,6 +28,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await (await import('./exec.js')).runReview(rest);
       case 'sessions':
         return await (await import('./sessions.js')).runSessions(rest);
+      case 'jobs':
+        return await (await import('./jobs.js')).runJobs(rest);
       case 'worker':
         return await (await import('./worker.js')).runWorker(rest);
       case 'mcp-server':

@@ -1,4 +1,5 @@
 import type { Event } from '../../protocol/index.js';
+import { progressLine } from '../jobs/progress.js';
 
 /**
  * The readable transcript of `troupe exec` and `troupe demo`: agent text, commands with their
@@ -17,6 +18,8 @@ export class TranscriptRenderer {
   #label = '';
   /** Between entered and exited_review_mode: the next child session is the reviewer. */
   #reviewing = false;
+  /** Agent jobs whose progress has been shown. */
+  readonly #jobs = new Set<string>();
 
   constructor(out: NodeJS.WriteStream) {
     this.#out = out;
@@ -43,6 +46,12 @@ export class TranscriptRenderer {
         if (msg.status !== 'pending_init' && msg.status !== 'running') {
           this.#line(dim(`agent ${this.#agents.get(msg.agent_id) ?? msg.agent_id} ${msg.status}`));
         }
+        break;
+      case 'agent_job_progress':
+        // One bar, redrawn in place on a terminal; elsewhere a job's first and last states only.
+        if (msg.status === 'running' && this.#tty) this.#startProgress(progressLine(msg));
+        else if (msg.status !== 'running' || !this.#jobs.has(msg.job_id)) this.#line(progressLine(msg));
+        this.#jobs.add(msg.job_id);
         break;
       case 'entered_review_mode':
         this.#reviewing = true;

@@ -88,6 +88,31 @@ Options:
 
 ${NATS}
 `,
+  jobs: `Usage: troupe jobs run --csv FILE --instruction TEXT [options]
+       troupe jobs status [JOB_ID] [--json]
+       troupe jobs cancel JOB_ID
+
+Agent jobs without a parent agent. run: one sub-agent per row of FILE (a CSV with a header row,
+or JSON Lines when it ends in .jsonl), each given TEXT with the row's values in its {column}
+placeholders; a progress bar on stderr, the summary as a JSON line on stdout. Exits 0 when every
+item completed, 1 when some failed or the job was cancelled (Ctrl-C cancels it), 2 on bad
+arguments or input. status: the jobs under TROUPE_HOME, newest first, or one in full. cancel:
+stop a job (in this or another process); its output is written with what was done.
+
+Options of run:
+  --concurrency N           items at once (default 16, at most 64)
+  --output FILE             where the results go (CSV, or JSON Lines for .jsonl; default next to the input)
+  --id-column C             the column naming the items (default row-1, row-2, …)
+  --output-schema FILE      a JSON Schema file every result must match
+  --max-runtime-seconds N   most seconds one item may run (default 1800)
+  --max-attempts N          attempts of an item whose agent errors (default 3)
+  --json                    print the job session's events as JSON lines before the summary
+  --approval-policy P       untrusted | on-failure | on-request | never (default never)
+  --sandbox S               read-only | workspace-write | danger-full-access (default workspace-write)
+  -C, --cd DIR              the agents' working directory; relative paths start here
+
+${MODEL}
+`,
   worker: `Usage: troupe worker --nats URL [options]
 
 Host sessions for the gateways on NATS. SIGTERM or SIGINT drains: the worker stops taking
@@ -140,6 +165,7 @@ Usage:
   troupe resume (ID | --last) PROMPT run one more turn in an earlier session
   troupe review [--base BRANCH]     review changes in an isolated review thread
   troupe sessions                   list earlier sessions, newest first
+  troupe jobs run --csv FILE ...    one sub-agent per row of a file (also: jobs status, jobs cancel)
   troupe worker --nats URL          host sessions for gateways on NATS
   troupe mcp-server [options]       serve troupe as an MCP server on stdin/stdout
   troupe demo [--keep]              run a small real task in a temporary workspace

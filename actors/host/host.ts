@@ -22,6 +22,7 @@ import {
 } from '../rollout/index.js';
 import { ToolRegistry } from '../tools/registry.js';
 import { agentTools } from '../agents/tools.js';
+import { jobTools } from '../jobs/tools.js';
 import { isDirectory } from '../tools/child-process.js';
 import { ALWAYS_OPEN, type FlowSignal } from '../flow/flow-gate.js';
 import { SessionRuntime } from './session-runtime.js';
@@ -405,7 +406,7 @@ export class Host {
         purpose === 'session'
           ? this.#options.tools
           : purpose === 'review'
-            ? this.#options.tools.without(agentTools.map((t) => t.name))
+            ? this.#options.tools.without([...agentTools, ...jobTools].map((t) => t.name))
             : new ToolRegistry(),
       logic: this.#logic,
       home: this.#options.home,

@@ -2,6 +2,7 @@ import { createActor, type Actor } from 'xstate';
 import type { EventMsg, ResponseItem, Submission } from '../../protocol/index.js';
 import { AgentSupervisor } from '../agents/supervisor.js';
 import { TreeApprovals } from '../agents/tree-approvals.js';
+import { attachJobs, type SessionJobs } from '../jobs/session.js';
 import { subjects } from '../bus/subjects.js';
 import { log } from '../log.js';
 import { developerMessage } from '../prompts/environment-context.js';
@@ -37,6 +38,8 @@ export class SessionRuntime {
   readonly #mcp: SessionMcp;
   readonly #approvals: TreeApprovals;
   readonly #agents: AgentSupervisor;
+  /** The session's agent jobs (regular sessions only). */
+  #jobs: SessionJobs | null = null;
   /** Where ops go: the statechart, or the event stream and MCP for the ops that stop short of it. */
   readonly #opTarget: OpTarget;
   /** Ops of this session are handled strictly in arrival order. */
@@ -167,6 +170,17 @@ export class SessionRuntime {
       });
     }
     this.#mcp.start(this.#spec.mcpServers, settings.cwd);
+    if (this.#spec.purpose === 'session') {
+      this.#jobs = attachJobs({
+        sessionId: this.id,
+        home: this.#services.home,
+        fresh,
+        settings,
+        toolContext: (callId, turn, signal) => this.#tools.contextFor(callId, turn, signal),
+        record: (item) => state.record(item),
+        idle: () => this.idle,
+      });
+    }
   }
 
   /**
@@ -191,6 +205,7 @@ export class SessionRuntime {
   /** Close the sub-agents (each closes its own first) and dispose what tools kept open; the rollout closes after. */
   async #close(): Promise<void> {
     await this.#mcp.ready;
+    await this.#jobs?.dispose();
     await this.#agents.closeAll().catch((error: unknown) => log.warn({ err: error, session: this.id }, 'closing sub-agents failed'));
     await this.#approvals.stop();
     await this.#tools.dispose();

@@ -1,10 +1,10 @@
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { REVIEW_INSTRUCTIONS } from '../../actors/tasks/index.js';
 import { Event, SessionSummary } from '../../protocol/index.js';
 import { troupeBin } from '../support/app-server-process.js';
@@ -17,6 +17,13 @@ const scratch = useScratch();
 function env(): NodeJS.ProcessEnv {
   return { ...process.env, OPENAI_BASE_URL: scratch.model.url, OPENAI_API_KEY: 'k', TROUPE_HOME: scratch.home, TROUPE_RETRY_BASE_MS: '1' };
 }
+
+/** Commands still running; a test that fails or times out leaves none behind. */
+const running = new Set<ChildProcess>();
+afterEach(() => {
+  for (const child of running) child.kill('SIGKILL');
+  running.clear();
+});
 
 /**
  * Run `troupe <args>` with no terminal on stdin (empty, or `input` through a pipe); resolves
@@ -32,6 +39,8 @@ function troupe(
       env: environment,
       stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
+    running.add(child);
+    child.once('exit', () => running.delete(child));
     if (input !== undefined) child.stdin!.end(input);
     let stdout = '';
     let stderr = '';

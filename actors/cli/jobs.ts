@@ -1,0 +1,227 @@
+import { readFileSync, statSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { AskForApproval, SandboxMode, type SessionConfig } from '../../protocol/index.js';
+import { cancelJob, findJob, JobLookupError, listJobs, overview, type JobOverview } from '../jobs/admin.js';
+import { JobInputError } from '../jobs/input.js';
+import { runJob } from '../jobs/library.js';
+import { troupeHome } from '../rollout/index.js';
+import { createRuntime, SessionError, type RuntimeOptions } from '../runtime.js';
+import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
+import { TranscriptRenderer } from './render.js';
+import { closeRuntime, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
+
+/** `troupe jobs run | status | cancel`. */
+export async function runJobs(argv: readonly string[], runtimeOptions: RuntimeOptions = {}): Promise<number> {
+  const [sub, ...rest] = argv;
+  switch (sub) {
+    case 'run':
+      return jobsRun(rest, runtimeOptions);
+    case 'status':
+      return jobsStatus(rest);
+    case 'cancel':
+      return jobsCancel(rest);
+    case undefined:
+      throw new UsageError('jobs needs a subcommand: run, status or cancel');
+    default:
+      throw new UsageError(`unknown jobs subcommand "${sub}" (run, status or cancel)`);
+  }
+}
+
+function count(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} must be a whole number of at least 1, got "${value}"`);
+  return n;
+}
+
+/**
+ * `troupe jobs run --csv FILE --instruction TEXT …`: a job without a parent agent. A progress
+ * bar on stderr, the summary as one JSON line on stdout. Exits 0 when every item completed, 1
+ * when some failed or the job was cancelled (Ctrl-C cancels it), 2 on bad arguments or input.
+ */
+async function jobsRun(argv: readonly string[], runtimeOptions: RuntimeOptions): Promise<number> {
+  const { values } = parseArgs({
+    args: [...argv],
+    strict: true,
+    options: {
+      ...MODEL_FLAGS,
+      csv: { type: 'string' },
+      instruction: { type: 'string' },
+      concurrency: { type: 'string' },
+      output: { type: 'string' },
+      'id-column': { type: 'string' },
+      'output-schema': { type: 'string' },
+      'max-runtime-seconds': { type: 'string' },
+      'max-attempts': { type: 'string' },
+      'approval-policy': { type: 'string' },
+      sandbox: { type: 'string' },
+      cd: { type: 'string', short: 'C' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  if (values.csv === undefined) throw new UsageError('jobs run needs --csv FILE (a CSV with a header row, or a .jsonl file)');
+  if (values.instruction === undefined) throw new UsageError('jobs run needs --instruction TEXT');
+  const cwd = values.cd === undefined ? process.cwd() : isAbsolute(values.cd) ? values.cd : resolve(values.cd);
+  if (statSync(cwd, { throwIfNoEntry: false })?.isDirectory() !== true) throw new UsageError(`-C ${values.cd}: not a directory`);
+  const config: { -readonly [K in keyof SessionConfig]: SessionConfig[K] } = { cwd };
+  if (values['approval-policy'] !== undefined) {
+    const policy = AskForApproval.safeParse(values['approval-policy']);
+    if (!policy.success) throw new UsageError(`--approval-policy must be one of ${AskForApproval.options.join(', ')}`);
+    config.approval_policy = policy.data;
+  }
+  if (values.sandbox !== undefined) {
+    const sandbox = SandboxMode.safeParse(values.sandbox);
+    if (!sandbox.success) throw new UsageError(`--sandbox must be one of ${SandboxMode.options.join(', ')}`);
+    config.sandbox_policy = sandbox.data;
+  }
+  if (values.model !== undefined) config.model = values.model;
+  let outputSchema: Record<string, unknown> | undefined;
+  if (values['output-schema'] !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(resolve(cwd, values['output-schema']), 'utf8'));
+    } catch (error) {
+      throw new UsageError(`--output-schema ${values['output-schema']}: ${(error as Error).message}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw new UsageError(`--output-schema ${values['output-schema']}: not a JSON object`);
+    outputSchema = parsed as Record<string, unknown>;
+  }
+
+  const bound = new ShutdownBound(shutdownTimeoutMs(process.env));
+  const runtime = createRuntime({ ...runtimeOptions, model: values.model, wireApi: wireApiFlag(values['wire-api']) });
+  const renderer = values.json ? null : new TranscriptRenderer(process.stderr);
+  const stop = new AbortController();
+  let interrupts = 0;
+  const onSigint = () => {
+    if (++interrupts > 1) process.exit(130);
+    process.stderr.write('troupe jobs: cancelling the job (Ctrl-C again to quit at once)\n');
+    stop.abort();
+  };
+  process.on('SIGINT', onSigint);
+  let sessionId: string | null = null;
+  const stopEvents = runtime.onEvent((event) => {
+    if (sessionId === null || event.session_id !== sessionId) return;
+    const type = event.msg.type;
+    if (values.json) process.stdout.write(`${JSON.stringify(event)}\n`);
+    else if (type === 'agent_job_progress' || type === 'background_event' || type === 'warning' || type === 'error') renderer?.render(event);
+  });
+  let code = 1;
+  try {
+    const summary = await runJob(runtime, {
+      csv_path: values.csv,
+      instruction: values.instruction,
+      id_column: values['id-column'],
+      output_schema: outputSchema,
+      max_concurrency: count(values.concurrency, '--concurrency'),
+      max_runtime_seconds: count(values['max-runtime-seconds'], '--max-runtime-seconds'),
+      max_attempts: count(values['max-attempts'], '--max-attempts'),
+      output_csv_path: values.output,
+      config,
+      signal: stop.signal,
+      onStart: (job) => {
+        sessionId = job.sessionId;
+        if (!values.json) process.stderr.write(`troupe job ${job.jobId} (session ${job.sessionId})\n`);
+      },
+    });
+    renderer?.close();
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+    code = summary.status === 'completed' && summary.failed_items === 0 ? 0 : 1;
+  } catch (error) {
+    renderer?.close();
+    if (error instanceof JobInputError) {
+      process.stderr.write(`troupe jobs: ${error.message}\n`);
+      code = 2;
+    } else if (error instanceof SessionError) {
+      process.stderr.write(`troupe jobs: ${error.message}\n`);
+    } else throw error;
+  } finally {
+    process.off('SIGINT', onSigint);
+    stopEvents();
+    const closed = await closeRuntime(runtime, bound);
+    code = Math.max(code, closed.code);
+  }
+  return code;
+}
+
+/** `troupe jobs status [JOB_ID] [--json]`: every job under TROUPE_HOME, newest first, or one job in full. */
+async function jobsStatus(argv: readonly string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: [...argv], strict: true, allowPositionals: true, options: { json: { type: 'boolean', default: false } } });
+  if (positionals.length > 1) throw new UsageError('jobs status takes at most one job id');
+  const home = troupeHome(process.env);
+  const id = positionals[0];
+  if (id === undefined) {
+    for (const job of await listJobs(home)) process.stdout.write(`${values.json ? JSON.stringify(job) : line(job)}\n`);
+    return 0;
+  }
+  let job: JobOverview;
+  try {
+    job = overview(await findJob(home, id));
+  } catch (error) {
+    if (!(error instanceof JobLookupError)) throw error;
+    process.stderr.write(`troupe jobs: ${error.message}\n`);
+    return 1;
+  }
+  process.stdout.write(values.json ? `${JSON.stringify(job)}\n` : details(job));
+  return 0;
+}
+
+/** `troupe jobs cancel JOB_ID`: stop a job; its output is written with what was done. */
+async function jobsCancel(argv: readonly string[]): Promise<number> {
+  const { positionals } = parseArgs({ args: [...argv], strict: true, allowPositionals: true, options: {} });
+  if (positionals.length !== 1) throw new UsageError('jobs cancel needs one job id');
+  const home = troupeHome(process.env);
+  try {
+    const outcome = await cancelJob(home, positionals[0]!);
+    const { job } = outcome;
+    if (outcome.kind === 'finished') {
+      process.stderr.write(`troupe jobs: job ${job.job_id} has already ended (${job.status})\n`);
+      return 1;
+    }
+    if (outcome.kind === 'cancelled') {
+      process.stdout.write(`job ${job.job_id} cancelled: ${job.completed} of ${job.total} items completed; results in ${job.output_path}\n`);
+      return 0;
+    }
+    process.stdout.write(`job ${job.job_id}: cancel requested; process ${job.runner_pid ?? '?'} stops its items and writes ${job.output_path}\n`);
+    return 0;
+  } catch (error) {
+    if (!(error instanceof JobLookupError)) throw error;
+    process.stderr.write(`troupe jobs: ${error.message}\n`);
+    return 1;
+  }
+}
+
+function stateOf(job: JobOverview): string {
+  if (job.status !== 'running') return job.status;
+  if (job.live) return job.cancel_requested !== null ? 'cancelling' : 'running';
+  return 'stopped';
+}
+
+function line(job: JobOverview): string {
+  return [
+    job.job_id,
+    stateOf(job).padEnd(10),
+    `${job.completed + job.failed}/${job.total}`,
+    job.failed > 0 ? `${job.failed} failed` : '',
+    job.created_at,
+    job.input_path,
+  ]
+    .filter((p) => p !== '')
+    .join('  ');
+}
+
+function details(job: JobOverview): string {
+  const lines = [
+    `job ${job.job_id}`,
+    `  status     ${stateOf(job)}${job.live ? ` (process ${job.runner_pid})` : job.status === 'running' ? ' (no process runs it: resume its session to go on)' : ''}`,
+    `  items      ${job.total}: ${job.completed} completed, ${job.failed} failed, ${job.running} running, ${job.pending} pending${job.cancelled > 0 ? `, ${job.cancelled} cancelled` : ''}`,
+    `  session    ${job.parent_session_id}`,
+    `  input      ${job.input_path}`,
+    `  output     ${job.output_path}`,
+    `  created    ${job.created_at}${job.finished_at ? `, ended ${job.finished_at}` : ''}`,
+    ...(job.cancel_requested !== null ? [`  cancel     ${job.cancel_requested}`] : []),
+    ...(job.job_error !== null ? [`  error      ${job.job_error}`] : []),
+    ...job.failed_item_errors.map((e) => `  failed     ${e.item_id}: ${e.last_error}`),
+  ];
+  return `${lines.join('\n')}\n`;
+}

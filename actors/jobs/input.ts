@@ -1,0 +1,190 @@
+import { readFile, stat } from 'node:fs/promises';
+import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
+import { parse as parseCsv, CsvError } from 'csv-parse/sync';
+import type { FileFormat, JobItemSpec } from './records.js';
+
+/**
+ * A job's input read and checked before anything is written: the rows of a CSV (RFC 4180, by
+ * csv-parse: quoted fields, embedded newlines, a BOM) or a JSON Lines file, their ids, and the
+ * instruction's placeholders. Every problem is a JobInputError naming what was wrong.
+ */
+export class JobInputError extends Error {
+  override readonly name = 'JobInputError';
+}
+
+export interface JobInput {
+  readonly path: string;
+  readonly format: FileFormat;
+  readonly columns: readonly string[];
+  readonly items: readonly JobItemSpec[];
+}
+
+/** CSV unless the name says JSON Lines. */
+export function formatOf(path: string): FileFormat {
+  const ext = extname(path).toLowerCase();
+  return ext === '.jsonl' || ext === '.ndjson' ? 'jsonl' : 'csv';
+}
+
+export function resolvePath(path: string, cwd: string): string {
+  return isAbsolute(path) ? path : resolve(cwd, path);
+}
+
+export async function readJobInput(path: string, idColumn: string | undefined): Promise<JobInput> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (error as Error).message;
+    throw new JobInputError(`cannot read csv_path ${path}: ${why}`);
+  }
+  const format = formatOf(path);
+  const table = format === 'jsonl' ? jsonLines(text, path) : csvRows(text, path);
+  return { path, format, columns: table.columns, items: itemsOf(table, idColumn, path) };
+}
+
+interface Table {
+  readonly columns: string[];
+  /** Each row with where it came from (a line number, for messages). */
+  readonly rows: { readonly values: Record<string, unknown>; readonly line: number }[];
+}
+
+function csvRows(text: string, path: string): Table {
+  let records: { record: string[]; info: { lines: number } }[];
+  try {
+    records = parseCsv(text, { bom: true, relax_column_count: true, skip_empty_lines: true, info: true }) as unknown as typeof records;
+  } catch (error) {
+    if (error instanceof CsvError) throw new JobInputError(`${path} is not valid CSV: ${error.message}`);
+    throw error;
+  }
+  // Rows whose every field is empty (",,,") are blank lines too.
+  records = records.filter((r) => r.record.some((field) => field !== ''));
+  const header = records[0];
+  if (!header) throw new JobInputError(`${path} has no header row: it is empty`);
+  const columns = header.record;
+  const blank = columns.findIndex((c) => c.trim() === '');
+  if (blank >= 0) throw new JobInputError(`${path}: column ${blank + 1} of the header row has no name`);
+  const seen = new Map<string, number>();
+  for (const [index, column] of columns.entries()) {
+    const earlier = seen.get(column);
+    if (earlier !== undefined) throw new JobInputError(`${path}: the header names column "${column}" twice (columns ${earlier + 1} and ${index + 1})`);
+    seen.set(column, index);
+  }
+  const rows = records.slice(1).map(({ record, info }, index) => {
+    if (record.length !== columns.length) {
+      throw new JobInputError(
+        `${path}: row ${index + 1} (ending on line ${info.lines}) has ${record.length} field${record.length === 1 ? '' : 's'}, the header has ${columns.length}`,
+      );
+    }
+    return { values: Object.fromEntries(columns.map((c, i) => [c, record[i]!])), line: info.lines };
+  });
+  if (rows.length === 0) throw new JobInputError(`${path} has a header row but no rows`);
+  return { columns, rows };
+}
+
+function jsonLines(text: string, path: string): Table {
+  const columns: string[] = [];
+  const known = new Set<string>();
+  const rows: Table['rows'] = [];
+  for (const [index, line] of text
+    .replace(/^\uFEFF/, '')
+    .split('\n')
+    .entries()) {
+    if (line.trim() === '') continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch (error) {
+      throw new JobInputError(`${path}: line ${index + 1} is not JSON: ${(error as Error).message}`);
+    }
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new JobInputError(`${path}: line ${index + 1} is not a JSON object`);
+    for (const key of Object.keys(value)) {
+      if (known.has(key)) continue;
+      known.add(key);
+      columns.push(key);
+    }
+    rows.push({ values: value as Record<string, unknown>, line: index + 1 });
+  }
+  if (rows.length === 0) throw new JobInputError(`${path} has no rows: it holds no JSON object`);
+  return { columns, rows };
+}
+
+/** Item ids: the id column's value, or row-N; a repeated id gets -2, -3, … as Codex does. */
+function itemsOf(table: Table, idColumn: string | undefined, path: string): JobItemSpec[] {
+  if (idColumn !== undefined && !table.columns.includes(idColumn)) {
+    throw new JobInputError(`id_column "${idColumn}" is not a column of ${path}; its columns are ${list(table.columns)}`);
+  }
+  const taken = new Set<string>();
+  return table.rows.map(({ values }, index) => {
+    const raw = idColumn !== undefined ? values[idColumn] : undefined;
+    const sourceId = raw === undefined || raw === null ? null : cell(raw);
+    const base = sourceId !== null && sourceId.trim() !== '' ? sourceId : `row-${index + 1}`;
+    let id = base;
+    for (let suffix = 2; taken.has(id); suffix++) id = `${base}-${suffix}`;
+    taken.add(id);
+    return { item_id: id, row_index: index, source_id: sourceId !== null && sourceId.trim() !== '' ? sourceId : null, row: values };
+  });
+}
+
+/** A value as text: strings as they are, anything else as JSON, null and absent as nothing. */
+export function cell(value: unknown): string {
+  if (value === undefined || value === null) return '';
+  return typeof value === 'string' ? value : JSON.stringify(value);
+}
+
+const PLACEHOLDER = /\{\{|\}\}|\{([^{}"\n]+)\}/g;
+
+/** The names of the instruction's `{column}` placeholders, in order of first use. */
+export function placeholders(instruction: string): string[] {
+  const names = new Set<string>();
+  for (const match of instruction.matchAll(PLACEHOLDER)) if (match[1] !== undefined) names.add(match[1]);
+  return [...names];
+}
+
+/**
+ * Check the instruction against the input: not empty, every placeholder a column (that every
+ * row has, for JSON Lines, whose rows may differ).
+ */
+export function checkInstruction(instruction: string, input: JobInput): void {
+  if (instruction.trim() === '') throw new JobInputError("instruction is empty: say what each row's agent should do, with {column} placeholders");
+  const names = placeholders(instruction);
+  const unknown = names.filter((n) => !input.columns.includes(n));
+  if (unknown.length > 0) {
+    throw new JobInputError(
+      `the instruction uses ${unknown.length === 1 ? 'a placeholder that is not a column' : 'placeholders that are not columns'}: ${unknown.map((n) => `{${n}}`).join(', ')}; the columns are ${list(input.columns)} (write {{ and }} for literal braces)`,
+    );
+  }
+  for (const item of input.items) {
+    const missing = names.find((n) => !Object.hasOwn(item.row, n));
+    if (missing !== undefined) throw new JobInputError(`${input.path}: row ${item.row_index + 1} has no "${missing}", which the instruction uses`);
+  }
+}
+
+/** The instruction with the row's values in its placeholders. */
+export function renderInstruction(instruction: string, row: Record<string, unknown>): string {
+  return instruction.replace(PLACEHOLDER, (match, name: string | undefined) => {
+    if (match === '{{') return '{';
+    if (match === '}}') return '}';
+    return name !== undefined && Object.hasOwn(row, name) ? cell(row[name]) : match;
+  });
+}
+
+/** Where the output goes by default: next to the input, named after the job, in the input's format. */
+export function defaultOutputPath(inputPath: string, format: FileFormat, jobId: string): string {
+  const stem = basename(inputPath, extname(inputPath)) || 'agent_job_output';
+  return join(dirname(inputPath), `${stem}.agent-job-${jobId.slice(0, 8)}.${format === 'jsonl' ? 'jsonl' : 'csv'}`);
+}
+
+/** The output path must be writable into an existing directory, and must not be the input. */
+export async function checkOutputPath(outputPath: string, inputPath: string): Promise<void> {
+  if (resolve(outputPath) === resolve(inputPath)) throw new JobInputError(`output_csv_path ${outputPath} is the input file; choose another path`);
+  const dir = dirname(outputPath);
+  const info = await stat(dir).catch(() => null);
+  if (!info?.isDirectory()) throw new JobInputError(`output_csv_path ${outputPath}: the directory ${dir} does not exist`);
+  const existing = await stat(outputPath).catch(() => null);
+  if (existing?.isDirectory()) throw new JobInputError(`output_csv_path ${outputPath} is a directory`);
+}
+
+function list(names: readonly string[]): string {
+  return names.map((n) => `"${n}"`).join(', ');
+}

@@ -1,0 +1,83 @@
+import { randomUUID } from 'node:crypto';
+import { open, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { cell } from './input.js';
+import { resultColumns } from './schema.js';
+import type { JobState } from './state.js';
+
+/**
+ * A job's results as a file: the input's columns, then `status`, the result (one column per
+ * property of an object `output_schema`, else one `result` column of JSON) and `error`. A name
+ * already taken by an input column gets a prefix (`result.<name>`, `job_status`). Written to a
+ * temporary file in the same directory, fsync'd, then renamed over the target, so a reader
+ * sees the old file or the whole new one.
+ */
+export async function writeJobOutput(state: JobState): Promise<string> {
+  const { spec } = state;
+  const { columns, rows } = outputTable(state);
+  const text =
+    spec.output_format === 'jsonl'
+      ? rows.map((row) => `${JSON.stringify(Object.fromEntries(columns.map((c, i) => [c, row[i]])))}\n`).join('')
+      : [columns, ...rows.map((row) => row.map(cell))].map((fields) => `${fields.map(csvField).join(',')}\n`).join('');
+  await writeAtomically(spec.output_path, text);
+  return spec.output_path;
+}
+
+/** The output's header and rows (values as they are; CSV turns them into text). */
+export function outputTable(state: JobState): { columns: string[]; rows: unknown[][] } {
+  const { spec } = state;
+  const taken = new Set(spec.columns);
+  const claim = (name: string, prefix: string): string => {
+    let chosen = taken.has(name) ? `${prefix}${name}` : name;
+    for (let n = 2; taken.has(chosen); n++) chosen = `${prefix}${name}_${n}`;
+    taken.add(chosen);
+    return chosen;
+  };
+  const status = claim('status', 'job_');
+  const fields = resultColumns(spec.output_schema);
+  const resultNames = fields ? fields.map((f) => claim(f, 'result.')) : [claim('result', 'job_')];
+  const error = claim('error', 'job_');
+  const columns = [...spec.columns, status, ...resultNames, error];
+  const items = [...state.items.values()].sort((a, b) => a.spec.row_index - b.spec.row_index);
+  const rows = items.map((item) => {
+    const result = item.result;
+    const resultValues = fields ? fields.map((f) => (result ? result[f] : undefined)) : [result ?? undefined];
+    const shown = (v: unknown) => (v === undefined ? null : v);
+    return [...spec.columns.map((c) => shown(item.spec.row[c])), item.status, ...resultValues.map(shown), item.error];
+  });
+  return { columns, rows };
+}
+
+/** RFC 4180: a field with a comma, quote, line break or edge spaces is quoted, quotes doubled. */
+function csvField(text: string): string {
+  return /[",\r\n]|^\s|\s$/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+async function writeAtomically(path: string, text: string): Promise<void> {
+  const dir = dirname(path);
+  const temp = join(dir, `.${basename(path)}.${randomUUID().slice(0, 8)}.tmp`);
+  const file = await open(temp, 'w');
+  try {
+    await file.writeFile(text);
+    await file.sync();
+  } catch (error) {
+    await file.close();
+    await rm(temp, { force: true });
+    throw error;
+  }
+  await file.close();
+  try {
+    await rename(temp, path);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } catch {
+    // not every file system syncs directories
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,84 @@
+import { randomUUID } from 'node:crypto';
+import type { TurnContext } from '../../machines/turn-context.js';
+import { checkInstruction, checkOutputPath, defaultOutputPath, formatOf, JobInputError, readJobInput, resolvePath, type JobInput } from './input.js';
+import type { JobSpec } from './records.js';
+import { resultCheck } from './schema.js';
+
+export const DEFAULT_JOB_CONCURRENCY = 16;
+export const MAX_JOB_CONCURRENCY = 64;
+export const DEFAULT_ITEM_RUNTIME_SECONDS = 1800;
+/** An item whose agent errors runs again, up to this many attempts in all. */
+export const DEFAULT_ITEM_ATTEMPTS = 3;
+
+/** A job as asked for: the arguments of `spawn_agents_on_csv`, plus the attempts of an erroring item. */
+export interface JobRequest {
+  readonly csv_path: string;
+  readonly instruction: string;
+  readonly id_column?: string | undefined;
+  readonly output_schema?: Record<string, unknown> | undefined;
+  readonly max_concurrency?: number | undefined;
+  readonly max_runtime_seconds?: number | undefined;
+  readonly output_csv_path?: string | undefined;
+  /** Attempts an item gets when its agent errors (default 3). */
+  readonly max_attempts?: number | undefined;
+}
+
+/** A request checked against its input, ready to be stored; nothing has been written yet. */
+export interface PreparedJob {
+  readonly jobId: string;
+  readonly input: JobInput;
+  readonly request: JobRequest;
+  readonly outputPath: string;
+  readonly concurrency: number;
+}
+
+function positiveInteger(value: number | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Number.isInteger(value) || value < 1) throw new JobInputError(`${name} must be a whole number of at least 1, got ${value}`);
+  return value;
+}
+
+/**
+ * Read and check everything a job needs (paths relative to `cwd`): the input, the instruction's
+ * placeholders, the output schema and path. Throws a JobInputError naming what is wrong, and
+ * writes nothing.
+ */
+export async function prepareJob(request: JobRequest, cwd: string): Promise<PreparedJob> {
+  positiveInteger(request.max_concurrency, 'max_concurrency');
+  positiveInteger(request.max_runtime_seconds, 'max_runtime_seconds');
+  positiveInteger(request.max_attempts, 'max_attempts');
+  if (request.instruction.trim() === '') throw new JobInputError("instruction is empty: say what each row's agent should do, with {column} placeholders");
+  if (request.output_schema !== undefined) resultCheck(request.output_schema);
+  const input = await readJobInput(resolvePath(request.csv_path, cwd), request.id_column);
+  checkInstruction(request.instruction, input);
+  const jobId = randomUUID();
+  const outputPath = request.output_csv_path !== undefined ? resolvePath(request.output_csv_path, cwd) : defaultOutputPath(input.path, input.format, jobId);
+  await checkOutputPath(outputPath, input.path);
+  const concurrency = Math.min(MAX_JOB_CONCURRENCY, request.max_concurrency ?? DEFAULT_JOB_CONCURRENCY);
+  return { jobId, input, request, outputPath, concurrency };
+}
+
+/** The job's first record, for a job of session `parentSessionId` started by call `callId` of `turn`. */
+export function jobSpec(prepared: PreparedJob, parent: { sessionId: string; callId: string; turn: TurnContext }): JobSpec {
+  const { request, input } = prepared;
+  const { final_output_json_schema: _unused, ...turn } = parent.turn;
+  return {
+    job_id: prepared.jobId,
+    created_at: new Date().toISOString(),
+    parent_session_id: parent.sessionId,
+    call_id: parent.callId,
+    turn: JSON.parse(JSON.stringify(turn)) as Record<string, unknown>,
+    input_path: input.path,
+    input_format: input.format,
+    output_path: prepared.outputPath,
+    output_format: formatOf(prepared.outputPath),
+    instruction: request.instruction,
+    id_column: request.id_column ?? null,
+    output_schema: request.output_schema ?? null,
+    columns: [...input.columns],
+    max_concurrency: prepared.concurrency,
+    max_runtime_seconds: request.max_runtime_seconds ?? DEFAULT_ITEM_RUNTIME_SECONDS,
+    max_attempts: request.max_attempts ?? DEFAULT_ITEM_ATTEMPTS,
+    items: [...input.items],
+  };
+}

@@ -1,0 +1,322 @@
+import { randomUUID } from 'node:crypto';
+import { open, mkdir, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { log } from '../log.js';
+import { JobRecord, type JobSpec, type NewJobRecord } from './records.js';
+import { apply, replay, type JobState } from './state.js';
+
+/**
+ * Where jobs keep their state. The job's log is its truth: a handle appends records (each
+ * durable once `append` resolves) and keeps the replayed state current. In-process the log is a
+ * file under TROUPE_HOME (`FileJobStore`); on NATS it would be a JetStream stream with the same
+ * records, and the same runner on top.
+ */
+export interface JobStore {
+  /** Store a new job (its first record); the job is durable when this resolves. */
+  create(spec: JobSpec): Promise<JobHandle>;
+  /** Take a job up to run it, or null when there is no such job. */
+  open(jobId: string): Promise<JobHandle | null>;
+  /** A job's state as its log says now, or null. */
+  read(jobId: string): Promise<JobState | null>;
+  /** Every job the store holds, newest first. */
+  list(): Promise<JobState[]>;
+  /** Ids of the jobs of session `sessionId` that have not finished. */
+  unfinishedOf(sessionId: string): Promise<string[]>;
+  /** Ask the job to stop (whoever runs it sees the record); returns its state after. */
+  requestCancel(jobId: string, reason: string): Promise<JobState | null>;
+}
+
+/** A job opened for running: its state, and the only way to change it. */
+export interface JobHandle {
+  readonly state: JobState;
+  /** Append records, in order; durable (and applied to `state`) when this resolves. */
+  append(...records: NewJobRecord[]): Promise<void>;
+  /** Call `listener` with each `cancel_requested` another process appends. */
+  onCancel(listener: (reason: string) => void): void;
+  close(): Promise<void>;
+}
+
+/** Who runs a job: written in `runner_started`, read by `troupe jobs status` and `cancel`. */
+export const THIS_RUNNER = { pid: process.pid, host: hostname() } as const;
+
+/** True when the runner a job names is this machine's process that is still alive. */
+export function runnerAlive(runner: { pid: number; host: string } | null): boolean {
+  if (!runner || runner.host !== THIS_RUNNER.host) return false;
+  if (runner.pid === process.pid) return true;
+  try {
+    process.kill(runner.pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const POLL_MS = 500;
+
+export function jobsDir(home: string): string {
+  return join(home, 'jobs');
+}
+
+export function jobLogPath(home: string, jobId: string): string {
+  return join(jobsDir(home), `${jobId}.jsonl`);
+}
+
+/**
+ * Jobs as append-only JSONL files: `TROUPE_HOME/jobs/<job_id>.jsonl`, every append written and
+ * fsync'd before it counts. `jobs/open/<session_id>.<job_id>` marks a job that has not finished,
+ * so a resumed session finds its jobs without reading every log.
+ */
+export class FileJobStore implements JobStore {
+  readonly #dir: string;
+  readonly #openDir: string;
+
+  constructor(readonly home: string) {
+    this.#dir = jobsDir(home);
+    this.#openDir = join(this.#dir, 'open');
+  }
+
+  async create(spec: JobSpec): Promise<JobHandle> {
+    await mkdir(this.#openDir, { recursive: true });
+    const path = jobLogPath(this.home, spec.job_id);
+    const temp = join(this.#dir, `.${spec.job_id}.${randomUUID()}.tmp`);
+    const line = `${JSON.stringify({ type: 'job_created', at: new Date().toISOString(), job: spec } satisfies JobRecord)}\n`;
+    const file = await open(temp, 'wx');
+    try {
+      await file.writeFile(line);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(temp, path);
+    await writeFile(join(this.#openDir, marker(spec.parent_session_id, spec.job_id)), '');
+    await syncDir(this.#openDir);
+    await syncDir(this.#dir);
+    const handle = await this.open(spec.job_id);
+    if (!handle) throw new Error(`job ${spec.job_id} vanished as it was created`);
+    return handle;
+  }
+
+  async open(jobId: string): Promise<JobHandle | null> {
+    const path = jobLogPath(this.home, jobId);
+    const read = await readLog(path);
+    if (!read) return null;
+    const file = await open(path, 'a');
+    return new FileJobHandle(path, file, replay(read.records), read.bytes, () => this.#finished(read.records[0]!));
+  }
+
+  async read(jobId: string): Promise<JobState | null> {
+    const read = await readLog(jobLogPath(this.home, jobId));
+    return read ? replay(read.records) : null;
+  }
+
+  async list(): Promise<JobState[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.#dir);
+    } catch {
+      return [];
+    }
+    const states: JobState[] = [];
+    for (const name of names) {
+      if (!name.endsWith('.jsonl')) continue;
+      try {
+        const read = await readLog(join(this.#dir, name));
+        if (read) states.push(replay(read.records));
+      } catch (error) {
+        log.warn({ err: error, file: name }, 'skipping a job log that cannot be read');
+      }
+    }
+    return states.sort((a, b) => b.spec.created_at.localeCompare(a.spec.created_at));
+  }
+
+  async unfinishedOf(sessionId: string): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.#openDir);
+    } catch {
+      return [];
+    }
+    return names.filter((n) => n.startsWith(`${sessionId}.`)).map((n) => n.slice(sessionId.length + 1));
+  }
+
+  async requestCancel(jobId: string, reason: string): Promise<JobState | null> {
+    const path = jobLogPath(this.home, jobId);
+    if (!(await readLog(path))) return null;
+    const file = await open(path, 'a');
+    try {
+      await file.write(`${JSON.stringify({ type: 'cancel_requested', at: new Date().toISOString(), reason } satisfies JobRecord)}\n`);
+      await file.datasync();
+    } finally {
+      await file.close();
+    }
+    return this.read(jobId);
+  }
+
+  /** The job is over: its session no longer needs to find it. */
+  async #finished(first: JobRecord): Promise<void> {
+    if (first.type !== 'job_created') return;
+    await rm(join(this.#openDir, marker(first.job.parent_session_id, first.job.job_id)), { force: true });
+  }
+}
+
+function marker(sessionId: string, jobId: string): string {
+  return `${sessionId}.${jobId}`;
+}
+
+class FileJobHandle implements JobHandle {
+  readonly #path: string;
+  readonly #file: FileHandle;
+  readonly #onFinished: () => Promise<void>;
+  /** Records waiting for the next write; one write and one fsync carry all of them. */
+  #queue: { line: string; record: JobRecord; done: (error?: unknown) => void }[] = [];
+  #writing = false;
+  #closed = false;
+  /** How far the file has been read for records other processes appended. */
+  #readOffset: number;
+  #poll: NodeJS.Timeout | null = null;
+  readonly #cancelListeners: ((reason: string) => void)[] = [];
+
+  constructor(
+    path: string,
+    file: FileHandle,
+    readonly state: JobState,
+    readOffset: number,
+    onFinished: () => Promise<void>,
+  ) {
+    this.#path = path;
+    this.#file = file;
+    this.#readOffset = readOffset;
+    this.#onFinished = onFinished;
+  }
+
+  append(...records: NewJobRecord[]): Promise<void> {
+    if (this.#closed) return Promise.reject(new Error(`the log of job ${this.state.spec.job_id} is closed`));
+    const at = new Date().toISOString();
+    const written = records.map(
+      (partial) =>
+        new Promise<void>((resolve, reject) => {
+          const record = JobRecord.parse({ ...partial, at });
+          this.#queue.push({
+            line: `${JSON.stringify(record)}\n`,
+            record,
+            done: (error) =>
+              error === undefined ? resolve() : reject(error instanceof Error ? error : new Error('the job log could not be written', { cause: error })),
+          });
+        }),
+    );
+    this.#kick();
+    return Promise.all(written).then(() => undefined);
+  }
+
+  #kick(): void {
+    if (this.#writing) return;
+    this.#writing = true;
+    void this.#drain();
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const batch = this.#queue;
+      this.#queue = [];
+      try {
+        await this.#file.write(batch.map((b) => b.line).join(''));
+        await this.#file.datasync();
+        let finished = false;
+        for (const entry of batch) {
+          apply(this.state, entry.record);
+          if (entry.record.type === 'job_finished') finished = true;
+        }
+        if (finished)
+          await this.#onFinished().catch((error: unknown) => log.warn({ err: error, job: this.state.spec.job_id }, 'could not clear the open-job marker'));
+        for (const entry of batch) entry.done();
+      } catch (error) {
+        for (const entry of batch) entry.done(error);
+      }
+    }
+    this.#writing = false;
+  }
+
+  onCancel(listener: (reason: string) => void): void {
+    this.#cancelListeners.push(listener);
+    this.#poll ??= setInterval(() => void this.#readOthers(), POLL_MS);
+    this.#poll.unref();
+  }
+
+  /** Read what was appended since the last look and pass on the cancellations (ours are ignored: we do not write any). */
+  async #readOthers(): Promise<void> {
+    let size: number;
+    try {
+      size = (await stat(this.#path)).size;
+    } catch {
+      return;
+    }
+    if (size <= this.#readOffset) return;
+    const handle = await open(this.#path, 'r');
+    try {
+      const buffer = Buffer.alloc(size - this.#readOffset);
+      await handle.read(buffer, 0, buffer.length, this.#readOffset);
+      const text = buffer.toString('utf8');
+      const end = text.lastIndexOf('\n');
+      if (end < 0) return;
+      this.#readOffset += Buffer.byteLength(text.slice(0, end + 1));
+      for (const line of text.slice(0, end).split('\n')) {
+        const record = parseLine(line);
+        if (record?.type === 'cancel_requested') {
+          apply(this.state, record);
+          for (const listener of this.#cancelListeners) listener(record.reason);
+        }
+      }
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#poll) clearInterval(this.#poll);
+    while (this.#writing || this.#queue.length > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    await this.#file.close();
+  }
+}
+
+/** The records of a log, skipping a torn or invalid line; null when there is no log. */
+async function readLog(path: string): Promise<{ records: JobRecord[]; bytes: number } | null> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+  const records: JobRecord[] = [];
+  for (const [index, line] of text.split('\n').entries()) {
+    if (line.trim() === '') continue;
+    const record = parseLine(line);
+    if (record) records.push(record);
+    else log.warn({ file: path, line: index + 1 }, 'skipping a line of a job log that is torn or invalid');
+  }
+  if (records[0]?.type !== 'job_created') throw new Error(`${path} does not begin with job_created`);
+  return { records, bytes: Buffer.byteLength(text) };
+}
+
+function parseLine(line: string): JobRecord | null {
+  try {
+    const parsed = JobRecord.safeParse(JSON.parse(line));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}
+
+async function syncDir(path: string): Promise<void> {
+  const dir = await open(path, 'r');
+  try {
+    await dir.sync();
+  } catch {
+    // Some file systems cannot fsync a directory; the rename is then as durable as they make it.
+  } finally {
+    await dir.close();
+  }
+}

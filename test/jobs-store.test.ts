@@ -1,0 +1,115 @@
+import { appendFile, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { JobSpec } from '../actors/jobs/records.js';
+import { FileJobStore, jobLogPath, runnerAlive, THIS_RUNNER } from '../actors/jobs/store.js';
+import { waitFor } from './support/wait.js';
+
+let home: string;
+
+beforeEach(async () => {
+  home = await mkdtemp(join(tmpdir(), 'troupe-home-'));
+});
+
+afterEach(async () => {
+  await rm(home, { recursive: true, force: true });
+});
+
+function spec(jobId: string, createdAt = new Date().toISOString()): JobSpec {
+  return {
+    job_id: jobId,
+    created_at: createdAt,
+    parent_session_id: 'session-1',
+    call_id: 'call-1',
+    turn: {},
+    input_path: '/in.csv',
+    input_format: 'csv',
+    output_path: '/out.csv',
+    output_format: 'csv',
+    instruction: 'do {a}',
+    id_column: null,
+    output_schema: null,
+    columns: ['a'],
+    max_concurrency: 2,
+    max_runtime_seconds: 60,
+    max_attempts: 3,
+    items: ['x', 'y', 'z'].map((a, i) => ({ item_id: `row-${i + 1}`, row_index: i, source_id: null, row: { a } })),
+  };
+}
+
+describe('FileJobStore', () => {
+  it('appends records durably and replays them into the same state', async () => {
+    const store = new FileJobStore(home);
+    const handle = await store.create(spec('job-a'));
+    expect(await store.unfinishedOf('session-1')).toEqual(['job-a']);
+    await handle.append({ type: 'runner_started', ...THIS_RUNNER }, { type: 'item_started', item_id: 'row-1', agent_id: 'agent-1', attempt: 1 });
+    await handle.append({ type: 'item_result', item_id: 'row-1', agent_id: 'agent-1', result: { ok: true } });
+    await handle.append({ type: 'item_started', item_id: 'row-2', agent_id: 'agent-2', attempt: 1 }, { type: 'item_retry', item_id: 'row-2', error: 'boom' });
+    await handle.append({ type: 'item_started', item_id: 'row-3', agent_id: 'agent-3', attempt: 1 });
+    expect([...handle.state.items.values()].map((i) => [i.spec.item_id, i.status])).toEqual([
+      ['row-1', 'completed'],
+      ['row-2', 'pending'],
+      ['row-3', 'running'],
+    ]);
+    await handle.close();
+    const read = (await store.read('job-a'))!;
+    expect([...read.items.values()].map((i) => [i.status, i.result, i.errored, i.attempts])).toEqual([
+      ['completed', { ok: true }, 0, 1],
+      ['pending', null, 1, 1],
+      ['running', null, 0, 1],
+    ]);
+    expect(read.runner).toMatchObject(THIS_RUNNER);
+  });
+
+  it('a result recorded once is final: later records for that item change nothing', async () => {
+    const store = new FileJobStore(home);
+    const handle = await store.create(spec('job-b'));
+    await handle.append({ type: 'item_result', item_id: 'row-1', agent_id: 'a', result: { n: 1 } });
+    await handle.append({ type: 'item_failed', item_id: 'row-1', error: 'late' }, { type: 'item_result', item_id: 'row-1', agent_id: 'b', result: { n: 2 } });
+    expect(handle.state.items.get('row-1')).toMatchObject({ status: 'completed', result: { n: 1 }, error: null });
+    await handle.close();
+  });
+
+  it('skips a torn last line, as a crash in the middle of a write leaves it', async () => {
+    const store = new FileJobStore(home);
+    const handle = await store.create(spec('job-c'));
+    await handle.append({ type: 'item_result', item_id: 'row-1', agent_id: 'a', result: { n: 1 } });
+    await handle.close();
+    await appendFile(jobLogPath(home, 'job-c'), '{"type":"item_result","at":"x","item_id":"row-2","agent_i');
+    const read = (await store.read('job-c'))!;
+    expect([...read.items.values()].map((i) => i.status)).toEqual(['completed', 'pending', 'pending']);
+  });
+
+  it('hears a cancellation another process appends; a finished job leaves the open list', async () => {
+    const store = new FileJobStore(home);
+    const handle = await store.create(spec('job-d'));
+    const heard: string[] = [];
+    handle.onCancel((reason) => heard.push(reason));
+    await new FileJobStore(home).requestCancel('job-d', 'from elsewhere');
+    await waitFor(() => heard.length > 0, 'the cancellation');
+    expect(heard).toEqual(['from elsewhere']);
+    expect(handle.state.cancelRequested).toBe('from elsewhere');
+    await handle.append({ type: 'job_finished', status: 'cancelled', error: null });
+    expect(await store.unfinishedOf('session-1')).toEqual([]);
+    expect([...handle.state.items.values()].every((i) => i.status === 'cancelled')).toBe(true);
+    await handle.close();
+    const lines = (await readFile(jobLogPath(home, 'job-d'), 'utf8')).trim().split('\n');
+    expect(lines.map((l) => (JSON.parse(l) as { type: string }).type)).toEqual(['job_created', 'cancel_requested', 'job_finished']);
+    expect((await readdir(join(home, 'jobs'))).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('lists jobs newest first, and knows whether a runner is alive', async () => {
+    const store = new FileJobStore(home);
+    for (const [id, at] of [
+      ['old', '2026-01-01T00:00:00.000Z'],
+      ['new', '2026-02-01T00:00:00.000Z'],
+    ] as const) {
+      await (await store.create(spec(id, at))).close();
+    }
+    expect((await store.list()).map((s) => s.spec.job_id)).toEqual(['new', 'old']);
+    expect(runnerAlive(THIS_RUNNER)).toBe(true);
+    expect(runnerAlive({ ...THIS_RUNNER, host: 'elsewhere' })).toBe(false);
+    expect(runnerAlive(null)).toBe(false);
+  });
+});

@@ -3,6 +3,7 @@
 //   protocol/  the wire contract: imports nothing of ours, and of the packages only zod
 //   machines/  the statecharts: protocol/ and each other, xstate and zod; no IO, no actors
 //   actors/    everything that does IO; never test code
+//   testing/   the test kit shipped as troupe/testing (the fake model server); never test code
 //
 // Type-only imports count: a type that crosses a boundary is a dependency all the same.
 /** @type {import('dependency-cruiser').IConfiguration} */
@@ -41,8 +42,9 @@ module.exports = {
     {
       name: 'no-test-code-in-the-runtime',
       severity: 'error',
-      comment: 'The runtime (index.ts, protocol/, machines/, actors/) must not import test code: test/ is not what the package ships as its code.',
-      from: { path: '^(index\\.ts$|protocol/|machines/|actors/)' },
+      comment:
+        'The runtime (index.ts, protocol/, machines/, actors/) and the shipped test kit (testing/) must not import test code: test/ is not what the package ships.',
+      from: { path: '^(index\\.ts$|protocol/|machines/|actors/|testing/)' },
       to: { path: '^test/' },
     },
     {

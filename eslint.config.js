@@ -55,7 +55,7 @@ export default tseslint.config(
     },
   },
   {
-    // Test files (not test/support, which ships as troupe/testing): vitest's asymmetric matchers
+    // Test files (not test/support nor testing/, the kit shipped as troupe/testing): vitest's asymmetric matchers
     // (`expect.any`, `expect.objectContaining`, ...) are typed `any`, and tests poke into JSON
     // and YAML they have just read (`Record<string, any>`), so `any` and the no-unsafe-* family
     // would flag only those.

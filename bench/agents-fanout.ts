@@ -22,7 +22,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { createRuntime } from '../actors/runtime.js';
-import { mentions, startFakeModelServer, type ScriptStep } from '../test/support/index.js';
+import { mentions, startFakeModelServer, type ScriptStep } from '../testing/index.js';
 
 const CHILDREN = Number(process.env.BENCH_CHILDREN ?? 50);
 const LATENCY_MS = 200;

@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { troupeBin } from '../test/support/app-server-process.js';
 import { appServerClient } from './app-server-client.js';
-import { startFakeModelServer, type RecordedRequest, type ScriptStep } from '../test/support/index.js';
+import { startFakeModelServer, type RecordedRequest, type ScriptStep } from '../testing/index.js';
 import { startNatsServer } from '../test/support/nats-server.js';
 import { WorkerProcess } from '../test/support/worker-process.js';
 

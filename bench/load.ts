@@ -20,7 +20,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { troupeBin } from '../test/support/app-server-process.js';
 import { appServerClient } from './app-server-client.js';
-import { startFakeModelServer, type RecordedRequest, type ScriptStep } from '../test/support/index.js';
+import { startFakeModelServer, type RecordedRequest, type ScriptStep } from '../testing/index.js';
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 200);
 const TURNS = Number(process.env.BENCH_TURNS ?? 5);

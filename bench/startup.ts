@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { troupeBin } from '../test/support/app-server-process.js';
-import { startFakeModelServer, type FakeModelServer } from '../test/support/index.js';
+import { startFakeModelServer, type FakeModelServer } from '../testing/index.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
 /** Untracked data in the git workspace, in MiB (files of 1 MiB each). */

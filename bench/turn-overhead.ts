@@ -24,7 +24,7 @@ import OpenAI from 'openai';
 import type { ModelClient, ModelStreamEvent, Prompt } from '../actors/model/types.js';
 import { createRuntime } from '../actors/runtime.js';
 import { processLauncher } from '../actors/tools/launcher/launcher.js';
-import { startFakeModelServer, type RecordedRequest, type ScriptStep } from '../test/support/index.js';
+import { startFakeModelServer, type RecordedRequest, type ScriptStep } from '../testing/index.js';
 
 const TURNS = Number(process.env.BENCH_TURNS ?? 200);
 const WARMUP = 20;

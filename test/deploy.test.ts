@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Event } from '../protocol/index.js';
 import { troupeBin } from './support/app-server-process.js';
-import { startFakeModelServer, type FakeModelServer } from './support/index.js';
+import { startFakeModelServer, type FakeModelServer } from '../testing/index.js';
 import { freePort } from './support/nats-server.js';
 import { isAlive } from './support/processes.js';
 

@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AppServerProcess, seqProblems } from './support/app-server-process.js';
-import { startFakeModelServer, type FakeModelServer } from './support/index.js';
-import { outputFor } from './support/requests.js';
+import { startFakeModelServer, type FakeModelServer } from '../testing/index.js';
+import { outputFor } from '../testing/requests.js';
 
 let model: FakeModelServer;
 let server: AppServerProcess;

@@ -1,6 +1,6 @@
 import OpenAI from 'openai';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startFakeModelServer, type FakeModelServer, type RecordedRequest } from './support/index.js';
+import { startFakeModelServer, type FakeModelServer, type RecordedRequest } from '../testing/index.js';
 import { waitFor } from './support/wait.js';
 
 let server: FakeModelServer;

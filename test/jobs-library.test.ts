@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createRuntime, InProcessBus, JobInputError, Runtime, runJob, type JobProgress } from '../index.js';
 import { doneStep, readCsv, reportStep, task, workerFirst, writeText } from './e2e/jobs-support.js';
-import { startFakeModelServer, type FakeModelServer } from './support/index.js';
+import { startFakeModelServer, type FakeModelServer } from '../testing/index.js';
 
 let model: FakeModelServer;
 let home: string;

@@ -5,8 +5,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createRuntime, type Runtime } from '../index.js';
 import type { ModelClient } from '../actors/model/types.js';
 import type { Event } from '../protocol/index.js';
-import { startFakeModelServer, type FakeModelServer } from './support/index.js';
-import { inputTexts } from './support/requests.js';
+import { startFakeModelServer, type FakeModelServer } from '../testing/index.js';
+import { inputTexts } from '../testing/requests.js';
 
 let model: FakeModelServer;
 let home: string;

@@ -9,8 +9,8 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { ElicitRequestSchema, type CallToolResult, type ElicitResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { troupeBin } from './support/app-server-process.js';
-import { startFakeModelServer, type FakeModelServer } from './support/index.js';
-import { inputTexts, outputFor } from './support/requests.js';
+import { startFakeModelServer, type FakeModelServer } from '../testing/index.js';
+import { inputTexts, outputFor } from '../testing/requests.js';
 
 let model: FakeModelServer;
 let workspace: string;

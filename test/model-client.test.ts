@@ -13,7 +13,7 @@ import {
   type Prompt,
 } from '../actors/model/index.js';
 import type { ResponseItem } from '../protocol/index.js';
-import { startFakeModelServer, type FakeModelServer } from './support/index.js';
+import { startFakeModelServer, type FakeModelServer } from '../testing/index.js';
 import { waitFor } from './support/wait.js';
 import { RATE_LIMIT_HEADERS, RATE_LIMIT_SNAPSHOT } from './support/rate-limits.js';
 

@@ -1,7 +1,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { mentions, outputFor, spawnedAgentIds, startFakeModelServer, type RecordedRequest, type ScriptItem, type ScriptStep } from '../../test/support/index.js';
+import { mentions, outputFor, spawnedAgentIds, startFakeModelServer, type RecordedRequest, type ScriptItem, type ScriptStep } from '../../testing/index.js';
 import { execa } from 'execa';
 import { createRuntime, type Runtime, type Session } from '../runtime.js';
 import { REVIEW_INSTRUCTIONS } from '../tasks/index.js';

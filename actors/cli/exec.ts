@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline/promises';
 import { isAbsolute, resolve } from 'node:path';
 import { AskForApproval, SandboxMode, type Event, type ReviewDecision, type ReviewTarget, type SessionConfig, type SessionOp } from '../../protocol/index.js';
 import { NATS_FLAGS } from '../nats/settings.js';
-import { gatewayBusOptions } from '../nats/gateway-options.js';
+import { gatewayBusOptions } from './gateway-options.js';
 import { createRuntime, SessionError, type Runtime, type RuntimeOptions, type Session } from '../runtime.js';
 import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
 import { TranscriptRenderer } from './render.js';

@@ -4,8 +4,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Event } from '../../protocol/index.js';
 import type { AppServerProcess } from '../support/app-server-process.js';
 import { finishE2E, startE2E } from '../support/e2e.js';
-import type { FakeModelServer, RecordedRequest, ScriptStep } from '../support/index.js';
-import { inputTexts, mentions, outputFor, spawnedAgentIds } from '../support/requests.js';
+import type { FakeModelServer, RecordedRequest, ScriptStep } from '../../testing/index.js';
+import { inputTexts, mentions, outputFor, spawnedAgentIds } from '../../testing/requests.js';
 
 let model: FakeModelServer;
 let server: AppServerProcess;

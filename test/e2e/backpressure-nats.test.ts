@@ -9,7 +9,7 @@ import { seqProblems } from '../support/app-server-process.js';
 import { DELTA_CHARS, DELTAS_PER_MESSAGE, flood, HOLDING, MESSAGES, mib, MemoryWatch, STREAMS, until } from '../support/memory-watch.js';
 import { NatsCluster } from '../support/nats-cluster.js';
 import { residentBytes } from '../support/processes.js';
-import { inputTexts } from '../support/requests.js';
+import { inputTexts } from '../../testing/requests.js';
 
 /** What a worker logs when its session's log is backed up and deltas are left out. */
 const LEFT_OUT = 'streaming deltas are left out';

@@ -19,10 +19,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AppServerProcess, seqProblems, troupeBin } from '../support/app-server-process.js';
-import { startFakeModelServer, type FakeModelServer, type ScriptStep } from '../support/fake-model-server.js';
+import { startFakeModelServer, type FakeModelServer, type ScriptStep } from '../../testing/fake-model-server.js';
 import { DELTAS_PER_MESSAGE, flood, HOLDING, MESSAGES, mib, MemoryWatch, STREAMS, until } from '../support/memory-watch.js';
 import { residentBytes } from '../support/processes.js';
-import { inputTexts, outputFor } from '../support/requests.js';
+import { inputTexts, outputFor } from '../../testing/requests.js';
 
 /** Baseline memory: after a first turn (answered by `steps`) with the client reading. */
 async function warmUp(server: AppServerProcess, model: FakeModelServer, config: Record<string, unknown>, ...steps: ScriptStep[]): Promise<{ session: string; baseline: number }> {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { describe, expect, it } from 'vitest';
 import { seqProblems, type AppServerProcess } from '../support/app-server-process.js';
-import { mentions, outputFor } from '../support/requests.js';
+import { mentions, outputFor } from '../../testing/requests.js';
 import { waitFor } from '../support/wait.js';
 import { NatsCluster } from '../support/nats-cluster.js';
 

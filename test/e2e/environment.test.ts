@@ -14,9 +14,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { detectSandbox } from '../../actors/sandbox/detect.js';
 import type { AppServerProcess } from '../support/app-server-process.js';
 import { finishE2E, startE2E } from '../support/e2e.js';
-import type { FakeModelServer, RecordedRequest, ScriptStep } from '../support/index.js';
+import type { FakeModelServer, RecordedRequest, ScriptStep } from '../../testing/index.js';
 import { mcpEchoServerPath } from '../support/mcp-echo-server.js';
-import { mentions, outputFor, spawnedAgentIds } from '../support/requests.js';
+import { mentions, outputFor, spawnedAgentIds } from '../../testing/requests.js';
 
 const availability = await detectSandbox();
 if (!availability.ok) console.warn(`[e2e environment] sandboxed cases skipped: ${availability.reason}`);

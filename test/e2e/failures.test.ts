@@ -2,8 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AppServerProcess } from '../support/app-server-process.js';
 import { finishE2E, startE2E } from '../support/e2e.js';
-import type { FakeModelServer } from '../support/index.js';
-import { inputItems, outputFor } from '../support/requests.js';
+import type { FakeModelServer } from '../../testing/index.js';
+import { inputItems, outputFor } from '../../testing/requests.js';
 
 let model: FakeModelServer;
 let server: AppServerProcess;

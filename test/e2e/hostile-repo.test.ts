@@ -12,8 +12,8 @@ import { detectSandbox } from '../../actors/sandbox/index.js';
 import { REVIEW_INSTRUCTIONS } from '../../actors/tasks/index.js';
 import type { AppServerProcess } from '../support/app-server-process.js';
 import { finishE2E, startE2E } from '../support/e2e.js';
-import type { FakeModelServer, RecordedRequest, ScriptStep } from '../support/index.js';
-import { outputFor } from '../support/requests.js';
+import type { FakeModelServer, RecordedRequest, ScriptStep } from '../../testing/index.js';
+import { outputFor } from '../../testing/requests.js';
 
 const availability = await detectSandbox();
 

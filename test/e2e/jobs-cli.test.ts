@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { troupeBin } from '../support/app-server-process.js';
 import { useScratch } from '../support/e2e.js';
-import type { RecordedRequest } from '../support/fake-model-server.js';
+import type { RecordedRequest } from '../../testing/fake-model-server.js';
 import { waitFor } from '../support/wait.js';
 import { doneStep, readCsv, readJsonl, reportStep, task, workerFirst, writeText } from './jobs-support.js';
 

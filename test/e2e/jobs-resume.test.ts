@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import { AppServerProcess } from '../support/app-server-process.js';
-import { startFakeModelServer, type FakeModelServer, type RecordedRequest } from '../support/fake-model-server.js';
-import { inputTexts, mentions, outputFor } from '../support/requests.js';
+import { startFakeModelServer, type FakeModelServer, type RecordedRequest } from '../../testing/fake-model-server.js';
+import { inputTexts, mentions, outputFor } from '../../testing/requests.js';
 import { waitFor } from '../support/wait.js';
 import { doneStep, isWorker, jobLog, readCsv, reportStep, spawnJobStep, task, workerFirst, writeText } from './jobs-support.js';
 

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import type { Event, EventOf } from '../../protocol/index.js';
 import type { AppServerProcess } from '../support/app-server-process.js';
-import type { RecordedRequest, ScriptStep } from '../support/fake-model-server.js';
-import { inputItems, inputTexts, mentions } from '../support/requests.js';
+import type { RecordedRequest, ScriptStep } from '../../testing/fake-model-server.js';
+import { inputItems, inputTexts, mentions } from '../../testing/requests.js';
 
 /** The first words of every job item's task (actors/jobs/runner.ts, workerPrompt). */
 export const WORKER = 'You are the agent of one item of an agent job.';

@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AppServerProcess } from '../support/app-server-process.js';
 import { finishE2E, startE2E } from '../support/e2e.js';
-import type { FakeModelServer, RecordedRequest, ScriptStep } from '../support/index.js';
-import { inputItems, inputTexts, mentions, outputFor } from '../support/requests.js';
+import type { FakeModelServer, RecordedRequest, ScriptStep } from '../../testing/index.js';
+import { inputItems, inputTexts, mentions, outputFor } from '../../testing/requests.js';
 import { waitFor } from '../support/wait.js';
 import {
   doneStep,

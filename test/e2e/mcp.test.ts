@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AppServerProcess } from '../support/app-server-process.js';
 import { finishE2E, startE2E } from '../support/e2e.js';
-import type { FakeModelServer } from '../support/index.js';
+import type { FakeModelServer } from '../../testing/index.js';
 import { mcpEchoServerPath } from '../support/mcp-echo-server.js';
-import { mentions, outputFor, spawnedAgentIds } from '../support/requests.js';
+import { mentions, outputFor, spawnedAgentIds } from '../../testing/requests.js';
 
 let model: FakeModelServer;
 let server: AppServerProcess;

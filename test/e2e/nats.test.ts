@@ -6,7 +6,7 @@ import { subjects } from '../../actors/bus/subjects.js';
 import { seqProblems, type AppServerProcess } from '../support/app-server-process.js';
 import { waitFor } from '../support/wait.js';
 import { NatsCluster } from '../support/nats-cluster.js';
-import { mentions, outputFor, spawnedAgentIds } from '../support/requests.js';
+import { mentions, outputFor, spawnedAgentIds } from '../../testing/requests.js';
 
 /**
  * troupe on NATS, end to end: real nats-server, real `troupe worker` processes, and

@@ -7,8 +7,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { REVIEW_INSTRUCTIONS } from '../../actors/tasks/index.js';
 import type { AppServerProcess } from '../support/app-server-process.js';
 import { finishE2E, startE2E } from '../support/e2e.js';
-import type { FakeModelServer, RecordedRequest } from '../support/index.js';
-import { inputTexts } from '../support/requests.js';
+import type { FakeModelServer, RecordedRequest } from '../../testing/index.js';
+import { inputTexts } from '../../testing/requests.js';
 
 let model: FakeModelServer;
 let server: AppServerProcess;

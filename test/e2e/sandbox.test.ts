@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { detectSandbox } from '../../actors/sandbox/detect.js';
 import { AppServerProcess, seqProblems } from '../support/app-server-process.js';
-import { startFakeModelServer, type FakeModelServer } from '../support/index.js';
-import { outputFor } from '../support/requests.js';
+import { startFakeModelServer, type FakeModelServer } from '../../testing/index.js';
+import { outputFor } from '../../testing/requests.js';
 import { processesMatching } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
 

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RolloutLine } from '../../protocol/index.js';
 import { AppServerProcess, seqProblems } from '../support/app-server-process.js';
-import { startFakeModelServer, type FakeModelServer } from '../support/index.js';
-import { inputTexts } from '../support/requests.js';
+import { startFakeModelServer, type FakeModelServer } from '../../testing/index.js';
+import { inputTexts } from '../../testing/requests.js';
 
 let model: FakeModelServer;
 let home: string;

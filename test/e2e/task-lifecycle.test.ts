@@ -6,8 +6,8 @@ import type { Event } from '../../protocol/index.js';
 import { REVIEW_INSTRUCTIONS, SUMMARY_PROMPT } from '../../actors/tasks/index.js';
 import type { AppServerProcess } from '../support/app-server-process.js';
 import { finishE2E, startE2E } from '../support/e2e.js';
-import type { FakeModelServer, RecordedRequest, ScriptStep } from '../support/index.js';
-import { inputTexts } from '../support/requests.js';
+import type { FakeModelServer, RecordedRequest, ScriptStep } from '../../testing/index.js';
+import { inputTexts } from '../../testing/requests.js';
 import { waitFor } from '../support/wait.js';
 
 /**

@@ -6,8 +6,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { REVIEW_INSTRUCTIONS, SUMMARY_PROMPT } from '../../actors/tasks/index.js';
 import { AppServerProcess } from '../support/app-server-process.js';
 import { finishE2E, startE2E } from '../support/e2e.js';
-import type { FakeModelServer, RecordedRequest, ScriptStep } from '../support/index.js';
-import { inputTexts, mentions, outputFor } from '../support/requests.js';
+import type { FakeModelServer, RecordedRequest, ScriptStep } from '../../testing/index.js';
+import { inputTexts, mentions, outputFor } from '../../testing/requests.js';
 
 let model: FakeModelServer;
 let server: AppServerProcess;

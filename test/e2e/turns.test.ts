@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AppServerProcess } from '../support/app-server-process.js';
 import { finishE2E, startE2E } from '../support/e2e.js';
-import { startFakeModelServer, type FakeModelServer } from '../support/index.js';
-import { inputItems, inputTexts, outputFor, outputOrder } from '../support/requests.js';
+import { startFakeModelServer, type FakeModelServer } from '../../testing/index.js';
+import { inputItems, inputTexts, outputFor, outputOrder } from '../../testing/requests.js';
 import { RATE_LIMIT_HEADERS, RATE_LIMIT_SNAPSHOT } from '../support/rate-limits.js';
 
 let model: FakeModelServer;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect } from 'vitest';
 import { AppServerProcess, seqProblems } from './app-server-process.js';
-import { startFakeModelServer, type FakeModelServer, type FakeModelServerOptions } from './fake-model-server.js';
+import { startFakeModelServer, type FakeModelServer, type FakeModelServerOptions } from '../../testing/fake-model-server.js';
 
 /** What an end-to-end test drives: a fake model, `troupe app-server` pointed at it, a workspace. */
 export interface E2E {

@@ -3,7 +3,7 @@
  * and floods of model output whose every piece names its place, so that a lost or moved
  * delta shows.
  */
-import type { ResponseStep, ScriptItem } from './fake-model-server.js';
+import type { ResponseStep, ScriptItem } from '../../testing/fake-model-server.js';
 import { residentBytes } from './processes.js';
 
 /** What a server may grow by, above its baseline, while its client does not read. */

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import { AppServerProcess } from './app-server-process.js';
-import { startFakeModelServer, type FakeModelServer } from './fake-model-server.js';
+import { startFakeModelServer, type FakeModelServer } from '../../testing/fake-model-server.js';
 import { startNatsServer, type NatsServerProcess } from './nats-server.js';
 import { WorkerProcess } from './worker-process.js';
 

@@ -1,7 +1,7 @@
 import type { Bus } from '../bus/bus.js';
 import type { GatewayDurability } from '../durable/gateway-durability.js';
 import type { Logger } from '../log.js';
-import { natsSettingsFrom, type NatsFlagValues } from './settings.js';
+import { natsSettingsFrom, type NatsFlagValues } from '../nats/settings.js';
 
 /** What a gateway runtime needs to run on NATS (see RuntimeOptions). */
 export interface GatewayBusOptions {
@@ -24,7 +24,7 @@ export async function gatewayBusOptions(
 ): Promise<GatewayBusOptions> {
   const settings = natsSettingsFrom(flags, env);
   if (settings === null) return {};
-  const { connectNats } = await import('./connect.js');
+  const { connectNats } = await import('../nats/connect.js');
   const [connection, { NatsBus }, { GatewayDurability }] = await Promise.all([
     connectNats(settings, { name, ...(logger ? { logger } : {}) }),
     import('../bus/nats.js'),

@@ -12,7 +12,15 @@
  * the parent): spawning a process costs more the bigger the spawner's heap, so sharing one
  * process would blur the comparison.
  *
- *   npm run bench            (writes bench/results/turn-overhead.json)
+ * BENCH_TOOL=exec_command compares the two command tools on one command: the turns take
+ * turns, `exec_command` with `cmd: "true"` (which the user's shell runs) and then `shell` given
+ * that very argv, in one session, each turn timed, so both see the same machine at the same
+ * moment; the floors run that argv too. The shell is BENCH_SHELL, by default /bin/sh: a login
+ * bash reads the user's profile, which takes anything from a millisecond to hundreds of them,
+ * and would drown what is measured here.
+ *
+ *   npm run bench            (writes bench/results/turn-overhead.json, or
+ *                             turn-overhead-exec_command.json)
  */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,6 +31,7 @@ import { execa } from 'execa';
 import OpenAI from 'openai';
 import type { ModelClient, ModelStreamEvent, Prompt } from '../actors/model/types.js';
 import { createRuntime } from '../actors/runtime.js';
+import { userShellArgv } from '../actors/tools/handlers/exec-command.js';
 import { processLauncher } from '../actors/tools/launcher/launcher.js';
 import { startFakeModelServer, type RecordedRequest, type ScriptStep } from '../testing/index.js';
 
@@ -34,13 +43,25 @@ const WARMUP = 20;
  */
 const SANDBOX = (process.env.BENCH_SANDBOX ?? 'danger-full-access') as 'danger-full-access' | 'workspace-write' | 'read-only';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+/** The tool the model calls: `shell` (default) or `exec_command`. */
+const TOOL = (process.env.BENCH_TOOL ?? 'shell') as 'shell' | 'exec_command';
+if (TOOL !== 'shell' && TOOL !== 'exec_command') throw new Error(`BENCH_TOOL must be shell or exec_command, not ${String(TOOL)}`);
+if (TOOL === 'exec_command') process.env.SHELL = process.env.BENCH_SHELL ?? '/bin/sh';
+/** What runs where the model asked for a tool: `true`, or for exec_command what its shell runs. */
+const COMMAND = TOOL === 'shell' ? ['true'] : userShellArgv('true');
+
+/** Whether turn `index` of a session calls exec_command (else shell). */
+const callsExec = (index: number): boolean => TOOL === 'exec_command' && index % 2 === 0;
 
 /** Tool call after a user message, final message after a tool output. */
 function script(request: RecordedRequest): ScriptStep {
   const input = request.body.input as { type: string }[];
-  return input.at(-1)?.type === 'function_call_output'
-    ? { kind: 'response', items: [{ type: 'message', text: 'done' }] }
-    : { kind: 'response', items: [{ type: 'function_call', name: 'shell', arguments: { command: ['true'] } }] };
+  if (input.at(-1)?.type === 'function_call_output') return { kind: 'response', items: [{ type: 'message', text: 'done' }] };
+  // One call per turn: the calls already in the history number the turn.
+  const call = callsExec(input.filter((item) => item.type === 'function_call').length)
+    ? { name: 'exec_command', arguments: { cmd: 'true' } }
+    : { name: 'shell', arguments: { command: COMMAND } };
+  return { kind: 'response', items: [{ type: 'function_call', ...call }] };
 }
 
 /**
@@ -66,7 +87,7 @@ function inProcessModel(): ModelClient {
   };
 }
 
-async function measureRuntime(turns: number, url: string | null, home: string, cwd: string) {
+async function measureRuntime(measured: number, url: string | null, home: string, cwd: string) {
   const runtime =
     url === null
       ? createRuntime({ modelClient: inProcessModel(), home, cwd, model: 'bench-model' })
@@ -74,11 +95,14 @@ async function measureRuntime(turns: number, url: string | null, home: string, c
   const session = await runtime.newSession({ approval_policy: 'never', sandbox_policy: SANDBOX });
   const events = session.events();
   let count = 0;
+  /** Measured turns' times, by the tool they called. */
+  const turns = { exec: [] as number[], shell: [] as number[] };
   const runTurn = async (i: number) => {
     const id = await session.submit({ type: 'user_turn', items: [{ type: 'text', text: `turn ${i}` }] }, `t${i}`);
     for (;;) {
-      const { value, done } = await events.next();
-      if (done) throw new Error('the session ended');
+      const next = await events.next();
+      if (next.done === true) throw new Error('the session ended');
+      const value = next.value;
       count++;
       if (value.id === id && value.msg.type === 'task_complete') return;
       if (value.msg.type === 'error') throw new Error(value.msg.message);
@@ -87,10 +111,19 @@ async function measureRuntime(turns: number, url: string | null, home: string, c
   for (let i = 0; i < WARMUP; i++) await runTurn(i);
   count = 0;
   const started = performance.now();
-  for (let i = 0; i < turns; i++) await runTurn(WARMUP + i);
+  for (let i = 0; i < measured; i++) {
+    const turnStarted = performance.now();
+    await runTurn(WARMUP + i);
+    turns[callsExec(WARMUP + i) ? 'exec' : 'shell'].push(performance.now() - turnStarted);
+  }
   const elapsed = performance.now() - started;
   await runtime.close();
-  return { elapsed, events: count };
+  const byTool = TOOL === 'shell' ? {} : { exec_turn_ms: medianOf(turns.exec), shell_turn_ms: medianOf(turns.shell) };
+  return { elapsed, events: count, ...byTool };
+}
+
+function medianOf(values: number[]): number {
+  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 }
 
 /**
@@ -122,10 +155,11 @@ const FLOORS = ['bare', 'direct', 'launcher'] as const;
 type Floor = (typeof FLOORS)[number];
 
 async function measureFloor(steps: FloorStep[], url: string, floor: Floor) {
+  const [file, ...args] = COMMAND as [string, ...string[]];
   const runTrue = {
     bare: async () => undefined,
-    direct: () => execa('true', [], { detached: true, reject: false, stdin: 'ignore' }),
-    launcher: () => processLauncher().launch(['true'], { cwd: tmpdir() }).outcome,
+    direct: () => execa(file, args, { detached: true, reject: false, stdin: 'ignore' }),
+    launcher: () => processLauncher().launch(COMMAND, { cwd: tmpdir() }).outcome,
   }[floor];
   const client = new OpenAI({ baseURL: url, apiKey: 'bench', maxRetries: 0 });
   let history: unknown[] = [];
@@ -198,10 +232,14 @@ async function main(): Promise<void> {
       const run = median(floors[floor]);
       return run.elapsed! / run.requests!;
     };
+    // Per tool (exec_command only): each round's median turn, the median round; a turn is two round trips.
+    const perTool = (key: string) => medianOf(runtimes.map((run) => run[key]!)) / 2;
     const result = {
       turns: TURNS,
       rounds: ROUNDS,
       sandbox: SANDBOX,
+      tool: TOOL,
+      command: COMMAND,
       model_round_trips: TURNS * 2,
       runtime_ms_per_round_trip: round(perTrip),
       floor_sdk_only_ms_per_round_trip: round(floorPerTrip('bare')),
@@ -211,6 +249,13 @@ async function main(): Promise<void> {
       overhead_over_forking_floor_ms: round(perTrip - floorPerTrip('direct')),
       overhead_over_launcher_floor_ms: round(perTrip - floorPerTrip('launcher')),
       machinery_alone_ms_per_round_trip: round(median(machinery).elapsed! / (TURNS * 2)),
+      ...(TOOL === 'shell'
+        ? {}
+        : {
+            exec_command_ms_per_round_trip: round(perTool('exec_turn_ms')),
+            shell_same_command_ms_per_round_trip: round(perTool('shell_turn_ms')),
+            exec_command_over_shell_ms: round(perTool('exec_turn_ms') - perTool('shell_turn_ms')),
+          }),
       events: runtime.events,
       events_per_second: Math.round(runtime.events! / (runtime.elapsed! / 1000)),
       runtime_peak_rss_mb: round(runtime.rss_mb!),
@@ -219,7 +264,7 @@ async function main(): Promise<void> {
     };
     const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
     await mkdir(dir, { recursive: true });
-    await writeFile(join(dir, 'turn-overhead.json'), `${JSON.stringify(result, null, 2)}\n`);
+    await writeFile(join(dir, TOOL === 'shell' ? 'turn-overhead.json' : `turn-overhead-${TOOL}.json`), `${JSON.stringify(result, null, 2)}\n`);
     console.log(JSON.stringify(result, null, 2));
   } finally {
     await model.close();

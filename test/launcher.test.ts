@@ -236,9 +236,54 @@ describe('the spare shell', () => {
     expect(printed.fromSpare.stdout).toBe(printed.spawned.stdout);
 
     // Also the signal mask and ignored signals, which a shell could leave changed across exec.
-    const where = await spawnedThenSpare(['sh', '-c', 'pwd -P; readlink /proc/$$/fd/0; grep ^flags /proc/$$/fdinfo/0; grep -E "^Sig(Blk|Ign)" /proc/$$/status; cat']);
+    // Read with the shell's own `read`: while dash forks a command it blocks every signal, so a
+    // forked `grep` could see that passing mask instead of the program's.
+    const status = 'while read -r line; do case $line in SigBlk:*|SigIgn:*) echo "$line";; esac; done < /proc/$$/status';
+    const where = await spawnedThenSpare(['sh', '-c', `pwd -P; readlink /proc/$$/fd/0; grep ^flags /proc/$$/fdinfo/0; ${status}; cat`]);
     expect(where.fromSpare.stdout).toBe(where.spawned.stdout);
     expect(where.fromSpare.stdout.split('\n').slice(0, 2)).toEqual([await realpath(dir), '/dev/null']);
+  });
+
+  it('serves a program whose environment differs from its own, which gets exactly its own', async () => {
+    const launcher = newLauncher();
+    // Two environments used in turn, as `shell` and `exec_command` do.
+    const a = Object.freeze({ PATH: process.env.PATH!, ONLY_A: 'a', SHARED: 'from a', PWD: '/a' });
+    const b = Object.freeze({ PATH: process.env.PATH!, ONLY_B: "it's b\nwith a second line", SHARED: 'from b', SHLVL: '3' });
+    const lines = (text: string) => text.split(/\n(?=[A-Za-z_]+=)/).map((line) => line.trimEnd()).sort();
+    const spawned = await runIn(newLauncher(), ['env'], b);
+    expect(lines(spawned.stdout)).toEqual(Object.entries(b).map(([name, value]) => `${name}=${value}`).sort());
+    // Until the launcher has found out that a spare started with `a` can serve `b`, `b` is spawned.
+    let served: Awaited<ReturnType<typeof runIn>> | undefined;
+    await waitFor(async () => {
+      await runIn(launcher, ['true'], a);
+      const spare = await spareOf(launcher);
+      if (!(await readFile(`/proc/${spare}/environ`, 'utf8')).includes('ONLY_A=a\0')) return false;
+      const run = await runIn(launcher, ['env'], b);
+      if (run.pid === spare) served = run;
+      return served !== undefined;
+    }, 'a spare started with one environment to serve the other');
+    expect(served?.outcome).toEqual({ kind: 'exited', code: 0, signal: null });
+    expect(lines(served!.stdout)).toEqual(lines(spawned.stdout));
+  });
+
+  it('becomes a program that takes input too, whose stdin is then a pipe of the kind a spawn makes', async () => {
+    const launcher = newLauncher();
+    const script = 'readlink /proc/$$/fd/0 | cut -d: -f1; grep ^flags /proc/$$/fdinfo/0; [ -e /proc/$$/fd/3 ] && echo fd3 open; read a; echo "<$a>"';
+    const inputOf = async () => {
+      const launched = launcher.launch(['sh', '-c', script], { cwd: dir, env: process.env, stdio: 'pipe' });
+      const text = collect(launched);
+      launched.write('typed\n');
+      return { outcome: await launched.outcome, pid: launched.pid, ...text };
+    };
+    // A new launcher has no spare yet: the first is spawned, the next one is the spare.
+    const spawned = await inputOf();
+    const spare = await spareOf(launcher);
+    const fromSpare = await inputOf();
+    expect(fromSpare.pid).toBe(spare);
+    expect(spawned.pid).not.toBe(spare);
+    for (const run of [fromSpare, spawned]) expect(run).toMatchObject({ outcome: { kind: 'exited', code: 0 }, stderr: '' });
+    expect(fromSpare.stdout).toBe(spawned.stdout);
+    expect(fromSpare.stdout).toMatch(/^socket\nflags:\s+\d+\n<typed>\n$/);
   });
 
   it('runs the program as the leader of its own process group and session', async () => {

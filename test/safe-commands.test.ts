@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadShellParser } from '../actors/exec-policy/shell-script.js';
 import { planShell } from '../actors/tools/handlers/shell.js';
-import { isKnownSafeCommand } from '../actors/tools/safe-commands.js';
+import { isKnownSafeCommand } from '../actors/approval/safe-commands.js';
 import type { ToolContext } from '../actors/tools/tool.js';
 import { buildTurnContext, settingsFromConfig } from '../machines/turn-context.js';
 import { TestResources } from './support/tool-context.js';

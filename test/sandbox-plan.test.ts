@@ -4,7 +4,8 @@
  * written out by hand, not computed, so a change of behaviour shows up as a changed row.
  */
 import { describe, expect, it } from 'vitest';
-import { planExec, type ExecPlan, type RuleDecision } from '../actors/sandbox/exec-plan.js';
+import { planExec, type ExecPlan } from '../actors/approval/exec-plan.js';
+import type { RuleDecision } from '../actors/exec-policy/index.js';
 import type { AskForApproval, SandboxMode } from '../protocol/index.js';
 
 type Cell = 'run:sb' | 'run:sb+esc' | 'run:full' | 'ask:sb' | 'ask:full' | 'reject';

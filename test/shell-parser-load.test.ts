@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { ExecPolicy, loadShellParser } from '../actors/exec-policy/index.js';
 import { parseScript } from '../actors/exec-policy/shell-script.js';
-import { isKnownSafeCommand } from '../actors/tools/safe-commands.js';
+import { isKnownSafeCommand } from '../actors/approval/safe-commands.js';
 
 describe('loading the shell parser', () => {
   it('fails closed until it is loaded, and reads scripts after', async () => {

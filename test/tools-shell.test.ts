@@ -8,7 +8,7 @@ import { EventMsg, type AskForApproval, type SandboxPolicy } from '../protocol/i
 import { planShell, runShell, shellHandler } from '../actors/tools/handlers/shell.js';
 import { detectSandbox } from '../actors/sandbox/detect.js';
 import { loadShellParser, parsePlainCommands } from '../actors/exec-policy/shell-script.js';
-import { isKnownSafeCommand } from '../actors/tools/safe-commands.js';
+import { isKnownSafeCommand } from '../actors/approval/safe-commands.js';
 import { HeadTailBuffer, truncateMiddle } from '../actors/tools/truncate.js';
 import type { ToolContext } from '../actors/tools/tool.js';
 import { TestResources } from './support/tool-context.js';

@@ -10,7 +10,6 @@ import { statSync, type Stats } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import type { RuleDecision, RuleVerdict } from '../sandbox/exec-plan.js';
 import { JsonSyntaxError, parseJsonWithLines } from './json-locations.js';
 import { mentionedName, mentionsProgram, mentionsWord } from './mentions.js';
 import { loadShellParser } from './shell-script.js';
@@ -19,6 +18,22 @@ import { ESCALATING } from './wrappers.js';
 import { couldBeProgram, displayWord, programNames, type Word } from './words.js';
 
 export const RULES_FILE_NAME = 'rules.json';
+
+export type RuleDecision = 'allow' | 'prompt' | 'forbidden';
+
+/** What the rules say about one command (undefined from `evaluate`: no rule matched). */
+export interface RuleVerdict {
+  readonly decision: RuleDecision;
+  /** Names the rule for the user and the model, e.g. `prompt ["git","push"] (~/.troupe/rules.json:4)`. */
+  readonly description: string;
+  readonly reason?: string | undefined;
+  /**
+   * The question to put to the user instead of the rule's own wording: set when troupe asks
+   * because it cannot rule out that the command runs what a rule names, or for its built-in
+   * question before commands run as another user.
+   */
+  readonly question?: string | undefined;
+}
 
 const RuleSchema = z
   .object({

@@ -3,6 +3,7 @@ import type { ElicitRequest, ElicitResult, Tool } from '@modelcontextprotocol/sd
 import { z } from 'zod';
 import type { EventMsg, McpServerConfig } from '../../protocol/index.js';
 import type { Logger } from '../log.js';
+import { planApproval, type ApprovalNeed } from '../tools/orchestrator.js';
 import type { ApprovalMemory, SessionResource, ToolContext, ToolHandler, ToolOutput, ToolPlan } from '../tools/tool.js';
 import { McpConnection, describeError } from './connection.js';
 import { UnknownElicitationError } from './errors.js';
@@ -183,7 +184,7 @@ export class McpManager implements SessionResource {
         server,
         request_id: requestId,
         message: params.message,
-        requested_schema: params.requestedSchema as Record<string, unknown>,
+        requested_schema: params.requestedSchema,
       });
     });
   }
@@ -196,20 +197,20 @@ export class McpManager implements SessionResource {
       args: PassThroughArgs,
       parameters: modelParameters(tool.inputSchema),
       plan: (args: McpArgs, ctx: ToolContext, approvals: ApprovalMemory): ToolPlan => {
+        const need: ApprovalNeed =
+          ctx.turn.approval_policy !== 'untrusted' || readOnly
+            ? { kind: 'none' }
+            : {
+                kind: 'ask',
+                request: { type: 'exec', command: ['mcp', server, tool.name], cwd: ctx.turn.cwd, reason: `MCP tool call with arguments ${JSON.stringify(args)}` },
+                approvalKey: `mcp:${JSON.stringify([server, tool.name])}`,
+              };
         // MCP servers run outside our sandbox, so there is no sandbox to speak of either way.
-        if (ctx.turn.approval_policy !== 'untrusted' || readOnly) return { kind: 'run', sandboxed: false };
-        const approvalKey = `mcp:${JSON.stringify([server, tool.name])}`;
-        if (approvals.has(approvalKey)) return { kind: 'run', sandboxed: false };
-        return {
-          kind: 'ask',
-          request: { type: 'exec', command: ['mcp', server, tool.name], cwd: ctx.turn.cwd, reason: `MCP tool call with arguments ${JSON.stringify(args)}` },
-          sandboxedAfterApproval: false,
-          approvalKey,
-        };
+        return planApproval(need, approvals, false);
       },
       run: (args: McpArgs, ctx: ToolContext): Promise<ToolOutput> => this.#call(server, tool.name, args, ctx),
     };
-    return handler as unknown as ToolHandler<unknown>;
+    return handler;
   }
 
   async #call(server: string, tool: string, args: McpArgs, ctx: ToolContext): Promise<ToolOutput> {

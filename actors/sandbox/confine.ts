@@ -1,7 +1,6 @@
 /** Turning a planned command into the argv that actually runs: confined, or knowingly not. */
-import type { ToolContext } from '../tools/tool.js';
+import type { TurnContext } from '../../machines/turn-context.js';
 import { requireSandbox, sandboxedArgv } from './detect.js';
-import { rulesHome } from './command-plan.js';
 import { sandboxSpecFor, type SandboxSpec } from './spec.js';
 
 export interface ConfinedCommand {
@@ -10,13 +9,26 @@ export interface ConfinedCommand {
   readonly spec: SandboxSpec | undefined;
 }
 
+export interface ConfineOptions {
+  /** The plan's decision; false only under danger-full-access or after an approved escalation. */
+  readonly sandboxed: boolean;
+  /** The command runs on a terminal, which must stay its controlling terminal. */
+  readonly tty: boolean;
+  /** TROUPE_HOME, kept read-only inside the sandbox when it lies in a writable root. */
+  readonly home: string;
+}
+
 /**
- * The argv for `command`. `sandboxed: false` is only ever the plan's decision (danger-full-access,
- * or an approved escalation); when the plan says sandboxed and no backend works, this throws
- * SandboxUnavailableError rather than running the command unconfined.
+ * The argv for `command`, computed when the command starts (the spec is never cached). When
+ * the plan says sandboxed and no backend works, this throws SandboxUnavailableError rather than
+ * running the command unconfined.
  */
-export async function confineCommand(command: readonly string[], ctx: ToolContext, options: { sandboxed: boolean; tty: boolean }): Promise<ConfinedCommand> {
-  const spec = options.sandboxed ? sandboxSpecFor(ctx.turn, { home: rulesHome(ctx) }) : undefined;
+export async function confineCommand(
+  command: readonly string[],
+  turn: Pick<TurnContext, 'cwd' | 'sandbox_policy'>,
+  options: ConfineOptions,
+): Promise<ConfinedCommand> {
+  const spec = options.sandboxed ? sandboxSpecFor(turn, { home: options.home }) : undefined;
   if (spec === undefined) return { argv: [...command], spec: undefined };
   const backend = await requireSandbox(spec);
   return { argv: sandboxedArgv(backend, spec, command, { tty: options.tty }), spec };

@@ -27,3 +27,13 @@ export function isLikelySandboxDenial(result: FinishedCommand, spec: { readonly 
   if (FILESYSTEM.test(result.output) || BWRAP.test(result.output)) return true;
   return !spec.networkAccess && NETWORK.test(result.output);
 }
+
+/**
+ * Inside bubblewrap a missing program is reported by bwrap itself (`bwrap: execvp X: No such
+ * file or directory`, exit 1). The program's name when `stderr` is that report, so the failure
+ * can be given the exit code it has outside and not be taken for a denial.
+ */
+export function missingProgramInSandbox(exitCode: number, stderr: string): string | undefined {
+  if (exitCode !== 1) return undefined;
+  return /^bwrap: execvp (.+): No such file or directory\s*$/m.exec(stderr)?.[1];
+}

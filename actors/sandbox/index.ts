@@ -1,9 +1,7 @@
-export { approvalKeys, denialHint, escalationAfterDenial, planCommand, rulesHome, type CommandRequest } from './command-plan.js';
-export { confineCommand, type ConfinedCommand } from './confine.js';
-export { isLikelySandboxDenial, type FinishedCommand } from './denial.js';
+export { confineCommand, type ConfinedCommand, type ConfineOptions } from './confine.js';
+export { isLikelySandboxDenial, missingProgramInSandbox, type FinishedCommand } from './denial.js';
 export { BACKEND_ENV, detectSandbox, requireSandbox, sandboxedArgv, unavailableMessage, type SandboxAvailability, type SandboxBackend } from './detect.js';
 export { SandboxUnavailableError } from './errors.js';
-export { escalatesOnDenial, NEVER_ESCALATES, planExec, type ExecPlan, type ExecPlanInput, type RuleDecision, type RuleVerdict } from './exec-plan.js';
 export { escapesCwd, isWithin, isWritable, writableRoots } from './paths.js';
 export { bubblewrapArgs, type BubblewrapOptions } from './bubblewrap.js';
 export { seatbeltCommand, seatbeltProfile, SANDBOX_EXEC_PATH, type SeatbeltProfile } from './seatbelt.js';

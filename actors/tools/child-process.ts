@@ -13,14 +13,13 @@ export function definedEnv(env: NodeJS.ProcessEnv): Record<string, string> {
 }
 
 /**
- * Calls `done` once `child` has exited and its output pipes are closed. A background child of
- * the program may keep them open forever, so after `graceMs` they are destroyed instead.
+ * Calls `done` once `child` has exited and its pipes are closed. A background child of the
+ * program may keep them open forever, so after `graceMs` they are destroyed instead.
  */
 export function onExitDrained(child: ChildProcess, graceMs: number, done: (code: number | null, signal: NodeJS.Signals | null) => void): void {
   child.once('exit', (code, signal) => {
     const grace = setTimeout(() => {
-      child.stdout?.destroy();
-      child.stderr?.destroy();
+      for (const pipe of child.stdio) pipe?.destroy();
       done(code, signal);
     }, graceMs);
     child.once('close', () => {

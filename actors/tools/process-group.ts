@@ -15,7 +15,7 @@ export function killProcessGroup(pid: number, signal: NodeJS.Signals = 'SIGKILL'
 }
 
 /** The shell convention for a process killed by a signal: 128 + the signal's number. */
-export function exitCodeForSignal(signal: NodeJS.Signals | string): number {
+export function exitCodeForSignal(signal: string): number {
   const number = (constants.signals as Record<string, number | undefined>)[signal];
   return 128 + (number ?? 0);
 }

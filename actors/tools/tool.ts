@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import type { AgentStatus, EventMsg, FileChange, TreePool } from '../../protocol/index.js';
 import type { ToolOutput, ToolPlan } from '../../machines/tool-plan.js';
 import type { TurnContext } from '../../machines/turn-context.js';
+import type { ApprovalMemory } from '../approval/index.js';
 import type { FlowSignal } from '../flow/flow-gate.js';
 
 /** Something a tool keeps open beyond one call (a PTY session, a server connection). */
@@ -66,11 +67,7 @@ export interface ToolContext {
 }
 
 export type { ApprovalRequest, ToolOutput, ToolPlan } from '../../machines/tool-plan.js';
-
-/** Read-only view of approvals the session tree has granted for the rest of the session. */
-export interface ApprovalMemory {
-  has(key: string): boolean;
-}
+export type { ApprovalMemory } from '../approval/index.js';
 
 /** How the call runs, once planned (and approved, when it had to ask). */
 export interface RunPlan {
@@ -79,6 +76,11 @@ export interface RunPlan {
   readonly userApproved: boolean;
 }
 
+/**
+ * A tool as the registry and the ToolCallMachine see it. Tools that run a command implement
+ * `CommandTool` instead and get their handler from `commandHandler` (orchestrator.ts); a tool
+ * that asks before it runs builds its plan with `planApproval`.
+ */
 export interface ToolHandler<A = unknown> {
   readonly name: string;
   readonly description: string;
@@ -94,7 +96,7 @@ export interface ToolHandler<A = unknown> {
   run(args: A, ctx: ToolContext, plan: RunPlan): Promise<ToolOutput>;
 }
 
-/** Erases a handler's argument type for storage in the registry. */
+/** Erases a handler's argument type for storage in the registry (the registry validates arguments with `args`). */
 export function defineTool<A>(handler: ToolHandler<A>): ToolHandler<unknown> {
-  return handler as unknown as ToolHandler<unknown>;
+  return handler;
 }

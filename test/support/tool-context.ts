@@ -18,7 +18,7 @@ export class TestResources implements SessionResources {
   async disposeAll(): Promise<void> {
     const items = [...this.#items.values()];
     this.#items.clear();
-    await Promise.all(items.map((item) => item.dispose()));
+    await Promise.all(items.map(async (item) => item.dispose()));
   }
 }
 

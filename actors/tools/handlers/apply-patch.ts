@@ -5,9 +5,9 @@
  */
 import path from 'node:path';
 import { ApplyPatchArgs, type FileChange } from '../../../protocol/index.js';
-import { rulesHome } from '../../sandbox/command-plan.js';
-import { escapesCwd } from '../../sandbox/paths.js';
-import { checkWritable } from '../../sandbox/writable.js';
+import { rulesHome } from '../../approval/index.js';
+import { checkWritable, escapesCwd } from '../../sandbox/index.js';
+import { planApproval, type ApprovalNeed } from '../orchestrator.js';
 import { PatchApplyError, preparePatch, previewPatch, type PatchResult } from '../patch/apply.js';
 import { parsePatch, PatchParseError, type PatchOperation } from '../patch/parser.js';
 import { defineTool, type ApprovalMemory, type RunPlan, type ToolContext, type ToolOutput, type ToolPlan } from '../tool.js';
@@ -39,7 +39,16 @@ export const applyPatchTool = defineTool<ApplyPatchArgs>({
   run: runApplyPatch,
 });
 
+/**
+ * The patch is written by troupe's own process, so the sandbox cannot hold it: its paths are
+ * checked against the writable roots here, and a patch that leaves them asks (or is refused).
+ */
 export async function planApplyPatch(args: ApplyPatchArgs, ctx: ToolContext, approvals: ApprovalMemory): Promise<ToolPlan> {
+  const mode = ctx.turn.sandbox_policy.mode;
+  return planApproval(await approvalNeed(args, ctx), approvals, mode !== 'danger-full-access');
+}
+
+async function approvalNeed(args: ApplyPatchArgs, ctx: ToolContext): Promise<ApprovalNeed> {
   const turn = ctx.turn;
   const mode = turn.sandbox_policy.mode;
   let operations: PatchOperation[];
@@ -65,17 +74,17 @@ export async function planApplyPatch(args: ApplyPatchArgs, ctx: ToolContext, app
   }
 
   const changed = changedPaths(preview.changes);
-  const approvalKey = `patch:${changed.join('\n')}`;
-  const ask = (reason: string): ToolPlan =>
-    approvals.has(approvalKey)
-      ? { kind: 'run', sandboxed: mode !== 'danger-full-access' }
-      : { kind: 'ask', request: { type: 'patch', changes: preview.changes, reason }, sandboxedAfterApproval: true, approvalKey };
+  const ask = (reason: string): ApprovalNeed => ({
+    kind: 'ask',
+    request: { type: 'patch', changes: preview.changes, reason },
+    approvalKey: `patch:${changed.join('\n')}`,
+  });
 
   if (turn.approval_policy === 'untrusted') return ask('the approval policy asks before every patch');
-  if (mode === 'danger-full-access') return { kind: 'run', sandboxed: false };
+  if (mode === 'danger-full-access') return { kind: 'none' };
   const home = rulesHome(ctx);
   const blocked = changed.map((p) => checkWritable(turn, p, { home })).find((v) => !v.ok);
-  if (blocked === undefined || blocked.ok) return { kind: 'run', sandboxed: true };
+  if (blocked === undefined || blocked.ok) return { kind: 'none' };
   if (turn.approval_policy === 'never') {
     return {
       kind: 'reject',

@@ -1,17 +1,16 @@
+/**
+ * `shell`: run a program (an argv, no shell in between) to its end, within a timeout, and give
+ * the model its exit code and output. Planned, confined and escalated by the orchestrator
+ * (orchestrator.ts); started in the launcher process with stdin on /dev/null.
+ */
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ShellArgs } from '../../../protocol/index.js';
-import {
-  confineCommand,
-  denialHint,
-  escalationAfterDenial,
-  isLikelySandboxDenial,
-  planCommand,
-  SandboxUnavailableError,
-} from '../../sandbox/index.js';
-import { processLauncher } from '../launcher/launcher.js';
+import { missingProgramInSandbox } from '../../sandbox/index.js';
 import { isDirectory } from '../child-process.js';
-import { commandEnvironment } from '../environment-policy.js';
+import type { ExecEvents, ExecStream } from '../exec-events.js';
+import { processLauncher } from '../launcher/launcher.js';
+import { commandHandler, planCommandTool, runCommandTool, type AttemptResult, type CommandAttempt, type CommandTool } from '../orchestrator.js';
 import { exitCodeForSignal } from '../process-group.js';
 import { defineTool, type ApprovalMemory, type RunPlan, type ToolContext, type ToolHandler, type ToolOutput, type ToolPlan } from '../tool.js';
 import { HeadTailBuffer, truncateMiddle } from '../truncate.js';
@@ -25,8 +24,6 @@ const EXIT_CANNOT_START = 127;
 
 /** Memory bound per collected stream; the model sees far less (truncateMiddle) anyway. */
 const MAX_RETAINED_BYTES = 1024 * 1024;
-/** A command printing one byte at a time must not flood the bus with events. */
-const MAX_OUTPUT_DELTAS = 10_000;
 /** If even SIGKILL does not end the wait (a process stuck in the kernel), give up after this. */
 const KILL_GIVE_UP_MS = 5_000;
 
@@ -41,20 +38,6 @@ export function resolveWorkdir(workdir: string | undefined, turnCwd: string): st
   return workdir === undefined ? turnCwd : path.resolve(turnCwd, workdir);
 }
 
-/** The plan of a `shell` call: exec-policy rules, approval policy and sandbox policy (sandbox/exec-plan.ts). */
-export function planShell(args: ShellArgs, ctx: ToolContext, approvals: ApprovalMemory): Promise<ToolPlan> {
-  return planCommand(
-    {
-      argv: args.command,
-      cwd: resolveWorkdir(args.workdir, ctx.turn.cwd),
-      escalationRequested: args.with_escalated_permissions === true,
-      justification: args.justification,
-    },
-    ctx,
-    approvals,
-  );
-}
-
 interface ExecResult {
   readonly exitCode: number;
   readonly stdout: string;
@@ -65,60 +48,24 @@ interface ExecResult {
   readonly aborted: boolean;
 }
 
-/**
- * Run a `shell` call. `env` is the command's environment: by default what the turn's
- * `shell_environment_policy` leaves of troupe's own (the same in and out of the sandbox);
- * only the user's own commands (`run_user_shell_command`) pass another.
- */
-export async function runShell(
-  args: ShellArgs,
-  ctx: ToolContext,
-  plan: RunPlan,
-  env: NodeJS.ProcessEnv = commandEnvironment(ctx.turn.shell_environment_policy),
-): Promise<ToolOutput> {
-  const cwd = resolveWorkdir(args.workdir, ctx.turn.cwd);
+/** One attempt: run the program to its end (or timeout, or interrupt), collecting its output. */
+async function attemptShell(args: ShellArgs, attempt: CommandAttempt): Promise<AttemptResult> {
   const timeoutMs = args.timeout_ms ?? DEFAULT_SHELL_TIMEOUT_MS;
-  const command = [...args.command];
-  let argv: string[];
-  let networkAccess = true;
-  try {
-    const confined = await confineCommand(command, ctx, { sandboxed: plan.sandboxed, tty: false });
-    argv = confined.argv;
-    networkAccess = confined.spec?.networkAccess ?? true;
-  } catch (error) {
-    if (error instanceof SandboxUnavailableError) return { text: error.message, success: false };
-    throw error;
-  }
-  ctx.emit({ type: 'exec_command_begin', call_id: ctx.callId, turn_id: ctx.turn.turn_id, command, cwd });
-  let result = await execute(argv, cwd, env, timeoutMs, ctx);
-  if (plan.sandboxed) result = explainSandboxStartFailure(result);
-  ctx.emit({
-    type: 'exec_command_end',
-    call_id: ctx.callId,
-    turn_id: ctx.turn.turn_id,
-    exit_code: result.exitCode,
-    stdout: result.stdout,
-    stderr: result.stderr,
-    aggregated_output: result.aggregated,
-    duration_ms: result.durationMs,
-  });
-  const text = formatForModel(result, timeoutMs);
-  if (plan.sandboxed && isLikelySandboxDenial({ exitCode: result.exitCode, output: result.aggregated, timedOut: result.timedOut, aborted: result.aborted }, { networkAccess })) {
-    const escalate = escalationAfterDenial({ argv: command, cwd }, ctx);
-    return { text: `${text}\n${denialHint(ctx)}`, success: false, escalate };
-  }
-  return { text, success: result.exitCode === 0 };
+  attempt.events.begin();
+  let result = await execute(attempt, timeoutMs);
+  if (attempt.sandboxed) result = explainSandboxStartFailure(result);
+  attempt.events.end(result);
+  return {
+    output: { text: formatForModel(result, timeoutMs), success: result.exitCode === 0 },
+    finished: { exitCode: result.exitCode, output: result.aggregated, timedOut: result.timedOut, aborted: result.aborted },
+  };
 }
 
-/**
- * Inside bubblewrap a missing program is reported by bwrap itself (`bwrap: execvp X: No such
- * file or directory`, exit 1): give it the exit code it has outside, so it is not mistaken for
- * a sandbox denial.
- */
+/** A missing program reported by the sandbox gets the exit code it has outside (not a denial). */
 function explainSandboxStartFailure(result: ExecResult): ExecResult {
-  const missing = /^bwrap: execvp (.+): No such file or directory\s*$/m.exec(result.stderr);
-  if (result.exitCode !== 1 || !missing) return result;
-  const message = `command not found: ${missing[1]}\n`;
+  const missing = missingProgramInSandbox(result.exitCode, result.stderr);
+  if (missing === undefined) return result;
+  const message = `command not found: ${missing}\n`;
   return { ...result, exitCode: EXIT_CANNOT_START, stderr: message, aggregated: message };
 }
 
@@ -134,20 +81,15 @@ class OutputCollector {
   readonly stdout = new HeadTailBuffer(MAX_RETAINED_BYTES);
   readonly stderr = new HeadTailBuffer(MAX_RETAINED_BYTES);
   readonly aggregated = new HeadTailBuffer(MAX_RETAINED_BYTES);
-  private deltas = 0;
 
-  constructor(private readonly ctx: ToolContext) {}
+  constructor(private readonly events: ExecEvents) {}
 
-  add(stream: 'stdout' | 'stderr', chunk: string, emit = true): void {
+  /** Program output, also streamed as deltas; `emit: false` for troupe's own notes. */
+  add(stream: ExecStream, chunk: string, emit = true): void {
     if (chunk.length === 0) return;
     this[stream].append(chunk);
     this.aggregated.append(chunk);
-    // While the client is behind on its events (the flow gate is closed), deltas are skipped:
-    // they are a live view, and the end event carries the output kept above.
-    if (emit && this.deltas < MAX_OUTPUT_DELTAS && this.ctx.flow?.open !== false) {
-      this.deltas++;
-      this.ctx.emit({ type: 'exec_command_output_delta', call_id: this.ctx.callId, stream, chunk });
-    }
+    if (emit) this.events.output(stream, chunk);
   }
 
   result(exitCode: number, started: number, flags: { timedOut: boolean; aborted: boolean }): ExecResult {
@@ -162,9 +104,11 @@ class OutputCollector {
   }
 }
 
-async function execute(command: string[], cwd: string, env: NodeJS.ProcessEnv, timeoutMs: number, ctx: ToolContext): Promise<ExecResult> {
+async function execute(attempt: CommandAttempt, timeoutMs: number): Promise<ExecResult> {
+  const { ctx, argv, env, events } = attempt;
+  const { cwd } = attempt.command;
   const started = performance.now();
-  const output = new OutputCollector(ctx);
+  const output = new OutputCollector(events);
   const notStarted = (exitCode: number, message: string): ExecResult => {
     output.add('stderr', `${message}\n`, false);
     return output.result(exitCode, started, { timedOut: false, aborted: false });
@@ -173,8 +117,8 @@ async function execute(command: string[], cwd: string, env: NodeJS.ProcessEnv, t
   if (ctx.signal.aborted) {
     return { ...notStarted(exitCodeForSignal('SIGKILL'), 'command not started: the turn was interrupted'), aborted: true };
   }
-  const program = command[0]!;
-  const subprocess = processLauncher().launch(command, { cwd, env });
+  const program = argv[0]!;
+  const subprocess = processLauncher().launch(argv, { cwd, env });
 
   subprocess.onOutput((stream, text) => output.add(stream, text));
 
@@ -228,12 +172,33 @@ async function execute(command: string[], cwd: string, env: NodeJS.ProcessEnv, t
   }
 }
 
-export const shellHandler: ToolHandler<ShellArgs> = {
+const shellCommand: CommandTool<ShellArgs> = {
   name: 'shell',
   description: DESCRIPTION,
   args: ShellArgs,
-  plan: planShell,
-  run: runShell,
+  describe: (args, ctx) => ({
+    argv: args.command,
+    cwd: resolveWorkdir(args.workdir, ctx.turn.cwd),
+    escalationRequested: args.with_escalated_permissions === true,
+    justification: args.justification,
+  }),
+  attempt: attemptShell,
 };
+
+/** The plan of a `shell` call (orchestrator.ts). */
+export function planShell(args: ShellArgs, ctx: ToolContext, approvals: ApprovalMemory): Promise<ToolPlan> {
+  return planCommandTool(shellCommand, args, ctx, approvals);
+}
+
+/**
+ * Run a `shell` call. `env` is the command's environment: by default what the turn's
+ * `shell_environment_policy` leaves of troupe's own (the same in and out of the sandbox);
+ * only the user's own commands (`run_user_shell_command`) pass another.
+ */
+export function runShell(args: ShellArgs, ctx: ToolContext, plan: RunPlan, env?: NodeJS.ProcessEnv): Promise<ToolOutput> {
+  return runCommandTool(shellCommand, args, ctx, plan, env);
+}
+
+export const shellHandler: ToolHandler<ShellArgs> = commandHandler(shellCommand);
 
 export const shellTool = defineTool(shellHandler);

@@ -1,6 +1,8 @@
 /**
  * The host's side of the launcher process (launcher-process.ts): `launch()` starts a program
- * there and gives back a handle with its pid, its output as it arrives, and its outcome.
+ * there and gives back a handle with its pid, its output as it arrives, its input, and its
+ * outcome. Every program a tool runs starts here: `shell`'s commands and `exec_command`'s
+ * sessions, on pipes or a terminal.
  *
  * One launcher serves the whole host process, started on first use. It is unreferenced while
  * nothing runs, so it never keeps a host alive, and it exits when the host does. If it dies,
@@ -13,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { definedEnv } from '../child-process.js';
 import { commandEnvironment } from '../environment-policy.js';
 import { killProcessGroup } from '../process-group.js';
-import type { LauncherReply, LauncherRequest, OutputStream } from './messages.js';
+import { MAX_ENVIRONMENTS, type LaunchStdio, type LauncherReply, type LauncherRequest, type OutputStream } from './messages.js';
 
 export type LaunchOutcome =
   | { readonly kind: 'exited'; readonly code: number | null; readonly signal: NodeJS.Signals | null }
@@ -25,10 +27,14 @@ export type LaunchOutcome =
 export interface LaunchedProcess {
   /** Known once the program has started. */
   readonly pid: number | undefined;
-  /** Output as it arrives, decoded as UTF-8. */
+  /** True once the program has started; false if it never did (the outcome says why). */
+  readonly started: Promise<boolean>;
+  /** Output as it arrives, decoded as UTF-8. Listeners added later miss what came before. */
   onOutput(listener: (stream: OutputStream, text: string) => void): void;
   /** Settles once the program has exited and its output is drained. Never rejects. */
   readonly outcome: Promise<LaunchOutcome>;
+  /** Input for a program launched with `stdio: 'pipe'` or `'tty'`; dropped once it has ended. */
+  write(data: string): void;
   /** Signal the program's whole process group, now or as soon as it has started. */
   kill(signal?: NodeJS.Signals): void;
 }
@@ -36,20 +42,31 @@ export interface LaunchedProcess {
 export interface LaunchOptions {
   readonly cwd: string;
   readonly env?: NodeJS.ProcessEnv;
+  /** How its input and output are connected (messages.ts); default `null`: stdin is /dev/null. */
+  readonly stdio?: LaunchStdio;
 }
 
 class Running implements LaunchedProcess {
   pid: number | undefined;
+  readonly started: Promise<boolean>;
   readonly outcome: Promise<LaunchOutcome>;
   readonly #listeners: ((stream: OutputStream, text: string) => void)[] = [];
   #pendingKill: NodeJS.Signals | null = null;
   #finished = false;
+  #resolveStarted!: (started: boolean) => void;
   #resolve!: (outcome: LaunchOutcome) => void;
 
-  constructor() {
+  constructor(private readonly input: (data: string) => void) {
+    this.started = new Promise((resolve) => {
+      this.#resolveStarted = resolve;
+    });
     this.outcome = new Promise((resolve) => {
       this.#resolve = resolve;
     });
+  }
+
+  write(data: string): void {
+    if (!this.#finished) this.input(data);
   }
 
   onOutput(listener: (stream: OutputStream, text: string) => void): void {
@@ -63,8 +80,9 @@ class Running implements LaunchedProcess {
     else killProcessGroup(this.pid, signal);
   }
 
-  started(pid: number): void {
+  spawned(pid: number): void {
     this.pid = pid;
+    this.#resolveStarted(true);
     if (this.#pendingKill !== null) killProcessGroup(pid, this.#pendingKill);
   }
 
@@ -74,8 +92,15 @@ class Running implements LaunchedProcess {
 
   finish(outcome: LaunchOutcome): void {
     this.#finished = true;
+    this.#resolveStarted(this.pid !== undefined);
     this.#resolve(outcome);
   }
+}
+
+/** An environment as the launcher knows it: by a number, sent once. */
+interface NumberedEnv {
+  readonly id: number;
+  readonly env: Readonly<Record<string, string>>;
 }
 
 export class ProcessLauncher {
@@ -85,10 +110,16 @@ export class ProcessLauncher {
   #queued: LauncherRequest[] | null = null;
   readonly #running = new Map<number, Running>();
   #nextId = 1;
-  /** The environment the current launcher process was last sent. */
-  #sentEnv: Readonly<Record<string, string>> | null = null;
-  /** The object `#sentEnv` was made from. */
-  #sentSource: NodeJS.ProcessEnv | Readonly<Record<string, string>> | null = null;
+  /**
+   * Environments by the frozen object they were given as, found without comparing: the common
+   * case (environment-policy.ts hands out one frozen object per policy).
+   */
+  readonly #byObject = new WeakMap<object, NumberedEnv>();
+  /** The environments used last, least recently first: one given as another object is found here. */
+  readonly #recent: NumberedEnv[] = [];
+  #nextEnvId = 1;
+  /** The numbers of the environments the current launcher process holds, oldest first, as it keeps them. */
+  #held: number[] = [];
 
   constructor(script: string = launcherScript()) {
     this.#script = script;
@@ -103,28 +134,54 @@ export class ProcessLauncher {
     const [file, ...args] = argv;
     if (file === undefined) throw new TypeError('launch needs a program to run');
     const id = this.#nextId++;
-    const running = new Running();
-    this.#running.set(id, running);
     const child = this.#ensureStarted();
-    const given = options.env ?? process.env;
-    let unchanged: boolean;
-    let env: Readonly<Record<string, string>>;
-    if (this.#sentEnv !== null && given === this.#sentSource && Object.isFrozen(given)) {
-      // The very object the last request came from, and it cannot have changed since: the
-      // common case (environment-policy.ts hands out one frozen object per policy).
-      unchanged = true;
-      env = this.#sentEnv;
-    } else {
-      env = definedEnv(given);
-      unchanged = sameEnv(env, this.#sentEnv);
+    const running = new Running((data) => this.#send(child, { type: 'stdin', id, data }));
+    this.#running.set(id, running);
+    const { id: envId, env } = this.#numbered(options.env ?? process.env);
+    const held = this.#held.includes(envId);
+    if (!held) {
+      this.#held.push(envId);
+      if (this.#held.length > MAX_ENVIRONMENTS) this.#held.shift();
     }
-    const request: LauncherRequest = { type: 'spawn', id, file, args, cwd: options.cwd, ...(unchanged ? {} : { env }) };
-    this.#sentEnv = env;
-    this.#sentSource = given;
+    const stdio = options.stdio ?? 'null';
+    const request: LauncherRequest = {
+      type: 'spawn',
+      id,
+      file,
+      args,
+      cwd: options.cwd,
+      envId,
+      ...(held ? {} : { env }),
+      ...(stdio === 'null' ? {} : { stdio }),
+    };
     child.channel?.ref();
+    this.#send(child, request);
+    return running;
+  }
+
+  /** The number of `given`'s environment: the same for the same variables, while it is in use. */
+  #numbered(given: NodeJS.ProcessEnv | Readonly<Record<string, string>>): NumberedEnv {
+    const frozen = Object.isFrozen(given);
+    let numbered = frozen ? this.#byObject.get(given) : undefined;
+    if (numbered === undefined) {
+      const env = definedEnv(given);
+      const index = this.#recent.findIndex((candidate) => sameEnv(env, candidate.env));
+      numbered = index === -1 ? { id: this.#nextEnvId++, env } : this.#recent.splice(index, 1)[0]!;
+      if (frozen) this.#byObject.set(given, numbered);
+    } else {
+      const index = this.#recent.indexOf(numbered);
+      if (index !== -1) this.#recent.splice(index, 1);
+    }
+    this.#recent.push(numbered);
+    if (this.#recent.length > MAX_ENVIRONMENTS) this.#recent.shift();
+    return numbered;
+  }
+
+  /** Send to `child`, after the requests queued before it was ready; nothing once it is gone. */
+  #send(child: ChildProcess, request: LauncherRequest): void {
+    if (this.#child !== child) return;
     if (this.#queued) this.#queued.push(request);
     else child.send(request);
-    return running;
   }
 
   /** Stop the launcher (programs it started keep their own fate: they are killed as lost). */
@@ -145,7 +202,7 @@ export class ProcessLauncher {
     });
     this.#child = child;
     this.#queued = [];
-    this.#sentEnv = null;
+    this.#held = [];
     child.on('message', (reply: LauncherReply) => this.#onReply(reply));
     child.once('exit', (code, signal) => this.#onExit(child, code === null ? `was killed by ${signal}` : `exited with code ${code}`));
     // A launcher that could not even start gets no 'exit': its commands fail the same way.
@@ -167,7 +224,7 @@ export class ProcessLauncher {
     if (!running) return;
     switch (reply.type) {
       case 'spawned':
-        running.started(reply.pid);
+        running.spawned(reply.pid);
         return;
       case 'output':
         running.output(reply.stream, reply.text);
@@ -206,10 +263,9 @@ export class ProcessLauncher {
   }
 }
 
-function sameEnv(env: Readonly<Record<string, string>>, sent: Readonly<Record<string, string>> | null): boolean {
-  if (sent === null) return false;
-  const keys = Object.keys(env);
-  return keys.length === Object.keys(sent).length && keys.every((key) => Object.hasOwn(sent, key) && sent[key] === env[key]);
+function sameEnv(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((key) => Object.hasOwn(b, key) && b[key] === a[key]);
 }
 
 /** The compiled launcher script; from the TypeScript sources (tests), the one in dist/. */

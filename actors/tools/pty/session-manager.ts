@@ -13,8 +13,6 @@ export const MAX_EXEC_SESSIONS = 16;
 export const MAX_CALL_OUTPUT_BYTES = 128 * 1024;
 /** What the final `exec_command_end` event keeps of the whole output. */
 const MAX_RECORDED_BYTES = 1024 * 1024;
-/** A chatty program must not flood the bus with events. */
-const MAX_DELTAS = 10_000;
 /** How long dispose waits for killed programs to be reaped. */
 const DISPOSE_WAIT_MS = 2_000;
 
@@ -23,6 +21,8 @@ export class TooManyExecSessionsError extends Error {
 }
 
 export interface ExecSessionHooks {
+  /** The program started; called before any of its output. */
+  onStart?(): void;
   /** Every chunk of output, as it arrives. */
   onOutput?(chunk: string): void;
   /** The program ended: exit code, whole output (bounded) and how long it ran. */
@@ -41,7 +41,6 @@ export class ExecSession {
   #pending = new HeadTailBuffer(MAX_CALL_OUTPUT_BYTES);
   readonly #recorded = new HeadTailBuffer(MAX_RECORDED_BYTES);
   #exitCode: number | null = null;
-  #deltas = 0;
   readonly #ended: Promise<number>;
   #hooks: ExecSessionHooks;
 
@@ -54,13 +53,11 @@ export class ExecSession {
   ) {
     this.#hooks = hooks;
     const started = performance.now();
+    this.#hooks.onStart?.();
     process.onData((chunk) => {
       this.#pending.append(chunk);
       this.#recorded.append(chunk);
-      if (this.#deltas < MAX_DELTAS) {
-        this.#deltas++;
-        this.#hooks.onOutput?.(chunk);
-      }
+      this.#hooks.onOutput?.(chunk);
     });
     this.#ended = process.exited.then((code) => {
       this.#exitCode = code;

@@ -18,21 +18,7 @@
  * or doas; those verdicts carry the question to ask.
  */
 import type { AskForApproval, SandboxMode } from '../../protocol/index.js';
-
-export type RuleDecision = 'allow' | 'prompt' | 'forbidden';
-
-export interface RuleVerdict {
-  readonly decision: RuleDecision;
-  /** Names the rule for the user and the model, e.g. `prompt ["git","push"] (~/.troupe/rules.json:4)`. */
-  readonly description: string;
-  readonly reason?: string | undefined;
-  /**
-   * The question to put to the user instead of the rule's own wording: set when troupe asks
-   * because it cannot rule out that the command runs what a rule names, or for its built-in
-   * question before commands run as another user.
-   */
-  readonly question?: string | undefined;
-}
+import type { RuleVerdict } from '../exec-policy/index.js';
 
 export interface ExecPlanInput {
   readonly approvalPolicy: AskForApproval;
@@ -71,7 +57,10 @@ export function planExec(input: ExecPlanInput): ExecPlan {
   const approved = input.approved ?? { inside: false, outside: false };
 
   if (rule?.decision === 'forbidden') {
-    return { kind: 'reject', reason: `This command is forbidden by the exec-policy rule ${rule.description}${rule.reason ? `: ${rule.reason}` : ''}. Do not run it or a variant of it.` };
+    return {
+      kind: 'reject',
+      reason: `This command is forbidden by the exec-policy rule ${rule.description}${rule.reason ? `: ${rule.reason}` : ''}. Do not run it or a variant of it.`,
+    };
   }
   const escalation = sandboxed && input.escalationRequested;
   if (escalation && policy === 'never') return { kind: 'reject', reason: NEVER_ESCALATES };

@@ -1,21 +1,37 @@
 /**
- * From a model's command to the ToolCallMachine's plan: reads the exec-policy rules, asks the
- * ExecPlan matrix, and refuses sandboxed plans on a host without a sandbox backend. Shared by
- * `shell` and `exec_command`, so both tools obey the same policy.
+ * From a command to the ToolCallMachine's plan: reads the exec-policy rules, asks the ExecPlan
+ * matrix, and refuses sandboxed plans on a host without a sandbox backend. Every tool that runs
+ * a command is planned here (through the tool orchestrator), so all of them obey one policy.
  */
-import { loadExecPolicy, loadShellParser, ExecPolicyError } from '../exec-policy/index.js';
+import type { ToolPlan } from '../../machines/tool-plan.js';
+import type { TurnContext } from '../../machines/turn-context.js';
+import { ExecPolicyError, loadExecPolicy, loadShellParser } from '../exec-policy/index.js';
 import { troupeHome } from '../rollout/index.js';
-import { isKnownSafeCommand } from '../tools/safe-commands.js';
-import type { ApprovalMemory, ApprovalRequest, ToolContext, ToolPlan } from '../tools/tool.js';
-import { detectSandbox, unavailableMessage } from './detect.js';
-import { escalatesOnDenial, planExec, type ExecPlan } from './exec-plan.js';
+import { detectSandbox, unavailableMessage } from '../sandbox/index.js';
+import { planExec, type ExecPlan } from './exec-plan.js';
+import { isKnownSafeCommand } from './safe-commands.js';
 
+/** A command as the user is asked to approve it and as the rules match it. */
 export interface CommandRequest {
   /** The argv shown to the user, remembered for approvals and matched against the rules. */
   readonly argv: readonly string[];
   readonly cwd: string;
+  /** The model asked to run it outside the sandbox. */
   readonly escalationRequested: boolean;
+  /** The model's reason for asking, shown to the user. */
   readonly justification?: string | undefined;
+}
+
+/** Read-only view of approvals the session tree has granted for the rest of the session. */
+export interface ApprovalMemory {
+  has(key: string): boolean;
+}
+
+/** What planning needs of the call: its turn's policies, and where the user's rules live. */
+export interface PlanContext {
+  readonly turn: Pick<TurnContext, 'cwd' | 'approval_policy' | 'sandbox_policy'>;
+  /** TROUPE_HOME of the host running the session; absent: the environment's. */
+  readonly home?: string | undefined;
 }
 
 /** Approval keys: running the command as planned, and running it outside the sandbox. */
@@ -25,11 +41,11 @@ export function approvalKeys(argv: readonly string[]): { inside: string; outside
 }
 
 /** Where the user's rules live: the session's TROUPE_HOME, else the process environment's. */
-export function rulesHome(ctx?: Pick<ToolContext, 'home'>): string {
+export function rulesHome(ctx?: Pick<PlanContext, 'home'>): string {
   return ctx?.home ?? troupeHome(process.env);
 }
 
-export async function planCommand(request: CommandRequest, ctx: ToolContext, approvals: ApprovalMemory): Promise<ToolPlan> {
+export async function planCommand(request: CommandRequest, ctx: PlanContext, approvals: ApprovalMemory): Promise<ToolPlan> {
   const turn = ctx.turn;
   // The rules and isKnownSafeCommand read shell scripts synchronously, with this parser.
   await loadShellParser();
@@ -38,7 +54,8 @@ export async function planCommand(request: CommandRequest, ctx: ToolContext, app
     rule = (await loadExecPolicy(rulesHome(ctx), turn.cwd)).evaluate(request.argv);
   } catch (error) {
     // Rules we cannot read must not be ignored: one of them might have forbidden this command.
-    if (error instanceof ExecPolicyError) return { kind: 'reject', reason: `The exec-policy rules file is invalid, so no command runs until it is fixed: ${error.message}` };
+    if (error instanceof ExecPolicyError)
+      return { kind: 'reject', reason: `The exec-policy rules file is invalid, so no command runs until it is fixed: ${error.message}` };
     throw error;
   }
   const keys = approvalKeys(request.argv);
@@ -72,37 +89,5 @@ function toToolPlan(plan: ExecPlan, request: CommandRequest, keys: { inside: str
         sandboxedAfterApproval: plan.sandboxedAfterApproval,
         approvalKey: plan.sandboxedAfterApproval ? keys.inside : keys.outside,
       };
-  }
-}
-
-/**
- * The approval to ask for when a sandboxed run was blocked by the sandbox, or undefined when
- * the policy does not allow asking (then the model reads the failure and may ask itself).
- */
-export function escalationAfterDenial(
-  request: Pick<CommandRequest, 'argv' | 'cwd'>,
-  ctx: ToolContext,
-): { request: ApprovalRequest; approvalKey: string } | undefined {
-  if (!escalatesOnDenial(ctx.turn.approval_policy, ctx.turn.sandbox_policy.mode)) return undefined;
-  return {
-    request: {
-      type: 'exec',
-      command: [...request.argv],
-      cwd: request.cwd,
-      reason: 'the command failed inside the sandbox, apparently because the sandbox blocked it; run it again outside the sandbox?',
-    },
-    approvalKey: approvalKeys(request.argv).outside,
-  };
-}
-
-/** What the model reads after a sandbox denial that did not become an approval request. */
-export function denialHint(ctx: ToolContext): string {
-  switch (ctx.turn.approval_policy) {
-    case 'on-request':
-      return 'This looks like the sandbox blocked the command. If the task needs it, run it again with with_escalated_permissions: true and a justification; the user will be asked.';
-    case 'never':
-      return 'This looks like the sandbox blocked the command. Running outside the sandbox is not available under the approval policy "never"; find another way.';
-    default:
-      return 'This looks like the sandbox blocked the command.';
   }
 }

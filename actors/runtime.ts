@@ -227,7 +227,12 @@ export class Runtime {
         return id;
       },
       // Leaving a for-await loop early must not end the stream for the next reader.
-      events: () => ({ next: () => queue.next(), [Symbol.asyncIterator]() { return this; } }),
+      events: () => ({
+        next: () => queue.next(),
+        [Symbol.asyncIterator]() {
+          return this;
+        },
+      }),
       shutdown: async () => {
         const done = new Promise<void>((resolve) => {
           const stop = this.onEvent((event) => {

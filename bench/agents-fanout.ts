@@ -129,7 +129,11 @@ async function main(): Promise<void> {
     {
       kind: 'response',
       match: (r) => mentions(r, `${marker} fan out`),
-      items: Array.from({ length: CHILDREN }, (_, i) => ({ type: 'function_call' as const, name: 'spawn_agent', arguments: { message: `${marker} CHILD ${i}: say hello` } })),
+      items: Array.from({ length: CHILDREN }, (_, i) => ({
+        type: 'function_call' as const,
+        name: 'spawn_agent',
+        arguments: { message: `${marker} CHILD ${i}: say hello` },
+      })),
     },
     ...Array.from({ length: CHILDREN }, (): ScriptStep => ({
       kind: 'response',

@@ -123,7 +123,12 @@ async function main(): Promise<void> {
     seq_gaps: gaps,
     connection_resets: resets,
     wall_ms: round(wallMs),
-    turn_ms: { p50: round(percentile(sorted, 50)), p90: round(percentile(sorted, 90)), p99: round(percentile(sorted, 99)), max: round(sorted.at(-1) ?? Number.NaN) },
+    turn_ms: {
+      p50: round(percentile(sorted, 50)),
+      p90: round(percentile(sorted, 90)),
+      p99: round(percentile(sorted, 99)),
+      max: round(sorted.at(-1) ?? Number.NaN),
+    },
     p99_over_p50: Number((percentile(sorted, 99) / percentile(sorted, 50)).toFixed(2)),
     peak_rss_mb: rss,
   };

@@ -98,7 +98,13 @@ export const toolCallMachine = setup({
     planning: {
       invoke: {
         src: 'plan',
-        input: ({ context }) => ({ sessionId: context.sessionId, callId: context.callId, turnId: context.turnId, name: context.name, arguments: context.arguments }),
+        input: ({ context }) => ({
+          sessionId: context.sessionId,
+          callId: context.callId,
+          turnId: context.turnId,
+          name: context.name,
+          arguments: context.arguments,
+        }),
         onDone: { target: 'routing', actions: assign({ plan: ({ event }) => event.output }) },
         onError: {
           target: 'done',
@@ -165,7 +171,11 @@ export const toolCallMachine = setup({
         }),
         onDone: [
           // The sandbox blocked the command and the policy lets us ask to run it outside.
-          { guard: { type: 'escalates', params: ({ event }) => event.output }, target: 'awaitingApproval', actions: { type: 'askToEscalate', params: ({ event }) => event.output } },
+          {
+            guard: { type: 'escalates', params: ({ event }) => event.output },
+            target: 'awaitingApproval',
+            actions: { type: 'askToEscalate', params: ({ event }) => event.output },
+          },
           { target: 'done', actions: assign({ output: ({ event }) => event.output }) },
         ],
         onError: { target: 'done', actions: assign({ output: ({ event }) => ({ text: errorText(event.error), success: false }) }) },

@@ -57,9 +57,7 @@ export function normalizeSandboxPolicy(policy: SandboxPolicy | undefined): Sandb
  * The policy with its defaults filled in, as a new frozen object. Each session gets its own, so
  * its commands' environment is read from the process when its first command runs.
  */
-export function normalizeShellEnvironmentPolicy(
-  policy: ShellEnvironmentPolicy | ResolvedShellEnvironmentPolicy | undefined,
-): ResolvedShellEnvironmentPolicy {
+export function normalizeShellEnvironmentPolicy(policy: ShellEnvironmentPolicy | ResolvedShellEnvironmentPolicy | undefined): ResolvedShellEnvironmentPolicy {
   return Object.freeze({
     inherit: policy?.inherit ?? 'all',
     exclude: Object.freeze([...(policy?.exclude ?? [])]),
@@ -106,8 +104,7 @@ export function applyOverrides(settings: SessionSettings, overrides: TurnOverrid
     model: overrides.model ?? settings.model,
     cwd: overrides.cwd ?? settings.cwd,
     approval_policy: overrides.approval_policy ?? settings.approval_policy,
-    sandbox_policy:
-      overrides.sandbox_policy !== undefined ? normalizeSandboxPolicy(overrides.sandbox_policy) : settings.sandbox_policy,
+    sandbox_policy: overrides.sandbox_policy !== undefined ? normalizeSandboxPolicy(overrides.sandbox_policy) : settings.sandbox_policy,
     effort: overrides.effort ?? settings.effort,
   };
 }

@@ -157,8 +157,7 @@ const turnSetup = setup({
     wantsCompaction: notProvided('wantsCompaction'),
     needsFollowUp: ({ context }) => context.followUp,
     retryPending: ({ context }) => context.retryAt !== null,
-    canRetry: ({ context, event }) =>
-      event.type === 'MODEL.FAILED' && event.failure.retryable && context.failures < MAX_STREAM_ATTEMPTS,
+    canRetry: ({ context, event }) => event.type === 'MODEL.FAILED' && event.failure.retryable && context.failures < MAX_STREAM_ATTEMPTS,
     isAwaiting: ({ context, event }) => event.type === 'APPROVAL' && context.awaiting.includes(event.callId),
   },
 });

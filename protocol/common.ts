@@ -74,7 +74,9 @@ export const ShellEnvironmentPolicy = z.strictObject({
   inherit: z
     .enum(['all', 'core', 'none'])
     .optional()
-    .describe('Starting set: all of troupe\'s environment (default), core (HOME, LOGNAME, PATH, SHELL, USER, USERNAME, TMPDIR, TEMP, TMP, LANG, LC_*, TERM), or none.'),
+    .describe(
+      "Starting set: all of troupe's environment (default), core (HOME, LOGNAME, PATH, SHELL, USER, USERNAME, TMPDIR, TEMP, TMP, LANG, LC_*, TERM), or none.",
+    ),
   exclude: z.array(EnvironmentNameGlob).optional().describe('Remove names matching any of these globs (* and ?, case-insensitive).'),
   include_only: z.array(EnvironmentNameGlob).optional().describe('When present, keep only names matching one of these globs.'),
   set: z

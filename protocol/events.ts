@@ -1,16 +1,7 @@
 import { z } from 'zod';
-import {
-  AskForApproval,
-  FileChange,
-  PlanItem,
-  ReviewOutput,
-  ReviewTarget,
-  SandboxPolicy,
-  TokenUsage,
-} from './common.js';
+import { AskForApproval, FileChange, PlanItem, ReviewOutput, ReviewTarget, SandboxPolicy, TokenUsage } from './common.js';
 
-const ev = <T extends string, S extends z.ZodRawShape>(type: T, shape: S) =>
-  z.object({ type: z.literal(type), ...shape });
+const ev = <T extends string, S extends z.ZodRawShape>(type: T, shape: S) => z.object({ type: z.literal(type), ...shape });
 
 export const ErrorCode = z.enum([
   'context_window_exceeded',

@@ -45,10 +45,5 @@ export const FunctionCallOutputItem = z.object({
 });
 export type FunctionCallOutputItem = z.infer<typeof FunctionCallOutputItem>;
 
-export const ResponseItem = z.discriminatedUnion('type', [
-  MessageItem,
-  ReasoningItem,
-  FunctionCallItem,
-  FunctionCallOutputItem,
-]);
+export const ResponseItem = z.discriminatedUnion('type', [MessageItem, ReasoningItem, FunctionCallItem, FunctionCallOutputItem]);
 export type ResponseItem = z.infer<typeof ResponseItem>;

@@ -6,8 +6,7 @@ import { RolloutLine } from './rollout.js';
 
 /** The JSON Schema of the wire protocol, generated from the zod schemas (`troupe schema`). */
 export function wireJsonSchema(): Record<string, unknown> {
-  const io = (schema: z.ZodType, dir: 'input' | 'output') =>
-    z.toJSONSchema(schema, { io: dir, unrepresentable: 'any', target: 'draft-2020-12' });
+  const io = (schema: z.ZodType, dir: 'input' | 'output') => z.toJSONSchema(schema, { io: dir, unrepresentable: 'any', target: 'draft-2020-12' });
   return {
     $schema: 'https://json-schema.org/draft/2020-12/schema',
     title: 'troupe wire protocol v1',

@@ -5,14 +5,11 @@ const SessionRef = {
   rollout_path: z.string().min(1).optional(),
   session_id: z.string().min(1).optional(),
 };
-const needsRef = (op: { rollout_path?: string | undefined; session_id?: string | undefined }) =>
-  op.rollout_path !== undefined || op.session_id !== undefined;
+const needsRef = (op: { rollout_path?: string | undefined; session_id?: string | undefined }) => op.rollout_path !== undefined || op.session_id !== undefined;
 const refMessage = { message: 'needs rollout_path or session_id', path: ['rollout_path'] };
 
 export const NewSessionOp = z.object({ type: z.literal('new_session'), config: SessionConfig.default({}) });
-export const ResumeSessionOp = z
-  .object({ type: z.literal('resume_session'), ...SessionRef, config: SessionConfig.optional() })
-  .refine(needsRef, refMessage);
+export const ResumeSessionOp = z.object({ type: z.literal('resume_session'), ...SessionRef, config: SessionConfig.optional() }).refine(needsRef, refMessage);
 export const ForkSessionOp = z
   .object({
     type: z.literal('fork_session'),
@@ -77,8 +74,7 @@ export type OpOf<T extends OpType> = Extract<Op, { type: T }>;
 export const SESSIONLESS_OPS = ['new_session', 'resume_session', 'fork_session', 'list_sessions'] as const;
 export type SessionlessOp = OpOf<(typeof SESSIONLESS_OPS)[number]>;
 export type SessionOp = Exclude<Op, SessionlessOp>;
-export const isSessionlessOp = (op: Op): op is SessionlessOp =>
-  (SESSIONLESS_OPS as readonly string[]).includes(op.type);
+export const isSessionlessOp = (op: Op): op is SessionlessOp => (SESSIONLESS_OPS as readonly string[]).includes(op.type);
 
 /** A submission: one line a client writes (PROTOCOL.md §1). */
 export const Submission = z.object({

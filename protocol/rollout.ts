@@ -34,8 +34,7 @@ export const CompactedRecord = z.object({
 });
 export type CompactedRecord = z.infer<typeof CompactedRecord>;
 
-const line = <T extends string, P extends z.ZodType>(type: T, payload: P) =>
-  z.object({ timestamp: z.string(), type: z.literal(type), payload });
+const line = <T extends string, P extends z.ZodType>(type: T, payload: P) => z.object({ timestamp: z.string(), type: z.literal(type), payload });
 
 /** One line of a rollout file (PROTOCOL.md §8). */
 export const RolloutLine = z.discriminatedUnion('type', [

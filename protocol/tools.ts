@@ -9,10 +9,7 @@ export const ShellArgs = z.object({
   command: z.array(z.string()).min(1).describe('The command and its arguments, as an argv array.'),
   workdir: z.string().optional().describe('Working directory; defaults to the turn cwd.'),
   timeout_ms: z.number().int().positive().optional().describe('Kill the command after this many milliseconds.'),
-  with_escalated_permissions: z
-    .boolean()
-    .optional()
-    .describe('Ask to run outside the sandbox. Only when the sandbox blocks something the task needs.'),
+  with_escalated_permissions: z.boolean().optional().describe('Ask to run outside the sandbox. Only when the sandbox blocks something the task needs.'),
   justification: z.string().optional().describe('Why escalation is needed; shown to the user with the request.'),
 });
 export type ShellArgs = z.infer<typeof ShellArgs>;
@@ -72,17 +69,9 @@ export const ExecCommandArgs = z.object({
   cmd: z.string().min(1).describe('The shell command line to run.'),
   tty: z.boolean().optional().describe('Run on a pseudo-terminal (for interactive programs). Default false: plain pipes.'),
   workdir: z.string().optional().describe('Working directory; defaults to the turn cwd.'),
-  yield_time_ms: z
-    .number()
-    .int()
-    .positive()
-    .optional()
-    .describe('Return after this long with the output so far (clamped to 250..30000; default 10000).'),
+  yield_time_ms: z.number().int().positive().optional().describe('Return after this long with the output so far (clamped to 250..30000; default 10000).'),
   max_output_tokens: z.number().int().positive().optional().describe('Shorten the returned output (in the middle) to about this many tokens.'),
-  with_escalated_permissions: z
-    .boolean()
-    .optional()
-    .describe('Ask to run outside the sandbox. Only when the sandbox blocks something the task needs.'),
+  with_escalated_permissions: z.boolean().optional().describe('Ask to run outside the sandbox. Only when the sandbox blocks something the task needs.'),
   justification: z.string().optional().describe('Why escalation is needed; shown to the user with the request.'),
 });
 export type ExecCommandArgs = z.infer<typeof ExecCommandArgs>;
@@ -100,9 +89,7 @@ export const SpawnAgentsOnCsvArgs = z.object({
     .string()
     .min(1)
     .describe('The input: a CSV file with a header row, or JSON Lines (one object a line) when the name ends in .jsonl. Relative to the working directory.'),
-  instruction: z
-    .string()
-    .describe('The task for each row. {column} is replaced with the row\'s value of that column; write {{ and }} for literal braces.'),
+  instruction: z.string().describe("The task for each row. {column} is replaced with the row's value of that column; write {{ and }} for literal braces."),
   id_column: z.string().optional().describe('The column whose values name the items (a repeated value gets -2, -3, …). Default: row-1, row-2, …'),
   output_schema: z
     .record(z.string(), z.unknown())

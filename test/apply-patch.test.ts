@@ -108,7 +108,7 @@ describe('parser', () => {
     const op = ops[0];
     expect(op?.type === 'update' && op.hunks.map((h) => h.anchors)).toEqual([[], []]);
     // A heredoc error still counts lines from the text as sent.
-    expect(() => parsePatch("<<EOF\n*** Begin Patch\n*** Nope\n*** End Patch\nEOF")).toThrowError(/line 3/);
+    expect(() => parsePatch('<<EOF\n*** Begin Patch\n*** Nope\n*** End Patch\nEOF')).toThrowError(/line 3/);
   });
 });
 
@@ -169,36 +169,14 @@ describe('applyPatch', () => {
   });
 
   it('applies several hunks in order, using @@ anchors to pick the place', async () => {
-    await put(
-      'code.py',
-      ['def a():', '    return 1', '', 'def b():', '    return 1', '', 'def c():', '    return 1', ''].join('\n'),
-    );
-    await applyPatch(
-      patch(
-        '*** Update File: code.py',
-        '@@ def b():',
-        '-    return 1',
-        '+    return 2',
-        '@@ def c():',
-        '-    return 1',
-        '+    return 3',
-      ),
-      dir,
-    );
-    expect(await read('code.py')).toBe(
-      ['def a():', '    return 1', '', 'def b():', '    return 2', '', 'def c():', '    return 3', ''].join('\n'),
-    );
+    await put('code.py', ['def a():', '    return 1', '', 'def b():', '    return 1', '', 'def c():', '    return 1', ''].join('\n'));
+    await applyPatch(patch('*** Update File: code.py', '@@ def b():', '-    return 1', '+    return 2', '@@ def c():', '-    return 1', '+    return 3'), dir);
+    expect(await read('code.py')).toBe(['def a():', '    return 1', '', 'def b():', '    return 2', '', 'def c():', '    return 3', ''].join('\n'));
   });
 
   it('narrows with consecutive @@ anchors and ignores unified-diff range headers', async () => {
-    await put(
-      'k.py',
-      ['class A:', '    def run(self):', '        pass', 'class B:', '    def run(self):', '        pass', ''].join('\n'),
-    );
-    await applyPatch(
-      patch('*** Update File: k.py', '@@ class B:', '@@     def run(self):', '-        pass', '+        return 1'),
-      dir,
-    );
+    await put('k.py', ['class A:', '    def run(self):', '        pass', 'class B:', '    def run(self):', '        pass', ''].join('\n'));
+    await applyPatch(patch('*** Update File: k.py', '@@ class B:', '@@     def run(self):', '-        pass', '+        return 1'), dir);
     expect(await read('k.py')).toContain('class B:\n    def run(self):\n        return 1\n');
     expect(await read('k.py')).toContain('class A:\n    def run(self):\n        pass\n');
     await applyPatch(patch('*** Update File: k.py', '@@ -1,2 +1,2 @@', '-class A:', '+class Z:'), dir);
@@ -252,7 +230,18 @@ describe('applyPatch', () => {
       '+whatever',
     );
     const failure = await applyPatch(
-      patch('*** Update File: first.txt', '@@', '-one', '+ONE', '*** Add File: added.txt', '+x', '*** Update File: second.txt', '@@', '-not there', '+whatever'),
+      patch(
+        '*** Update File: first.txt',
+        '@@',
+        '-one',
+        '+ONE',
+        '*** Add File: added.txt',
+        '+x',
+        '*** Update File: second.txt',
+        '@@',
+        '-not there',
+        '+whatever',
+      ),
       dir,
     ).catch((e: unknown) => e);
     expect(failure).toBeInstanceOf(PatchApplyError);
@@ -268,9 +257,7 @@ describe('applyPatch', () => {
 
   it('names a missing file', async () => {
     await expect(applyPatch(patch('*** Delete File: nope.txt'), dir)).rejects.toThrowError(/cannot delete nope\.txt/);
-    await expect(applyPatch(patch('*** Update File: nope.txt', '@@', '-a', '+b'), dir)).rejects.toThrowError(
-      /cannot update nope\.txt/,
-    );
+    await expect(applyPatch(patch('*** Update File: nope.txt', '@@', '-a', '+b'), dir)).rejects.toThrowError(/cannot update nope\.txt/);
   });
 
   it('restores what it already wrote when a write fails midway', async () => {
@@ -291,18 +278,13 @@ describe('applyPatch', () => {
     await put('a.txt', 'a\n');
     const controller = new AbortController();
     controller.abort();
-    await expect(
-      applyPatch(patch('*** Update File: a.txt', '@@', '-a', '+b'), dir, { signal: controller.signal }),
-    ).rejects.toThrowError(/aborted/);
+    await expect(applyPatch(patch('*** Update File: a.txt', '@@', '-a', '+b'), dir, { signal: controller.signal })).rejects.toThrowError(/aborted/);
     expect(await read('a.txt')).toBe('a\n');
   });
 
   it('previews without touching the disk', async () => {
     await put('a.txt', 'a\n');
-    const preview = await previewPatch(
-      patch('*** Update File: a.txt', '*** Move to: b.txt', '@@', '-a', '+b', '*** Add File: c.txt', '+c'),
-      dir,
-    );
+    const preview = await previewPatch(patch('*** Update File: a.txt', '*** Move to: b.txt', '@@', '-a', '+b', '*** Add File: c.txt', '+c'), dir);
     expect(Object.keys(preview.changes).sort()).toEqual([at('a.txt'), at('c.txt')]);
     expect(preview.changes[at('a.txt')]).toMatchObject({ type: 'update', move_path: at('b.txt') });
     expect(await read('a.txt')).toBe('a\n');
@@ -381,8 +363,7 @@ describe('TurnDiffTracker', () => {
 });
 
 describe('sandbox paths', () => {
-  const turnFor = (mode: SandboxMode, writable: string[] = []): TurnContext =>
-    makeTurn('/work/project', 'on-request', mode, writable);
+  const turnFor = (mode: SandboxMode, writable: string[] = []): TurnContext => makeTurn('/work/project', 'on-request', mode, writable);
 
   it('computes writable roots per sandbox mode', () => {
     expect(writableRoots(turnFor('danger-full-access'))).toBe('all');
@@ -541,11 +522,7 @@ describe('apply_patch handler', () => {
   it('runs: reports a failure to the model and the client, and marks user-approved runs', async () => {
     await put('m.txt', 'm\n');
     const h = harness('untrusted', 'workspace-write');
-    const output = await applyPatchTool.run(
-      { input: patch('*** Update File: m.txt', '@@', '-nope', '+x') },
-      h.ctx,
-      { sandboxed: true, userApproved: true },
-    );
+    const output = await applyPatchTool.run({ input: patch('*** Update File: m.txt', '@@', '-nope', '+x') }, h.ctx, { sandboxed: true, userApproved: true });
     expect(output.success).toBe(false);
     expect(output.text).toMatch(/m\.txt[\s\S]*nope/);
     expect(h.events[0]).toMatchObject({ type: 'patch_apply_begin', auto_approved: false });

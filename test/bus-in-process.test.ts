@@ -132,7 +132,12 @@ describe('subjects', () => {
     expect(tree.delete('a.*.c', 'stars')).toBe(false);
     expect(tree.delete('a.>', 'rest')).toBe(true);
     expect(tree.match('a.b.c')).toEqual(['stars', 'literal again', 'everything']);
-    for (const [filter, entry] of [['*.b.*', 'stars'], ['a.b.c', 'literal again'], ['>', 'everything'], ['a.b', 'shorter']] as const) {
+    for (const [filter, entry] of [
+      ['*.b.*', 'stars'],
+      ['a.b.c', 'literal again'],
+      ['>', 'everything'],
+      ['a.b', 'shorter'],
+    ] as const) {
       expect(tree.delete(filter, entry)).toBe(true);
     }
     expect(tree.match('a.b.c')).toEqual([]);

@@ -51,11 +51,7 @@ describe('NatsBus', () => {
     await bus.publishRaw('x', '{');
     await bus.publish('x', placed('boom'));
     await waitFor(() => lines.length >= 3, 'three log lines');
-    expect(lines.map((l) => l.msg)).toEqual([
-      'dropped an invalid bus message',
-      'dropped a bus message that is not JSON',
-      'bus handler failed',
-    ]);
+    expect(lines.map((l) => l.msg)).toEqual(['dropped an invalid bus message', 'dropped a bus message that is not JSON', 'bus handler failed']);
     expect(String(lines[0]?.problems)).toContain('session_id');
     expect(lines[0]?.transport).toBe('nats');
     await bus.close();

@@ -58,7 +58,10 @@ describe('deploy/local.sh', () => {
 
     model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'Done on a worker.' }] });
     const exec = await run(process.execPath, [troupeBin(), 'exec', '--json', '--nats', `nats://127.0.0.1:${port}`, '-C', dir, 'say hi'], { env });
-    const events = exec.stdout.trim().split('\n').map((line) => Event.parse(JSON.parse(line)));
+    const events = exec.stdout
+      .trim()
+      .split('\n')
+      .map((line) => Event.parse(JSON.parse(line)));
     const configured = events.find((e) => e.msg.type === 'session_configured');
     expect(configured?.msg).toMatchObject({ worker_id: expect.stringMatching(/^local-[12]$/), cwd: dir });
     expect(events.find((e) => e.msg.type === 'task_complete')?.msg).toMatchObject({ last_agent_message: 'Done on a worker.' });

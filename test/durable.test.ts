@@ -66,7 +66,19 @@ const callOutput = (callId: string, output: string): ResponseItem => ({ type: 'f
 function sessionWithOpenTurn(): LogEntry[] {
   return [
     line({ type: 'session_meta', payload: meta }),
-    event(1, { type: 'session_configured', session_id: SESSION, model: 'test-model', cwd: '/work', approval_policy: 'on-request', sandbox_policy: 'workspace-write', rollout_path: '/r', parent_session_id: null, depth: 0, worker_id: 'a', history_entries: 0 }),
+    event(1, {
+      type: 'session_configured',
+      session_id: SESSION,
+      model: 'test-model',
+      cwd: '/work',
+      approval_policy: 'on-request',
+      sandbox_policy: 'workspace-write',
+      rollout_path: '/r',
+      parent_session_id: null,
+      depth: 0,
+      worker_id: 'a',
+      history_entries: 0,
+    }),
     turnContext('t1'),
     event(2, { type: 'task_started', turn_id: 't1', model_context_window: null }),
     item(user('first')),

@@ -42,7 +42,7 @@ const SOURCE: NodeJS.ProcessEnv = {
 const names = (env: Readonly<Record<string, string>>) => Object.keys(env).sort();
 
 describe('filterEnvironment', () => {
-  it('by default removes names that look like secrets, in any case, and troupe\'s own', () => {
+  it("by default removes names that look like secrets, in any case, and troupe's own", () => {
     const env = filterEnvironment(undefined, SOURCE);
     expect(names(env)).toEqual(
       ['A.B', 'AXB', 'DATABASE_URL', 'EDITOR', 'HOME', 'LANG', 'LC_ALL', 'LC_TIME', 'PATH', 'SHELL', 'TERM', 'TMPDIR', 'TROUPE_HOME', 'USER'].sort(),
@@ -52,7 +52,7 @@ describe('filterEnvironment', () => {
     expect(Object.values(env)).not.toContain('sk-live-1');
   });
 
-  it('ignore_default_excludes keeps *TOKEN* and the like, never troupe\'s own unless `set` names them', () => {
+  it("ignore_default_excludes keeps *TOKEN* and the like, never troupe's own unless `set` names them", () => {
     const env = filterEnvironment({ ignore_default_excludes: true }, SOURCE);
     expect(env).toMatchObject({ GITHUB_TOKEN: 'ghp_1', MY_Token_2: 't2', PGPASSWORD: 'pg', AWS_SECRET_ACCESS_KEY: 'aws-s' });
     for (const own of ['OPENAI_API_KEY', 'openai_api_key', 'OPENAI_BASE_URL', 'OpenAI_Org', 'TROUPE_NATS_URL', 'troupe_nats_password']) {
@@ -143,7 +143,11 @@ describe('commandEnvironment', () => {
       expect(commandEnvironment(normalizeShellEnvironmentPolicy(undefined))).not.toHaveProperty('TROUPE_TEST_MCP_TOKEN');
       const mcp = mcpServerBaseEnvironment();
       expect(mcp.PATH).toBe(process.env.PATH);
-      expect(Object.keys(mcp).every((name) => ['HOME', 'LOGNAME', 'PATH', 'SHELL', 'USER', 'USERNAME', 'TMPDIR', 'TEMP', 'TMP', 'LANG', 'TERM'].includes(name) || name.startsWith('LC_'))).toBe(true);
+      expect(
+        Object.keys(mcp).every(
+          (name) => ['HOME', 'LOGNAME', 'PATH', 'SHELL', 'USER', 'USERNAME', 'TMPDIR', 'TEMP', 'TMP', 'LANG', 'TERM'].includes(name) || name.startsWith('LC_'),
+        ),
+      ).toBe(true);
     } finally {
       delete process.env.TROUPE_TEST_MCP_TOKEN;
     }
@@ -188,7 +192,7 @@ describe('the policy in configs', () => {
     expect(JSON.stringify(wireJsonSchema())).toContain('"ignore_default_excludes"');
   });
 
-  it('the session\'s own policy replaces the home\'s as a whole', () => {
+  it("the session's own policy replaces the home's as a whole", () => {
     const defaults = { model: 'm', cwd: '/', base_instructions: '', shell_environment_policy: { inherit: 'core' as const, exclude: ['X'] } };
     expect(settingsFromConfig({}, defaults).shell_environment_policy).toMatchObject({ inherit: 'core', exclude: ['X'] });
     expect(settingsFromConfig({ shell_environment_policy: { include_only: ['PATH'] } }, defaults).shell_environment_policy).toEqual({

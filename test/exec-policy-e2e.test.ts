@@ -38,7 +38,12 @@ afterEach(async () => {
   await rm(workspace, { recursive: true, force: true });
 });
 
-const call = (call_id: string, name: 'shell' | 'exec_command', args: Record<string, unknown>) => ({ type: 'function_call' as const, name, call_id, arguments: args });
+const call = (call_id: string, name: 'shell' | 'exec_command', args: Record<string, unknown>) => ({
+  type: 'function_call' as const,
+  name,
+  call_id,
+  arguments: args,
+});
 const done = { kind: 'response' as const, items: [{ type: 'message' as const, text: 'done' }] };
 
 describe('a forbidden rule', () => {
@@ -60,7 +65,9 @@ describe('a forbidden rule', () => {
     const events = server.ofSession(session);
     expect(events.filter((e) => e.msg.type === 'exec_approval_request' || e.msg.type === 'exec_command_begin')).toEqual([]);
     for (const { call_id } of calls) {
-      expect(outputFor(model.requests[1]!, call_id), call_id).toMatch(/forbidden by the exec-policy rule forbidden \["rm"\] \(.*rules\.json:\d+\): (.* )?use the trash/);
+      expect(outputFor(model.requests[1]!, call_id), call_id).toMatch(
+        /forbidden by the exec-policy rule forbidden \["rm"\] \(.*rules\.json:\d+\): (.* )?use the trash/,
+      );
     }
   });
 });
@@ -71,7 +78,10 @@ describe('a script troupe cannot resolve', () => {
     const session = await server.newSession({ cwd: workspace, approval_policy: 'on-request', sandbox_policy: 'danger-full-access' });
     const turn = server.submit({ type: 'user_turn', items: [{ type: 'text', text: 'go' }] }, session);
     const request = await server.waitForMsg('exec_approval_request', { session });
-    expect(request.msg).toMatchObject({ call_id: 'c1', reason: expect.stringContaining('cannot rule out that this command runs what the exec-policy rule forbidden ["rm"]') });
+    expect(request.msg).toMatchObject({
+      call_id: 'c1',
+      reason: expect.stringContaining('cannot rule out that this command runs what the exec-policy rule forbidden ["rm"]'),
+    });
     server.submit({ type: 'exec_approval', id: 'c1', decision: 'denied' }, session);
     await server.waitForMsg('task_complete', { id: turn });
     expect(existsSync(join(target, 'file'))).toBe(true);

@@ -153,7 +153,10 @@ describe('a forbidden rule holds through wrappers that only run their argument',
 
   it('the refusal names the rule and its reason to the model', async () => {
     const [plan] = await plans(['timeout', '5', 'env', 'rm', 'x']);
-    expect(plan).toEqual({ kind: 'reject', reason: expect.stringMatching(/forbidden by the exec-policy rule forbidden \["rm"\] \(.*rules\.json:\d+\): use the trash/) });
+    expect(plan).toEqual({
+      kind: 'reject',
+      reason: expect.stringMatching(/forbidden by the exec-policy rule forbidden \["rm"\] \(.*rules\.json:\d+\): use the trash/),
+    });
   });
 
   it('find -delete is refused as rm, and says why', async () => {
@@ -268,7 +271,7 @@ describe('a script troupe cannot resolve asks when it could reach a named progra
       // Scripts the parser does not model: their text is searched.
       [['bash', '-c', '(( n = 1 )); rm x'], ASKS],
       [['bash', '-c', 'cat <<EOF\n$(rm x)\nEOF'], ASKS],
-      [['bash', '-c', "a=(r m); \"${a[0]}${a[1]}\" x"], ASKS],
+      [['bash', '-c', 'a=(r m); "${a[0]}${a[1]}" x'], ASKS],
       [['fish', '-c', 'rm x'], ASKS],
       [['fish', '-c', '\\x72m x'], ASKS],
       // Wrappers whose command is only known at run time.
@@ -291,7 +294,11 @@ describe('a script troupe cannot resolve asks when it could reach a named progra
     const [untrusted, , , never] = await plans(['bash', '-c', 'x=rm; $x y']);
     expect(untrusted).toMatchObject({
       kind: 'ask',
-      request: { reason: expect.stringMatching(/cannot rule out that this command runs what the exec-policy rule forbidden \["rm"\] .* names: the program .* is only known when the command runs/) },
+      request: {
+        reason: expect.stringMatching(
+          /cannot rule out that this command runs what the exec-policy rule forbidden \["rm"\] .* names: the program .* is only known when the command runs/,
+        ),
+      },
     });
     expect(never).toEqual({ kind: 'reject', reason: expect.stringMatching(/^Not run: troupe cannot rule out .*"never" forbids asking/) });
   });

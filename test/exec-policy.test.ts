@@ -38,7 +38,9 @@ describe('rules file validation', () => {
   };
 
   it('names the file, the line and the problem', () => {
-    expect(problem('{\n  "rules": [\n    { "prefix": ["ls"], "decision": "alow" }\n  ]\n}')).toMatch(/^\/home\/me\/\.troupe\/rules\.json:3: rules\.0\.decision: /);
+    expect(problem('{\n  "rules": [\n    { "prefix": ["ls"], "decision": "alow" }\n  ]\n}')).toMatch(
+      /^\/home\/me\/\.troupe\/rules\.json:3: rules\.0\.decision: /,
+    );
     expect(problem('{\n  "rules": [\n    { "prefix": [], "decision": "allow" }\n  ]\n}')).toMatch(/rules\.json:3: rules\.0\.prefix: needs at least one word/);
     expect(problem('{\n  "rules": [\n\n    { "prefix": ["ls"], "decision": "allow", "when": "always" }\n  ]\n}')).toMatch(/rules\.json:4: .*when/);
     expect(problem('{\n  "rules": [\n    { "prefix": ["ls"] "decision": "allow" }\n  ]\n}')).toMatch(/rules\.json:3: not valid JSON: expected '}'/);
@@ -122,7 +124,15 @@ describe('loading from TROUPE_HOME and the project', () => {
     const policy = await loadExecPolicy(home, project);
     expect(policy.evaluate(['make', 'test'])?.decision).toBe('allow');
     expect(policy.evaluate(['make', 'deploy'])?.decision).toBe('forbidden');
-    await writeFile(path.join(home, 'rules.json'), JSON.stringify({ rules: [{ prefix: ['make'], decision: 'prompt' }, { prefix: ['x'], decision: 'allow' }] }));
+    await writeFile(
+      path.join(home, 'rules.json'),
+      JSON.stringify({
+        rules: [
+          { prefix: ['make'], decision: 'prompt' },
+          { prefix: ['x'], decision: 'allow' },
+        ],
+      }),
+    );
     expect((await loadExecPolicy(home, project)).evaluate(['make', 'test'])?.decision).toBe('prompt');
   });
 

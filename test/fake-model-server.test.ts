@@ -32,7 +32,10 @@ function parseSse(text: string): SseEvent[] {
     .map((block) => {
       const lines = block.split('\n');
       const event = lines.find((line) => line.startsWith('event: '))?.slice('event: '.length) ?? null;
-      const data = lines.filter((line) => line.startsWith('data: ')).map((line) => line.slice('data: '.length)).join('\n');
+      const data = lines
+        .filter((line) => line.startsWith('data: '))
+        .map((line) => line.slice('data: '.length))
+        .join('\n');
       return { event, data };
     });
 }
@@ -156,7 +159,9 @@ describe('Chat Completions streaming', () => {
   it('sends no usage chunk unless stream_options.include_usage is set', async () => {
     server.enqueue({ kind: 'response', items: [{ type: 'message', text: 'hi' }] });
     const response = await post('/chat/completions', { model: 'm', messages: [{ role: 'user', content: 'hi' }], stream: true });
-    const chunks = parseSse(await response.text()).slice(0, -1).map((event) => JSON.parse(event.data) as Record<string, unknown>);
+    const chunks = parseSse(await response.text())
+      .slice(0, -1)
+      .map((event) => JSON.parse(event.data) as Record<string, unknown>);
     expect(chunks.some((chunk) => chunk['usage'] !== undefined)).toBe(false);
   });
 
@@ -188,7 +193,9 @@ describe('script', () => {
     );
     const ask = async (word: string): Promise<string> => {
       const response = await post('/responses', { model: 'gpt-5', input: [userMessage(word)], stream: true });
-      const done = parseSse(await response.text()).map((event) => JSON.parse(event.data) as Record<string, any>).find((payload) => payload['type'] === 'response.completed');
+      const done = parseSse(await response.text())
+        .map((event) => JSON.parse(event.data) as Record<string, any>)
+        .find((payload) => payload['type'] === 'response.completed');
       return done?.['response']?.output?.[0]?.content?.[0]?.text as string;
     };
     // beta is asked first, but its step is second in the script.
@@ -296,11 +303,22 @@ describe('tool call pairing', () => {
   });
 
   it('checks chat messages: tool_calls against tool messages', async () => {
-    const assistant = { role: 'assistant', content: null, tool_calls: [{ id: 'tc_1', type: 'function', function: { name: 'shell', arguments: '{}' } }, { id: 'tc_2', type: 'function', function: { name: 'shell', arguments: '{}' } }] };
+    const assistant = {
+      role: 'assistant',
+      content: null,
+      tool_calls: [
+        { id: 'tc_1', type: 'function', function: { name: 'shell', arguments: '{}' } },
+        { id: 'tc_2', type: 'function', function: { name: 'shell', arguments: '{}' } },
+      ],
+    };
     const tool = (id: string) => ({ role: 'tool', tool_call_id: id, content: 'ok' });
     server.enqueue({ kind: 'response', items: [] });
 
-    const good = await post('/chat/completions', { model: 'm', messages: [{ role: 'user', content: 'hi' }, assistant, tool('tc_1'), tool('tc_2')], stream: true });
+    const good = await post('/chat/completions', {
+      model: 'm',
+      messages: [{ role: 'user', content: 'hi' }, assistant, tool('tc_1'), tool('tc_2')],
+      stream: true,
+    });
     expect(good.status).toBe(200);
     await good.text();
 

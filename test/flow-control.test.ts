@@ -224,7 +224,10 @@ describe('command output while the client is behind', () => {
   });
 
   function context(flow: FlowGate): { ctx: ToolContext; events: EventMsg[] } {
-    const settings = settingsFromConfig({ cwd: dir, approval_policy: 'never', sandbox_policy: 'danger-full-access' }, { model: 'm', cwd: dir, base_instructions: '' });
+    const settings = settingsFromConfig(
+      { cwd: dir, approval_policy: 'never', sandbox_policy: 'danger-full-access' },
+      { model: 'm', cwd: dir, base_instructions: '' },
+    );
     const events: EventMsg[] = [];
     const ctx: ToolContext = {
       sessionId: 'session-1',

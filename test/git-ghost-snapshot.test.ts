@@ -3,15 +3,7 @@ import { readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import {
-  deleteSnapshot,
-  deleteSnapshots,
-  GhostSnapshotError,
-  listSnapshots,
-  NotAGitRepoError,
-  restoreSnapshot,
-  takeSnapshot,
-} from '../actors/git/index.js';
+import { deleteSnapshot, deleteSnapshots, GhostSnapshotError, listSnapshots, NotAGitRepoError, restoreSnapshot, takeSnapshot } from '../actors/git/index.js';
 import { useScratchRepos, writeAt } from './support/git-repo.js';
 
 const { tempDir, newRepo } = useScratchRepos('troupe-git-test-');
@@ -295,9 +287,7 @@ describe('ghost snapshots', () => {
     await expect(takeSnapshot(dir, 's')).rejects.toThrow(`${dir} is not inside a git repository`);
     await expect(listSnapshots(dir)).rejects.toBeInstanceOf(NotAGitRepoError);
     await expect(deleteSnapshots(dir, 's')).rejects.toBeInstanceOf(NotAGitRepoError);
-    await expect(restoreSnapshot(dir, { commit: 'a'.repeat(40), parent: null, skipped: [] })).rejects.toBeInstanceOf(
-      NotAGitRepoError,
-    );
+    await expect(restoreSnapshot(dir, { commit: 'a'.repeat(40), parent: null, skipped: [] })).rejects.toBeInstanceOf(NotAGitRepoError);
     await expect(takeSnapshot(join(dir, 'missing'), 's')).rejects.toBeInstanceOf(NotAGitRepoError);
   });
 
@@ -305,8 +295,6 @@ describe('ghost snapshots', () => {
     const root = await dirtyRepo();
     await expect(takeSnapshot(root, '../escape')).rejects.toBeInstanceOf(GhostSnapshotError);
     await expect(takeSnapshot(root, 'a b')).rejects.toBeInstanceOf(GhostSnapshotError);
-    await expect(restoreSnapshot(root, { commit: 'f'.repeat(40), parent: null, skipped: [] })).rejects.toThrow(
-      /does not exist/,
-    );
+    await expect(restoreSnapshot(root, { commit: 'f'.repeat(40), parent: null, skipped: [] })).rejects.toThrow(/does not exist/);
   });
 });

@@ -22,10 +22,30 @@ const bwrapWorks = availability.ok && availability.backend.kind === 'bubblewrap'
 
 /** Every hook name git knows of, as of 2.47. */
 const HOOKS = [
-  'applypatch-msg', 'pre-applypatch', 'post-applypatch', 'pre-commit', 'pre-merge-commit', 'prepare-commit-msg',
-  'commit-msg', 'post-commit', 'pre-rebase', 'post-checkout', 'post-merge', 'pre-push', 'pre-receive', 'update',
-  'proc-receive', 'post-receive', 'post-update', 'reference-transaction', 'push-to-checkout', 'pre-auto-gc',
-  'post-rewrite', 'sendemail-validate', 'fsmonitor-watchman', 'post-index-change',
+  'applypatch-msg',
+  'pre-applypatch',
+  'post-applypatch',
+  'pre-commit',
+  'pre-merge-commit',
+  'prepare-commit-msg',
+  'commit-msg',
+  'post-commit',
+  'pre-rebase',
+  'post-checkout',
+  'post-merge',
+  'pre-push',
+  'pre-receive',
+  'update',
+  'proc-receive',
+  'post-receive',
+  'post-update',
+  'reference-transaction',
+  'push-to-checkout',
+  'pre-auto-gc',
+  'post-rewrite',
+  'sendemail-validate',
+  'fsmonitor-watchman',
+  'post-index-change',
 ];
 
 /**
@@ -36,14 +56,17 @@ const MECHANISMS: Record<string, string> = {
   fsmonitor: 'git config core.fsmonitor "$PROG"',
   'hooks in .git/hooks': `for h in ${HOOKS.join(' ')}; do printf '#!/bin/sh\\nexec %s "$@"\\n' "$PROG" > .git/hooks/$h; chmod +x .git/hooks/$h; done`,
   'core.hooksPath': `mkdir -p evil-hooks && for h in ${HOOKS.join(' ')}; do printf '#!/bin/sh\\nexec %s "$@"\\n' "$PROG" > evil-hooks/$h; chmod +x evil-hooks/$h; done && git config core.hooksPath "$PWD/evil-hooks"`,
-  'clean and smudge filters': 'git config filter.x.clean "$PROG" && git config filter.x.smudge "$PROG" && git config filter.x.required true && echo "* filter=x" > .gitattributes',
+  'clean and smudge filters':
+    'git config filter.x.clean "$PROG" && git config filter.x.smudge "$PROG" && git config filter.x.required true && echo "* filter=x" > .gitattributes',
   'process filter': 'git config filter.p.process "$PROG" && git config filter.p.required true && echo "*.txt filter=p" > .gitattributes',
   'diff driver and textconv': 'git config diff.d.command "$PROG" && git config diff.d.textconv "$PROG" && echo "* diff=d" > .gitattributes',
   'external diff': 'git config diff.external "$PROG"',
   pager: 'git config core.pager "$PROG" && git config pager.diff "$PROG" && git config pager.show "$PROG" && git config pager.log "$PROG"',
   'include and includeIf': `printf '[core]\\n\\tfsmonitor = %s\\n[filter "i"]\\n\\tclean = %s\\n\\tsmudge = %s\\n' "$PROG" "$PROG" "$PROG" > evil.cfg && git config include.path "$PWD/evil.cfg" && git config 'includeIf.gitdir:/.path' "$PWD/evil.cfg" && echo "* filter=i" > .gitattributes`,
-  'signing and signatures': 'git config gpg.program "$PROG" && git config commit.gpgSign true && git config log.showSignature true && git config tag.gpgSign true',
-  'transports and credentials': 'git config core.sshCommand "$PROG" && git config credential.helper "!$PROG" && git config core.askPass "$PROG" && git config core.alternateRefsCommand "$PROG" && git config uploadpack.packObjectsHook "$PROG" && git config remote.origin.url "ext::$PROG" && git config protocol.ext.allow always',
+  'signing and signatures':
+    'git config gpg.program "$PROG" && git config commit.gpgSign true && git config log.showSignature true && git config tag.gpgSign true',
+  'transports and credentials':
+    'git config core.sshCommand "$PROG" && git config credential.helper "!$PROG" && git config core.askPass "$PROG" && git config core.alternateRefsCommand "$PROG" && git config uploadpack.packObjectsHook "$PROG" && git config remote.origin.url "ext::$PROG" && git config protocol.ext.allow always',
   'automatic maintenance': `git config gc.auto 1 && git config gc.autoDetach false && git config maintenance.auto true && printf '#!/bin/sh\\nexec %s "$@"\\n' "$PROG" > .git/hooks/pre-auto-gc && chmod +x .git/hooks/pre-auto-gc`,
   'a work tree elsewhere': 'mkdir -p "$PROG-dir" && git config core.worktree "$PROG-dir"',
 };
@@ -86,7 +109,8 @@ afterEach(async () => {
   await rm(marks, { recursive: true, force: true });
 });
 
-const HISTORY = 'git init -q -b main && git config user.name t && git config user.email t@t && printf "one\\r\\ntwo\\n" > a.txt && echo b > b.txt && git add . && git commit -qm first && git branch base && echo c > c.txt && git add c.txt && git commit -qm second';
+const HISTORY =
+  'git init -q -b main && git config user.name t && git config user.email t@t && printf "one\\r\\ntwo\\n" > a.txt && echo b > b.txt && git add . && git commit -qm first && git branch base && echo c > c.txt && git add c.txt && git commit -qm second';
 
 /** Runs `script` on the host, in the workspace, with $PROG set. */
 async function onHost(script: string): Promise<void> {

@@ -61,7 +61,7 @@ describe('undo and review on real repository layouts', () => {
     expect(await listSnapshots(main, 'wt-session')).toHaveLength(1);
   });
 
-  it("a submodule: left alone by undo, and its own hostile config runs nothing", async () => {
+  it('a submodule: left alone by undo, and its own hostile config runs nothing', async () => {
     const { prog, marker } = await markerProgram('exec cat');
     await sh(scratch, 'git init -q -b main lib && cd lib && echo lib > lib.txt && git add . && git commit -qm lib');
     await sh(
@@ -113,7 +113,10 @@ describe('undo and review on real repository layouts', () => {
   it('core.autocrlf: line endings come back byte for byte', async () => {
     const repo = path.join(scratch, 'crlf');
     // Checked out by git again after the commit, so the files hold what autocrlf writes.
-    await sh(scratch, "git init -q -b main crlf && cd crlf && git config core.autocrlf true && printf 'one\\r\\ntwo\\r\\n' > dos.txt && printf 'unix\\n' > unix.txt && git add . && git commit -qm crlf && rm *.txt && git checkout -- .");
+    await sh(
+      scratch,
+      "git init -q -b main crlf && cd crlf && git config core.autocrlf true && printf 'one\\r\\ntwo\\r\\n' > dos.txt && printf 'unix\\n' > unix.txt && git add . && git commit -qm crlf && rm *.txt && git checkout -- .",
+    );
     const before = { dos: await read(path.join(repo, 'dos.txt')), unix: await read(path.join(repo, 'unix.txt')) };
     expect(before.unix).toBe('unix\r\n');
     const snapshot = await takeSnapshot(repo, 'crlf-session');

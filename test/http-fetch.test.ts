@@ -52,7 +52,11 @@ async function serve(handler: (req: IncomingMessage, res: ServerResponse) => voi
 describe('httpFetch', () => {
   it('sends the method, headers and body, and answers with status, headers and the body', async () => {
     const { url, seen } = await serve((_req, res) => {
-      res.writeHead(201, 'Made', [['x-ratelimit-remaining-requests', '41'], ['set-cookie', 'a=1'], ['set-cookie', 'b=2']]);
+      res.writeHead(201, 'Made', [
+        ['x-ratelimit-remaining-requests', '41'],
+        ['set-cookie', 'a=1'],
+        ['set-cookie', 'b=2'],
+      ]);
       res.end('{"ok":true}');
     });
     const response = await httpFetch(`${url}/v1/responses`, {
@@ -65,7 +69,11 @@ describe('httpFetch', () => {
       expect.objectContaining({
         method: 'POST',
         body: '{"input":"héllo"}',
-        headers: expect.objectContaining({ 'content-type': 'application/json', authorization: 'Bearer k', 'content-length': String(Buffer.byteLength('{"input":"héllo"}')) }),
+        headers: expect.objectContaining({
+          'content-type': 'application/json',
+          authorization: 'Bearer k',
+          'content-length': String(Buffer.byteLength('{"input":"héllo"}')),
+        }),
       }),
     ]);
     expect(response).toBeInstanceOf(Response);
@@ -180,7 +188,23 @@ describe('httpFetch over TLS', () => {
     const tls = createTlsServer();
     try {
       const [key, cert] = [path.join(dir, 'key.pem'), path.join(dir, 'cert.pem')];
-      await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1']);
+      await run('openssl', [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ]);
       tls.setSecureContext({ key: await readFile(key), cert: await readFile(cert) });
       tls.on('request', (_req: IncomingMessage, res: ServerResponse) => res.end('secret'));
       await new Promise<void>((resolve) => tls.listen(0, '127.0.0.1', resolve));

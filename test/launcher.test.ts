@@ -81,7 +81,7 @@ describe('ProcessLauncher', () => {
     expect(seen).toEqual(['a', 'a', 'b', 'a', 'unset']);
   });
 
-  it.skipIf(process.platform !== 'linux')('runs without the host\'s credentials in its own environment', async () => {
+  it.skipIf(process.platform !== 'linux')("runs without the host's credentials in its own environment", async () => {
     process.env.TROUPE_TEST_LAUNCHER_TOKEN = 'launcher-secret';
     const fresh = new ProcessLauncher();
     try {
@@ -220,9 +220,17 @@ describe('the spare shell', () => {
     };
     const { spawned, fromSpare } = await spawnedThenSpare(['env'], env);
     expect(fromSpare.outcome).toEqual({ kind: 'exited', code: 0, signal: null });
-    const lines = (text: string) => text.split(/\n(?=[A-Za-z_]+=)/).map((line) => line.trimEnd()).sort();
+    const lines = (text: string) =>
+      text
+        .split(/\n(?=[A-Za-z_]+=)/)
+        .map((line) => line.trimEnd())
+        .sort();
     expect(lines(fromSpare.stdout)).toEqual(lines(spawned.stdout));
-    expect(lines(fromSpare.stdout)).toEqual(Object.entries(env).map(([name, value]) => `${name}=${value}`).sort());
+    expect(lines(fromSpare.stdout)).toEqual(
+      Object.entries(env)
+        .map(([name, value]) => `${name}=${value}`)
+        .sort(),
+    );
 
     const bare = { PATH: process.env.PATH };
     const again = await spawnedThenSpare(['env'], bare);
@@ -249,9 +257,17 @@ describe('the spare shell', () => {
     // Two environments used in turn, as `shell` and `exec_command` do.
     const a = Object.freeze({ PATH: process.env.PATH!, ONLY_A: 'a', SHARED: 'from a', PWD: '/a' });
     const b = Object.freeze({ PATH: process.env.PATH!, ONLY_B: "it's b\nwith a second line", SHARED: 'from b', SHLVL: '3' });
-    const lines = (text: string) => text.split(/\n(?=[A-Za-z_]+=)/).map((line) => line.trimEnd()).sort();
+    const lines = (text: string) =>
+      text
+        .split(/\n(?=[A-Za-z_]+=)/)
+        .map((line) => line.trimEnd())
+        .sort();
     const spawned = await runIn(newLauncher(), ['env'], b);
-    expect(lines(spawned.stdout)).toEqual(Object.entries(b).map(([name, value]) => `${name}=${value}`).sort());
+    expect(lines(spawned.stdout)).toEqual(
+      Object.entries(b)
+        .map(([name, value]) => `${name}=${value}`)
+        .sort(),
+    );
     // Until the launcher has found out that a spare started with `a` can serve `b`, `b` is spawned.
     let served: Awaited<ReturnType<typeof runIn>> | undefined;
     await waitFor(async () => {
@@ -289,7 +305,10 @@ describe('the spare shell', () => {
   it('runs the program as the leader of its own process group and session', async () => {
     const { spawned, fromSpare } = await spawnedThenSpare(['cat', '/proc/self/stat']);
     for (const run of [spawned, fromSpare]) {
-      const [pid, , , , pgrp, session] = run.stdout.replace(/\(.*\)/, 'name').split(' ').map(Number);
+      const [pid, , , , pgrp, session] = run.stdout
+        .replace(/\(.*\)/, 'name')
+        .split(' ')
+        .map(Number);
       expect([pgrp, session]).toEqual([pid, pid]);
       expect(pid).toBe(run.pid);
     }
@@ -319,7 +338,9 @@ describe('the spare shell', () => {
     const launcher = newLauncher();
     // dash resets these three when it finds them in its environment, bash more.
     const special = { PATH: process.env.PATH!, IFS: 'x y', PPID: '123', OPTIND: '7' };
-    const expected = Object.entries(special).map(([name, value]) => `${name}=${value}`).sort();
+    const expected = Object.entries(special)
+      .map(([name, value]) => `${name}=${value}`)
+      .sort();
     const first = await runIn(launcher, ['env'], special);
     // Time for the probe to run and find the environment changed: no spare is forked for it.
     await new Promise((resolve) => setTimeout(resolve, 1500));

@@ -77,7 +77,11 @@ describe('the library', () => {
       },
       async *stream() {
         yield { type: 'output_item_done', item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'fine now' }] } };
-        yield { type: 'completed', response_id: 'r', usage: { input_tokens: 1, cached_input_tokens: 0, output_tokens: 1, reasoning_output_tokens: 0, total_tokens: 2 } };
+        yield {
+          type: 'completed',
+          response_id: 'r',
+          usage: { input_tokens: 1, cached_input_tokens: 0, output_tokens: 1, reasoning_output_tokens: 0, total_tokens: 2 },
+        };
       },
     };
     runtime = createRuntime({ modelClient: flaky, home, cwd: home });

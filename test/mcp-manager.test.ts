@@ -59,7 +59,13 @@ function context(events: EventMsg[], options: { policy?: AskForApproval; signal?
 
 function tool(manager: McpManager, name: string): ToolHandler<unknown> {
   const found = manager.tools().find((t) => t.name === name);
-  if (!found) throw new Error(`no tool ${name}; have ${manager.tools().map((t) => t.name).join(', ')}`);
+  if (!found)
+    throw new Error(
+      `no tool ${name}; have ${manager
+        .tools()
+        .map((t) => t.name)
+        .join(', ')}`,
+    );
   return found;
 }
 
@@ -113,12 +119,15 @@ describe('McpManager with a stdio server', () => {
   });
 
   it('warns about servers that fail to start, naming them, and keeps the others', async () => {
-    const { manager, events } = await start({
-      echo: echoServer,
-      missing: { command: '/nonexistent/mcp-server' },
-      crashing: { command: process.execPath, args: ['-e', 'console.error("boom: no config"); process.exit(3)'] },
-      silent: { command: process.execPath, args: ['-e', 'setInterval(() => {}, 1000)'] },
-    }, { startTimeoutMs: 1_500 });
+    const { manager, events } = await start(
+      {
+        echo: echoServer,
+        missing: { command: '/nonexistent/mcp-server' },
+        crashing: { command: process.execPath, args: ['-e', 'console.error("boom: no config"); process.exit(3)'] },
+        silent: { command: process.execPath, args: ['-e', 'setInterval(() => {}, 1000)'] },
+      },
+      { startTimeoutMs: 1_500 },
+    );
     expect(manager.servers).toEqual(['echo']);
     const warnings = events.flatMap((e) => (e.type === 'warning' ? [e.message] : []));
     expect(warnings).toHaveLength(3);
@@ -147,7 +156,7 @@ describe('McpManager with a stdio server', () => {
     expect(Number((await call(manager, 'echo__pid', {}, events)).text)).not.toBe(pid);
   });
 
-  it('says at once that a result was over the transport\'s size limit, and restarts the server for the next call', async () => {
+  it("says at once that a result was over the transport's size limit, and restarts the server for the next call", async () => {
     const { manager, events } = await start({ echo: echoServer });
     const pid = Number((await call(manager, 'echo__pid', {}, events)).text);
     const output = await call(manager, 'echo__huge', { bytes: 11 * 1024 * 1024 }, events);

@@ -33,7 +33,9 @@ afterEach(async () => {
 });
 
 /** `troupe mcp-server` as a child process, with the SDK's own client in front. */
-async function connect(options: { elicit?: (message: string) => ElicitResult } = {}): Promise<{ client: Client; transport: StdioClientTransport; asked: string[] }> {
+async function connect(
+  options: { elicit?: (message: string) => ElicitResult } = {},
+): Promise<{ client: Client; transport: StdioClientTransport; asked: string[] }> {
   const asked: string[] = [];
   const client = new Client({ name: 'test-client', version: '1.0.0' }, { capabilities: options.elicit ? { elicitation: { form: {} } } : {} });
   const elicit = options.elicit;

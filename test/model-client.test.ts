@@ -143,8 +143,16 @@ describe.each(WIRE_APIS)('%s wire API', (wireApi) => {
   it('classifies HTTP errors', async () => {
     server.enqueue(
       { kind: 'http_error', status: 500, body: { error: { type: 'server_error', message: 'The server had an error' } } },
-      { kind: 'http_error', status: 429, body: { error: { code: 'insufficient_quota', type: 'insufficient_quota', message: 'You exceeded your current quota' } } },
-      { kind: 'http_error', status: 400, body: { error: { code: 'context_length_exceeded', type: 'invalid_request_error', message: 'Your input exceeds the context window of this model.' } } },
+      {
+        kind: 'http_error',
+        status: 429,
+        body: { error: { code: 'insufficient_quota', type: 'insufficient_quota', message: 'You exceeded your current quota' } },
+      },
+      {
+        kind: 'http_error',
+        status: 400,
+        body: { error: { code: 'context_length_exceeded', type: 'invalid_request_error', message: 'Your input exceeds the context window of this model.' } },
+      },
       { kind: 'http_error', status: 429, body: { error: { code: 'rate_limit_exceeded', message: 'Rate limit reached' } }, headers: { 'retry-after': '2' } },
       { kind: 'http_error', status: 429, body: { error: { message: 'slow down' } }, headers: { 'retry-after-ms': '1500' } },
       { kind: 'http_error', status: 401, body: { error: { code: 'invalid_api_key', message: 'Incorrect API key provided' } } },
@@ -268,16 +276,27 @@ describe('responses wire API', () => {
     server.enqueue({ kind: 'response', items: [{ type: 'message', text: 'ok' }] }, { kind: 'response', items: [{ type: 'message', text: 'ok' }] });
     const input: ResponseItem[] = [
       { type: 'message', role: 'developer', content: [{ type: 'input_text', text: 'be careful' }] },
-      { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'look' }, { type: 'input_image', image_url: 'data:image/png;base64,AAAA' }] },
+      {
+        type: 'message',
+        role: 'user',
+        content: [
+          { type: 'input_text', text: 'look' },
+          { type: 'input_image', image_url: 'data:image/png;base64,AAAA' },
+        ],
+      },
       { type: 'reasoning', id: 'rs_1', summary: [{ type: 'summary_text', text: 'thinking' }], encrypted_content: 'opaque' },
       { type: 'reasoning', id: 'rs_2', summary: [], encrypted_content: null },
       { type: 'message', id: 'msg_1', role: 'assistant', content: [{ type: 'output_text', text: 'Running ls.' }] },
       { type: 'function_call', id: 'fc_1', call_id: 'call_a', name: 'shell', arguments: '{"command":["ls"]}' },
       { type: 'function_call_output', call_id: 'call_a', output: 'README.md' },
     ];
-    const tools = [{ type: 'function' as const, name: 'shell', description: 'Run a command', parameters: { type: 'object', properties: { command: { type: 'array' } } } }];
+    const tools = [
+      { type: 'function' as const, name: 'shell', description: 'Run a command', parameters: { type: 'object', properties: { command: { type: 'array' } } } },
+    ];
     const schema = { type: 'object', properties: { answer: { type: 'string' } }, required: ['answer'], additionalProperties: false };
-    await collect(client('responses').stream(prompt({ input, tools, parallel_tool_calls: false, effort: 'high', output_schema: schema }), new AbortController().signal));
+    await collect(
+      client('responses').stream(prompt({ input, tools, parallel_tool_calls: false, effort: 'high', output_schema: schema }), new AbortController().signal),
+    );
 
     const body = server.requests[0]?.body ?? {};
     expect(body).toMatchObject({
@@ -346,7 +365,13 @@ describe('responses wire API', () => {
   });
 
   it('returns reasoning items with their encrypted content when reasoning is on', async () => {
-    server.enqueue({ kind: 'response', items: [{ type: 'reasoning', text: 'hmm' }, { type: 'message', text: 'done' }] });
+    server.enqueue({
+      kind: 'response',
+      items: [
+        { type: 'reasoning', text: 'hmm' },
+        { type: 'message', text: 'done' },
+      ],
+    });
     const events = await collect(client('responses').stream(prompt({ effort: 'low' }), new AbortController().signal));
     const [reasoning] = items(events);
     expect(reasoning).toMatchObject({ type: 'reasoning', summary: [{ type: 'summary_text', text: 'hmm' }], encrypted_content: expect.any(String) });
@@ -373,12 +398,24 @@ describe('responses wire API', () => {
     const created = event({ type: 'response.created', sequence_number: 0, response: { id: 'resp_1', output: [] } });
 
     it('maps response.failed to a classified ModelError', async () => {
-      sse = created + event({ type: 'response.failed', sequence_number: 1, response: { id: 'resp_1', error: { code: 'context_length_exceeded', message: 'Your input exceeds the context window of this model.' } } });
+      sse =
+        created +
+        event({
+          type: 'response.failed',
+          sequence_number: 1,
+          response: { id: 'resp_1', error: { code: 'context_length_exceeded', message: 'Your input exceeds the context window of this model.' } },
+        });
       expect(await modelError(client('responses', 5_000, rawUrl).stream(prompt(), new AbortController().signal))).toMatchObject({
         code: 'context_window_exceeded',
         retryable: false,
       });
-      sse = created + event({ type: 'response.failed', sequence_number: 1, response: { id: 'resp_1', error: { code: 'rate_limit_exceeded', message: 'Rate limit reached. Please try again in 1.5s.' } } });
+      sse =
+        created +
+        event({
+          type: 'response.failed',
+          sequence_number: 1,
+          response: { id: 'resp_1', error: { code: 'rate_limit_exceeded', message: 'Rate limit reached. Please try again in 1.5s.' } },
+        });
       expect(await modelError(client('responses', 5_000, rawUrl).stream(prompt(), new AbortController().signal))).toMatchObject({
         code: 'server_error',
         retryable: true,
@@ -406,7 +443,14 @@ describe('chat wire API', () => {
     server.enqueue({ kind: 'response', items: [{ type: 'message', text: 'ok' }] });
     const input: ResponseItem[] = [
       { type: 'message', role: 'developer', content: [{ type: 'input_text', text: 'be careful' }] },
-      { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'what is this?' }, { type: 'input_image', image_url: 'data:image/png;base64,AAAA' }] },
+      {
+        type: 'message',
+        role: 'user',
+        content: [
+          { type: 'input_text', text: 'what is this?' },
+          { type: 'input_image', image_url: 'data:image/png;base64,AAAA' },
+        ],
+      },
       { type: 'reasoning', summary: [{ type: 'summary_text', text: 'dropped' }] },
       { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Let me check.' }] },
       { type: 'function_call', call_id: 'call_a', name: 'shell', arguments: '{"command":["ls"]}' },

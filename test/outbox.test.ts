@@ -111,7 +111,8 @@ describe('a broker restart, seen from one connection', { timeout: 60_000 }, () =
     const follower = await durability.followEvents((event: Event) => void seen.push(event.seq ?? -1));
     const outbox = new Outbox(store.js, link, { name: 'session', logger: quiet });
     const eventSubject = store.subjects.event('root', 'session');
-    const event = (seq: number) => JSON.stringify({ kind: 'event', event: { id: null, session_id: 'session', seq, msg: { type: 'background_event', message: `n${seq}` } } });
+    const event = (seq: number) =>
+      JSON.stringify({ kind: 'event', event: { id: null, session_id: 'session', seq, msg: { type: 'background_event', message: `n${seq}` } } });
     try {
       for (let seq = 1; seq <= 3; seq++) await outbox.push(eventSubject, event(seq));
       await waitFor(() => seen.length === 3, 'the first events', 10_000);

@@ -65,7 +65,7 @@ describe('AGENTS.md project instructions', () => {
     expect((await loadProjectDocs(deep, home, 0)).message).toBeNull();
   });
 
-  it('outside a repository reads only the working directory\'s own file', async () => {
+  it("outside a repository reads only the working directory's own file", async () => {
     const plain = path.join(scratch, 'plain', 'sub');
     await mkdir(plain, { recursive: true });
     await writeFile(path.join(scratch, 'plain', 'AGENTS.md'), 'PARENT\n');

@@ -20,10 +20,7 @@ const PROTOCOL_MD = fileURLToPath(new URL('../docs/PROTOCOL.md', import.meta.url
 
 /** Every JSON value written in PROTOCOL.md: ```json blocks and inline `{ … }` snippets. */
 function jsonExamples(markdown: string): unknown[] {
-  const snippets = [
-    ...[...markdown.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => m[1]!),
-    ...[...markdown.matchAll(/`(\{[^`]*\})`/g)].map((m) => m[1]!),
-  ];
+  const snippets = [...[...markdown.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => m[1]!), ...[...markdown.matchAll(/`(\{[^`]*\})`/g)].map((m) => m[1]!)];
   return snippets.flatMap((text) => {
     try {
       return [JSON.parse(text) as unknown];

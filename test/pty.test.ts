@@ -81,7 +81,12 @@ describe('exec_command', () => {
     expect(body.wall_time_ms).toBeLessThan(20_000);
     expect(out.success).toBe(false);
     expect(events[0]).toMatchObject({ type: 'exec_command_begin', command: userShellArgv('echo hello; exit 3'), cwd: dir });
-    expect(events.filter((e) => e.type === 'exec_command_output_delta').map((e) => (e.type === 'exec_command_output_delta' ? e.chunk : '')).join('')).toBe('hello\n');
+    expect(
+      events
+        .filter((e) => e.type === 'exec_command_output_delta')
+        .map((e) => (e.type === 'exec_command_output_delta' ? e.chunk : ''))
+        .join(''),
+    ).toBe('hello\n');
     expect(events.at(-1)).toMatchObject({ type: 'exec_command_end', exit_code: 3, aggregated_output: 'hello\n' });
   });
 
@@ -105,7 +110,9 @@ describe('exec_command', () => {
 
   it('works on plain pipes too, and the program sees no terminal', async () => {
     const { ctx } = harness();
-    const first = parse((await runExecCommand({ cmd: '[ -t 0 ] && echo tty || echo pipe; read line; echo got:$line', yield_time_ms: 2_000 }, ctx, UNSANDBOXED)).text);
+    const first = parse(
+      (await runExecCommand({ cmd: '[ -t 0 ] && echo tty || echo pipe; read line; echo got:$line', yield_time_ms: 2_000 }, ctx, UNSANDBOXED)).text,
+    );
     expect(first.output).toBe('pipe\n');
     const second = parse((await runWriteStdin({ session_id: first.session_id!, chars: 'abc\n', yield_time_ms: 5_000 }, ctx)).text);
     expect(second).toMatchObject({ output: 'got:abc\n', exit_code: 0 });
@@ -216,6 +223,9 @@ describe.skipIf(!availability.ok)('exec_command in the sandbox', () => {
     await mkdir(path.join(dir, 'sub'));
     const { ctx } = harness({ policy: 'untrusted' });
     expect((await planExecCommand({ cmd: 'ls sub' }, ctx, { has: () => false })).kind).toBe('run');
-    expect(await planExecCommand({ cmd: 'rm -r sub' }, ctx, { has: () => false })).toMatchObject({ kind: 'ask', request: { command: userShellArgv('rm -r sub') } });
+    expect(await planExecCommand({ cmd: 'rm -r sub' }, ctx, { has: () => false })).toMatchObject({
+      kind: 'ask',
+      request: { command: userShellArgv('rm -r sub') },
+    });
   });
 });

@@ -162,7 +162,10 @@ describe('RolloutRecorder', () => {
   it('flush resolves with everything recorded on disk; close stops recording', async () => {
     const path = rolloutPath(home, 's-flush', new Date());
     const recorder = await RolloutRecorder.create(path, meta('s-flush', new Date()));
-    recorder.record(item(user('hi')), { type: 'turn_context', payload: { turn_id: 't1', cwd: '/tmp', model: 'm', approval_policy: 'never', sandbox_policy: 'read-only' } });
+    recorder.record(item(user('hi')), {
+      type: 'turn_context',
+      payload: { turn_id: 't1', cwd: '/tmp', model: 'm', approval_policy: 'never', sandbox_policy: 'read-only' },
+    });
     await recorder.flush();
     expect((await fileLines(path)).map((l) => l.type)).toEqual(['session_meta', 'response_item', 'turn_context']);
     await recorder.flush(); // nothing pending: resolves at once
@@ -374,9 +377,7 @@ describe('findRolloutBySessionId', () => {
 
 describe('listSessions', () => {
   it('lists newest first with the first user message, skipping unreadable files', async () => {
-    const old = await newSession('s-old', new Date('2025-12-31T23:59:59.000Z'), [
-      event({ type: 'user_message', message: 'old question' }),
-    ]);
+    const old = await newSession('s-old', new Date('2025-12-31T23:59:59.000Z'), [event({ type: 'user_message', message: 'old question' })]);
     const mid = await newSession('s-mid', new Date('2026-02-01T08:00:00.100Z'), [
       item(user('<environment_context></environment_context>')),
       event({ type: 'task_started', turn_id: 't', model_context_window: null }),

@@ -129,7 +129,10 @@ describe('under untrusted, the plan follows the classifier', () => {
   });
 
   const plan = (command: string[]) => {
-    const settings = settingsFromConfig({ cwd, approval_policy: 'untrusted', sandbox_policy: 'danger-full-access' }, { model: 'test-model', cwd, base_instructions: '' });
+    const settings = settingsFromConfig(
+      { cwd, approval_policy: 'untrusted', sandbox_policy: 'danger-full-access' },
+      { model: 'test-model', cwd, base_instructions: '' },
+    );
     const ctx: ToolContext = {
       sessionId: 's',
       callId: 'c',
@@ -143,10 +146,19 @@ describe('under untrusted, the plan follows the classifier', () => {
   };
 
   it('asks before git, rg -z and sudo; runs base64, numfmt and tac', async () => {
-    for (const command of [['git', 'status'], ['git', '-C', '.', 'diff'], ['rg', '-z', 'x'], ['sudo', 'ls']]) {
+    for (const command of [
+      ['git', 'status'],
+      ['git', '-C', '.', 'diff'],
+      ['rg', '-z', 'x'],
+      ['sudo', 'ls'],
+    ]) {
       expect(await plan(command), command.join(' ')).toMatchObject({ kind: 'ask' });
     }
-    for (const command of [['base64', '-d', 'x'], ['numfmt', '--to=si', '1000'], ['tac', 'x']]) {
+    for (const command of [
+      ['base64', '-d', 'x'],
+      ['numfmt', '--to=si', '1000'],
+      ['tac', 'x'],
+    ]) {
       expect(await plan(command), command.join(' ')).toEqual({ kind: 'run', sandboxed: false });
     }
   });

@@ -117,7 +117,14 @@ describe('ExecPlan matrix', () => {
   });
 
   it.each(cells)('$policy × $mode × rule $decision × escalate $escalate × safe $safe → $expected', ({ policy, mode, decision, escalate, safe, expected }) => {
-    const plan = planExec({ approvalPolicy: policy, sandboxMode: mode, rule: rule(decision), escalationRequested: escalate, knownSafe: safe, justification: 'needs it' });
+    const plan = planExec({
+      approvalPolicy: policy,
+      sandboxMode: mode,
+      rule: rule(decision),
+      escalationRequested: escalate,
+      knownSafe: safe,
+      justification: 'needs it',
+    });
     expect(cellOf(plan)).toBe(expected);
   });
 });
@@ -135,9 +142,17 @@ describe('ExecPlan details', () => {
   });
 
   it("a verdict's own question is what the user is asked, and what never says it could not ask", () => {
-    const rule = { decision: 'prompt' as const, description: 'forbidden ["rm"] (/h/rules.json:2)', question: 'troupe cannot rule out that this command runs rm' };
+    const rule = {
+      decision: 'prompt' as const,
+      description: 'forbidden ["rm"] (/h/rules.json:2)',
+      question: 'troupe cannot rule out that this command runs rm',
+    };
     const base = { sandboxMode: 'workspace-write' as const, rule, escalationRequested: false, knownSafe: true };
-    expect(planExec({ ...base, approvalPolicy: 'on-request' })).toEqual({ kind: 'ask', sandboxedAfterApproval: true, reason: 'troupe cannot rule out that this command runs rm' });
+    expect(planExec({ ...base, approvalPolicy: 'on-request' })).toEqual({
+      kind: 'ask',
+      sandboxedAfterApproval: true,
+      reason: 'troupe cannot rule out that this command runs rm',
+    });
     expect(planExec({ ...base, approvalPolicy: 'never' })).toEqual({
       kind: 'reject',
       reason: 'Not run: troupe cannot rule out that this command runs rm, and the approval policy "never" forbids asking the user.',
@@ -150,7 +165,13 @@ describe('ExecPlan details', () => {
   });
 
   it('an escalation request carries the justification as the reason', () => {
-    const plan = planExec({ approvalPolicy: 'on-request', sandboxMode: 'read-only', escalationRequested: true, justification: 'needs the network', knownSafe: false });
+    const plan = planExec({
+      approvalPolicy: 'on-request',
+      sandboxMode: 'read-only',
+      escalationRequested: true,
+      justification: 'needs the network',
+      knownSafe: false,
+    });
     expect(plan).toEqual({ kind: 'ask', sandboxedAfterApproval: false, reason: 'needs the network' });
   });
 

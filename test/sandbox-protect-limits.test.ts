@@ -44,13 +44,15 @@ describe('protected names that appear during a session', () => {
     await mkdir(sub, { recursive: true });
     const before = sandboxSpecFor(context(sub).turn)!;
     expect(before.readOnlyPaths).toEqual([]);
-    expect(before.protectedSpots).toEqual(expect.arrayContaining([path.join(workspace, '.git'), path.join(workspace, 'pkg', '.git'), path.join(sub, '.troupe')]));
+    expect(before.protectedSpots).toEqual(
+      expect.arrayContaining([path.join(workspace, '.git'), path.join(workspace, 'pkg', '.git'), path.join(sub, '.troupe')]),
+    );
     await mkdir(path.join(workspace, 'pkg', '.git'));
     await mkdir(path.join(sub, '.troupe'));
     expect([...sandboxSpecFor(context(sub).turn)!.readOnlyPaths].sort()).toEqual([path.join(workspace, 'pkg', '.git'), path.join(sub, '.troupe')].sort());
   });
 
-  it('a gitfile protects the git directory it names, and that directory\'s common directory', async () => {
+  it("a gitfile protects the git directory it names, and that directory's common directory", async () => {
     const common = path.join(workspace, 'store');
     const gitDir = path.join(common, 'worktrees', 'wt');
     await mkdir(gitDir, { recursive: true });
@@ -95,7 +97,7 @@ describe.skipIf(!bwrapWorks)('limits of a sandboxed command', () => {
     const script = [
       "const { spawn } = require('node:child_process');",
       'let started = 0, refused = 0;',
-      "const done = () => { if (started + refused === 100) { console.log(`started=${started} refused=${refused}`); process.exit(0); } };",
+      'const done = () => { if (started + refused === 100) { console.log(`started=${started} refused=${refused}`); process.exit(0); } };',
       "for (let i = 0; i < 100; i++) { const c = spawn('sleep', ['30']); c.on('spawn', () => { started++; done(); }); c.on('error', () => { refused++; done(); }); }",
     ].join('\n');
     const result = await runShell({ command: [process.execPath, '-e', script] }, context(workspace, limited), { sandboxed: true, userApproved: false });

@@ -32,10 +32,7 @@ if (!availability.ok) console.warn(`[sandbox tests] skipping the bubblewrap test
 const bwrapWorks = availability.ok && availability.backend.kind === 'bubblewrap';
 
 function makeContext(cwd: string, sandbox: SandboxPolicy, policy: AskForApproval = 'never'): { ctx: ToolContext; events: EventMsg[] } {
-  const settings = settingsFromConfig(
-    { cwd, approval_policy: policy, sandbox_policy: sandbox },
-    { model: 'm', cwd, base_instructions: '' },
-  );
+  const settings = settingsFromConfig({ cwd, approval_policy: policy, sandbox_policy: sandbox }, { model: 'm', cwd, base_instructions: '' });
   const events: EventMsg[] = [];
   const ctx: ToolContext = {
     sessionId: 's',
@@ -98,11 +95,7 @@ describe.skipIf(!bwrapWorks)('bubblewrap confinement', () => {
     await mkdir(path.join(workspace, '.git'));
     await mkdir(path.join(workspace, '.troupe'));
     await writeFile(path.join(workspace, '.git', 'HEAD'), 'ref: refs/heads/main\n');
-    const out = await sh(
-      'echo evil > .git/HEAD; echo hook > .git/hook; echo x > .troupe/rules.json; echo fine > src.txt',
-      workspace,
-      'workspace-write',
-    );
+    const out = await sh('echo evil > .git/HEAD; echo hook > .git/hook; echo x > .troupe/rules.json; echo fine > src.txt', workspace, 'workspace-write');
     expect(out.text).toMatch(/Read-only file system/);
     expect(await readFile(path.join(workspace, '.git', 'HEAD'), 'utf8')).toBe('ref: refs/heads/main\n');
     expect(existsSync(path.join(workspace, '.git', 'hook'))).toBe(false);
@@ -162,11 +155,7 @@ describe.skipIf(!bwrapWorks)('bubblewrap confinement', () => {
     });
 
     it('cannot remount the file system writable, even as root', async () => {
-      const out = await sh(
-        `mount -o remount,rw / 2>&1; mount -o remount,rw ${outside} 2>&1; echo x > ${outside}/m.txt`,
-        workspace,
-        'workspace-write',
-      );
+      const out = await sh(`mount -o remount,rw / 2>&1; mount -o remount,rw ${outside} 2>&1; echo x > ${outside}/m.txt`, workspace, 'workspace-write');
       expect(out.success).toBe(false);
       expect(existsSync(path.join(outside, 'm.txt'))).toBe(false);
     });
@@ -177,10 +166,7 @@ describe.skipIf(!bwrapWorks)('bubblewrap confinement', () => {
       // Ended by the timeout, or earlier by the sandbox's process limit (max_processes) when the
       // loop forks that many first: either way, nothing it started may survive.
       expect(out.text).toMatch(/^Exit code: 124|Cannot fork|Resource temporarily unavailable/);
-      await waitFor(
-        () => processesMatching('sleep 300').length === 0 && processesMatching(marker).length === 0,
-        'the loop and its children to die',
-      );
+      await waitFor(() => processesMatching('sleep 300').length === 0 && processesMatching(marker).length === 0, 'the loop and its children to die');
     });
   });
 });
@@ -196,11 +182,7 @@ describe('apply_patch and the writable roots', () => {
 
   it('a path through a symlink that points outside needs approval, and is refused under never', async () => {
     symlinkSync(outside, path.join(workspace, 'link'));
-    const onRequest = await planApplyPatch(
-      { input: add('link/new.txt') },
-      makeContext(workspace, 'workspace-write', 'on-request').ctx,
-      noApprovals,
-    );
+    const onRequest = await planApplyPatch({ input: add('link/new.txt') }, makeContext(workspace, 'workspace-write', 'on-request').ctx, noApprovals);
     expect(onRequest).toMatchObject({
       kind: 'ask',
       request: { type: 'patch', reason: expect.stringContaining('outside the writable roots') },
@@ -246,9 +228,7 @@ describe('sandbox specs and backends', () => {
   it('bubblewrap: read-only root, writable binds, protected re-binds, no network, own pid namespace', () => {
     const args = bubblewrapArgs(spec, ['ls', '-la'], { newSession: true, isRoot: true, prlimit: '/usr/bin/prlimit' });
     const joined = args.join(' ');
-    expect(joined).toContain(
-      '--ro-bind / / --dev /dev --proc /proc --bind /work/repo /work/repo --bind /tmp /tmp --ro-bind /work/repo/.git /work/repo/.git',
-    );
+    expect(joined).toContain('--ro-bind / / --dev /dev --proc /proc --bind /work/repo /work/repo --bind /tmp /tmp --ro-bind /work/repo/.git /work/repo/.git');
     expect(args).toEqual(expect.arrayContaining(['--unshare-net', '--unshare-pid', '--die-with-parent', '--new-session']));
     expect(joined).toContain('--cap-drop ALL');
     expect(args.slice(-9)).toEqual(['--chdir', '/work/repo', '--', '/usr/bin/prlimit', '--nproc=64', '--fsize=1000000', '--', 'ls', '-la']);
@@ -302,9 +282,7 @@ describe('sandbox specs and backends', () => {
       const run = await runShell({ command: ['touch', 'x'] }, makeContext(workspace, 'workspace-write').ctx, SANDBOXED);
       expect(run.success).toBe(false);
       expect(existsSync(path.join(workspace, 'x'))).toBe(false);
-      expect(
-        await planShell({ command: ['touch', 'x'] }, makeContext(workspace, 'danger-full-access', 'on-request').ctx, noApprovals),
-      ).toEqual({
+      expect(await planShell({ command: ['touch', 'x'] }, makeContext(workspace, 'danger-full-access', 'on-request').ctx, noApprovals)).toEqual({
         kind: 'run',
         sandboxed: false,
       });

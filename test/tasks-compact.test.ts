@@ -22,8 +22,7 @@ const assistant = (text: string): ResponseItem => ({ type: 'message', role: 'ass
 const call = (id: string, args = '{}'): ResponseItem => ({ type: 'function_call', call_id: id, name: 'shell', arguments: args });
 const output = (id: string, text = 'ok'): ResponseItem => ({ type: 'function_call_output', call_id: id, output: text });
 const env = user('<environment_context>\n  <cwd>/repo</cwd>\n</environment_context>');
-const textOf = (item: ResponseItem | undefined): string =>
-  item?.type === 'message' ? item.content.map((p) => ('text' in p ? p.text : '')).join('') : '';
+const textOf = (item: ResponseItem | undefined): string => (item?.type === 'message' ? item.content.map((p) => ('text' in p ? p.text : '')).join('') : '');
 
 describe('approxTokens and truncateMiddleToTokens', () => {
   it('counts four characters a token, rounding up', () => {
@@ -145,7 +144,18 @@ describe('buildCompactedHistory', () => {
 describe('keepTurnItems', () => {
   it('keeps every user message, and the newest calls with their outputs while they fit', () => {
     const big = 'x'.repeat(4000);
-    const turn = [env, user('THE TASK'), call('a'), output('a', big), call('b'), output('b', 'small'), user('steer'), assistant('working'), call('c'), output('c', 'last')];
+    const turn = [
+      env,
+      user('THE TASK'),
+      call('a'),
+      output('a', big),
+      call('b'),
+      output('b', 'small'),
+      user('steer'),
+      assistant('working'),
+      call('c'),
+      output('c', 'last'),
+    ];
     const kept = keepTurnItems(turn, 200);
     expect(kept.map((item) => ('call_id' in item ? `${item.type}:${item.call_id}` : textOf(item)))).toEqual([
       textOf(env),

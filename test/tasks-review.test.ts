@@ -146,11 +146,7 @@ describe('resolveReviewTarget', () => {
     await git(root, 'checkout', '-q', '--orphan', 'island');
     await write(root, 'b.txt', 'b\n');
     await commitAll(root, 'unrelated root');
-    await expectTargetError(
-      resolveReviewTarget(root, { type: 'base_branch', branch: 'main' }),
-      'no_merge_base',
-      /no common ancestor/,
-    );
+    await expectTargetError(resolveReviewTarget(root, { type: 'base_branch', branch: 'main' }), 'no_merge_base', /no common ancestor/);
 
     const empty = await newRepo();
     await expectTargetError(resolveReviewTarget(empty, { type: 'base_branch', branch: 'main' }), 'no_commits', /no commits/);
@@ -279,7 +275,19 @@ describe('review prompts and schema', () => {
   });
 
   it('the instructions name every field of the output', () => {
-    for (const field of ['findings', 'title', 'body', 'confidence_score', 'priority', 'code_location', 'absolute_file_path', 'line_range', 'overall_correctness', 'overall_explanation', 'overall_confidence_score']) {
+    for (const field of [
+      'findings',
+      'title',
+      'body',
+      'confidence_score',
+      'priority',
+      'code_location',
+      'absolute_file_path',
+      'line_range',
+      'overall_correctness',
+      'overall_explanation',
+      'overall_confidence_score',
+    ]) {
       expect(REVIEW_INSTRUCTIONS).toContain(`"${field}"`);
     }
   });

@@ -13,8 +13,7 @@ const assistant = (text: string): ResponseItem => ({ type: 'message', role: 'ass
 const call = (id: string): ResponseItem => ({ type: 'function_call', call_id: id, name: 'shell', arguments: '{}' });
 const output = (id: string): ResponseItem => ({ type: 'function_call_output', call_id: id, output: 'ok' });
 const env = user('<environment_context>\n  <cwd>/repo</cwd>\n</environment_context>');
-const textOf = (item: ResponseItem | undefined): string =>
-  item?.type === 'message' ? item.content.map((p) => ('text' in p ? p.text : '')).join('') : '';
+const textOf = (item: ResponseItem | undefined): string => (item?.type === 'message' ? item.content.map((p) => ('text' in p ? p.text : '')).join('') : '');
 
 const initial = [developer('rules'), env];
 const turn1 = [user('one'), assistant('a1')];

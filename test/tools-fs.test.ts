@@ -205,7 +205,12 @@ describe('update_plan', () => {
   it('refuses a plan with two steps in progress and emits nothing', async () => {
     const { ctx, events } = makeContext();
     const out = await updatePlanHandler.run(
-      { plan: [{ step: 'a', status: 'in_progress' }, { step: 'b', status: 'in_progress' }] },
+      {
+        plan: [
+          { step: 'a', status: 'in_progress' },
+          { step: 'b', status: 'in_progress' },
+        ],
+      },
       ctx,
       RUN_PLAN,
     );

@@ -22,10 +22,7 @@ interface FakeContext {
 }
 
 function makeContext(cwd: string, policy: AskForApproval = 'on-request', sandbox: SandboxPolicy = 'workspace-write'): FakeContext {
-  const settings = settingsFromConfig(
-    { cwd, approval_policy: policy, sandbox_policy: sandbox },
-    { model: 'test-model', cwd, base_instructions: '' },
-  );
+  const settings = settingsFromConfig({ cwd, approval_policy: policy, sandbox_policy: sandbox }, { model: 'test-model', cwd, base_instructions: '' });
   const turn = buildTurnContext(settings, 'turn-1', {});
   const events: EventMsg[] = [];
   const controller = new AbortController();
@@ -194,11 +191,7 @@ describe('shell run', () => {
 
   it('kills a command that runs past its timeout with exit code 124, leaving nothing behind', async () => {
     const { ctx, events } = makeContext(dir);
-    const out = await runShell(
-      { command: ['sh', '-c', 'echo $$ > shell.pid; sleep 100 & echo $! > bg.pid; sleep 100'], timeout_ms: 500 },
-      ctx,
-      UNSANDBOXED,
-    );
+    const out = await runShell({ command: ['sh', '-c', 'echo $$ > shell.pid; sleep 100 & echo $! > bg.pid; sleep 100'], timeout_ms: 500 }, ctx, UNSANDBOXED);
     expect(out.success).toBe(false);
     expect(out.text).toMatch(/^Exit code: 124\nWall time: [\d.]+ seconds\nCommand timed out after 500 ms\nOutput:\n/);
     expect(events.at(-1)).toMatchObject({ type: 'exec_command_end', exit_code: 124 });
@@ -208,11 +201,7 @@ describe('shell run', () => {
 
   it('abort kills the whole process tree and the run resolves', async () => {
     const { ctx, events, controller } = makeContext(dir);
-    const running = runShell(
-      { command: ['sh', '-c', 'echo $$ > shell.pid; sleep 60 & echo $! > pidfile; sleep 60'], timeout_ms: 60_000 },
-      ctx,
-      UNSANDBOXED,
-    );
+    const running = runShell({ command: ['sh', '-c', 'echo $$ > shell.pid; sleep 60 & echo $! > pidfile; sleep 60'], timeout_ms: 60_000 }, ctx, UNSANDBOXED);
     await waitFor(() => existsSync(path.join(dir, 'pidfile')) && readFileSync(path.join(dir, 'pidfile'), 'utf8').endsWith('\n'), 'pidfile');
     const shellPid = await readPid(path.join(dir, 'shell.pid'));
     const backgroundPid = await readPid(path.join(dir, 'pidfile'));

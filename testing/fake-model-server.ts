@@ -261,7 +261,11 @@ export async function startFakeModelServer(options: FakeModelServerOptions = {})
     const index = script.findIndex((step) => step.match === undefined || step.match(record));
     if (index < 0) {
       finishJson(exchange, 500, {
-        error: { type: 'server_error', code: 'script_exhausted', message: `fake model server: the script is exhausted (request #${requests.length} to ${endpoint} has no step)` },
+        error: {
+          type: 'server_error',
+          code: 'script_exhausted',
+          message: `fake model server: the script is exhausted (request #${requests.length} to ${endpoint} has no step)`,
+        },
       });
       return;
     }
@@ -314,7 +318,11 @@ async function resolveStep(step: ScriptStep, record: RecordedRequest): Promise<C
     try {
       current = await current.handler(record);
     } catch (error) {
-      return { kind: 'http_error', status: 500, body: { error: { type: 'server_error', message: `fake model server: reply handler failed: ${String(error)}` } } };
+      return {
+        kind: 'http_error',
+        status: 500,
+        body: { error: { type: 'server_error', message: `fake model server: reply handler failed: ${String(error)}` } },
+      };
     }
     delayMs = current.delayMs ?? delayMs;
   }
@@ -344,7 +352,10 @@ async function answer(exchange: Exchange, step: ConcreteStep, context: AnswerCon
 
   if (!streaming) {
     if (step.kind === 'response') {
-      const final = record.endpoint === 'responses' ? responseObject(record, items, 'completed', usageFor(record, items, step.usage)) : chatCompletionObject(record, items, usageFor(record, items, step.usage));
+      const final =
+        record.endpoint === 'responses'
+          ? responseObject(record, items, 'completed', usageFor(record, items, step.usage))
+          : chatCompletionObject(record, items, usageFor(record, items, step.usage));
       finishJson(exchange, 200, final, headers);
     } else if (step.kind === 'cut') {
       startHeaders(exchange, 200, 'application/json', headers);
@@ -413,7 +424,8 @@ class ResponsesWriter implements StreamWriter {
       case 'message': {
         const part = { type: 'output_text', text: '', annotations: [], logprobs: [] };
         await this.#send('response.content_part.added', { ...where, content_index: 0, part });
-        for (const delta of pieces(item.text, this.deltaChars)) await this.#send('response.output_text.delta', { ...where, content_index: 0, delta, logprobs: [] });
+        for (const delta of pieces(item.text, this.deltaChars))
+          await this.#send('response.output_text.delta', { ...where, content_index: 0, delta, logprobs: [] });
         await this.#send('response.output_text.done', { ...where, content_index: 0, text: item.text, logprobs: [] });
         await this.#send('response.content_part.done', { ...where, content_index: 0, part: { ...part, text: item.text } });
         break;
@@ -421,7 +433,8 @@ class ResponsesWriter implements StreamWriter {
       case 'reasoning': {
         const part = { type: 'summary_text', text: '' };
         await this.#send('response.reasoning_summary_part.added', { ...where, summary_index: 0, part });
-        for (const delta of pieces(item.text, this.deltaChars)) await this.#send('response.reasoning_summary_text.delta', { ...where, summary_index: 0, delta });
+        for (const delta of pieces(item.text, this.deltaChars))
+          await this.#send('response.reasoning_summary_text.delta', { ...where, summary_index: 0, delta });
         await this.#send('response.reasoning_summary_text.done', { ...where, summary_index: 0, text: item.text });
         await this.#send('response.reasoning_summary_part.done', { ...where, summary_index: 0, part: { ...part, text: item.text } });
         break;
@@ -527,7 +540,13 @@ function outputItem(item: RenderedItem, status: 'in_progress' | 'completed', rec
   }
 }
 
-function responseObject(record: RecordedRequest, items: readonly RenderedItem[], status: 'in_progress' | 'completed', usage: FullUsage | null, id = `resp_${compactId()}`): Json {
+function responseObject(
+  record: RecordedRequest,
+  items: readonly RenderedItem[],
+  status: 'in_progress' | 'completed',
+  usage: FullUsage | null,
+  id = `resp_${compactId()}`,
+): Json {
   const body = record.body;
   return {
     id,
@@ -595,7 +614,10 @@ function usageFor(record: RecordedRequest, items: readonly RenderedItem[], given
   const prompt = record.endpoint === 'responses' ? [record.body['instructions'], record.body['input']] : record.body['messages'];
   const tokens = (text: string): number => Math.max(1, Math.ceil(text.length / 4));
   const reasoning = items.reduce((sum, item) => sum + (item.type === 'reasoning' ? tokens(item.text) : 0), 0);
-  const visible = items.reduce((sum, item) => sum + (item.type === 'message' ? tokens(item.text) : item.type === 'function_call' ? tokens(item.name + item.arguments) : 0), 0);
+  const visible = items.reduce(
+    (sum, item) => sum + (item.type === 'message' ? tokens(item.text) : item.type === 'function_call' ? tokens(item.name + item.arguments) : 0),
+    0,
+  );
   return {
     input_tokens: given?.input_tokens ?? tokens(JSON.stringify(prompt ?? '')),
     cached_input_tokens: given?.cached_input_tokens ?? 0,
@@ -630,7 +652,7 @@ function renderItems(items: readonly ScriptItem[]): RenderedItem[] {
 function pieces(text: string, size?: number): string[] {
   if (size !== undefined) {
     const out: string[] = [];
-    for (let start = 0; start < text.length; ) {
+    for (let start = 0; start < text.length;) {
       let end = Math.min(text.length, start + Math.max(2, size));
       // Keep a pair together: an end just after a high surrogate moves back one.
       const last = text.charCodeAt(end - 1);

@@ -11,7 +11,7 @@ export function inputItems(request: RecordedRequest): Item[] {
 /** Every text the request carries in its input messages, in order. */
 export function inputTexts(request: RecordedRequest): string[] {
   return inputItems(request).flatMap((item) =>
-    item.type === 'message' ? ((item.content as { text?: string }[]).map((c) => c.text).filter((t): t is string => t !== undefined)) : [],
+    item.type === 'message' ? (item.content as { text?: string }[]).map((c) => c.text).filter((t): t is string => t !== undefined) : [],
   );
 }
 

@@ -104,7 +104,9 @@ export async function runChildTurn(request: ChildTurnRequest): Promise<ChildTurn
     });
     const outcome = await Promise.race([turnEnded.then(() => 'done' as const), aborted]);
     if (outcome === 'aborted') await submit(`${turnId}-interrupt`, { type: 'interrupt' }).catch(() => undefined);
-    await submit(`${turnId}-shutdown`, { type: 'shutdown' }).catch((e: unknown) => log.warn({ err: e, child: sessionId }, 'could not shut a child session down'));
+    await submit(`${turnId}-shutdown`, { type: 'shutdown' }).catch((e: unknown) =>
+      log.warn({ err: e, child: sessionId }, 'could not shut a child session down'),
+    );
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([closed, new Promise<void>((resolve) => (timer = setTimeout(resolve, SHUTDOWN_TIMEOUT_MS)))]);
     clearTimeout(timer);

@@ -141,7 +141,10 @@ export class AgentSupervisor implements AgentControl {
           kind: 'place',
           submission_id: ctx.callId,
           session_id: id,
-          config: { ...childConfig(ctx.turn, request.model, maxDepth, maxThreads), ...(this.#options.mcpServers ? { mcp_servers: { ...this.#options.mcpServers } } : {}) },
+          config: {
+            ...childConfig(ctx.turn, request.model, maxDepth, maxThreads),
+            ...(this.#options.mcpServers ? { mcp_servers: { ...this.#options.mcpServers } } : {}),
+          },
           lineage: { parent_session_id: this.#options.sessionId, root_session_id: this.#options.rootId, depth },
           origin: { type: 'new' },
           ...(request.forkContext ? { initial_history: [...this.#options.history()] } : {}),
@@ -187,8 +190,7 @@ export class AgentSupervisor implements AgentControl {
       if (!child) throw new AgentError(`unknown agent ${id}; this session's agents: ${[...this.#children.keys()].join(', ') || 'none'}`);
       return child;
     });
-    const done = () =>
-      options.returnWhen === 'all' ? children.every((c) => FINISHED.has(c.status)) : children.some((c) => FINISHED.has(c.status));
+    const done = () => (options.returnWhen === 'all' ? children.every((c) => FINISHED.has(c.status)) : children.some((c) => FINISHED.has(c.status)));
     let timedOut = false;
     if (!done()) {
       await new Promise<void>((resolve) => {
@@ -224,7 +226,11 @@ export class AgentSupervisor implements AgentControl {
     await Promise.all(
       [...this.#children.values()]
         .filter((c) => c.status === 'running' || c.status === 'pending_init')
-        .map((c) => this.#submit(c.id, `cascade-${randomUUID()}`, { type: 'interrupt' }).catch((error: unknown) => log.warn({ err: error, agent: c.id }, 'could not interrupt a sub-agent'))),
+        .map((c) =>
+          this.#submit(c.id, `cascade-${randomUUID()}`, { type: 'interrupt' }).catch((error: unknown) =>
+            log.warn({ err: error, agent: c.id }, 'could not interrupt a sub-agent'),
+          ),
+        ),
     );
   }
 

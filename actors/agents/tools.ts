@@ -35,7 +35,7 @@ export const spawnAgentTool: ToolHandler<unknown> = defineTool({
 
 export const sendInputTool: ToolHandler<unknown> = defineTool({
   name: 'send_input',
-  description: "Send a message to one of your sub-agents. With interrupt true, its current turn is stopped first; otherwise the message joins its work.",
+  description: 'Send a message to one of your sub-agents. With interrupt true, its current turn is stopped first; otherwise the message joins its work.',
   args: SendInputArgs,
   run: (args, ctx) =>
     withAgents(ctx, async (agents) => {

@@ -155,10 +155,8 @@ class LocalSubscription implements Route, Subscription {
   #dispatch(subject: string, payload: string, replyTo: string | undefined): void {
     const message = decode(subject, payload, this.owner.logger);
     if (message === undefined) return;
-    const delivery: Delivery =
-      replyTo === undefined ? { subject } : { subject, respond: (reply) => this.owner.reply(replyTo, reply) };
-    const fail = (err: unknown) =>
-      this.owner.logger.error({ err, subject, filter: this.subject }, 'bus handler failed');
+    const delivery: Delivery = replyTo === undefined ? { subject } : { subject, respond: (reply) => this.owner.reply(replyTo, reply) };
+    const fail = (err: unknown) => this.owner.logger.error({ err, subject, filter: this.subject }, 'bus handler failed');
     try {
       const result = this.handler(message, delivery);
       if (result instanceof Promise) result.catch(fail);
@@ -185,7 +183,6 @@ interface SubscriptionOwner {
   reply(replyTo: string, reply: BusMessage): Promise<void>;
   forget(subscription: LocalSubscription): void;
 }
-
 
 /** One connection to a broker; `new InProcessBus()` makes a private broker for itself. */
 export class InProcessBus implements Bus {

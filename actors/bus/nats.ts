@@ -244,4 +244,3 @@ export class NatsBus implements Bus {
     if (this.#closed) throw new BusClosedError();
   }
 }
-

@@ -25,12 +25,7 @@ export class InFlightRequests {
    * up once the request settles (a timer, an inbox). A throw before or in `start` (a closed
    * connection, a bad subject, an invalid message) becomes the rejection.
    */
-  send(
-    subject: string,
-    message: BusMessage,
-    timeoutMs: number,
-    start: (payload: string, request: InFlight) => (() => void) | void,
-  ): Promise<BusMessage> {
+  send(subject: string, message: BusMessage, timeoutMs: number, start: (payload: string, request: InFlight) => (() => void) | void): Promise<BusMessage> {
     return new Promise<BusMessage>((resolve, reject) => {
       this.#ensureOpen();
       const payload = encodeRequest(subject, message, timeoutMs);

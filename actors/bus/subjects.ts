@@ -81,18 +81,15 @@ export function subjects(namespace: string = DEFAULT_NAMESPACE): Subjects {
   return Object.freeze({
     namespace,
     op: (sessionId: string) => `${base}.op.${assertToken(sessionId, 'session id')}`,
-    event: (rootId: string, sessionId: string) =>
-      `${base}.evt.${assertToken(rootId, 'root id')}.${assertToken(sessionId, 'session id')}`,
+    event: (rootId: string, sessionId: string) => `${base}.evt.${assertToken(rootId, 'root id')}.${assertToken(sessionId, 'session id')}`,
     tree: (rootId: string) => `${base}.evt.${assertToken(rootId, 'root id')}.>`,
     allEvents: () => `${base}.evt.>`,
     place: () => `${base}.place`,
     control: (name: string) => `${base}.ctl.${assertToken(name, 'control name')}`,
-    treeControl: (rootId: string, name: string) =>
-      `${base}.tree.${assertToken(rootId, 'root id')}.${assertToken(name, 'control name')}`,
+    treeControl: (rootId: string, name: string) => `${base}.tree.${assertToken(rootId, 'root id')}.${assertToken(name, 'control name')}`,
     opQueue: (sessionId: string) => `${base}.opq.${assertToken(sessionId, 'session id')}`,
     allOpQueues: () => `${base}.opq.>`,
-    sessionLog: (rootId: string, sessionId: string) =>
-      `${base}.log.${assertToken(rootId, 'root id')}.${assertToken(sessionId, 'session id')}`,
+    sessionLog: (rootId: string, sessionId: string) => `${base}.log.${assertToken(rootId, 'root id')}.${assertToken(sessionId, 'session id')}`,
     allSessionLogs: () => `${base}.log.>`,
   });
 }

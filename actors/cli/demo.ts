@@ -42,7 +42,16 @@ async function makeWorkspace(): Promise<{ dir: string; git: boolean }> {
   await writeFile(join(dir, 'package.json'), `${JSON.stringify({ name: 'demo', type: 'module', private: true }, null, 2)}\n`);
   await writeFile(join(dir, 'stats.js'), STATS_JS);
   await writeFile(join(dir, 'test.js'), TEST_JS);
-  const git = (...args: string[]) => execa('git', args, { cwd: dir, env: { GIT_AUTHOR_NAME: 'troupe demo', GIT_AUTHOR_EMAIL: 'demo@troupe.invalid', GIT_COMMITTER_NAME: 'troupe demo', GIT_COMMITTER_EMAIL: 'demo@troupe.invalid' } });
+  const git = (...args: string[]) =>
+    execa('git', args, {
+      cwd: dir,
+      env: {
+        GIT_AUTHOR_NAME: 'troupe demo',
+        GIT_AUTHOR_EMAIL: 'demo@troupe.invalid',
+        GIT_COMMITTER_NAME: 'troupe demo',
+        GIT_COMMITTER_EMAIL: 'demo@troupe.invalid',
+      },
+    });
   try {
     await git('init', '-q');
     await git('add', '.');
@@ -205,7 +214,11 @@ async function reviewChanges(runtime: Runtime, session: Session): Promise<void> 
   const id = 'demo-review';
   const done = new Promise<void>((resolve) => {
     const stop = runtime.onEvent((event) => {
-      if (event.session_id === session.id && event.id === id && (event.msg.type === 'task_complete' || event.msg.type === 'turn_aborted' || event.msg.type === 'error')) {
+      if (
+        event.session_id === session.id &&
+        event.id === id &&
+        (event.msg.type === 'task_complete' || event.msg.type === 'turn_aborted' || event.msg.type === 'error')
+      ) {
         stop();
         resolve();
       }
@@ -222,7 +235,10 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
   const scripted = !process.env.OPENAI_API_KEY;
   const server = scripted
     ? await startFakeModelServer({
-        steps: [...script(dir), { kind: 'response', match: (r) => r.body.instructions === REVIEW_INSTRUCTIONS, items: [{ type: 'message', text: reviewVerdict(dir) }] }],
+        steps: [
+          ...script(dir),
+          { kind: 'response', match: (r) => r.body.instructions === REVIEW_INSTRUCTIONS, items: [{ type: 'message', text: reviewVerdict(dir) }] },
+        ],
       })
     : null;
   // Rollouts of a scripted run are thrown away with it, outside the reviewed workspace.
@@ -242,9 +258,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     process.stderr.write(`troupe demo: no sandbox available (${sandbox.reason}); running unsandboxed in the temporary workspace.\n`);
   }
   process.stderr.write(
-    scripted
-      ? `troupe demo: a scripted model (no OPENAI_API_KEY set) drives real tools in ${dir}\n\n`
-      : `troupe demo: the model works in ${dir}\n\n`,
+    scripted ? `troupe demo: a scripted model (no OPENAI_API_KEY set) drives real tools in ${dir}\n\n` : `troupe demo: the model works in ${dir}\n\n`,
   );
   try {
     const { lastMessage, failed } = await runOneTurn({

@@ -12,23 +12,16 @@ import { TranscriptRenderer } from './render.js';
 import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
 
 /** How `troupe exec` answers approval requests. */
-export type Approver = (
-  request: Extract<Event['msg'], { type: 'exec_approval_request' | 'apply_patch_approval_request' }>,
-) => Promise<ReviewDecision>;
+export type Approver = (request: Extract<Event['msg'], { type: 'exec_approval_request' | 'apply_patch_approval_request' }>) => Promise<ReviewDecision>;
 
 /** Asks on the terminal: y (approve), a (approve for the session), n (deny), q (abort the turn). */
 export function terminalApprover(): Approver {
   return async (request) => {
-    const what =
-      request.type === 'exec_approval_request'
-        ? `run \`${request.command.join(' ')}\``
-        : `change ${Object.keys(request.changes).join(', ')}`;
+    const what = request.type === 'exec_approval_request' ? `run \`${request.command.join(' ')}\`` : `change ${Object.keys(request.changes).join(', ')}`;
     const rl = createInterface({ input: process.stdin, output: process.stderr });
     try {
       for (;;) {
-        const answer = (await rl.question(`Allow troupe to ${what}? [y]es / [a]lways this session / [n]o / [q]uit turn: `))
-          .trim()
-          .toLowerCase();
+        const answer = (await rl.question(`Allow troupe to ${what}? [y]es / [a]lways this session / [n]o / [q]uit turn: `)).trim().toLowerCase();
         if (answer === 'y' || answer === 'yes') return 'approved';
         if (answer === 'a' || answer === 'always') return 'approved_for_session';
         if (answer === 'n' || answer === 'no') return 'denied';
@@ -43,10 +36,7 @@ export function terminalApprover(): Approver {
 /** Without a terminal nobody can answer: deny, and say how to run without asking. */
 export function denyingApprover(): Approver {
   return async (request) => {
-    const what =
-      request.type === 'exec_approval_request'
-        ? `\`${request.command.join(' ')}\``
-        : `changes to ${Object.keys(request.changes).join(', ')}`;
+    const what = request.type === 'exec_approval_request' ? `\`${request.command.join(' ')}\`` : `changes to ${Object.keys(request.changes).join(', ')}`;
     process.stderr.write(
       `troupe: denied ${what}: it needs approval and there is no terminal to ask. ` +
         'Run in a terminal, or choose a policy that does not ask (--approval-policy never, or on-request with --sandbox danger-full-access).\n',

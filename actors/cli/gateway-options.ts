@@ -16,12 +16,7 @@ export interface GatewayBusOptions {
  * connect and return the options that make the runtime a gateway on it; otherwise nothing, and
  * the runtime hosts its sessions in-process. The NATS client is loaded only in the first case.
  */
-export async function gatewayBusOptions(
-  flags: NatsFlagValues,
-  env: NodeJS.ProcessEnv,
-  name: string,
-  logger?: Logger,
-): Promise<GatewayBusOptions> {
+export async function gatewayBusOptions(flags: NatsFlagValues, env: NodeJS.ProcessEnv, name: string, logger?: Logger): Promise<GatewayBusOptions> {
   const settings = natsSettingsFrom(flags, env);
   if (settings === null) return {};
   const { connectNats } = await import('../nats/connect.js');

@@ -22,8 +22,7 @@ type ApprovalRequestMsg = Extract<EventMsg, { type: 'exec_approval_request' | 'a
 const APPROVAL_TIMEOUT_MS = 60 * 60 * 1000;
 
 const TROUPE_DESCRIPTION =
-  'Start a troupe coding-agent session and run one turn with the prompt. Returns the final message and the ' +
-  'session_id to continue with troupe-reply.';
+  'Start a troupe coding-agent session and run one turn with the prompt. Returns the final message and the ' + 'session_id to continue with troupe-reply.';
 const REPLY_DESCRIPTION = 'Continue a troupe session started by the troupe tool: run one more turn with the prompt.';
 
 const TurnResultShape = { session_id: z.string(), content: z.string() };

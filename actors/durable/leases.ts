@@ -112,8 +112,8 @@ export class Leases {
     const held = this.#held.get(sessionId);
     this.#held.delete(sessionId);
     if (!held) return;
-    await this.#lastChange(sessionId, held.revision, (revision) => this.#kv.delete(sessionId, { previousSeq: revision })).catch(
-      (error: unknown) => this.#logger.warn({ err: error, session: sessionId }, 'could not release a lease'),
+    await this.#lastChange(sessionId, held.revision, (revision) => this.#kv.delete(sessionId, { previousSeq: revision })).catch((error: unknown) =>
+      this.#logger.warn({ err: error, session: sessionId }, 'could not release a lease'),
     );
   }
 

@@ -1,11 +1,4 @@
-import type {
-  Event,
-  ResponseItem,
-  RolloutLine,
-  SessionMeta,
-  TurnContextRecord,
-  TurnOverrides,
-} from '../../protocol/index.js';
+import type { Event, ResponseItem, RolloutLine, SessionMeta, TurnContextRecord, TurnOverrides } from '../../protocol/index.js';
 import { historyFromRollout, shouldPersistEvent } from '../rollout/index.js';
 import type { LoggedOutput, SessionPurpose } from './records.js';
 import type { LogEntry } from './session-log.js';
@@ -140,10 +133,7 @@ export function rebuildSession(entries: readonly LogEntry[]): RebuiltSession {
       for (const item of round) {
         if (item.type !== 'function_call') continue;
         const output = outputs.get(item.call_id);
-        calls.set(
-          item.call_id,
-          output ? { state: 'finished', output } : started.has(item.call_id) ? { state: 'started' } : { state: 'not_started' },
-        );
+        calls.set(item.call_id, output ? { state: 'finished', output } : started.has(item.call_id) ? { state: 'started' } : { state: 'not_started' });
       }
     }
     openTurn = { turnId: lastTurn, context, replay: hasCalls ? round : [], calls };

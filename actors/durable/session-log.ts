@@ -155,12 +155,7 @@ export async function readSessionLog(store: DurableStore, rootId: string, sessio
   return [...events, ...records].sort((a, b) => a.seq - b.seq).map((e) => e.entry);
 }
 
-async function readSubject(
-  store: DurableStore,
-  filter: string,
-  sessionId: string,
-  logger: Logger,
-): Promise<{ seq: number; entry: LogEntry }[]> {
+async function readSubject(store: DurableStore, filter: string, sessionId: string, logger: Logger): Promise<{ seq: number; entry: LogEntry }[]> {
   const consumer = await store.js.consumers.get(store.names.logStream, { filter_subjects: filter });
   const entries: { seq: number; entry: LogEntry }[] = [];
   try {

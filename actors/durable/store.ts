@@ -43,10 +43,7 @@ export class DurableStore {
   }
 }
 
-async function ensureStream(
-  jsm: JetStreamManager,
-  config: { name: string; subjects: string[]; retention: RetentionPolicy },
-): Promise<void> {
+async function ensureStream(jsm: JetStreamManager, config: { name: string; subjects: string[]; retention: RetentionPolicy }): Promise<void> {
   const exists = await jsm.streams.info(config.name).then(
     () => true,
     () => false,
@@ -56,7 +53,13 @@ async function ensureStream(
     await jsm.streams.add({ ...config, storage: StorageType.File, duplicate_window: DUPLICATE_WINDOW_NS });
   } catch (error) {
     // Another process created it between the look-up and the add.
-    if (await jsm.streams.info(config.name).then(() => true, () => false)) return;
+    if (
+      await jsm.streams.info(config.name).then(
+        () => true,
+        () => false,
+      )
+    )
+      return;
     throw error;
   }
 }

@@ -7,10 +7,32 @@ import { scriptOf, unknownOnly, type Inner, type Unwrapped } from './inner.js';
 import { literalWord, type Word } from './words.js';
 
 const GIT_FLAGS = new Set([
-  '-p', '--paginate', '-P', '--no-pager', '--no-replace-objects', '--bare', '--literal-pathspecs', '--glob-pathspecs',
-  '--noglob-pathspecs', '--icase-pathspecs', '--no-optional-locks', '--no-lazy-fetch', '--no-advice',
+  '-p',
+  '--paginate',
+  '-P',
+  '--no-pager',
+  '--no-replace-objects',
+  '--bare',
+  '--literal-pathspecs',
+  '--glob-pathspecs',
+  '--noglob-pathspecs',
+  '--icase-pathspecs',
+  '--no-optional-locks',
+  '--no-lazy-fetch',
+  '--no-advice',
 ]);
-const GIT_VALUED = new Set(['-C', '-c', '--git-dir', '--work-tree', '--namespace', '--super-prefix', '--config-env', '--exec-path', '--list-cmds', '--attr-source']);
+const GIT_VALUED = new Set([
+  '-C',
+  '-c',
+  '--git-dir',
+  '--work-tree',
+  '--namespace',
+  '--super-prefix',
+  '--config-env',
+  '--exec-path',
+  '--list-cmds',
+  '--attr-source',
+]);
 
 /**
  * git: its global options are stepped over so that a rule about `git push` also sees
@@ -78,4 +100,3 @@ function gitSubcommandRuns(args: readonly Word[]): Inner[] {
   }
   return found;
 }
-

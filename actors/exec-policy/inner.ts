@@ -46,6 +46,7 @@ export function joined(words: readonly Word[]): Word | undefined {
 
 export function scriptOf(words: readonly Word[], via: string): Inner {
   const line = joined(words);
-  return line === undefined ? { kind: 'unknown', reason: `${via} runs a command line only known when the command runs`, words } : { kind: 'script', script: line, via };
+  return line === undefined
+    ? { kind: 'unknown', reason: `${via} runs a command line only known when the command runs`, words }
+    : { kind: 'script', script: line, via };
 }
-

@@ -70,7 +70,8 @@ export function parseJsonWithLines(text: string): LocatedJson {
       }
       for (;;) {
         skipSpace();
-        if (text[pos] !== '"') fail(`expected a property name in double quotes but found ${text[pos] === undefined ? 'the end of the file' : `'${text[pos]}'`}`);
+        if (text[pos] !== '"')
+          fail(`expected a property name in double quotes but found ${text[pos] === undefined ? 'the end of the file' : `'${text[pos]}'`}`);
         const name = parseString();
         expect(':');
         out[name] = parseValue([...at, name]);

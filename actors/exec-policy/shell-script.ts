@@ -75,13 +75,29 @@ export function parseScript(script: string): ParsedScript | undefined {
  */
 export function parsePlainCommands(script: string): string[][] | undefined {
   const syntax = lastSyntax(script);
-  if (syntax === undefined || syntax.children.length === 0 || !syntax.children.every((node, i) => (i % 2 === 1 ? node.type === ';' : plain(node)))) return undefined;
+  if (syntax === undefined || syntax.children.length === 0 || !syntax.children.every((node, i) => (i % 2 === 1 ? node.type === ';' : plain(node))))
+    return undefined;
   const commands = parseScript(script)?.commands.map((command) => command.words.map((word) => word.text));
   return commands?.every((words): words is string[] => words.every((word) => word !== undefined)) ? commands : undefined;
 }
 
 /** Node kinds and tokens of plain commands. */
-const PLAIN = new Set(['list', 'pipeline', 'command', 'command_name', 'word', 'number', 'raw_string', 'string', 'string_content', 'concatenation', '&&', '||', '|', '"']);
+const PLAIN = new Set([
+  'list',
+  'pipeline',
+  'command',
+  'command_name',
+  'word',
+  'number',
+  'raw_string',
+  'string',
+  'string_content',
+  'concatenation',
+  '&&',
+  '||',
+  '|',
+  '"',
+]);
 
 function plain(node: Syntax): boolean {
   return PLAIN.has(node.type) && !(node.type === 'word' && node.text.startsWith('~')) && node.children.every(plain);
@@ -196,8 +212,20 @@ const named = (node: Syntax) => node.children.filter((child) => child.named);
 
 /** Node kinds made of statements, words and keywords: the `for`/`case` words are not commands. */
 const BLOCKS = new Set([
-  'program', 'list', 'pipeline', 'subshell', 'do_group', 'if_statement', 'elif_clause', 'else_clause', 'while_statement', 'negated_command',
-  'for_statement', 'case_statement', 'case_item', 'function_definition',
+  'program',
+  'list',
+  'pipeline',
+  'subshell',
+  'do_group',
+  'if_statement',
+  'elif_clause',
+  'else_clause',
+  'while_statement',
+  'negated_command',
+  'for_statement',
+  'case_statement',
+  'case_item',
+  'function_definition',
 ]);
 const REDIRECTS = new Set(['file_redirect', 'heredoc_redirect', 'herestring_redirect']);
 /** Output redirections that write a file (unless the target is /dev/null or a descriptor). */
@@ -206,8 +234,19 @@ const WRITING = new Set(['>', '>>', '>|', '&>', '&>>', '<>', '>&']);
 const SUBSTITUTION = /`|\$\(/;
 /** Node kinds that are (parts of) words. */
 const WORD_KINDS = new Set([
-  'word', 'number', 'string', 'raw_string', 'ansi_c_string', 'translated_string', 'concatenation', 'simple_expansion', 'expansion',
-  'command_substitution', 'process_substitution', 'arithmetic_expansion', 'brace_expression',
+  'word',
+  'number',
+  'string',
+  'raw_string',
+  'ansi_c_string',
+  'translated_string',
+  'concatenation',
+  'simple_expansion',
+  'expansion',
+  'command_substitution',
+  'process_substitution',
+  'arithmetic_expansion',
+  'brace_expression',
 ]);
 /** Expression kinds whose children are read for substitutions. */
 const EXPRESSIONS = new Set(['binary_expression', 'unary_expression', 'parenthesized_expression', 'ternary_expression', 'postfix_expression', 'subscript']);
@@ -423,7 +462,7 @@ class ScriptReader implements ParsedScript {
   /** Command words: nodes that touch in the text are one word, as bash reads them. */
   #words(nodes: readonly Syntax[]): Word[] {
     const words: Word[] = [];
-    for (let i = 0; i < nodes.length; ) {
+    for (let i = 0; i < nodes.length;) {
       let j = i + 1;
       while (j < nodes.length && nodes[j]!.start === nodes[j - 1]!.end) j++;
       words.push(this.#word(nodes.slice(i, j)));
@@ -449,7 +488,10 @@ class ScriptReader implements ParsedScript {
     // Backslashes inside backquotes escape `$`, `` ` ``, `\` (and `"` within double quotes);
     // the grammar does not undo them, so the unescaped text is read as a script of its own.
     const text = node.text.slice(open.end - node.start, rest.at(-1)!.start - node.start);
-    const inner = syntaxOf(parser!, text.replace(/\\([$`\\"])/g, (escape, c: string) => (c !== '"' || quoted ? c : escape)));
+    const inner = syntaxOf(
+      parser!,
+      text.replace(/\\([$`\\"])/g, (escape, c: string) => (c !== '"' || quoted ? c : escape)),
+    );
     if (inner === undefined) throw new Unsupported();
     this.#parts(inner, false);
   }
@@ -616,7 +658,21 @@ export function decodeAnsiC(body: string): string {
 function decodeEscape(text: string, at: number): [string, number] {
   const c = text[at];
   if (c === undefined) return ['\\', 0];
-  const simple: Record<string, string> = { a: '\x07', b: '\b', e: '\x1b', E: '\x1b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '\\': '\\', "'": "'", '"': '"', '?': '?' };
+  const simple: Record<string, string> = {
+    a: '\x07',
+    b: '\b',
+    e: '\x1b',
+    E: '\x1b',
+    f: '\f',
+    n: '\n',
+    r: '\r',
+    t: '\t',
+    v: '\v',
+    '\\': '\\',
+    "'": "'",
+    '"': '"',
+    '?': '?',
+  };
   if (simple[c] !== undefined) return [simple[c], 1];
   const digits = (pattern: RegExp, max: number, from: number) => {
     let end = from;

@@ -10,7 +10,22 @@ const POSIX_SHELLS = new Set(['sh', 'bash', 'rbash', 'dash', 'ash', 'ksh', 'ksh9
 /** Shells with another syntax: their scripts are only scanned for what they mention. */
 const FOREIGN_SHELLS = new Set(['fish', 'csh', 'tcsh', 'nu', 'nushell', 'elvish', 'xonsh', 'pwsh', 'powershell', 'rc', 'es']);
 
-const SHELL_LONG_OPTIONS = new Set(['--norc', '--noprofile', '--login', '--posix', '--noediting', '--restricted', '--verbose', '--debugger', '--protected', '--dump-strings', '--dump-po-strings', '--pretty-print', '--help', '--version']);
+const SHELL_LONG_OPTIONS = new Set([
+  '--norc',
+  '--noprofile',
+  '--login',
+  '--posix',
+  '--noediting',
+  '--restricted',
+  '--verbose',
+  '--debugger',
+  '--protected',
+  '--dump-strings',
+  '--dump-po-strings',
+  '--pretty-print',
+  '--help',
+  '--version',
+]);
 
 /** A POSIX-family shell: `-c` runs a script (with any flags before or after it). */
 function posixShell(words: readonly Word[], name: string): Unwrapped {
@@ -83,7 +98,13 @@ function trap(words: readonly Word[]): Unwrapped {
   while (words[i]?.text !== undefined && /^-[lp]*$|^--$/.test(words[i]!.text!)) i++;
   const action = words[i];
   if (action === undefined || words.length < i + 2) return { inner: [] };
-  return { inner: [action.text === undefined ? { kind: 'unknown', reason: '`trap` sets a command only known when the command runs' } : { kind: 'script', script: action, via: '`trap`' }] };
+  return {
+    inner: [
+      action.text === undefined
+        ? { kind: 'unknown', reason: '`trap` sets a command only known when the command runs' }
+        : { kind: 'script', script: action, via: '`trap`' },
+    ],
+  };
 }
 
 /** export, declare, local, …: their `NAME=value` arguments are assignments. */

@@ -147,7 +147,23 @@ function programName(text: string): string {
 }
 
 /** bash builtins that evaluate a variable name's subscript, running `$(…)` found in it. */
-const NAME_EVALUATORS = new Set(['let', 'read', 'printf', 'unset', 'declare', 'typeset', 'local', 'export', 'readonly', 'test', '[', 'mapfile', 'readarray', 'getopts', 'wait']);
+const NAME_EVALUATORS = new Set([
+  'let',
+  'read',
+  'printf',
+  'unset',
+  'declare',
+  'typeset',
+  'local',
+  'export',
+  'readonly',
+  'test',
+  '[',
+  'mapfile',
+  'readarray',
+  'getopts',
+  'wait',
+]);
 
 function evaluatesNames(command: ScriptCommand): boolean {
   const program = command.words[0]?.text;

@@ -1,12 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import {
-  describeZodError,
-  Event,
-  Submission,
-  type EventMsg,
-  type SessionlessOp,
-  type SessionOrigin,
-} from '../../protocol/index.js';
+import { describeZodError, Event, Submission, type EventMsg, type SessionlessOp, type SessionOrigin } from '../../protocol/index.js';
 import { isSessionlessOp } from '../../protocol/index.js';
 import { NoRespondersError, RequestTimeoutError, type Bus, type Subscription } from '../bus/bus.js';
 import { subjects, type Subjects } from '../bus/subjects.js';

@@ -99,11 +99,7 @@ export async function listSnapshots(dir: string, sessionId?: string): Promise<Gh
 
 async function listRepoSnapshots(repo: Repo, sessionId?: string): Promise<GhostSnapshot[]> {
   const pattern = sessionId === undefined ? GHOST_REF_PREFIX : sessionPrefix(sessionId);
-  const { stdout } = await repoGit(repo, [
-    'for-each-ref',
-    '--format=%(refname)%00%(objectname)%00%(parent)%00%(contents)%01',
-    pattern,
-  ]);
+  const { stdout } = await repoGit(repo, ['for-each-ref', '--format=%(refname)%00%(objectname)%00%(parent)%00%(contents)%01', pattern]);
   const snapshots: GhostSnapshot[] = [];
   for (const record of stdout.split('\x01\n')) {
     const [ref, commit, parent, contents] = record.split('\0');

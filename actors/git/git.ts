@@ -173,7 +173,16 @@ export function splitNul(text: string): string[] {
 export async function openRepo(dir: string): Promise<Repo> {
   let stdout: string;
   try {
-    ({ stdout } = await runGit(dir, ['rev-parse', '--show-toplevel', '--absolute-git-dir', '--git-common-dir', '--git-path', 'objects', '--git-path', 'index']));
+    ({ stdout } = await runGit(dir, [
+      'rev-parse',
+      '--show-toplevel',
+      '--absolute-git-dir',
+      '--git-common-dir',
+      '--git-path',
+      'objects',
+      '--git-path',
+      'index',
+    ]));
   } catch (cause) {
     throw new NotAGitRepoError(dir, { cause });
   }

@@ -438,23 +438,29 @@ export class Host {
         // gets its log from the file.
         const known = await durability.rebuild(rootId ?? id, id).catch(() => null);
         if (known) initialSeq = Math.max(initialSeq, known.lastSeq);
-        else journaledRollout({ path, record: () => undefined, close: async () => undefined }, sessionLog, rollout.meta).record(...rollout.lines.filter((l) => l.type !== 'session_meta') as RolloutItem[]);
+        else
+          journaledRollout({ path, record: () => undefined, close: async () => undefined }, sessionLog, rollout.meta).record(
+            ...(rollout.lines.filter((l) => l.type !== 'session_meta') as RolloutItem[]),
+          );
       }
       const recorder = await RolloutRecorder.open(path);
-      return { log: sessionLog, runtime: new SessionRuntime(services, {
-        sessionId: id,
-        settings,
-        lineage,
-        history: historyFromRollout(rollout.lines),
-        rollout: sessionLog ? journaledRollout(recorder, sessionLog) : recorder,
-        ...(durability && sessionLog ? { durability: durability.forSession(sessionLog, { purpose, approvals: message.approvals ?? [] }, initialSeq) } : {}),
-        initialSeq,
-        fresh: false,
-        agentLimits: agentLimits(config),
-        approvals: message.approvals ?? [],
-        mcpServers: mcpServers(config, homeConfig),
-        purpose,
-      }) };
+      return {
+        log: sessionLog,
+        runtime: new SessionRuntime(services, {
+          sessionId: id,
+          settings,
+          lineage,
+          history: historyFromRollout(rollout.lines),
+          rollout: sessionLog ? journaledRollout(recorder, sessionLog) : recorder,
+          ...(durability && sessionLog ? { durability: durability.forSession(sessionLog, { purpose, approvals: message.approvals ?? [] }, initialSeq) } : {}),
+          initialSeq,
+          fresh: false,
+          agentLimits: agentLimits(config),
+          approvals: message.approvals ?? [],
+          mcpServers: mcpServers(config, homeConfig),
+          purpose,
+        }),
+      };
     }
     let history: ResponseItem[] = message.initial_history ?? [];
     let forkedFrom: string | null = null;

@@ -67,11 +67,7 @@ export class McpManager implements SessionResource {
    * time, refuses the handshake) is reported with a `warning` naming it and left out; the
    * others are used. Never rejects because of a server.
    */
-  static async start(
-    servers: Readonly<Record<string, McpServerConfig>>,
-    hooks: McpManagerHooks,
-    options: McpManagerOptions = {},
-  ): Promise<McpManager> {
+  static async start(servers: Readonly<Record<string, McpServerConfig>>, hooks: McpManagerHooks, options: McpManagerOptions = {}): Promise<McpManager> {
     const manager = new McpManager(hooks, options);
     const cwd = options.cwd ?? process.cwd();
     await Promise.all(
@@ -124,9 +120,7 @@ export class McpManager implements SessionResource {
       throw new UnknownElicitationError(`no elicitation request ${JSON.stringify(requestId)} from MCP server "${server}" is waiting for an answer`);
     }
     this.#pending.delete(key);
-    pending.resolve(
-      decision === 'accept' ? { action: 'accept', content: (content ?? {}) as NonNullable<ElicitResult['content']> } : { action: decision },
-    );
+    pending.resolve(decision === 'accept' ? { action: 'accept', content: (content ?? {}) as NonNullable<ElicitResult['content']> } : { action: decision });
   }
 
   /** Close every client; stdio servers are stopped (stdin closed, then SIGTERM, then SIGKILL). */
@@ -202,7 +196,12 @@ export class McpManager implements SessionResource {
             ? { kind: 'none' }
             : {
                 kind: 'ask',
-                request: { type: 'exec', command: ['mcp', server, tool.name], cwd: ctx.turn.cwd, reason: `MCP tool call with arguments ${JSON.stringify(args)}` },
+                request: {
+                  type: 'exec',
+                  command: ['mcp', server, tool.name],
+                  cwd: ctx.turn.cwd,
+                  reason: `MCP tool call with arguments ${JSON.stringify(args)}`,
+                },
                 approvalKey: `mcp:${JSON.stringify([server, tool.name])}`,
               };
         // MCP servers run outside our sandbox, so there is no sandbox to speak of either way.

@@ -73,7 +73,11 @@ export class ChatModelClient extends SdkModelClient<ChatCompletionChunk> {
 
     if (finishReason === null) throw guard.endedEarly('a finish_reason');
     if (finishReason === 'length') {
-      throw new ModelError('Model output was cut off at the length limit (finish_reason "length"): the context window is full', 'context_window_exceeded', false);
+      throw new ModelError(
+        'Model output was cut off at the length limit (finish_reason "length"): the context window is full',
+        'context_window_exceeded',
+        false,
+      );
     }
     if (finishReason === 'content_filter') {
       throw new ModelError('Model output was withheld by the provider\'s content filter (finish_reason "content_filter")', 'bad_request', false);

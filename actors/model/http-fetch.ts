@@ -52,7 +52,9 @@ export async function httpFetch(input: string | URL | Request, init: RequestInit
       } catch (error) {
         // A status a Response cannot have (outside 200-599): fail the request, not the process.
         response.destroy();
-        reject(error instanceof RangeError ? new TypeError(`${url.origin} answered with HTTP status ${response.statusCode}`, { cause: error }) : asError(error));
+        reject(
+          error instanceof RangeError ? new TypeError(`${url.origin} answered with HTTP status ${response.statusCode}`, { cause: error }) : asError(error),
+        );
       }
     });
     request.once('error', reject);

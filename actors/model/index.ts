@@ -51,7 +51,12 @@ export function createModelClient(options: ModelClientOptions): ModelClient {
     client,
     idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
     contextWindow,
-    keySource: apiKey === undefined ? 'no API key was sent: set OPENAI_API_KEY' : apiKey === envKey ? 'the API key in OPENAI_API_KEY was refused' : 'the API key given to troupe was refused',
+    keySource:
+      apiKey === undefined
+        ? 'no API key was sent: set OPENAI_API_KEY'
+        : apiKey === envKey
+          ? 'the API key in OPENAI_API_KEY was refused'
+          : 'the API key given to troupe was refused',
   };
   return options.wireApi === 'chat' ? new ChatModelClient(common) : new ResponsesModelClient(common);
 }

@@ -1,10 +1,4 @@
-import type {
-  FunctionTool,
-  ResponseCreateParamsStreaming,
-  ResponseOutputItem,
-  ResponseStreamEvent,
-  ResponseUsage,
-} from 'openai/resources/responses/responses';
+import type { FunctionTool, ResponseCreateParamsStreaming, ResponseOutputItem, ResponseStreamEvent, ResponseUsage } from 'openai/resources/responses/responses';
 import { ResponseItem, type TokenUsage } from '../../protocol/index.js';
 import { memoizeFrozen } from '../freeze.js';
 import { log } from '../log.js';
@@ -24,7 +18,11 @@ export class ResponsesModelClient extends SdkModelClient<ResponseStreamEvent> {
     return (signal) => this.options.client.responses.create(STREAMING, encodedBody(body, signal)).withResponse();
   }
 
-  protected async *read(next: () => Promise<IteratorResult<ResponseStreamEvent, unknown>>, guard: StreamGuard, headers: Headers): AsyncGenerator<ModelStreamEvent> {
+  protected async *read(
+    next: () => Promise<IteratorResult<ResponseStreamEvent, unknown>>,
+    guard: StreamGuard,
+    headers: Headers,
+  ): AsyncGenerator<ModelStreamEvent> {
     for (;;) {
       const { done, value: event } = await next();
       if (done === true) throw guard.endedEarly('response.completed');
@@ -138,7 +136,9 @@ function startsWith(items: readonly ResponseItem[], prefix: readonly ResponseIte
 
 /** A registry's spec list is the same array until its tools change: encode it once. */
 const toolsJson = memoizeFrozen((tools: readonly ToolSpecJson[]): string =>
-  JSON.stringify(tools.map((tool): FunctionTool => ({ type: 'function', name: tool.name, description: tool.description, parameters: tool.parameters, strict: false }))),
+  JSON.stringify(
+    tools.map((tool): FunctionTool => ({ type: 'function', name: tool.name, description: tool.description, parameters: tool.parameters, strict: false })),
+  ),
 );
 
 /**

@@ -18,10 +18,7 @@ export interface SdkModelClientOptions {
  * string body through untouched when the request names its content type. From the request
  * parameters it then reads only `stream`, to know how to read the answer.
  */
-export function encodedBody(
-  body: string,
-  signal: AbortSignal,
-): { body: string; signal: AbortSignal; headers: { 'content-type': 'application/json' } } {
+export function encodedBody(body: string, signal: AbortSignal): { body: string; signal: AbortSignal; headers: { 'content-type': 'application/json' } } {
   return { body, signal, headers: { 'content-type': 'application/json' } };
 }
 
@@ -55,9 +52,11 @@ export abstract class SdkModelClient<T> implements ModelClient {
       // Built before the guard waits: a request that cannot be built is a bug to surface, not
       // a network failure to retry.
       const send = this.open(prompt);
-      const opened = await guard.wait(() => send(guard.signal)).catch((error: unknown) => {
-        throw this.#withKeySource(error);
-      });
+      const opened = await guard
+        .wait(() => send(guard.signal))
+        .catch((error: unknown) => {
+          throw this.#withKeySource(error);
+        });
       const limits = rateLimitsFromHeaders(opened.response.headers);
       if (limits !== null) yield { type: 'rate_limits', snapshot: limits };
       const events = opened.data[Symbol.asyncIterator]();

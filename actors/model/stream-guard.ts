@@ -88,13 +88,7 @@ export class StreamGuard {
   }
 
   #idleError(cause: unknown): ModelError {
-    return new ModelError(
-      `Model stream idle: no data for ${this.#idleTimeoutMs} ms`,
-      'stream_failed',
-      true,
-      null,
-      cause === undefined ? undefined : { cause },
-    );
+    return new ModelError(`Model stream idle: no data for ${this.#idleTimeoutMs} ms`, 'stream_failed', true, null, cause === undefined ? undefined : { cause });
   }
 
   #clearTimer(): void {

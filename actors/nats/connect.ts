@@ -1,13 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import {
-  connect,
-  credsAuthenticator,
-  nkeyAuthenticator,
-  type NatsConnection,
-  type NodeConnectionOptions,
-  type Status,
-} from '@nats-io/transport-node';
+import { connect, credsAuthenticator, nkeyAuthenticator, type NatsConnection, type NodeConnectionOptions, type Status } from '@nats-io/transport-node';
 import { log as processLog, type Logger } from '../log.js';
 import { NatsSettingsError, type NatsSettings } from './settings.js';
 

@@ -87,9 +87,7 @@ export function natsSettingsFrom(flags: NatsFlagValues, env: NodeJS.ProcessEnv):
   };
   const methods = [settings.token, settings.user, settings.nkeySeedFile, settings.credsFile].filter((m) => m !== undefined);
   if (methods.length > 1) {
-    throw new NatsSettingsError(
-      'choose one way to authenticate to NATS: a token, a user and password, an nkey seed or a creds file',
-    );
+    throw new NatsSettingsError('choose one way to authenticate to NATS: a token, a user and password, an nkey seed or a creds file');
   }
   if ((settings.user === undefined) !== (settings.password === undefined)) {
     throw new NatsSettingsError('TROUPE_NATS_USER and TROUPE_NATS_PASSWORD go together');

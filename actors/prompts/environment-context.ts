@@ -34,9 +34,7 @@ export function environmentMessage(env: EnvironmentContext): ResponseItem {
     `  <approval_policy>${env.approval_policy}</approval_policy>`,
     `  <sandbox_mode>${env.sandbox_mode}</sandbox_mode>`,
     `  <network_access>${env.network_access ? 'enabled' : 'restricted'}</network_access>`,
-    ...(env.writable_roots.length > 0
-      ? ['  <writable_roots>', ...env.writable_roots.map((r) => `    <root>${r}</root>`), '  </writable_roots>']
-      : []),
+    ...(env.writable_roots.length > 0 ? ['  <writable_roots>', ...env.writable_roots.map((r) => `    <root>${r}</root>`), '  </writable_roots>'] : []),
     `  <shell>${env.shell}</shell>`,
     '</environment_context>',
   ];

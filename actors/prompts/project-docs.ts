@@ -48,7 +48,10 @@ export function projectDocDirs(cwd: string): string[] {
 export async function loadProjectDocs(cwd: string, home: string | undefined, maxBytes: number = DEFAULT_PROJECT_DOC_MAX_BYTES): Promise<ProjectDocs> {
   const none: ProjectDocs = { files: [], message: null, omittedBytes: 0 };
   if (maxBytes <= 0) return none;
-  const candidates = [...(home !== undefined ? [path.join(home, PROJECT_DOC_FILE)] : []), ...projectDocDirs(cwd).map((dir) => path.join(dir, PROJECT_DOC_FILE))];
+  const candidates = [
+    ...(home !== undefined ? [path.join(home, PROJECT_DOC_FILE)] : []),
+    ...projectDocDirs(cwd).map((dir) => path.join(dir, PROJECT_DOC_FILE)),
+  ];
   const files: string[] = [];
   const sections: string[] = [];
   let budget = maxBytes;

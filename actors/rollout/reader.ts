@@ -2,14 +2,7 @@ import { createReadStream } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import {
-  describeZodError,
-  RolloutLine,
-  type MessageItem,
-  type ResponseItem,
-  type SessionMeta,
-  type SessionSummary,
-} from '../../protocol/index.js';
+import { describeZodError, RolloutLine, type MessageItem, type ResponseItem, type SessionMeta, type SessionSummary } from '../../protocol/index.js';
 import { RolloutError } from './errors.js';
 import { isFileSafeId, parseRolloutFileName, sessionsDir } from './paths.js';
 
@@ -98,7 +91,14 @@ export function historyFromRollout(lines: readonly RolloutLine[]): ResponseItem[
 }
 
 /** Messages troupe itself puts in the user role to give the model context; they start no turn. */
-const INJECTED_PREFIXES = ['<environment_context>', '<user_instructions>', '<user_action>', '<subagent_notification>', '<conversation_summary>', '<user_shell_command>'] as const;
+const INJECTED_PREFIXES = [
+  '<environment_context>',
+  '<user_instructions>',
+  '<user_action>',
+  '<subagent_notification>',
+  '<conversation_summary>',
+  '<user_shell_command>',
+] as const;
 
 /** A message the user typed, as opposed to context troupe injected in the user role. */
 export function isRealUserMessage(item: ResponseItem): item is MessageItem {

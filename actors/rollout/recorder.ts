@@ -188,7 +188,7 @@ export class RolloutRecorder {
 
   /** This writer is the file's only one: writing at the current position appends. */
   async #write(data: Buffer): Promise<void> {
-    for (let offset = 0; offset < data.length; ) {
+    for (let offset = 0; offset < data.length;) {
       const { bytesWritten } = await this.handle.write(data, offset, data.length - offset, null);
       offset += bytesWritten;
     }
@@ -248,11 +248,9 @@ function serialize(item: { type: string; payload: unknown; seq?: number }, path:
   const candidate = { timestamp: new Date().toISOString(), type: item.type, payload: item.payload, ...(item.seq !== undefined ? { seq: item.seq } : {}) };
   const result = RolloutLine.safeParse(candidate);
   if (!result.success) {
-    return new RolloutError(
-      `refusing to write an invalid ${String(item.type)} line to rollout ${path}: ${describeZodError(result.error)}`,
-      path,
-      { cause: result.error },
-    );
+    return new RolloutError(`refusing to write an invalid ${String(item.type)} line to rollout ${path}: ${describeZodError(result.error)}`, path, {
+      cause: result.error,
+    });
   }
   try {
     return `${JSON.stringify(result.data)}\n`;

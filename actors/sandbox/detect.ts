@@ -13,12 +13,9 @@ import { SANDBOX_EXEC_PATH, seatbeltCommand } from './seatbelt.js';
 import type { SandboxSpec } from './spec.js';
 
 export type SandboxBackend =
-  | { readonly kind: 'bubblewrap'; readonly path: string; readonly prlimit: string }
-  | { readonly kind: 'seatbelt'; readonly path: string };
+  { readonly kind: 'bubblewrap'; readonly path: string; readonly prlimit: string } | { readonly kind: 'seatbelt'; readonly path: string };
 
-export type SandboxAvailability =
-  | { readonly ok: true; readonly backend: SandboxBackend }
-  | { readonly ok: false; readonly reason: string };
+export type SandboxAvailability = { readonly ok: true; readonly backend: SandboxBackend } | { readonly ok: false; readonly reason: string };
 
 /**
  * `TROUPE_SANDBOX_BACKEND=none` makes the host look as if it had no backend (to see what a user

@@ -47,11 +47,7 @@ export function seatbeltProfile(spec: SandboxSpec): SeatbeltProfile {
         params[name] = p;
         return `(require-not (subpath (param "${name}")))`;
       });
-    writeRules.push(
-      excluded.length === 0
-        ? `(subpath (param "${rootParam}"))`
-        : `(require-all (subpath (param "${rootParam}")) ${excluded.join(' ')})`,
-    );
+    writeRules.push(excluded.length === 0 ? `(subpath (param "${rootParam}"))` : `(require-all (subpath (param "${rootParam}")) ${excluded.join(' ')})`);
   });
   const parts = [BASE];
   if (writeRules.length > 0) parts.push(`(allow file-write*\n  ${writeRules.join('\n  ')})`);

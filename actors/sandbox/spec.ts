@@ -83,7 +83,10 @@ function directoriesDown(root: string, cwd: string): string[] {
   if (!isWithin(root, cwd)) return [root];
   const dirs = [root];
   let dir = root;
-  for (const part of path.relative(root, cwd).split(path.sep).filter((p) => p !== '')) {
+  for (const part of path
+    .relative(root, cwd)
+    .split(path.sep)
+    .filter((p) => p !== '')) {
     dir = path.join(dir, part);
     dirs.push(dir);
   }

@@ -5,9 +5,7 @@ import type { ToolHandler } from './tool.js';
 import { deepFreeze } from '../freeze.js';
 
 /** A call the router could make sense of, or the reason it could not (which the model is told). */
-export type RoutedCall =
-  | { readonly ok: true; readonly handler: ToolHandler<unknown>; readonly args: unknown }
-  | { readonly ok: false; readonly error: string };
+export type RoutedCall = { readonly ok: true; readonly handler: ToolHandler<unknown>; readonly args: unknown } | { readonly ok: false; readonly error: string };
 
 /**
  * Tools by name. One registry builds both the list the model is shown (JSON schema generated
@@ -73,7 +71,12 @@ const specs = new WeakMap<ToolHandler<unknown>, ToolSpecJson>();
 function specOf(handler: ToolHandler<unknown>): ToolSpecJson {
   let spec = specs.get(handler);
   if (!spec) {
-    spec = deepFreeze({ type: 'function' as const, name: handler.name, description: handler.description, parameters: handler.parameters ?? modelSchema(handler.args) });
+    spec = deepFreeze({
+      type: 'function' as const,
+      name: handler.name,
+      description: handler.description,
+      parameters: handler.parameters ?? modelSchema(handler.args),
+    });
     specs.set(handler, spec);
   }
   return spec;

@@ -29,7 +29,10 @@ export interface AgentReport {
 export interface AgentControl {
   spawn(request: { message: string; agentType?: string | undefined; forkContext: boolean; model?: string | undefined }, ctx: ToolContext): Promise<AgentReport>;
   sendInput(agentId: string, message: string, interrupt: boolean): Promise<AgentReport>;
-  wait(agentIds: readonly string[], options: { returnWhen: 'all' | 'any'; timeoutMs: number; signal: AbortSignal }): Promise<{ agents: AgentReport[]; timed_out: boolean }>;
+  wait(
+    agentIds: readonly string[],
+    options: { returnWhen: 'all' | 'any'; timeoutMs: number; signal: AbortSignal },
+  ): Promise<{ agents: AgentReport[]; timed_out: boolean }>;
   close(agentId: string): Promise<AgentReport>;
 }
 

@@ -91,8 +91,16 @@ describe('sub-agents', () => {
     const fileB = join(workspace, 'b.txt');
     model.enqueue(
       { kind: 'response', match: isParent('two jobs'), items: [spawn('s1', 'CHILD job A'), spawn('s2', 'CHILD job B')] },
-      { kind: 'response', match: (r) => mentions(r, 'CHILD job A') && outputFor(r, 'ta') === undefined, items: [{ type: 'function_call', name: 'shell', call_id: 'ta', arguments: { command: ['touch', fileA] } }] },
-      { kind: 'response', match: (r) => mentions(r, 'CHILD job B') && outputFor(r, 'tb') === undefined, items: [{ type: 'function_call', name: 'shell', call_id: 'tb', arguments: { command: ['touch', fileB] } }] },
+      {
+        kind: 'response',
+        match: (r) => mentions(r, 'CHILD job A') && outputFor(r, 'ta') === undefined,
+        items: [{ type: 'function_call', name: 'shell', call_id: 'ta', arguments: { command: ['touch', fileA] } }],
+      },
+      {
+        kind: 'response',
+        match: (r) => mentions(r, 'CHILD job B') && outputFor(r, 'tb') === undefined,
+        items: [{ type: 'function_call', name: 'shell', call_id: 'tb', arguments: { command: ['touch', fileB] } }],
+      },
       say('A was refused', lastCallIs('ta')),
       say('B is done', lastCallIs('tb')),
       waitForSpawned(lastCallIs('s2')),
@@ -162,7 +170,8 @@ describe('sub-agents', () => {
     const turn = server.submit({ type: 'user_turn', items: [{ type: 'text', text: 'block on a child' }] }, parent);
     await server.waitForMsg('agent_status', { session: parent, where: (m) => m.status === 'running' });
     for (let i = 0; i < 200 && !model.requests.some((r) => mentions(r, 'CHILD sleepy')); i++) await new Promise((r) => setTimeout(r, 20));
-    for (let i = 0; i < 200 && !model.requests.some((r) => outputFor(r, 's1') !== undefined && r.endedAt !== null); i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 200 && !model.requests.some((r) => outputFor(r, 's1') !== undefined && r.endedAt !== null); i++)
+      await new Promise((r) => setTimeout(r, 20));
     server.submit({ type: 'interrupt' }, parent);
     await server.waitForMsg('turn_aborted', { session: parent, id: turn });
     const [child] = childIds(parent);
@@ -184,7 +193,10 @@ describe('sub-agents', () => {
       {
         kind: 'reply',
         match: lastCallIs('wait'),
-        handler: (r) => ({ kind: 'response', items: [{ type: 'function_call', name: 'close_agent', call_id: 'close', arguments: { agent_id: spawnedAgentIds(r)[0] } }] }),
+        handler: (r) => ({
+          kind: 'response',
+          items: [{ type: 'function_call', name: 'close_agent', call_id: 'close', arguments: { agent_id: spawnedAgentIds(r)[0] } }],
+        }),
       },
       say('closed it', lastCallIs('close')),
     );
@@ -226,7 +238,12 @@ describe('sub-agents', () => {
     );
     const parent = await server.newSession({ cwd: workspace });
     await server.turn(parent, 'race two children');
-    const waited = JSON.parse(outputFor(model.requests.find((r) => outputFor(r, 'wait') !== undefined)!, 'wait')!) as {
+    const waited = JSON.parse(
+      outputFor(
+        model.requests.find((r) => outputFor(r, 'wait') !== undefined)!,
+        'wait',
+      )!,
+    ) as {
       agents: { status: string; message: string | null }[];
     };
     expect(waited.agents.map((a) => a.status)).toEqual(['completed', 'running']);
@@ -250,7 +267,11 @@ describe('sub-agents', () => {
   });
 
   it('shutdown of the parent closes its children first', async () => {
-    model.enqueue({ kind: 'response', match: isParent('spawn and leave'), items: [spawn('s1', 'CHILD idle')] }, say('idle done', (r) => mentions(r, 'CHILD idle')), say('left', lastCallIs('s1')));
+    model.enqueue(
+      { kind: 'response', match: isParent('spawn and leave'), items: [spawn('s1', 'CHILD idle')] },
+      say('idle done', (r) => mentions(r, 'CHILD idle')),
+      say('left', lastCallIs('s1')),
+    );
     const parent = await server.newSession({ cwd: workspace });
     await server.turn(parent, 'spawn and leave');
     const [child] = childIds(parent);

@@ -63,7 +63,10 @@ describe('a gateway whose client stops reading stdout', () => {
         // Every message arrives whole and in order.
         const messages = ofTurn.flatMap((e) => (e.msg.type === 'agent_message' ? [e.msg.message] : []));
         expect(messages.length).toBe(floods[s]!.length);
-        expect(messages.every((message, m) => message === floods[s]![m]), `the messages of session ${s}`).toBe(true);
+        expect(
+          messages.every((message, m) => message === floods[s]![m]),
+          `the messages of session ${s}`,
+        ).toBe(true);
         // Deltas are a live view: a worker whose log is backed up leaves some out (and says so),
         // but those that come are the flood's own, in order.
         const expected = floods[s]!.flatMap((text) => Array.from({ length: DELTAS_PER_MESSAGE }, (_, d) => text.slice(d * DELTA_CHARS, (d + 1) * DELTA_CHARS)));

@@ -25,7 +25,12 @@ import { residentBytes } from '../support/processes.js';
 import { inputTexts, outputFor } from '../../testing/requests.js';
 
 /** Baseline memory: after a first turn (answered by `steps`) with the client reading. */
-async function warmUp(server: AppServerProcess, model: FakeModelServer, config: Record<string, unknown>, ...steps: ScriptStep[]): Promise<{ session: string; baseline: number }> {
+async function warmUp(
+  server: AppServerProcess,
+  model: FakeModelServer,
+  config: Record<string, unknown>,
+  ...steps: ScriptStep[]
+): Promise<{ session: string; baseline: number }> {
   model.enqueue(...steps);
   const session = await server.newSession(config);
   const end = await server.turn(session, 'warm up');
@@ -72,9 +77,15 @@ describe('troupe app-server with a client that stops reading stdout', () => {
     watch = new MemoryWatch(server.pid, baseline);
     const turns = sessions.map((session, s) => server.submit({ type: 'user_turn', items: [{ type: 'text', text: `flood ${s}` }] }, session));
     const streams = () => model.requests.slice(1);
-    const state = () => `streams: ${JSON.stringify(streams().map((r) => ({ sent: r.bytesSent, waiting: r.waitingForClient, ended: r.endedAt !== null })))}, growth ${mib(watch!.growth)} MiB`;
+    const state = () =>
+      `streams: ${JSON.stringify(streams().map((r) => ({ sent: r.bytesSent, waiting: r.waitingForClient, ended: r.endedAt !== null })))}, growth ${mib(watch!.growth)} MiB`;
     // Stuck: troupe says it holds back, and the model's writes have backed up to the server.
-    await until(() => server.stderr.includes(HOLDING, mark) && streams().length > 0 && streams().every((r) => r.waitingForClient), 'the model streams to wait', watch, state);
+    await until(
+      () => server.stderr.includes(HOLDING, mark) && streams().length > 0 && streams().every((r) => r.waitingForClient),
+      'the model streams to wait',
+      watch,
+      state,
+    );
     // Each stream is far larger than what was let through: none could have been read to its end.
     expect(streams().filter((r) => r.endedAt !== null)).toEqual([]);
     watch.check();
@@ -92,7 +103,10 @@ describe('troupe app-server with a client that stops reading stdout', () => {
       expect(deltas.join('') === floods[s]!.join(''), `the deltas of session ${s}`).toBe(true);
       const messages = ofTurn.flatMap((e) => (e.msg.type === 'agent_message' ? [e.msg.message] : []));
       expect(messages.length).toBe(floods[s]!.length);
-      expect(messages.every((message, m) => message === floods[s]![m]), `the messages of session ${s}`).toBe(true);
+      expect(
+        messages.every((message, m) => message === floods[s]![m]),
+        `the messages of session ${s}`,
+      ).toBe(true);
     });
   });
 
@@ -110,7 +124,10 @@ describe('troupe app-server with a client that stops reading stdout', () => {
     const marker = join(workspace, 'flood-done');
     const bytes = 160_000_000;
     model.enqueue(
-      { kind: 'response', items: [{ type: 'function_call', name: 'shell', call_id: 'flood', arguments: { command: print(bytes, `touch ${marker}`), timeout_ms: 120_000 } }] },
+      {
+        kind: 'response',
+        items: [{ type: 'function_call', name: 'shell', call_id: 'flood', arguments: { command: print(bytes, `touch ${marker}`), timeout_ms: 120_000 } }],
+      },
       { kind: 'response', items: [{ type: 'message', text: 'flooded' }] },
     );
 
@@ -119,7 +136,12 @@ describe('troupe app-server with a client that stops reading stdout', () => {
     watch = new MemoryWatch(server.pid, baseline);
     const turn = server.submit({ type: 'user_turn', items: [{ type: 'text', text: 'flood' }] }, session);
     // Stuck: troupe holds back, and the command printed everything and ended.
-    await until(() => server.stderr.includes(HOLDING, mark) && existsSync(marker), 'the command to end', watch, () => `growth ${mib(watch!.growth)} MiB`);
+    await until(
+      () => server.stderr.includes(HOLDING, mark) && existsSync(marker),
+      'the command to end',
+      watch,
+      () => `growth ${mib(watch!.growth)} MiB`,
+    );
     // While the client is stuck, the turn goes no further: no new model request.
     expect(model.requests).toHaveLength(3);
     watch.check();
@@ -217,7 +239,13 @@ describe('troupe mcp-server with a client that stops reading stdout', () => {
 
   it('holds the turns back while their progress notifications are not read, then finishes them', async () => {
     const reply = async (id: number): Promise<Record<string, unknown>> => {
-      await until(() => mcp.result(id) !== undefined, `the answer to request ${id}`, null, () => mcp.stderr, 60_000);
+      await until(
+        () => mcp.result(id) !== undefined,
+        `the answer to request ${id}`,
+        null,
+        () => mcp.stderr,
+        60_000,
+      );
       return mcp.result(id)!;
     };
     mcp.send({ id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'stuck', version: '1' } } });
@@ -240,7 +268,11 @@ describe('troupe mcp-server with a client that stops reading stdout', () => {
     watch = new MemoryWatch(mcp.pid, baseline);
     // Each call opens a session and runs one turn, telling its progress (every message) as it goes.
     for (let s = 0; s < STREAMS; s++) {
-      mcp.send({ id: 10 + s, method: 'tools/call', params: { name: 'troupe', arguments: { prompt: `flood ${s}`, cwd: workspace }, _meta: { progressToken: `flood ${s}` } } });
+      mcp.send({
+        id: 10 + s,
+        method: 'tools/call',
+        params: { name: 'troupe', arguments: { prompt: `flood ${s}`, cwd: workspace }, _meta: { progressToken: `flood ${s}` } },
+      });
     }
     const streams = () => model.requests.slice(1);
     await until(
@@ -264,7 +296,10 @@ describe('troupe mcp-server with a client that stops reading stdout', () => {
         return m.method === 'notifications/progress' && params?.progressToken === `flood ${s}` && params.message?.startsWith('<') ? [params.message] : [];
       });
       expect(progress.length).toBe(floods[s]!.length);
-      expect(progress.every((line, m) => line === floods[s]![m]), `the progress of call ${s}`).toBe(true);
+      expect(
+        progress.every((line, m) => line === floods[s]![m]),
+        `the progress of call ${s}`,
+      ).toBe(true);
     }
   });
 });

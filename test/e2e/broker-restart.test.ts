@@ -157,18 +157,26 @@ describe('a broker restart', { timeout: 120_000 }, () => {
     await waitFor(() => cluster.workers.some((w) => logged(w.stderr, full) > 0), 'the session to stop on a full log', 30_000);
     await cluster.nats.revive();
 
-    const end = await gateway.waitFor((e) => e.id === turnId && (e.msg.type === 'task_complete' || e.msg.type === 'turn_aborted'), 'the end of the turn', 60_000);
+    const end = await gateway.waitFor(
+      (e) => e.id === turnId && (e.msg.type === 'task_complete' || e.msg.type === 'turn_aborted'),
+      'the end of the turn',
+      60_000,
+    );
     expect(end.msg).toMatchObject({ type: 'task_complete', last_agent_message: 'continued' });
     const said = gateway.events
       .filter((e) => e.session_id === sessionId && (e.msg.type === 'error' || e.msg.type === 'background_event'))
       .map((e) => (e.msg.type === 'error' || e.msg.type === 'background_event' ? `${e.msg.type}: ${e.msg.message}` : ''));
     expect(said).toEqual([
-      expect.stringMatching(/^error: session stopped on worker [ab]: its events are not being stored \(NATS is away or too slow\), and it holds the most it may \(40 events/),
+      expect.stringMatching(
+        /^error: session stopped on worker [ab]: its events are not being stored \(NATS is away or too slow\), and it holds the most it may \(40 events/,
+      ),
       expect.stringMatching(/^background_event: session stopped on worker [ab]: .* it continues from its log once NATS is back$/),
       expect.stringMatching(/^background_event: session moved to worker [ab] after worker [ab] stopped$/),
     ]);
     // What the first worker had taken reached the client; then the model was asked again.
-    const parts = gateway.events.filter((e) => e.session_id === sessionId && e.msg.type === 'agent_message').map((e) => (e.msg.type === 'agent_message' ? e.msg.message : ''));
+    const parts = gateway.events
+      .filter((e) => e.session_id === sessionId && e.msg.type === 'agent_message')
+      .map((e) => (e.msg.type === 'agent_message' ? e.msg.message : ''));
     expect(parts.length).toBeGreaterThan(0);
     expect(parts.slice(0, -1)).toEqual(many.slice(0, parts.length - 1).map((m) => m.text));
     expect(parts.at(-1)).toBe('continued');

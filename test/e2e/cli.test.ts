@@ -29,11 +29,7 @@ afterEach(() => {
  * Run `troupe <args>` with no terminal on stdin (empty, or `input` through a pipe); resolves
  * with its output and exit code.
  */
-function troupe(
-  args: string[],
-  environment: NodeJS.ProcessEnv = env(),
-  input?: string,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function troupe(args: string[], environment: NodeJS.ProcessEnv = env(), input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--conditions=development', troupeBin(), ...args], {
       env: environment,
@@ -68,9 +64,7 @@ describe('troupe exec', () => {
       .map((line) => Event.parse(JSON.parse(line)));
     const types = events.map((e) => e.msg.type);
     expect(types[0]).toBe('session_configured');
-    expect(types).toEqual(
-      expect.arrayContaining(['task_started', 'exec_command_begin', 'exec_command_end', 'agent_message', 'task_complete']),
-    );
+    expect(types).toEqual(expect.arrayContaining(['task_started', 'exec_command_begin', 'exec_command_end', 'agent_message', 'task_complete']));
     expect(types.at(-1)).toBe('shutdown_complete');
     expect(events[0]!.msg).toMatchObject({ cwd: scratch.workspace, model: 'm1' });
     expect(scratch.model.requests[0]!.body.model).toBe('m1');
@@ -158,7 +152,10 @@ describe('troupe sessions, resume and review', () => {
 
       const listed = await troupe(['sessions', '--json']);
       expect(listed.code).toBe(0);
-      const sessions = listed.stdout.trim().split('\n').map((line) => SessionSummary.parse(JSON.parse(line)));
+      const sessions = listed.stdout
+        .trim()
+        .split('\n')
+        .map((line) => SessionSummary.parse(JSON.parse(line)));
       expect(sessions.map((s) => [s.cwd, s.first_user_message])).toEqual([
         [other, 'a question elsewhere'],
         [scratch.workspace, 'the first question'],
@@ -170,7 +167,10 @@ describe('troupe sessions, resume and review', () => {
       scratch.model.enqueue(say('second answer'));
       const resumed = await troupe(['resume', '--last', '-C', scratch.workspace, '--json', 'the follow-up']);
       expect(resumed.code).toBe(0);
-      const events = resumed.stdout.trim().split('\n').map((line) => Event.parse(JSON.parse(line)));
+      const events = resumed.stdout
+        .trim()
+        .split('\n')
+        .map((line) => Event.parse(JSON.parse(line)));
       expect(events[0]!.msg).toMatchObject({ type: 'session_configured', session_id: sessions[1]!.session_id });
       // The resumed session numbers its events on from its rollout.
       expect(events[0]!.seq).toBeGreaterThan(1);

@@ -34,11 +34,7 @@ const positionOf = (r: RecordedRequest, text: string) =>
 
 describe('compaction keeps the current turn', () => {
   it('automatic at turn start: the new question is in the next request, after the summary', async () => {
-    model.enqueue(
-      say('OLD ANSWER', notSummary, { input_tokens: 5000, output_tokens: 10 }),
-      say('SUMMARY OF THE PAST', isSummary),
-      say('answered', notSummary),
-    );
+    model.enqueue(say('OLD ANSWER', notSummary, { input_tokens: 5000, output_tokens: 10 }), say('SUMMARY OF THE PAST', isSummary), say('answered', notSummary));
     const session = await server.newSession({ cwd: workspace, auto_compact_token_limit: 1000 });
     await server.turn(session, 'the first question');
     await server.turn(session, 'THE NEW QUESTION, verbatim');
@@ -85,11 +81,7 @@ describe('compaction keeps the current turn', () => {
   });
 
   it('across a resume of a session compacted at turn start', async () => {
-    model.enqueue(
-      say('OLD ANSWER', notSummary, { input_tokens: 5000, output_tokens: 10 }),
-      say('RESUMED SUMMARY', isSummary),
-      say('answered', notSummary),
-    );
+    model.enqueue(say('OLD ANSWER', notSummary, { input_tokens: 5000, output_tokens: 10 }), say('RESUMED SUMMARY', isSummary), say('answered', notSummary));
     const session = await server.newSession({ cwd: workspace, auto_compact_token_limit: 1000 });
     await server.turn(session, 'the first question');
     await server.turn(session, 'THE QUESTION BEFORE THE RESTART');

@@ -74,7 +74,7 @@ function expectClean(output: string): void {
 }
 
 describe.skipIf(!availability.ok)('the commands the model runs', () => {
-  it('shell, the sandbox\'s init, and exec_command on a PTY and on pipes see no secret', async () => {
+  it("shell, the sandbox's init, and exec_command on a PTY and on pipes see no secret", async () => {
     model.enqueue(
       respond(shell('env', ['env'])),
       respond(shell('init', ['sh', '-c', 'cat /proc/1/comm; tr "\\0" "\\n" < /proc/1/environ'])),
@@ -152,9 +152,13 @@ describe.skipIf(!availability.ok)('the commands the model runs', () => {
     }
   });
 
-  it('sub-agents run under their parent\'s policy', async () => {
+  it("sub-agents run under their parent's policy", async () => {
     model.enqueue(
-      { kind: 'response', match: (r) => mentions(r, 'PARENT') && outputFor(r, 's1') === undefined, items: [call('spawn_agent', 's1', { message: 'CHILD: show env' })] },
+      {
+        kind: 'response',
+        match: (r) => mentions(r, 'PARENT') && outputFor(r, 's1') === undefined,
+        items: [call('spawn_agent', 's1', { message: 'CHILD: show env' })],
+      },
       { kind: 'response', match: (r) => mentions(r, 'CHILD') && outputFor(r, 'child-env') === undefined, items: [shell('child-env', ['env'])] },
       { kind: 'response', match: (r) => mentions(r, 'CHILD') && outputFor(r, 'child-env') !== undefined, items: [{ type: 'message', text: 'child done' }] },
       {
@@ -170,7 +174,7 @@ describe.skipIf(!availability.ok)('the commands the model runs', () => {
     expect(namesIn(sentOutput(childRequest, 'child-env'))).toEqual(['FROM_PARENT']);
   });
 
-  it('TROUPE_HOME/config.json sets the policy for sessions without one; a session\'s own replaces it', async () => {
+  it("TROUPE_HOME/config.json sets the policy for sessions without one; a session's own replaces it", async () => {
     await writeFile(join(server.home, 'config.json'), JSON.stringify({ shell_environment_policy: { include_only: ['PATH'], set: { FROM_HOME: '1' } } }));
     model.enqueue(respond(shell('home', ['env'])), done, respond(shell('own', ['env'])), done);
     const fromHome = await server.newSession({ cwd: workspace });
@@ -183,8 +187,8 @@ describe.skipIf(!availability.ok)('the commands the model runs', () => {
   });
 });
 
-describe('outside the model\'s commands', () => {
-  it('run_user_shell_command keeps the user\'s whole environment', async () => {
+describe("outside the model's commands", () => {
+  it("run_user_shell_command keeps the user's whole environment", async () => {
     const session = await server.newSession({ cwd: workspace, shell_environment_policy: { inherit: 'none' } });
     const id = server.submit({ type: 'run_user_shell_command', command: 'env' }, session);
     const end = await server.waitForMsg('exec_command_end', { session, id });
@@ -192,7 +196,7 @@ describe('outside the model\'s commands', () => {
     expect(end.msg.aggregated_output).toContain(`${VISIBLE}=${VISIBLE_VALUE}`);
   });
 
-  it('an MCP server gets the core variables and its config\'s env, nothing else', async () => {
+  it("an MCP server gets the core variables and its config's env, nothing else", async () => {
     model.enqueue(respond(call('echo__env', 'm1', {})), done);
     const session = await server.newSession({
       cwd: workspace,

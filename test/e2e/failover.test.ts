@@ -24,7 +24,6 @@ function startWorker(id: string, capacity = 4) {
   return cluster.startWorker(id, capacity, { home: join(cluster.dir, 'home'), env });
 }
 
-
 async function openSession(gateway: AppServerProcess, config: Record<string, unknown> = {}): Promise<{ sessionId: string; workerId: string }> {
   const id = gateway.submit({ type: 'new_session', config: { cwd: cluster.dir, approval_policy: 'never', sandbox_policy: 'danger-full-access', ...config } });
   const event = await gateway.waitFor((e) => e.id === id && (e.msg.type === 'session_configured' || e.msg.type === 'error'), 'the session');
@@ -73,9 +72,11 @@ describe('failover on NATS', { timeout: 60_000 }, () => {
     await waitFor(() => existsSync(slow), 'the slow call to start');
     await byId(workerId).kill();
 
-    const end = await gateway.waitFor((e) => e.id === turnId && e.msg.type === 'task_complete', 'the turn to finish', 30_000).catch((error: Error) => {
-      throw new Error(`${error.message}\n${cluster.workers.map((w) => `${w.id}: ${w.stderr}`).join('\n')}`);
-    });
+    const end = await gateway
+      .waitFor((e) => e.id === turnId && e.msg.type === 'task_complete', 'the turn to finish', 30_000)
+      .catch((error: Error) => {
+        throw new Error(`${error.message}\n${cluster.workers.map((w) => `${w.id}: ${w.stderr}`).join('\n')}`);
+      });
     expect(end.msg).toMatchObject({ last_agent_message: 'Finished elsewhere.' });
     // The turn was announced once, by the first worker; the adopting one takes it up without a second task_started.
     const lifecycle = ['task_started', 'task_complete', 'turn_aborted'];
@@ -160,10 +161,7 @@ describe('failover on NATS', { timeout: 60_000 }, () => {
     const { sessionId, workerId } = await openSession(gateway, { approval_policy: 'untrusted' });
     const marker = join(cluster.dir, 'granted.txt');
     const command = `echo ran >> ${marker}`;
-    cluster.model.enqueue(
-      { kind: 'response', items: [shell(command, 'call-first')] },
-      { kind: 'response', items: [{ type: 'message', text: 'First.' }] },
-    );
+    cluster.model.enqueue({ kind: 'response', items: [shell(command, 'call-first')] }, { kind: 'response', items: [{ type: 'message', text: 'First.' }] });
     const first = gateway.submit({ type: 'user_turn', items: [{ type: 'text', text: 'write it' }] }, sessionId);
     await gateway.waitForMsg('exec_approval_request', { session: sessionId, where: (m) => m.call_id === 'call-first' });
     gateway.submit({ type: 'exec_approval', id: 'call-first', decision: 'approved_for_session' }, sessionId);

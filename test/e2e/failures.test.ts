@@ -20,7 +20,11 @@ const ok = { kind: 'response' as const, items: [{ type: 'message' as const, text
 describe('model failures', () => {
   it('context window exceeded: one request, one error, a full token count, no retry', async () => {
     model.enqueue(
-      { kind: 'http_error', status: 400, body: { error: { code: 'context_length_exceeded', type: 'invalid_request_error', message: 'Your input exceeds the context window of this model.' } } },
+      {
+        kind: 'http_error',
+        status: 400,
+        body: { error: { code: 'context_length_exceeded', type: 'invalid_request_error', message: 'Your input exceeds the context window of this model.' } },
+      },
       ok,
     );
     const session = await server.newSession({ cwd: workspace });
@@ -71,7 +75,11 @@ describe('model failures', () => {
 
   it('quota exhausted is not retried', async () => {
     model.enqueue(
-      { kind: 'http_error', status: 429, body: { error: { code: 'insufficient_quota', type: 'insufficient_quota', message: 'You exceeded your current quota.' } } },
+      {
+        kind: 'http_error',
+        status: 429,
+        body: { error: { code: 'insufficient_quota', type: 'insufficient_quota', message: 'You exceeded your current quota.' } },
+      },
       ok,
     );
     const session = await server.newSession({ cwd: workspace });
@@ -114,7 +122,14 @@ describe('interrupt', () => {
     const marker = `${60 + Math.floor(Math.random() * 1000) / 1000}`;
     model.enqueue({
       kind: 'response',
-      items: [{ type: 'function_call', name: 'shell', call_id: 'long', arguments: { command: ['sh', '-c', `sleep ${marker} & sleep ${marker}; wait`], timeout_ms: 120000 } }],
+      items: [
+        {
+          type: 'function_call',
+          name: 'shell',
+          call_id: 'long',
+          arguments: { command: ['sh', '-c', `sleep ${marker} & sleep ${marker}; wait`], timeout_ms: 120000 },
+        },
+      ],
     });
     const session = await server.newSession({ cwd: workspace });
     const turnId = server.submit({ type: 'user_turn', items: [{ type: 'text', text: 'wait a long time' }] }, session);

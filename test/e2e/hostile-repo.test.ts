@@ -38,7 +38,11 @@ const shell = (callId: string, script: string): ScriptStep => ({
   kind: 'response',
   items: [{ type: 'function_call', name: 'shell', call_id: callId, arguments: { command: ['sh', '-c', script] } }],
 });
-const say = (text: string, match?: (r: RecordedRequest) => boolean): ScriptStep => ({ kind: 'response', items: [{ type: 'message', text }], ...(match ? { match } : {}) });
+const say = (text: string, match?: (r: RecordedRequest) => boolean): ScriptStep => ({
+  kind: 'response',
+  items: [{ type: 'message', text }],
+  ...(match ? { match } : {}),
+});
 
 describe.skipIf(!availability.ok)('a repository planted by the model', () => {
   it('runs nothing it names through the next snapshot, undo and review, and undo still works', async () => {

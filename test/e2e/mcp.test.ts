@@ -28,14 +28,17 @@ describe('MCP servers in a session', () => {
     const end = await server.turn(session, 'echo something');
     expect(end.msg).toMatchObject({ type: 'task_complete', last_agent_message: 'It echoed.' });
 
-    const tools = (model.requests[0]!.body.tools as { name: string; parameters: unknown }[]);
+    const tools = model.requests[0]!.body.tools as { name: string; parameters: unknown }[];
     expect(tools.map((t) => t.name)).toEqual(expect.arrayContaining(['shell', 'echo__echo', 'echo__fail']));
     expect(tools.find((t) => t.name === 'echo__echo')?.parameters).toMatchObject({ type: 'object', properties: { text: { type: 'string' } } });
     expect(outputFor(model.requests[1]!, 'm1')).toBe('echo: over the wire');
 
     const events = server.ofSession(session).map((e) => e.msg);
     expect(events).toContainEqual({ type: 'mcp_tool_call_begin', call_id: 'm1', server: 'echo', tool: 'echo', arguments: { text: 'over the wire' } });
-    expect(events.find((m) => m.type === 'mcp_tool_call_end')).toMatchObject({ call_id: 'm1', result: { content: [{ type: 'text', text: 'echo: over the wire' }] } });
+    expect(events.find((m) => m.type === 'mcp_tool_call_end')).toMatchObject({
+      call_id: 'm1',
+      result: { content: [{ type: 'text', text: 'echo: over the wire' }] },
+    });
     expect(events.find((m) => m.type === 'warning' && m.message.includes('"broken"'))).toBeDefined();
   });
 
@@ -48,7 +51,10 @@ describe('MCP servers in a session', () => {
     const turn = server.submit({ type: 'user_turn', items: [{ type: 'text', text: 'ask me' }] }, session);
     const request = await server.waitForMsg('elicitation_request', { session });
     expect(request.msg).toMatchObject({ server: 'echo', message: 'Which branch?' });
-    server.submit({ type: 'resolve_elicitation', server: 'echo', request_id: request.msg.request_id, decision: 'accept', content: { answer: 'main' } }, session);
+    server.submit(
+      { type: 'resolve_elicitation', server: 'echo', request_id: request.msg.request_id, decision: 'accept', content: { answer: 'main' } },
+      session,
+    );
     await server.waitForMsg('task_complete', { id: turn });
     expect(outputFor(model.requests[1]!, 'm1')).toBe('answer: main');
 
@@ -73,16 +79,27 @@ describe('MCP servers in a session', () => {
     expect(server.ofSession(session).some((e) => e.msg.type === 'mcp_tool_call_begin')).toBe(false);
   });
 
-  it('also come from TROUPE_HOME/config.json, and sub-agents get their parent\'s servers', async () => {
+  it("also come from TROUPE_HOME/config.json, and sub-agents get their parent's servers", async () => {
     await writeFile(join(server.home, 'config.json'), JSON.stringify({ mcp_servers: { echo } }));
     model.enqueue(
-      { kind: 'response', match: (r) => mentions(r, 'PARENT') && outputFor(r, 's1') === undefined, items: [{ type: 'function_call', name: 'spawn_agent', call_id: 's1', arguments: { message: 'CHILD: echo it' } }] },
-      { kind: 'response', match: (r) => mentions(r, 'CHILD') && outputFor(r, 'm1') === undefined, items: [{ type: 'function_call', name: 'echo__echo', call_id: 'm1', arguments: { text: 'from the child' } }] },
+      {
+        kind: 'response',
+        match: (r) => mentions(r, 'PARENT') && outputFor(r, 's1') === undefined,
+        items: [{ type: 'function_call', name: 'spawn_agent', call_id: 's1', arguments: { message: 'CHILD: echo it' } }],
+      },
+      {
+        kind: 'response',
+        match: (r) => mentions(r, 'CHILD') && outputFor(r, 'm1') === undefined,
+        items: [{ type: 'function_call', name: 'echo__echo', call_id: 'm1', arguments: { text: 'from the child' } }],
+      },
       { kind: 'response', match: (r) => mentions(r, 'CHILD') && outputFor(r, 'm1') !== undefined, items: [{ type: 'message', text: 'child echoed' }] },
       {
         kind: 'reply',
         match: (r) => outputFor(r, 's1') !== undefined && outputFor(r, 'w') === undefined,
-        handler: (r) => ({ kind: 'response', items: [{ type: 'function_call', name: 'wait_agent', call_id: 'w', arguments: { agent_ids: spawnedAgentIds(r) } }] }),
+        handler: (r) => ({
+          kind: 'response',
+          items: [{ type: 'function_call', name: 'wait_agent', call_id: 'w', arguments: { agent_ids: spawnedAgentIds(r) } }],
+        }),
       },
       { kind: 'response', match: (r) => outputFor(r, 'w') !== undefined, items: [{ type: 'message', text: 'done' }] },
     );

@@ -16,7 +16,6 @@ import { mentions, outputFor, spawnedAgentIds } from '../../testing/requests.js'
 
 const cluster = new NatsCluster({ name: 'nats-e2e' });
 
-
 /** Ask for a session; resolves to the worker that took it, or the error the client got. */
 async function place(gateway: AppServerProcess): Promise<{ sessionId: string; workerId: string } | { error: string }> {
   const id = gateway.submit({ type: 'new_session', config: { cwd: cluster.dir } });
@@ -126,12 +125,19 @@ describe('troupe on NATS', () => {
     const gateway = await cluster.startGateway();
     const { sessionId: parent, workerId: parentWorker } = await placeOk(gateway);
     cluster.model.enqueue(
-      { kind: 'response', match: (r) => mentions(r, 'PARENT') && outputFor(r, 's1') === undefined, items: [{ type: 'function_call', name: 'spawn_agent', call_id: 's1', arguments: { message: 'CHILD: answer from afar' } }] },
+      {
+        kind: 'response',
+        match: (r) => mentions(r, 'PARENT') && outputFor(r, 's1') === undefined,
+        items: [{ type: 'function_call', name: 'spawn_agent', call_id: 's1', arguments: { message: 'CHILD: answer from afar' } }],
+      },
       { kind: 'response', match: (r) => mentions(r, 'CHILD'), items: [{ type: 'message', text: 'hello from the other worker' }] },
       {
         kind: 'reply',
         match: (r) => outputFor(r, 's1') !== undefined && outputFor(r, 'w') === undefined,
-        handler: (r) => ({ kind: 'response', items: [{ type: 'function_call', name: 'wait_agent', call_id: 'w', arguments: { agent_ids: spawnedAgentIds(r) } }] }),
+        handler: (r) => ({
+          kind: 'response',
+          items: [{ type: 'function_call', name: 'wait_agent', call_id: 'w', arguments: { agent_ids: spawnedAgentIds(r) } }],
+        }),
       },
       { kind: 'response', match: (r) => outputFor(r, 'w') !== undefined, items: [{ type: 'message', text: 'collected' }] },
     );

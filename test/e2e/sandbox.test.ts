@@ -173,8 +173,14 @@ describe.skipIf(!availability.ok)('exec sessions', () => {
   it('a PTY round trip across turns, and no process left after shutdown', async () => {
     const marker = `sleep 1007`;
     model.enqueue(
-      { kind: 'response', items: [{ type: 'function_call', name: 'exec_command', call_id: 'start', arguments: { cmd: 'cat', tty: true, yield_time_ms: 500 } }] },
-      { kind: 'response', items: [{ type: 'function_call', name: 'exec_command', call_id: 'bg', arguments: { cmd: `${marker} & ${marker}`, yield_time_ms: 250 } }] },
+      {
+        kind: 'response',
+        items: [{ type: 'function_call', name: 'exec_command', call_id: 'start', arguments: { cmd: 'cat', tty: true, yield_time_ms: 500 } }],
+      },
+      {
+        kind: 'response',
+        items: [{ type: 'function_call', name: 'exec_command', call_id: 'bg', arguments: { cmd: `${marker} & ${marker}`, yield_time_ms: 250 } }],
+      },
       done,
     );
     const session = await server.newSession({ cwd: workspace });
@@ -184,7 +190,12 @@ describe.skipIf(!availability.ok)('exec sessions', () => {
     expect(server.ofSession(session).find((e) => e.msg.type === 'exec_command_begin')?.msg).toMatchObject({ call_id: 'start' });
 
     model.enqueue(
-      { kind: 'response', items: [{ type: 'function_call', name: 'write_stdin', call_id: 'w', arguments: { session_id: started.session_id, chars: 'marco\n', yield_time_ms: 800 } }] },
+      {
+        kind: 'response',
+        items: [
+          { type: 'function_call', name: 'write_stdin', call_id: 'w', arguments: { session_id: started.session_id, chars: 'marco\n', yield_time_ms: 800 } },
+        ],
+      },
       done,
     );
     await server.turn(session, 'talk to it');

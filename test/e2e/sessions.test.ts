@@ -55,7 +55,10 @@ describe('rollouts', () => {
     expect(await first.end()).toBe(0);
     expect(first.ofSession(session).at(-1)?.msg.type).toBe('shutdown_complete');
 
-    const lines = (await readFile(path, 'utf8')).trim().split('\n').map((l) => RolloutLine.parse(JSON.parse(l)));
+    const lines = (await readFile(path, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => RolloutLine.parse(JSON.parse(l)));
     expect(lines[0]!.type).toBe('session_meta');
     const types = new Set(lines.map((l) => l.type));
     expect(types).toEqual(new Set(['session_meta', 'response_item', 'turn_context', 'event_msg']));

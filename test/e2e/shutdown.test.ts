@@ -47,10 +47,13 @@ describe('shutdown with the broker gone', { timeout: 60_000 }, () => {
     const gateway = await cluster.startGateway();
     const sessionId = await openSession(gateway);
     // The answer comes while the broker is away: the turn ends, its last events wait.
-    cluster.model.enqueue({ kind: 'reply', handler: async () => {
-      await waitFor(() => !cluster.nats.running, 'the broker to be gone', 30_000);
-      return { kind: 'response', items: [{ type: 'message', text: 'said to nobody' }] };
-    } });
+    cluster.model.enqueue({
+      kind: 'reply',
+      handler: async () => {
+        await waitFor(() => !cluster.nats.running, 'the broker to be gone', 30_000);
+        return { kind: 'response', items: [{ type: 'message', text: 'said to nobody' }] };
+      },
+    });
     gateway.submit({ type: 'user_turn', items: [{ type: 'text', text: 'hello' }] }, sessionId);
     await waitFor(() => cluster.model.requests.length === 1, 'the model request', 30_000);
 

@@ -29,7 +29,11 @@ async function gitRepo(): Promise<void> {
   git('commit', '-q', '-m', 'first');
 }
 
-const say = (text: string, match?: (r: RecordedRequest) => boolean): ScriptStep => ({ kind: 'response', items: [{ type: 'message', text }], ...(match ? { match } : {}) });
+const say = (text: string, match?: (r: RecordedRequest) => boolean): ScriptStep => ({
+  kind: 'response',
+  items: [{ type: 'message', text }],
+  ...(match ? { match } : {}),
+});
 const isReview = (r: RecordedRequest) => r.body.instructions === REVIEW_INSTRUCTIONS;
 const isSummary = (r: RecordedRequest) => inputTexts(r).at(-1) === SUMMARY_PROMPT;
 const lastText = (r: RecordedRequest) => inputTexts(r).at(-1) ?? '';
@@ -63,7 +67,10 @@ describe('review', () => {
     expect(exited.msg.review_output).toEqual(FINDINGS);
     const done = await server.waitForMsg('task_complete', { session, id });
     expect(done.msg.last_agent_message).toContain('Off-by-one answer');
-    const types = server.ofSession(session).filter((e) => e.id === id).map((e) => e.msg.type);
+    const types = server
+      .ofSession(session)
+      .filter((e) => e.id === id)
+      .map((e) => e.msg.type);
     expect(types.indexOf('entered_review_mode')).toBeLessThan(types.indexOf('exited_review_mode'));
 
     const review = model.requests.find(isReview)!;
@@ -133,12 +140,18 @@ describe('compaction', () => {
     expect(texts).toContain('SUMMARY: we discussed the parser.');
     expect(texts).toContain('first question about the parser');
     expect(texts).not.toContain('OLD ASSISTANT ANSWER');
-    const rollout = await readFile(server.ofSession(session)[0]!.msg.type === 'session_configured' ? (server.ofSession(session)[0]!.msg as { rollout_path: string }).rollout_path : '', 'utf8');
+    const rollout = await readFile(
+      server.ofSession(session)[0]!.msg.type === 'session_configured' ? (server.ofSession(session)[0]!.msg as { rollout_path: string }).rollout_path : '',
+      'utf8',
+    );
     expect(rollout).toContain('"type":"compacted"');
   });
 
   it('survives a resume: the rollout reproduces the compacted history', async () => {
-    model.enqueue(say('OLD ANSWER', (r) => !isSummary(r)), say('THE SUMMARY', isSummary));
+    model.enqueue(
+      say('OLD ANSWER', (r) => !isSummary(r)),
+      say('THE SUMMARY', isSummary),
+    );
     const session = await server.newSession({ cwd: workspace });
     await server.turn(session, 'the original question');
     const id = server.submit({ type: 'compact' }, session);
@@ -178,7 +191,12 @@ describe('compaction', () => {
 
   it('happens by itself in the middle of a turn when the usage reaches the limit', async () => {
     model.enqueue(
-      { kind: 'response', match: (r) => !isSummary(r) && outputFor(r, 'c1') === undefined, usage: { input_tokens: 5000, output_tokens: 10 }, items: [{ type: 'function_call', name: 'shell', call_id: 'c1', arguments: { command: ['echo', 'big output'] } }] },
+      {
+        kind: 'response',
+        match: (r) => !isSummary(r) && outputFor(r, 'c1') === undefined,
+        usage: { input_tokens: 5000, output_tokens: 10 },
+        items: [{ type: 'function_call', name: 'shell', call_id: 'c1', arguments: { command: ['echo', 'big output'] } }],
+      },
       say('AUTO SUMMARY of the work', isSummary),
       say('finished after compaction', (r) => !isSummary(r) && mentions(r, 'AUTO SUMMARY')),
     );
@@ -201,7 +219,12 @@ describe('undo', () => {
       {
         kind: 'response',
         items: [
-          { type: 'function_call', name: 'apply_patch', call_id: 'p', arguments: { input: '*** Begin Patch\n*** Update File: app.js\n@@\n-export const answer = 41;\n+export const answer = 42;\n*** End Patch' } },
+          {
+            type: 'function_call',
+            name: 'apply_patch',
+            call_id: 'p',
+            arguments: { input: '*** Begin Patch\n*** Update File: app.js\n@@\n-export const answer = 41;\n+export const answer = 42;\n*** End Patch' },
+          },
           { type: 'function_call', name: 'shell', call_id: 's', arguments: { command: ['sh', '-c', 'echo made > created.txt'] } },
         ],
       },

@@ -49,7 +49,10 @@ describe('a simple turn', () => {
 
   it('runs a tool, sends its output back, and answers', async () => {
     model.enqueue(
-      { kind: 'response', items: [{ type: 'function_call', name: 'shell', call_id: 'c1', arguments: { command: ['sh', '-c', 'echo out; echo err >&2; exit 3'] } }] },
+      {
+        kind: 'response',
+        items: [{ type: 'function_call', name: 'shell', call_id: 'c1', arguments: { command: ['sh', '-c', 'echo out; echo err >&2; exit 3'] } }],
+      },
       { kind: 'response', items: [{ type: 'message', text: 'It exited with 3.' }] },
     );
     const session = await server.newSession({ cwd: workspace });
@@ -92,7 +95,11 @@ describe('token usage', () => {
     });
     server = await AppServerProcess.start({ modelUrl: model.url });
     model.enqueue(
-      { kind: 'response', items: [{ type: 'function_call', name: 'shell', call_id: 'c', arguments: { command: ['true'] } }], usage: { input_tokens: 100, output_tokens: 10 } },
+      {
+        kind: 'response',
+        items: [{ type: 'function_call', name: 'shell', call_id: 'c', arguments: { command: ['true'] } }],
+        usage: { input_tokens: 100, output_tokens: 10 },
+      },
       { kind: 'response', items: [{ type: 'message', text: 'ok' }], usage: { input_tokens: 150, output_tokens: 5, cached_input_tokens: 100 } },
     );
     const session = await server.newSession({ cwd: workspace });
@@ -121,8 +128,7 @@ describe('parallel tool calls', () => {
     const session = await server.newSession({ cwd: workspace });
     await server.turn(session, 'go');
     const events = server.ofSession(session);
-    const index = (type: string, callId: string) =>
-      events.findIndex((e) => e.msg.type === type && 'call_id' in e.msg && e.msg.call_id === callId);
+    const index = (type: string, callId: string) => events.findIndex((e) => e.msg.type === type && 'call_id' in e.msg && e.msg.call_id === callId);
     // Both started before either ended: they overlapped. The short one ended first.
     expect(index('exec_command_begin', 'second')).toBeLessThan(index('exec_command_end', 'first'));
     expect(index('exec_command_end', 'second')).toBeLessThan(index('exec_command_end', 'first'));
@@ -131,7 +137,10 @@ describe('parallel tool calls', () => {
 });
 
 describe('approvals', () => {
-  const touch = (file: string) => ({ kind: 'response' as const, items: [{ type: 'function_call' as const, name: 'shell', call_id: 'touch', arguments: { command: ['touch', file] } }] });
+  const touch = (file: string) => ({
+    kind: 'response' as const,
+    items: [{ type: 'function_call' as const, name: 'shell', call_id: 'touch', arguments: { command: ['touch', file] } }],
+  });
 
   it('approved: the command runs', async () => {
     const file = join(workspace, 'approved.txt');
@@ -196,7 +205,9 @@ describe('approvals', () => {
     model.enqueue(
       {
         kind: 'response',
-        items: [{ type: 'function_call', name: 'apply_patch', call_id: 'p1', arguments: { input: '*** Begin Patch\n*** Add File: hello.txt\n+hi\n*** End Patch' } }],
+        items: [
+          { type: 'function_call', name: 'apply_patch', call_id: 'p1', arguments: { input: '*** Begin Patch\n*** Add File: hello.txt\n+hi\n*** End Patch' } },
+        ],
       },
       { kind: 'response', items: [{ type: 'message', text: 'added' }] },
     );

@@ -159,9 +159,7 @@ export function describeBusContract(name: string, setup: () => Promise<BusContra
       await expect(bus.publish(`${pre}.a.>`, placed('s'))).rejects.toBeInstanceOf(InvalidSubjectError);
       await expect(bus.publish(`${pre}..a`, placed('s'))).rejects.toBeInstanceOf(InvalidSubjectError);
       await expect(bus.publish('', placed('s'))).rejects.toBeInstanceOf(InvalidSubjectError);
-      await expect(bus.request(`${pre}.*`, placed('s'), { timeoutMs: 1000 })).rejects.toBeInstanceOf(
-        InvalidSubjectError,
-      );
+      await expect(bus.request(`${pre}.*`, placed('s'), { timeoutMs: 1000 })).rejects.toBeInstanceOf(InvalidSubjectError);
       expect(() => bus.subscribe(`${pre}.>.a`, () => {})).toThrow(InvalidSubjectError);
       expect(() => bus.subscribe(`${pre}.a b`, () => {})).toThrow(InvalidSubjectError);
       expect(() => bus.subscribe(`${pre}.a.`, () => {})).toThrow(InvalidSubjectError);
@@ -277,12 +275,8 @@ export function describeBusContract(name: string, setup: () => Promise<BusContra
         );
         await untilLive(client, server);
       }
-      const replies = await Promise.all(
-        Array.from({ length: 30 }, (_, i) => client.request(`${pre}.place`, placed(`s${i}`), { timeoutMs: 5000 })),
-      );
-      expect(replies.map((r) => (r.kind === 'placed' ? r.session_id : ''))).toEqual(
-        Array.from({ length: 30 }, (_, i) => `s${i}`),
-      );
+      const replies = await Promise.all(Array.from({ length: 30 }, (_, i) => client.request(`${pre}.place`, placed(`s${i}`), { timeoutMs: 5000 })));
+      expect(replies.map((r) => (r.kind === 'placed' ? r.session_id : ''))).toEqual(Array.from({ length: 30 }, (_, i) => `s${i}`));
       expect(handled).toHaveLength(30);
     });
 
@@ -317,9 +311,7 @@ export function describeBusContract(name: string, setup: () => Promise<BusContra
       const error = await pub.publish(`${pre}.v`, bad).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(InvalidBusMessageError);
       expect((error as Error).message).toContain('worker_id');
-      await expect(pub.publish(`${pre}.v`, { kind: 'nonsense' } as unknown as BusMessage)).rejects.toBeInstanceOf(
-        InvalidBusMessageError,
-      );
+      await expect(pub.publish(`${pre}.v`, { kind: 'nonsense' } as unknown as BusMessage)).rejects.toBeInstanceOf(InvalidBusMessageError);
       await expect(pub.request(`${pre}.v`, bad, { timeoutMs: 1000 })).rejects.toBeInstanceOf(InvalidBusMessageError);
 
       // A responder cannot answer with an invalid message either.
@@ -432,9 +424,7 @@ export function describeBusContract(name: string, setup: () => Promise<BusContra
       await client.close();
       expect(await pending).toBeInstanceOf(BusClosedError);
       await expect(client.publish(`${pre}.slow`, placed('late'))).rejects.toBeInstanceOf(BusClosedError);
-      await expect(client.request(`${pre}.slow`, placed('late'), { timeoutMs: 1000 })).rejects.toBeInstanceOf(
-        BusClosedError,
-      );
+      await expect(client.request(`${pre}.slow`, placed('late'), { timeoutMs: 1000 })).rejects.toBeInstanceOf(BusClosedError);
       expect(() => client.subscribe(`${pre}.slow`, () => {})).toThrow(BusClosedError);
       await client.close();
 

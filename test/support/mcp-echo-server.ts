@@ -44,10 +44,17 @@ function buildServer(): McpServer {
     });
     return text(`waited ${ms} ms`);
   });
-  server.registerTool('huge', { description: 'A text result of `bytes` bytes.', inputSchema: { bytes: z.number() } }, async ({ bytes }) => text('x'.repeat(bytes)));
+  server.registerTool('huge', { description: 'A text result of `bytes` bytes.', inputSchema: { bytes: z.number() } }, async ({ bytes }) =>
+    text('x'.repeat(bytes)),
+  );
   server.registerTool('pid', { description: 'The process id of this server.' }, async () => text(String(process.pid)));
-  server.registerTool('env', { description: 'This server\'s environment, one NAME=value a line.' }, async () =>
-    text(Object.entries(process.env).map(([name, value]) => `${name}=${value ?? ''}`).sort().join('\n')),
+  server.registerTool('env', { description: "This server's environment, one NAME=value a line." }, async () =>
+    text(
+      Object.entries(process.env)
+        .map(([name, value]) => `${name}=${value ?? ''}`)
+        .sort()
+        .join('\n'),
+    ),
   );
   server.registerTool('ask', { description: 'Ask the user a question.', inputSchema: { question: z.string() } }, async ({ question }) => {
     const answer = await server.server.elicitInput({

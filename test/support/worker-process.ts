@@ -35,7 +35,19 @@ export class WorkerProcess {
   /** Start a worker and wait until its ready file says it takes sessions. */
   static async start(options: WorkerProcessOptions): Promise<WorkerProcess> {
     const readyFile = join(options.dir, `${options.id}.ready`);
-    const args = ['worker', '--nats', options.natsUrl, '--namespace', options.namespace, '--worker-id', options.id, '--capacity', String(options.capacity), '--ready-file', readyFile];
+    const args = [
+      'worker',
+      '--nats',
+      options.natsUrl,
+      '--namespace',
+      options.namespace,
+      '--worker-id',
+      options.id,
+      '--capacity',
+      String(options.capacity),
+      '--ready-file',
+      readyFile,
+    ];
     const child = spawn(process.execPath, ['--conditions=development', troupeBin(), ...args], {
       env: {
         ...process.env,

@@ -1,10 +1,4 @@
-export {
-  buildCompactedHistory,
-  DEFAULT_USER_MESSAGE_TOKEN_BUDGET,
-  keepTurnItems,
-  lastAssistantText,
-  type CompactedHistoryInput,
-} from './history.js';
+export { buildCompactedHistory, DEFAULT_USER_MESSAGE_TOKEN_BUDGET, keepTurnItems, lastAssistantText, type CompactedHistoryInput } from './history.js';
 export { SUMMARY_PROMPT, summaryBridgeMessage } from './prompt.js';
 export { approxTokens, truncateMiddleToTokens } from './tokens.js';
 export { approxItemsTokens, trimForSummarization, type TrimResult } from './trim.js';

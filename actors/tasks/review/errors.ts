@@ -1,10 +1,4 @@
-export type ReviewTargetErrorCode =
-  | 'not_a_git_repo'
-  | 'no_commits'
-  | 'unknown_branch'
-  | 'no_merge_base'
-  | 'unknown_commit'
-  | 'git_failed';
+export type ReviewTargetErrorCode = 'not_a_git_repo' | 'no_commits' | 'unknown_branch' | 'no_merge_base' | 'unknown_commit' | 'git_failed';
 
 /**
  * A review target that cannot be turned into something to review. The message is meant for the

@@ -83,9 +83,7 @@ function salvage(value: unknown): ReviewOutput | null {
   if (!isObject(value)) return null;
   const known = ['findings', 'overall_correctness', 'overall_explanation', 'overall_confidence_score'];
   if (!known.some((key) => key in value)) return null;
-  const findings = Array.isArray(value.findings)
-    ? value.findings.map(salvageFinding).filter((finding): finding is ReviewFinding => finding !== null)
-    : [];
+  const findings = Array.isArray(value.findings) ? value.findings.map(salvageFinding).filter((finding): finding is ReviewFinding => finding !== null) : [];
   const correctness = ReviewOutput.shape.overall_correctness.safeParse(value.overall_correctness);
   return {
     findings,

@@ -42,11 +42,7 @@ const DIFF_FLAGS = ['--no-color', '--no-ext-diff', '--no-textconv'];
  * host, so the reviewer (read-only, in a child session) starts from the exact diff; it can
  * still run git itself to look around. Unresolvable targets throw ReviewTargetError.
  */
-export async function resolveReviewTarget(
-  cwd: string,
-  target: ReviewTarget,
-  options: ResolveReviewOptions = {},
-): Promise<ResolvedReviewTarget> {
+export async function resolveReviewTarget(cwd: string, target: ReviewTarget, options: ResolveReviewOptions = {}): Promise<ResolvedReviewTarget> {
   if (target.type === 'custom') {
     const instructions = target.instructions.trim();
     return { prompt_context: instructions, user_facing_hint: shortHint(instructions), empty: false, truncated: false };

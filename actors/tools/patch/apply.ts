@@ -37,11 +37,7 @@ export interface PreparedPatch extends PatchResult {
   commit(options?: { signal?: AbortSignal | undefined }): Promise<PatchResult>;
 }
 
-export async function applyPatch(
-  patchText: string,
-  cwd: string,
-  options?: { signal?: AbortSignal | undefined },
-): Promise<PatchResult> {
+export async function applyPatch(patchText: string, cwd: string, options?: { signal?: AbortSignal | undefined }): Promise<PatchResult> {
   const prepared = await preparePatch(patchText, cwd);
   return prepared.commit(options);
 }
@@ -175,11 +171,7 @@ class PendingFiles {
       await this.#rollback(written, createdDirs);
       const file = written[written.length - 1];
       const name = file === undefined ? 'a file' : (this.#names.get(file) ?? file);
-      throw new PatchApplyError(
-        `writing ${name} failed (${(error as Error).message}); the files already written were restored`,
-        name,
-        { cause: error },
-      );
+      throw new PatchApplyError(`writing ${name} failed (${(error as Error).message}); the files already written were restored`, name, { cause: error });
     }
     return result;
   }
@@ -297,7 +289,9 @@ export function applyHunks(content: string, hunks: readonly Hunk[], name: string
       const where = [
         hunk.anchors.length > 0 ? `after ${hunk.anchors.map((a) => JSON.stringify(a)).join(', ')}` : '',
         hunk.atEndOfFile ? 'at the end of the file' : '',
-      ].filter(Boolean).join(' ');
+      ]
+        .filter(Boolean)
+        .join(' ');
       throw new PatchApplyError(
         `failed to apply hunk ${n + 1} (patch line ${hunk.patchLine}) to ${name}: these lines were not found${where ? ` ${where}` : ''}:\n${expected.join('\n')}`,
         name,

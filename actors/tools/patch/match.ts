@@ -20,12 +20,7 @@ function asciiPunctuation(line: string): string {
   return out.trim();
 }
 
-const LEVELS: readonly Normalize[] = [
-  (l) => l,
-  (l) => l.trimEnd(),
-  (l) => l.trim(),
-  asciiPunctuation,
-];
+const LEVELS: readonly Normalize[] = [(l) => l, (l) => l.trimEnd(), (l) => l.trim(), asciiPunctuation];
 
 /**
  * Index of the first occurrence of `pattern` in `lines` at or after `from`, or -1. With
@@ -49,13 +44,7 @@ export function findLines(lines: readonly string[], pattern: readonly string[], 
   return -1;
 }
 
-function matchesAt(
-  lines: readonly string[],
-  pattern: readonly string[],
-  at: number,
-  normalize: Normalize,
-  patternNormalized = false,
-): boolean {
+function matchesAt(lines: readonly string[], pattern: readonly string[], at: number, normalize: Normalize, patternNormalized = false): boolean {
   for (let k = 0; k < pattern.length; k++) {
     const line = lines[at + k];
     const want = pattern[k];

@@ -1,13 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { statSync } from 'node:fs';
 import { text } from 'node:stream/consumers';
 import { createInterface } from 'node:readline/promises';
-import { isAbsolute, resolve } from 'node:path';
-import { AskForApproval, SandboxMode, type Event, type ReviewDecision, type ReviewTarget, type SessionConfig, type SessionOp } from '../../protocol/index.js';
+import type { Event, ReviewDecision, ReviewTarget, SessionConfig, SessionOp } from '../../protocol/index.js';
 import { NATS_FLAGS } from '../nats/settings.js';
 import { gatewayBusOptions } from './gateway-options.js';
 import { createRuntime, SessionError, type Runtime, type RuntimeOptions, type Session } from '../runtime.js';
-import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
+import { configFromFlags, MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
 import { TranscriptRenderer } from './render.js';
 import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
 
@@ -160,33 +158,6 @@ type TurnFlagValues = ReturnType<typeof parseArgs<{ args: string[]; allowPositio
 
 function parseTurnFlags<E extends Record<string, { type: 'string' | 'boolean'; default?: boolean }>>(argv: readonly string[], extra: E) {
   return parseArgs({ args: [...argv], allowPositionals: true, strict: true, options: { ...TURN_FLAGS, ...extra } });
-}
-
-/**
- * The session settings the flags name: only those given, so that a resumed session keeps the
- * rest of what it was created with. `-C` must be a directory here, unless the session runs on
- * a worker (--nats), whose disk this machine cannot see.
- */
-function configFromFlags(values: TurnFlagValues): SessionConfig {
-  const config: { -readonly [K in keyof SessionConfig]: SessionConfig[K] } = {};
-  if (values['approval-policy'] !== undefined) {
-    const policy = AskForApproval.safeParse(values['approval-policy']);
-    if (!policy.success) throw new UsageError(`--approval-policy must be one of ${AskForApproval.options.join(', ')}`);
-    config.approval_policy = policy.data;
-  }
-  if (values.sandbox !== undefined) {
-    const sandbox = SandboxMode.safeParse(values.sandbox);
-    if (!sandbox.success) throw new UsageError(`--sandbox must be one of ${SandboxMode.options.join(', ')}`);
-    config.sandbox_policy = sandbox.data;
-  }
-  if (values.cd !== undefined) {
-    const cwd = isAbsolute(values.cd) ? values.cd : resolve(values.cd);
-    const onNats = (values.nats ?? process.env.TROUPE_NATS_URL ?? '').trim() !== '';
-    if (!onNats && statSync(cwd, { throwIfNoEntry: false })?.isDirectory() !== true) throw new UsageError(`-C ${values.cd}: not a directory`);
-    config.cwd = cwd;
-  }
-  if (values.model !== undefined) config.model = values.model;
-  return config;
 }
 
 /**

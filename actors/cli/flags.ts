@@ -1,4 +1,7 @@
+import { statSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { AskForApproval, SandboxMode, type SessionConfig } from '../../protocol/index.js';
 
 /** Raised for bad command-line input: printed without a stack trace, exit code 2. */
 export class UsageError extends Error {
@@ -14,6 +17,42 @@ export const MODEL_FLAGS = {
 export function wireApiFlag(value: string | undefined): 'responses' | 'chat' | undefined {
   if (value === undefined || value === 'responses' || value === 'chat') return value;
   throw new UsageError(`--wire-api must be "responses" or "chat", got "${value}"`);
+}
+
+/** The flags that name session settings, as parsed (all optional). */
+export interface SessionFlagValues {
+  readonly 'approval-policy'?: string | undefined;
+  readonly sandbox?: string | undefined;
+  readonly cd?: string | undefined;
+  readonly model?: string | undefined;
+  readonly nats?: string | undefined;
+}
+
+/**
+ * The session settings the flags name: only those given, so that a resumed session keeps the
+ * rest of what it was created with. `-C` must be a directory here, unless the session runs on
+ * a worker (--nats), whose disk this machine cannot see.
+ */
+export function configFromFlags(values: SessionFlagValues): SessionConfig {
+  const config: { -readonly [K in keyof SessionConfig]: SessionConfig[K] } = {};
+  if (values['approval-policy'] !== undefined) {
+    const policy = AskForApproval.safeParse(values['approval-policy']);
+    if (!policy.success) throw new UsageError(`--approval-policy must be one of ${AskForApproval.options.join(', ')}`);
+    config.approval_policy = policy.data;
+  }
+  if (values.sandbox !== undefined) {
+    const sandbox = SandboxMode.safeParse(values.sandbox);
+    if (!sandbox.success) throw new UsageError(`--sandbox must be one of ${SandboxMode.options.join(', ')}`);
+    config.sandbox_policy = sandbox.data;
+  }
+  if (values.cd !== undefined) {
+    const cwd = isAbsolute(values.cd) ? values.cd : resolve(values.cd);
+    const onNats = (values.nats ?? process.env.TROUPE_NATS_URL ?? '').trim() !== '';
+    if (!onNats && statSync(cwd, { throwIfNoEntry: false })?.isDirectory() !== true) throw new UsageError(`-C ${values.cd}: not a directory`);
+    config.cwd = cwd;
+  }
+  if (values.model !== undefined) config.model = values.model;
+  return config;
 }
 
 export { parseArgs };

@@ -1,12 +1,12 @@
-import { readFileSync, statSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
-import { AskForApproval, SandboxMode, type SessionConfig } from '../../protocol/index.js';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { SessionConfig } from '../../protocol/index.js';
 import { cancelJob, findJob, JobLookupError, listJobs, overview, type JobOverview } from '../jobs/admin.js';
 import { JobInputError } from '../jobs/input.js';
 import { runJob } from '../jobs/library.js';
 import { troupeHome } from '../rollout/index.js';
 import { createRuntime, SessionError, type RuntimeOptions } from '../runtime.js';
-import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
+import { configFromFlags, MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
 import { TranscriptRenderer } from './render.js';
 import { closeRuntime, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
 
@@ -61,20 +61,8 @@ async function jobsRun(argv: readonly string[], runtimeOptions: RuntimeOptions):
   });
   if (values.csv === undefined) throw new UsageError('jobs run needs --csv FILE (a CSV with a header row, or a .jsonl file)');
   if (values.instruction === undefined) throw new UsageError('jobs run needs --instruction TEXT');
-  const cwd = values.cd === undefined ? process.cwd() : isAbsolute(values.cd) ? values.cd : resolve(values.cd);
-  if (statSync(cwd, { throwIfNoEntry: false })?.isDirectory() !== true) throw new UsageError(`-C ${values.cd}: not a directory`);
-  const config: { -readonly [K in keyof SessionConfig]: SessionConfig[K] } = { cwd };
-  if (values['approval-policy'] !== undefined) {
-    const policy = AskForApproval.safeParse(values['approval-policy']);
-    if (!policy.success) throw new UsageError(`--approval-policy must be one of ${AskForApproval.options.join(', ')}`);
-    config.approval_policy = policy.data;
-  }
-  if (values.sandbox !== undefined) {
-    const sandbox = SandboxMode.safeParse(values.sandbox);
-    if (!sandbox.success) throw new UsageError(`--sandbox must be one of ${SandboxMode.options.join(', ')}`);
-    config.sandbox_policy = sandbox.data;
-  }
-  if (values.model !== undefined) config.model = values.model;
+  const config: SessionConfig = { cwd: process.cwd(), ...configFromFlags(values) };
+  const cwd = config.cwd ?? process.cwd();
   let outputSchema: Record<string, unknown> | undefined;
   if (values['output-schema'] !== undefined) {
     let parsed: unknown;

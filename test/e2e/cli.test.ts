@@ -1,4 +1,4 @@
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { REVIEW_INSTRUCTIONS } from '../../actors/tasks/index.js';
 import { Event, SessionSummary } from '../../protocol/index.js';
 import { troupeBin } from '../support/app-server-process.js';
+import { initRepo } from '../support/git-repo.js';
 import { useScratch } from '../support/e2e.js';
 
 const run = promisify(execFile);
@@ -141,7 +142,6 @@ describe('troupe exec: the prompt and the provider', () => {
 
 describe('troupe sessions, resume and review', () => {
   const say = (text: string) => ({ kind: 'response' as const, items: [{ type: 'message' as const, text }] });
-  const git = (...args: string[]) => execFileSync('git', args, { cwd: scratch.workspace, encoding: 'utf8' });
 
   it('lists sessions newest first, and resume takes one up by id or with --last', async () => {
     const other = await mkdtemp(join(tmpdir(), 'troupe-other-'));
@@ -197,10 +197,7 @@ describe('troupe sessions, resume and review', () => {
   });
 
   it('review reviews the uncommitted changes in a review thread and prints the findings', async () => {
-    git('init', '-q', '-b', 'main');
-    await writeFile(join(scratch.workspace, 'app.js'), 'export const answer = 41;\n');
-    git('add', '.');
-    git('commit', '-q', '-m', 'first');
+    await initRepo(scratch.workspace, { 'app.js': 'export const answer = 41;\n' });
     await writeFile(join(scratch.workspace, 'app.js'), 'export const answer = 43;\n');
     const findings = {
       findings: [

@@ -1,11 +1,9 @@
-import { execFileSync } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Event } from '../../protocol/index.js';
 import { REVIEW_INSTRUCTIONS, SUMMARY_PROMPT } from '../../actors/tasks/index.js';
 import type { AppServerProcess } from '../support/app-server-process.js';
 import { finishE2E, startE2E } from '../support/e2e.js';
+import { initRepo } from '../support/git-repo.js';
 import type { FakeModelServer, RecordedRequest, ScriptStep } from '../../testing/index.js';
 import { inputTexts } from '../../testing/requests.js';
 import { waitFor } from '../support/wait.js';
@@ -36,15 +34,7 @@ const say = (text: string, match?: (r: RecordedRequest) => boolean): ScriptStep 
   ...(match ? { match } : {}),
 });
 
-async function gitRepo(): Promise<void> {
-  const git = (...args: string[]) => execFileSync('git', args, { cwd: workspace, encoding: 'utf8' });
-  git('init', '-q', '-b', 'main');
-  git('config', 'user.email', 'test@example.com');
-  git('config', 'user.name', 'Test');
-  await writeFile(join(workspace, 'app.js'), 'export const answer = 41;\n');
-  git('add', '.');
-  git('commit', '-q', '-m', 'first');
-}
+const gitRepo = () => initRepo(workspace, { 'app.js': 'export const answer = 41;\n' });
 
 /**
  * The lifecycle events of task `id`, once the session has shut down: every event the session

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { REVIEW_INSTRUCTIONS, SUMMARY_PROMPT } from '../../actors/tasks/index.js';
 import { AppServerProcess } from '../support/app-server-process.js';
 import { finishE2E, startE2E } from '../support/e2e.js';
+import { initRepo } from '../support/git-repo.js';
 import type { FakeModelServer, RecordedRequest, ScriptStep } from '../../testing/index.js';
 import { inputTexts, mentions, outputFor } from '../../testing/requests.js';
 
@@ -20,14 +21,7 @@ beforeEach(async () => {
 afterEach(() => finishE2E({ model, server, workspace }));
 
 const git = (...args: string[]) => execFileSync('git', args, { cwd: workspace, encoding: 'utf8' });
-async function gitRepo(): Promise<void> {
-  git('init', '-q', '-b', 'main');
-  git('config', 'user.email', 'test@example.com');
-  git('config', 'user.name', 'Test');
-  await writeFile(join(workspace, 'app.js'), 'export const answer = 41;\n');
-  git('add', '.');
-  git('commit', '-q', '-m', 'first');
-}
+const gitRepo = () => initRepo(workspace, { 'app.js': 'export const answer = 41;\n' });
 
 const say = (text: string, match?: (r: RecordedRequest) => boolean): ScriptStep => ({
   kind: 'response',

@@ -20,14 +20,26 @@ export function useScratchRepos(prefix: string): { tempDir(): Promise<string>; n
   };
   const newRepo = async () => {
     const dir = await tempDir();
-    const git = (...args: string[]) => execa('git', args, { cwd: dir, env: { GIT_OPTIONAL_LOCKS: '0' } });
-    await git('init', '-q', '-b', 'main');
-    await git('config', 'user.name', 'Test User');
-    await git('config', 'user.email', 'test@example.com');
-    await git('config', 'commit.gpgsign', 'false');
+    await initRepo(dir);
     return dir;
   };
   return { tempDir, newRepo };
+}
+
+/**
+ * Make `dir` a git repository with a local identity, no signing and `main` as its branch; with
+ * `files`, they are written and committed as a first commit.
+ */
+export async function initRepo(dir: string, files?: Record<string, string>): Promise<void> {
+  const git = (...args: string[]) => execa('git', args, { cwd: dir, env: { GIT_OPTIONAL_LOCKS: '0' } });
+  await git('init', '-q', '-b', 'main');
+  await git('config', 'user.name', 'Test User');
+  await git('config', 'user.email', 'test@example.com');
+  await git('config', 'commit.gpgsign', 'false');
+  if (files === undefined) return;
+  for (const [path, content] of Object.entries(files)) await writeAt(dir, path, content);
+  await git('add', '.');
+  await git('commit', '-q', '-m', 'first');
 }
 
 /** Write `content` at `path` under `root`, creating folders as needed. */

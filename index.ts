@@ -2,7 +2,29 @@
  * troupe: an actor-model runtime for coding agents. The library surface: start a runtime in
  * this process, open sessions, submit ops, read events. The wire types are in `troupe/protocol`.
  */
-export { createRuntime, DEFAULT_MODEL, Runtime, runtimeOptionsFromEnv, SessionError, type RuntimeOptions, type Session } from './actors/runtime.js';
+export {
+  createRuntime,
+  DEFAULT_MODEL,
+  Runtime,
+  runtimeOptionsFromEnv,
+  SessionError,
+  type OneShotRun,
+  type OpenOptions,
+  type OutputOf,
+  type RuntimeOptions,
+  type Session,
+} from './actors/runtime.js';
+export { OutputValidationError, RunError, type RunApprovalRequest, type RunItem, type RunOptions, type RunResult } from './actors/run.js';
+export {
+  tool,
+  ToolDefinitionError,
+  type JsonValue,
+  type NeedsApproval,
+  type Tool,
+  type ToolDefinition,
+  type ToolParameters,
+  type ToolRunContext,
+} from './actors/tools/user-tool.js';
 export { createModelClient, ModelError, type ModelClient, type ModelClientOptions, type ModelStreamEvent, type Prompt } from './actors/model/index.js';
 export { coreTools, defineTool, ToolRegistry, type ToolContext, type ToolHandler } from './actors/tools/index.js';
 export type { Bus } from './actors/bus/bus.js';

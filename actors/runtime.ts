@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { ErrorCode, Event, EventMsg, EventOf, Op, SessionConfig, SessionOp, SessionSummary } from '../protocol/index.js';
+import type { z } from 'zod';
+import type { ErrorCode, Event, EventMsg, EventOf, Op, SessionConfig, SessionOp, SessionSummary, UserInput } from '../protocol/index.js';
 import { AsyncQueue } from './async-queue.js';
 import { FlowGate, type FlowSignal } from './flow/flow-gate.js';
 import type { Bus } from './bus/bus.js';
@@ -12,6 +13,9 @@ import { createModelClient } from './model/index.js';
 import type { ModelClient } from './model/types.js';
 import { troupeHome } from './rollout/index.js';
 import { sessionTools } from './host/session-tools.js';
+import { LIBRARY_SET_PREFIX, ToolSets } from './host/tool-sets.js';
+import type { Tool } from './tools/user-tool.js';
+import { runTurn, type RunOptions, type RunResult } from './run.js';
 
 /** The model used when neither the config nor TROUPE_MODEL names one. */
 export const DEFAULT_MODEL = 'gpt-5-codex';
@@ -51,6 +55,17 @@ export interface RuntimeOptions {
    * `gatewayBusOptions` returns it with the bus; without it the gateway uses the bus alone.
    */
   readonly gatewayDurability?: (() => Promise<GatewayDurability>) | undefined;
+  /**
+   * Tools of yours (`tool()`) that every session of this runtime gets, beside the built-ins.
+   * In-process only: on NATS, tools are loaded where sessions run (`troupe worker --tools`).
+   */
+  readonly tools?: readonly Tool[] | undefined;
+}
+
+/** What a library session is opened with besides its config. */
+export interface OpenOptions {
+  /** Tools of this session and its sub-agents only (in-process runtimes). */
+  readonly tools?: readonly Tool[] | undefined;
 }
 
 /** Options from the environment (PROTOCOL.md §2), overridden by what the caller sets. */
@@ -102,8 +117,25 @@ export interface Session {
    * Every call reads the same stream: an event is delivered to one reader.
    */
   events(): AsyncIterableIterator<Event>;
+  /**
+   * Run one turn and resolve when it ends, to its final message, its items, its token usage
+   * and, with `options.output`, the model's answer parsed and validated by that schema.
+   * Rejects with a RunError when the turn fails or is aborted, and with an
+   * OutputValidationError when the answer does not match the schema after one repair request.
+   */
+  run<S extends z.ZodType | undefined = undefined>(input: string | readonly UserInput[], options?: RunOptions<S>): Promise<RunResult<OutputOf<S>>>;
   /** Shut the session down and wait for `shutdown_complete`. */
   shutdown(): Promise<void>;
+}
+
+/** The type of a run's `output`: what the schema parses to, or undefined without one. */
+export type OutputOf<S> = S extends z.ZodType ? z.output<S> : undefined;
+
+/** A one-shot run (`Runtime.run`): the session's config, its tools, and the run's options. */
+export interface OneShotRun<S extends z.ZodType | undefined = undefined> extends SessionConfig, RunOptions<S> {
+  readonly prompt: string | readonly UserInput[];
+  /** Tools of this run's session and its sub-agents. */
+  readonly tools?: readonly Tool[] | undefined;
 }
 
 /**
@@ -126,9 +158,14 @@ export class Runtime {
   readonly #sessionQueues = new Map<string, AsyncQueue<Event>>();
   /** Submission ids of `newSession` calls whose session is not configured yet. */
   readonly #pendingSessions = new Set<string>();
+  /** Tool sets loaded for one library session, dropped when it shuts down. */
+  readonly #sessionToolSets = new Map<string, string>();
 
   constructor(options: RuntimeOptions = {}) {
     const namespace = options.namespace ?? DEFAULT_NAMESPACE;
+    if (options.bus && options.tools?.length) {
+      throw new Error('tools run where the sessions run: on NATS, load them into the workers (troupe worker --tools FILE) and name their set in tool_sets');
+    }
     if (options.bus) {
       this.bus = options.bus;
       this.host = null;
@@ -158,17 +195,25 @@ export class Runtime {
     return this.gateway.submitRaw(submission);
   }
 
-  /** Start a session and wait until it is configured; rejects with the error troupe reported. */
-  newSession(config: SessionConfig = {}): Promise<Session> {
-    return this.#open({ type: 'new_session', config });
+  /**
+   * Start a session and wait until it is configured; rejects with the error troupe reported.
+   * `options.tools` are offered to this session and its sub-agents only.
+   */
+  newSession(config: SessionConfig = {}, options: OpenOptions = {}): Promise<Session> {
+    return this.#open({ type: 'new_session', config }, options.tools);
   }
 
   /**
    * Take a session up again from its rollout (by id, or by the rollout's path), with `config`
-   * merged over the one it was created with; rejects with the error troupe reported.
+   * merged over the one it was created with; rejects with the error troupe reported. A
+   * session that had tools of its own needs them again in `options.tools`.
    */
-  resumeSession(target: { readonly session_id: string } | { readonly rollout_path: string }, config?: SessionConfig): Promise<Session> {
-    return this.#open({ type: 'resume_session', ...target, ...(config ? { config } : {}) });
+  resumeSession(
+    target: { readonly session_id: string } | { readonly rollout_path: string },
+    config?: SessionConfig,
+    options: OpenOptions = {},
+  ): Promise<Session> {
+    return this.#open({ type: 'resume_session', ...target, ...(config ? { config } : {}) }, options.tools);
   }
 
   /** The sessions whose rollouts the hosts can see, newest first. */
@@ -179,6 +224,17 @@ export class Runtime {
     const msg = (await outcome).msg;
     if (msg.type !== 'session_list') throw new SessionError(msg.type === 'error' ? msg.message : 'no session list', msg.type === 'error' ? msg.code : null);
     return msg.sessions;
+  }
+
+  /** Open a session, run one turn in it (see Session.run), and shut it down whatever happened. */
+  async run<S extends z.ZodType | undefined = undefined>(request: OneShotRun<S>): Promise<RunResult<OutputOf<S>>> {
+    const { prompt, tools, output, signal, onApproval, ...config } = request;
+    const session = await this.newSession(config, { tools });
+    try {
+      return await session.run(prompt, { output, signal, onApproval });
+    } finally {
+      await session.shutdown();
+    }
   }
 
   /** The first event answering submission `id` with one of `types`. */
@@ -192,17 +248,30 @@ export class Runtime {
     });
   }
 
-  async #open(op: Extract<Op, { type: 'new_session' | 'resume_session' }>): Promise<Session> {
+  async #open(op: Extract<Op, { type: 'new_session' | 'resume_session' }>, tools: readonly Tool[] | undefined): Promise<Session> {
     const id = `${op.type === 'new_session' ? 'new' : 'resume'}-${randomUUID()}`;
+    const toolSet = tools?.length ? this.#loadSessionTools(tools) : null;
+    if (toolSet !== null) op = { ...op, config: { ...op.config, tool_sets: [...(op.config?.tool_sets ?? []).filter(isNotLibrarySet), toolSet] } };
     this.#pendingSessions.add(id);
     const outcome = this.#answerTo(id, ['session_configured', 'error']);
     await this.gateway.submit({ id, op });
     const event = await outcome;
     this.#pendingSessions.delete(id);
     if (event.msg.type !== 'session_configured') {
+      if (toolSet !== null) this.host?.toolSets.remove(toolSet);
       throw new SessionError(event.msg.type === 'error' ? event.msg.message : 'no session', event.msg.type === 'error' ? event.msg.code : null);
     }
+    if (toolSet !== null) this.#sessionToolSets.set(event.msg.session_id, toolSet);
     return this.#session(event.msg);
+  }
+
+  /** Load a library session's own tools as a tool set of this runtime's host; its name. */
+  #loadSessionTools(tools: readonly Tool[]): string {
+    if (!this.host)
+      throw new Error('tools run where the sessions run: on NATS, load them into the workers (troupe worker --tools FILE) and name their set in tool_sets');
+    const name = `${LIBRARY_SET_PREFIX}${randomUUID()}`;
+    this.host.toolSets.add(name, tools);
+    return name;
   }
 
   /** Shut down every session (rollouts flushed), then stop. */
@@ -219,12 +288,23 @@ export class Runtime {
     const queue = this.#sessionQueues.get(sessionId);
     if (!queue) throw new Error(`no event stream for session ${sessionId}`);
     const gateway = this.gateway;
+    const submit = async (op: SessionOp, id: string = randomUUID()): Promise<string> => {
+      await gateway.submit({ id, session_id: sessionId, op });
+      return id;
+    };
+    let running = false;
     return {
       id: sessionId,
       configured,
-      async submit(op: SessionOp, id: string = randomUUID()): Promise<string> {
-        await gateway.submit({ id, session_id: sessionId, op });
-        return id;
+      submit,
+      run: async <S extends z.ZodType | undefined = undefined>(input: string | readonly UserInput[], options: RunOptions<S> = {}) => {
+        if (running) throw new Error(`session ${sessionId} is already running a turn for run(); wait for it to end`);
+        running = true;
+        try {
+          return await runTurn<S>({ sessionId, onEvent: (listener) => this.onEvent(listener), submit }, input, options);
+        } finally {
+          running = false;
+        }
       },
       // Leaving a for-await loop early must not end the stream for the next reader.
       events: () => ({
@@ -259,10 +339,17 @@ export class Runtime {
         queue.end();
         this.#sessionQueues.delete(event.session_id);
       }
+      const toolSet = event.msg.type === 'shutdown_complete' ? this.#sessionToolSets.get(event.session_id) : undefined;
+      if (toolSet !== undefined) {
+        this.host?.toolSets.remove(toolSet);
+        this.#sessionToolSets.delete(event.session_id);
+      }
     }
     for (const listener of [...this.#listeners]) listener(event);
   }
 }
+
+const isNotLibrarySet = (name: string): boolean => !name.startsWith(LIBRARY_SET_PREFIX);
 
 /** Where a host sits: its namespace, the id it reports, how many sessions it takes. */
 export interface HostPlacement {
@@ -294,7 +381,7 @@ export function createHost(bus: Bus, options: RuntimeOptions, placement: HostPla
     workerId: placement.workerId ?? 'local',
     home: options.home ?? troupeHome(),
     model,
-    tools: sessionTools(),
+    tools: new ToolSets(sessionTools(), options.tools),
     defaults: { model: options.model ?? DEFAULT_MODEL, cwd: options.cwd ?? process.cwd() },
     retryBaseMs: options.retryBaseMs ?? 200,
     ...(placement.capacity !== undefined ? { capacity: placement.capacity } : {}),

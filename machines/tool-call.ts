@@ -47,6 +47,16 @@ function approvalRequestEvent(ctx: ToolCallContext, request: ApprovalRequest): E
       ...(request.reason !== undefined ? { reason: request.reason } : {}),
     };
   }
+  if (request.type === 'tool') {
+    return {
+      type: 'tool_approval_request',
+      call_id: ctx.callId,
+      turn_id: ctx.turnId,
+      tool: request.tool,
+      arguments: request.arguments,
+      ...(request.reason !== undefined ? { reason: request.reason } : {}),
+    };
+  }
   return {
     type: 'apply_patch_approval_request',
     call_id: ctx.callId,

@@ -3,7 +3,9 @@ import type { FileChange } from '../protocol/index.js';
 /** What the user is asked to approve. */
 export type ApprovalRequest =
   | { readonly type: 'exec'; readonly command: readonly string[]; readonly cwd: string; readonly reason?: string | undefined }
-  | { readonly type: 'patch'; readonly changes: Record<string, FileChange>; readonly reason?: string | undefined };
+  | { readonly type: 'patch'; readonly changes: Record<string, FileChange>; readonly reason?: string | undefined }
+  /** A tool that runs no command and changes no file as a patch (a user-defined tool): its name and arguments. */
+  | { readonly type: 'tool'; readonly tool: string; readonly arguments: unknown; readonly reason?: string | undefined };
 
 /**
  * The plan for one call, decided before anything runs (DESIGN.md: plan, then execute).

@@ -1,4 +1,5 @@
 import type {
+  AgentRole,
   AskForApproval,
   ReasoningEffort,
   SandboxPolicy,
@@ -26,6 +27,12 @@ export interface SessionSettings {
    * else the default. Absent (contexts built by hand): the default policy.
    */
   readonly shell_environment_policy?: ResolvedShellEnvironmentPolicy | undefined;
+  /** The tool sets the session's tools come from; its sub-agents need them too. */
+  readonly tool_sets?: readonly string[] | undefined;
+  /** The roles its `spawn_agent` may start. */
+  readonly agent_roles?: Readonly<Record<string, AgentRole>> | undefined;
+  /** The role this session plays, when a parent started it as one. */
+  readonly agent_role?: string | undefined;
 }
 
 /** A `shell_environment_policy` with its defaults filled in (actors/tools/environment-policy.ts applies it). */
@@ -94,6 +101,9 @@ export function settingsFromConfig(
     review_model: config.review_model,
     auto_compact_token_limit: config.auto_compact_token_limit,
     shell_environment_policy: normalizeShellEnvironmentPolicy(config.shell_environment_policy ?? defaults.shell_environment_policy),
+    tool_sets: config.tool_sets,
+    agent_roles: config.agent_roles,
+    agent_role: config.agent_role,
   };
 }
 

@@ -98,6 +98,24 @@ export const ShellEnvironmentPolicy = z.strictObject({
 });
 export type ShellEnvironmentPolicy = z.infer<typeof ShellEnvironmentPolicy>;
 
+/** Names of tools and tool sets: what the model providers accept for a function name. */
+export const ToolName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, _ or -');
+
+/**
+ * A kind of sub-agent `spawn_agent` can start (`agent_type`): its own instructions, and
+ * optionally its model, an allow-list of tools, and a narrower sandbox or approval policy than
+ * its parent's (a wider one is not taken: the parent's stays).
+ */
+export const AgentRole = z.strictObject({
+  description: z.string().min(1).describe('What the role is for; the model reads it in the spawn_agent tool description.'),
+  instructions: z.string().min(1).describe("Given to the role's agents as developer instructions."),
+  model: z.string().min(1).optional(),
+  tools: z.array(z.string().min(1)).optional().describe("The only tools its agents are offered (by name); absent: all of its parent's."),
+  sandbox_policy: SandboxPolicy.optional(),
+  approval_policy: AskForApproval.optional(),
+});
+export type AgentRole = z.infer<typeof AgentRole>;
+
 export const SessionConfig = z.object({
   model: z.string().min(1).optional(),
   cwd: AbsolutePath.optional(),
@@ -115,6 +133,12 @@ export const SessionConfig = z.object({
   shell_environment_policy: ShellEnvironmentPolicy.optional(),
   /** At most this many bytes of AGENTS.md project instructions (default 32 KiB; 0 reads none). */
   project_doc_max_bytes: z.number().int().min(0).optional(),
+  /** Tool sets this session needs (a worker's `--tools` modules, a library session's own tools); a host without one refuses the session. */
+  tool_sets: z.array(ToolName).optional(),
+  /** The roles `spawn_agent` may start, over TROUPE_HOME/config.json's; sub-agents inherit them. */
+  agent_roles: z.record(ToolName, AgentRole).optional(),
+  /** The role this session plays (set by `spawn_agent` for a sub-agent); one of `agent_roles`. */
+  agent_role: z.string().min(1).optional(),
 });
 export type SessionConfig = z.infer<typeof SessionConfig>;
 

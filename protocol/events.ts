@@ -113,6 +113,23 @@ export const EventMsg = z.discriminatedUnion('type', [
     message: z.string(),
     requested_schema: z.record(z.string(), z.unknown()),
   }),
+  ev('tool_approval_request', {
+    call_id: z.string(),
+    turn_id: z.string(),
+    tool: z.string(),
+    arguments: z.unknown(),
+    reason: z.string().optional(),
+  }),
+  ev('tool_call_begin', { call_id: z.string(), turn_id: z.string(), tool: z.string(), arguments: z.unknown() }),
+  ev('tool_call_progress', { call_id: z.string(), tool: z.string(), progress: z.unknown() }),
+  ev('tool_call_end', {
+    call_id: z.string(),
+    turn_id: z.string(),
+    tool: z.string(),
+    success: z.boolean(),
+    output: z.string(),
+    duration_ms: z.number().nonnegative(),
+  }),
   ev('mcp_tool_call_begin', { call_id: z.string(), server: z.string(), tool: z.string(), arguments: z.unknown() }),
   ev('mcp_tool_call_end', {
     call_id: z.string(),

@@ -7,6 +7,7 @@ export * from './config.js';
 export * from './items.js';
 export * from './ops.js';
 export * from './events.js';
+export * from './approvals.js';
 export * from './tools.js';
 export * from './rollout.js';
 export * from './bus.js';

@@ -30,6 +30,7 @@ export const OverrideTurnContextOp = TurnOverrides.extend({ type: z.literal('ove
 export const InterruptOp = z.object({ type: z.literal('interrupt') });
 export const ExecApprovalOp = z.object({ type: z.literal('exec_approval'), id: z.string().min(1), decision: ReviewDecision });
 export const PatchApprovalOp = z.object({ type: z.literal('patch_approval'), id: z.string().min(1), decision: ReviewDecision });
+export const ToolApprovalOp = z.object({ type: z.literal('tool_approval'), id: z.string().min(1), decision: ReviewDecision });
 export const ReviewOp = z.object({
   type: z.literal('review'),
   review_request: z.object({ target: ReviewTarget, user_facing_hint: z.string().optional() }),
@@ -58,6 +59,7 @@ export const Op = z.discriminatedUnion('type', [
   InterruptOp,
   ExecApprovalOp,
   PatchApprovalOp,
+  ToolApprovalOp,
   ReviewOp,
   CompactOp,
   UndoOp,

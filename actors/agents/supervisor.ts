@@ -363,6 +363,7 @@ function childConfig(turn: TurnContext, model: string | undefined, maxDepth: num
     // The parent's policy as it resolved it (its own, or its home's): the child's host does not
     // look at its own TROUPE_HOME for it.
     shell_environment_policy: shellEnvironmentPolicyConfig(turn.shell_environment_policy),
+    ...(turn.tool_sets?.length ? { tool_sets: [...turn.tool_sets] } : {}),
   };
 }
 

@@ -1,7 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { text } from 'node:stream/consumers';
 import { createInterface } from 'node:readline/promises';
-import type { Event, ReviewDecision, ReviewTarget, SessionConfig, SessionOp } from '../../protocol/index.js';
+import {
+  approvalAnswer,
+  describeApprovalRequest,
+  isApprovalRequest,
+  type ApprovalRequestMsg,
+  type Event,
+  type ReviewDecision,
+  type ReviewTarget,
+  type SessionConfig,
+  type SessionOp,
+} from '../../protocol/index.js';
 import { NATS_FLAGS } from '../nats/settings.js';
 import { gatewayBusOptions } from './gateway-options.js';
 import { createRuntime, SessionError, type Runtime, type RuntimeOptions, type Session } from '../runtime.js';
@@ -10,12 +20,12 @@ import { TranscriptRenderer } from './render.js';
 import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
 
 /** How `troupe exec` answers approval requests. */
-export type Approver = (request: Extract<Event['msg'], { type: 'exec_approval_request' | 'apply_patch_approval_request' }>) => Promise<ReviewDecision>;
+export type Approver = (request: ApprovalRequestMsg) => Promise<ReviewDecision>;
 
 /** Asks on the terminal: y (approve), a (approve for the session), n (deny), q (abort the turn). */
 export function terminalApprover(): Approver {
   return async (request) => {
-    const what = request.type === 'exec_approval_request' ? `run \`${request.command.join(' ')}\`` : `change ${Object.keys(request.changes).join(', ')}`;
+    const what = describeApprovalRequest(request);
     const rl = createInterface({ input: process.stdin, output: process.stderr });
     try {
       for (;;) {
@@ -34,9 +44,8 @@ export function terminalApprover(): Approver {
 /** Without a terminal nobody can answer: deny, and say how to run without asking. */
 export function denyingApprover(): Approver {
   return async (request) => {
-    const what = request.type === 'exec_approval_request' ? `\`${request.command.join(' ')}\`` : `changes to ${Object.keys(request.changes).join(', ')}`;
     process.stderr.write(
-      `troupe: denied ${what}: it needs approval and there is no terminal to ask. ` +
+      `troupe: denied the request to ${describeApprovalRequest(request)}: it needs approval and there is no terminal to ask. ` +
         'Run in a terminal, or choose a policy that does not ask (--approval-policy never, or on-request with --sandbox danger-full-access).\n',
     );
     return 'denied';
@@ -92,11 +101,10 @@ export async function runOneTurn(options: OneTurnOptions): Promise<{ lastMessage
     options.onEvent(event);
     const sessionId = event.session_id;
     const isRoot = sessionId === rootId;
-    if (msg.type === 'exec_approval_request' || msg.type === 'apply_patch_approval_request') {
+    if (isApprovalRequest(msg)) {
       answering = answering.then(async () => {
         const decision = await options.approver(msg);
-        const op = msg.type === 'exec_approval_request' ? ('exec_approval' as const) : ('patch_approval' as const);
-        await runtime.gateway.submit({ id: `approval-${msg.call_id}`, session_id: sessionId, op: { type: op, id: msg.call_id, decision } });
+        await runtime.gateway.submit({ id: `approval-${msg.call_id}`, session_id: sessionId, op: approvalAnswer(msg, decision) });
       });
     } else if (isRoot && msg.type === 'error') {
       failed = true;

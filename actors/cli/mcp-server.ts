@@ -6,14 +6,24 @@ import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import { AskForApproval, SandboxPolicy, type Event, type EventMsg, type ReviewDecision, type SessionConfig } from '../../protocol/index.js';
+import {
+  approvalAnswer,
+  AskForApproval,
+  describeApprovalRequest,
+  isApprovalRequest,
+  SandboxPolicy,
+  type ApprovalRequestMsg,
+  type Event,
+  type EventMsg,
+  type ReviewDecision,
+  type SessionConfig,
+} from '../../protocol/index.js';
 import { OutputPressure } from '../flow/output-pressure.js';
 import { log } from '../log.js';
 import { createRuntime, type RuntimeOptions, type Session } from '../runtime.js';
 import { MODEL_FLAGS, parseArgs, wireApiFlag } from './flags.js';
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
-type ApprovalRequestMsg = Extract<EventMsg, { type: 'exec_approval_request' | 'apply_patch_approval_request' }>;
 
 /**
  * A person may take a while to answer an approval; the SDK's default of 60 s for a request is
@@ -154,9 +164,9 @@ async function runTurn(server: McpServer, live: LiveSession, prompt: string, ext
       const next = await live.events.next();
       if (next.done) return failure(sessionId, 'the session ended before the turn did');
       const msg = next.value.msg;
-      if (msg.type === 'exec_approval_request' || msg.type === 'apply_patch_approval_request') {
+      if (isApprovalRequest(msg)) {
         const decision = await askForApproval(server, msg, extra, notes);
-        await live.session.submit({ type: msg.type === 'exec_approval_request' ? 'exec_approval' : 'patch_approval', id: msg.call_id, decision });
+        await live.session.submit(approvalAnswer(msg, decision));
         continue;
       }
       await progress.report(msg);
@@ -184,7 +194,7 @@ async function runTurn(server: McpServer, live: LiveSession, prompt: string, ext
  * the result says why.
  */
 async function askForApproval(server: McpServer, msg: ApprovalRequestMsg, extra: Extra, notes: string[]): Promise<ReviewDecision> {
-  const what = msg.type === 'exec_approval_request' ? `run \`${msg.command.join(' ')}\` in ${msg.cwd}` : `change ${Object.keys(msg.changes).join(', ')}`;
+  const what = describeApprovalRequest(msg);
   if (!server.server.getClientCapabilities()?.elicitation) {
     notes.push(
       `Denied: troupe asked to ${what}, and this MCP client cannot be asked (it does not support elicitation). ` +

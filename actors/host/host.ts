@@ -21,6 +21,7 @@ import {
   type RolloutItem,
 } from '../rollout/index.js';
 import { ToolRegistry } from '../tools/registry.js';
+import { ToolSetError, type ToolSets } from './tool-sets.js';
 import { agentTools } from '../agents/tools.js';
 import { jobTools } from '../jobs/tools.js';
 import { isDirectory } from '../tools/child-process.js';
@@ -38,7 +39,8 @@ export interface HostOptions {
   /** TROUPE_HOME: rollouts live under it. */
   readonly home: string;
   readonly model: ModelClient;
-  readonly tools: ToolRegistry;
+  /** The built-in tools and the developer's (every session's, and named tool sets). */
+  readonly tools: ToolSets;
   /** Defaults for what a session config leaves out. */
   readonly defaults: { readonly model: string; readonly cwd: string };
   readonly retryBaseMs?: number;
@@ -133,6 +135,11 @@ export class Host {
     void hosted.feed?.stop();
     void this.#syncPlacement();
     return hosted;
+  }
+
+  /** The tools of this host's sessions: load a tool set here for sessions that name it. */
+  get toolSets(): ToolSets {
+    return this.#options.tools;
   }
 
   get sessionCount(): number {
@@ -377,7 +384,8 @@ export class Host {
       // The open round leaves the history here; what is replayed is recorded again after this.
       rollout.record({ type: 'compacted', payload: { message: 'taken over after a worker stopped', replacement_history: [...rebuilt.history] } });
     }
-    const runtime = new SessionRuntime(this.#services(rebuilt.purpose), {
+    const servers = mcpServers(meta.config, homeConfig);
+    const runtime = new SessionRuntime(this.#services(rebuilt.purpose, meta.config, servers), {
       sessionId: id,
       settings,
       lineage: meta.parent_session_id ? { parent_session_id: meta.parent_session_id, root_session_id: rootId, depth: meta.depth } : null,
@@ -386,7 +394,7 @@ export class Host {
       fresh: false,
       agentLimits: agentLimits(meta.config),
       approvals: rebuilt.approvals,
-      mcpServers: mcpServers(meta.config, homeConfig),
+      mcpServers: servers,
       purpose: rebuilt.purpose,
       durability: durability.forAdopted(sessionLog, rebuilt, lease.value.worker_id),
     });
@@ -395,19 +403,13 @@ export class Host {
     await this.#syncPlacement();
   }
 
-  #services(purpose: 'session' | 'review' | 'compact') {
+  #services(purpose: 'session' | 'review' | 'compact', config: SessionConfig, servers: SessionConfig['mcp_servers']) {
     return {
       bus: this.#options.bus,
       namespace: this.#options.namespace,
       workerId: this.#options.workerId,
       model: this.#options.model,
-      // A review thread explores but starts no agents; a summarizer only writes.
-      tools:
-        purpose === 'session'
-          ? this.#options.tools
-          : purpose === 'review'
-            ? this.#options.tools.without([...agentTools, ...jobTools].map((t) => t.name))
-            : new ToolRegistry(),
+      tools: this.#tools(purpose, config, servers),
       logic: this.#logic,
       home: this.#options.home,
       retryBaseMs: this.#options.retryBaseMs ?? 200,
@@ -415,10 +417,25 @@ export class Host {
     };
   }
 
+  /**
+   * A session's tools. A review thread explores with the built-ins but starts no agents and
+   * calls none of the developer's tools (its role is fixed); a summarizer only writes.
+   */
+  #tools(purpose: 'session' | 'review' | 'compact', config: SessionConfig, servers: SessionConfig['mcp_servers']): ToolRegistry {
+    const sets = this.#options.tools;
+    if (purpose === 'review') return sets.builtins.without([...agentTools, ...jobTools].map((t) => t.name));
+    if (purpose === 'compact') return new ToolRegistry();
+    try {
+      return sets.forSession(config, Object.keys(servers ?? {}));
+    } catch (error) {
+      if (error instanceof ToolSetError) throw new PlacementError(error.message);
+      throw error;
+    }
+  }
+
   async #createRuntime(message: PlaceMessage): Promise<{ runtime: SessionRuntime; log: SessionLog | null }> {
     const { origin, lineage } = message;
     const purpose = message.purpose ?? 'session';
-    const services = this.#services(purpose);
     const durability = this.#durability;
     const rootId = lineage?.root_session_id ?? null;
     if (origin.type === 'resume') {
@@ -430,6 +447,8 @@ export class Host {
       const config = { ...rollout.meta.config, ...message.config };
       const homeConfig = await this.#homeConfig();
       const settings = this.#settings(config, homeConfig);
+      const servers = mcpServers(config, homeConfig);
+      const services = this.#services(purpose, config, servers);
       let sessionLog: SessionLog | null = null;
       let initialSeq = lastSeqOf(rollout.lines);
       if (durability) {
@@ -457,7 +476,7 @@ export class Host {
           fresh: false,
           agentLimits: agentLimits(config),
           approvals: message.approvals ?? [],
-          mcpServers: mcpServers(config, homeConfig),
+          mcpServers: servers,
           purpose,
         }),
       };
@@ -473,6 +492,8 @@ export class Host {
     }
     const homeConfig = await this.#homeConfig();
     const settings = this.#settings(config, homeConfig);
+    const servers = mcpServers(config, homeConfig);
+    const services = this.#services(purpose, config, servers);
     // New sessions and reviewers read the project's AGENTS.md; a history that already holds
     // them (a fork, a sub-agent with its parent's context) and a summarizer do not.
     const projectDocs =
@@ -505,7 +526,7 @@ export class Host {
       projectDocs,
       agentLimits: agentLimits(config),
       approvals: message.approvals ?? [],
-      mcpServers: mcpServers(config, homeConfig),
+      mcpServers: servers,
       purpose,
     });
     return { runtime, log: sessionLog };

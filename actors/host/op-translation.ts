@@ -51,6 +51,7 @@ export async function applyOp(submission: Submission, target: OpTarget): Promise
       return target.send({ type: 'INTERRUPT', submissionId: id });
     case 'exec_approval':
     case 'patch_approval':
+    case 'tool_approval':
       return target.send({ type: 'APPROVAL', submissionId: id, callId: op.id, decision: op.decision });
     case 'shutdown':
       return target.send({ type: 'SHUTDOWN', submissionId: id });

@@ -92,7 +92,7 @@ describe('troupe exec', () => {
     const result = await troupe(['exec', '--approval-policy', 'untrusted', '-C', scratch.workspace, 'touch it']);
     expect(result.code).toBe(0);
     expect(existsSync(file)).toBe(false);
-    expect(result.stderr).toMatch(/denied `touch .*f\.txt`.*--approval-policy/s);
+    expect(result.stderr).toMatch(/denied the request to run `touch .*f\.txt`.*--approval-policy/s);
     expect(JSON.stringify(scratch.model.requests[1]!.body.input)).toMatch(/denied/);
   });
 
@@ -289,7 +289,7 @@ describe('troupe demo', () => {
       expect(result.stderr).toContain('all 3 checks passed');
       // Three sub-agents reported; the one that asked for approval was refused (no terminal).
       expect(result.stdout).toMatch(/Ada: .+\n- Basil: Fixed.+\n- Cleo: I was not allowed/);
-      expect(result.stderr).toContain('denied `node --version`');
+      expect(result.stderr).toContain('denied the request to run `node --version`');
       // Then a review thread looks at the change.
       expect(result.stderr).toContain('review verdict: patch is correct');
       expect(result.stderr).toContain('[P3] mean() of an empty list hides the mistake');

@@ -5,7 +5,8 @@ import { OutputPressure, STDOUT_HIGH_WATER_BYTES } from '../flow/output-pressure
 import { NATS_FLAGS } from '../nats/settings.js';
 import { gatewayBusOptions } from './gateway-options.js';
 import { createRuntime, type RuntimeOptions } from '../runtime.js';
-import { MODEL_FLAGS, parseArgs, wireApiFlag } from './flags.js';
+import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
+import { loadToolSets, toolSetSpecs, TOOLS_FLAG } from './tool-flags.js';
 import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
 
 export interface AppServerOptions {
@@ -29,12 +30,23 @@ export interface AppServerOptions {
  */
 export async function runAppServer(argv: readonly string[], options: AppServerOptions = {}): Promise<number> {
   const { input = process.stdin, output = process.stdout } = options;
-  const { values } = parseArgs({ args: [...argv], options: { ...MODEL_FLAGS, ...NATS_FLAGS }, strict: true });
+  const { values } = parseArgs({ args: [...argv], options: { ...MODEL_FLAGS, ...NATS_FLAGS, ...TOOLS_FLAG }, strict: true });
+  const toolSets = toolSetSpecs(values);
   // End of stdin exits within this bound, naming on stderr what could not be delivered (shutdown.ts).
   const bound = new ShutdownBound(shutdownTimeoutMs(process.env));
   // With --nats (or TROUPE_NATS_URL) this process is a gateway: sessions run on workers.
   const nats = await gatewayBusOptions(values, process.env, 'troupe app-server');
   const runtime = createRuntime({ ...options.runtime, ...nats, model: values.model, wireApi: wireApiFlag(values['wire-api']) });
+  if (toolSets.length > 0) {
+    if (!runtime.host) {
+      await runtime.close();
+      throw new UsageError('--tools: with --nats the sessions run on the workers; load tools there (troupe worker --tools FILE)');
+    }
+    await loadToolSets(runtime.host, toolSets).catch(async (error: unknown) => {
+      await runtime.close();
+      throw error;
+    });
+  }
   const lines = createInterface({ input, crlfDelay: Infinity, terminal: false });
   const pressure = new OutputPressure(output, runtime.flow, {
     name: 'stdout',

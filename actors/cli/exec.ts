@@ -17,6 +17,7 @@ import { gatewayBusOptions } from './gateway-options.js';
 import { createRuntime, SessionError, type Runtime, type RuntimeOptions, type Session } from '../runtime.js';
 import { configFromFlags, MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
 import { TranscriptRenderer } from './render.js';
+import { loadToolSets, toolSetSpecs, TOOLS_FLAG } from './tool-flags.js';
 import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
 
 /** How `troupe exec` answers approval requests. */
@@ -159,6 +160,7 @@ const TURN_FLAGS = {
   'approval-policy': { type: 'string' },
   sandbox: { type: 'string' },
   cd: { type: 'string', short: 'C' },
+  ...TOOLS_FLAG,
 } as const;
 
 /** The values of the flags every turn command takes (a command's own extra flags come on top). */
@@ -186,6 +188,8 @@ async function printTurn(
   const renderer = values.json ? null : new TranscriptRenderer(process.stderr);
   let code = 1;
   try {
+    // In this process the sets are loaded here; on NATS the workers must have them.
+    if (runtime.host) await loadToolSets(runtime.host, toolSetSpecs(values));
     const { lastMessage, failed } = await runOneTurn({
       runtime,
       ...turn(runtime),
@@ -212,11 +216,17 @@ async function printTurn(
   return code;
 }
 
+/** The session settings of the turn flags: configFromFlags's, and the tool sets `--tools` names. */
+function turnConfig(values: TurnFlagValues): SessionConfig {
+  const sets = toolSetSpecs(values).map((spec) => spec.name);
+  return { ...configFromFlags(values), ...(sets.length > 0 ? { tool_sets: sets } : {}) };
+}
+
 /** `troupe exec`: one turn in a new session. */
 export async function runExec(argv: readonly string[], runtimeOptions: RuntimeOptions = {}): Promise<number> {
   const { values, positionals } = parseTurnFlags(argv, {});
   const prompt = await promptFrom('exec', positionals);
-  const config: SessionConfig = { approval_policy: 'on-request', sandbox_policy: 'workspace-write', cwd: process.cwd(), ...configFromFlags(values) };
+  const config: SessionConfig = { approval_policy: 'on-request', sandbox_policy: 'workspace-write', cwd: process.cwd(), ...turnConfig(values) };
   return printTurn('exec', values, runtimeOptions, () => ({ open: (runtime) => runtime.newSession(config), op: userTurn(prompt) }));
 }
 
@@ -230,7 +240,7 @@ export async function runResume(argv: readonly string[], runtimeOptions: Runtime
   const target = values.last ? undefined : positionals[0];
   if (!values.last && target === undefined) throw new UsageError('resume needs a session id, or --last');
   const prompt = await promptFrom('resume', values.last ? positionals : positionals.slice(1));
-  const config = configFromFlags(values);
+  const config = turnConfig(values);
   return printTurn('resume', values, runtimeOptions, () => ({
     open: async (runtime) => {
       const id = target ?? (await lastSession(runtime, config.cwd ?? process.cwd()));

@@ -19,7 +19,9 @@ const NATS = `NATS (sessions run on workers; default: the TROUPE_NATS_* environm
 const TURN_OPTIONS = `  --json                    print every event as a protocol line on stdout
   --approval-policy P       untrusted | on-failure | on-request | never (exec: on-request)
   --sandbox S               read-only | workspace-write | danger-full-access (exec: workspace-write)
-  -C, --cd DIR              the session's working directory (default: the current one)`;
+  -C, --cd DIR              the session's working directory (default: the current one)
+  --tools [NAME=]FILE       tools written with tool() in an ES module, a tool set named after the file;
+                            repeatable (on NATS the workers load the module, and the session names the set)`;
 
 /** Each command's usage, printed by `troupe <command> --help`. */
 export const COMMAND_USAGE = {
@@ -28,6 +30,10 @@ export const COMMAND_USAGE = {
 Serve the JSON-lines protocol (docs/PROTOCOL.md) on stdin and stdout: one submission a line
 in, one event a line out. End of stdin shuts every session down and exits. With --nats this
 process is a gateway and the sessions run on workers.
+
+Options:
+  --tools [NAME=]FILE       load the tools an ES module exports (tool() from troupe) as tool set NAME
+                            (default: the file's name), for sessions that name it in tool_sets; repeatable
 
 ${MODEL}
 
@@ -122,6 +128,9 @@ Options:
   --worker-id ID            this worker's name (default: TROUPE_WORKER_ID, then host and pid)
   --capacity N              how many sessions it runs at once (default: TROUPE_WORKER_CAPACITY, then 8)
   --ready-file PATH         a file that exists while the worker takes sessions (readiness probes)
+  --tools [NAME=]FILE       load the tools an ES module exports (tool() from troupe) as tool set NAME
+                            (default: the file's name); sessions that name it in tool_sets get them;
+                            repeatable
 
 ${MODEL}
 

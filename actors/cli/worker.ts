@@ -9,6 +9,7 @@ import { NATS_FLAGS, natsSettingsFrom } from '../nats/settings.js';
 import { createHost, runtimeOptionsFromEnv } from '../runtime.js';
 import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
 import { exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
+import { loadToolSets, toolSetSpecs, TOOLS_FLAG } from './tool-flags.js';
 
 /** Sessions a worker runs at once unless told otherwise. */
 export const DEFAULT_WORKER_CAPACITY = 8;
@@ -33,7 +34,7 @@ const WORKER_FLAGS = {
  * Kubernetes readiness probe or a launcher script; it is removed on disconnect and on drain.
  */
 export async function runWorker(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const { values } = parseArgs({ args: [...argv], options: { ...MODEL_FLAGS, ...NATS_FLAGS, ...WORKER_FLAGS }, strict: true });
+  const { values } = parseArgs({ args: [...argv], options: { ...MODEL_FLAGS, ...NATS_FLAGS, ...WORKER_FLAGS, ...TOOLS_FLAG }, strict: true });
   const settings = natsSettingsFrom(values, env);
   if (settings === null) throw new UsageError('worker needs --nats URL (or TROUPE_NATS_URL)');
   const workerId = values['worker-id'] ?? env.TROUPE_WORKER_ID ?? defaultWorkerId();
@@ -47,6 +48,7 @@ export async function runWorker(argv: readonly string[], env: NodeJS.ProcessEnv 
   const readyFile = values['ready-file'] ?? env.TROUPE_WORKER_READY_FILE;
   const shutdownMs = shutdownTimeoutMs(env);
   const outboxLimits = outboxLimitsFrom(env);
+  const toolSets = toolSetSpecs(values);
   const logger = log.child({ worker: workerId });
 
   // Until connected there is nothing to drain: a signal then just ends the process.
@@ -58,6 +60,8 @@ export async function runWorker(argv: readonly string[], env: NodeJS.ProcessEnv 
     workerId,
     capacity,
   });
+  // Before the first placement: a session naming one of these sets must find it here.
+  await loadToolSets(host, toolSets);
   // Sessions outlive this worker when JetStream is there: leases, op queues, logs, adoption.
   const leaseMs = positiveInteger(env.TROUPE_LEASE_MS, 'TROUPE_LEASE_MS');
   let durability: HostDurability | null = null;
@@ -85,7 +89,7 @@ export async function runWorker(argv: readonly string[], env: NodeJS.ProcessEnv 
       else if (status.type === 'reconnect') await ready.set(true);
     }
   })();
-  logger.info({ capacity, namespace: settings.namespace }, 'worker ready');
+  logger.info({ capacity, namespace: settings.namespace, tool_sets: toolSets.map((s) => s.name) }, 'worker ready');
 
   const outcome = await Promise.race([
     stopping.signal.then((signal) => ({ signal })),

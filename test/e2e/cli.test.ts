@@ -10,6 +10,7 @@ import { Event, SessionSummary } from '../../protocol/index.js';
 import { troupeBin } from '../support/app-server-process.js';
 import { initRepo } from '../support/git-repo.js';
 import { useScratch } from '../support/e2e.js';
+import { outputFor } from '../../testing/requests.js';
 
 const run = promisify(execFile);
 
@@ -305,5 +306,46 @@ describe('troupe schema', () => {
     const schema = JSON.parse(stdout) as { definitions: Record<string, unknown> };
     expect(Object.keys(schema.definitions)).toContain('Submission');
     expect(stdout).toContain('"exec_approval_request"');
+  });
+});
+
+describe('troupe exec --tools', () => {
+  const tools = join(import.meta.dirname, '..', 'fixtures', 'ticket-tools.mjs');
+
+  it('loads the tools a module exports, offers them to the model and runs them in this process', async () => {
+    scratch.model.enqueue(
+      { kind: 'response', items: [{ type: 'function_call', name: 'lookup_ticket', call_id: 'l', arguments: { number: 7 } }] },
+      { kind: 'response', items: [{ type: 'message', text: 'ticket found' }] },
+    );
+    const result = await troupe(['exec', '--json', '--tools', tools, '-C', scratch.workspace, 'find ticket 7']);
+    expect(result.code).toBe(0);
+    const offered = (scratch.model.requests[0]!.body.tools as { name: string }[]).map((t) => t.name);
+    expect(offered).toEqual(expect.arrayContaining(['lookup_ticket', 'close_ticket', 'shell']));
+    const output = JSON.parse(outputFor(scratch.model.requests[1]!, 'l')!) as { number: number; title: string };
+    expect(output).toMatchObject({ number: 7, title: 'Ticket 7' });
+    const configured = Event.parse(JSON.parse(result.stdout.split('\n')[0]!));
+    expect(configured.msg.type === 'session_configured' && configured.session_id).toBeTruthy();
+  });
+
+  it('refuses a module that exports no tools, and one whose tool takes a built-in name, with exit 2 and one line', async () => {
+    const empty = join(scratch.workspace, 'empty.mjs');
+    const outside = join(scratch.workspace, 'outside.mjs');
+    await writeFile(empty, 'export const answer = 42;\n');
+    await writeFile(outside, "import { tool } from 'troupe';\nexport const t = tool;\n");
+    const none = await troupe(['exec', '--tools', empty, '-C', scratch.workspace, 'hi']);
+    expect(none.code).toBe(2);
+    expect(none.stderr.trim()).toMatch(/^troupe exec: --tools .*empty\.mjs: the module exports no tools/);
+    expect(none.stderr.trim().split('\n')).toHaveLength(1);
+    const clash = await troupe(['exec', '--tools', join(import.meta.dirname, '..', 'fixtures', 'clashing-tools.mjs'), '-C', scratch.workspace, 'hi']);
+    expect(clash.code).toBe(2);
+    expect(clash.stderr).toContain('tool "shell" of tool set "clashing-tools" has the name of the built-in tool shell');
+    // The workspace is outside any package that has troupe: the import cannot resolve.
+    const unresolvable = await troupe(['exec', '--tools', outside, '-C', scratch.workspace, 'hi']);
+    expect(unresolvable.code).toBe(2);
+    expect(unresolvable.stderr).toMatch(/--tools .*outside\.mjs: could not load it: .*troupe/);
+    const bad = await troupe(['exec', '--tools', 'no spaces=x.mjs', 'hi']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/the tool set name "no spaces" must be/);
+    expect(scratch.model.requests).toHaveLength(0);
   });
 });

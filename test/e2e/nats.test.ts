@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
 import { NatsBus } from '../../actors/bus/nats.js';
@@ -73,6 +74,35 @@ describe('troupe on NATS', () => {
     cluster.model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'Hello from a worker.' }] });
     const end = await gateway.turn(sessionId, 'hi');
     expect(end.msg).toMatchObject({ type: 'task_complete', last_agent_message: 'Hello from a worker.' });
+  });
+
+  it('runs the tools a worker loaded with --tools for sessions that name their set, in the worker, and refuses a set it lacks', async () => {
+    const tools = join(import.meta.dirname, '..', 'fixtures', 'ticket-tools.mjs');
+    const worker = await cluster.startWorker('tooled', 4, { args: ['--tools', `tickets=${tools}`] });
+    const gateway = await cluster.startGateway();
+    const sessionId = await gateway.newSession({ cwd: cluster.dir, tool_sets: ['tickets'], approval_policy: 'on-request' });
+    cluster.model.enqueue(
+      {
+        kind: 'response',
+        items: [
+          { type: 'function_call', name: 'lookup_ticket', call_id: 'look', arguments: { number: 3 } },
+          { type: 'function_call', name: 'close_ticket', call_id: 'close', arguments: { number: 3 } },
+        ],
+      },
+      { kind: 'response', items: [{ type: 'message', text: 'closed it' }] },
+    );
+    const turn = gateway.turn(sessionId, 'close ticket 3');
+    const ask = await gateway.waitForMsg('tool_approval_request', { session: sessionId });
+    expect(ask.msg).toMatchObject({ call_id: 'close', tool: 'close_ticket', arguments: { number: 3 } });
+    gateway.submit({ type: 'tool_approval', id: 'close', decision: 'approved' }, sessionId);
+    expect((await turn).msg).toMatchObject({ type: 'task_complete', last_agent_message: 'closed it' });
+    const request = cluster.model.requests.at(-1)!;
+    expect(JSON.parse(outputFor(request, 'look')!)).toMatchObject({ number: 3, pid: worker.pid, session: sessionId });
+    expect(outputFor(request, 'close')).toBe('closed 3');
+
+    const id = gateway.submit({ type: 'new_session', config: { cwd: cluster.dir, tool_sets: ['billing'] } });
+    const refused = await gateway.waitForMsg('error', { id });
+    expect(refused.msg.message).toMatch(/the session needs tool set "billing", which this host does not have \(it has: tickets;/);
   });
 
   it('drains on SIGTERM: no new sessions, sessions handed over to another worker, exit 0', async () => {

@@ -79,7 +79,11 @@ export class NatsCluster {
   }
 
   /** A `troupe worker` in this test's namespace; its home is its own unless one is given. */
-  async startWorker(id: string, capacity: number, extra: { home?: string; env?: Record<string, string> } = {}): Promise<WorkerProcess> {
+  async startWorker(
+    id: string,
+    capacity: number,
+    extra: { home?: string; env?: Record<string, string>; args?: readonly string[] } = {},
+  ): Promise<WorkerProcess> {
     const worker = await WorkerProcess.start({
       id,
       capacity,
@@ -89,6 +93,7 @@ export class NatsCluster {
       dir: this.#dir,
       home: extra.home ?? join(this.#dir, `home-${id}`),
       ...(extra.env ? { env: extra.env } : {}),
+      ...(extra.args ? { args: extra.args } : {}),
     });
     this.#workers.push(worker);
     return worker;

@@ -3,11 +3,13 @@
  * this process, open sessions, submit ops, read events. The wire types are in `troupe/protocol`.
  */
 export {
+  connectRuntime,
   createRuntime,
   DEFAULT_MODEL,
   Runtime,
   runtimeOptionsFromEnv,
   SessionError,
+  type ClusterOptions,
   type OneShotRun,
   type OpenOptions,
   type OutputOf,

@@ -68,7 +68,14 @@ export type RunItem =
       readonly output: string;
       readonly success: boolean;
     }
-  | { readonly type: 'agent_spawned'; readonly call_id: string; readonly agent_id: string; readonly nickname: string | null; readonly prompt: string }
+  | {
+      readonly type: 'agent_spawned';
+      readonly call_id: string;
+      readonly agent_id: string;
+      readonly nickname: string | null;
+      readonly role: string | null;
+      readonly prompt: string;
+    }
   | { readonly type: 'plan'; readonly plan: readonly PlanItem[] }
   | { readonly type: 'approval'; readonly request: RunApprovalRequest; readonly decision: ReviewDecision };
 
@@ -180,7 +187,10 @@ function oneTurn(
         void answer(target, { ...msg, session_id: event.session_id }, options.onApproval, items);
         return;
       }
-      if (event.session_id !== root || event.id !== turnId) return;
+      if (event.session_id !== root) return;
+      // A spawn is announced under its call's id; everything else of the turn carries the turn's.
+      if (msg.type === 'agent_spawned') collect(msg, begun, items, usage);
+      if (event.id !== turnId) return;
       collect(msg, begun, items, usage);
       if (msg.type === 'error') error = { message: msg.message, code: msg.code };
       else if (msg.type === 'task_complete') {
@@ -286,7 +296,14 @@ function collect(msg: Event['msg'], begun: Map<string, Event['msg']>, items: Run
       return;
     }
     case 'agent_spawned':
-      items.push({ type: 'agent_spawned', call_id: msg.call_id, agent_id: msg.agent_id, nickname: msg.nickname ?? null, prompt: msg.prompt });
+      items.push({
+        type: 'agent_spawned',
+        call_id: msg.call_id,
+        agent_id: msg.agent_id,
+        nickname: msg.nickname ?? null,
+        role: msg.role ?? null,
+        prompt: msg.prompt,
+      });
       return;
     case 'plan_update':
       items.push({ type: 'plan', plan: msg.plan });

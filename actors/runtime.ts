@@ -12,6 +12,8 @@ import { Host } from './host/host.js';
 import { createModelClient } from './model/index.js';
 import type { ModelClient } from './model/types.js';
 import { troupeHome } from './rollout/index.js';
+import { gatewayBusOptions } from './gateway-options.js';
+import type { NatsFlagValues } from './nats/settings.js';
 import { sessionTools } from './host/session-tools.js';
 import { LIBRARY_SET_PREFIX, ToolSets } from './host/tool-sets.js';
 import type { Tool } from './tools/user-tool.js';
@@ -387,6 +389,25 @@ export function createHost(bus: Bus, options: RuntimeOptions, placement: HostPla
     ...(placement.capacity !== undefined ? { capacity: placement.capacity } : {}),
     ...(flow !== undefined ? { flow } : {}),
   });
+}
+
+/** Where `connectRuntime` finds the cluster; unset fields come from TROUPE_NATS_* as for the CLI. */
+export interface ClusterOptions extends NatsFlagValues {
+  /** NATS server URL(s), comma-separated (default: TROUPE_NATS_URL). */
+  readonly nats?: string | undefined;
+  /** The cluster's subject namespace (default: TROUPE_NAMESPACE, then `default`). */
+  readonly namespace?: string | undefined;
+}
+
+/**
+ * troupe as a gateway on NATS: sessions are placed on the cluster's workers (`troupe worker`),
+ * with ops queued and events read from JetStream when the server has it. The tools of its
+ * sessions are the workers' (`tool_sets`), so `options.tools` is refused.
+ */
+export async function connectRuntime(cluster: ClusterOptions, options: Omit<RuntimeOptions, 'bus' | 'namespace' | 'gatewayDurability'> = {}): Promise<Runtime> {
+  const gateway = await gatewayBusOptions(cluster, process.env, 'troupe library');
+  if (!gateway.bus) throw new Error('connectRuntime needs a NATS URL: pass nats, or set TROUPE_NATS_URL');
+  return createRuntime({ ...options, ...gateway });
 }
 
 /** Start troupe in this process (in-process bus, one host). */

@@ -88,7 +88,14 @@ export function shellEnvironmentPolicyConfig(policy: ResolvedShellEnvironmentPol
 
 export function settingsFromConfig(
   config: SessionConfig,
-  defaults: { model: string; cwd: string; base_instructions: string; shell_environment_policy?: ShellEnvironmentPolicy | undefined },
+  defaults: {
+    model: string;
+    cwd: string;
+    base_instructions: string;
+    shell_environment_policy?: ShellEnvironmentPolicy | undefined;
+    /** The roles as resolved (built-ins, home, config); absent: the config's. */
+    agent_roles?: Readonly<Record<string, AgentRole>> | undefined;
+  },
 ): SessionSettings {
   return {
     model: config.model ?? defaults.model,
@@ -102,7 +109,7 @@ export function settingsFromConfig(
     auto_compact_token_limit: config.auto_compact_token_limit,
     shell_environment_policy: normalizeShellEnvironmentPolicy(config.shell_environment_policy ?? defaults.shell_environment_policy),
     tool_sets: config.tool_sets,
-    agent_roles: config.agent_roles,
+    agent_roles: defaults.agent_roles ?? config.agent_roles,
     agent_role: config.agent_role,
   };
 }

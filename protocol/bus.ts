@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { SessionConfig } from './common.js';
-import { Event, SessionSummary } from './events.js';
+import { AgentStatus, Event, SessionSummary } from './events.js';
 import { ResponseItem } from './items.js';
 import { Submission } from './ops.js';
 
@@ -90,6 +90,22 @@ export const AgentSlotReplyMessage = z.object({
   limit: z.number().int().positive(),
 });
 
+/** A sub-agent of a tree as `list_agents` shows it; the root keeps them all, wherever each runs. */
+export const AgentInfo = z.object({
+  agent_id: z.string(),
+  nickname: z.string(),
+  role: z.string().nullable(),
+  status: AgentStatus,
+  depth: z.number().int().positive(),
+  parent_session_id: z.string(),
+});
+export type AgentInfo = z.infer<typeof AgentInfo>;
+/** A supervisor tells its tree's root that one of its agents started or changed status. */
+export const AgentUpdateMessage = z.object({ kind: z.literal('agent_update'), agent: AgentInfo });
+/** Asks the root for the tree's live agents, answered by `agent_list_reply`. */
+export const AgentListMessage = z.object({ kind: z.literal('agent_list') });
+export const AgentListReplyMessage = z.object({ kind: z.literal('agent_list_reply'), agents: z.array(AgentInfo) });
+
 /** An `approved_for_session` decision, broadcast to every session of the tree. */
 export const TreeApprovalMessage = z.object({ kind: z.literal('tree_approval'), key: z.string() });
 
@@ -112,6 +128,9 @@ export const BusMessage = z.discriminatedUnion('kind', [
   SessionListMessage,
   AgentSlotMessage,
   AgentSlotReplyMessage,
+  AgentUpdateMessage,
+  AgentListMessage,
+  AgentListReplyMessage,
   TreeApprovalMessage,
   AckMessage,
   FailureMessage,

@@ -154,6 +154,8 @@ export const EventMsg = z.discriminatedUnion('type', [
     parent_session_id: z.string(),
     depth: z.number().int().positive(),
     nickname: z.string().optional(),
+    /** The role it plays (`agent_type`), when it was given one. */
+    role: z.string().optional(),
     prompt: z.string(),
   }),
   ev('agent_status', { agent_id: z.string(), status: AgentStatus, message: z.string().optional() }),

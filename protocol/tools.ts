@@ -42,7 +42,7 @@ export type UpdatePlanArgs = z.infer<typeof UpdatePlanArgs>;
 
 export const SpawnAgentArgs = z.object({
   message: z.string().min(1).describe('The task for the new agent.'),
-  agent_type: z.string().optional(),
+  agent_type: z.string().optional().describe('The role of the new agent, one of those listed in this description.'),
   fork_context: z.boolean().optional().describe("Start the agent with a copy of this conversation's history."),
   model: z.string().optional(),
 });
@@ -61,6 +61,11 @@ export const WaitAgentArgs = z.object({
   return_when: z.enum(['all', 'any']).optional(),
 });
 export type WaitAgentArgs = z.infer<typeof WaitAgentArgs>;
+
+export const ListAgentsArgs = z.object({
+  id_prefix: z.string().optional().describe('Only the agents whose id starts with this.'),
+});
+export type ListAgentsArgs = z.infer<typeof ListAgentsArgs>;
 
 export const CloseAgentArgs = z.object({ agent_id: z.string().min(1) });
 export type CloseAgentArgs = z.infer<typeof CloseAgentArgs>;

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import type { AgentStatus, Event, EventMsg, McpServerConfig, ResponseItem, SessionConfig, SessionOp, TreePool } from '../../protocol/index.js';
+import type { AgentInfo, AgentStatus, Event, EventMsg, McpServerConfig, ResponseItem, SessionConfig, SessionOp, TreePool } from '../../protocol/index.js';
 import { shellEnvironmentPolicyConfig, type TurnContext } from '../../machines/turn-context.js';
 import { NoRespondersError, type Bus, type Subscription } from '../bus/bus.js';
 import { subjects, type Subjects } from '../bus/subjects.js';
 import { log } from '../log.js';
 import type { AgentControl, AgentReport, ToolContext, TreeSlots } from '../tools/tool.js';
 import { nickname } from './nicknames.js';
+import { roleConfig, RoleError } from './roles.js';
 
 export const DEFAULT_AGENT_MAX_DEPTH = 2;
 export const DEFAULT_AGENT_MAX_THREADS = 8;
@@ -47,6 +48,8 @@ interface Child {
   readonly nickname: string;
   /** The spawn call: events about this child carry its id. */
   readonly callId: string;
+  readonly role: string | null;
+  readonly depth: number;
   status: AgentStatus;
   message: string | null;
   /** An error reported during the child's current turn; the turn then ends as `errored`. */
@@ -79,6 +82,9 @@ export class AgentSupervisor implements AgentControl {
     release: (pool) => this.#releaseSlot(pool),
   };
   #slots: Subscription | null = null;
+  /** At the root only: every live sub-agent of the tree, wherever it runs (list_agents). */
+  readonly #tree = new Map<string, AgentInfo>();
+  #registry: Subscription | null = null;
 
   constructor(options: SupervisorOptions) {
     this.#options = options;
@@ -92,6 +98,10 @@ export class AgentSupervisor implements AgentControl {
   /** At the root: serve the tree's thread slots to every descendant, wherever it runs. */
   start(): void {
     if (!this.#isRoot) return;
+    this.#registry = this.#options.bus.subscribe(this.#subjects.treeControl(this.#options.rootId, 'agents'), async (message, delivery) => {
+      if (message.kind === 'agent_update') this.#record(message.agent);
+      else if (message.kind === 'agent_list') await delivery.respond?.({ kind: 'agent_list_reply', agents: [...this.#tree.values()] });
+    });
     this.#slots = this.#options.bus.subscribe(this.#subjects.treeControl(this.#options.rootId, 'slots'), async (message, delivery) => {
       if (message.kind !== 'agent_slot') return;
       if (message.action === 'release') {
@@ -112,6 +122,13 @@ export class AgentSupervisor implements AgentControl {
     if (depth > maxDepth) {
       throw new AgentError(`cannot spawn: agent_max_depth is ${maxDepth} and this agent is already at depth ${this.#options.depth}`);
     }
+    let role: ReturnType<typeof roleConfig> | null = null;
+    try {
+      role = request.agentType !== undefined ? roleConfig(ctx.turn, request.agentType) : null;
+    } catch (error) {
+      if (error instanceof RoleError) throw new AgentError(`cannot spawn: ${error.message}`);
+      throw error;
+    }
     if (!(await this.#acquireSlot('agents'))) {
       throw new AgentError(`cannot spawn: agent_max_threads is ${maxThreads} and that many agents are already open in this session tree; close one first`);
     }
@@ -122,6 +139,8 @@ export class AgentSupervisor implements AgentControl {
       id,
       nickname: nickname(this.#spawned++),
       callId: ctx.callId,
+      role: role?.agent_role ?? null,
+      depth,
       status: 'pending_init',
       message: null,
       turnError: null,
@@ -142,7 +161,7 @@ export class AgentSupervisor implements AgentControl {
           submission_id: ctx.callId,
           session_id: id,
           config: {
-            ...childConfig(ctx.turn, request.model, maxDepth, maxThreads),
+            ...childConfig(ctx.turn, role, request.model, maxDepth, maxThreads),
             ...(this.#options.mcpServers ? { mcp_servers: { ...this.#options.mcpServers } } : {}),
           },
           lineage: { parent_session_id: this.#options.sessionId, root_session_id: this.#options.rootId, depth },
@@ -166,11 +185,12 @@ export class AgentSupervisor implements AgentControl {
       parent_session_id: this.#options.sessionId,
       depth,
       nickname: child.nickname,
+      ...(role ? { role: role.agent_role } : {}),
       prompt: request.message,
     });
     this.#options.emit(ctx.callId, { type: 'agent_status', agent_id: id, status: 'pending_init' });
-    const task = request.agentType ? `[${request.agentType}] ${request.message}` : request.message;
-    await this.#submit(id, `${ctx.callId}-task`, { type: 'user_turn', items: [{ type: 'text', text: task }] });
+    this.#report(child);
+    await this.#submit(id, `${ctx.callId}-task`, { type: 'user_turn', items: [{ type: 'text', text: request.message }] });
     return report(child);
   }
 
@@ -214,6 +234,22 @@ export class AgentSupervisor implements AgentControl {
     return { agents: children.map(report), timed_out: timedOut };
   }
 
+  /** The live sub-agents of the whole tree (kept by its root), those whose id starts with `idPrefix` when given. */
+  async list(idPrefix?: string): Promise<AgentInfo[]> {
+    let agents: AgentInfo[];
+    if (this.#isRoot) agents = [...this.#tree.values()];
+    else {
+      const reply = await this.#options.bus.request(
+        this.#subjects.treeControl(this.#options.rootId, 'agents'),
+        { kind: 'agent_list' },
+        { timeoutMs: this.#timeout },
+      );
+      if (reply.kind !== 'agent_list_reply') throw new AgentError(reply.kind === 'failure' ? reply.message : 'the root of this tree did not list its agents');
+      agents = reply.agents;
+    }
+    return idPrefix === undefined ? agents : agents.filter((a) => a.agent_id.startsWith(idPrefix));
+  }
+
   async close(agentId: string): Promise<AgentReport> {
     const child = this.#children.get(agentId);
     if (!child) throw new AgentError(`unknown agent ${agentId}`);
@@ -239,6 +275,8 @@ export class AgentSupervisor implements AgentControl {
     await Promise.all([...this.#children.values()].map((c) => this.#close(c)));
     await this.#slots?.unsubscribe();
     this.#slots = null;
+    await this.#registry?.unsubscribe();
+    this.#registry = null;
   }
 
   async #close(child: Child): Promise<void> {
@@ -294,11 +332,37 @@ export class AgentSupervisor implements AgentControl {
   #setStatus(child: Child, status: AgentStatus, message: string | null): void {
     child.status = status;
     child.message = message;
+    this.#report(child);
     this.#options.emit(child.callId, { type: 'agent_status', agent_id: child.id, status, ...(message !== null ? { message } : {}) });
     if ((status === 'completed' || status === 'errored') && this.#options.isIdle()) {
       this.#options.notify(notification(child));
     }
     for (const wake of [...this.#waiters]) wake();
+  }
+
+  /** Tell the tree's root how a child is (itself, at the root). */
+  #report(child: Child): void {
+    const agent: AgentInfo = {
+      agent_id: child.id,
+      nickname: child.nickname,
+      role: child.role,
+      status: child.status,
+      depth: child.depth,
+      parent_session_id: this.#options.sessionId,
+    };
+    if (this.#isRoot) {
+      this.#record(agent);
+      return;
+    }
+    this.#options.bus
+      .publish(this.#subjects.treeControl(this.#options.rootId, 'agents'), { kind: 'agent_update', agent })
+      .catch((error: unknown) => log.warn({ err: error, agent: child.id }, 'could not tell the root of the tree about a sub-agent'));
+  }
+
+  /** At the root: a closed agent leaves the list. */
+  #record(agent: AgentInfo): void {
+    if (agent.status === 'shutdown') this.#tree.delete(agent.agent_id);
+    else this.#tree.set(agent.agent_id, agent);
   }
 
   async #submit(agentId: string, id: string, op: SessionOp): Promise<void> {
@@ -349,10 +413,16 @@ export class AgentSupervisor implements AgentControl {
   }
 }
 
-/** What a child inherits from the turn that spawned it. */
-function childConfig(turn: TurnContext, model: string | undefined, maxDepth: number, maxThreads: number): SessionConfig {
+/** What a child inherits from the turn that spawned it, with its role's changes, and the model the call asked for. */
+function childConfig(
+  turn: TurnContext,
+  role: ReturnType<typeof roleConfig> | null,
+  model: string | undefined,
+  maxDepth: number,
+  maxThreads: number,
+): SessionConfig {
   return {
-    model: model ?? turn.model,
+    model: model ?? role?.model ?? turn.model,
     cwd: turn.cwd,
     approval_policy: turn.approval_policy,
     sandbox_policy: turn.sandbox_policy,
@@ -364,6 +434,16 @@ function childConfig(turn: TurnContext, model: string | undefined, maxDepth: num
     // look at its own TROUPE_HOME for it.
     shell_environment_policy: shellEnvironmentPolicyConfig(turn.shell_environment_policy),
     ...(turn.tool_sets?.length ? { tool_sets: [...turn.tool_sets] } : {}),
+    // The roles as the parent resolved them: the child's host does not look at its own home for them.
+    ...(turn.agent_roles ? { agent_roles: { ...turn.agent_roles } } : {}),
+    ...(role
+      ? {
+          agent_role: role.agent_role,
+          developer_instructions: role.developer_instructions,
+          ...(role.sandbox_policy ? { sandbox_policy: role.sandbox_policy } : {}),
+          ...(role.approval_policy ? { approval_policy: role.approval_policy } : {}),
+        }
+      : {}),
   };
 }
 

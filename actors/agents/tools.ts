@@ -1,7 +1,9 @@
-import { CloseAgentArgs, SendInputArgs, SpawnAgentArgs, WaitAgentArgs } from '../../protocol/index.js';
+import { CloseAgentArgs, ListAgentsArgs, SendInputArgs, SpawnAgentArgs, WaitAgentArgs } from '../../protocol/index.js';
 import { defineTool, type ToolContext, type ToolHandler, type AgentControl } from '../tools/tool.js';
 import type { ToolOutput } from '../../machines/tool-plan.js';
 import { AgentError } from './supervisor.js';
+import { describeRoles } from './roles.js';
+import type { AgentRole } from '../../protocol/index.js';
 
 export const DEFAULT_WAIT_MS = 30_000;
 export const MIN_WAIT_MS = 100;
@@ -18,10 +20,25 @@ async function withAgents(ctx: ToolContext, act: (agents: AgentControl) => Promi
   }
 }
 
+const SPAWN_DESCRIPTION =
+  'Start a sub-agent on a task and return at once with its agent_id and nickname. The agent works in parallel in its own conversation (it does not see yours unless fork_context is true) with the same working directory and policies. Collect its result with wait_agent; close it with close_agent when done.';
+
+/** spawn_agent as a session with these roles offers it: the description lists them. Made once per set of roles. */
+export function spawnAgentToolFor(roles: Readonly<Record<string, AgentRole>>): ToolHandler<unknown> {
+  const description = `${SPAWN_DESCRIPTION}\n\nagent_type picks the kind of agent (absent: one like you, without a role):\n${describeRoles(roles)}`;
+  let handler = spawnHandlers.get(description);
+  if (!handler) {
+    handler = defineTool({ ...spawnAgentTool, description });
+    spawnHandlers.set(description, handler);
+  }
+  return handler;
+}
+
+const spawnHandlers = new Map<string, ToolHandler<unknown>>();
+
 export const spawnAgentTool: ToolHandler<unknown> = defineTool({
   name: 'spawn_agent',
-  description:
-    'Start a sub-agent on a task and return at once with its agent_id and nickname. The agent works in parallel in its own conversation (it does not see yours unless fork_context is true) with the same working directory and policies. Collect its result with wait_agent; close it with close_agent when done.',
+  description: SPAWN_DESCRIPTION,
   args: SpawnAgentArgs,
   run: (args, ctx) =>
     withAgents(ctx, async (agents) => {
@@ -65,4 +82,12 @@ export const closeAgentTool: ToolHandler<unknown> = defineTool({
   run: (args, ctx) => withAgents(ctx, (agents) => agents.close(args.agent_id)),
 });
 
-export const agentTools: readonly ToolHandler<unknown>[] = [spawnAgentTool, sendInputTool, waitAgentTool, closeAgentTool];
+export const listAgentsTool: ToolHandler<unknown> = defineTool({
+  name: 'list_agents',
+  description:
+    'List the live sub-agents of your whole agent tree (yours and those of other agents): id, nickname, role, status, depth and the session that started each.',
+  args: ListAgentsArgs,
+  run: (args, ctx) => withAgents(ctx, async (agents) => ({ agents: await agents.list(args.id_prefix) })),
+});
+
+export const agentTools: readonly ToolHandler<unknown>[] = [spawnAgentTool, sendInputTool, waitAgentTool, closeAgentTool, listAgentsTool];

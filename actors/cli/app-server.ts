@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { OutputPressure, STDOUT_HIGH_WATER_BYTES } from '../flow/output-pressure.js';
 import { NATS_FLAGS } from '../nats/settings.js';
-import { gatewayBusOptions } from './gateway-options.js';
+import { gatewayBusOptions } from '../gateway-options.js';
 import { createRuntime, type RuntimeOptions } from '../runtime.js';
 import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
 import { loadToolSets, toolSetSpecs, TOOLS_FLAG } from './tool-flags.js';

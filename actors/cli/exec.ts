@@ -13,7 +13,7 @@ import {
   type SessionOp,
 } from '../../protocol/index.js';
 import { NATS_FLAGS } from '../nats/settings.js';
-import { gatewayBusOptions } from './gateway-options.js';
+import { gatewayBusOptions } from '../gateway-options.js';
 import { createRuntime, SessionError, type Runtime, type RuntimeOptions, type Session } from '../runtime.js';
 import { configFromFlags, MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
 import { TranscriptRenderer } from './render.js';

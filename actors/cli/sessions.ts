@@ -1,6 +1,6 @@
 import type { SessionSummary } from '../../protocol/index.js';
 import { NATS_FLAGS } from '../nats/settings.js';
-import { gatewayBusOptions } from './gateway-options.js';
+import { gatewayBusOptions } from '../gateway-options.js';
 import { createRuntime, type RuntimeOptions } from '../runtime.js';
 import { parseArgs } from './flags.js';
 

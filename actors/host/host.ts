@@ -30,6 +30,7 @@ import { SessionRuntime } from './session-runtime.js';
 import { HomeConfigError, readHomeConfig } from './home-config.js';
 import { SessionLogic } from './session-logic.js';
 import { DEFAULT_AGENT_MAX_DEPTH, DEFAULT_AGENT_MAX_THREADS } from '../agents/supervisor.js';
+import { sessionRoles } from '../agents/roles.js';
 
 export interface HostOptions {
   readonly bus: Bus;
@@ -555,6 +556,7 @@ export class Host {
       ...this.#options.defaults,
       base_instructions: BASE_INSTRUCTIONS,
       shell_environment_policy: home.shell_environment_policy,
+      agent_roles: sessionRoles(home.agent_roles, config.agent_roles),
     });
     if (!isDirectory(settings.cwd)) throw new PlacementError(`config.cwd: ${settings.cwd} is not a directory`);
     return settings;

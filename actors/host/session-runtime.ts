@@ -1,6 +1,7 @@
 import { createActor, type Actor } from 'xstate';
 import type { EventMsg, ResponseItem, Submission } from '../../protocol/index.js';
 import { AgentSupervisor } from '../agents/supervisor.js';
+import { roleTools } from '../agents/roles.js';
 import { TreeApprovals } from '../agents/tree-approvals.js';
 import { attachJobs, type SessionJobs } from '../jobs/session.js';
 import { subjects } from '../bus/subjects.js';
@@ -87,6 +88,8 @@ export class SessionRuntime {
       flow: services.flow,
       turnContext: (turnId) => state.turnContext(turnId),
       emit,
+      roles: spec.settings.agent_roles,
+      allowed: roleTools(spec.settings),
     });
     const port = sessionPort({ ...services, sessionId: id, rootId, depth, events, state, tools, approvals, agents, close: () => this.#close() });
     const hooks = { record: (item: ResponseItem) => state.record(item), rememberTurn: state.rememberTurn.bind(state) };

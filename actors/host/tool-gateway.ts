@@ -8,6 +8,8 @@ import type { ToolRegistry } from '../tools/registry.js';
 import { TurnDiffTracker } from '../tools/patch/turn-diff.js';
 import type { FlowSignal } from '../flow/flow-gate.js';
 import { log } from '../log.js';
+import type { AgentRole } from '../../protocol/index.js';
+import { spawnAgentToolFor } from '../agents/tools.js';
 
 export interface ToolGatewayOptions {
   readonly sessionId: string;
@@ -20,6 +22,10 @@ export interface ToolGatewayOptions {
   readonly agents: AgentControl | undefined;
   readonly home: string;
   readonly flow: FlowSignal;
+  /** The roles this session's spawn_agent offers (its description lists them). */
+  readonly roles?: Readonly<Record<string, AgentRole>> | undefined;
+  /** Only these tools are offered (the session's role has an allow-list); absent: all. */
+  readonly allowed?: ReadonlySet<string> | undefined;
   /** The context of turn `turnId`, while that turn is the session's latest. */
   turnContext(turnId: string): TurnContext | undefined;
   emit(id: string | null, msg: EventMsg): void;
@@ -40,7 +46,15 @@ export class ToolGateway {
 
   constructor(options: ToolGatewayOptions) {
     this.#options = options;
-    this.#tools = options.tools;
+    this.#tools = this.#shaped(options.tools);
+  }
+
+  /** The session's own view of a registry: its roles in spawn_agent, its role's allow-list. */
+  #shaped(tools: ToolRegistry): ToolRegistry {
+    const { roles, allowed } = this.#options;
+    let shaped = roles && tools.get('spawn_agent') ? tools.with(spawnAgentToolFor(roles)) : tools;
+    if (allowed) shaped = shaped.only(allowed);
+    return shaped;
   }
 
   /** What the model is offered in the next request. */
@@ -50,7 +64,7 @@ export class ToolGateway {
 
   /** Offer the host's tools plus `extra` from now on (the session's MCP tools). */
   useTools(extra: Iterable<ToolHandler<unknown>>): void {
-    this.#tools = this.#options.tools.extend(extra);
+    this.#tools = this.#shaped(this.#options.tools.extend(extra));
   }
 
   /** Keep `resource` until the session closes. */

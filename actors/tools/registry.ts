@@ -40,6 +40,16 @@ export class ToolRegistry {
     return new ToolRegistry([...this.#handlers.values()].filter((h) => !excluded.has(h.name)));
   }
 
+  /** A new registry with `handler` in place of the tool of the same name. */
+  with(handler: ToolHandler<unknown>): ToolRegistry {
+    return new ToolRegistry([...this.#handlers.values()].map((h) => (h.name === handler.name ? handler : h)));
+  }
+
+  /** A new registry with only the tools named in `names`. */
+  only(names: ReadonlySet<string>): ToolRegistry {
+    return new ToolRegistry([...this.#handlers.values()].filter((h) => names.has(h.name)));
+  }
+
   get(name: string): ToolHandler<unknown> | undefined {
     return this.#handlers.get(name);
   }

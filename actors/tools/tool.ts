@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import type { AgentStatus, EventMsg, FileChange, TreePool } from '../../protocol/index.js';
+import type { AgentInfo, AgentStatus, EventMsg, FileChange, TreePool } from '../../protocol/index.js';
 import type { ToolOutput, ToolPlan } from '../../machines/tool-plan.js';
 import type { TurnContext } from '../../machines/turn-context.js';
 import type { ApprovalMemory } from '../approval/index.js';
@@ -34,6 +34,8 @@ export interface AgentControl {
     options: { returnWhen: 'all' | 'any'; timeoutMs: number; signal: AbortSignal },
   ): Promise<{ agents: AgentReport[]; timed_out: boolean }>;
   close(agentId: string): Promise<AgentReport>;
+  /** The live sub-agents of the whole tree, optionally those whose id starts with `idPrefix`. */
+  list(idPrefix?: string): Promise<AgentInfo[]>;
 }
 
 /** Limits shared by every session of a tree (wherever each runs), kept by the tree's root. */

@@ -1,7 +1,7 @@
-import type { Bus } from '../bus/bus.js';
-import type { GatewayDurability } from '../durable/gateway-durability.js';
-import type { Logger } from '../log.js';
-import { natsSettingsFrom, type NatsFlagValues } from '../nats/settings.js';
+import type { Bus } from './bus/bus.js';
+import type { GatewayDurability } from './durable/gateway-durability.js';
+import type { Logger } from './log.js';
+import { natsSettingsFrom, type NatsFlagValues } from './nats/settings.js';
 
 /** What a gateway runtime needs to run on NATS (see RuntimeOptions). */
 export interface GatewayBusOptions {
@@ -19,11 +19,11 @@ export interface GatewayBusOptions {
 export async function gatewayBusOptions(flags: NatsFlagValues, env: NodeJS.ProcessEnv, name: string, logger?: Logger): Promise<GatewayBusOptions> {
   const settings = natsSettingsFrom(flags, env);
   if (settings === null) return {};
-  const { connectNats } = await import('../nats/connect.js');
+  const { connectNats } = await import('./nats/connect.js');
   const [connection, { NatsBus }, { GatewayDurability }] = await Promise.all([
     connectNats(settings, { name, ...(logger ? { logger } : {}) }),
-    import('../bus/nats.js'),
-    import('../durable/gateway-durability.js'),
+    import('./bus/nats.js'),
+    import('./durable/gateway-durability.js'),
   ]);
   return {
     bus: new NatsBus(connection, logger ? { logger } : {}),

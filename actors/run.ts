@@ -231,7 +231,11 @@ async function answer(target: RunTarget, request: RunApprovalRequest, onApproval
     );
   }
   items.push({ type: 'approval', request, decision });
-  await target.submit(approvalAnswer(request, decision), `approval-${request.call_id}`);
+  try {
+    await target.submit(approvalAnswer(request, decision), `approval-${request.call_id}`);
+  } catch (error) {
+    log.warn({ err: error, session: request.session_id, call: request.call_id }, 'could not send the answer to an approval request');
+  }
 }
 
 /** Turn the events of the turn into its items; a call's begin event is kept until its end. */

@@ -19,6 +19,10 @@
  * bash reads the user's profile, which takes anything from a millisecond to hundreds of them,
  * and would drown what is measured here.
  *
+ * BENCH_TOOL=custom has the model call a tool written with tool() that answers in-process
+ * (`bench_echo`, no process started): its overhead over the SDK-only floor is what a
+ * developer's own tool costs per round trip.
+ *
  *   npm run bench            (writes bench/results/turn-overhead.json, or
  *                             turn-overhead-exec_command.json)
  */
@@ -33,6 +37,8 @@ import type { ModelClient, ModelStreamEvent, Prompt } from '../actors/model/type
 import { createRuntime } from '../actors/runtime.js';
 import { userShellArgv } from '../actors/tools/handlers/exec-command.js';
 import { processLauncher } from '../actors/tools/launcher/launcher.js';
+import { tool } from '../actors/tools/user-tool.js';
+import { z } from 'zod';
 import { startFakeModelServer, type RecordedRequest, type ScriptStep } from '../testing/index.js';
 
 const TURNS = Number(process.env.BENCH_TURNS ?? 200);
@@ -43,12 +49,20 @@ const WARMUP = 20;
  */
 const SANDBOX = (process.env.BENCH_SANDBOX ?? 'danger-full-access') as 'danger-full-access' | 'workspace-write' | 'read-only';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
-/** The tool the model calls: `shell` (default) or `exec_command`. */
-const TOOL = (process.env.BENCH_TOOL ?? 'shell') as 'shell' | 'exec_command';
-if (TOOL !== 'shell' && TOOL !== 'exec_command') throw new Error(`BENCH_TOOL must be shell or exec_command, not ${String(TOOL)}`);
+/** The tool the model calls: `shell` (default), `exec_command`, or `custom` (a tool() of ours). */
+const TOOL = (process.env.BENCH_TOOL ?? 'shell') as 'shell' | 'exec_command' | 'custom';
+if (TOOL !== 'shell' && TOOL !== 'exec_command' && TOOL !== 'custom') throw new Error(`BENCH_TOOL must be shell, exec_command or custom, not ${String(TOOL)}`);
 if (TOOL === 'exec_command') process.env.SHELL = process.env.BENCH_SHELL ?? '/bin/sh';
 /** What runs where the model asked for a tool: `true`, or for exec_command what its shell runs. */
-const COMMAND = TOOL === 'shell' ? ['true'] : userShellArgv('true');
+const COMMAND = TOOL === 'exec_command' ? userShellArgv('true') : ['true'];
+
+/** The tool of BENCH_TOOL=custom: in-process, as cheap as a tool gets. */
+const benchEcho = tool({
+  name: 'bench_echo',
+  description: 'Echo the text back.',
+  parameters: z.object({ text: z.string() }),
+  execute: ({ text }) => text,
+});
 
 /** Whether turn `index` of a session calls exec_command (else shell). */
 const callsExec = (index: number): boolean => TOOL === 'exec_command' && index % 2 === 0;
@@ -58,9 +72,12 @@ function script(request: RecordedRequest): ScriptStep {
   const input = request.body.input as { type: string }[];
   if (input.at(-1)?.type === 'function_call_output') return { kind: 'response', items: [{ type: 'message', text: 'done' }] };
   // One call per turn: the calls already in the history number the turn.
-  const call = callsExec(input.filter((item) => item.type === 'function_call').length)
-    ? { name: 'exec_command', arguments: { cmd: 'true' } }
-    : { name: 'shell', arguments: { command: COMMAND } };
+  const call =
+    TOOL === 'custom'
+      ? { name: 'bench_echo', arguments: { text: 'hello' } }
+      : callsExec(input.filter((item) => item.type === 'function_call').length)
+        ? { name: 'exec_command', arguments: { cmd: 'true' } }
+        : { name: 'shell', arguments: { command: COMMAND } };
   return { kind: 'response', items: [{ type: 'function_call', ...call }] };
 }
 
@@ -91,7 +108,7 @@ async function measureRuntime(measured: number, url: string | null, home: string
   const runtime =
     url === null
       ? createRuntime({ modelClient: inProcessModel(), home, cwd, model: 'bench-model' })
-      : createRuntime({ baseURL: url, apiKey: 'bench', home, cwd, model: 'bench-model' });
+      : createRuntime({ baseURL: url, apiKey: 'bench', home, cwd, model: 'bench-model', ...(TOOL === 'custom' ? { tools: [benchEcho] } : {}) });
   const session = await runtime.newSession({ approval_policy: 'never', sandbox_policy: SANDBOX });
   const events = session.events();
   let count = 0;
@@ -118,7 +135,7 @@ async function measureRuntime(measured: number, url: string | null, home: string
   }
   const elapsed = performance.now() - started;
   await runtime.close();
-  const byTool = TOOL === 'shell' ? {} : { exec_turn_ms: medianOf(turns.exec), shell_turn_ms: medianOf(turns.shell) };
+  const byTool = TOOL !== 'exec_command' ? {} : { exec_turn_ms: medianOf(turns.exec), shell_turn_ms: medianOf(turns.shell) };
   return { elapsed, events: count, ...byTool };
 }
 
@@ -249,7 +266,7 @@ async function main(): Promise<void> {
       overhead_over_forking_floor_ms: round(perTrip - floorPerTrip('direct')),
       overhead_over_launcher_floor_ms: round(perTrip - floorPerTrip('launcher')),
       machinery_alone_ms_per_round_trip: round(median(machinery).elapsed! / (TURNS * 2)),
-      ...(TOOL === 'shell'
+      ...(TOOL !== 'exec_command'
         ? {}
         : {
             exec_command_ms_per_round_trip: round(perTool('exec_turn_ms')),

@@ -103,6 +103,7 @@ export const SpawnAgentsOnCsvArgs = z.object({
   max_concurrency: z.number().int().min(1).optional().describe('Most items running at once (default 16, at most 64, and within agent_max_threads).'),
   max_workers: z.number().int().min(1).optional().describe('Another name for max_concurrency.'),
   max_runtime_seconds: z.number().int().min(1).optional().describe('Most seconds one item may run before it fails (default 1800).'),
+  agent_type: z.string().optional().describe("The role of every item's agent, one of those spawn_agent lists (default: none)."),
   output_csv_path: z
     .string()
     .optional()

@@ -53,6 +53,7 @@ async function jobsRun(argv: readonly string[], runtimeOptions: RuntimeOptions):
       'output-schema': { type: 'string' },
       'max-runtime-seconds': { type: 'string' },
       'max-attempts': { type: 'string' },
+      'agent-type': { type: 'string' },
       'approval-policy': { type: 'string' },
       sandbox: { type: 'string' },
       cd: { type: 'string', short: 'C' },
@@ -105,6 +106,7 @@ async function jobsRun(argv: readonly string[], runtimeOptions: RuntimeOptions):
       max_runtime_seconds: count(values['max-runtime-seconds'], '--max-runtime-seconds'),
       max_attempts: count(values['max-attempts'], '--max-attempts'),
       output_csv_path: values.output,
+      agent_type: values['agent-type'],
       config,
       signal: stop.signal,
       onStart: (job) => {

@@ -112,6 +112,7 @@ Options of run:
   --output-schema FILE      a JSON Schema file every result must match
   --max-runtime-seconds N   most seconds one item may run (default 1800)
   --max-attempts N          attempts of an item whose agent errors (default 3)
+  --agent-type ROLE         the role of every item's agent (built in: default, explorer, worker; more in TROUPE_HOME/config.json)
   --json                    print the job session's events as JSON lines before the summary
   --approval-policy P       untrusted | on-failure | on-request | never (default never)
   --sandbox S               read-only | workspace-write | danger-full-access (default workspace-write)

@@ -3,6 +3,7 @@ import type { TurnContext } from '../../machines/turn-context.js';
 import { checkInstruction, checkOutputPath, defaultOutputPath, formatOf, JobInputError, readJobInput, resolvePath, type JobInput } from './input.js';
 import type { JobSpec } from './records.js';
 import { resultCheck } from './schema.js';
+import { roleConfig, RoleError } from '../agents/roles.js';
 
 export const DEFAULT_JOB_CONCURRENCY = 16;
 export const MAX_JOB_CONCURRENCY = 64;
@@ -21,6 +22,8 @@ export interface JobRequest {
   readonly output_csv_path?: string | undefined;
   /** Attempts an item gets when its agent errors (default 3). */
   readonly max_attempts?: number | undefined;
+  /** The role of every item's agent: one of the session's agent roles. */
+  readonly agent_type?: string | undefined;
 }
 
 /** A request checked against its input, ready to be stored; nothing has been written yet. */
@@ -61,6 +64,14 @@ export async function prepareJob(request: JobRequest, cwd: string): Promise<Prep
 /** The job's first record, for a job of session `parentSessionId` started by call `callId` of `turn`. */
 export function jobSpec(prepared: PreparedJob, parent: { sessionId: string; callId: string; turn: TurnContext }): JobSpec {
   const { request, input } = prepared;
+  if (request.agent_type !== undefined) {
+    try {
+      roleConfig(parent.turn, request.agent_type);
+    } catch (error) {
+      if (error instanceof RoleError) throw new JobInputError(error.message);
+      throw error;
+    }
+  }
   const { final_output_json_schema: _unused, ...turn } = parent.turn;
   return {
     job_id: prepared.jobId,
@@ -79,6 +90,7 @@ export function jobSpec(prepared: PreparedJob, parent: { sessionId: string; call
     max_concurrency: prepared.concurrency,
     max_runtime_seconds: request.max_runtime_seconds ?? DEFAULT_ITEM_RUNTIME_SECONDS,
     max_attempts: request.max_attempts ?? DEFAULT_ITEM_ATTEMPTS,
+    agent_type: request.agent_type ?? null,
     items: [...input.items],
   };
 }

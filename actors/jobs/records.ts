@@ -46,6 +46,8 @@ export const JobSpec = z.object({
   max_runtime_seconds: z.number().int().positive(),
   /** Attempts an item gets when its agent errors (the first included). */
   max_attempts: z.number().int().positive(),
+  /** The role of every item's agent (absent in jobs stored before roles existed). */
+  agent_type: z.string().nullable().optional(),
   items: z.array(JobItemSpec),
 });
 export type JobSpec = z.infer<typeof JobSpec>;

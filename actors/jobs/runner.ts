@@ -247,7 +247,10 @@ export class JobRunner {
     const attempt = item.attempts + 1;
     let agent: AgentReport;
     try {
-      agent = await this.#parent.agents.spawn({ message: workerPrompt(this.#state, item), forkContext: false }, this.#parent.spawnContext);
+      agent = await this.#parent.agents.spawn(
+        { message: workerPrompt(this.#state, item), agentType: spec.agent_type ?? undefined, forkContext: false },
+        this.#parent.spawnContext,
+      );
     } catch (error) {
       this.#live.delete(item.spec.item_id);
       markStarted();

@@ -181,6 +181,35 @@ describe('agent jobs', () => {
     expect(readdirSync(workspace).sort()).toEqual(['bad.jsonl', 'dupe.csv', 'empty.csv', 'ok.csv', 'ragged.csv']);
   });
 
+  it("gives every item's agent the role agent_type names, and refuses an unknown role", async () => {
+    await writeText(workspace, 'files.csv', 'file\na.js\nb.js\n');
+    const grader = { description: 'Grades one file.', instructions: 'Grade the file strictly.', sandbox_policy: 'read-only' };
+    const parent = await server.newSession({ cwd: workspace, agent_roles: { grader } });
+    const unknown = await runJobTurn(parent, 'unknown role', { csv_path: 'files.csv', instruction: 'Grade {file}', agent_type: 'judge' });
+    expect(unknown.text).toMatch(/unknown agent_type "judge"; the roles are: default, explorer, worker, grader/);
+    expect(existsSync(join(server.home, 'jobs'))).toBe(false);
+    model.enqueue(
+      reportStep((row) => ({ grade: `A for ${String(row.file)}` })),
+      reportStep((row) => ({ grade: `A for ${String(row.file)}` })),
+      doneStep(),
+      doneStep(),
+    );
+    const { json } = await runJobTurn(parent, 'graded job', { csv_path: 'files.csv', instruction: 'Grade {file}', agent_type: 'grader' });
+    expect(json).toMatchObject({ status: 'completed', completed_items: 2 });
+    const workers = model.requests.filter(isWorker);
+    expect(workers.length).toBeGreaterThanOrEqual(2);
+    for (const request of workers) expect(JSON.stringify(inputItems(request).filter((i) => i.role === 'developer'))).toContain('Grade the file strictly.');
+    const children = server.events.filter((e) => e.msg.type === 'session_configured' && e.msg.parent_session_id === parent);
+    expect(children.map((e) => e.msg)).toEqual([
+      expect.objectContaining({ sandbox_policy: expect.objectContaining({ mode: 'read-only' }) }),
+      expect.objectContaining({ sandbox_policy: expect.objectContaining({ mode: 'read-only' }) }),
+    ]);
+    expect(server.events.filter((e) => e.msg.type === 'agent_spawned').map((e) => (e.msg.type === 'agent_spawned' ? e.msg.role : null))).toEqual([
+      'grader',
+      'grader',
+    ]);
+  });
+
   it('reads RFC 4180 CSV (BOM, quotes, embedded newlines), suffixes repeated ids and writes JSON Lines', async () => {
     const csv = '\uFEFFid,text\r\nx,"a, ""quoted"" one"\r\nx,"two\r\nlines"\r\ny,plain\r\n\r\nx,last\r\n';
     await writeText(workspace, 'in.csv', csv);

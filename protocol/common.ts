@@ -113,6 +113,7 @@ export const AgentRole = z.strictObject({
   tools: z.array(z.string().min(1)).optional().describe("The only tools its agents are offered (by name); absent: all of its parent's."),
   sandbox_policy: SandboxPolicy.optional(),
   approval_policy: AskForApproval.optional(),
+  project_docs: z.boolean().optional().describe("false: its agents do not read the project's AGENTS.md files (default true)."),
 });
 export type AgentRole = z.infer<typeof AgentRole>;
 

@@ -101,6 +101,25 @@ describe('agent roles', () => {
       runtime.newSession({ agent_roles: { r: { description: 'd', instructions: 'i', sandbox: 'read-only' } as unknown as AgentRole } }),
     ).rejects.toThrow(/agent_roles\.r/);
   });
+
+  it('read the project AGENTS.md unless the role opts out', async () => {
+    await writeFile(join(workspace, 'AGENTS.md'), 'Always run the linter.');
+    const quiet: AgentRole = { description: 'Ignores project notes.', instructions: 'Work without notes.', project_docs: false };
+    const session = await runtime.newSession({ agent_roles: { quiet } });
+    model.enqueue(
+      spawn('q', 'quiet task', 'quiet'),
+      spawn('d', 'plain task'),
+      say('q done', asks('quiet task')),
+      say('d done', asks('plain task')),
+      say('both'),
+    );
+    await session.run('two children');
+    // The parent does not wait for its children: their requests may come after its turn ends.
+    await expect.poll(() => [asks('quiet task'), asks('plain task')].every((m) => model.requests.some(m)), { timeout: 30_000 }).toBe(true);
+    const mentionsDocs = (r: RecordedRequest) => JSON.stringify(r.body.input).includes('Always run the linter.');
+    expect(mentionsDocs(model.requests.find(asks('quiet task'))!)).toBe(false);
+    expect(mentionsDocs(model.requests.find(asks('plain task'))!)).toBe(true);
+  });
 });
 
 describe('list_agents', () => {

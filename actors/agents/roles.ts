@@ -94,6 +94,11 @@ export function narrowerApproval(parent: AskForApproval, wanted: AskForApproval)
   return APPROVAL_RANK[wanted] >= APPROVAL_RANK[parent] ? wanted : parent;
 }
 
+/** False when the session's role opts out of the project's AGENTS.md files. */
+export function readsProjectDocs(settings: Pick<SessionSettings, 'agent_role' | 'agent_roles'>): boolean {
+  return settings.agent_role === undefined || settings.agent_roles?.[settings.agent_role]?.project_docs !== false;
+}
+
 /** The tools a session may be offered when its role has an allow-list; undefined: no restriction. */
 export function roleTools(settings: Pick<SessionSettings, 'agent_role' | 'agent_roles'>): ReadonlySet<string> | undefined {
   const tools = settings.agent_role !== undefined ? settings.agent_roles?.[settings.agent_role]?.tools : undefined;

@@ -30,7 +30,7 @@ import { SessionRuntime } from './session-runtime.js';
 import { HomeConfigError, readHomeConfig } from './home-config.js';
 import { SessionLogic } from './session-logic.js';
 import { DEFAULT_AGENT_MAX_DEPTH, DEFAULT_AGENT_MAX_THREADS } from '../agents/supervisor.js';
-import { sessionRoles } from '../agents/roles.js';
+import { readsProjectDocs, sessionRoles } from '../agents/roles.js';
 
 export interface HostOptions {
   readonly bus: Bus;
@@ -498,7 +498,7 @@ export class Host {
     // New sessions and reviewers read the project's AGENTS.md; a history that already holds
     // them (a fork, a sub-agent with its parent's context) and a summarizer do not.
     const projectDocs =
-      purpose === 'compact' || history.some(isUserInstructions)
+      purpose === 'compact' || history.some(isUserInstructions) || !readsProjectDocs(settings)
         ? null
         : await loadProjectDocs(settings.cwd, this.#options.home, config.project_doc_max_bytes ?? homeConfig.project_doc_max_bytes);
     const createdAt = new Date();

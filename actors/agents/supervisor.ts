@@ -263,9 +263,10 @@ export class AgentSupervisor implements AgentControl {
       [...this.#children.values()]
         .filter((c) => c.status === 'running' || c.status === 'pending_init')
         .map((c) =>
-          this.#submit(c.id, `cascade-${randomUUID()}`, { type: 'interrupt' }).catch((error: unknown) =>
-            log.warn({ err: error, agent: c.id }, 'could not interrupt a sub-agent'),
-          ),
+          this.#submit(c.id, `cascade-${randomUUID()}`, { type: 'interrupt' }).catch((error: unknown) => {
+            // A child that no longer takes ops has already ended: nothing to interrupt.
+            if (!(error instanceof NoRespondersError)) log.warn({ err: error, agent: c.id }, 'could not interrupt a sub-agent');
+          }),
         ),
     );
   }

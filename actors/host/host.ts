@@ -3,7 +3,7 @@ import { applyOverrides, settingsFromConfig, type SessionSettings } from '../../
 import type { HostDurability, OpFeed, SeenLease, SessionLog } from '../durable/index.js';
 import { writeRolloutFile } from '../durable/rollout-file.js';
 import { journaledRollout } from '../durable/session-durability.js';
-import { NoRespondersError, type Bus, type Subscription } from '../bus/bus.js';
+import { BusClosedError, NoRespondersError, type Bus, type Subscription } from '../bus/bus.js';
 import { subjects, type Subjects } from '../bus/subjects.js';
 import { log } from '../log.js';
 import type { ModelClient } from '../model/types.js';
@@ -310,6 +310,8 @@ export class Host {
       return { kind: 'placed', session_id: runtime.id, worker_id: this.#options.workerId, rollout_path: runtime.rolloutPath };
     } catch (error) {
       if (error instanceof PlacementError) return { kind: 'failure', code: 'bad_request', message: error.message };
+      // A placement that arrives while this host's bus closes: the process is going away.
+      if (error instanceof BusClosedError) return { kind: 'failure', code: 'unavailable', message: 'the host is shutting down' };
       log.error({ err: error }, 'placing a session failed');
       return { kind: 'failure', code: 'internal', message: `could not start the session: ${(error as Error).message}` };
     }

@@ -272,7 +272,7 @@ describe('Leases and session logs on a real nats-server', () => {
   });
 
   function worker(id: string, leaseMs: number, onLost: (sessionId: string) => void = () => undefined): Leases {
-    const leases = new Leases(store.leases, id, leaseTiming(leaseMs), onLost);
+    const leases = new Leases(store, id, leaseTiming(leaseMs), onLost);
     running.push(leases);
     return leases;
   }

@@ -60,7 +60,7 @@ export class HostDurability {
     this.#link = NatsLink.of(store.connection);
     this.#outboxLimits = outboxLimits;
     this.ops = new OpQueue(store, logger);
-    this.leases = new Leases(store.leases, workerId, leaseTiming(leaseMs), onLost, logger, this.#link);
+    this.leases = new Leases(store, workerId, leaseTiming(leaseMs), onLost, logger, this.#link);
   }
 
   static async open(

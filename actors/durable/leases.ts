@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { log as processLog, type Logger } from '../log.js';
 import type { NatsLink } from '../nats/link.js';
 import { LeaseLostError } from './errors.js';
+import { leaseKeys, type DurableStore } from './store.js';
 
 /**
  * Who runs a session, and until when. nats-server 2.9 ignores per-key TTLs, so the expiry is
@@ -65,8 +66,18 @@ export class Leases {
   /** When given, a renewal in flight as the connection drops is given up on, not waited for. */
   readonly #link: NatsLink | undefined;
 
-  constructor(kv: KV, workerId: string, timing: LeaseTiming, onLost: (sessionId: string) => void, logger: Logger = processLog, link?: NatsLink) {
-    this.#kv = kv;
+  readonly #listKeys: () => Promise<string[]>;
+
+  constructor(
+    store: Pick<DurableStore, 'leases' | 'jsm' | 'names'>,
+    workerId: string,
+    timing: LeaseTiming,
+    onLost: (sessionId: string) => void,
+    logger: Logger = processLog,
+    link?: NatsLink,
+  ) {
+    this.#kv = store.leases;
+    this.#listKeys = () => leaseKeys(store);
     this.#link = link;
     this.#workerId = workerId;
     this.#timing = timing;
@@ -153,7 +164,7 @@ export class Leases {
     const now = Date.now();
     const found: SeenLease[] = [];
     const keys: string[] = [];
-    for await (const key of await this.#kv.keys()) if (!this.#held.has(key)) keys.push(key);
+    for (const key of await this.#listKeys()) if (!this.#held.has(key)) keys.push(key);
     // Read in batches: one round trip per batch rather than per lease.
     for (let i = 0; i < keys.length; i += EXPIRY_READ_BATCH) {
       const batch = keys.slice(i, i + EXPIRY_READ_BATCH);

@@ -43,6 +43,20 @@ export class DurableStore {
   }
 }
 
+/**
+ * The keys of the lease bucket, read from its stream's subjects in one request (paged by the
+ * client when there are many). Not the KV client's `keys()`: that lists through a consumer
+ * that waits for the last key's delivery, and with leases renewed while it reads, it was seen
+ * to wait forever on nats-server 2.9, leaving a worker that never adopts anything again.
+ * A deleted lease keeps its subject (its delete marker); readers skip it.
+ */
+export async function leaseKeys(store: Pick<DurableStore, 'jsm' | 'names'>): Promise<string[]> {
+  const bucket = store.names.leaseBucket;
+  const prefix = `$KV.${bucket}.`;
+  const info = await store.jsm.streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}>` });
+  return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length));
+}
+
 async function ensureStream(jsm: JetStreamManager, config: { name: string; subjects: string[]; retention: RetentionPolicy }): Promise<void> {
   const exists = await jsm.streams.info(config.name).then(
     () => true,

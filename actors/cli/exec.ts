@@ -124,7 +124,8 @@ export async function runOneTurn(options: OneTurnOptions): Promise<{ lastMessage
     await answering;
     await options.after?.(session);
     const shutdown = (async () => {
-      await runtime.gateway.submit({ id: 'exec-shutdown', session_id: session.id, op: { type: 'shutdown' } });
+      // An id of this turn's own: on NATS a repeated op id for the same session is dropped as a duplicate.
+      await runtime.gateway.submit({ id: `shutdown-${turnId}`, session_id: session.id, op: { type: 'shutdown' } });
       await closed;
     })();
     shutDown = options.shutdown ? await options.shutdown.within(shutdown) : (await shutdown, true);

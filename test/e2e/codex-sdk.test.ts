@@ -1,10 +1,7 @@
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Codex, type ThreadEvent, type ThreadOptions } from '@openai/codex-sdk';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Codex, ThreadEvent, ThreadOptions } from '@openai/codex-sdk';
+import { describe, expect, it } from 'vitest';
 import { inputTexts } from '../../testing/requests.js';
-import { troupeBin } from '../support/app-server-process.js';
+import { useCodexOnTroupe } from '../support/codex-sdk.js';
 import { useScratch } from '../support/e2e.js';
 
 // The official Codex SDK, pointed at troupe: it runs `<binary> exec --experimental-json ...`
@@ -12,23 +9,11 @@ import { useScratch } from '../support/e2e.js';
 
 const scratch = useScratch();
 
-/** The SDK runs one executable: a script that starts troupe's CLI under node. */
-let wrapperDir = '';
-let wrapper = '';
-beforeEach(async () => {
-  wrapperDir = await mkdtemp(join(tmpdir(), 'troupe-codex-bin-'));
-  wrapper = join(wrapperDir, 'codex');
-  await writeFile(wrapper, `#!/bin/sh\nexec '${process.execPath}' --conditions=development '${troupeBin()}' "$@"\n`);
-  await chmod(wrapper, 0o755);
-});
-afterEach(async () => {
-  await rm(wrapperDir, { recursive: true, force: true });
-});
+const codexOnTroupe = useCodexOnTroupe();
 
 /** A Codex client on troupe; the model's address and key go through the SDK's own options. */
 function codex(config?: Record<string, string | number | boolean>): Codex {
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', TROUPE_HOME: scratch.home, TROUPE_RETRY_BASE_MS: '1' };
-  return new Codex({ codexPathOverride: wrapper, baseUrl: scratch.model.url, apiKey: 'sdk-key', env, ...(config ? { config } : {}) });
+  return codexOnTroupe({ env: { TROUPE_HOME: scratch.home }, baseUrl: scratch.model.url, ...(config ? { config } : {}) });
 }
 
 const threadOptions = (): ThreadOptions => ({

@@ -232,7 +232,18 @@ describe('troupe --help and bad arguments', () => {
   it('every command answers --help with its own usage, listing its flags', async () => {
     const flags: Record<string, string[]> = {
       'app-server': ['--model', '--wire-api', '--nats', '--namespace'],
-      exec: ['--json', '--approval-policy', '--sandbox', '-C, --cd', '--model', '--nats-creds'],
+      exec: [
+        '--json',
+        '--approval-policy',
+        '--sandbox',
+        '-C, --cd',
+        '--model',
+        '--nats-creds',
+        '--experimental-json',
+        '--output-schema',
+        '-c, --config',
+        '--add-dir',
+      ],
       worker: ['--worker-id', '--capacity', '--ready-file', '--nats-tls-ca'],
       'mcp-server': ['--model', '--wire-api'],
       resume: ['--last', '--json', '-C, --cd', '--sandbox'],
@@ -260,6 +271,18 @@ describe('troupe --help and bad arguments', () => {
       [['exec', '-C', '/nonexistent/dir', 'hi'], /^troupe exec: -C \/nonexistent\/dir: not a directory \(see troupe exec --help\)\n$/],
       [['exec', '--bogus', 'hi'], /^troupe exec: Unknown option '--bogus'.*\(see troupe exec --help\)\n$/],
       [['exec', '--sandbox', 'open', 'hi'], /^troupe exec: --sandbox must be one of read-only, workspace-write, danger-full-access/],
+      [['exec', '--output-schema', '/nonexistent/schema.json', 'hi'], /^troupe exec: --output-schema \/nonexistent\/schema.json: no such file/],
+      [
+        ['exec', '--config', 'approval_policy="sometimes"', 'hi'],
+        /^troupe exec: --config approval_policy must be one of untrusted, on-failure, on-request, never, got "sometimes"/,
+      ],
+      [
+        ['exec', '--config', 'sandbox_workspace_write.network_access="yes"', 'hi'],
+        /^troupe exec: --config sandbox_workspace_write.network_access must be true or false/,
+      ],
+      [['exec', '--image', '/nonexistent.png', 'hi'], /^troupe exec: --image \/nonexistent.png: no such file/],
+      [['exec', '--json', '--experimental-json', 'hi'], /^troupe exec: --json and --experimental-json cannot be used together/],
+      [['exec', 'resume'], /^troupe exec: exec resume needs a session id, or --last/],
       [['worker'], /^troupe worker: worker needs --nats URL/],
       [['app-server', '--wire-api', 'soap'], /^troupe app-server: --wire-api must be "responses" or "chat"/],
       [['frobnicate'], /^troupe: unknown command "frobnicate" \(see troupe --help\)\n$/],

@@ -166,6 +166,7 @@ export class AgentSupervisor implements AgentControl {
       parent_session_id: this.#options.sessionId,
       depth,
       nickname: child.nickname,
+      ...(request.agentType ? { role: request.agentType } : {}),
       prompt: request.message,
     });
     this.#options.emit(ctx.callId, { type: 'agent_status', agent_id: id, status: 'pending_init' });

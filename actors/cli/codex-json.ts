@@ -1,6 +1,6 @@
 import type { Event, EventOf, FileChange, TokenUsage } from '../../protocol/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { resultText } from '../mcp/result-text.js';
+import { asToolResult, resultText } from '../mcp/result-text.js';
 import { shellJoin } from './shell-words.js';
 
 /**
@@ -125,10 +125,11 @@ export class CodexEventMapper {
         const open = this.#take(msg.call_id);
         const begin = open.mcp;
         const base = { id: open.id, type: 'mcp_tool_call' as const, server: begin?.server ?? '', tool: begin?.tool ?? '', arguments: begin?.arguments ?? null };
-        const failed = msg.error !== undefined || asResult(msg.result).isError === true;
+        const result = asToolResult(msg.result);
+        const failed = msg.error !== undefined || result?.isError === true;
         const item: CodexThreadItem = failed
-          ? { ...base, error: { message: msg.error ?? resultText(asResult(msg.result)) }, status: 'failed' }
-          : { ...base, result: mcpResult(msg.result), status: 'completed' };
+          ? { ...base, error: { message: msg.error ?? (result ? resultText(result) : 'the tool failed') }, status: 'failed' }
+          : { ...base, result: mcpResult(result), status: 'completed' };
         return [{ type: 'item.completed', item }];
       }
       case 'plan_update': {
@@ -191,13 +192,6 @@ export class CodexEventMapper {
   }
 }
 
-/** An MCP tool's result as the MCP client returned it; anything else is treated as empty. */
-function asResult(result: unknown): CallToolResult {
-  const object = typeof result === 'object' && result !== null ? (result as Partial<CallToolResult>) : {};
-  return { ...object, content: Array.isArray(object.content) ? object.content : [] };
-}
-
-function mcpResult(result: unknown): { content: unknown[]; structured_content: unknown } {
-  const { content, structuredContent } = asResult(result);
-  return { content, structured_content: structuredContent ?? null };
+function mcpResult(result: CallToolResult | null): { content: unknown[]; structured_content: unknown } {
+  return { content: result?.content ?? [], structured_content: result?.structuredContent ?? null };
 }

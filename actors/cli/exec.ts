@@ -9,6 +9,7 @@ import { configFromFlags, MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from
 import { CodexEventMapper } from './codex-json.js';
 import { CODEX_EXEC_FLAGS, codexExecSettings } from './codex-flags.js';
 import { TranscriptRenderer } from './render.js';
+import { shellJoin } from './shell-words.js';
 import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
 
 /** How `troupe exec` answers approval requests. */
@@ -17,7 +18,7 @@ export type Approver = (request: Extract<Event['msg'], { type: 'exec_approval_re
 /** Asks on the terminal: y (approve), a (approve for the session), n (deny), q (abort the turn). */
 export function terminalApprover(): Approver {
   return async (request) => {
-    const what = request.type === 'exec_approval_request' ? `run \`${request.command.join(' ')}\`` : `change ${Object.keys(request.changes).join(', ')}`;
+    const what = request.type === 'exec_approval_request' ? `run \`${shellJoin(request.command)}\`` : `change ${Object.keys(request.changes).join(', ')}`;
     const rl = createInterface({ input: process.stdin, output: process.stderr });
     try {
       for (;;) {
@@ -36,7 +37,7 @@ export function terminalApprover(): Approver {
 /** Without a terminal nobody can answer: deny, and say how to run without asking. */
 export function denyingApprover(): Approver {
   return async (request) => {
-    const what = request.type === 'exec_approval_request' ? `\`${request.command.join(' ')}\`` : `changes to ${Object.keys(request.changes).join(', ')}`;
+    const what = request.type === 'exec_approval_request' ? `\`${shellJoin(request.command)}\`` : `changes to ${Object.keys(request.changes).join(', ')}`;
     process.stderr.write(
       `troupe: denied ${what}: it needs approval and there is no terminal to ask. ` +
         'Run in a terminal, or choose a policy that does not ask (--approval-policy never, or on-request with --sandbox danger-full-access).\n',

@@ -1,7 +1,10 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Codex, ThreadEvent, ThreadOptions } from '@openai/codex-sdk';
 import { describe, expect, it } from 'vitest';
 import { inputTexts } from '../../testing/requests.js';
 import { useCodexOnTroupe } from '../support/codex-sdk.js';
+import { mcpEchoServerPath } from '../support/mcp-echo-server.js';
 import { useScratch } from '../support/e2e.js';
 
 // The official Codex SDK, pointed at troupe: it runs `<binary> exec --experimental-json ...`
@@ -127,6 +130,40 @@ describe('the Codex SDK driving troupe', () => {
     const turn = await codex().startThread(threadOptions()).run('answer in JSON', { outputSchema: schema });
     expect(JSON.parse(turn.finalResponse)).toEqual({ answer: 'yes' });
     expect(scratch.model.requests[0]!.body.text).toMatchObject({ format: { type: 'json_schema', schema, strict: true } });
+  });
+
+  it('file changes and MCP tool calls become their items', async () => {
+    await writeFile(join(scratch.home, 'config.json'), JSON.stringify({ mcp_servers: { echo: { command: process.execPath, args: [mcpEchoServerPath()] } } }));
+    await writeFile(join(scratch.workspace, 'old.txt'), 'old\n');
+    const patch = '*** Begin Patch\n*** Add File: new.txt\n+fresh\n*** Delete File: old.txt\n*** End Patch';
+    scratch.model.enqueue(
+      { kind: 'response', items: [{ type: 'function_call', name: 'apply_patch', call_id: 'p1', arguments: { input: patch } }] },
+      { kind: 'response', items: [{ type: 'function_call', name: 'echo__echo', call_id: 'm1', arguments: { text: 'over the wire' } }] },
+      { kind: 'response', items: [{ type: 'function_call', name: 'echo__fail', call_id: 'm2', arguments: { message: 'it broke' } }] },
+      { kind: 'response', items: [{ type: 'message', text: 'Changed and called.' }] },
+    );
+    const turn = await codex()
+      .startThread({ ...threadOptions(), approvalPolicy: 'never' })
+      .run('change and call');
+    expect(turn.items.map((item) => item.type)).toEqual(['file_change', 'mcp_tool_call', 'mcp_tool_call', 'agent_message']);
+    expect(turn.items[0]).toMatchObject({
+      type: 'file_change',
+      status: 'completed',
+      changes: expect.arrayContaining([
+        { path: join(scratch.workspace, 'new.txt'), kind: 'add' },
+        { path: join(scratch.workspace, 'old.txt'), kind: 'delete' },
+      ]),
+    });
+    expect(await readFile(join(scratch.workspace, 'new.txt'), 'utf8')).toBe('fresh\n');
+    expect(turn.items[1]).toMatchObject({
+      type: 'mcp_tool_call',
+      server: 'echo',
+      tool: 'echo',
+      arguments: { text: 'over the wire' },
+      status: 'completed',
+      result: { content: [expect.objectContaining({ type: 'text', text: expect.stringContaining('over the wire') })] },
+    });
+    expect(turn.items[2]).toMatchObject({ type: 'mcp_tool_call', tool: 'fail', status: 'failed', error: { message: expect.stringContaining('it broke') } });
   });
 
   it('a turn that fails rejects with the reason, and settings troupe lacks are refused by name', async () => {

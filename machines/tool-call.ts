@@ -128,9 +128,22 @@ export const toolCallMachine = setup({
         { guard: { type: 'planIs', params: 'ask' }, target: 'awaitingApproval' },
         {
           target: 'done',
-          actions: assign({
-            output: ({ context }) => ({ text: context.plan?.kind === 'reject' ? context.plan.reason : 'rejected', success: false }),
-          }),
+          actions: [
+            assign({ output: ({ context }) => ({ text: context.plan?.kind === 'reject' ? context.plan.reason : 'rejected', success: false }) }),
+            {
+              type: 'emitEvent',
+              params: ({ context }) => ({
+                msg: {
+                  type: 'tool_call_refused',
+                  call_id: context.callId,
+                  turn_id: context.turnId,
+                  tool: context.name,
+                  by: 'policy',
+                  reason: context.output?.text ?? 'rejected',
+                },
+              }),
+            },
+          ],
         },
       ],
     },

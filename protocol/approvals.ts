@@ -16,11 +16,14 @@ export function approvalAnswer(request: ApprovalRequestMsg, decision: ReviewDeci
   return { type, id: request.call_id, decision };
 }
 
-/** What the request asks, in a few words for a person: "run `ls`", "change a.txt", "call deploy with {…}". */
-export function describeApprovalRequest(request: ApprovalRequestMsg): string {
+/**
+ * What the request asks, in a few words for a person: "run `ls` in /dir", "change a.txt", "call
+ * deploy with {…}". `quote` writes a command as its reader should see it (default: words joined by spaces).
+ */
+export function describeApprovalRequest(request: ApprovalRequestMsg, quote: (argv: readonly string[]) => string = (argv) => argv.join(' ')): string {
   switch (request.type) {
     case 'exec_approval_request':
-      return `run \`${request.command.join(' ')}\` in ${request.cwd}`;
+      return `run \`${quote(request.command)}\` in ${request.cwd}`;
     case 'apply_patch_approval_request':
       return `change ${Object.keys(request.changes).join(', ')}`;
     case 'tool_approval_request':

@@ -103,6 +103,12 @@ export const EventMsg = z.discriminatedUnion('type', [
     aggregated_output: z.string(),
     duration_ms: z.number().nonnegative(),
   }),
+  /**
+   * A tool call that did not run or was stopped: `policy` when the approval policy, an
+   * exec-policy rule or the call's own arguments refused it before it ran; `sandbox` when it
+   * ran and the sandbox apparently blocked it. `reason` says why, in the words the model reads.
+   */
+  ev('tool_call_refused', { call_id: z.string(), turn_id: z.string(), tool: z.string(), by: z.enum(['policy', 'sandbox']), reason: z.string() }),
   ev('patch_apply_begin', { call_id: z.string(), auto_approved: z.boolean(), changes: z.record(z.string(), FileChange) }),
   ev('patch_apply_end', { call_id: z.string(), success: z.boolean(), stdout: z.string(), stderr: z.string() }),
   ev('turn_diff', { unified_diff: z.string() }),

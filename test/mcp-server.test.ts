@@ -126,9 +126,9 @@ describe('troupe mcp-server', () => {
     const progress: string[] = [];
     const result = await callTool(client, 'troupe', { prompt: 'write a marker', cwd: workspace, approval_policy: 'untrusted' }, progress);
     expect(texts(result)).toEqual(['Wrote the marker.']);
-    expect(progress).toContain('running: sh -c echo ran > marker.txt');
+    expect(progress).toContain("running: sh -c 'echo ran > marker.txt'");
     expect(asked).toHaveLength(1);
-    expect(asked[0]).toContain('sh -c echo ran > marker.txt');
+    expect(asked[0]).toContain("sh -c 'echo ran > marker.txt'");
     expect(await readFile(join(workspace, 'marker.txt'), 'utf8')).toBe('ran\n');
     expect(outputFor(model.requests[1]!, 'c1')).toContain('Exit code: 0');
   });

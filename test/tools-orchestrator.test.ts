@@ -135,7 +135,8 @@ describe.skipIf(!availability.ok)('a command tool through the orchestrator', () 
       request: { type: 'exec', command: ['touch', 'x'], cwd: dir, reason: expect.stringContaining('outside the sandbox') },
       approvalKey: 'exec-outside:["touch","x"]',
     });
-    expect(types(events)).toEqual(['exec_command_begin', 'exec_command_output_delta', 'exec_command_end']);
+    expect(types(events)).toEqual(['exec_command_begin', 'exec_command_output_delta', 'exec_command_end', 'tool_call_refused']);
+    expect(events.at(-1)).toMatchObject({ type: 'tool_call_refused', by: 'sandbox', reason: 'This looks like the sandbox blocked the command.' });
   });
 
   it('tells the model what it may do instead where the policy does not ask', async () => {
@@ -219,11 +220,12 @@ describe.skipIf(!availability.ok)('a command tool through the orchestrator', () 
     expect(attempts.map((a) => a.sandboxed)).toEqual([true, false]);
     expect(attempts[1]!.argv).toEqual(['touch', 'x']);
     expect(remembered).toEqual(['exec-outside:["touch","x"]']);
-    // Each attempt has exactly one begin and one end, and the question comes between them.
+    // Each attempt has exactly one begin and one end; the denial is reported, then the question.
     expect(types(events)).toEqual([
       'exec_command_begin',
       'exec_command_output_delta',
       'exec_command_end',
+      'tool_call_refused',
       'exec_approval_request',
       'exec_command_begin',
       'exec_command_output_delta',

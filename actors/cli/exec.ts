@@ -16,7 +16,10 @@ import { NATS_FLAGS } from '../nats/settings.js';
 import { gatewayBusOptions } from '../gateway-options.js';
 import { createRuntime, SessionError, type Runtime, type RuntimeOptions, type Session } from '../runtime.js';
 import { configFromFlags, MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
+import { CodexEventMapper } from './codex-json.js';
+import { CODEX_EXEC_FLAGS, codexExecSettings } from './codex-flags.js';
 import { TranscriptRenderer } from './render.js';
+import { shellJoin } from './shell-words.js';
 import { loadToolSets, toolSetSpecs, TOOLS_FLAG } from './tool-flags.js';
 import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
 
@@ -26,7 +29,7 @@ export type Approver = (request: ApprovalRequestMsg) => Promise<ReviewDecision>;
 /** Asks on the terminal: y (approve), a (approve for the session), n (deny), q (abort the turn). */
 export function terminalApprover(): Approver {
   return async (request) => {
-    const what = describeApprovalRequest(request);
+    const what = describeApprovalRequest(request, shellJoin);
     const rl = createInterface({ input: process.stdin, output: process.stderr });
     try {
       for (;;) {
@@ -46,7 +49,7 @@ export function terminalApprover(): Approver {
 export function denyingApprover(): Approver {
   return async (request) => {
     process.stderr.write(
-      `troupe: denied the request to ${describeApprovalRequest(request)}: it needs approval and there is no terminal to ask. ` +
+      `troupe: denied the request to ${describeApprovalRequest(request, shellJoin)}: it needs approval and there is no terminal to ask. ` +
         'Run in a terminal, or choose a policy that does not ask (--approval-policy never, or on-request with --sandbox danger-full-access).\n',
     );
     return 'denied';
@@ -131,7 +134,8 @@ export async function runOneTurn(options: OneTurnOptions): Promise<{ lastMessage
     await answering;
     await options.after?.(session);
     const shutdown = (async () => {
-      await runtime.gateway.submit({ id: 'exec-shutdown', session_id: session.id, op: { type: 'shutdown' } });
+      // An id of this turn's own: on NATS a repeated op id for the same session is dropped as a duplicate.
+      await runtime.gateway.submit({ id: `shutdown-${turnId}`, session_id: session.id, op: { type: 'shutdown' } });
       await closed;
     })();
     shutDown = options.shutdown ? await options.shutdown.within(shutdown) : (await shutdown, true);
@@ -151,6 +155,9 @@ async function promptFrom(command: string, positionals: readonly string[], stdin
   if (prompt) return prompt;
   throw new UsageError(fromStdin ? 'the prompt read from stdin is empty' : `${command} needs a prompt (as an argument, or "-" to read it from stdin)`);
 }
+
+/** How a turn is printed: a transcript, troupe's events as JSON lines, or Codex's exec events. */
+type TurnOutput = 'transcript' | 'json' | 'codex';
 
 /** The flags of the commands that run a turn: exec, resume, review. */
 const TURN_FLAGS = {
@@ -179,24 +186,35 @@ async function printTurn(
   values: TurnFlagValues,
   runtimeOptions: RuntimeOptions,
   turn: (runtime: Runtime) => Pick<OneTurnOptions, 'open' | 'op'>,
+  output: TurnOutput = values.json ? 'json' : 'transcript',
 ): Promise<number> {
   // The session's shutdown and the runtime's close, together, within this bound (shutdown.ts).
   const bound = new ShutdownBound(shutdownTimeoutMs(process.env));
   // With --nats (or TROUPE_NATS_URL) the session runs on a worker.
   const nats = await gatewayBusOptions(values, process.env, `troupe ${name}`);
   const runtime = createRuntime({ ...runtimeOptions, ...nats, model: values.model, wireApi: wireApiFlag(values['wire-api']) });
-  const renderer = values.json ? null : new TranscriptRenderer(process.stderr);
+  const renderer = output === 'transcript' ? new TranscriptRenderer(process.stderr) : null;
+  let rootId: string | null = null;
+  const codex = output === 'codex' ? new CodexEventMapper(() => rootId) : null;
+  const line = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n`);
   let code = 1;
   try {
     // In this process the sets are loaded here; on NATS the workers must have them.
     if (runtime.host) await loadToolSets(runtime.host, toolSetSpecs(values));
+    const { open, op } = turn(runtime);
     const { lastMessage, failed } = await runOneTurn({
       runtime,
-      ...turn(runtime),
-      approver: process.stdin.isTTY ? terminalApprover() : denyingApprover(),
+      op,
+      open: async (r) => {
+        const session = await open(r);
+        rootId = session.id;
+        return session;
+      },
+      approver: process.stdin.isTTY && output !== 'codex' ? terminalApprover() : denyingApprover(),
       onEvent: (event) => {
         if (renderer) renderer.render(event);
-        else process.stdout.write(`${JSON.stringify(event)}\n`);
+        else if (codex) codex.map(event).forEach(line);
+        else line(event);
       },
       shutdown: bound,
     });
@@ -222,12 +240,42 @@ function turnConfig(values: TurnFlagValues): SessionConfig {
   return { ...configFromFlags(values), ...(sets.length > 0 ? { tool_sets: sets } : {}) };
 }
 
-/** `troupe exec`: one turn in a new session. */
+/**
+ * `troupe exec [PROMPT | -]`, or `troupe exec resume (SESSION_ID | --last) [PROMPT | -]`: one
+ * turn in a new session or in one taken up again. The flags the Codex SDK passes to a Codex
+ * binary are understood too (codex-flags.ts), and `--experimental-json` prints Codex's exec
+ * events instead of troupe's.
+ */
 export async function runExec(argv: readonly string[], runtimeOptions: RuntimeOptions = {}): Promise<number> {
-  const { values, positionals } = parseTurnFlags(argv, {});
-  const prompt = await promptFrom('exec', positionals);
-  const config: SessionConfig = { approval_policy: 'on-request', sandbox_policy: 'workspace-write', cwd: process.cwd(), ...turnConfig(values) };
-  return printTurn('exec', values, runtimeOptions, () => ({ open: (runtime) => runtime.newSession(config), op: userTurn(prompt) }));
+  const { values, positionals } = parseTurnFlags(argv, { ...CODEX_EXEC_FLAGS, last: { type: 'boolean', default: false } });
+  if (values.json && values['experimental-json']) throw new UsageError('--json and --experimental-json cannot be used together');
+  const resuming = positionals[0] === 'resume';
+  if (values.last && !resuming) throw new UsageError('--last belongs to exec resume');
+  const target = resuming && !values.last ? positionals[1] : undefined;
+  if (resuming && !values.last && target === undefined) throw new UsageError('exec resume needs a session id, or --last');
+  const prompt = await promptFrom('exec', resuming ? positionals.slice(values.last ? 1 : 2) : positionals);
+  const flagged = turnConfig(values);
+  const codex = codexExecSettings(values, process.env);
+  const given = { ...flagged, ...codex.config };
+  const output: TurnOutput = values['experimental-json'] ? 'codex' : values.json ? 'json' : 'transcript';
+  // Nobody answers approvals in Codex's JSON mode: like codex exec, it never asks by default.
+  const defaults: SessionConfig = { approval_policy: output === 'codex' ? 'never' : 'on-request', sandbox_policy: 'workspace-write', cwd: process.cwd() };
+  const op: SessionOp = {
+    type: 'user_turn',
+    items: [{ type: 'text', text: prompt }, ...codex.images],
+    ...(codex.outputSchema ? { final_output_json_schema: codex.outputSchema } : {}),
+  };
+  const options = { ...runtimeOptions, ...codex.runtime };
+  return printTurn(
+    'exec',
+    values,
+    options,
+    () => ({
+      open: (runtime) => (resuming ? resumeSession(runtime, target, given) : runtime.newSession({ ...defaults, ...given })),
+      op,
+    }),
+    output,
+  );
 }
 
 /**
@@ -241,13 +289,13 @@ export async function runResume(argv: readonly string[], runtimeOptions: Runtime
   if (!values.last && target === undefined) throw new UsageError('resume needs a session id, or --last');
   const prompt = await promptFrom('resume', values.last ? positionals : positionals.slice(1));
   const config = turnConfig(values);
-  return printTurn('resume', values, runtimeOptions, () => ({
-    open: async (runtime) => {
-      const id = target ?? (await lastSession(runtime, config.cwd ?? process.cwd()));
-      return runtime.resumeSession({ session_id: id }, config);
-    },
-    op: userTurn(prompt),
-  }));
+  return printTurn('resume', values, runtimeOptions, () => ({ open: (runtime) => resumeSession(runtime, target, config), op: userTurn(prompt) }));
+}
+
+/** Take a session up again: the one named, or the newest started in the configured directory. */
+async function resumeSession(runtime: Runtime, target: string | undefined, config: SessionConfig): Promise<Session> {
+  const id = target ?? (await lastSession(runtime, config.cwd ?? process.cwd()));
+  return runtime.resumeSession({ session_id: id }, config);
 }
 
 /** The newest top-level session whose working directory is `cwd`. */

@@ -47,12 +47,16 @@ export function configFromFlags(values: SessionFlagValues): SessionConfig {
   }
   if (values.cd !== undefined) {
     const cwd = isAbsolute(values.cd) ? values.cd : resolve(values.cd);
-    const onNats = (values.nats ?? process.env.TROUPE_NATS_URL ?? '').trim() !== '';
-    if (!onNats && statSync(cwd, { throwIfNoEntry: false })?.isDirectory() !== true) throw new UsageError(`-C ${values.cd}: not a directory`);
+    if (!runsOnNats(values) && statSync(cwd, { throwIfNoEntry: false })?.isDirectory() !== true) throw new UsageError(`-C ${values.cd}: not a directory`);
     config.cwd = cwd;
   }
   if (values.model !== undefined) config.model = values.model;
   return config;
+}
+
+/** Whether the session runs on a worker (--nats or TROUPE_NATS_URL), whose disk this machine cannot see. */
+export function runsOnNats(values: Pick<SessionFlagValues, 'nats'>): boolean {
+  return (values.nats ?? process.env.TROUPE_NATS_URL ?? '').trim() !== '';
 }
 
 export { parseArgs };

@@ -22,6 +22,7 @@ import { OutputPressure } from '../flow/output-pressure.js';
 import { log } from '../log.js';
 import { createRuntime, type RuntimeOptions, type Session } from '../runtime.js';
 import { MODEL_FLAGS, parseArgs, wireApiFlag } from './flags.js';
+import { shellJoin } from './shell-words.js';
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
@@ -194,7 +195,7 @@ async function runTurn(server: McpServer, live: LiveSession, prompt: string, ext
  * the result says why.
  */
 async function askForApproval(server: McpServer, msg: ApprovalRequestMsg, extra: Extra, notes: string[]): Promise<ReviewDecision> {
-  const what = describeApprovalRequest(msg);
+  const what = describeApprovalRequest(msg, shellJoin);
   if (!server.server.getClientCapabilities()?.elicitation) {
     notes.push(
       `Denied: troupe asked to ${what}, and this MCP client cannot be asked (it does not support elicitation). ` +
@@ -255,7 +256,7 @@ function describeProgress(msg: EventMsg): string | null {
     case 'agent_message':
       return msg.message;
     case 'exec_command_begin':
-      return `running: ${msg.command.join(' ')}`;
+      return `running: ${shellJoin(msg.command)}`;
     case 'exec_command_end':
       return `command exited with ${msg.exit_code}`;
     case 'patch_apply_end':

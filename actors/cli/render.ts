@@ -1,10 +1,14 @@
 import type { Event } from '../../protocol/index.js';
 import { progressLine } from '../jobs/progress.js';
+import { asToolResult, resultText } from '../mcp/result-text.js';
+import { shellJoin } from './shell-words.js';
 
 /**
- * The readable transcript of `troupe exec` and `troupe demo`: agent text, commands with their
- * exit codes, patches and diffs, written to a stream (stderr), with a progress line while the
- * model works when that stream is a terminal.
+ * The readable transcript of `troupe exec` and `troupe demo`, written to a stream (stderr):
+ * agent text, commands (quoted as a shell reads them) with their exit codes, MCP tool calls,
+ * calls the policy or the sandbox refused and why, patches and diffs, retries and compaction,
+ * and sub-agents as an indented tree (`[Ada · explorer]`), with a progress line while the model
+ * works when that stream is a terminal.
  */
 export class TranscriptRenderer {
   readonly #out: NodeJS.WriteStream;
@@ -13,8 +17,8 @@ export class TranscriptRenderer {
   #progressStarted = 0;
   #frame = 0;
   #streamingText = false;
-  /** Sub-agents by session id, so their lines can be told apart: `[Ada] …`. */
-  readonly #agents = new Map<string, string>();
+  /** Sub-agents by session id, so their lines can be told apart and indented by depth. */
+  readonly #agents = new Map<string, { readonly name: string; readonly depth: number }>();
   #label = '';
   /** Between entered and exited_review_mode: the next child session is the reviewer. */
   #reviewing = false;
@@ -29,22 +33,24 @@ export class TranscriptRenderer {
   render(event: Event): void {
     const msg = event.msg;
     const agent = event.session_id !== null ? this.#agents.get(event.session_id) : undefined;
-    this.#label = agent ? `[${agent}] ` : '';
+    this.#label = agent ? `${'  '.repeat(agent.depth)}[${agent.name}] ` : '';
     // Several agents stream at once: only the root's text is shown as it streams.
     if (agent && (msg.type === 'agent_message_delta' || msg.type === 'agent_reasoning_delta')) return;
     if (agent && msg.type === 'agent_message') {
       // The reviewer answers in JSON; its verdict is shown from exited_review_mode instead.
-      if (agent !== 'reviewer') this.#line(msg.message);
+      if (agent.name !== 'reviewer') this.#line(msg.message);
       return;
     }
     switch (msg.type) {
-      case 'agent_spawned':
-        this.#agents.set(msg.agent_id, msg.nickname ?? msg.agent_id.slice(0, 8));
-        this.#line(`spawned agent ${msg.nickname ?? msg.agent_id}: ${msg.prompt}`);
+      case 'agent_spawned': {
+        const name = [msg.nickname ?? msg.agent_id.slice(0, 8), ...(msg.role ? [msg.role] : [])].join(' · ');
+        this.#agents.set(msg.agent_id, { name, depth: msg.depth });
+        this.#line(`spawned agent ${name}: ${msg.prompt}`);
         break;
+      }
       case 'agent_status':
         if (msg.status !== 'pending_init' && msg.status !== 'running') {
-          this.#line(dim(`agent ${this.#agents.get(msg.agent_id) ?? msg.agent_id} ${msg.status}`));
+          this.#line(dim(`agent ${this.#agents.get(msg.agent_id)?.name ?? msg.agent_id} ${msg.status}${msg.message ? `: ${msg.message}` : ''}`));
         }
         break;
       case 'agent_job_progress':
@@ -75,7 +81,7 @@ export class TranscriptRenderer {
         // A sub-agent's session is announced by agent_spawned on its parent; a reviewer's by
         // entered_review_mode.
         if (msg.parent_session_id !== null) {
-          if (this.#reviewing) this.#agents.set(msg.session_id, 'reviewer');
+          if (this.#reviewing) this.#agents.set(msg.session_id, { name: 'reviewer', depth: msg.depth });
           break;
         }
         this.#line(`troupe session ${msg.session_id} · model ${msg.model} · ${msg.cwd}`);
@@ -102,7 +108,7 @@ export class TranscriptRenderer {
         for (const step of msg.plan) this.#line(`  ${step.status === 'completed' ? '[x]' : step.status === 'in_progress' ? '[>]' : '[ ]'} ${step.step}`);
         break;
       case 'exec_command_begin':
-        this.#line(bold(`$ ${msg.command.join(' ')}`));
+        this.#line(bold(`$ ${shellJoin(msg.command)}`));
         this.#startProgress('running');
         break;
       case 'exec_command_end': {
@@ -112,6 +118,25 @@ export class TranscriptRenderer {
         this.#startProgress('thinking');
         break;
       }
+      case 'mcp_tool_call_begin':
+        this.#line(bold(`mcp ${msg.server}.${msg.tool}(${clip(JSON.stringify(msg.arguments ?? {}), 200)})`));
+        this.#startProgress('running');
+        break;
+      case 'mcp_tool_call_end': {
+        const result = asToolResult(msg.result);
+        const failed = msg.error !== undefined || result?.isError === true;
+        const text = msg.error ?? (result ? resultText(result) : '').trimEnd();
+        if (text) this.#line(indent(lastLines(text, 20)));
+        this.#line(failed ? red(`✗ mcp call failed · ${msg.duration_ms} ms`) : green(`✓ mcp call · ${msg.duration_ms} ms`));
+        this.#startProgress('thinking');
+        break;
+      }
+      case 'tool_call_refused':
+        this.#line(red(msg.by === 'sandbox' ? `✗ blocked by the sandbox: ${msg.reason}` : `✗ refused ${msg.tool}: ${msg.reason}`));
+        break;
+      case 'context_compacted':
+        this.#line(dim('context compacted: the conversation so far was summarized to fit the model'));
+        break;
       case 'patch_apply_begin':
         this.#line(bold(`patch: ${Object.keys(msg.changes).join(', ')}`));
         break;
@@ -122,7 +147,7 @@ export class TranscriptRenderer {
         this.#line(colorDiff(msg.unified_diff.trimEnd()));
         break;
       case 'exec_approval_request':
-        this.#line(yellow(`approval needed to run: ${msg.command.join(' ')}${msg.reason ? ` (${msg.reason})` : ''}`));
+        this.#line(yellow(`approval needed to run: ${shellJoin(msg.command)}${msg.reason ? ` (${msg.reason})` : ''}`));
         break;
       case 'apply_patch_approval_request':
         this.#line(yellow(`approval needed to change: ${Object.keys(msg.changes).join(', ')}${msg.reason ? ` (${msg.reason})` : ''}`));
@@ -198,6 +223,10 @@ const indent = (text: string) => text.replace(/^/gm, '  ');
 function lastLines(text: string, n: number): string {
   const lines = text.split('\n');
   return lines.length <= n ? text : [`… ${lines.length - n} earlier lines`, ...lines.slice(-n)].join('\n');
+}
+
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }
 
 function colorDiff(diff: string): string {

@@ -40,14 +40,27 @@ ${MODEL}
 ${NATS}
 `,
   exec: `Usage: troupe exec [options] [PROMPT | -]
+       troupe exec [options] resume (SESSION_ID | --last) [PROMPT | -]
 
-Run one turn in a new session and print what happens: a transcript on stderr and the final
-message on stdout, or every event as a JSON line with --json. The prompt is read from stdin
-when it is "-", or when none is given and stdin is not a terminal. Exits 0 when the turn
-completed, 1 when it failed, 2 on bad arguments.
+Run one turn in a new session (or, after "resume", in an earlier one) and print what happens:
+a transcript on stderr and the final message on stdout, or every event as a JSON line with
+--json. The prompt is read from stdin when it is "-", or when none is given and stdin is not a
+terminal. Exits 0 when the turn completed, 1 when it failed, 2 on bad arguments.
 
 Options:
 ${TURN_OPTIONS}
+  --last                    with resume: the newest top-level session whose directory is this one
+
+Codex compatibility (the flags the Codex SDK passes; README, Codex SDK):
+  --experimental-json       print Codex's exec events (thread.started, item.*, turn.*) as JSON lines
+  --output-schema FILE      a JSON Schema file the final answer must match (sent to the model)
+  -i, --image FILE[,FILE]   attach images to the prompt (repeatable)
+  --add-dir DIR             another directory the sandbox lets commands write (repeatable)
+  -c, --config KEY=VALUE    approval_policy, sandbox_mode, model, model_reasoning_effort,
+                            sandbox_workspace_write.network_access, sandbox_workspace_write.writable_roots,
+                            openai_base_url, web_search (only "disabled"); values as in TOML
+  --skip-git-repo-check     accepted; troupe never requires a git repository
+  --thread-source NAME      accepted and ignored
 
 ${MODEL}
 

@@ -39,3 +39,12 @@ function base64Bytes(data: string): number {
   const padding = data.endsWith('==') ? 2 : data.endsWith('=') ? 1 : 0;
   return Math.max(0, Math.floor((data.length * 3) / 4) - padding);
 }
+
+/**
+ * The result an `mcp_tool_call_end` event carries, read back as an MCP tool result, or null when
+ * it is not one (the event's `result` is untyped on the wire).
+ */
+export function asToolResult(result: unknown): CallToolResult | null {
+  if (typeof result !== 'object' || result === null || !Array.isArray((result as { content?: unknown }).content)) return null;
+  return result as CallToolResult;
+}

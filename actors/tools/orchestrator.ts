@@ -113,7 +113,9 @@ export async function runCommandTool<A>(tool: CommandTool<A>, args: A, ctx: Tool
   if (spec !== undefined && result.finished !== undefined && isLikelySandboxDenial(result.finished, spec)) {
     // The machine turns `escalate` into a question, and on approval runs the call again unsandboxed.
     const escalate = escalationAfterDenial(command, ctx.turn);
-    return { text: `${result.output.text}\n${denialHint(ctx.turn.approval_policy)}`, success: false, escalate };
+    const hint = denialHint(ctx.turn.approval_policy);
+    ctx.emit({ type: 'tool_call_refused', call_id: ctx.callId, turn_id: ctx.turn.turn_id, tool: tool.name, by: 'sandbox', reason: hint });
+    return { text: `${result.output.text}\n${hint}`, success: false, escalate };
   }
   return result.output;
 }

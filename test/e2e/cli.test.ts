@@ -8,13 +8,16 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { REVIEW_INSTRUCTIONS } from '../../actors/tasks/index.js';
 import { Event, SessionSummary } from '../../protocol/index.js';
 import { troupeBin } from '../support/app-server-process.js';
+import { detectSandbox } from '../../actors/sandbox/detect.js';
+import { mentions, outputFor, spawnedAgentIds } from '../../testing/requests.js';
 import { initRepo } from '../support/git-repo.js';
+import { mcpEchoServerPath } from '../support/mcp-echo-server.js';
 import { useScratch } from '../support/e2e.js';
-import { outputFor } from '../../testing/requests.js';
 
 const run = promisify(execFile);
 
 const scratch = useScratch();
+const sandbox = await detectSandbox();
 
 function env(): NodeJS.ProcessEnv {
   return { ...process.env, OPENAI_BASE_URL: scratch.model.url, OPENAI_API_KEY: 'k', TROUPE_HOME: scratch.home, TROUPE_RETRY_BASE_MS: '1' };
@@ -80,7 +83,7 @@ describe('troupe exec', () => {
     const result = await troupe(['exec', '-C', scratch.workspace, 'run the thing']);
     expect(result.code).toBe(0);
     expect(result.stdout).toBe('The command failed with 4.\n');
-    expect(result.stderr).toContain('$ sh -c exit 4');
+    expect(result.stderr).toContain("$ sh -c 'exit 4'");
     expect(result.stderr).toContain('exit 4');
   });
 
@@ -233,7 +236,18 @@ describe('troupe --help and bad arguments', () => {
   it('every command answers --help with its own usage, listing its flags', async () => {
     const flags: Record<string, string[]> = {
       'app-server': ['--model', '--wire-api', '--nats', '--namespace'],
-      exec: ['--json', '--approval-policy', '--sandbox', '-C, --cd', '--model', '--nats-creds'],
+      exec: [
+        '--json',
+        '--approval-policy',
+        '--sandbox',
+        '-C, --cd',
+        '--model',
+        '--nats-creds',
+        '--experimental-json',
+        '--output-schema',
+        '-c, --config',
+        '--add-dir',
+      ],
       worker: ['--worker-id', '--capacity', '--ready-file', '--nats-tls-ca'],
       'mcp-server': ['--model', '--wire-api'],
       resume: ['--last', '--json', '-C, --cd', '--sandbox'],
@@ -261,6 +275,18 @@ describe('troupe --help and bad arguments', () => {
       [['exec', '-C', '/nonexistent/dir', 'hi'], /^troupe exec: -C \/nonexistent\/dir: not a directory \(see troupe exec --help\)\n$/],
       [['exec', '--bogus', 'hi'], /^troupe exec: Unknown option '--bogus'.*\(see troupe exec --help\)\n$/],
       [['exec', '--sandbox', 'open', 'hi'], /^troupe exec: --sandbox must be one of read-only, workspace-write, danger-full-access/],
+      [['exec', '--output-schema', '/nonexistent/schema.json', 'hi'], /^troupe exec: --output-schema \/nonexistent\/schema.json: no such file/],
+      [
+        ['exec', '--config', 'approval_policy="sometimes"', 'hi'],
+        /^troupe exec: --config approval_policy must be one of untrusted, on-failure, on-request, never, got "sometimes"/,
+      ],
+      [
+        ['exec', '--config', 'sandbox_workspace_write.network_access="yes"', 'hi'],
+        /^troupe exec: --config sandbox_workspace_write.network_access must be true or false/,
+      ],
+      [['exec', '--image', '/nonexistent.png', 'hi'], /^troupe exec: --image \/nonexistent.png: no such file/],
+      [['exec', '--json', '--experimental-json', 'hi'], /^troupe exec: --json and --experimental-json cannot be used together/],
+      [['exec', 'resume'], /^troupe exec: exec resume needs a session id, or --last/],
       [['worker'], /^troupe worker: worker needs --nats URL/],
       [['app-server', '--wire-api', 'soap'], /^troupe app-server: --wire-api must be "responses" or "chat"/],
       [['frobnicate'], /^troupe: unknown command "frobnicate" \(see troupe --help\)\n$/],
@@ -347,5 +373,107 @@ describe('troupe exec --tools', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/the tool set name "no spaces" must be/);
     expect(scratch.model.requests).toHaveLength(0);
+  });
+});
+
+describe('the exec transcript shows everything', () => {
+  const call = (call_id: string, name: string, args: Record<string, unknown>) => ({ type: 'function_call' as const, name, call_id, arguments: args });
+  const say = (text: string) => ({ kind: 'response' as const, items: [{ type: 'message' as const, text }] });
+
+  it('quotes commands as a shell reads them, shows retries and the calls a rule refused, and why', async () => {
+    await writeFile(join(scratch.home, 'rules.json'), JSON.stringify({ rules: [{ prefix: ['touch'], decision: 'forbidden', reason: 'no touching here' }] }));
+    scratch.model.enqueue(
+      { kind: 'http_error', status: 500, body: { error: { message: 'the model is busy' } } },
+      { kind: 'response', items: [call('c1', 'shell', { command: ['bash', '-lc', 'echo "a b" && echo done'] })] },
+      { kind: 'response', items: [call('c2', 'shell', { command: ['touch', 'x'] })] },
+      say('finished'),
+    );
+    const result = await troupe(['exec', '--approval-policy', 'never', '--sandbox', 'danger-full-access', '-C', scratch.workspace, 'go']);
+    expect(result.code).toBe(0);
+    const lines = result.stderr.split('\n');
+    expect(lines).toContain(`$ bash -lc 'echo "a b" && echo done'`);
+    expect(result.stderr).toMatch(/^model stream failed \(attempt 1\/\d+\): .*the model is busy; retrying$/m);
+    const refused = lines.find((line) => line.startsWith('✗ refused shell: '));
+    expect(refused, result.stderr).toMatch(/forbidden by the exec-policy rule .*no touching here/);
+    // The reason shown is the one the model was given.
+    expect(outputFor(scratch.model.requests.at(-1)!, 'c2')).toContain(refused!.slice('✗ refused shell: '.length));
+    expect(existsSync(join(scratch.workspace, 'x'))).toBe(false);
+  });
+
+  it('shows MCP tool calls with their results and failures', async () => {
+    await writeFile(join(scratch.home, 'config.json'), JSON.stringify({ mcp_servers: { echo: { command: process.execPath, args: [mcpEchoServerPath()] } } }));
+    scratch.model.enqueue(
+      { kind: 'response', items: [call('m1', 'echo__echo', { text: 'over the wire' })] },
+      { kind: 'response', items: [call('m2', 'echo__fail', { message: 'it broke' })] },
+      say('both called'),
+    );
+    const result = await troupe(['exec', '--approval-policy', 'never', '-C', scratch.workspace, 'call the tools']);
+    expect(result.code).toBe(0);
+    const lines = result.stderr.split('\n');
+    const first = lines.indexOf('mcp echo.echo({"text":"over the wire"})');
+    expect(first).toBeGreaterThanOrEqual(0);
+    expect(lines.slice(first + 1, first + 3).join('\n')).toMatch(/over the wire[^]*✓ mcp call · \d+ ms/);
+    const second = lines.indexOf('mcp echo.fail({"message":"it broke"})');
+    expect(second).toBeGreaterThan(first);
+    expect(lines.slice(second + 1).join('\n')).toMatch(/it broke[^]*✗ mcp call failed/);
+  });
+
+  it('shows sub-agents as an indented tree with their nicknames and roles', async () => {
+    scratch.model.enqueue(
+      {
+        kind: 'response',
+        match: (r) => mentions(r, 'PARENT') && outputFor(r, 's1') === undefined,
+        items: [call('s1', 'spawn_agent', { message: 'CHILD: look around', agent_type: 'explorer' })],
+      },
+      {
+        kind: 'response',
+        match: (r) => mentions(r, 'CHILD') && outputFor(r, 'k1') === undefined,
+        items: [call('k1', 'shell', { command: ['echo', 'from the child'] })],
+      },
+      { kind: 'response', match: (r) => mentions(r, 'CHILD') && outputFor(r, 'k1') !== undefined, items: [{ type: 'message', text: 'child is done' }] },
+      {
+        kind: 'reply',
+        match: (r) => outputFor(r, 's1') !== undefined && outputFor(r, 'w1') === undefined,
+        handler: (r) => ({ kind: 'response', items: [call('w1', 'wait_agent', { agent_ids: spawnedAgentIds(r) })] }),
+      },
+      { kind: 'response', match: (r) => outputFor(r, 'w1') !== undefined, items: [{ type: 'message', text: 'parent is done' }] },
+    );
+    const result = await troupe(['exec', '--approval-policy', 'never', '--sandbox', 'danger-full-access', '-C', scratch.workspace, 'PARENT: delegate']);
+    expect(result.code).toBe(0);
+    const spawned = /^spawned agent (\S+) · explorer: CHILD: look around$/m.exec(result.stderr);
+    expect(spawned, result.stderr).not.toBeNull();
+    const label = `  [${spawned![1]} · explorer] `;
+    const lines = result.stderr.split('\n');
+    expect(lines, result.stderr).toContain(`${label}$ echo 'from the child'`);
+    expect(lines).toContain(`${label}  from the child`);
+    expect(lines).toContain(`${label}child is done`);
+  });
+
+  it('shows compaction', async () => {
+    scratch.model.enqueue(
+      { kind: 'response', items: [call('c1', 'shell', { command: ['echo', 'hi'] })], usage: { input_tokens: 50_000, output_tokens: 10 } },
+      say('SUMMARY of the work so far'),
+      say('done after compacting'),
+    );
+    const result = await troupe(['exec', '--approval-policy', 'never', '--sandbox', 'danger-full-access', '-C', scratch.workspace, 'work'], {
+      ...env(),
+      TROUPE_MODEL_CONTEXT_WINDOW: '10000',
+    });
+    expect(result.code).toBe(0);
+    expect(result.stderr).toMatch(/^context compacted: /m);
+    expect(result.stdout).toBe('done after compacting\n');
+  });
+
+  it.skipIf(!sandbox.ok)('shows a command the sandbox blocked', async () => {
+    const outside = await mkdtemp('/var/tmp/troupe-cli-outside-');
+    try {
+      scratch.model.enqueue({ kind: 'response', items: [call('c1', 'shell', { command: ['sh', '-c', `echo hi > ${outside}/f`] })] }, say('blocked'));
+      const result = await troupe(['exec', '--approval-policy', 'never', '--sandbox', 'workspace-write', '-C', scratch.workspace, 'write outside']);
+      expect(result.code).toBe(0);
+      expect(result.stderr).toMatch(/^✗ blocked by the sandbox: .*sandbox blocked the command/m);
+      expect(existsSync(join(outside, 'f'))).toBe(false);
+    } finally {
+      await rm(outside, { recursive: true, force: true });
+    }
   });
 });

@@ -131,6 +131,21 @@ export class TranscriptRenderer {
         this.#startProgress('thinking');
         break;
       }
+      case 'tool_call_begin':
+        this.#line(bold(`tool ${msg.tool}(${clip(JSON.stringify(msg.arguments ?? {}), 200)})`));
+        this.#startProgress('running');
+        break;
+      case 'tool_call_progress':
+        this.#line(dim(`  ${clip(typeof msg.progress === 'string' ? msg.progress : JSON.stringify(msg.progress), 200)}`));
+        break;
+      case 'tool_call_end':
+        if (msg.output.trimEnd()) this.#line(indent(lastLines(msg.output.trimEnd(), 20)));
+        this.#line(msg.success ? green(`✓ ${msg.tool} · ${msg.duration_ms} ms`) : red(`✗ ${msg.tool} failed · ${msg.duration_ms} ms`));
+        this.#startProgress('thinking');
+        break;
+      case 'tool_approval_request':
+        this.#line(yellow(`approval needed to call ${msg.tool}(${clip(JSON.stringify(msg.arguments ?? {}), 200)})${msg.reason ? ` (${msg.reason})` : ''}`));
+        break;
       case 'tool_call_refused':
         this.#line(red(msg.by === 'sandbox' ? `✗ blocked by the sandbox: ${msg.reason}` : `✗ refused ${msg.tool}: ${msg.reason}`));
         break;

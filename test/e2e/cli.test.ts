@@ -345,6 +345,13 @@ describe('troupe exec --tools', () => {
     );
     const result = await troupe(['exec', '--json', '--tools', tools, '-C', scratch.workspace, 'find ticket 7']);
     expect(result.code).toBe(0);
+    scratch.model.enqueue(
+      { kind: 'response', items: [{ type: 'function_call', name: 'lookup_ticket', call_id: 'l2', arguments: { number: 8 } }] },
+      { kind: 'response', items: [{ type: 'message', text: 'found again' }] },
+    );
+    const transcript = await troupe(['exec', '--tools', tools, '-C', scratch.workspace, 'find ticket 8']);
+    expect(transcript.stderr).toContain('tool lookup_ticket({"number":8})');
+    expect(transcript.stderr).toMatch(/"title":"Ticket 8"[\s\S]*✓ lookup_ticket · \d+ ms/);
     const offered = (scratch.model.requests[0]!.body.tools as { name: string }[]).map((t) => t.name);
     expect(offered).toEqual(expect.arrayContaining(['lookup_ticket', 'close_ticket', 'shell']));
     const output = JSON.parse(outputFor(scratch.model.requests[1]!, 'l')!) as { number: number; title: string };

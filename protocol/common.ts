@@ -98,6 +98,26 @@ export const ShellEnvironmentPolicy = z.strictObject({
 });
 export type ShellEnvironmentPolicy = z.infer<typeof ShellEnvironmentPolicy>;
 
+/**
+ * A tool the client answers (`client_tools`): the model sees it as a function tool; each call is
+ * announced with `client_tool_call` and waits for the client's `client_tool_output` (PROTOCOL.md §6).
+ */
+export const ClientToolSpec = z.object({
+  name: z
+    .string()
+    .regex(/^[a-zA-Z0-9_-]{1,64}$/, { message: 'must be 1 to 64 letters, digits, _ or - (what model providers accept)' })
+    .describe('The function name the model calls.'),
+  description: z.string().describe('What the tool does, for the model.'),
+  parameters: z
+    .looseObject({
+      type: z.literal('object'),
+      properties: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
+      required: z.array(z.string()).optional(),
+    })
+    .describe('The JSON Schema of the arguments: an object schema. The model is shown it as is; the client checks the arguments it gets.'),
+});
+export type ClientToolSpec = z.infer<typeof ClientToolSpec>;
+
 export const SessionConfig = z.object({
   model: z.string().min(1).optional(),
   cwd: AbsolutePath.optional(),
@@ -115,6 +135,11 @@ export const SessionConfig = z.object({
   shell_environment_policy: ShellEnvironmentPolicy.optional(),
   /** At most this many bytes of AGENTS.md project instructions (default 32 KiB; 0 reads none). */
   project_doc_max_bytes: z.number().int().min(0).optional(),
+  /** Tools the client answers; offered to this session only, not to its sub-agents or review threads. */
+  client_tools: z
+    .array(ClientToolSpec)
+    .refine((tools) => new Set(tools.map((t) => t.name)).size === tools.length, { message: 'two client tools have the same name' })
+    .optional(),
 });
 export type SessionConfig = z.infer<typeof SessionConfig>;
 

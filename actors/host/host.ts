@@ -26,6 +26,7 @@ import { jobTools } from '../jobs/tools.js';
 import { isDirectory } from '../tools/child-process.js';
 import { ALWAYS_OPEN, type FlowSignal } from '../flow/flow-gate.js';
 import { SessionRuntime } from './session-runtime.js';
+import { withClientTools } from './client-tools.js';
 import { HomeConfigError, readHomeConfig } from './home-config.js';
 import { SessionLogic } from './session-logic.js';
 import { DEFAULT_AGENT_MAX_DEPTH, DEFAULT_AGENT_MAX_THREADS } from '../agents/supervisor.js';
@@ -377,7 +378,7 @@ export class Host {
       // The open round leaves the history here; what is replayed is recorded again after this.
       rollout.record({ type: 'compacted', payload: { message: 'taken over after a worker stopped', replacement_history: [...rebuilt.history] } });
     }
-    const runtime = new SessionRuntime(this.#services(rebuilt.purpose), {
+    const runtime = new SessionRuntime(withSessionClientTools(this.#services(rebuilt.purpose), meta.config, homeConfig), {
       sessionId: id,
       settings,
       lineage: meta.parent_session_id ? { parent_session_id: meta.parent_session_id, root_session_id: rootId, depth: meta.depth } : null,
@@ -446,7 +447,7 @@ export class Host {
       const recorder = await RolloutRecorder.open(path);
       return {
         log: sessionLog,
-        runtime: new SessionRuntime(services, {
+        runtime: new SessionRuntime(withSessionClientTools(services, config, homeConfig), {
           sessionId: id,
           settings,
           lineage,
@@ -494,7 +495,7 @@ export class Host {
     const sessionLog = durability ? durability.sessionLog(rootId ?? message.session_id, message.session_id) : null;
     const rollout = sessionLog ? journaledRollout(recorder, sessionLog, meta) : recorder;
     rollout.record(...history.map((payload) => ({ type: 'response_item' as const, payload })));
-    const runtime = new SessionRuntime(services, {
+    const runtime = new SessionRuntime(withSessionClientTools(services, config, homeConfig), {
       sessionId: message.session_id,
       settings,
       lineage,
@@ -555,6 +556,15 @@ interface HostedSession {
 function mcpServers(config: SessionConfig, home: HomeConfig): SessionConfig['mcp_servers'] {
   const servers = { ...home.mcp_servers, ...config.mcp_servers };
   return Object.keys(servers).length > 0 ? servers : undefined;
+}
+
+/** `services` with the session's client tools among its tools; a name clash refuses the session. */
+function withSessionClientTools<S extends { readonly tools: ToolRegistry }>(services: S, config: SessionConfig, home: HomeConfig): S {
+  try {
+    return { ...services, tools: withClientTools(services.tools, config.client_tools, Object.keys(mcpServers(config, home) ?? {})) };
+  } catch (error) {
+    throw new PlacementError((error as Error).message);
+  }
 }
 
 function agentLimits(config: SessionConfig): { maxDepth: number; maxThreads: number } {

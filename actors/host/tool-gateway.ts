@@ -6,6 +6,7 @@ import type { ToolSpecJson } from '../model/types.js';
 import type { AgentControl, ApprovalMemory, SessionResource, ToolContext, ToolHandler, TreeSlots } from '../tools/tool.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import { TurnDiffTracker } from '../tools/patch/turn-diff.js';
+import { truncateMiddle } from '../tools/truncate.js';
 import type { FlowSignal } from '../flow/flow-gate.js';
 import { log } from '../log.js';
 
@@ -72,8 +73,8 @@ export class ToolGateway {
   }
 
   async execute(input: ToolRunInput, signal: AbortSignal): Promise<ToolOutput> {
-    // A client tool ran at the client: its answer is the output.
-    if (input.answer) return input.answer;
+    // A client tool ran at the client: its answer is the output, bounded like every tool's.
+    if (input.answer) return { ...input.answer, text: truncateMiddle(input.answer.text) };
     const routed = this.#tools.route(input);
     if (!routed.ok) return { text: routed.error, success: false };
     return routed.handler.run(routed.args, this.#callContext(input, signal), { sandboxed: input.sandboxed, userApproved: input.userApproved });

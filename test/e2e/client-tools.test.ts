@@ -121,6 +121,36 @@ describe('a client tool', () => {
     expect(outputFor(next, 'sh')).toContain('from-shell');
   });
 
+  it('never reaches the client with arguments that are not a JSON object, and an oversized answer is cut for the model', async () => {
+    model.enqueue(
+      {
+        kind: 'response',
+        items: [
+          { type: 'function_call', name: 'lookup_ticket', call_id: 'not-json', arguments: '{"id": ' },
+          { type: 'function_call', name: 'lookup_ticket', call_id: 'array', arguments: '["T-1"]' },
+          { type: 'function_call', name: 'lookup_ticket', call_id: 'big', arguments: { id: 'T-5' } },
+        ],
+      },
+      { kind: 'response', items: [{ type: 'message', text: 'ok' }] },
+    );
+    const session = await server.newSession({ cwd: workspace, client_tools: [LOOKUP] });
+    const turn = startTurn(session, 'look');
+    await server.waitForMsg('client_tool_call', { session, where: (m) => m.call_id === 'big' });
+    const huge = `first line\n${'x'.repeat(200)}\n`.repeat(2000) + 'last line';
+    server.submit({ type: 'client_tool_output', call_id: 'big', output: huge, success: true }, session);
+    await server.waitForMsg('task_complete', { session, id: turn });
+    const calls = server.ofSession(session).filter((e) => e.msg.type === 'client_tool_call');
+    expect(calls.map((e) => (e.msg as { call_id: string }).call_id)).toEqual(['big']);
+    const next = model.requests[1]!;
+    expect(outputFor(next, 'not-json')).toMatch(/^the arguments of lookup_ticket are not valid JSON/);
+    expect(outputFor(next, 'array')).toMatch(/^invalid arguments for lookup_ticket/);
+    const cut = outputFor(next, 'big')!;
+    expect(cut.length).toBeLessThan(11 * 1024);
+    expect(cut.startsWith('first line\n')).toBe(true);
+    expect(cut.endsWith('last line')).toBe(true);
+    expect(cut).toMatch(/lines \(\d+ bytes\) omitted/);
+  });
+
   it('is aborted by an interrupt: the model later sees the call as aborted, and a late answer is refused', async () => {
     model.enqueue(
       { kind: 'response', items: [{ type: 'function_call', name: 'lookup_ticket', call_id: 'slow', arguments: { id: 'T-9' } }] },

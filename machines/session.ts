@@ -2,7 +2,7 @@ import { assign, fromCallback, fromPromise, sendTo, setup, type EventObject } fr
 import type { EventMsg, ResponseItem, ReviewDecision, ReviewTarget, TurnOverrides } from '../protocol/index.js';
 import { fromTask, type TaskOutput } from './task.js';
 import type { ToolOutput } from './tool-plan.js';
-import { turnMachine } from './turn.js';
+import { noClientCallMessage, turnMachine } from './turn.js';
 import { applyOverrides, buildTurnContext, type SessionSettings } from './turn-context.js';
 
 /**
@@ -121,7 +121,7 @@ const noClientCall = (suffix: string) => ({
       msg: {
         type: 'error' as const,
         code: 'bad_request' as const,
-        message: `client_tool_output: no client tool call is waiting with call_id ${event.callId}${suffix}`,
+        message: `${noClientCallMessage(event.callId)}${suffix}`,
       },
     }),
   },

@@ -107,6 +107,9 @@ function agentText(item: ResponseItem): string | null {
   return item.content.map((c) => (c.type === 'output_text' ? c.text : '')).join('');
 }
 
+/** The refusal of a `client_tool_output` no call waits for (the session says it too, with no turn running). */
+export const noClientCallMessage = (callId: string) => `client_tool_output: no client tool call is waiting with call_id ${callId}`;
+
 const allCallsDone = (ctx: TurnMachineContext) => ctx.calls.every((c) => c.output !== null);
 
 const turnSetup = setup({
@@ -266,7 +269,7 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
           type: 'emitEvent',
           params: ({ event }) => ({
             id: event.submissionId,
-            msg: { type: 'error', code: 'bad_request', message: `client_tool_output: no client tool call is waiting with call_id ${event.callId}` },
+            msg: { type: 'error', code: 'bad_request', message: noClientCallMessage(event.callId) },
           }),
         },
       },

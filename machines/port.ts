@@ -1,7 +1,7 @@
 import type { EventMsg, RateLimitSnapshot, ResponseItem, TokenUsage } from '../protocol/index.js';
 import type { TaskInput } from './session.js';
 import type { TaskOutput } from './task.js';
-import type { ToolCallInput } from './tool-call.js';
+import type { ToolCallInput, ToolRunInput } from './tool-call.js';
 import type { ToolOutput, ToolPlan } from './tool-plan.js';
 import type { ModelFailure, TurnEvent, TurnStep } from './turn.js';
 import type { TurnContext } from './turn-context.js';
@@ -21,7 +21,7 @@ export interface EventPort {
 /** ToolCallMachine (tool-call.ts). */
 export interface ToolCallPort extends EventPort {
   plan(input: ToolCallInput): Promise<ToolPlan>;
-  execute(input: ToolCallInput & { sandboxed: boolean; userApproved: boolean }, signal: AbortSignal): Promise<ToolOutput>;
+  execute(input: ToolRunInput, signal: AbortSignal): Promise<ToolOutput>;
   rememberApproval(key: string): void;
 }
 

@@ -1,7 +1,8 @@
 import { assign, fromCallback, fromPromise, sendTo, setup, type EventObject } from 'xstate';
 import type { EventMsg, ResponseItem, ReviewDecision, ReviewTarget, TurnOverrides } from '../protocol/index.js';
 import { fromTask, type TaskOutput } from './task.js';
-import { turnMachine } from './turn.js';
+import type { ToolOutput } from './tool-plan.js';
+import { noClientCallMessage, turnMachine } from './turn.js';
 import { applyOverrides, buildTurnContext, type SessionSettings } from './turn-context.js';
 
 /**
@@ -34,6 +35,8 @@ export type SessionEvent =
   | { type: 'OVERRIDE'; submissionId: string; overrides: TurnOverrides }
   | { type: 'INTERRUPT'; submissionId: string }
   | { type: 'APPROVAL'; submissionId: string; callId: string; decision: ReviewDecision }
+  /** `client_tool_output`: the client's answer to a client tool call of the running turn. */
+  | { type: 'CLIENT_TOOL_OUTPUT'; submissionId: string; callId: string; output: ToolOutput }
   | { type: 'REVIEW'; submissionId: string; target: ReviewTarget; hint?: string | undefined }
   | { type: 'COMPACT'; submissionId: string }
   | { type: 'UNDO'; submissionId: string }
@@ -77,6 +80,7 @@ const OP_NAMES: Record<SessionEvent['type'], string> = {
   OVERRIDE: 'override_turn_context',
   INTERRUPT: 'interrupt',
   APPROVAL: 'approval',
+  CLIENT_TOOL_OUTPUT: 'client_tool_output',
   REVIEW: 'review',
   COMPACT: 'compact',
   UNDO: 'undo',
@@ -105,6 +109,20 @@ const noPendingApproval = (suffix: string) => ({
     params: ({ event }: { event: Extract<SessionEvent, { type: 'APPROVAL' }> }) => ({
       id: event.submissionId,
       msg: { type: 'error' as const, code: 'bad_request' as const, message: `no approval is pending with id ${event.callId}${suffix}` },
+    }),
+  },
+});
+
+const noClientCall = (suffix: string) => ({
+  actions: {
+    type: 'emitEvent' as const,
+    params: ({ event }: { event: Extract<SessionEvent, { type: 'CLIENT_TOOL_OUTPUT' }> }) => ({
+      id: event.submissionId,
+      msg: {
+        type: 'error' as const,
+        code: 'bad_request' as const,
+        message: `${noClientCallMessage(event.callId)}${suffix}`,
+      },
     }),
   },
 });
@@ -258,6 +276,7 @@ function taskState(what: string) {
       ...taskOps,
       TURN_INPUT: busy,
       APPROVAL: noPendingApproval(''),
+      CLIENT_TOOL_OUTPUT: noClientCall(''),
     },
   });
 }
@@ -283,6 +302,7 @@ export const sessionMachine = sessionSetup.createMachine({
         // Nothing runs: nothing to interrupt.
         INTERRUPT: {},
         APPROVAL: noPendingApproval(': no turn is running'),
+        CLIENT_TOOL_OUTPUT: noClientCall(': no turn is running'),
         SHUTDOWN: { target: 'closing', actions: assign({ shutdownId: ({ event }) => event.submissionId }) },
       },
     },
@@ -321,6 +341,14 @@ export const sessionMachine = sessionSetup.createMachine({
             decision: event.decision,
           })),
         },
+        CLIENT_TOOL_OUTPUT: {
+          actions: sendTo('task', ({ event }) => ({
+            type: 'CLIENT_TOOL_OUTPUT' as const,
+            submissionId: event.submissionId,
+            callId: event.callId,
+            output: event.output,
+          })),
+        },
       },
     },
     reviewing: taskState('the review'),
@@ -346,6 +374,7 @@ export const sessionMachine = sessionSetup.createMachine({
       on: {
         TURN_INPUT: shuttingDown,
         APPROVAL: shuttingDown,
+        CLIENT_TOOL_OUTPUT: shuttingDown,
         REVIEW: shuttingDown,
         COMPACT: shuttingDown,
         UNDO: shuttingDown,

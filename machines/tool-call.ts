@@ -23,13 +23,20 @@ export interface ToolCallContext extends ToolCallInput {
   /** The user approved the plan's request: run as the approval said. */
   approved: boolean;
   output: ToolOutput | null;
+  /** A client tool's answer, which `execute` hands back as the call's output. */
+  answer: ToolOutput | null;
 }
 
-export type ToolCallEvent = { type: 'APPROVAL'; decision: ReviewDecision };
+/** What `execute` is given: the call, how to run it, and for a client tool the client's answer. */
+export type ToolRunInput = ToolCallInput & { sandboxed: boolean; userApproved: boolean; answer?: ToolOutput | undefined };
+
+export type ToolCallEvent = { type: 'APPROVAL'; decision: ReviewDecision } | { type: 'CLIENT_OUTPUT'; output: ToolOutput };
 
 /** What a call tells its turn. */
 export type ToolCallParentEvent =
   | { type: 'CALL.AWAITING_APPROVAL'; callId: string }
+  /** A client tool's call waits for the client's `client_tool_output`. */
+  | { type: 'CALL.AWAITING_CLIENT'; callId: string }
   | { type: 'CALL.DONE'; callId: string; output: ToolOutput }
   /** The user answered `abort`: the call is denied and its turn must stop. */
   | { type: 'CALL.ABORT_TURN'; callId: string; output: ToolOutput };
@@ -79,7 +86,7 @@ export const toolCallMachine = setup({
   },
   actors: {
     plan: fromPromise<ToolPlan, ToolCallInput>(notProvided('plan')),
-    execute: fromPromise<ToolOutput, ToolCallInput & { sandboxed: boolean; userApproved: boolean }>(notProvided('execute')),
+    execute: fromPromise<ToolOutput, ToolRunInput>(notProvided('execute')),
   },
   actions: {
     /** Put a protocol event on the session's stream. */
@@ -102,7 +109,7 @@ export const toolCallMachine = setup({
   },
 }).createMachine({
   id: 'toolCall',
-  context: ({ input }) => ({ ...input, plan: null, approved: false, output: null }),
+  context: ({ input }) => ({ ...input, plan: null, approved: false, output: null, answer: null }),
   initial: 'planning',
   states: {
     planning: {
@@ -126,6 +133,7 @@ export const toolCallMachine = setup({
       always: [
         { guard: { type: 'planIs', params: 'run' }, target: 'running' },
         { guard: { type: 'planIs', params: 'ask' }, target: 'awaitingApproval' },
+        { guard: { type: 'planIs', params: 'client' }, target: 'awaitingClient' },
         {
           target: 'done',
           actions: [
@@ -181,6 +189,31 @@ export const toolCallMachine = setup({
         ],
       },
     },
+    /**
+     * The client tool waiter: the call is announced and waits for the client's answer, which then
+     * goes through `execute` like any output (so it is journaled). An interrupt stops this actor;
+     * the turn gives the call the aborted output.
+     */
+    awaitingClient: {
+      entry: [
+        {
+          type: 'emitEvent',
+          params: ({ context }) => ({
+            msg: {
+              type: 'client_tool_call',
+              call_id: context.callId,
+              turn_id: context.turnId,
+              name: context.name,
+              arguments: (context.plan as Extract<ToolPlan, { kind: 'client' }>).arguments,
+            },
+          }),
+        },
+        sendParent(({ context }) => ({ type: 'CALL.AWAITING_CLIENT', callId: context.callId })),
+      ],
+      on: {
+        CLIENT_OUTPUT: { target: 'running', actions: assign({ answer: ({ event }) => event.output }) },
+      },
+    },
     running: {
       invoke: {
         src: 'execute',
@@ -191,6 +224,7 @@ export const toolCallMachine = setup({
           name: context.name,
           arguments: context.arguments,
           ...runMode(context),
+          ...(context.answer ? { answer: context.answer } : {}),
         }),
         onDone: [
           // The sandbox blocked the command and the policy lets us ask to run it outside.

@@ -21,6 +21,8 @@ export type ToolPlan =
       /** Key under which an `approved_for_session` decision is remembered. */
       readonly approvalKey: string;
     }
+  /** A client tool: the client runs it; the call waits for its answer. `arguments` is the parsed JSON the model sent. */
+  | { readonly kind: 'client'; readonly arguments: unknown }
   | { readonly kind: 'reject'; readonly reason: string };
 
 /** What goes back to the model as the call's output. */

@@ -58,7 +58,8 @@ export type TurnEvent =
   | ToolCallParentEvent
   | { type: 'STEER'; items: ResponseItem[] }
   | { type: 'ABORT'; reason: TurnAbortReason }
-  | { type: 'APPROVAL'; submissionId: string; callId: string; decision: ReviewDecision };
+  | { type: 'APPROVAL'; submissionId: string; callId: string; decision: ReviewDecision }
+  | { type: 'CLIENT_TOOL_OUTPUT'; submissionId: string; callId: string; output: ToolOutput };
 
 export type TurnStatus = 'completed' | 'aborted' | 'failed';
 /** How the turn ended; the session machine announces it (task_complete or turn_aborted). */
@@ -83,6 +84,8 @@ export interface TurnMachineContext {
   calls: CallSlot[];
   /** Calls whose approval waiter is open. */
   awaiting: string[];
+  /** Client tool calls waiting for the client's answer. */
+  awaitingClient: string[];
   /** Failed attempts of the current request. */
   failures: number;
   retryAt: number | null;
@@ -103,6 +106,9 @@ function agentText(item: ResponseItem): string | null {
   if (item.type !== 'message' || item.role !== 'assistant') return null;
   return item.content.map((c) => (c.type === 'output_text' ? c.text : '')).join('');
 }
+
+/** The refusal of a `client_tool_output` no call waits for (the session says it too, with no turn running). */
+export const noClientCallMessage = (callId: string) => `client_tool_output: no client tool call is waiting with call_id ${callId}`;
 
 const allCallsDone = (ctx: TurnMachineContext) => ctx.calls.every((c) => c.output !== null);
 
@@ -159,6 +165,7 @@ const turnSetup = setup({
     retryPending: ({ context }) => context.retryAt !== null,
     canRetry: ({ context, event }) => event.type === 'MODEL.FAILED' && event.failure.retryable && context.failures < MAX_STREAM_ATTEMPTS,
     isAwaiting: ({ context, event }) => event.type === 'APPROVAL' && context.awaiting.includes(event.callId),
+    isAwaitingClient: ({ context, event }) => event.type === 'CLIENT_TOOL_OUTPUT' && context.awaitingClient.includes(event.callId),
   },
 });
 
@@ -181,7 +188,7 @@ const abandonCalls = turnSetup.enqueueActions(({ enqueue, context }) => {
   if (finished.length > 0) enqueue({ type: 'recordOutputs', params: { outputs: finished } });
   enqueue({ type: 'recordAborted', params: { callIds: context.calls.filter((c) => c.output === null).map((c) => c.callId) } });
   if (context.pendingInput.length > 0) enqueue({ type: 'recordInput', params: { items: context.pendingInput } });
-  enqueue.assign({ calls: [], pendingInput: [], awaiting: [] });
+  enqueue.assign({ calls: [], pendingInput: [], awaiting: [], awaitingClient: [] });
 });
 
 export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCalls } }).createMachine({
@@ -193,6 +200,7 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
     input: input.input,
     calls: [],
     awaiting: [],
+    awaitingClient: [],
     failures: 0,
     retryAt: null,
     pendingInput: [],
@@ -214,6 +222,7 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
       }),
     },
     'CALL.AWAITING_APPROVAL': { actions: assign({ awaiting: ({ context, event }) => [...context.awaiting, event.callId] }) },
+    'CALL.AWAITING_CLIENT': { actions: assign({ awaitingClient: ({ context, event }) => [...context.awaitingClient, event.callId] }) },
     'CALL.DONE': {
       actions: assign({
         calls: ({ context, event }) => context.calls.map((c) => (c.callId === event.callId ? { ...c, output: event.output } : c)),
@@ -239,6 +248,28 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
           params: ({ event }) => ({
             id: event.submissionId,
             msg: { type: 'error', code: 'bad_request', message: `no approval is pending with id ${event.callId}` },
+          }),
+        },
+      },
+    ],
+    CLIENT_TOOL_OUTPUT: [
+      {
+        guard: 'isAwaitingClient',
+        // The first answer is taken; another one for the same call is refused below.
+        actions: [
+          assign({ awaitingClient: ({ context, event }) => context.awaitingClient.filter((id) => id !== event.callId) }),
+          sendTo(
+            ({ event }) => `call:${event.callId}`,
+            ({ event }) => ({ type: 'CLIENT_OUTPUT' as const, output: event.output }),
+          ),
+        ],
+      },
+      {
+        actions: {
+          type: 'emitEvent',
+          params: ({ event }) => ({
+            id: event.submissionId,
+            msg: { type: 'error', code: 'bad_request', message: noClientCallMessage(event.callId) },
           }),
         },
       },

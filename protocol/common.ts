@@ -99,7 +99,7 @@ export const ShellEnvironmentPolicy = z.strictObject({
 export type ShellEnvironmentPolicy = z.infer<typeof ShellEnvironmentPolicy>;
 
 /** Names of tools and tool sets: what the model providers accept for a function name. */
-export const ToolName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, _ or -');
+export const ToolName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, _ or - (what model providers accept)');
 
 /**
  * A kind of sub-agent `spawn_agent` can start (`agent_type`): its own instructions, and
@@ -116,6 +116,23 @@ export const AgentRole = z.strictObject({
   project_docs: z.boolean().optional().describe("false: its agents do not read the project's AGENTS.md files (default true)."),
 });
 export type AgentRole = z.infer<typeof AgentRole>;
+
+/**
+ * A tool the client answers (`client_tools`): the model sees it as a function tool; each call is
+ * announced with `client_tool_call` and waits for the client's `client_tool_output` (PROTOCOL.md §6).
+ */
+export const ClientToolSpec = z.object({
+  name: ToolName.describe('The function name the model calls.'),
+  description: z.string().describe('What the tool does, for the model.'),
+  parameters: z
+    .looseObject({
+      type: z.literal('object'),
+      properties: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
+      required: z.array(z.string()).optional(),
+    })
+    .describe('The JSON Schema of the arguments: an object schema. The model is shown it as is; the client checks the arguments it gets.'),
+});
+export type ClientToolSpec = z.infer<typeof ClientToolSpec>;
 
 export const SessionConfig = z.object({
   model: z.string().min(1).optional(),
@@ -140,6 +157,11 @@ export const SessionConfig = z.object({
   agent_roles: z.record(ToolName, AgentRole).optional(),
   /** The role this session plays (set by `spawn_agent` for a sub-agent); one of `agent_roles`. */
   agent_role: z.string().min(1).optional(),
+  /** Tools the client answers; offered to this session only, not to its sub-agents or review threads. */
+  client_tools: z
+    .array(ClientToolSpec)
+    .refine((tools) => new Set(tools.map((t) => t.name)).size === tools.length, { message: 'two client tools have the same name' })
+    .optional(),
 });
 export type SessionConfig = z.infer<typeof SessionConfig>;
 

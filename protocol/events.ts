@@ -92,6 +92,8 @@ export const EventMsg = z.discriminatedUnion('type', [
     changes: z.record(z.string(), FileChange),
     reason: z.string().optional(),
   }),
+  /** The model called a client tool: the call waits for a `client_tool_output` op with this call_id. */
+  ev('client_tool_call', { call_id: z.string(), turn_id: z.string(), name: z.string(), arguments: z.unknown() }),
   ev('exec_command_begin', { call_id: z.string(), turn_id: z.string(), command: z.array(z.string()), cwd: z.string() }),
   ev('exec_command_output_delta', { call_id: z.string(), stream: z.enum(['stdout', 'stderr']), chunk: z.string() }),
   ev('exec_command_end', {

@@ -46,6 +46,13 @@ export const ResolveElicitationOp = z.object({
   decision: z.enum(['accept', 'decline', 'cancel']),
   content: z.record(z.string(), z.unknown()).optional(),
 });
+/** The client's answer to a `client_tool_call`: `output` is what the model is given as the call's output. */
+export const ClientToolOutputOp = z.object({
+  type: z.literal('client_tool_output'),
+  call_id: z.string().min(1),
+  output: z.string(),
+  success: z.boolean(),
+});
 export const ShutdownOp = z.object({ type: z.literal('shutdown') });
 
 export const Op = z.discriminatedUnion('type', [
@@ -66,6 +73,7 @@ export const Op = z.discriminatedUnion('type', [
   ThreadRollbackOp,
   RunUserShellCommandOp,
   ResolveElicitationOp,
+  ClientToolOutputOp,
   ShutdownOp,
 ]);
 export type Op = z.infer<typeof Op>;

@@ -79,6 +79,25 @@ describe('validation errors', () => {
     expect(() => parseOrThrow(Submission, { op: { type: 'interrupt' } })).toThrow(/^id:/);
   });
 
+  it('refuse a client tool whose name a model cannot call, or whose parameters are not an object schema', () => {
+    const newSession = (tool: Record<string, unknown>) => ({ id: 's', op: { type: 'new_session', config: { client_tools: [tool] } } });
+    expect(() => parseOrThrow(Submission, newSession({ name: 'has space', description: 'd', parameters: { type: 'object' } }))).toThrow(
+      /op\.config\.client_tools\.0\.name: must be 1 to 64 letters/,
+    );
+    expect(() => parseOrThrow(Submission, newSession({ name: 'ok', description: 'd', parameters: { type: 'string' } }))).toThrow(
+      /op\.config\.client_tools\.0\.parameters\.type/,
+    );
+    expect(() => parseOrThrow(Submission, newSession({ name: 'ok', description: 'd', parameters: { type: 'object', required: 'q' } }))).toThrow(
+      /op\.config\.client_tools\.0\.parameters\.required/,
+    );
+    const twice = {
+      id: 's',
+      op: { type: 'new_session', config: { client_tools: [0, 1].map(() => ({ name: 'a', description: 'd', parameters: { type: 'object' } })) } },
+    };
+    expect(() => parseOrThrow(Submission, twice)).toThrow(/op\.config\.client_tools: two client tools have the same name/);
+    expect(() => parseOrThrow(Submission, { id: 's', op: { type: 'client_tool_output', call_id: 'c', output: 'x' } })).toThrow(/op\.success/);
+  });
+
   it('accept unknown fields and reject unknown types', () => {
     expect(Submission.parse({ id: 's', session_id: 'x', extra: 1, op: { type: 'interrupt', extra: true } }).op).toEqual({ type: 'interrupt' });
     expect(Submission.safeParse({ id: 's', op: { type: 'dance' } }).success).toBe(false);
@@ -96,5 +115,29 @@ describe('the JSON Schema', () => {
     expect(Object.keys(schema.definitions)).toEqual(['Submission', 'Event', 'RolloutLine', 'BusMessage']);
     const text = JSON.stringify(schema);
     for (const type of [...opTypes, ...eventTypes]) expect(text).toContain(`"${type}"`);
+  });
+
+  it('describes client tools: the session config, the call event and the output op', () => {
+    type Node = { properties: Record<string, Node>; oneOf: Node[]; items: Node; const?: string };
+    const { definitions } = wireJsonSchema() as unknown as { definitions: { Submission: Node; Event: Node } };
+    const variant = (union: Node, type: string) => union.oneOf.find((v) => v.properties.type?.const === type);
+    const clientTools = variant(definitions.Submission.properties.op!, 'new_session')?.properties.config?.properties.client_tools;
+    expect(clientTools?.items).toMatchObject({
+      type: 'object',
+      properties: {
+        name: { type: 'string', pattern: '^[a-zA-Z0-9_-]{1,64}$' },
+        description: { type: 'string' },
+        parameters: { type: 'object', properties: { type: { const: 'object' }, required: { type: 'array' } }, required: ['type'] },
+      },
+      required: ['name', 'description', 'parameters'],
+    });
+    expect(variant(definitions.Submission.properties.op!, 'client_tool_output')).toMatchObject({
+      properties: { call_id: { type: 'string' }, output: { type: 'string' }, success: { type: 'boolean' } },
+      required: ['type', 'call_id', 'output', 'success'],
+    });
+    expect(variant(definitions.Event.properties.msg!, 'client_tool_call')).toMatchObject({
+      properties: { call_id: { type: 'string' }, turn_id: { type: 'string' }, name: { type: 'string' }, arguments: {} },
+      required: ['type', 'call_id', 'turn_id', 'name', 'arguments'],
+    });
   });
 });

@@ -27,6 +27,7 @@ import { jobTools } from '../jobs/tools.js';
 import { isDirectory } from '../tools/child-process.js';
 import { ALWAYS_OPEN, type FlowSignal } from '../flow/flow-gate.js';
 import { SessionRuntime } from './session-runtime.js';
+import { ClientToolError, withClientTools } from './client-tools.js';
 import { HomeConfigError, readHomeConfig } from './home-config.js';
 import { SessionLogic } from './session-logic.js';
 import { DEFAULT_AGENT_MAX_DEPTH, DEFAULT_AGENT_MAX_THREADS } from '../agents/supervisor.js';
@@ -428,10 +429,12 @@ export class Host {
     const sets = this.#options.tools;
     if (purpose === 'review') return sets.builtins.without([...agentTools, ...jobTools].map((t) => t.name));
     if (purpose === 'compact') return new ToolRegistry();
+    const serverNames = Object.keys(servers ?? {});
     try {
-      return sets.forSession(config, Object.keys(servers ?? {}));
+      // The client's tools last: their names are checked against every other tool of the session.
+      return withClientTools(sets.forSession(config, serverNames), config.client_tools, serverNames, sets.builtins);
     } catch (error) {
-      if (error instanceof ToolSetError) throw new PlacementError(error.message);
+      if (error instanceof ToolSetError || error instanceof ClientToolError) throw new PlacementError(error.message);
       throw error;
     }
   }

@@ -53,6 +53,8 @@ export async function applyOp(submission: Submission, target: OpTarget): Promise
     case 'patch_approval':
     case 'tool_approval':
       return target.send({ type: 'APPROVAL', submissionId: id, callId: op.id, decision: op.decision });
+    case 'client_tool_output':
+      return target.send({ type: 'CLIENT_TOOL_OUTPUT', submissionId: id, callId: op.call_id, output: { text: op.output, success: op.success } });
     case 'shutdown':
       return target.send({ type: 'SHUTDOWN', submissionId: id });
     case 'resolve_elicitation':

@@ -2,7 +2,7 @@ import { fromCallback, fromPromise, type EventObject } from 'xstate';
 import type { SessionPort } from '../../machines/port.js';
 import { sessionMachine, type TaskAnnouncement, type TaskInput } from '../../machines/session.js';
 import { fromTask } from '../../machines/task.js';
-import { toolCallMachine, type ToolCallInput } from '../../machines/tool-call.js';
+import { toolCallMachine, type ToolCallInput, type ToolRunInput } from '../../machines/tool-call.js';
 import type { ToolOutput, ToolPlan } from '../../machines/tool-plan.js';
 import { turnMachine, type TurnEvent, type TurnStep } from '../../machines/turn.js';
 
@@ -25,9 +25,7 @@ export class SessionLogic {
     const toolCall = toolCallMachine.provide({
       actors: {
         plan: fromPromise<ToolPlan, ToolCallInput>(({ input }) => of(input.sessionId).plan(input)),
-        execute: fromPromise<ToolOutput, ToolCallInput & { sandboxed: boolean; userApproved: boolean }>(({ input, signal }) =>
-          of(input.sessionId).execute(input, signal),
-        ),
+        execute: fromPromise<ToolOutput, ToolRunInput>(({ input, signal }) => of(input.sessionId).execute(input, signal)),
       },
       actions: {
         emitEvent: ({ context }, { msg }) => of(context.sessionId).emit(context.turnId, msg),

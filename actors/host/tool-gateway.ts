@@ -1,11 +1,12 @@
 import type { EventMsg } from '../../protocol/index.js';
-import type { ToolCallInput } from '../../machines/tool-call.js';
+import type { ToolCallInput, ToolRunInput } from '../../machines/tool-call.js';
 import type { ToolOutput, ToolPlan } from '../../machines/tool-plan.js';
 import type { TurnContext } from '../../machines/turn-context.js';
 import type { ToolSpecJson } from '../model/types.js';
 import type { AgentControl, ApprovalMemory, SessionResource, ToolContext, ToolHandler, TreeSlots } from '../tools/tool.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import { TurnDiffTracker } from '../tools/patch/turn-diff.js';
+import { truncateMiddle } from '../tools/truncate.js';
 import type { FlowSignal } from '../flow/flow-gate.js';
 import { log } from '../log.js';
 import type { AgentRole } from '../../protocol/index.js';
@@ -85,7 +86,9 @@ export class ToolGateway {
     return handler.plan(args, this.#callContext(input, new AbortController().signal), this.#options.approvals);
   }
 
-  async execute(input: ToolCallInput & { sandboxed: boolean; userApproved: boolean }, signal: AbortSignal): Promise<ToolOutput> {
+  async execute(input: ToolRunInput, signal: AbortSignal): Promise<ToolOutput> {
+    // A client tool ran at the client: its answer is the output, bounded like every tool's.
+    if (input.answer) return { ...input.answer, text: truncateMiddle(input.answer.text) };
     const routed = this.#tools.route(input);
     if (!routed.ok) return { text: routed.error, success: false };
     return routed.handler.run(routed.args, this.#callContext(input, signal), { sandboxed: input.sandboxed, userApproved: input.userApproved });

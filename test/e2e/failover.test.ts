@@ -186,6 +186,42 @@ describe('failover on NATS', { timeout: 60_000 }, () => {
     expect(seqProblems(gateway.events)).toEqual([]);
   });
 
+  it('announces a client tool call again after a kill -9, and the turn completes with the answer to it', async () => {
+    await Promise.all([startWorker('a'), startWorker('b')]);
+    const gateway = await cluster.startGateway();
+    const lookup = { name: 'lookup_ticket', description: 'Look a ticket up.', parameters: { type: 'object', properties: { id: { type: 'string' } } } };
+    const { sessionId, workerId } = await openSession(gateway, { client_tools: [lookup] });
+    const marker = join(cluster.dir, 'beside-client.txt');
+    cluster.model.enqueue(
+      {
+        kind: 'response',
+        items: [
+          { type: 'function_call', name: 'lookup_ticket', call_id: 'call-client', arguments: { id: 'T-1' } },
+          shell(`echo ran >> ${marker}`, 'call-shell'),
+        ],
+      },
+      { kind: 'response', items: [{ type: 'message', text: 'Answered on the new worker.' }] },
+    );
+    const turnId = gateway.submit({ type: 'user_turn', items: [{ type: 'text', text: 'look it up' }] }, sessionId);
+    const first = await gateway.waitForMsg('client_tool_call', { session: sessionId });
+    await gateway.waitForMsg('exec_command_end', { session: sessionId, where: (m) => m.call_id === 'call-shell' });
+    const before = gateway.events.length;
+    await byId(workerId).kill();
+    const again = await gateway.waitFor((e) => e.session_id === sessionId && e.msg.type === 'client_tool_call', 'the call announced again', 30_000, before);
+    expect(again.msg).toEqual(first.msg);
+    expect(again.msg).toMatchObject({ call_id: 'call-client', turn_id: turnId, name: 'lookup_ticket', arguments: { id: 'T-1' } });
+    gateway.submit({ type: 'client_tool_output', call_id: 'call-client', output: 'T-1 is fixed', success: true }, sessionId);
+    const end = await gateway.waitFor((e) => e.id === turnId && e.msg.type === 'task_complete', 'the turn to finish', 30_000);
+    expect(end.msg).toMatchObject({ last_agent_message: 'Answered on the new worker.' });
+    // The model got the client's answer once, the shell call was not run again.
+    const last = cluster.model.requests.at(-1);
+    expect(outputsIn(last?.body, 'call-client')).toEqual([{ type: 'function_call_output', call_id: 'call-client', output: 'T-1 is fixed' }]);
+    expect(outputsIn(last?.body, 'call-shell')).toHaveLength(1);
+    expect(await lines(marker)).toEqual(['ran']);
+    expect(cluster.model.violations).toEqual([]);
+    expect(seqProblems(gateway.events)).toEqual([]);
+  });
+
   it('keeps an idle session through a broker restart', async () => {
     await startWorker('a');
     const gateway = await cluster.startGateway();

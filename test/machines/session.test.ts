@@ -128,6 +128,8 @@ function op(type: SessionEvent['type'], id: string): SessionEvent {
       return { type, submissionId: id, overrides: { model: 'other-model' } };
     case 'APPROVAL':
       return { type, submissionId: id, callId: 'c1', decision: 'approved' };
+    case 'CLIENT_TOOL_OUTPUT':
+      return { type, submissionId: id, callId: 'c1', output: { text: 'done', success: true } };
     case 'REVIEW':
       return { type, submissionId: id, target: { type: 'uncommitted_changes' } };
     case 'ROLLBACK':
@@ -163,11 +165,15 @@ const TASK_STATE_REFUSALS: [SessionEvent['type'], string][] = [
   ['ROLLBACK', busy('thread_rollback')],
   ['USER_SHELL', busy('run_user_shell_command')],
   ['APPROVAL', 'no approval is pending with id c1'],
+  ['CLIENT_TOOL_OUTPUT', 'client_tool_output: no client tool call is waiting with call_id c1'],
 ];
 
 /** For each state, each op it cannot take and the `bad_request` message it answers with. */
 const REFUSALS: Record<string, [SessionEvent['type'], string][]> = {
-  idle: [['APPROVAL', 'no approval is pending with id c1: no turn is running']],
+  idle: [
+    ['APPROVAL', 'no approval is pending with id c1: no turn is running'],
+    ['CLIENT_TOOL_OUTPUT', 'client_tool_output: no client tool call is waiting with call_id c1: no turn is running'],
+  ],
   running: [
     ['REVIEW', busy('review')],
     ['COMPACT', busy('compact')],
@@ -176,6 +182,7 @@ const REFUSALS: Record<string, [SessionEvent['type'], string][]> = {
     ['USER_SHELL', busy('run_user_shell_command')],
     // Passed to the turn, which has no such call waiting.
     ['APPROVAL', 'no approval is pending with id c1'],
+    ['CLIENT_TOOL_OUTPUT', 'client_tool_output: no client tool call is waiting with call_id c1'],
   ],
   reviewing: TASK_STATE_REFUSALS,
   compacting: TASK_STATE_REFUSALS,
@@ -184,6 +191,7 @@ const REFUSALS: Record<string, [SessionEvent['type'], string][]> = {
   closing: [
     ['TURN_INPUT', closing('user input')],
     ['APPROVAL', closing('approval')],
+    ['CLIENT_TOOL_OUTPUT', closing('client_tool_output')],
     ['REVIEW', closing('review')],
     ['COMPACT', closing('compact')],
     ['UNDO', closing('undo')],

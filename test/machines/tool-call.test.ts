@@ -1,7 +1,7 @@
 import { createActor, fromPromise, setup, waitFor, type ActorRefFrom } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import type { EventMsg, ReviewDecision } from '../../protocol/index.js';
-import { DENIED_OUTPUT, toolCallMachine, type ToolCallInput, type ToolCallParentEvent } from '../../machines/tool-call.js';
+import { DENIED_OUTPUT, toolCallMachine, type ToolCallInput, type ToolCallParentEvent, type ToolRunInput } from '../../machines/tool-call.js';
 import type { ApprovalRequest, ToolOutput, ToolPlan } from '../../machines/tool-plan.js';
 import { deferred, Inbox, type Deferred } from './fakes.js';
 
@@ -12,7 +12,7 @@ import { deferred, Inbox, type Deferred } from './fakes.js';
  * its parent (`sendParent`) is recorded too.
  */
 
-type ExecuteInput = ToolCallInput & { sandboxed: boolean; userApproved: boolean };
+type ExecuteInput = ToolRunInput;
 
 interface Execution {
   readonly input: ExecuteInput;
@@ -58,6 +58,7 @@ function harness(plan: ToolPlan | Error | Promise<ToolPlan>) {
     invoke: { id: 'call', src: 'call', input: INPUT },
     on: {
       'CALL.AWAITING_APPROVAL': { actions: ({ event }) => void told.push(event) },
+      'CALL.AWAITING_CLIENT': { actions: ({ event }) => void told.push(event) },
       'CALL.DONE': { actions: ({ event }) => void told.push(event) },
       'CALL.ABORT_TURN': { actions: ({ event }) => void told.push(event) },
     },
@@ -78,7 +79,8 @@ function harness(plan: ToolPlan | Error | Promise<ToolPlan>) {
     child,
     approve: (decision: ReviewDecision) => child().send({ type: 'APPROVAL', decision }),
     /** The call's state, once the call has got there. */
-    reaches: (state: 'awaitingApproval' | 'running' | 'done') => waitFor(child(), (s) => s.matches(state)),
+    answer: (output: ToolOutput) => child().send({ type: 'CLIENT_OUTPUT', output }),
+    reaches: (state: 'awaitingApproval' | 'awaitingClient' | 'running' | 'done') => waitFor(child(), (s) => s.matches(state)),
     /** What the call told its parent when it finished. */
     done: async (): Promise<ToolOutput> => {
       const ref = child();
@@ -190,6 +192,46 @@ describe('ToolCallMachine', () => {
         { type: 'CALL.ABORT_TURN', callId: 'c1', output: { text: DENIED_OUTPUT, success: false } },
         { type: 'CALL.DONE', callId: 'c1', output: { text: DENIED_OUTPUT, success: false } },
       ]);
+    });
+  });
+
+  describe('a `client` plan', () => {
+    const CLIENT: ToolPlan = { kind: 'client', arguments: { id: 'T-1' } };
+
+    it('announces the call to the client, tells the parent it waits, and runs nothing', async () => {
+      const h = harness(CLIENT);
+      await h.reaches('awaitingClient');
+      expect(h.emitted).toEqual([{ type: 'client_tool_call', call_id: 'c1', turn_id: 't1', name: 'shell', arguments: { id: 'T-1' } }]);
+      expect(h.told).toEqual([{ type: 'CALL.AWAITING_CLIENT', callId: 'c1' }]);
+      expect(h.executions.all).toEqual([]);
+    });
+
+    it('hands the answer to execute, whose output is the call’s', async () => {
+      const h = harness(CLIENT);
+      await h.reaches('awaitingClient');
+      const answer = { text: 'T-1 is open', success: true };
+      h.answer(answer);
+      const execution = await h.executions.next();
+      expect(execution.input).toEqual({ ...INPUT, sandboxed: true, userApproved: false, answer });
+      execution.result.resolve(answer);
+      expect(await h.done()).toEqual(answer);
+      expect(h.told).toEqual([
+        { type: 'CALL.AWAITING_CLIENT', callId: 'c1' },
+        { type: 'CALL.DONE', callId: 'c1', output: answer },
+      ]);
+    });
+
+    it('takes no approval in its wait, and a second answer while it runs changes nothing', async () => {
+      const h = harness(CLIENT);
+      await h.reaches('awaitingClient');
+      h.approve('approved');
+      expect(h.child().getSnapshot().value).toBe('awaitingClient');
+      h.answer({ text: 'first', success: true });
+      const execution = await h.executions.next();
+      h.answer({ text: 'second', success: false });
+      expect(h.executions.unread).toBe(0);
+      execution.result.resolve(execution.input.answer!);
+      expect(await h.done()).toEqual({ text: 'first', success: true });
     });
   });
 

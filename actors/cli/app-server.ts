@@ -6,6 +6,7 @@ import { NATS_FLAGS } from '../nats/settings.js';
 import { gatewayBusOptions } from './gateway-options.js';
 import { createRuntime, type RuntimeOptions } from '../runtime.js';
 import { MODEL_FLAGS, parseArgs, wireApiFlag } from './flags.js';
+import { openInspector, takeInspectFlag } from './inspect.js';
 import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
 
 export interface AppServerOptions {
@@ -29,7 +30,8 @@ export interface AppServerOptions {
  */
 export async function runAppServer(argv: readonly string[], options: AppServerOptions = {}): Promise<number> {
   const { input = process.stdin, output = process.stdout } = options;
-  const { values } = parseArgs({ args: [...argv], options: { ...MODEL_FLAGS, ...NATS_FLAGS }, strict: true });
+  const inspect = takeInspectFlag(argv);
+  const { values } = parseArgs({ args: inspect.argv, options: { ...MODEL_FLAGS, ...NATS_FLAGS }, strict: true });
   // End of stdin exits within this bound, naming on stderr what could not be delivered (shutdown.ts).
   const bound = new ShutdownBound(shutdownTimeoutMs(process.env));
   // With --nats (or TROUPE_NATS_URL) this process is a gateway: sessions run on workers.
@@ -46,9 +48,12 @@ export async function runAppServer(argv: readonly string[], options: AppServerOp
     output.write(`${JSON.stringify(event)}\n`);
     pressure.check();
   });
+  // --inspect: a live page of the sessions on loopback, its address on stderr (stdout is the protocol).
+  const inspector = await openInspector(runtime, inspect.port, 'troupe app-server');
   lines.on('line', (line) => void runtime.gateway.submitLine(line));
   await once(lines, 'close');
   const closed = await closeRuntime(runtime, bound);
+  await inspector?.close();
   // Something may still hold the process (a NATS client reconnecting): when it is ours, end it.
   if (closed.gaveUp && options.input === undefined) exitSoon(closed.code);
   await new Promise<void>((resolve) => output.write('', () => resolve()));

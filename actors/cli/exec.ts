@@ -6,6 +6,7 @@ import { NATS_FLAGS } from '../nats/settings.js';
 import { gatewayBusOptions } from './gateway-options.js';
 import { createRuntime, SessionError, type Runtime, type RuntimeOptions, type Session } from '../runtime.js';
 import { configFromFlags, MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
+import { openInspector, takeInspectFlag } from './inspect.js';
 import { TranscriptRenderer } from './render.js';
 import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
 
@@ -49,7 +50,8 @@ export interface OneTurnOptions {
   readonly open: (runtime: Runtime) => Promise<Session>;
   /** What the turn is: a user turn, a review. */
   readonly op: SessionOp;
-  readonly approver: Approver;
+  /** Who answers approval requests; null leaves them to another client (the --inspect page). */
+  readonly approver: Approver | null;
   readonly onEvent: (event: Event) => void;
   /** More work in the same session once the turn has ended, before it shuts down. */
   readonly after?: ((session: Session) => Promise<void>) | undefined;
@@ -93,8 +95,10 @@ export async function runOneTurn(options: OneTurnOptions): Promise<{ lastMessage
     const sessionId = event.session_id;
     const isRoot = sessionId === rootId;
     if (msg.type === 'exec_approval_request' || msg.type === 'apply_patch_approval_request') {
+      const approver = options.approver;
+      if (approver === null) return;
       answering = answering.then(async () => {
-        const decision = await options.approver(msg);
+        const decision = await approver(msg);
         const op = msg.type === 'exec_approval_request' ? ('exec_approval' as const) : ('patch_approval' as const);
         await runtime.gateway.submit({ id: `approval-${msg.call_id}`, session_id: sessionId, op: { type: op, id: msg.call_id, decision } });
       });
@@ -157,7 +161,8 @@ const TURN_FLAGS = {
 type TurnFlagValues = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; strict: true; options: typeof TURN_FLAGS }>>['values'];
 
 function parseTurnFlags<E extends Record<string, { type: 'string' | 'boolean'; default?: boolean }>>(argv: readonly string[], extra: E) {
-  return parseArgs({ args: [...argv], allowPositionals: true, strict: true, options: { ...TURN_FLAGS, ...extra } });
+  const inspect = takeInspectFlag(argv);
+  return { ...parseArgs({ args: inspect.argv, allowPositionals: true, strict: true, options: { ...TURN_FLAGS, ...extra } }), inspectPort: inspect.port };
 }
 
 /**
@@ -167,6 +172,7 @@ function parseTurnFlags<E extends Record<string, { type: 'string' | 'boolean'; d
 async function printTurn(
   name: string,
   values: TurnFlagValues,
+  inspectPort: number | null,
   runtimeOptions: RuntimeOptions,
   turn: (runtime: Runtime) => Pick<OneTurnOptions, 'open' | 'op'>,
 ): Promise<number> {
@@ -176,12 +182,14 @@ async function printTurn(
   const nats = await gatewayBusOptions(values, process.env, `troupe ${name}`);
   const runtime = createRuntime({ ...runtimeOptions, ...nats, model: values.model, wireApi: wireApiFlag(values['wire-api']) });
   const renderer = values.json ? null : new TranscriptRenderer(process.stderr);
+  // --inspect: the page shows the session tree and answers its approvals (the terminal does not ask).
+  const inspector = await openInspector(runtime, inspectPort, `troupe ${name}`);
   let code = 1;
   try {
     const { lastMessage, failed } = await runOneTurn({
       runtime,
       ...turn(runtime),
-      approver: process.stdin.isTTY ? terminalApprover() : denyingApprover(),
+      approver: inspector ? null : process.stdin.isTTY ? terminalApprover() : denyingApprover(),
       onEvent: (event) => {
         if (renderer) renderer.render(event);
         else process.stdout.write(`${JSON.stringify(event)}\n`);
@@ -198,6 +206,7 @@ async function printTurn(
     process.stderr.write(`troupe ${name}: ${error.message}\n`);
   } finally {
     const closed = await closeRuntime(runtime, bound);
+    await inspector?.close();
     if (closed.gaveUp) exitSoon(Math.max(code, closed.code));
     code = Math.max(code, closed.code);
   }
@@ -206,10 +215,10 @@ async function printTurn(
 
 /** `troupe exec`: one turn in a new session. */
 export async function runExec(argv: readonly string[], runtimeOptions: RuntimeOptions = {}): Promise<number> {
-  const { values, positionals } = parseTurnFlags(argv, {});
+  const { values, positionals, inspectPort } = parseTurnFlags(argv, {});
   const prompt = await promptFrom('exec', positionals);
   const config: SessionConfig = { approval_policy: 'on-request', sandbox_policy: 'workspace-write', cwd: process.cwd(), ...configFromFlags(values) };
-  return printTurn('exec', values, runtimeOptions, () => ({ open: (runtime) => runtime.newSession(config), op: userTurn(prompt) }));
+  return printTurn('exec', values, inspectPort, runtimeOptions, () => ({ open: (runtime) => runtime.newSession(config), op: userTurn(prompt) }));
 }
 
 /**
@@ -218,12 +227,12 @@ export async function runExec(argv: readonly string[], runtimeOptions: RuntimeOp
  * override what the session was created with.
  */
 export async function runResume(argv: readonly string[], runtimeOptions: RuntimeOptions = {}): Promise<number> {
-  const { values, positionals } = parseTurnFlags(argv, { last: { type: 'boolean', default: false } });
+  const { values, positionals, inspectPort } = parseTurnFlags(argv, { last: { type: 'boolean', default: false } });
   const target = values.last ? undefined : positionals[0];
   if (!values.last && target === undefined) throw new UsageError('resume needs a session id, or --last');
   const prompt = await promptFrom('resume', values.last ? positionals : positionals.slice(1));
   const config = configFromFlags(values);
-  return printTurn('resume', values, runtimeOptions, () => ({
+  return printTurn('resume', values, inspectPort, runtimeOptions, () => ({
     open: async (runtime) => {
       const id = target ?? (await lastSession(runtime, config.cwd ?? process.cwd()));
       return runtime.resumeSession({ session_id: id }, config);
@@ -244,7 +253,7 @@ async function lastSession(runtime: Runtime, cwd: string): Promise<string> {
  * thread in a new session, isolated from any other work; its findings go to stdout.
  */
 export async function runReview(argv: readonly string[], runtimeOptions: RuntimeOptions = {}): Promise<number> {
-  const { values, positionals } = parseTurnFlags(argv, {
+  const { values, positionals, inspectPort } = parseTurnFlags(argv, {
     uncommitted: { type: 'boolean', default: false },
     base: { type: 'string' },
     commit: { type: 'string' },
@@ -259,7 +268,7 @@ export async function runReview(argv: readonly string[], runtimeOptions: Runtime
   if (targets.length > 1) throw new UsageError('review takes one of --uncommitted, --base BRANCH, --commit SHA or instructions');
   const target = targets[0] ?? { type: 'uncommitted_changes' };
   const config: SessionConfig = { approval_policy: 'never', sandbox_policy: 'read-only', cwd: process.cwd(), ...configFromFlags(values) };
-  return printTurn('review', values, runtimeOptions, () => ({
+  return printTurn('review', values, inspectPort, runtimeOptions, () => ({
     open: (runtime) => runtime.newSession(config),
     op: { type: 'review', review_request: { target } },
   }));

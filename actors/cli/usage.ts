@@ -16,7 +16,11 @@ const NATS = `NATS (sessions run on workers; default: the TROUPE_NATS_* environm
   --nats-tls-key FILE       client key for TLS
   --namespace NAME          the subject namespace (default: default)`;
 
+const INSPECT = `  --inspect[=PORT]          serve a live page of the session tree on 127.0.0.1 (any free port
+                            by default); its address, with its access token, goes to stderr`;
+
 const TURN_OPTIONS = `  --json                    print every event as a protocol line on stdout
+${INSPECT}; approvals are then answered on the page
   --approval-policy P       untrusted | on-failure | on-request | never (exec: on-request)
   --sandbox S               read-only | workspace-write | danger-full-access (exec: workspace-write)
   -C, --cd DIR              the session's working directory (default: the current one)`;
@@ -28,6 +32,9 @@ export const COMMAND_USAGE = {
 Serve the JSON-lines protocol (docs/PROTOCOL.md) on stdin and stdout: one submission a line
 in, one event a line out. End of stdin shuts every session down and exits. With --nats this
 process is a gateway and the sessions run on workers.
+
+Options:
+${INSPECT}
 
 ${MODEL}
 
@@ -122,8 +129,21 @@ Options:
   --worker-id ID            this worker's name (default: TROUPE_WORKER_ID, then host and pid)
   --capacity N              how many sessions it runs at once (default: TROUPE_WORKER_CAPACITY, then 8)
   --ready-file PATH         a file that exists while the worker takes sessions (readiness probes)
+${INSPECT} (every session of the namespace)
 
 ${MODEL}
+
+${NATS}
+`,
+  inspect: `Usage: troupe inspect --nats URL [--port N]
+
+Serve a live page of every session of a NATS namespace on 127.0.0.1: the tree of sessions and
+sub-agents with the worker each runs on, their states, tool calls, token usage and events, and
+their pending approvals, which can be answered there. The address, with its access token, goes
+to stderr. Runs until SIGINT or SIGTERM; it starts and stops no session.
+
+Options:
+  --port N                  the port (default: any free one)
 
 ${NATS}
 `,
@@ -167,6 +187,7 @@ Usage:
   troupe sessions                   list earlier sessions, newest first
   troupe jobs run --csv FILE ...    one sub-agent per row of a file (also: jobs status, jobs cancel)
   troupe worker --nats URL          host sessions for gateways on NATS
+  troupe inspect --nats URL         a live page of every session on NATS
   troupe mcp-server [options]       serve troupe as an MCP server on stdin/stdout
   troupe demo [--keep]              run a small real task in a temporary workspace
   troupe schema                     print the JSON Schema of the wire protocol

@@ -6,9 +6,10 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startInspector, type Inspector } from '../actors/inspect/server.js';
 import { createRuntime, type Runtime } from '../index.js';
-import { Event } from '../protocol/index.js';
+import type { Event } from '../protocol/index.js';
 import { startFakeModelServer, type FakeModelServer } from '../testing/index.js';
 import { outputFor } from '../testing/requests.js';
+import { readInspectorStream } from './support/inspector-client.js';
 import { waitFor } from './support/wait.js';
 
 let model: FakeModelServer;
@@ -64,29 +65,6 @@ function postAnswer(body: unknown, headers: Record<string, string> = {}): Promis
     headers: { Origin: origin(), 'Content-Type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
-}
-
-/** The events the page's stream delivers, read as a browser's EventSource would. */
-async function readStream(until: (events: Event[]) => boolean): Promise<Event[]> {
-  const controller = new AbortController();
-  const response = await fetch(`${inspector.url}events`, { signal: controller.signal });
-  expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
-  const events: Event[] = [];
-  const decoder = new TextDecoder();
-  let buffered = '';
-  for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
-    buffered += decoder.decode(chunk, { stream: true });
-    const blocks = buffered.split('\n\n');
-    buffered = blocks.pop() ?? '';
-    for (const block of blocks) {
-      const data = block.split('\n').find((line) => line.startsWith('data: '));
-      if (data === undefined || block.includes('event: reset')) continue;
-      events.push(Event.parse(JSON.parse(data.slice('data: '.length))));
-    }
-    if (until(events)) break;
-  }
-  controller.abort();
-  return events;
 }
 
 describe('the inspector server', () => {
@@ -160,7 +138,7 @@ describe('the inspector server', () => {
     const session = await runtime.newSession({ cwd: workspace, approval_policy: 'untrusted' });
     const turn = await session.submit({ type: 'user_turn', items: [{ type: 'text', text: 'touch it' }] });
 
-    const streamed = await readStream((events) => events.some((e) => e.msg.type === 'exec_approval_request'));
+    const streamed = await readInspectorStream(inspector.url, (events) => events.some((e) => e.msg.type === 'exec_approval_request'));
     expect(streamed[0]?.msg).toMatchObject({ type: 'session_configured', session_id: session.id });
     expect(streamed.find((e) => e.msg.type === 'exec_approval_request')?.msg).toMatchObject({ call_id: 'touch', command: ['touch', file] });
     expect(existsSync(file)).toBe(false);
@@ -172,7 +150,7 @@ describe('the inspector server', () => {
     expect(outputFor(model.requests.at(-1)!, 'touch')).toBeDefined();
 
     // A page that connects now replays what happened; no streaming delta is kept.
-    const replayed = await readStream((events) => events.some((e) => e.id === turn && e.msg.type === 'task_complete'));
+    const replayed = await readInspectorStream(inspector.url, (events) => events.some((e) => e.id === turn && e.msg.type === 'task_complete'));
     expect(replayed.map((e) => e.msg.type)).toEqual(
       expect.arrayContaining(['session_configured', 'exec_approval_request', 'exec_command_end', 'task_complete']),
     );

@@ -7,6 +7,7 @@ import { chromium, type BrowserContext } from 'playwright-core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AppServerProcess } from '../support/app-server-process.js';
 import { finishE2E, startE2E } from '../support/e2e.js';
+import { inspectorUrlIn } from '../support/inspector-client.js';
 import { waitFor } from '../support/wait.js';
 import type { FakeModelServer, RecordedRequest, ScriptStep } from '../../testing/index.js';
 import { mentions, outputFor, spawnedAgentIds } from '../../testing/requests.js';
@@ -89,9 +90,8 @@ describe.skipIf(CHROMIUM === null)('troupe app-server --inspect in a browser', (
       },
       say('all three reported', lastCallIs('wait')),
     );
-    await waitFor(() => server.stderr.includes('inspector at '), 'the inspector address on stderr');
-    const url = /inspector at (http:\/\/127\.0\.0\.1:\d+\/[\w-]+\/)/.exec(server.stderr)?.[1];
-    expect(url).toBeDefined();
+    await waitFor(() => inspectorUrlIn(server.stderr) !== undefined, 'the inspector address on stderr');
+    const url = inspectorUrlIn(server.stderr)!;
 
     const parent = await server.newSession({ cwd: workspace, approval_policy: 'untrusted' });
     const turn = server.submit({ type: 'user_turn', items: [{ type: 'text', text: 'fan out the checks' }] }, parent);
@@ -101,7 +101,7 @@ describe.skipIf(CHROMIUM === null)('troupe app-server --inspect in a browser', (
     // A fresh profile each run (playwright passes it as --user-data-dir).
     browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM!, args: CHROMIUM_ARGS, viewport: { width: 1280, height: 800 } });
     const page = await browser.newPage();
-    await page.goto(url!);
+    await page.goto(url);
 
     // The tree: the root, and its three children under it, each with the worker it runs on.
     const root = page.locator('#tree > li');

@@ -13,6 +13,8 @@ export interface WorkerProcessOptions {
   readonly dir: string;
   readonly home: string;
   readonly env?: Readonly<Record<string, string>>;
+  /** More arguments for `troupe worker`. */
+  readonly args?: readonly string[];
 }
 
 /** A `troupe worker` child process, as a deployment runs one. */
@@ -47,6 +49,7 @@ export class WorkerProcess {
       String(options.capacity),
       '--ready-file',
       readyFile,
+      ...(options.args ?? []),
     ];
     const child = spawn(process.execPath, ['--conditions=development', troupeBin(), ...args], {
       env: {

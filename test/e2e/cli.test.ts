@@ -231,9 +231,10 @@ describe('troupe sessions, resume and review', () => {
 describe('troupe --help and bad arguments', () => {
   it('every command answers --help with its own usage, listing its flags', async () => {
     const flags: Record<string, string[]> = {
-      'app-server': ['--model', '--wire-api', '--nats', '--namespace'],
-      exec: ['--json', '--approval-policy', '--sandbox', '-C, --cd', '--model', '--nats-creds'],
-      worker: ['--worker-id', '--capacity', '--ready-file', '--nats-tls-ca'],
+      'app-server': ['--model', '--wire-api', '--nats', '--namespace', '--inspect[=PORT]'],
+      exec: ['--json', '--approval-policy', '--sandbox', '-C, --cd', '--model', '--nats-creds', '--inspect[=PORT]'],
+      worker: ['--worker-id', '--capacity', '--ready-file', '--nats-tls-ca', '--inspect[=PORT]'],
+      inspect: ['--nats', '--port', '--namespace'],
       'mcp-server': ['--model', '--wire-api'],
       resume: ['--last', '--json', '-C, --cd', '--sandbox'],
       review: ['--uncommitted', '--base', '--commit', '--json'],

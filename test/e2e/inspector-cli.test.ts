@@ -17,21 +17,62 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** `troupe inspect` as a user runs it, with its stderr collected. */
-function startInspect(args: readonly string[]): { child: ChildProcessWithoutNullStreams; stderr: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, ['--conditions=development', troupeBin(), 'inspect', ...args], {
-    env: { ...process.env, TROUPE_LOG: 'warn' },
+interface Troupe {
+  readonly child: ChildProcessWithoutNullStreams;
+  readonly stdout: () => string;
+  readonly stderr: () => string;
+  readonly exited: Promise<number | null>;
+}
+
+/** A troupe command as a user runs it (stdin not a terminal), its output collected, killed after the test. */
+function startTroupe(args: readonly string[], env: Record<string, string> = {}): Troupe {
+  const child = spawn(process.execPath, ['--conditions=development', troupeBin(), ...args], {
+    env: { ...process.env, TROUPE_LOG: 'warn', ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
+  let stdout = '';
   let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   cleanups.push(async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     await exited;
   });
-  return { child, stderr: () => stderr, exited };
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
 }
+
+describe('troupe exec --inspect', () => {
+  it('leaves the approval to the page, and the turn goes on when the page answers', async () => {
+    const model = await startFakeModelServer();
+    cleanups.push(() => model.close());
+    const home = await mkdtemp(join(tmpdir(), 'troupe-home-'));
+    const workspace = await mkdtemp(join(tmpdir(), 'troupe-ws-'));
+    cleanups.push(() => rm(home, { recursive: true, force: true }));
+    cleanups.push(() => rm(workspace, { recursive: true, force: true }));
+    const file = join(workspace, 'approved.txt');
+    model.enqueue(
+      { kind: 'response', items: [{ type: 'function_call', name: 'shell', call_id: 'touch', arguments: { command: ['touch', file] } }] },
+      { kind: 'response', match: (r) => outputFor(r, 'touch') !== undefined, items: [{ type: 'message', text: 'touched' }] },
+    );
+    const exec = startTroupe(['exec', '--inspect', '--approval-policy', 'untrusted', '-C', workspace, 'touch it'], {
+      OPENAI_BASE_URL: model.url,
+      OPENAI_API_KEY: 'test-key',
+      TROUPE_HOME: home,
+      TROUPE_MODEL: 'test-model',
+    });
+    await waitFor(() => inspectorUrlIn(exec.stderr()) !== undefined, 'the address troupe exec prints', 20_000);
+    const url = inspectorUrlIn(exec.stderr())!;
+    const seen = await readInspectorStream(url, (events) => events.some((e) => e.msg.type === 'exec_approval_request'));
+    const sessionId = seen.find((e) => e.msg.type === 'exec_approval_request')!.session_id!;
+    // Nobody at a terminal denied it: the request waits for the page.
+    expect(exec.stderr()).not.toContain('denied');
+    expect((await answerFromInspector(url, { session_id: sessionId, call_id: 'touch', kind: 'exec', decision: 'approved' })).status).toBe(202);
+    expect(await exec.exited).toBe(0);
+    expect(exec.stdout()).toBe('touched\n');
+    expect(existsSync(file)).toBe(true);
+  });
+});
 
 describe('the inspector of a NATS cluster', () => {
   it('troupe inspect and worker --inspect show the sessions of the namespace, and an answer from the page reaches the session', async () => {
@@ -44,7 +85,7 @@ describe('the inspector of a NATS cluster', () => {
     const namespace = 'inspect';
     const worker = await WorkerProcess.start({ id: 'w1', natsUrl: nats.url, namespace, capacity: 4, modelUrl: model.url, dir, home: dir, args: ['--inspect'] });
     cleanups.push(() => worker.kill());
-    const inspect = startInspect(['--nats', nats.url, '--namespace', namespace]);
+    const inspect = startTroupe(['inspect', '--nats', nats.url, '--namespace', namespace]);
     const client = await AppServerProcess.start({ modelUrl: model.url, args: ['--nats', nats.url, '--namespace', namespace] });
     cleanups.push(() => client.dispose());
     await waitFor(() => inspectorUrlIn(inspect.stderr()) !== undefined, 'the address troupe inspect prints', 20_000);
@@ -89,7 +130,7 @@ describe('the inspector of a NATS cluster', () => {
   });
 
   it('troupe inspect without NATS, and a bad --inspect port, are usage errors', async () => {
-    const bare = startInspect([]);
+    const bare = startTroupe(['inspect']);
     expect(await bare.exited).toBe(2);
     expect(bare.stderr()).toContain('inspect needs --nats URL');
     const client = await AppServerProcess.start({ modelUrl: 'http://127.0.0.1:9', args: ['--inspect=http'] });

@@ -81,6 +81,16 @@ describe('the inspector server', () => {
     const page = await send(base());
     expect(page.status).toBe(200);
     expect(page.body).toContain('<script type="module" src="app.js">');
+    expect(page.body).not.toContain('<script>');
+    const withoutSlash = await send(base().slice(0, -1));
+    expect(withoutSlash.status).toBe(308);
+    // Only the page's own files: no other name, however it is spelled.
+    for (const name of ['server.ts', '..%2fserver.ts', '../server.ts', 'toString', 'constructor', 'page/app.js']) {
+      const answer = await send(`${base()}${name}`);
+      // 404, or 403 where the URL's dot segments took the path out of the token's folder.
+      expect([403, 404], name).toContain(answer.status);
+      expect(answer.body).not.toContain('import');
+    }
   });
 
   it('refuses every path without the token: the page, the event stream and the approval endpoint', async () => {

@@ -96,8 +96,14 @@ export async function startInspector(source: InspectSource, options: InspectorOp
     const url = new URL(request.url ?? '/', `http://${loopback[0]}`);
     const [, given = '', ...rest] = url.pathname.split('/');
     if (!sameToken(given, token)) return refuse(response, 403, 'the address lacks the inspector token');
+    if (rest.length === 0) {
+      // The page's files are named relative to it: it must be read from `/<token>/`.
+      response.writeHead(308, { ...SECURITY_HEADERS, Location: `/${token}/` });
+      response.end();
+      return;
+    }
     const path = rest.join('/');
-    if (request.method === 'GET' && path in STATIC_FILES) return sendFile(response, path);
+    if (request.method === 'GET' && Object.hasOwn(STATIC_FILES, path)) return sendFile(response, path);
     if (request.method === 'GET' && path === 'events') return openStream(response);
     if (request.method === 'POST' && path === 'approval') return answer(request, response);
     return refuse(response, 404, `no ${request.method ?? ''} /${path} here`);

@@ -76,6 +76,22 @@ export default tseslint.config(
     languageOptions: { globals: node },
   },
   {
+    // The inspector's page runs in the browser, as an ES module.
+    files: ['actors/inspect/page/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: {
+        document: 'readonly',
+        fetch: 'readonly',
+        alert: 'readonly',
+        CSS: 'readonly',
+        EventSource: 'readonly',
+        HTMLInputElement: 'readonly',
+        requestAnimationFrame: 'readonly',
+      },
+    },
+  },
+  {
     files: ['**/*.cjs'],
     languageOptions: { sourceType: 'commonjs' },
   },

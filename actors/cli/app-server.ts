@@ -7,6 +7,7 @@ import { gatewayBusOptions } from '../gateway-options.js';
 import { createRuntime, type RuntimeOptions } from '../runtime.js';
 import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
 import { loadToolSets, toolSetSpecs, TOOLS_FLAG } from './tool-flags.js';
+import { openInspector, takeInspectFlag } from './inspect.js';
 import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
 
 export interface AppServerOptions {
@@ -30,7 +31,8 @@ export interface AppServerOptions {
  */
 export async function runAppServer(argv: readonly string[], options: AppServerOptions = {}): Promise<number> {
   const { input = process.stdin, output = process.stdout } = options;
-  const { values } = parseArgs({ args: [...argv], options: { ...MODEL_FLAGS, ...NATS_FLAGS, ...TOOLS_FLAG }, strict: true });
+  const inspect = takeInspectFlag(argv);
+  const { values } = parseArgs({ args: inspect.argv, options: { ...MODEL_FLAGS, ...NATS_FLAGS, ...TOOLS_FLAG }, strict: true });
   const toolSets = toolSetSpecs(values);
   // End of stdin exits within this bound, naming on stderr what could not be delivered (shutdown.ts).
   const bound = new ShutdownBound(shutdownTimeoutMs(process.env));
@@ -58,9 +60,12 @@ export async function runAppServer(argv: readonly string[], options: AppServerOp
     output.write(`${JSON.stringify(event)}\n`);
     pressure.check();
   });
+  // --inspect: a live page of the sessions on loopback, its address on stderr (stdout is the protocol).
+  const inspector = await openInspector(runtime, inspect.port, 'troupe app-server');
   lines.on('line', (line) => void runtime.gateway.submitLine(line));
   await once(lines, 'close');
   const closed = await closeRuntime(runtime, bound);
+  await inspector?.close();
   // Something may still hold the process (a NATS client reconnecting): when it is ours, end it.
   if (closed.gaveUp && options.input === undefined) exitSoon(closed.code);
   await new Promise<void>((resolve) => output.write('', () => resolve()));

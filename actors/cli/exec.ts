@@ -17,6 +17,7 @@ import { gatewayBusOptions } from '../gateway-options.js';
 import { createRuntime, SessionError, type Runtime, type RuntimeOptions, type Session } from '../runtime.js';
 import { configFromFlags, MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
 import { CodexEventMapper } from './codex-json.js';
+import { openInspector, takeInspectFlag } from './inspect.js';
 import { CODEX_EXEC_FLAGS, codexExecSettings } from './codex-flags.js';
 import { TranscriptRenderer } from './render.js';
 import { shellJoin } from './shell-words.js';
@@ -62,7 +63,8 @@ export interface OneTurnOptions {
   readonly open: (runtime: Runtime) => Promise<Session>;
   /** What the turn is: a user turn, a review. */
   readonly op: SessionOp;
-  readonly approver: Approver;
+  /** Who answers approval requests; null leaves them to another client (the --inspect page). */
+  readonly approver: Approver | null;
   readonly onEvent: (event: Event) => void;
   /** More work in the same session once the turn has ended, before it shuts down. */
   readonly after?: ((session: Session) => Promise<void>) | undefined;
@@ -106,8 +108,10 @@ export async function runOneTurn(options: OneTurnOptions): Promise<{ lastMessage
     const sessionId = event.session_id;
     const isRoot = sessionId === rootId;
     if (isApprovalRequest(msg)) {
+      const approver = options.approver;
+      if (approver === null) return;
       answering = answering.then(async () => {
-        const decision = await options.approver(msg);
+        const decision = await approver(msg);
         await runtime.gateway.submit({ id: `approval-${msg.call_id}`, session_id: sessionId, op: approvalAnswer(msg, decision) });
       });
     } else if (isRoot && msg.type === 'error') {
@@ -174,7 +178,8 @@ const TURN_FLAGS = {
 type TurnFlagValues = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; strict: true; options: typeof TURN_FLAGS }>>['values'];
 
 function parseTurnFlags<E extends Record<string, { type: 'string' | 'boolean'; default?: boolean }>>(argv: readonly string[], extra: E) {
-  return parseArgs({ args: [...argv], allowPositionals: true, strict: true, options: { ...TURN_FLAGS, ...extra } });
+  const inspect = takeInspectFlag(argv);
+  return { ...parseArgs({ args: inspect.argv, allowPositionals: true, strict: true, options: { ...TURN_FLAGS, ...extra } }), inspectPort: inspect.port };
 }
 
 /**
@@ -184,6 +189,7 @@ function parseTurnFlags<E extends Record<string, { type: 'string' | 'boolean'; d
 async function printTurn(
   name: string,
   values: TurnFlagValues,
+  inspectPort: number | null,
   runtimeOptions: RuntimeOptions,
   turn: (runtime: Runtime) => Pick<OneTurnOptions, 'open' | 'op'>,
   output: TurnOutput = values.json ? 'json' : 'transcript',
@@ -197,6 +203,8 @@ async function printTurn(
   let rootId: string | null = null;
   const codex = output === 'codex' ? new CodexEventMapper(() => rootId) : null;
   const line = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n`);
+  // --inspect: the page shows the session tree and answers its approvals (the terminal does not ask).
+  const inspector = await openInspector(runtime, inspectPort, `troupe ${name}`);
   let code = 1;
   try {
     // In this process the sets are loaded here; on NATS the workers must have them.
@@ -210,7 +218,7 @@ async function printTurn(
         rootId = session.id;
         return session;
       },
-      approver: process.stdin.isTTY && output !== 'codex' ? terminalApprover() : denyingApprover(),
+      approver: inspector ? null : process.stdin.isTTY && output !== 'codex' ? terminalApprover() : denyingApprover(),
       onEvent: (event) => {
         if (renderer) renderer.render(event);
         else if (codex) codex.map(event).forEach(line);
@@ -228,6 +236,7 @@ async function printTurn(
     process.stderr.write(`troupe ${name}: ${error.message}\n`);
   } finally {
     const closed = await closeRuntime(runtime, bound);
+    await inspector?.close();
     if (closed.gaveUp) exitSoon(Math.max(code, closed.code));
     code = Math.max(code, closed.code);
   }
@@ -247,7 +256,7 @@ function turnConfig(values: TurnFlagValues): SessionConfig {
  * events instead of troupe's.
  */
 export async function runExec(argv: readonly string[], runtimeOptions: RuntimeOptions = {}): Promise<number> {
-  const { values, positionals } = parseTurnFlags(argv, { ...CODEX_EXEC_FLAGS, last: { type: 'boolean', default: false } });
+  const { values, positionals, inspectPort } = parseTurnFlags(argv, { ...CODEX_EXEC_FLAGS, last: { type: 'boolean', default: false } });
   if (values.json && values['experimental-json']) throw new UsageError('--json and --experimental-json cannot be used together');
   const resuming = positionals[0] === 'resume';
   if (values.last && !resuming) throw new UsageError('--last belongs to exec resume');
@@ -269,6 +278,7 @@ export async function runExec(argv: readonly string[], runtimeOptions: RuntimeOp
   return printTurn(
     'exec',
     values,
+    inspectPort,
     options,
     () => ({
       open: (runtime) => (resuming ? resumeSession(runtime, target, given) : runtime.newSession({ ...defaults, ...given })),
@@ -284,12 +294,12 @@ export async function runExec(argv: readonly string[], runtimeOptions: RuntimeOp
  * override what the session was created with.
  */
 export async function runResume(argv: readonly string[], runtimeOptions: RuntimeOptions = {}): Promise<number> {
-  const { values, positionals } = parseTurnFlags(argv, { last: { type: 'boolean', default: false } });
+  const { values, positionals, inspectPort } = parseTurnFlags(argv, { last: { type: 'boolean', default: false } });
   const target = values.last ? undefined : positionals[0];
   if (!values.last && target === undefined) throw new UsageError('resume needs a session id, or --last');
   const prompt = await promptFrom('resume', values.last ? positionals : positionals.slice(1));
   const config = turnConfig(values);
-  return printTurn('resume', values, runtimeOptions, () => ({ open: (runtime) => resumeSession(runtime, target, config), op: userTurn(prompt) }));
+  return printTurn('resume', values, inspectPort, runtimeOptions, () => ({ open: (runtime) => resumeSession(runtime, target, config), op: userTurn(prompt) }));
 }
 
 /** Take a session up again: the one named, or the newest started in the configured directory. */
@@ -310,7 +320,7 @@ async function lastSession(runtime: Runtime, cwd: string): Promise<string> {
  * thread in a new session, isolated from any other work; its findings go to stdout.
  */
 export async function runReview(argv: readonly string[], runtimeOptions: RuntimeOptions = {}): Promise<number> {
-  const { values, positionals } = parseTurnFlags(argv, {
+  const { values, positionals, inspectPort } = parseTurnFlags(argv, {
     uncommitted: { type: 'boolean', default: false },
     base: { type: 'string' },
     commit: { type: 'string' },
@@ -325,7 +335,7 @@ export async function runReview(argv: readonly string[], runtimeOptions: Runtime
   if (targets.length > 1) throw new UsageError('review takes one of --uncommitted, --base BRANCH, --commit SHA or instructions');
   const target = targets[0] ?? { type: 'uncommitted_changes' };
   const config: SessionConfig = { approval_policy: 'never', sandbox_policy: 'read-only', cwd: process.cwd(), ...configFromFlags(values) };
-  return printTurn('review', values, runtimeOptions, () => ({
+  return printTurn('review', values, inspectPort, runtimeOptions, () => ({
     open: (runtime) => runtime.newSession(config),
     op: { type: 'review', review_request: { target } },
   }));

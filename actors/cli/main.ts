@@ -32,6 +32,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await (await import('./jobs.js')).runJobs(rest);
       case 'worker':
         return await (await import('./worker.js')).runWorker(rest);
+      case 'inspect':
+        return await (await import('./inspect.js')).runInspect(rest);
       case 'mcp-server':
         return await (await import('./mcp-server.js')).runMcpServer(rest);
       case 'demo':

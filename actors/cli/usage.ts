@@ -16,7 +16,11 @@ const NATS = `NATS (sessions run on workers; default: the TROUPE_NATS_* environm
   --nats-tls-key FILE       client key for TLS
   --namespace NAME          the subject namespace (default: default)`;
 
+const INSPECT = `  --inspect[=PORT]          serve a live page of the session tree on 127.0.0.1 (any free port
+                            by default); its address, with its access token, goes to stderr`;
+
 const TURN_OPTIONS = `  --json                    print every event as a protocol line on stdout
+${INSPECT}; approvals are then answered on the page
   --approval-policy P       untrusted | on-failure | on-request | never (exec: on-request)
   --sandbox S               read-only | workspace-write | danger-full-access (exec: workspace-write)
   -C, --cd DIR              the session's working directory (default: the current one)
@@ -34,6 +38,7 @@ process is a gateway and the sessions run on workers.
 Options:
   --tools [NAME=]FILE       load the tools an ES module exports (tool() from troupe) as tool set NAME
                             (default: the file's name), for sessions that name it in tool_sets; repeatable
+${INSPECT}
 
 ${MODEL}
 
@@ -145,8 +150,21 @@ Options:
   --tools [NAME=]FILE       load the tools an ES module exports (tool() from troupe) as tool set NAME
                             (default: the file's name); sessions that name it in tool_sets get them;
                             repeatable
+${INSPECT} (every session of the namespace)
 
 ${MODEL}
+
+${NATS}
+`,
+  inspect: `Usage: troupe inspect --nats URL [--port N]
+
+Serve a live page of every session of a NATS namespace on 127.0.0.1: the tree of sessions and
+sub-agents with the worker each runs on, their states, tool calls, token usage and events, and
+their pending approvals, which can be answered there. The address, with its access token, goes
+to stderr. Runs until SIGINT or SIGTERM; it starts and stops no session.
+
+Options:
+  --port N                  the port (default: any free one)
 
 ${NATS}
 `,
@@ -190,6 +208,7 @@ Usage:
   troupe sessions                   list earlier sessions, newest first
   troupe jobs run --csv FILE ...    one sub-agent per row of a file (also: jobs status, jobs cancel)
   troupe worker --nats URL          host sessions for gateways on NATS
+  troupe inspect --nats URL         a live page of every session on NATS
   troupe mcp-server [options]       serve troupe as an MCP server on stdin/stdout
   troupe demo [--keep]              run a small real task in a temporary workspace
   troupe schema                     print the JSON Schema of the wire protocol

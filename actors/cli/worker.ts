@@ -8,6 +8,7 @@ import { connectNats, defaultWorkerId } from '../nats/connect.js';
 import { NATS_FLAGS, natsSettingsFrom } from '../nats/settings.js';
 import { createHost, runtimeOptionsFromEnv } from '../runtime.js';
 import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
+import { inspectNamespace, takeInspectFlag } from './inspect.js';
 import { exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
 import { loadToolSets, toolSetSpecs, TOOLS_FLAG } from './tool-flags.js';
 
@@ -34,7 +35,8 @@ const WORKER_FLAGS = {
  * Kubernetes readiness probe or a launcher script; it is removed on disconnect and on drain.
  */
 export async function runWorker(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const { values } = parseArgs({ args: [...argv], options: { ...MODEL_FLAGS, ...NATS_FLAGS, ...WORKER_FLAGS, ...TOOLS_FLAG }, strict: true });
+  const inspect = takeInspectFlag(argv);
+  const { values } = parseArgs({ args: inspect.argv, options: { ...MODEL_FLAGS, ...NATS_FLAGS, ...WORKER_FLAGS, ...TOOLS_FLAG }, strict: true });
   const settings = natsSettingsFrom(values, env);
   if (settings === null) throw new UsageError('worker needs --nats URL (or TROUPE_NATS_URL)');
   const workerId = values['worker-id'] ?? env.TROUPE_WORKER_ID ?? defaultWorkerId();
@@ -90,12 +92,15 @@ export async function runWorker(argv: readonly string[], env: NodeJS.ProcessEnv 
     }
   })();
   logger.info({ capacity, namespace: settings.namespace, tool_sets: toolSets.map((s) => s.name) }, 'worker ready');
+  // --inspect: a page of every session of the namespace, through a gateway connection of its own.
+  const inspector = inspect.port === null ? null : await inspectNamespace(values, inspect.port, `troupe worker ${workerId}`, env);
 
   const outcome = await Promise.race([
     stopping.signal.then((signal) => ({ signal })),
     connection.closed().then((error) => ({ lost: error ?? new Error('the NATS connection closed') })),
   ]);
   await ready.set(false);
+  await inspector?.close();
   if ('lost' in outcome) {
     logger.error({ err: outcome.lost }, 'lost NATS for good; stopping');
     await host.close().catch(() => undefined);

@@ -235,7 +235,7 @@ describe('troupe sessions, resume and review', () => {
 describe('troupe --help and bad arguments', () => {
   it('every command answers --help with its own usage, listing its flags', async () => {
     const flags: Record<string, string[]> = {
-      'app-server': ['--model', '--wire-api', '--nats', '--namespace'],
+      'app-server': ['--model', '--wire-api', '--nats', '--namespace', '--inspect[=PORT]', '--tools'],
       exec: [
         '--json',
         '--approval-policy',
@@ -247,8 +247,11 @@ describe('troupe --help and bad arguments', () => {
         '--output-schema',
         '-c, --config',
         '--add-dir',
+        '--inspect[=PORT]',
+        '--tools',
       ],
-      worker: ['--worker-id', '--capacity', '--ready-file', '--nats-tls-ca'],
+      worker: ['--worker-id', '--capacity', '--ready-file', '--nats-tls-ca', '--inspect[=PORT]', '--tools'],
+      inspect: ['--nats', '--port', '--namespace'],
       'mcp-server': ['--model', '--wire-api'],
       resume: ['--last', '--json', '-C, --cd', '--sandbox'],
       review: ['--uncommitted', '--base', '--commit', '--json'],

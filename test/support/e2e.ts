@@ -12,9 +12,13 @@ export interface E2E {
   readonly workspace: string;
 }
 
-export async function startE2E(options: { model?: FakeModelServerOptions; env?: Record<string, string> } = {}): Promise<E2E> {
+export async function startE2E(options: { model?: FakeModelServerOptions; env?: Record<string, string>; args?: readonly string[] } = {}): Promise<E2E> {
   const model = await startFakeModelServer(options.model);
-  const server = await AppServerProcess.start({ modelUrl: model.url, ...(options.env ? { env: options.env } : {}) });
+  const server = await AppServerProcess.start({
+    modelUrl: model.url,
+    ...(options.env ? { env: options.env } : {}),
+    ...(options.args ? { args: options.args } : {}),
+  });
   const workspace = await mkdtemp(join(tmpdir(), 'troupe-ws-'));
   return { model, server, workspace };
 }

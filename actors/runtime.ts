@@ -12,6 +12,7 @@ import { createModelClient } from './model/index.js';
 import type { ModelClient } from './model/types.js';
 import { troupeHome } from './rollout/index.js';
 import { sessionTools } from './host/session-tools.js';
+import { flushTelemetry } from './telemetry/index.js';
 
 /** The model used when neither the config nor TROUPE_MODEL names one. */
 export const DEFAULT_MODEL = 'gpt-5-codex';
@@ -211,6 +212,8 @@ export class Runtime {
     await this.host?.close();
     await this.gateway.close();
     await this.bus.close();
+    // What this process's sessions traced goes out before the caller exits.
+    await flushTelemetry();
     for (const queue of this.#sessionQueues.values()) queue.end();
   }
 

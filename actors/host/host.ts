@@ -26,6 +26,7 @@ import { jobTools } from '../jobs/tools.js';
 import { isDirectory } from '../tools/child-process.js';
 import { ALWAYS_OPEN, type FlowSignal } from '../flow/flow-gate.js';
 import { SessionRuntime } from './session-runtime.js';
+import { startTelemetry } from '../telemetry/index.js';
 import { HomeConfigError, readHomeConfig } from './home-config.js';
 import { SessionLogic } from './session-logic.js';
 import { DEFAULT_AGENT_MAX_DEPTH, DEFAULT_AGENT_MAX_THREADS } from '../agents/supervisor.js';
@@ -389,6 +390,7 @@ export class Host {
       mcpServers: mcpServers(meta.config, homeConfig),
       purpose: rebuilt.purpose,
       durability: durability.forAdopted(sessionLog, rebuilt, lease.value.worker_id),
+      telemetry: await startTelemetry(homeConfig.otel),
     });
     await this.#attach(runtime, sessionLog, rebuilt.appliedOps);
     runtime.start('adopted');
@@ -459,6 +461,8 @@ export class Host {
           approvals: message.approvals ?? [],
           mcpServers: mcpServers(config, homeConfig),
           purpose,
+          telemetry: await startTelemetry(homeConfig.otel),
+          traceparent: message.traceparent,
         }),
       };
     }
@@ -507,6 +511,8 @@ export class Host {
       approvals: message.approvals ?? [],
       mcpServers: mcpServers(config, homeConfig),
       purpose,
+      telemetry: await startTelemetry(homeConfig.otel),
+      traceparent: message.traceparent,
     });
     return { runtime, log: sessionLog };
   }

@@ -300,6 +300,17 @@ export class Host {
       if (this.#durability && sessionLog) await this.#durability.leases.claim(runtime.id, runtime.rootId);
       await this.#attach(runtime, sessionLog);
       runtime.start(message.submission_id);
+      log.info(
+        {
+          session: runtime.id,
+          worker: this.#options.workerId,
+          origin: message.origin.type,
+          purpose: message.purpose ?? 'session',
+          parent: message.lineage?.parent_session_id,
+          depth: message.lineage?.depth ?? 0,
+        },
+        'session placed',
+      );
       return { kind: 'placed', session_id: runtime.id, worker_id: this.#options.workerId, rollout_path: runtime.rolloutPath };
     } catch (error) {
       if (error instanceof PlacementError) return { kind: 'failure', code: 'bad_request', message: error.message };

@@ -128,6 +128,7 @@ export class SessionObserver {
   end(): void {
     if (this.#ended) return;
     this.#ended = true;
+    this.#log.info('session ended here');
     this.#sink?.end();
   }
 

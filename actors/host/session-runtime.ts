@@ -71,7 +71,7 @@ export class SessionRuntime {
       durability: spec.durability,
       initialSeq: spec.durability?.initialSeq ?? spec.initialSeq ?? 0,
       workerId: services.workerId,
-      observe: observer ? (msg) => observer.event(msg) : undefined,
+      observe: observer ? (eventId, msg) => observer.event(eventId, msg) : undefined,
     });
     const emit = (eventId: string | null, msg: EventMsg) => events.emit(eventId, msg);
     const state = new SessionState({ history: spec.history, rollout: spec.rollout, model: services.model, emit });

@@ -132,8 +132,8 @@ export class SessionObserver {
     this.#sink?.end();
   }
 
-  /** An event on the session's stream (every event, whoever made it). */
-  event(msg: EventMsg): void {
+  /** An event on the session's stream (every event, whoever made it), with its submission id. */
+  event(id: string | null, msg: EventMsg): void {
     switch (msg.type) {
       case 'task_complete':
       case 'turn_aborted': {
@@ -167,7 +167,7 @@ export class SessionObserver {
         break;
       }
       case 'stream_error':
-        this.#log.info({ attempt: msg.attempt, max_attempts: msg.max_attempts, err: msg.message }, 'model request failed; retrying');
+        this.#log.info({ turn: id, attempt: msg.attempt, max_attempts: msg.max_attempts, err: msg.message }, 'model request failed; retrying');
         break;
       default:
         break;

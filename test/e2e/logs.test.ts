@@ -23,13 +23,14 @@ function logLines(stderr: string): Line[] {
     .map((line) => JSON.parse(line) as Line);
 }
 
-/** Start app-server at `level` and run one turn with a shell call; returns the session and turn ids. */
-async function turnWithACommand(level: string): Promise<{ e2e: E2E; sessionId: string; turnId: string }> {
+/** Start app-server at `level` and run one turn with a shell call (after a failed request with `failFirst`); returns the session and turn ids. */
+async function turnWithACommand(level: string, failFirst = false): Promise<{ e2e: E2E; sessionId: string; turnId: string }> {
   const started = await startE2E({ env: { TROUPE_LOG: level } });
   e2e = started;
   const { server, model, workspace } = started;
   const id = server.submit({ type: 'new_session', config: { cwd: workspace, approval_policy: 'never', sandbox_policy: 'danger-full-access' } });
   const sessionId = (await server.waitForMsg('session_configured', { id })).session_id!;
+  if (failFirst) model.enqueue({ kind: 'http_error', status: 503, body: { error: { message: 'overloaded' } } });
   model.enqueue(
     { kind: 'response', items: [{ type: 'function_call', name: 'shell', call_id: 'c1', arguments: { command: ['sh', '-c', 'exit 3'] } }] },
     { kind: 'response', items: [{ type: 'message', text: 'done' }] },
@@ -41,7 +42,7 @@ async function turnWithACommand(level: string): Promise<{ e2e: E2E; sessionId: s
 
 describe('TROUPE_LOG', () => {
   it('at info, says what the process does in one line per step, with session, turn, call and worker', async () => {
-    const { e2e, sessionId, turnId } = await turnWithACommand('info');
+    const { e2e, sessionId, turnId } = await turnWithACommand('info', true);
     const { server } = e2e;
     const lines = () => logLines(server.stderr);
     await waitFor(() => lines().some((l) => l.turn === turnId && l.status !== undefined), 'the turn-ended line');
@@ -62,6 +63,8 @@ describe('TROUPE_LOG', () => {
     expect(ended!.total_tokens as number).toBeGreaterThan(0);
     const call = all.find((l) => l.call === 'c1' && l.duration_ms !== undefined);
     expect(call).toMatchObject({ session: sessionId, turn: turnId, worker: 'local', tool: 'shell', success: false, exit_code: 3 });
+    const retry = all.find((l) => l.turn === turnId && l.max_attempts !== undefined);
+    expect(retry).toMatchObject({ session: sessionId, worker: 'local', attempt: 1, err: expect.stringContaining('503') });
   });
 
   it('at debug, adds each model request and a summary of bus traffic', async () => {

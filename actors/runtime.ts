@@ -18,6 +18,7 @@ import { sessionTools } from './host/session-tools.js';
 import { LIBRARY_SET_PREFIX, ToolSets } from './host/tool-sets.js';
 import type { Tool } from './tools/user-tool.js';
 import { runTurn, type RunOptions, type RunResult } from './run.js';
+import { flushTelemetry } from './telemetry/index.js';
 
 /** The model used when neither the config nor TROUPE_MODEL names one. */
 export const DEFAULT_MODEL = 'gpt-5-codex';
@@ -282,6 +283,8 @@ export class Runtime {
     await this.host?.close();
     await this.gateway.close();
     await this.bus.close();
+    // What this process's sessions traced goes out before the caller exits.
+    await flushTelemetry();
     for (const queue of this.#sessionQueues.values()) queue.end();
   }
 

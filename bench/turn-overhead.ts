@@ -12,6 +12,10 @@
  * the parent): spawning a process costs more the bigger the spawner's heap, so sharing one
  * process would blur the comparison.
  *
+ * The machinery is measured twice: with telemetry off (the default) and with OpenTelemetry on,
+ * exporting OTLP/protobuf to a loopback receiver in the parent that reads and discards what it
+ * is sent; the difference is what telemetry costs a round trip.
+ *
  * BENCH_TOOL=exec_command compares the two command tools on one command: the turns take
  * turns, `exec_command` with `cmd: "true"` (which the user's shell runs) and then `shell` given
  * that very argv, in one session, each turn timed, so both see the same machine at the same
@@ -27,6 +31,8 @@
  *                             turn-overhead-exec_command.json)
  */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -201,8 +207,8 @@ async function measureFloor(steps: FloorStep[], url: string, floor: Floor) {
 }
 
 /** Run one phase in a fresh Node process, so neither measurement pays for the other's heap. */
-async function phase(args: string[]): Promise<Record<string, number>> {
-  const { stdout } = await execa(process.execPath, [fileURLToPath(import.meta.url), ...args], { stderr: 'inherit' });
+async function phase(args: string[], env: Record<string, string> = {}): Promise<Record<string, number>> {
+  const { stdout } = await execa(process.execPath, [fileURLToPath(import.meta.url), ...args], { stderr: 'inherit', env });
   return JSON.parse(stdout) as Record<string, number>;
 }
 
@@ -223,8 +229,25 @@ async function runPhase(argv: string[]): Promise<void> {
   }
 }
 
+/** A loopback OTLP/HTTP receiver that reads what it is sent, counts the bytes, and answers 200. */
+async function otlpSink(): Promise<{ url: string; bytes: () => number; close: () => Promise<void> }> {
+  let bytes = 0;
+  const server = createServer((request, response) => {
+    request.on('data', (chunk: Buffer) => (bytes += chunk.length));
+    request.on('end', () => response.writeHead(200).end());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    bytes: () => bytes,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
 async function main(): Promise<void> {
   const model = await startFakeModelServer();
+  const otlp = await otlpSink();
+  const telemetryOn = { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' };
   const steps = Array.from({ length: (WARMUP + TURNS) * 2 }, (): ScriptStep => ({ kind: 'reply', handler: script }));
   model.enqueue(...steps);
   const scratch = await mkdtemp(join(tmpdir(), 'troupe-bench-'));
@@ -232,6 +255,7 @@ async function main(): Promise<void> {
     // Alternate the sides and keep the median of each: process spawn times are noisy.
     const runtimes: Record<string, number>[] = [];
     const machinery: Record<string, number>[] = [];
+    const machineryTraced: Record<string, number>[] = [];
     const floors: Record<Floor, Record<string, number>[]> = { bare: [], direct: [], launcher: [] };
     const bodiesFile = join(scratch, 'bodies.json');
     for (let round = 0; round < ROUNDS; round++) {
@@ -242,6 +266,7 @@ async function main(): Promise<void> {
       for (let i = 0; i <= FLOORS.length; i++) model.enqueue(...steps);
       for (const floor of FLOORS) floors[floor].push(await phase([`floor-${floor}`, model.url, bodiesFile]));
       machinery.push(await phase(['machinery']));
+      machineryTraced.push(await phase(['machinery'], telemetryOn));
     }
     const runtime = median(runtimes);
     const perTrip = runtime.elapsed! / (TURNS * 2);
@@ -266,6 +291,9 @@ async function main(): Promise<void> {
       overhead_over_forking_floor_ms: round(perTrip - floorPerTrip('direct')),
       overhead_over_launcher_floor_ms: round(perTrip - floorPerTrip('launcher')),
       machinery_alone_ms_per_round_trip: round(median(machinery).elapsed! / (TURNS * 2)),
+      machinery_alone_telemetry_on_ms_per_round_trip: round(median(machineryTraced).elapsed! / (TURNS * 2)),
+      telemetry_on_cost_ms_per_round_trip: round((median(machineryTraced).elapsed! - median(machinery).elapsed!) / (TURNS * 2)),
+      otlp_bytes_received: otlp.bytes(),
       ...(TOOL !== 'exec_command'
         ? {}
         : {
@@ -285,6 +313,7 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(result, null, 2));
   } finally {
     await model.close();
+    await otlp.close();
     await rm(scratch, { recursive: true, force: true });
   }
 }

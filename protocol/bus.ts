@@ -57,6 +57,14 @@ export const PlaceMessage = z.object({
    * no sub-agents) or a compaction's summarizer (no tools at all).
    */
   purpose: z.enum(['session', 'review', 'compact']).optional(),
+  /**
+   * W3C trace context of the span that asked for the session (a sub-agent's spawn_agent call),
+   * so a tree spread over workers is one trace. Sent only while telemetry is on.
+   */
+  traceparent: z
+    .string()
+    .regex(/^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/, 'a W3C traceparent (00-<trace id>-<span id>-<flags>)')
+    .optional(),
 });
 export type PlaceMessage = z.infer<typeof PlaceMessage>;
 

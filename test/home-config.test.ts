@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HomeConfigError, homeConfigPath, readHomeConfig } from '../actors/host/home-config.js';
+import { telemetryEncoding } from '../actors/telemetry/index.js';
 
 describe('TROUPE_HOME/config.json', () => {
   let home: string;
@@ -29,5 +30,39 @@ describe('TROUPE_HOME/config.json', () => {
     await writeFile(path, JSON.stringify({ mcp_servers: { tool: { args: ['x'] } } }));
     await expect(readHomeConfig(home)).rejects.toThrow(HomeConfigError);
     await expect(readHomeConfig(home)).rejects.toThrow(/mcp_servers\.tool/);
+  });
+
+  it('takes an otel section, and refuses one with an unknown key or a bad value, naming the file and the key', async () => {
+    const path = homeConfigPath(home);
+    const otel = { exporter: 'otlp-http-json', endpoint: 'http://127.0.0.1:4318', headers: { 'x-api-key': 'k' }, environment: 'dev', log_user_prompt: true };
+    await writeFile(path, JSON.stringify({ otel }));
+    expect(await readHomeConfig(home)).toEqual({ otel });
+    await writeFile(path, JSON.stringify({ otel: { exporter: 'otlp-http', endpont: 'http://127.0.0.1:4318' } }));
+    const error = await readHomeConfig(home).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(HomeConfigError);
+    expect((error as Error).message).toContain(path);
+    expect((error as Error).message).toMatch(/otel/);
+    expect((error as Error).message).toMatch(/endpont/);
+    await writeFile(path, JSON.stringify({ otel: { exporter: 'zipkin' } }));
+    await expect(readHomeConfig(home)).rejects.toThrow(/otel\.exporter/);
+    await writeFile(path, JSON.stringify({ otel: { endpoint: 'file:///etc/passwd' } }));
+    await expect(readHomeConfig(home)).rejects.toThrow(/otel\.endpoint/);
+  });
+});
+
+describe('whether telemetry is on', () => {
+  it('is off unless the otel section or the OTLP environment names an exporter', () => {
+    expect(telemetryEncoding(undefined, {})).toBeNull();
+    expect(telemetryEncoding({ environment: 'dev', log_user_prompt: true }, {})).toBeNull();
+    expect(telemetryEncoding(undefined, { OTEL_SERVICE_NAME: 'x' })).toBeNull();
+    expect(telemetryEncoding(undefined, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318' })).toBe('http/protobuf');
+    expect(
+      telemetryEncoding(undefined, { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:4318/v1/traces', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }),
+    ).toBe('http/json');
+    expect(telemetryEncoding({ endpoint: 'http://127.0.0.1:4318' }, {})).toBe('http/protobuf');
+    expect(telemetryEncoding({ exporter: 'otlp-http-json' }, {})).toBe('http/json');
+    // Off wins over everything else.
+    expect(telemetryEncoding({ exporter: 'none' }, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318' })).toBeNull();
+    expect(telemetryEncoding({ exporter: 'otlp-http' }, { OTEL_SDK_DISABLED: 'true' })).toBeNull();
   });
 });

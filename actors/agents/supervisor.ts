@@ -39,6 +39,8 @@ export interface SupervisorOptions {
   isIdle(): boolean;
   /** Record the notice of a finished child in the parent's history. */
   notify(item: ResponseItem): void;
+  /** The W3C traceparent of call `callId`'s span, sent with the child's placement (telemetry on only). */
+  readonly traceparent?: ((callId: string) => string | undefined) | undefined;
   /** Waiting for a host to take a placement or an op. */
   readonly requestTimeoutMs?: number;
 }
@@ -153,6 +155,7 @@ export class AgentSupervisor implements AgentControl {
     child.events = this.#options.bus.subscribe(this.#subjects.event(this.#options.rootId, id), (message) => {
       if (message.kind === 'event') this.#onChildEvent(child, message.event);
     });
+    const traceparent = this.#options.traceparent?.(ctx.callId);
     try {
       const reply = await this.#options.bus.request(
         this.#subjects.place(),
@@ -168,6 +171,7 @@ export class AgentSupervisor implements AgentControl {
           origin: { type: 'new' },
           ...(request.forkContext ? { initial_history: [...this.#options.history()] } : {}),
           approvals: this.#options.approvals(),
+          ...(traceparent ? { traceparent } : {}),
         },
         { timeoutMs: this.#timeout },
       );

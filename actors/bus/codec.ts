@@ -31,8 +31,37 @@ export function decode(subject: string, payload: string, logger: Logger): BusMes
     logger.warn({ subject, problems: describeZodError(parsed.error) }, 'dropped an invalid bus message');
     return undefined;
   }
+  if (logger.isLevelEnabled('debug')) traffic.add(logger, parsed.data.kind, payload.length);
   return parsed.data;
 }
+
+/** How long the bus traffic of a process is summed before it is logged (at `debug`). */
+const TRAFFIC_WINDOW_MS = 500;
+
+/**
+ * At `debug`, what the process received on the bus: messages by kind and their bytes, one log
+ * line per window in which anything arrived rather than a line per message.
+ */
+class TrafficSummary {
+  #counts: Record<string, number> = {};
+  #bytes = 0;
+  #pending = false;
+
+  add(logger: Logger, kind: string, bytes: number): void {
+    this.#counts[kind] = (this.#counts[kind] ?? 0) + 1;
+    this.#bytes += bytes;
+    if (this.#pending) return;
+    this.#pending = true;
+    setTimeout(() => {
+      logger.debug({ received: this.#counts, bytes: this.#bytes, window_ms: TRAFFIC_WINDOW_MS }, 'bus traffic');
+      this.#counts = {};
+      this.#bytes = 0;
+      this.#pending = false;
+    }, TRAFFIC_WINDOW_MS).unref();
+  }
+}
+
+const traffic = new TrafficSummary();
 
 /** What every transport checks before a request goes out: the subject, the timeout, the message. */
 export function encodeRequest(subject: string, message: BusMessage, timeoutMs: number): string {

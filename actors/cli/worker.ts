@@ -7,6 +7,7 @@ import { HANDOVER_GRACE_MS } from '../host/host.js';
 import { connectNats, defaultWorkerId } from '../nats/connect.js';
 import { NATS_FLAGS, natsSettingsFrom } from '../nats/settings.js';
 import { createHost, runtimeOptionsFromEnv } from '../runtime.js';
+import { flushTelemetry } from '../telemetry/index.js';
 import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
 import { inspectNamespace, takeInspectFlag } from './inspect.js';
 import { exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
@@ -116,6 +117,7 @@ export async function runWorker(argv: readonly string[], env: NodeJS.ProcessEnv 
     (async () => {
       await host.handOver(0);
       await durability?.drained();
+      await flushTelemetry();
       await bus.close();
     })(),
   );

@@ -219,7 +219,7 @@ export class HostDurability {
   }
 
   async #adopt(target: AdoptionTarget, lease: SeenLease): Promise<void> {
-    this.#logger.info({ session: lease.sessionId, from: lease.value.worker_id }, 'adopting a session');
+    this.#logger.info({ session: lease.sessionId, worker: this.#workerId, from: lease.value.worker_id }, 'adopting a session');
     try {
       await target.adopt(lease);
     } catch (error) {

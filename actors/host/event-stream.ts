@@ -16,6 +16,8 @@ export interface EventStreamOptions {
   readonly initialSeq: number;
   /** Named in the notices of a session that stops here. */
   readonly workerId: string;
+  /** Told of every event the session makes (its observer, for the log and telemetry). */
+  readonly observe?: ((id: string | null, msg: EventMsg) => void) | undefined;
 }
 
 /** Events that only stream what a later event carries whole; left out while a session's log is backed up. */
@@ -48,7 +50,8 @@ export class EventStream {
   /** Put an event on the session's stream: numbered, persisted when it matters, published. */
   emit(id: string | null, msg: EventMsg): void {
     if (this.#stopped) return;
-    const { sessionId, durability } = this.#options;
+    const { sessionId, durability, observe } = this.#options;
+    observe?.(id, msg);
     const event = { id, session_id: sessionId, seq: this.#seq + 1, msg };
     if (durability && STREAMING_DELTAS.has(msg.type) && this.#leaveOutDelta(durability)) return;
     if (durability && !durability.publishEvent(event)) return this.#overflowed(durability);

@@ -28,6 +28,7 @@ import { isDirectory } from '../tools/child-process.js';
 import { ALWAYS_OPEN, type FlowSignal } from '../flow/flow-gate.js';
 import { SessionRuntime } from './session-runtime.js';
 import { ClientToolError, withClientTools } from './client-tools.js';
+import { startTelemetry } from '../telemetry/index.js';
 import { HomeConfigError, readHomeConfig } from './home-config.js';
 import { SessionLogic } from './session-logic.js';
 import { DEFAULT_AGENT_MAX_DEPTH, DEFAULT_AGENT_MAX_THREADS } from '../agents/supervisor.js';
@@ -308,6 +309,17 @@ export class Host {
       if (this.#durability && sessionLog) await this.#durability.leases.claim(runtime.id, runtime.rootId);
       await this.#attach(runtime, sessionLog);
       runtime.start(message.submission_id);
+      log.info(
+        {
+          session: runtime.id,
+          worker: this.#options.workerId,
+          origin: message.origin.type,
+          purpose: message.purpose ?? 'session',
+          parent: message.lineage?.parent_session_id,
+          depth: message.lineage?.depth ?? 0,
+        },
+        'session placed',
+      );
       return { kind: 'placed', session_id: runtime.id, worker_id: this.#options.workerId, rollout_path: runtime.rolloutPath };
     } catch (error) {
       if (error instanceof PlacementError) return { kind: 'failure', code: 'bad_request', message: error.message };
@@ -401,6 +413,7 @@ export class Host {
       mcpServers: servers,
       purpose: rebuilt.purpose,
       durability: durability.forAdopted(sessionLog, rebuilt, lease.value.worker_id),
+      telemetry: await startTelemetry(homeConfig.otel),
     });
     await this.#attach(runtime, sessionLog, rebuilt.appliedOps);
     runtime.start('adopted');
@@ -484,6 +497,8 @@ export class Host {
           approvals: message.approvals ?? [],
           mcpServers: servers,
           purpose,
+          telemetry: await startTelemetry(homeConfig.otel),
+          traceparent: message.traceparent,
         }),
       };
     }
@@ -534,6 +549,8 @@ export class Host {
       approvals: message.approvals ?? [],
       mcpServers: servers,
       purpose,
+      telemetry: await startTelemetry(homeConfig.otel),
+      traceparent: message.traceparent,
     });
     return { runtime, log: sessionLog };
   }

@@ -6,6 +6,7 @@ import { TreeApprovals } from '../agents/tree-approvals.js';
 import { attachJobs, type SessionJobs } from '../jobs/session.js';
 import { subjects } from '../bus/subjects.js';
 import { log } from '../log.js';
+import { SessionObserver } from '../telemetry/observer.js';
 import { developerMessage } from '../prompts/environment-context.js';
 import { EventStream } from './event-stream.js';
 import { applyOp, type OpTarget } from './op-translation.js';
@@ -39,6 +40,7 @@ export class SessionRuntime {
   readonly #mcp: SessionMcp;
   readonly #approvals: TreeApprovals;
   readonly #agents: AgentSupervisor;
+  readonly #observer: SessionObserver | null;
   /** The session's agent jobs (regular sessions only). */
   #jobs: SessionJobs | null = null;
   /** Where ops go: the statechart, or the event stream and MCP for the ops that stop short of it. */
@@ -51,6 +53,17 @@ export class SessionRuntime {
     const id = spec.sessionId;
     const rootId = spec.lineage?.root_session_id ?? id;
     const depth = spec.lineage?.depth ?? 0;
+    const facts = {
+      sessionId: id,
+      parentId: spec.lineage?.parent_session_id ?? null,
+      depth,
+      workerId: services.workerId,
+      model: spec.settings.model,
+      purpose: spec.purpose,
+      traceparent: spec.traceparent,
+    };
+    // Watched only when someone looks: the log at info, or telemetry.
+    const observer = spec.telemetry || log.isLevelEnabled('info') ? new SessionObserver(facts, spec.telemetry?.session(facts) ?? null) : null;
     const events = new EventStream({
       sessionId: id,
       subject: subjects(namespace).event(rootId, id),
@@ -59,6 +72,7 @@ export class SessionRuntime {
       durability: spec.durability,
       initialSeq: spec.durability?.initialSeq ?? spec.initialSeq ?? 0,
       workerId: services.workerId,
+      observe: observer ? (eventId, msg) => observer.event(eventId, msg) : undefined,
     });
     const emit = (eventId: string | null, msg: EventMsg) => events.emit(eventId, msg);
     const state = new SessionState({ history: spec.history, rollout: spec.rollout, model: services.model, emit });
@@ -77,6 +91,7 @@ export class SessionRuntime {
       approvals: () => approvals.snapshot(),
       isIdle: () => this.idle,
       notify: (item) => state.record(item),
+      traceparent: observer ? (callId) => observer.traceparent(callId) : undefined,
     });
     const tools = new ToolGateway({
       sessionId: id,
@@ -91,7 +106,8 @@ export class SessionRuntime {
       roles: spec.settings.agent_roles,
       allowed: roleTools(spec.settings),
     });
-    const port = sessionPort({ ...services, sessionId: id, rootId, depth, events, state, tools, approvals, agents, close: () => this.#close() });
+    const plain = sessionPort({ ...services, sessionId: id, rootId, depth, events, state, tools, approvals, agents, close: () => this.#close() });
+    const port = observer ? observer.wrap(plain) : plain;
     const hooks = { record: (item: ResponseItem) => state.record(item), rememberTurn: state.rememberTurn.bind(state) };
     const unbind = services.logic.bind(id, spec.durability ? spec.durability.wrap(port, hooks) : port);
     const actor = createActor(services.logic.machine, { input: { sessionId: id, settings: spec.settings } });
@@ -106,10 +122,12 @@ export class SessionRuntime {
     this.#approvals = approvals;
     this.#agents = agents;
     this.#mcp = new SessionMcp(tools, (msg) => emit(null, msg));
+    this.#observer = observer;
     this.#opTarget = { send: (event) => actor.send(event), emit, mcp: this.#mcp };
     this.ended = new Promise<void>((resolve) => {
       const end = () => {
         unbind();
+        observer?.end();
         resolve();
       };
       actor.subscribe({
@@ -194,13 +212,17 @@ export class SessionRuntime {
   abandon(): void {
     this.#events.stop();
     this.#actor.stop();
+    this.#observer?.end();
     void this.#tools.dispose();
     void this.#spec.rollout.close().catch(() => undefined);
   }
 
   /** Hand an op to the session; ops are applied in the order they arrive. */
   submit(submission: Submission): Promise<void> {
-    const next = this.#opQueue.then(() => applyOp(submission, this.#opTarget));
+    const next = this.#opQueue.then(() => {
+      this.#observer?.op(submission);
+      return applyOp(submission, this.#opTarget);
+    });
     this.#opQueue = next.catch((error: unknown) => log.error({ err: error, session: this.id }, 'op failed'));
     return next;
   }

@@ -6,6 +6,7 @@ import type { FlowSignal } from '../flow/flow-gate.js';
 import type { ModelClient } from '../model/types.js';
 import type { ProjectDocs } from '../prompts/project-docs.js';
 import type { ToolRegistry } from '../tools/registry.js';
+import type { Telemetry } from '../telemetry/index.js';
 import type { SessionLogic } from './session-logic.js';
 
 /** What a host gives each session it runs. */
@@ -47,4 +48,8 @@ export interface SessionSpec {
   readonly mcpServers?: Readonly<Record<string, McpServerConfig>> | undefined;
   /** On NATS: the call journal, the event numbering to continue, and what an adoption resumes. */
   readonly durability?: SessionDurability | undefined;
+  /** The process's OpenTelemetry, when it is on. */
+  readonly telemetry?: Telemetry | null;
+  /** W3C trace context the session's span continues (a sub-agent's: its parent's spawn_agent call). */
+  readonly traceparent?: string | undefined;
 }

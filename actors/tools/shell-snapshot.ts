@@ -228,6 +228,8 @@ export class ShellSnapshots implements SessionResource {
   readonly #policy: ResolvedShellEnvironmentPolicy | undefined;
   readonly #timeoutMs: number;
   readonly #snapshots = new Map<string, Promise<string | undefined>>();
+  /** The program each shell named in a command resolved to. */
+  readonly #programs = new Map<string, string>();
   readonly #captures = new Set<LaunchedProcess>();
   #dir: string | undefined;
   #warned = false;
@@ -251,7 +253,11 @@ export class ShellSnapshots implements SessionResource {
   async rewrite(argv: readonly string[], warn: (message: string) => void): Promise<readonly string[]> {
     const command = loginShellCommand(argv);
     if (command === undefined || this.#disposed) return argv;
-    const program = resolveShell(command.shell, commandEnvironment(this.#policy));
+    let program = this.#programs.get(command.shell);
+    if (program === undefined) {
+      program = resolveShell(command.shell, commandEnvironment(this.#policy));
+      this.#programs.set(command.shell, program);
+    }
     let snapshot = this.#snapshots.get(program);
     if (snapshot === undefined) {
       snapshot = this.#take(program).catch((error: unknown) => {

@@ -23,10 +23,11 @@
  *   source), and removed when the session closes.
  */
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ResolvedShellEnvironmentPolicy } from '../../machines/turn-context.js';
+import { processIsRunning } from '../sandbox/index.js';
 import { commandEnvironment, profileVariableFilter, type Environment } from './environment-policy.js';
 import { processLauncher, type LaunchedProcess } from './launcher/launcher.js';
 import type { SessionResource, ToolContext } from './tool.js';
@@ -216,6 +217,47 @@ export function snapshotScript(shell: 'bash' | 'zsh', captured: Captured, before
   ].join('\n');
 }
 
+const DIR_PREFIX = 'troupe-snapshot-';
+
+/** Snapshot directories of this process still there: removed at exit, whatever closed or not. */
+const liveDirectories = new Set<string>();
+let swept = false;
+
+/**
+ * A new private directory for a session's snapshots, named after this process. The first one a
+ * process makes also removes those of dead processes (a host killed before its sessions closed).
+ */
+function makeSnapshotDirectory(): string {
+  if (!swept) {
+    swept = true;
+    process.on('exit', () => {
+      for (const dir of liveDirectories) rmSync(dir, { recursive: true, force: true });
+    });
+    sweepDeadDirectories();
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), `${DIR_PREFIX}${process.pid}-`));
+  liveDirectories.add(dir);
+  return dir;
+}
+
+function sweepDeadDirectories(): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(os.tmpdir());
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const pid = new RegExp(`^${DIR_PREFIX}(\\d+)-`).exec(entry)?.[1];
+    if (pid === undefined || processIsRunning(Number(pid))) continue;
+    try {
+      rmSync(path.join(os.tmpdir(), entry), { recursive: true, force: true });
+    } catch {
+      // another user's, or gone already
+    }
+  }
+}
+
 /** Why a snapshot could not be taken. */
 class SnapshotFailure extends Error {}
 
@@ -279,7 +321,7 @@ export class ShellSnapshots implements SessionResource {
   async #take(shell: string): Promise<string> {
     const kind = path.basename(shell) === 'zsh' ? 'zsh' : 'bash';
     const marker = `troupe-snapshot-${randomBytes(12).toString('hex')}`;
-    const dir = (this.#dir ??= mkdtempSync(path.join(os.tmpdir(), 'troupe-snapshot-')));
+    const dir = (this.#dir ??= makeSnapshotDirectory());
     const before = commandEnvironment(this.#policy);
     const stdout = await this.#capture([shell, '-lc', captureScript(kind, marker)], dir, before);
     const captured = parseCapture(stdout, marker);
@@ -323,7 +365,9 @@ export class ShellSnapshots implements SessionResource {
   dispose(): void {
     this.#disposed = true;
     for (const launched of this.#captures) launched.kill('SIGKILL');
-    if (this.#dir !== undefined) rmSync(this.#dir, { recursive: true, force: true });
+    if (this.#dir === undefined) return;
+    rmSync(this.#dir, { recursive: true, force: true });
+    liveDirectories.delete(this.#dir);
   }
 }
 

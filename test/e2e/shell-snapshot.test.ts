@@ -158,10 +158,7 @@ describe.skipIf(!availability.ok)('a session with a bash login profile', () => {
     await server.waitForMsg('exec_command_end', { session, id: after });
     expect(existsSync(join(home, 'PLANTED'))).toBe(false);
 
-    // It goes with the session.
-    server.submit({ type: 'shutdown' }, session);
-    await server.waitForMsg('shutdown_complete', { session });
-    await waitFor(() => !existsSync(snapshotDir));
+    await closeAndExpectRemoved(session, snapshotDir);
   });
 
   it('falls back to login shells, with one warning, when the profile cannot be snapshotted', async () => {
@@ -184,7 +181,13 @@ describe.skipIf(!availability.ok)('a session with a bash login profile', () => {
     expect(warnings).toHaveLength(1);
     expect(JSON.stringify(warnings[0]!.msg)).toMatch(/could not be snapshotted.*exited with 3: not here/);
     // The failed snapshot, then one login shell per command.
-    expect(profileRuns(home).filter((dir) => dir === workspace)).toHaveLength(2);
+    const runs = profileRuns(home);
+    expect(runs.filter((dir) => dir === workspace)).toHaveLength(2);
+    expect(runs.filter((dir) => dir !== workspace)).toHaveLength(1);
+    await closeAndExpectRemoved(
+      session,
+      runs.find((dir) => dir !== workspace)!,
+    );
   });
 });
 
@@ -212,9 +215,19 @@ describe.skipIf(!availability.ok || !hasZsh)('a session whose shell is zsh', () 
       expect(output).toContain('hello-from-zsh-alias');
       expect(output).toContain('ZSHOUT:x');
     }
-    expect(profileRuns(home)).toHaveLength(1);
+    const runs = profileRuns(home);
+    expect(runs).toHaveLength(1);
+    await closeAndExpectRemoved(session, runs[0]!);
   });
 });
+
+/** The snapshot directory goes with its session. */
+async function closeAndExpectRemoved(session: string, snapshotDir: string): Promise<void> {
+  expect(existsSync(snapshotDir)).toBe(true);
+  server.submit({ type: 'shutdown' }, session);
+  await server.waitForMsg('shutdown_complete', { session });
+  await waitFor(() => !existsSync(snapshotDir), 'the snapshot directory to be removed');
+}
 
 function readdirSnapshot(dir: string): string[] {
   return readdirSync(dir)

@@ -32,8 +32,9 @@ describe('ShellSnapshots', () => {
     const warnings: string[] = [];
     try {
       const argv = ['bash', '-lc', 'echo hi'];
-      expect(await snapshots.rewrite(argv, (message) => warnings.push(message))).toEqual(argv);
-      expect(await snapshots.rewrite(['/bin/bash', '-lc', 'echo again'], (message) => warnings.push(message))).toEqual(['/bin/bash', '-lc', 'echo again']);
+      const hooks = { warn: (message: string) => warnings.push(message), confine: (capture: readonly string[]) => Promise.resolve(capture) };
+      expect(await snapshots.rewrite(argv, hooks)).toEqual(argv);
+      expect(await snapshots.rewrite(['/bin/bash', '-lc', 'echo again'], hooks)).toEqual(['/bin/bash', '-lc', 'echo again']);
       expect(warnings).toHaveLength(1);
       expect(warnings[0]).toMatch(/bash could not be snapshotted \(the profile took longer than 0\.3 s\)/);
       await waitFor(() => processesMatching(marker).length === 0, 'the slow profile to be killed');

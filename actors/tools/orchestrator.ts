@@ -97,7 +97,12 @@ export async function runCommandTool<A>(tool: CommandTool<A>, args: A, ctx: Tool
   const command = tool.describe(args, ctx);
   // A login shell (`bash -lc`) runs as `bash -c` with the session's snapshot of the profile sourced.
   const snapshots = shellSnapshotsOf(ctx);
-  const argv = await snapshots.rewrite(command.argv, (message) => ctx.emit({ type: 'warning', message }));
+  const argv = await snapshots.rewrite(command.argv, {
+    warn: (message) => ctx.emit({ type: 'warning', message }),
+    // The profile runs as confined as this command, in the snapshot's own directory.
+    confine: async (capture, cwd) =>
+      (await confineCommand(capture, { cwd, sandbox_policy: ctx.turn.sandbox_policy }, { sandboxed: plan.sandboxed, tty: false, home: rulesHome(ctx) })).argv,
+  });
   let confined;
   try {
     confined = await confineCommand(argv, ctx.turn, {

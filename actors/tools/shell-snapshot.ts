@@ -11,8 +11,11 @@
  * Why it is safe to share:
  * - The snapshot is taken in a private empty directory, not the session's cwd, so a profile
  *   that reads the current directory (`. ./.env`, a version file) cannot be steered by the
- *   repository into running its code outside the sandbox. It therefore does not depend on cwd
- *   and is never taken again within a session.
+ *   repository. It therefore does not depend on cwd and is never taken again within a session.
+ * - The profile runs as confined as the command that asked for it would be: in the sandbox
+ *   (with the private directory as its cwd and so its writable root) for a sandboxed command,
+ *   so a profile the model could rewrite (HOME inside a writable root) runs no more freely than
+ *   it did with `-lc`.
  * - Variables are compared with the environment the profile started from; only what it changed
  *   is written, and only names the session's shell_environment_policy lets through (a profile
  *   exporting OPENAI_API_KEY or GITHUB_TOKEN does not give it to commands). Values are
@@ -258,6 +261,14 @@ function sweepDeadDirectories(): void {
   }
 }
 
+/** What a snapshot needs of the command that asks for it. */
+export interface SnapshotHooks {
+  /** Tell the user (once per session) that the session keeps its login shells. */
+  warn(message: string): void;
+  /** The argv that runs `capture` in `cwd` as confined as the asking command would be. */
+  confine(capture: readonly string[], cwd: string): Promise<readonly string[]>;
+}
+
 /** Why a snapshot could not be taken. */
 class SnapshotFailure extends Error {}
 
@@ -290,9 +301,9 @@ export class ShellSnapshots implements SessionResource {
   /**
    * The argv to run instead of `argv`: the snapshot form of a bash or zsh login shell command,
    * or `argv` itself (any other command, or when the snapshot failed: then the session is
-   * warned once, through `warn`).
+   * warned once, through `how.warn`). The profile runs as `how.confine` confines it.
    */
-  async rewrite(argv: readonly string[], warn: (message: string) => void): Promise<readonly string[]> {
+  async rewrite(argv: readonly string[], how: SnapshotHooks): Promise<readonly string[]> {
     const command = loginShellCommand(argv);
     if (command === undefined || this.#disposed) return argv;
     let program = this.#programs.get(command.shell);
@@ -302,11 +313,11 @@ export class ShellSnapshots implements SessionResource {
     }
     let snapshot = this.#snapshots.get(program);
     if (snapshot === undefined) {
-      snapshot = this.#take(program).catch((error: unknown) => {
+      snapshot = this.#take(program, how.confine).catch((error: unknown) => {
         if (!this.#warned && !this.#disposed) {
           this.#warned = true;
           const reason = error instanceof Error ? error.message : String(error);
-          warn(
+          how.warn(
             `The login profile of ${command.shell} could not be snapshotted (${reason}); this session's commands run login shells instead, which re-run the profile each time.`,
           );
         }
@@ -318,21 +329,22 @@ export class ShellSnapshots implements SessionResource {
     return file === undefined || this.#disposed ? argv : snapshotArgv(command, file);
   }
 
-  async #take(shell: string): Promise<string> {
+  async #take(shell: string, confine: SnapshotHooks['confine']): Promise<string> {
     const kind = path.basename(shell) === 'zsh' ? 'zsh' : 'bash';
     const marker = `troupe-snapshot-${randomBytes(12).toString('hex')}`;
     const dir = (this.#dir ??= makeSnapshotDirectory());
     const before = commandEnvironment(this.#policy);
-    const stdout = await this.#capture([shell, '-lc', captureScript(kind, marker)], dir, before);
+    const stdout = await this.#capture(await confine([shell, '-lc', captureScript(kind, marker)], dir), dir, before);
     const captured = parseCapture(stdout, marker);
     if (captured === undefined) throw new SnapshotFailure('the profile ended before the snapshot was printed');
-    const file = path.join(dir, `${kind}-${this.#snapshots.size}.sh`);
-    writeFileSync(file, snapshotScript(kind, captured, before, profileVariableFilter(this.#policy)), { mode: 0o600 });
+    // A new file of a name nobody could guess, never through a link the profile left where it ran.
+    const file = path.join(dir, `${kind}-${randomBytes(6).toString('hex')}.sh`);
+    writeFileSync(file, snapshotScript(kind, captured, before, profileVariableFilter(this.#policy)), { mode: 0o600, flag: 'wx' });
     return file;
   }
 
   /** Run the capture in `cwd` (the empty private directory); its stdout, or a SnapshotFailure. */
-  async #capture(argv: string[], cwd: string, env: Environment): Promise<string> {
+  async #capture(argv: readonly string[], cwd: string, env: Environment): Promise<string> {
     const launched = processLauncher().launch(argv, { cwd, env });
     this.#captures.add(launched);
     let stdout = '';

@@ -41,6 +41,7 @@ const TRICKY = `it's "$(touch PWNED)" \`touch PWNED\` $HOME\nline two`;
 function bashProfile(home: string): string {
   return [
     `echo "$PWD" >> ${home}/profile-runs`,
+    `cat /proc/1/comm > ${home}/profile-pid1`,
     'echo "a profile may print things" ',
     `export PATH="${home}/bin:$PATH"`,
     'export FROM_PROFILE=profile-value',
@@ -132,7 +133,8 @@ describe.skipIf(!availability.ok)('a session with a bash login profile', () => {
     expect(end.msg.aggregated_output).toContain('hello-from-alias');
     expect(end.msg.aggregated_output).toContain('user=profile-value');
 
-    // Four commands, one profile run, and not in the repository.
+    // Four commands, one profile run, in the sandbox as the first command was, and not in the repository.
+    expect(readFileSync(join(home, 'profile-pid1'), 'utf8').trim()).toBe('bwrap');
     const runs = profileRuns(home);
     expect(runs).toHaveLength(1);
     expect(runs[0]).not.toBe(workspace);

@@ -33,6 +33,7 @@ import type { ResolvedShellEnvironmentPolicy } from '../../machines/turn-context
 import { processIsRunning } from '../sandbox/index.js';
 import { commandEnvironment, profileVariableFilter, type Environment } from './environment-policy.js';
 import { processLauncher, type LaunchedProcess } from './launcher/launcher.js';
+import { shellQuote } from './shell-quote.js';
 import type { SessionResource, ToolContext } from './tool.js';
 
 /** How long the profile may take before the session falls back to login shells. */
@@ -94,11 +95,6 @@ export function loginShellCommand(argv: readonly string[]): LoginShellCommand | 
   if (shell === undefined || flag !== '-lc' || script === undefined) return undefined;
   if (!SNAPSHOT_SHELLS.has(path.basename(shell))) return undefined;
   return { shell, script, rest };
-}
-
-/** `value` as one word of POSIX shell, single-quoted. */
-export function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
 /** The argv that runs `command` without a login shell, the snapshot at `file` sourced first. */

@@ -16,6 +16,8 @@ export interface ConfineOptions {
   readonly tty: boolean;
   /** TROUPE_HOME, kept read-only inside the sandbox when it lies in a writable root. */
   readonly home: string;
+  /** More paths kept read-only inside the sandbox when they lie in a writable root (the session's shell snapshots). */
+  readonly readOnly?: readonly string[] | undefined;
 }
 
 /**
@@ -28,7 +30,7 @@ export async function confineCommand(
   turn: Pick<TurnContext, 'cwd' | 'sandbox_policy'>,
   options: ConfineOptions,
 ): Promise<ConfinedCommand> {
-  const spec = options.sandboxed ? sandboxSpecFor(turn, { home: options.home }) : undefined;
+  const spec = options.sandboxed ? sandboxSpecFor(turn, { home: options.home, readOnly: options.readOnly }) : undefined;
   if (spec === undefined) return { argv: [...command], spec: undefined };
   const backend = await requireSandbox(spec);
   return { argv: sandboxedArgv(backend, spec, command, { tty: options.tty }), spec };

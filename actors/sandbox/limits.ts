@@ -124,7 +124,7 @@ function removeOrphans(parent: string): void {
   }
   for (const entry of entries) {
     const owner = /^troupe-(\d+)-\d+$/.exec(entry)?.[1];
-    if (owner === undefined || isRunning(Number(owner))) continue;
+    if (owner === undefined || processIsRunning(Number(owner))) continue;
     try {
       rmdirSync(path.join(parent, entry));
     } catch {
@@ -133,7 +133,8 @@ function removeOrphans(parent: string): void {
   }
 }
 
-function isRunning(pid: number): boolean {
+/** Whether process `pid` exists (it may be another user's). */
+export function processIsRunning(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -43,7 +43,10 @@ export interface SandboxSpec {
 }
 
 /** The sandbox for a turn; undefined under danger-full-access, which has none. */
-export function sandboxSpecFor(turn: Pick<TurnContext, 'cwd' | 'sandbox_policy'>, options: { home?: string | undefined } = {}): SandboxSpec | undefined {
+export function sandboxSpecFor(
+  turn: Pick<TurnContext, 'cwd' | 'sandbox_policy'>,
+  options: { home?: string | undefined; readOnly?: readonly string[] | undefined } = {},
+): SandboxSpec | undefined {
   const policy = turn.sandbox_policy;
   const mode = policy.mode;
   if (mode === 'danger-full-access') return undefined;
@@ -64,6 +67,10 @@ export function sandboxSpecFor(turn: Pick<TurnContext, 'cwd' | 'sandbox_policy'>
   // The rules file decides what runs without asking: a sandboxed command must not rewrite it.
   const home = options.home !== undefined ? realOrUndefined(options.home) : undefined;
   if (home !== undefined && real.some((root) => isWithin(root, home))) readOnly.add(home);
+  for (const p of options.readOnly ?? []) {
+    const target = realOrUndefined(p);
+    if (target !== undefined) readOnly.add(target);
+  }
   return {
     mode,
     writableRoots: real,

@@ -63,6 +63,23 @@ const TROUPE_OWN = globsToRegExp(TROUPE_EXCLUDES)!;
 const DEFAULT_SECRETS = globsToRegExp(DEFAULT_EXCLUDES)!;
 
 /**
+ * The filters of `policy` other than `inherit`, as one test of a variable's name: troupe's own
+ * credentials, the default excludes, `exclude`, `include_only`.
+ */
+function passesFilters(policy: ShellEnvironmentPolicy | ResolvedShellEnvironmentPolicy | undefined): (name: string) => boolean {
+  const exclude = globsToRegExp(policy?.exclude ?? EMPTY_LIST);
+  const includeOnly = policy?.include_only ? globsToRegExp(policy.include_only) : undefined;
+  const secrets = policy?.ignore_default_excludes === true ? null : DEFAULT_SECRETS;
+  return (name) => {
+    if (TROUPE_OWN.test(name)) return false;
+    if (secrets?.test(name)) return false;
+    if (exclude?.test(name)) return false;
+    // An empty include_only keeps nothing: present means "only these", and these are none.
+    return includeOnly === undefined || (includeOnly?.test(name) ?? false);
+  };
+}
+
+/**
  * The environment `policy` gives a command, from `source` (the pure function: no caching).
  * `defaults` are added after the filters and before `set`, so `set` can override them.
  */
@@ -72,25 +89,28 @@ export function filterEnvironment(
   defaults: Environment = EMPTY_SET,
 ): Record<string, string> {
   const inherit = policy?.inherit ?? 'all';
-  const exclude = globsToRegExp(policy?.exclude ?? EMPTY_LIST);
-  const includeOnly = policy?.include_only ? globsToRegExp(policy.include_only) : undefined;
-  const secrets = policy?.ignore_default_excludes === true ? null : DEFAULT_SECRETS;
+  const passes = passesFilters(policy);
   const out: Record<string, string> = {};
   if (inherit !== 'none') {
     for (const name of Object.keys(source)) {
       const value = source[name];
       if (value === undefined) continue;
       if (inherit === 'core' && !isCore(name)) continue;
-      if (TROUPE_OWN.test(name)) continue;
-      if (secrets?.test(name)) continue;
-      if (exclude?.test(name)) continue;
-      // An empty include_only keeps nothing: present means "only these", and these are none.
-      if (includeOnly !== undefined && !(includeOnly?.test(name) ?? false)) continue;
-      out[name] = value;
+      if (passes(name)) out[name] = value;
     }
   }
   Object.assign(out, defaults, policy?.set);
   return out;
+}
+
+/**
+ * Which variables a login profile sets that may reach commands under `policy` (shell-snapshot.ts):
+ * the same filters as troupe's own environment, except `inherit`, which is about troupe's
+ * environment only; a name the policy `set`s keeps the policy's value.
+ */
+export function profileVariableFilter(policy: ResolvedShellEnvironmentPolicy | undefined): (name: string) => boolean {
+  const passes = passesFilters(policy);
+  return (name) => passes(name) && !Object.hasOwn(policy?.set ?? EMPTY_SET, name);
 }
 
 /** The default policy, for a context that carries none (handlers driven directly, in tests). */

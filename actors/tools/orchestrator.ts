@@ -24,6 +24,7 @@ import { denialHint, escalationAfterDenial, planCommand, rulesHome, type Approva
 import { confineCommand, isLikelySandboxDenial, SandboxUnavailableError, type FinishedCommand } from '../sandbox/index.js';
 import { commandEnvironment, type Environment } from './environment-policy.js';
 import { ExecEvents } from './exec-events.js';
+import { shellSnapshotsOf } from './shell-snapshot.js';
 import type { RunPlan, ToolContext, ToolHandler, ToolOutput, ToolPlan } from './tool.js';
 
 /** A command as its tool describes it: for approval, the rules, the events, and how it runs. */
@@ -94,9 +95,22 @@ export function planCommandTool<A>(tool: CommandTool<A>, args: A, ctx: ToolConte
  */
 export async function runCommandTool<A>(tool: CommandTool<A>, args: A, ctx: ToolContext, plan: RunPlan, env?: NodeJS.ProcessEnv): Promise<ToolOutput> {
   const command = tool.describe(args, ctx);
+  // A login shell (`bash -lc`) runs as `bash -c` with the session's snapshot of the profile sourced.
+  const snapshots = shellSnapshotsOf(ctx);
+  const argv = await snapshots.rewrite(command.argv, {
+    warn: (message) => ctx.emit({ type: 'warning', message }),
+    // The profile runs as confined as this command, in the snapshot's own directory.
+    confine: async (capture, cwd) =>
+      (await confineCommand(capture, { cwd, sandbox_policy: ctx.turn.sandbox_policy }, { sandboxed: plan.sandboxed, tty: false, home: rulesHome(ctx) })).argv,
+  });
   let confined;
   try {
-    confined = await confineCommand(command.argv, ctx.turn, { sandboxed: plan.sandboxed, tty: command.tty === true, home: rulesHome(ctx) });
+    confined = await confineCommand(argv, ctx.turn, {
+      sandboxed: plan.sandboxed,
+      tty: command.tty === true,
+      home: rulesHome(ctx),
+      readOnly: snapshots.directory === undefined ? [] : [snapshots.directory],
+    });
   } catch (error) {
     if (error instanceof SandboxUnavailableError) return { text: error.message, success: false };
     throw error;

@@ -38,6 +38,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import { isDirectory } from '../child-process.js';
+import { shellQuote } from '../shell-quote.js';
 
 export type SpareChild = ChildProcessByStdio<Writable, Readable, Readable>;
 
@@ -144,7 +145,7 @@ export class SpareShell {
     if (!isDirectory(cwd) || !findsProgram(file, cwd, env.PATH)) return null;
     this.#taken = true;
     const stdin = input === 'pipe' ? '<&3 3<&-' : '</dev/null 3<&-';
-    this.#child.stdin.end(`cd ${quote(cwd)} || exit\n${execScript(this.#env, env, [file, ...args], stdin)}`);
+    this.#child.stdin.end(`cd ${shellQuote(cwd)} || exit\n${execScript(this.#env, env, [file, ...args], stdin)}`);
     if (input === 'null') {
       this.#input.destroy();
       return { child: this.#child, stdin: null };
@@ -174,9 +175,9 @@ function execScript(from: Env, to: Env, argv: readonly string[], stdin: string):
   const managed: readonly string[] = SHELL_MANAGED;
   const lines: string[] = [];
   for (const name of Object.keys(from)) if (!managed.includes(name) && !Object.hasOwn(to, name)) lines.push(`unset ${name}\n`);
-  for (const [name, value] of Object.entries(to)) if (!managed.includes(name) && from[name] !== value) lines.push(`export ${name}=${quote(value)}\n`);
-  for (const name of managed) lines.push(to[name] === undefined ? `unset ${name}\n` : `export ${name}=${quote(to[name])}\n`);
-  return `${lines.join('')}exec ${argv.map(quote).join(' ')} ${stdin}\n`;
+  for (const [name, value] of Object.entries(to)) if (!managed.includes(name) && from[name] !== value) lines.push(`export ${name}=${shellQuote(value)}\n`);
+  for (const name of managed) lines.push(to[name] === undefined ? `unset ${name}\n` : `export ${name}=${shellQuote(to[name])}\n`);
+  return `${lines.join('')}exec ${argv.map(shellQuote).join(' ')} ${stdin}\n`;
 }
 
 /**
@@ -205,11 +206,6 @@ function sameLines(a: string[], b: string[]): boolean {
   if (a.length !== b.length) return false;
   const sortedB = [...b].sort();
   return [...a].sort().every((line, i) => line === sortedB[i]);
-}
-
-/** Single-quoted for sh: nothing inside single quotes is special except the quote itself. */
-function quote(text: string): string {
-  return `'${text.replaceAll("'", `'\\''`)}'`;
 }
 
 function isExecutableFile(file: string): boolean {

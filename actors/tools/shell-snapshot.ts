@@ -1,0 +1,385 @@
+/**
+ * Login shells that start once per session. A command given as `bash -lc SCRIPT` (or zsh) would
+ * run the user's login profile again each time: seconds on machines with pyenv, nvm or conda,
+ * and an interrupt in the middle of the profile can leave its lock files behind. Instead, the
+ * first such command of a session runs the profile once, in a login shell that prints what it
+ * set up (exported variables, functions, aliases, the shell options worth keeping); troupe
+ * writes that as a script of its own, and every command then runs as `bash -c` with the
+ * script sourced first. When the profile fails or takes longer than SNAPSHOT_TIMEOUT_MS, the
+ * session's commands keep their login shells, and the user is warned once.
+ *
+ * Why it is safe to share:
+ * - The snapshot is taken in a private empty directory, not the session's cwd, so a profile
+ *   that reads the current directory (`. ./.env`, a version file) cannot be steered by the
+ *   repository. It therefore does not depend on cwd and is never taken again within a session.
+ * - The profile runs as confined as the command that asked for it would be: in the sandbox
+ *   (with the private directory as its cwd and so its writable root) for a sandboxed command,
+ *   so a profile the model could rewrite (HOME inside a writable root) runs no more freely than
+ *   it did with `-lc`.
+ * - Variables are compared with the environment the profile started from; only what it changed
+ *   is written, and only names the session's shell_environment_policy lets through (a profile
+ *   exporting OPENAI_API_KEY or GITHUB_TOKEN does not give it to commands). Values are
+ *   written single-quoted by troupe, never as the shell printed them, so no value can become
+ *   code.
+ * - The file lives in a directory made with mkdtemp (mode 0700), read-only inside the
+ *   sandbox (so a sandboxed command cannot plant code that a later command outside it would
+ *   source), and removed when the session closes.
+ */
+import { randomBytes } from 'node:crypto';
+import { accessSync, constants, mkdtempSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { ResolvedShellEnvironmentPolicy } from '../../machines/turn-context.js';
+import { processIsRunning } from '../sandbox/index.js';
+import { commandEnvironment, profileVariableFilter, type Environment } from './environment-policy.js';
+import { processLauncher, type LaunchedProcess } from './launcher/launcher.js';
+import { shellQuote } from './shell-quote.js';
+import type { SessionResource, ToolContext } from './tool.js';
+
+/** How long the profile may take before the session falls back to login shells. */
+export const SNAPSHOT_TIMEOUT_MS = 10_000;
+
+/** The per-session resource key (ToolContext.resources). */
+export const SHELL_SNAPSHOT_RESOURCE = 'shell-snapshot';
+
+/** Shells whose login profile is snapshotted; any other keeps its `-lc`. */
+const SNAPSHOT_SHELLS = new Set(['bash', 'zsh']);
+
+/** Set by the shell itself, or meaningless in another process: never restored. */
+const SHELL_OWN_VARIABLES = new Set(['PWD', 'OLDPWD', 'SHLVL', '_', 'SHELLOPTS', 'BASHOPTS', 'ZDOTDIR_ORIG']);
+
+/** bash `set -o` options a profile may set that change how a script runs; interactive ones are left out. */
+const BASH_SET_OPTIONS = new Set(['allexport', 'errexit', 'errtrace', 'functrace', 'noclobber', 'noglob', 'nounset', 'pipefail', 'posix']);
+/** bash `shopt` options about globbing and matching, kept; the rest are interactive or read-only. */
+const BASH_SHOPT_OPTIONS = new Set([
+  'dotglob',
+  'extglob',
+  'failglob',
+  'globasciiranges',
+  'globstar',
+  'inherit_errexit',
+  'lastpipe',
+  'nocaseglob',
+  'nocasematch',
+  'nullglob',
+  'xpg_echo',
+]);
+/** zsh options (as `setopt` prints them, lower case without underscores) kept. */
+const ZSH_OPTIONS = new Set([
+  'extendedglob',
+  'globdots',
+  'nullglob',
+  'nonomatch',
+  'ksharrays',
+  'shwordsplit',
+  'pipefail',
+  'errexit',
+  'nounset',
+  'noclobber',
+  'noglob',
+  'globstarshort',
+  'nocaseglob',
+  'rematchpcre',
+]);
+
+/** A command that runs a login shell: `[shell, "-lc", script, ...args]`. */
+export interface LoginShellCommand {
+  readonly shell: string;
+  readonly script: string;
+  readonly rest: readonly string[];
+}
+
+/** `argv` as a login shell command of bash or zsh, or undefined for any other argv. */
+export function loginShellCommand(argv: readonly string[]): LoginShellCommand | undefined {
+  const [shell, flag, script, ...rest] = argv;
+  if (shell === undefined || flag !== '-lc' || script === undefined) return undefined;
+  if (!SNAPSHOT_SHELLS.has(path.basename(shell))) return undefined;
+  return { shell, script, rest };
+}
+
+/** The argv that runs `command` without a login shell, the snapshot at `file` sourced first. */
+export function snapshotArgv(command: LoginShellCommand, file: string): string[] {
+  // bash parses a `-c` script one command at a time, so the aliases the snapshot defines apply
+  // to the lines after it; zsh parses the whole script first, so there it is handed to eval.
+  const script = path.basename(command.shell) === 'zsh' ? `eval ${shellQuote(command.script)}` : command.script;
+  return [command.shell, '-c', `. ${shellQuote(file)}\n${script}`, ...command.rest];
+}
+
+/**
+ * The program `shell` names, as a real path (found on the PATH of `env` when it has no
+ * slash), so `bash` and `/bin/bash` share one snapshot; `shell` itself when it is not found.
+ */
+function resolveShell(shell: string, env: Environment): string {
+  const candidates = shell.includes('/')
+    ? [shell]
+    : (env.PATH ?? '')
+        .split(':')
+        .filter((dir) => path.isAbsolute(dir))
+        .map((dir) => path.join(dir, shell));
+  for (const candidate of candidates) {
+    try {
+      accessSync(candidate, constants.X_OK);
+      return realpathSync(candidate);
+    } catch {
+      // not this one
+    }
+  }
+  return shell;
+}
+
+/** What the capture script prints between its markers. */
+interface Captured {
+  readonly functions: string;
+  readonly aliases: string;
+  readonly options: string;
+  /** `NAME=value` entries, NUL-separated. */
+  readonly variables: string;
+}
+
+/**
+ * The script run after the profile: four sections, each after a line holding `marker`
+ * (random per snapshot, so nothing the profile prints is taken for one).
+ */
+function captureScript(shell: 'bash' | 'zsh', marker: string): string {
+  const mark = `printf '\\n%s\\n' ${shellQuote(marker)}`;
+  if (shell === 'zsh') {
+    return [
+      mark,
+      'functions',
+      mark,
+      'alias -L',
+      mark,
+      'setopt',
+      mark,
+      `for n in \${(k)parameters[(R)*export*]}; do printf '%s=%s\\0' "$n" "\${(P)n}"; done`,
+    ].join('\n');
+  }
+  return [mark, 'declare -f', mark, 'alias -p', mark, 'set +o; shopt -p', mark, `for n in $(compgen -e); do printf '%s=%s\\0' "$n" "\${!n}"; done`].join('\n');
+}
+
+/** The four sections of the capture's output, or undefined when they are not all there. */
+export function parseCapture(stdout: string, marker: string): Captured | undefined {
+  const parts = stdout.split(`\n${marker}\n`);
+  if (parts.length !== 5) return undefined;
+  const [, functions, aliases, options, variables] = parts as [string, string, string, string, string];
+  return { functions, aliases, options, variables };
+}
+
+/** The option lines worth keeping, from `set +o; shopt -p` (bash) or `setopt` (zsh). */
+function keptOptions(shell: 'bash' | 'zsh', options: string): string[] {
+  const lines = options.split('\n').map((line) => line.trim());
+  if (shell === 'zsh') {
+    return lines.filter((name) => ZSH_OPTIONS.has(name.replace(/_/g, '').toLowerCase())).map((name) => `setopt ${name}`);
+  }
+  return lines.filter((line) => {
+    const set = /^set [-+]o (\w+)$/.exec(line);
+    if (set) return BASH_SET_OPTIONS.has(set[1]!);
+    const shopt = /^shopt -[su] (\w+)$/.exec(line);
+    return shopt !== null && BASH_SHOPT_OPTIONS.has(shopt[1]!);
+  });
+}
+
+/**
+ * The variable lines: `export` for what the profile added or changed, `unset` for what it
+ * removed, relative to `before`; only names `allowed` lets through.
+ */
+export function variableLines(variables: string, before: Environment, allowed: (name: string) => boolean): string[] {
+  const after = new Map<string, string>();
+  for (const entry of variables.split('\0')) {
+    const eq = entry.indexOf('=');
+    if (eq <= 0) continue;
+    after.set(entry.slice(0, eq), entry.slice(eq + 1));
+  }
+  const keep = (name: string) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(name) && !SHELL_OWN_VARIABLES.has(name) && allowed(name);
+  const lines: string[] = [];
+  for (const [name, value] of after) {
+    if (before[name] !== value && keep(name)) lines.push(`export ${name}=${shellQuote(value)}`);
+  }
+  for (const name of Object.keys(before)) {
+    if (!after.has(name) && keep(name)) lines.push(`unset -v ${name}`);
+  }
+  return lines;
+}
+
+/** The snapshot script troupe writes from a capture. */
+export function snapshotScript(shell: 'bash' | 'zsh', captured: Captured, before: Environment, allowed: (name: string) => boolean): string {
+  return [
+    `# troupe: what \`${shell} -l\` set up, sourced before each command of this session.`,
+    ...variableLines(captured.variables, before, allowed),
+    // Aliases could shadow the names of the functions being defined: none until those are.
+    shell === 'bash' ? 'unalias -a 2>/dev/null' : 'unalias -m "*" 2>/dev/null',
+    captured.functions.trimEnd(),
+    captured.aliases.trimEnd(),
+    ...keptOptions(shell, captured.options),
+    ...(shell === 'bash' ? ['shopt -s expand_aliases'] : []),
+    '',
+  ].join('\n');
+}
+
+const DIR_PREFIX = 'troupe-snapshot-';
+
+/** Snapshot directories of this process still there: removed at exit, whatever closed or not. */
+const liveDirectories = new Set<string>();
+let swept = false;
+
+/**
+ * A new private directory for a session's snapshots, named after this process. The first one a
+ * process makes also removes those of dead processes (a host killed before its sessions closed).
+ */
+function makeSnapshotDirectory(): string {
+  if (!swept) {
+    swept = true;
+    process.on('exit', () => {
+      for (const dir of liveDirectories) rmSync(dir, { recursive: true, force: true });
+    });
+    sweepDeadDirectories();
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), `${DIR_PREFIX}${process.pid}-`));
+  liveDirectories.add(dir);
+  return dir;
+}
+
+function sweepDeadDirectories(): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(os.tmpdir());
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const pid = new RegExp(`^${DIR_PREFIX}(\\d+)-`).exec(entry)?.[1];
+    if (pid === undefined || processIsRunning(Number(pid))) continue;
+    try {
+      rmSync(path.join(os.tmpdir(), entry), { recursive: true, force: true });
+    } catch {
+      // another user's, or gone already
+    }
+  }
+}
+
+/** What a snapshot needs of the command that asks for it. */
+export interface SnapshotHooks {
+  /** Tell the user (once per session) that the session keeps its login shells. */
+  warn(message: string): void;
+  /** The argv that runs `capture` in `cwd` as confined as the asking command would be. */
+  confine(capture: readonly string[], cwd: string): Promise<readonly string[]>;
+}
+
+/** Why a snapshot could not be taken. */
+class SnapshotFailure extends Error {}
+
+/**
+ * A session's snapshots, one per shell program, each taken on the first command that needs it
+ * and shared by the session's later commands. Disposing removes the directory (and kills a
+ * capture still running).
+ */
+export class ShellSnapshots implements SessionResource {
+  readonly #policy: ResolvedShellEnvironmentPolicy | undefined;
+  readonly #timeoutMs: number;
+  readonly #snapshots = new Map<string, Promise<string | undefined>>();
+  /** The program each shell named in a command resolved to. */
+  readonly #programs = new Map<string, string>();
+  readonly #captures = new Set<LaunchedProcess>();
+  #dir: string | undefined;
+  #warned = false;
+  #disposed = false;
+
+  constructor(policy: ResolvedShellEnvironmentPolicy | undefined, options: { timeoutMs?: number } = {}) {
+    this.#policy = policy;
+    this.#timeoutMs = options.timeoutMs ?? SNAPSHOT_TIMEOUT_MS;
+  }
+
+  /** The private directory of the snapshots, once one was written: kept read-only in the sandbox. */
+  get directory(): string | undefined {
+    return this.#dir;
+  }
+
+  /**
+   * The argv to run instead of `argv`: the snapshot form of a bash or zsh login shell command,
+   * or `argv` itself (any other command, or when the snapshot failed: then the session is
+   * warned once, through `how.warn`). The profile runs as `how.confine` confines it.
+   */
+  async rewrite(argv: readonly string[], how: SnapshotHooks): Promise<readonly string[]> {
+    const command = loginShellCommand(argv);
+    if (command === undefined || this.#disposed) return argv;
+    let program = this.#programs.get(command.shell);
+    if (program === undefined) {
+      program = resolveShell(command.shell, commandEnvironment(this.#policy));
+      this.#programs.set(command.shell, program);
+    }
+    let snapshot = this.#snapshots.get(program);
+    if (snapshot === undefined) {
+      snapshot = this.#take(program, how.confine).catch((error: unknown) => {
+        if (!this.#warned && !this.#disposed) {
+          this.#warned = true;
+          const reason = error instanceof Error ? error.message : String(error);
+          how.warn(
+            `The login profile of ${command.shell} could not be snapshotted (${reason}); this session's commands run login shells instead, which re-run the profile each time.`,
+          );
+        }
+        return undefined;
+      });
+      this.#snapshots.set(program, snapshot);
+    }
+    const file = await snapshot;
+    return file === undefined || this.#disposed ? argv : snapshotArgv(command, file);
+  }
+
+  async #take(shell: string, confine: SnapshotHooks['confine']): Promise<string> {
+    const kind = path.basename(shell) === 'zsh' ? 'zsh' : 'bash';
+    const marker = `troupe-snapshot-${randomBytes(12).toString('hex')}`;
+    const dir = (this.#dir ??= makeSnapshotDirectory());
+    const before = commandEnvironment(this.#policy);
+    const stdout = await this.#capture(await confine([shell, '-lc', captureScript(kind, marker)], dir), dir, before);
+    const captured = parseCapture(stdout, marker);
+    if (captured === undefined) throw new SnapshotFailure('the profile ended before the snapshot was printed');
+    // A new file of a name nobody could guess, never through a link the profile left where it ran.
+    const file = path.join(dir, `${kind}-${randomBytes(6).toString('hex')}.sh`);
+    writeFileSync(file, snapshotScript(kind, captured, before, profileVariableFilter(this.#policy)), { mode: 0o600, flag: 'wx' });
+    return file;
+  }
+
+  /** Run the capture in `cwd` (the empty private directory); its stdout, or a SnapshotFailure. */
+  async #capture(argv: readonly string[], cwd: string, env: Environment): Promise<string> {
+    const launched = processLauncher().launch(argv, { cwd, env });
+    this.#captures.add(launched);
+    let stdout = '';
+    let stderr = '';
+    launched.onOutput((stream, text) => {
+      if (stream === 'stdout') stdout += text;
+      else stderr += text;
+    });
+    let timedOut = false;
+    // Not tied to any one command: an interrupt must not kill the profile half-way (its locks).
+    const timer = setTimeout(() => {
+      timedOut = true;
+      launched.kill('SIGKILL');
+    }, this.#timeoutMs);
+    try {
+      const outcome = await launched.outcome;
+      if (timedOut) throw new SnapshotFailure(`the profile took longer than ${this.#timeoutMs / 1000} s`);
+      if (outcome.kind === 'not_started' || outcome.kind === 'lost') throw new SnapshotFailure(outcome.message);
+      if (outcome.code !== 0) {
+        const detail = stderr.trim().split('\n').slice(-1)[0];
+        throw new SnapshotFailure(`the login shell exited with ${outcome.code ?? outcome.signal}${detail ? `: ${detail}` : ''}`);
+      }
+      return stdout;
+    } finally {
+      clearTimeout(timer);
+      this.#captures.delete(launched);
+    }
+  }
+
+  dispose(): void {
+    this.#disposed = true;
+    for (const launched of this.#captures) launched.kill('SIGKILL');
+    if (this.#dir === undefined) return;
+    rmSync(this.#dir, { recursive: true, force: true });
+    liveDirectories.delete(this.#dir);
+  }
+}
+
+/** The session's snapshots (created on first use, disposed with the session). */
+export function shellSnapshotsOf(ctx: ToolContext): ShellSnapshots {
+  return ctx.resources.get(SHELL_SNAPSHOT_RESOURCE, () => new ShellSnapshots(ctx.turn.shell_environment_policy));
+}

@@ -21,6 +21,7 @@ import {
   type TokenUsage,
   type UserInput,
 } from '../protocol/index.js';
+import { addUsage } from './history/conversation-history.js';
 import { log } from './log.js';
 
 /** An approval request of the run's session or one of its sub-agents. */
@@ -320,16 +321,16 @@ function collect(msg: Event['msg'], begun: Map<string, Event['msg']>, items: Run
   }
 }
 
+/** The token usage of a run's requests, summed. */
 class UsageSum {
-  #total: { -readonly [K in keyof TokenUsage]: number } | null = null;
+  #total: TokenUsage | null = null;
 
   add(usage: TokenUsage): void {
-    const total = (this.#total ??= { input_tokens: 0, cached_input_tokens: 0, output_tokens: 0, reasoning_output_tokens: 0, total_tokens: 0 });
-    for (const key of Object.keys(total) as (keyof TokenUsage)[]) total[key] += usage[key];
+    this.#total = this.#total ? addUsage(this.#total, usage) : usage;
   }
 
   total(): TokenUsage | null {
-    return this.#total ? { ...this.#total } : null;
+    return this.#total;
   }
 }
 

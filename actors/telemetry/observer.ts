@@ -1,5 +1,6 @@
 import type { SessionPort } from '../../machines/port.js';
 import type { EventMsg, Submission, TokenUsage } from '../../protocol/index.js';
+import { addUsage } from '../history/conversation-history.js';
 import { log, type Logger } from '../log.js';
 import type { SessionFacts, SessionSink } from './sink.js';
 
@@ -78,7 +79,7 @@ export class SessionObserver {
           else if (event.type === 'MODEL.COMPLETED') {
             settled = true;
             const record = this.#turns.get(turnId);
-            if (record && event.usage) record.usage = addUsage(record.usage, event.usage);
+            if (record && event.usage) record.usage = record.usage ? addUsage(record.usage, event.usage) : event.usage;
             this.#log.debug(
               { turn: turnId, attempt: step.attempt, duration_ms: Math.round(performance.now() - start), tokens: event.usage?.total_tokens },
               'model response',
@@ -173,15 +174,4 @@ export class SessionObserver {
         break;
     }
   }
-}
-
-function addUsage(a: TokenUsage | null, b: TokenUsage): TokenUsage {
-  if (!a) return b;
-  return {
-    input_tokens: a.input_tokens + b.input_tokens,
-    cached_input_tokens: a.cached_input_tokens + b.cached_input_tokens,
-    output_tokens: a.output_tokens + b.output_tokens,
-    reasoning_output_tokens: a.reasoning_output_tokens + b.reasoning_output_tokens,
-    total_tokens: a.total_tokens + b.total_tokens,
-  };
 }

@@ -72,11 +72,21 @@ describe('agent jobs', () => {
         ).handler(r);
       },
     }));
-    model.enqueue(
-      ...held,
-      ...Array.from({ length: 16 }, () => reportStep((row) => ({ upper: String(row.city).toUpperCase(), length: String(row.city).length }))),
-      ...Array.from({ length: 20 }, doneStep),
-    );
+    // The other sixteen wait until the client has seen progress with items done and an ETA:
+    // on a fast machine the whole job could otherwise end within one progress interval.
+    const progressShown = () =>
+      server.events.some((e) => e.msg.type === 'agent_job_progress' && e.msg.status === 'running' && e.msg.completed > 0 && e.msg.eta_ms !== null);
+    const later: ScriptStep[] = Array.from({ length: 16 }, () => ({
+      kind: 'reply',
+      match: workerFirst,
+      handler: async (r) => {
+        await waitFor(progressShown, 'a progress event with items done');
+        return (
+          reportStep((row) => ({ upper: String(row.city).toUpperCase(), length: String(row.city).length })) as { handler: (r: RecordedRequest) => ScriptStep }
+        ).handler(r);
+      },
+    }));
+    model.enqueue(...held, ...later, ...Array.from({ length: 20 }, doneStep));
     const parent = await server.newSession({ cwd: workspace });
     const { json } = await runJobTurn(parent, 'run the city job', {
       csv_path: 'cities.csv',

@@ -9,7 +9,8 @@ import { OtlpReceiver } from './support/otlp-receiver.js';
 
 /**
  * Telemetry in a library runtime, configured by TROUPE_HOME/config.json: the prompt text when
- * `log_user_prompt` asks for it, a tool's long output cut short, everything flushed by
+ * `log_user_prompt` asks for it, a tool's long output cut short, a review thread in its parent's
+ * trace, everything flushed by
  * `runtime.close()`. (The process-wide telemetry is started once per test file: this file has
  * one test that turns it on.)
  */
@@ -34,6 +35,7 @@ describe('telemetry in a library runtime', () => {
   it('logs the prompt text with log_user_prompt, cuts long tool output, and flushes on close', async () => {
     await writeFile(join(home, 'config.json'), JSON.stringify({ otel: { exporter: 'otlp-http-json', endpoint: receiver.url, log_user_prompt: true } }));
     const runtime = createRuntime({ baseURL: model.url, apiKey: 'k', home, cwd: home, model: 'lib-model' });
+    let reviewId = '';
     try {
       const session = await runtime.newSession({ approval_policy: 'never', sandbox_policy: 'danger-full-access' });
       model.enqueue(
@@ -45,6 +47,14 @@ describe('telemetry in a library runtime', () => {
       for (;;) {
         const { value, done } = await events.next();
         if (done || (value.id === turnId && value.msg.type === 'task_complete')) break;
+      }
+      // A review's child session is traced under the review task of its parent.
+      const verdict = { findings: [], overall_correctness: 'patch is correct', overall_explanation: 'fine', overall_confidence_score: 0.9 };
+      model.enqueue({ kind: 'response', items: [{ type: 'message', text: JSON.stringify(verdict) }] });
+      reviewId = await session.submit({ type: 'review', review_request: { target: { type: 'custom', instructions: 'look at the counting' } } });
+      for (;;) {
+        const { value, done } = await events.next();
+        if (done || (value.id === reviewId && value.msg.type === 'task_complete')) break;
       }
     } finally {
       await runtime.close();
@@ -59,6 +69,10 @@ describe('telemetry in a library runtime', () => {
     expect(Buffer.byteLength(output)).toBeLessThan(4096);
     // The session ended with close(): its span went out too.
     expect(receiver.spans.map((s) => s.name)).toEqual(expect.arrayContaining(['troupe.session', 'troupe.turn', 'troupe.model_request', 'troupe.tool_call']));
+    const reviewTurn = receiver.spans.find((s) => s.name === 'troupe.turn' && s.attributes['troupe.turn.id'] === reviewId);
+    const reviewer = receiver.spans.find((s) => s.name === 'troupe.sub_agent');
+    expect(reviewTurn).toBeDefined();
+    expect(reviewer).toMatchObject({ traceId: reviewTurn!.traceId, parentSpanId: reviewTurn!.spanId });
   });
 
   it('refuses a placement whose traceparent is not W3C trace context', () => {

@@ -22,6 +22,8 @@ export interface ChildTurnRequest {
   /** Called with the child's id as soon as it is placed (its events then stream to the client). */
   readonly onPlaced?: ((sessionId: string) => void) | undefined;
   readonly requestTimeoutMs?: number | undefined;
+  /** W3C trace context the child's session span is started under. */
+  readonly traceparent?: string | undefined;
 }
 
 export interface ChildTurnResult {
@@ -87,6 +89,7 @@ export async function runChildTurn(request: ChildTurnRequest): Promise<ChildTurn
         lineage: { parent_session_id: request.parentSessionId, root_session_id: request.rootId, depth: request.depth },
         origin: { type: 'new' },
         purpose: request.purpose,
+        ...(request.traceparent ? { traceparent: request.traceparent } : {}),
         ...(request.initialHistory ? { initial_history: [...request.initialHistory] } : {}),
       },
       { timeoutMs },

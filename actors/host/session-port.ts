@@ -31,6 +31,8 @@ export interface SessionParts {
   readonly tools: ToolGateway;
   readonly approvals: TreeApprovals;
   readonly agents: AgentSupervisor;
+  /** The trace context of a call's or turn's span, for the child sessions it places (telemetry on only). */
+  readonly traceparent?: ((id: string) => string | undefined) | undefined;
   /** Flush and close what the session holds (the `close` actor of the SessionMachine). */
   close(): Promise<void>;
 }
@@ -60,6 +62,7 @@ export function sessionPort(parts: SessionParts): SessionPort {
       state.tokensInUse = tokens;
     },
     toolContext: (callId, turn, signal) => tools.contextFor(callId, turn, signal),
+    traceparent: parts.traceparent,
   };
   const undo = new UndoTask(host);
   const compact = new CompactTask(host);

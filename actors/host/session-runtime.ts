@@ -106,7 +106,19 @@ export class SessionRuntime {
       roles: spec.settings.agent_roles,
       allowed: roleTools(spec.settings),
     });
-    const plain = sessionPort({ ...services, sessionId: id, rootId, depth, events, state, tools, approvals, agents, close: () => this.#close() });
+    const plain = sessionPort({
+      ...services,
+      sessionId: id,
+      rootId,
+      depth,
+      events,
+      state,
+      tools,
+      approvals,
+      agents,
+      traceparent: observer ? (eventId) => observer.traceparent(eventId) : undefined,
+      close: () => this.#close(),
+    });
     const port = observer ? observer.wrap(plain) : plain;
     const hooks = { record: (item: ResponseItem) => state.record(item), rememberTurn: state.rememberTurn.bind(state) };
     const unbind = services.logic.bind(id, spec.durability ? spec.durability.wrap(port, hooks) : port);

@@ -70,6 +70,8 @@ export interface TaskHost {
   setTokensInUse(tokens: number): void;
   /** A ToolContext for work the session does itself (the user's shell commands). */
   toolContext(callId: string, turn: TurnContext, signal: AbortSignal): ToolContext;
+  /** The trace context a child session placed by task `id` is started under (telemetry on only). */
+  readonly traceparent?: ((id: string) => string | undefined) | undefined;
 }
 
 /** How review and compaction place their child session: under this session, for submission `id`. */
@@ -82,5 +84,6 @@ export function childOf(host: TaskHost, id: string, signal: AbortSignal) {
     depth: host.depth + 1,
     submissionId: id,
     signal,
+    traceparent: host.traceparent?.(id),
   };
 }

@@ -120,7 +120,7 @@ export class SessionObserver {
     }
   }
 
-  /** The traceparent a sub-agent placed by call `callId` is started under. */
+  /** The traceparent a child session placed by call or task `callId` is started under. */
   traceparent(callId: string): string | undefined {
     return this.#sink?.traceparent(callId);
   }

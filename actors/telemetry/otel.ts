@@ -215,10 +215,10 @@ class OtelSession implements SessionSink {
     this.#emit('troupe.user_prompt', { prompt_length: text.length, prompt: this.#logUserPrompt ? text : '[REDACTED]' }, this.#context);
   }
 
-  traceparent(callId: string): string | undefined {
-    const call = this.#calls.get(callId);
+  traceparent(id: string): string | undefined {
+    const call = this.#calls.get(id);
     const carrier: Record<string, string> = {};
-    propagator.inject(call ? this.#callContext(call) : this.#context, carrier, carrierSetter);
+    propagator.inject(call ? this.#callContext(call) : (this.#turns.get(id)?.context ?? this.#context), carrier, carrierSetter);
     return carrier.traceparent;
   }
 

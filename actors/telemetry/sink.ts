@@ -38,8 +38,11 @@ export interface SessionSink {
   approvalRequested(callId: string): void;
   toolEnded(callId: string, result: { readonly arguments: string; readonly durationMs: number; readonly success: boolean; readonly output: string }): void;
   userPrompt(text: string): void;
-  /** The W3C traceparent of call `callId`'s span, for a sub-agent it places. */
-  traceparent(callId: string): string | undefined;
+  /**
+   * The W3C traceparent of call `id`'s span (a sub-agent it places), or of turn `id`'s (a review
+   * or compaction's child session); the session's own when neither is open.
+   */
+  traceparent(id: string): string | undefined;
   /** The session ended here (closed, or moved to another worker). */
   end(): void;
 }

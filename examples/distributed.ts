@@ -76,6 +76,9 @@ try {
   });
   const result = await runtime.run({ prompt: PROMPT, cwd: project.dir, tool_sets: ['audit'], agent_roles: ROLES, approval_policy: 'never' });
   console.log(`\n${result.finalMessage ?? '(no final message)'}`);
+  // Each session's events come on its own subject: a child's first one may still be on its way.
+  const agents = result.items.flatMap((item) => (item.type === 'agent_spawned' ? [item.agent_id] : []));
+  await until(() => agents.every((id) => placedOn.has(id)), "every agent's placement");
   console.log(
     `\nsessions per worker: ${JSON.stringify(Object.fromEntries([...new Set(placedOn.values())].map((w) => [w, [...placedOn.values()].filter((v) => v === w).length])))}`,
   );

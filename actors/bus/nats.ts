@@ -77,9 +77,18 @@ class NatsSubscription implements Subscription {
 
   /**
    * Resolves once the server has dropped the subscription, so a queue group no longer counts
-   * this member (a full worker leaving the placement group relies on it).
+   * this member (a full worker leaving the placement group relies on it). The subscription is
+   * drained, not cut: what the server routed here before it saw the unsubscribe is still
+   * handled. A queue member that dropped those instead lost the requests (a sub-agent's
+   * placement timed out when a worker shrank its placement group while others were placing).
    */
   async unsubscribe(): Promise<void> {
+    if (!this.#active) return;
+    try {
+      await this.handle.drain();
+    } catch {
+      // The connection is closed or closing: the server dropped the subscription with it.
+    }
     if (this.stop()) await this.owner.settle();
   }
 }

@@ -37,4 +37,14 @@ describe('shellJoin', () => {
       expect(stdout.split('\0').slice(0, -1), shell).toEqual(HOSTILE);
     }
   });
+
+  it('shows control characters a terminal would act on as escapes, in a form bash reads back unchanged', async () => {
+    const words = ['printf', 'safe\x1b[2K\rrm -rf ~', 'bell\x07 back\b', 'csi\u009b2J', "quote ' and \\", 'del\x7f'];
+    const line = shellJoin(words);
+    // eslint-disable-next-line no-control-regex
+    expect(line).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/);
+    expect(line).toContain("$'safe\\e[2K\\rrm -rf ~'");
+    const { stdout } = await run('bash', ['-c', `printf '%s\\0' ${shellJoin(words.slice(1))}`], { env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent' } });
+    expect(stdout.split('\0').slice(0, -1)).toEqual(words.slice(1));
+  });
 });

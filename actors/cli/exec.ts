@@ -19,7 +19,7 @@ import { configFromFlags, MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from
 import { CodexEventMapper } from './codex-json.js';
 import { openInspector, takeInspectFlag } from './inspect.js';
 import { CODEX_EXEC_FLAGS, codexExecSettings } from './codex-flags.js';
-import { TranscriptRenderer } from './render.js';
+import { terminalSafe, TranscriptRenderer } from './render.js';
 import { shellJoin } from './shell-words.js';
 import { loadToolSets, toolSetSpecs, TOOLS_FLAG } from './tool-flags.js';
 import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
@@ -30,7 +30,7 @@ export type Approver = (request: ApprovalRequestMsg) => Promise<ReviewDecision>;
 /** Asks on the terminal: y (approve), a (approve for the session), n (deny), q (abort the turn). */
 export function terminalApprover(): Approver {
   return async (request) => {
-    const what = describeApprovalRequest(request, shellJoin);
+    const what = terminalSafe(describeApprovalRequest(request, shellJoin));
     const rl = createInterface({ input: process.stdin, output: process.stderr });
     try {
       for (;;) {
@@ -50,7 +50,7 @@ export function terminalApprover(): Approver {
 export function denyingApprover(): Approver {
   return async (request) => {
     process.stderr.write(
-      `troupe: denied the request to ${describeApprovalRequest(request, shellJoin)}: it needs approval and there is no terminal to ask. ` +
+      `troupe: denied the request to ${terminalSafe(describeApprovalRequest(request, shellJoin))}: it needs approval and there is no terminal to ask. ` +
         'Run in a terminal, or choose a policy that does not ask (--approval-policy never, or on-request with --sandbox danger-full-access).\n',
     );
     return 'denied';

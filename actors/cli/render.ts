@@ -1,3 +1,4 @@
+import { stripVTControlCharacters } from 'node:util';
 import type { Event } from '../../protocol/index.js';
 import { progressLine } from '../jobs/progress.js';
 import { asToolResult, resultText } from '../mcp/result-text.js';
@@ -31,7 +32,7 @@ export class TranscriptRenderer {
   }
 
   render(event: Event): void {
-    const msg = event.msg;
+    const msg = terminalSafe(event.msg);
     const agent = event.session_id !== null ? this.#agents.get(event.session_id) : undefined;
     this.#label = agent ? `${'  '.repeat(agent.depth)}[${agent.name}] ` : '';
     // Several agents stream at once: only the root's text is shown as it streams.
@@ -223,6 +224,33 @@ export class TranscriptRenderer {
     this.#progress = null;
     this.#out.write('\r\x1b[2K');
   }
+}
+
+/**
+ * What the model, a command or an MCP server wrote is untrusted: escape sequences in it could
+ * clear the screen, retitle the window, plant a link or move the cursor to hide or rewrite a
+ * line (an approval prompt, say). The transcript shows every string of an event without
+ * terminal control: escape sequences go whole, other control characters but newline and tab go.
+ * A `command` is kept as it is: it is only ever shown through `shellJoin`, which writes such
+ * characters as visible escapes, so the user sees what would run.
+ */
+export function terminalSafe<T>(value: T): T {
+  if (typeof value === 'string') return stripControl(value) as T;
+  if (Array.isArray(value)) return value.map((item: unknown) => terminalSafe(item)) as T;
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value).map(([key, item]) => [key, key === 'command' && Array.isArray(item) ? (item as unknown) : terminalSafe(item as unknown)]),
+    ) as T;
+  }
+  return value;
+}
+
+// C0 controls other than tab and newline, DEL, and the C1 controls.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+
+function stripControl(text: string): string {
+  return stripVTControlCharacters(text).replace(CONTROL, '');
 }
 
 const useColor = () => Boolean(process.stderr.isTTY) && !process.env.NO_COLOR;

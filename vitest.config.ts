@@ -25,8 +25,10 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     // A HOME with empty profiles, so login shells never run the machine's own profile.
     globalSetup: ['test/setup/clean-home.ts'],
-    testTimeout: 30_000,
-    hookTimeout: 30_000,
+    // A guard against a hang, not a measure: an end-to-end test starts several node processes
+    // one after another, and on a busy machine with two files running each may take seconds.
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
     pool: 'forks',
     execArgv: ['--conditions=development'],
     // Vitest's default is one worker fewer than the cores: one on a 2-core machine, where a test

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { EventMsg, ResponseItem, RolloutLine, SessionMeta } from '../protocol/index.js';
 import { DurableStore } from '../actors/durable/store.js';
@@ -255,6 +256,9 @@ describe('Leases and session logs on a real nats-server', () => {
   let connection: NatsConnection;
   let store: DurableStore;
   const running: Leases[] = [];
+  /** What the leases of this test logged, for the tests that provoke a warning to assert on. */
+  let logged: { level: number; msg: string; session?: string; err?: { message: string } }[] = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void logged.push(JSON.parse(line) as (typeof logged)[number]) });
 
   beforeAll(async () => {
     nats = await startNatsServer();
@@ -266,13 +270,14 @@ describe('Leases and session logs on a real nats-server', () => {
   });
   beforeEach(async () => {
     store = await DurableStore.open(connection, `l${randomUUID().slice(0, 8)}`);
+    logged = [];
   });
   afterEach(() => {
     for (const leases of running.splice(0)) leases.stop();
   });
 
   function worker(id: string, leaseMs: number, onLost: (sessionId: string) => void = () => undefined): Leases {
-    const leases = new Leases(store, id, leaseTiming(leaseMs), onLost);
+    const leases = new Leases(store, id, leaseTiming(leaseMs), onLost, logger);
     running.push(leases);
     return leases;
   }
@@ -347,6 +352,7 @@ describe('Leases and session logs on a real nats-server', () => {
     expect(lost).toEqual(['s1']);
     expect(a.holds('s1')).toBe(false);
     a.stop();
+    expect(logged.filter((l) => l.level >= 40)).toMatchObject([{ session: 's1', msg: 'lost the lease of a session to another worker' }]);
     // The loser's failed compare-and-set changed nothing.
     expect((await stored('s1'))?.value.worker_id).toBe('b');
   });
@@ -410,6 +416,11 @@ describe('Leases and session logs on a real nats-server', () => {
     expect((await stored('s1'))?.value).toMatchObject({ worker_id: 'b' });
     expect((await stored('s1'))?.value.expires_at).toBeGreaterThan(0);
     expect((await stored('s2'))?.value).toMatchObject({ worker_id: 'b' });
+    // It says what it could not do, and why.
+    expect(logged.filter((l) => l.level >= 40)).toMatchObject([
+      { session: 's1', msg: 'could not hand a lease over', err: { message: expect.stringMatching(/wrong last sequence/) } },
+      { session: 's2', msg: 'could not release a lease', err: { message: expect.stringMatching(/wrong last sequence/) } },
+    ]);
   });
 
   it('releases a lease: the key goes, nobody adopts it, and it can be claimed afresh', async () => {

@@ -1,6 +1,6 @@
 /** The launcher process that starts the programs tools run (actors/tools/launcher). */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, realpath, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -383,10 +383,22 @@ describe('the spare shell', () => {
 
 describe('a launcher that cannot start', () => {
   it('fails its commands with the reason instead of leaving them waiting', async () => {
-    const broken = new ProcessLauncher(path.join(tmpdir(), 'no-such-launcher-script.js'));
-    const launched = broken.launch(['true'], { cwd: tmpdir() });
-    expect(await launched.outcome).toEqual({ kind: 'not_started', code: null, message: 'the process launcher exited with code 1 before the program started' });
-    expect(broken.pid).toBeUndefined();
+    // A launcher script that exits at once, quietly (the launcher's stderr is the host's).
+    const dir = await mkdtemp(path.join(tmpdir(), 'troupe-launcher-broken-'));
+    try {
+      const script = path.join(dir, 'launcher.cjs');
+      await writeFile(script, 'process.exit(1);\n');
+      const broken = new ProcessLauncher(script);
+      const launched = broken.launch(['true'], { cwd: tmpdir() });
+      expect(await launched.outcome).toEqual({
+        kind: 'not_started',
+        code: null,
+        message: 'the process launcher exited with code 1 before the program started',
+      });
+      expect(broken.pid).toBeUndefined();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

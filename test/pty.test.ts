@@ -175,21 +175,25 @@ describe('exec_command', () => {
   it('closing the session kills every program and what it started, terminal or not', async () => {
     const { ctx, resources } = harness();
     const marker = `troupe-pty-orphan-${process.pid}`;
-    await runExecCommand({ cmd: `sleep 1001 & sleep 1002; : ${marker}`, tty: true, yield_time_ms: 300 }, ctx, UNSANDBOXED);
-    await runExecCommand({ cmd: `(setsid_free=1 sleep 1003 &) ; sleep 1004; : ${marker}`, yield_time_ms: 300 }, ctx, UNSANDBOXED);
-    await waitFor(() => ['1001', '1002', '1003', '1004'].every((n) => processesMatching(`sleep ${n}`).length > 0), 'the programs to start');
+    // Durations no other process will have (other test files run beside this one).
+    const tag = `${process.pid}${Date.now() % 10_000}`;
+    const sleeps = ['1001', '1002', '1003', '1004'].map((n) => `sleep ${n}.${tag}`);
+    await runExecCommand({ cmd: `sleep 1001.${tag} & sleep 1002.${tag}; : ${marker}`, tty: true, yield_time_ms: 300 }, ctx, UNSANDBOXED);
+    await runExecCommand({ cmd: `(setsid_free=1 sleep 1003.${tag} &) ; sleep 1004.${tag}; : ${marker}`, yield_time_ms: 300 }, ctx, UNSANDBOXED);
+    await waitFor(() => sleeps.every((sleep) => processesMatching(sleep).length > 0), 'the programs to start');
     await resources.disposeAll();
-    await waitFor(() => ['1001', '1002', '1003', '1004'].every((n) => processesMatching(`sleep ${n}`).length === 0), 'every program to die');
+    await waitFor(() => sleeps.every((sleep) => processesMatching(sleep).length === 0), 'every program to die');
   });
 
   it('an interrupt kills the program and returns', async () => {
     const { ctx, controller, events } = harness();
-    const running = runExecCommand({ cmd: 'echo started; sleep 1005', yield_time_ms: 30_000 }, ctx, UNSANDBOXED);
+    const sleep = `sleep 1005.${process.pid}${Date.now() % 10_000}`;
+    const running = runExecCommand({ cmd: `echo started; ${sleep}`, yield_time_ms: 30_000 }, ctx, UNSANDBOXED);
     await waitFor(() => events.some((e) => e.type === 'exec_command_output_delta'), 'the program to start');
     controller.abort();
     const out = parse((await running).text);
     expect(out.output).toMatch(/started[\s\S]*interrupted/);
-    await waitFor(() => processesMatching('sleep 1005').length === 0, 'the program to die');
+    await waitFor(() => processesMatching(sleep).length === 0, 'the program to die');
   });
 
   it('reports a missing working directory without starting anything', async () => {

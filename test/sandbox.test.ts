@@ -162,11 +162,13 @@ describe.skipIf(!bwrapWorks)('bubblewrap confinement', () => {
 
     it('a process-spawning loop is ended by the timeout, and nothing it started survives', async () => {
       const marker = `troupe-bomb-${process.pid}-${Date.now()}`;
-      const out = await sh(`while true; do sleep 300 & done; : ${marker}`, workspace, 'workspace-write', 'never', 1500);
+      // A duration no other process will have (other test files run beside this one).
+      const sleep = `sleep 300.${process.pid}${Date.now() % 10_000}`;
+      const out = await sh(`while true; do ${sleep} & done; : ${marker}`, workspace, 'workspace-write', 'never', 1500);
       // Ended by the timeout, or earlier by the sandbox's process limit (max_processes) when the
       // loop forks that many first: either way, nothing it started may survive.
       expect(out.text).toMatch(/^Exit code: 124|Cannot fork|Resource temporarily unavailable/);
-      await waitFor(() => processesMatching('sleep 300').length === 0 && processesMatching(marker).length === 0, 'the loop and its children to die');
+      await waitFor(() => processesMatching(sleep).length === 0 && processesMatching(marker).length === 0, 'the loop and its children to die');
     });
   });
 });

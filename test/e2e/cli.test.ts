@@ -233,7 +233,8 @@ describe('troupe sessions, resume and review', () => {
 });
 
 describe('troupe --help and bad arguments', () => {
-  it('every command answers --help with its own usage, listing its flags', async () => {
+  // One test per command, each with its own time: a process each, which a busy machine starts slowly.
+  describe('every command answers --help with its own usage, listing its flags', () => {
     const flags: Record<string, string[]> = {
       'app-server': ['--model', '--wire-api', '--nats', '--namespace', '--inspect[=PORT]', '--tools'],
       exec: [
@@ -260,20 +261,24 @@ describe('troupe --help and bad arguments', () => {
       schema: [],
     };
     for (const [command, expected] of Object.entries(flags)) {
-      for (const help of ['--help', '-h']) {
-        const result = await troupe([command, help]);
-        expect(result.code, `${command} ${help}`).toBe(0);
-        expect(result.stdout.startsWith(`Usage: troupe ${command}`), `${command} ${help}`).toBe(true);
-        for (const flag of expected) expect(result.stdout, `${command} ${help}`).toContain(flag);
-      }
+      it(command, async () => {
+        for (const help of ['--help', '-h']) {
+          const result = await troupe([command, help]);
+          expect(result.code, `${command} ${help}`).toBe(0);
+          expect(result.stdout.startsWith(`Usage: troupe ${command}`), `${command} ${help}`).toBe(true);
+          for (const flag of expected) expect(result.stdout, `${command} ${help}`).toContain(flag);
+        }
+      });
     }
-    const top = await troupe(['--help']);
-    expect(top.code).toBe(0);
-    for (const command of Object.keys(flags)) expect(top.stdout).toContain(`troupe ${command}`);
-    expect((await troupe(['help', 'worker'])).stdout.startsWith('Usage: troupe worker')).toBe(true);
+    it('troupe --help names them all, and help COMMAND is COMMAND --help', async () => {
+      const top = await troupe(['--help']);
+      expect(top.code).toBe(0);
+      for (const command of Object.keys(flags)) expect(top.stdout).toContain(`troupe ${command}`);
+      expect((await troupe(['help', 'worker'])).stdout.startsWith('Usage: troupe worker')).toBe(true);
+    });
   });
 
-  it('bad arguments exit 2 with one line naming what was wrong, and no stack', async () => {
+  describe('bad arguments exit 2 with one line naming what was wrong, and no stack', () => {
     const cases: [string[], RegExp][] = [
       [['exec', '-C', '/nonexistent/dir', 'hi'], /^troupe exec: -C \/nonexistent\/dir: not a directory \(see troupe exec --help\)\n$/],
       [['exec', '--bogus', 'hi'], /^troupe exec: Unknown option '--bogus'.*\(see troupe exec --help\)\n$/],
@@ -295,13 +300,15 @@ describe('troupe --help and bad arguments', () => {
       [['frobnicate'], /^troupe: unknown command "frobnicate" \(see troupe --help\)\n$/],
     ];
     for (const [args, message] of cases) {
-      const result = await troupe(args);
-      expect(result.code, args.join(' ')).toBe(2);
-      expect(result.stderr, args.join(' ')).toMatch(message);
-      expect(result.stderr.trimEnd().split('\n'), args.join(' ')).toHaveLength(1);
-      expect(result.stdout, args.join(' ')).toBe('');
+      it(args.join(' '), async () => {
+        const result = await troupe(args);
+        expect(result.code).toBe(2);
+        expect(result.stderr).toMatch(message);
+        expect(result.stderr.trimEnd().split('\n')).toHaveLength(1);
+        expect(result.stdout).toBe('');
+        expect(scratch.model.requests).toHaveLength(0);
+      });
     }
-    expect(scratch.model.requests).toHaveLength(0);
   });
 });
 

@@ -171,7 +171,8 @@ describe.skipIf(!availability.ok)('exec-policy rules', () => {
 
 describe.skipIf(!availability.ok)('exec sessions', () => {
   it('a PTY round trip across turns, and no process left after shutdown', async () => {
-    const marker = `sleep 1007`;
+    // A duration no other process will have (other test files run beside this one).
+    const marker = `sleep 1007.${process.pid}${Date.now() % 10_000}`;
     model.enqueue(
       {
         kind: 'response',

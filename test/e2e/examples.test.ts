@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
-const RUNNER = join(import.meta.dirname, '..', 'dist', 'examples', 'run.js');
+const RUNNER = join(import.meta.dirname, '..', '..', 'dist', 'examples', 'run.js');
 
 /** An example as `npm run example -- NAME` runs it, on the scripted model (no key in its environment). */
 async function example(name: string): Promise<string> {

@@ -29,7 +29,7 @@ import { ALWAYS_OPEN, type FlowSignal } from '../flow/flow-gate.js';
 import { SessionRuntime } from './session-runtime.js';
 import { ClientToolError, withClientTools } from './client-tools.js';
 import { startTelemetry } from '../telemetry/index.js';
-import { HomeConfigError, readHomeConfig } from './home-config.js';
+import { homeConfigPath, HomeConfigError, loadHomeConfig, sessionDefaults } from './home-config.js';
 import { SessionLogic } from './session-logic.js';
 import { DEFAULT_AGENT_MAX_DEPTH, DEFAULT_AGENT_MAX_THREADS } from '../agents/supervisor.js';
 import { readsProjectDocs, sessionRoles } from '../agents/roles.js';
@@ -44,8 +44,15 @@ export interface HostOptions {
   readonly model: ModelClient;
   /** The built-in tools and the developer's (every session's, and named tool sets). */
   readonly tools: ToolSets;
-  /** Defaults for what a session config leaves out. */
-  readonly defaults: { readonly model: string; readonly cwd: string };
+  /**
+   * Defaults for what a session config leaves out: the working directory, and the model when
+   * a flag or TROUPE_MODEL named one (it wins over the config file's).
+   */
+  readonly defaults: { readonly model?: string | undefined; readonly cwd: string };
+  /** The profile of TROUPE_HOME/config.json whose settings are over the file's (--profile, TROUPE_PROFILE). */
+  readonly profile?: string | undefined;
+  /** The model when neither the session, the flags nor the config file name one. */
+  readonly defaultModel: string;
   readonly retryBaseMs?: number;
   /**
    * At most this many sessions at once (default: no limit). A host at capacity leaves the
@@ -562,21 +569,33 @@ export class Host {
     return found;
   }
 
-  /** TROUPE_HOME/config.json; one that does not validate refuses the session, naming file and field. */
+  /**
+   * TROUPE_HOME/config.json with the host's profile applied over its top level; one that does
+   * not validate, or a profile it does not have, refuses the session, naming file and key.
+   */
   async #homeConfig(): Promise<HomeConfig> {
     try {
-      return await readHomeConfig(this.#options.home);
+      const home = loadHomeConfig(this.#options.home);
+      return { ...home, ...sessionDefaults(home, homeConfigPath(this.#options.home), this.#options.profile) };
     } catch (error) {
       if (error instanceof HomeConfigError) throw new PlacementError(error.message);
       throw error;
     }
   }
 
-  /** The settings of a session; a `shell_environment_policy` of its own replaces the home's as a whole. */
+  /**
+   * The settings of a session: its config, then the flags' model, then the config file's
+   * defaults (profile first). A `shell_environment_policy` of its own replaces the home's whole.
+   */
   #settings(config: SessionConfig, home: HomeConfig): SessionSettings {
     const settings = settingsFromConfig(config, {
-      ...this.#options.defaults,
+      model: this.#options.defaults.model ?? home.model ?? this.#options.defaultModel,
+      cwd: this.#options.defaults.cwd,
       base_instructions: BASE_INSTRUCTIONS,
+      approval_policy: home.approval_policy,
+      sandbox_policy: home.sandbox_policy,
+      effort: home.reasoning_effort,
+      reasoning_summary: home.reasoning_summary,
       shell_environment_policy: home.shell_environment_policy,
       agent_roles: sessionRoles(home.agent_roles, config.agent_roles),
     });

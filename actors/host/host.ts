@@ -536,7 +536,8 @@ export class Host {
       model: settings.model,
       parent_session_id: lineage?.parent_session_id ?? null,
       depth: lineage?.depth ?? 0,
-      config,
+      // What the config file gave is recorded too: a resume keeps the policies it was created with.
+      config: { ...config, ...pinnedDefaults(settings) },
       forked_from: forkedFrom,
     };
     const recorder = await RolloutRecorder.create(rolloutPath(this.#options.home, message.session_id, createdAt), meta);
@@ -619,6 +620,16 @@ interface HostedSession {
 function mcpServers(config: SessionConfig, home: HomeConfig): SessionConfig['mcp_servers'] {
   const servers = { ...home.mcp_servers, ...config.mcp_servers };
   return Object.keys(servers).length > 0 ? servers : undefined;
+}
+
+/** The policies and reasoning settings a session was created with, as a config spells them. */
+function pinnedDefaults(settings: SessionSettings): SessionConfig {
+  return {
+    approval_policy: settings.approval_policy,
+    sandbox_policy: settings.sandbox_policy,
+    ...(settings.effort !== undefined ? { effort: settings.effort } : {}),
+    ...(settings.reasoning_summary !== undefined ? { reasoning_summary: settings.reasoning_summary } : {}),
+  };
 }
 
 function agentLimits(config: SessionConfig): { maxDepth: number; maxThreads: number } {

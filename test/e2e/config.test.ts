@@ -124,6 +124,15 @@ describe('defaults from TROUPE_HOME/config.json', () => {
     expect(turn.configured).toMatchObject({ model: 'flag-model', approval_policy: 'on-failure', sandbox_policy: { mode: 'danger-full-access' } });
   }, 180_000);
 
+  it('a resumed session keeps the policies it was created with, whatever profile the resume has', async () => {
+    await writeConfig(LAYERED);
+    const created = await execTurn([], env({ TROUPE_PROFILE: 'fast' }));
+    expect(created.configured).toMatchObject({ approval_policy: 'never' });
+    const resumed = await execTurn(['resume', '--last'], env({ TROUPE_PROFILE: 'other' }));
+    expect(resumed.configured).toMatchObject({ session_id: created.configured.session_id, approval_policy: 'never' });
+    expect(resumed.body.reasoning).toEqual({ effort: 'high', summary: 'concise' });
+  }, 120_000);
+
   it('app-server: a new_session takes the profile and file for what it leaves out, and its own fields win', async () => {
     await writeConfig(LAYERED);
     const server = await AppServerProcess.start({ modelUrl: scratch.model.url, home: scratch.home, args: ['--profile', 'fast'], env: { TROUPE_MODEL: '' } });

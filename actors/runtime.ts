@@ -8,6 +8,7 @@ import { InProcessBus } from './bus/in-process.js';
 import { DEFAULT_NAMESPACE } from './bus/subjects.js';
 import type { GatewayDurability } from './durable/gateway-durability.js';
 import { Gateway } from './gateway/gateway.js';
+import { homeConfigPath, loadHomeConfig, sessionDefaults } from './host/home-config.js';
 import { Host } from './host/host.js';
 import { createModelClient } from './model/index.js';
 import type { ModelClient } from './model/types.js';
@@ -20,14 +21,16 @@ import type { Tool } from './tools/user-tool.js';
 import { runTurn, type RunOptions, type RunResult } from './run.js';
 import { flushTelemetry } from './telemetry/index.js';
 
-/** The model used when neither the config nor TROUPE_MODEL names one. */
+/** The model used when neither the session, a flag, TROUPE_MODEL nor the config file names one. */
 export const DEFAULT_MODEL = 'gpt-5-codex';
 
 export interface RuntimeOptions {
-  /** Default model of new sessions (default: TROUPE_MODEL, then DEFAULT_MODEL). */
+  /** Default model of new sessions (default: TROUPE_MODEL, then the config file's, then DEFAULT_MODEL). */
   readonly model?: string | undefined;
-  /** `responses` (default, or TROUPE_WIRE_API) or `chat` for providers without the Responses API. */
+  /** `responses` (default, or TROUPE_WIRE_API, or the config file's `wire_api`) or `chat` for providers without the Responses API. */
   readonly wireApi?: 'responses' | 'chat' | undefined;
+  /** The profile of TROUPE_HOME/config.json new sessions take their defaults from (default: TROUPE_PROFILE). */
+  readonly profile?: string | undefined;
   /** Default: OPENAI_API_KEY. */
   readonly apiKey?: string | undefined;
   /** Any OpenAI-compatible endpoint (default: OPENAI_BASE_URL, then the OpenAI API). */
@@ -88,6 +91,7 @@ export function runtimeOptionsFromEnv(env: NodeJS.ProcessEnv, overrides: Runtime
   return {
     model: env.TROUPE_MODEL || undefined,
     wireApi: wire,
+    profile: env.TROUPE_PROFILE || undefined,
     apiKey: env.OPENAI_API_KEY || undefined,
     baseURL: env.OPENAI_BASE_URL || undefined,
     home: troupeHome(env),
@@ -371,10 +375,12 @@ export interface HostPlacement {
  * produce events only while `flow` is open (default: always).
  */
 export function createHost(bus: Bus, options: RuntimeOptions, placement: HostPlacement = {}, flow?: FlowSignal): Host {
+  const home = options.home ?? troupeHome();
   const model =
     options.modelClient ??
     createModelClient({
-      wireApi: options.wireApi ?? 'responses',
+      // The model client is built once: the config file's wire_api is read now, not per session.
+      wireApi: options.wireApi ?? sessionDefaults(loadHomeConfig(home), homeConfigPath(home), options.profile).wire_api ?? 'responses',
       apiKey: options.apiKey,
       baseURL: options.baseURL,
       idleTimeoutMs: options.idleTimeoutMs,
@@ -384,10 +390,12 @@ export function createHost(bus: Bus, options: RuntimeOptions, placement: HostPla
     bus,
     namespace: placement.namespace ?? DEFAULT_NAMESPACE,
     workerId: placement.workerId ?? 'local',
-    home: options.home ?? troupeHome(),
+    home,
     model,
     tools: new ToolSets(sessionTools(), options.tools),
-    defaults: { model: options.model ?? DEFAULT_MODEL, cwd: options.cwd ?? process.cwd() },
+    defaults: { model: options.model, cwd: options.cwd ?? process.cwd() },
+    profile: options.profile,
+    defaultModel: DEFAULT_MODEL,
     retryBaseMs: options.retryBaseMs ?? 200,
     ...(placement.capacity !== undefined ? { capacity: placement.capacity } : {}),
     ...(flow !== undefined ? { flow } : {}),

@@ -2,6 +2,7 @@ import type {
   AgentRole,
   AskForApproval,
   ReasoningEffort,
+  ReasoningSummary,
   SandboxPolicy,
   SandboxPolicyObject,
   SessionConfig,
@@ -16,6 +17,8 @@ export interface SessionSettings {
   readonly approval_policy: AskForApproval;
   readonly sandbox_policy: SandboxPolicyObject;
   readonly effort?: ReasoningEffort | undefined;
+  /** The reasoning summary asked of the Responses API; absent or `none`: none is asked for. */
+  readonly reasoning_summary?: ReasoningSummary | undefined;
   readonly base_instructions: string;
   readonly developer_instructions?: string | undefined;
   /** The model review threads use (`review_model`); the session's model when absent. */
@@ -92,6 +95,11 @@ export function settingsFromConfig(
     model: string;
     cwd: string;
     base_instructions: string;
+    /** What TROUPE_HOME/config.json (or its profile) sets; absent: the built-in defaults. */
+    approval_policy?: AskForApproval | undefined;
+    sandbox_policy?: SandboxPolicy | undefined;
+    effort?: ReasoningEffort | undefined;
+    reasoning_summary?: ReasoningSummary | undefined;
     shell_environment_policy?: ShellEnvironmentPolicy | undefined;
     /** The roles as resolved (built-ins, home, config); absent: the config's. */
     agent_roles?: Readonly<Record<string, AgentRole>> | undefined;
@@ -100,9 +108,10 @@ export function settingsFromConfig(
   return {
     model: config.model ?? defaults.model,
     cwd: config.cwd ?? defaults.cwd,
-    approval_policy: config.approval_policy ?? DEFAULT_APPROVAL_POLICY,
-    sandbox_policy: normalizeSandboxPolicy(config.sandbox_policy),
-    effort: config.effort,
+    approval_policy: config.approval_policy ?? defaults.approval_policy ?? DEFAULT_APPROVAL_POLICY,
+    sandbox_policy: normalizeSandboxPolicy(config.sandbox_policy ?? defaults.sandbox_policy),
+    effort: config.effort ?? defaults.effort,
+    reasoning_summary: config.reasoning_summary ?? defaults.reasoning_summary,
     base_instructions: config.base_instructions ?? defaults.base_instructions,
     developer_instructions: config.developer_instructions,
     review_model: config.review_model,

@@ -25,6 +25,10 @@ export type SandboxPolicy = z.infer<typeof SandboxPolicy>;
 export const ReasoningEffort = z.enum(['minimal', 'low', 'medium', 'high']);
 export type ReasoningEffort = z.infer<typeof ReasoningEffort>;
 
+/** The reasoning summary the Responses API is asked for; `none` asks for none (nothing is sent). */
+export const ReasoningSummary = z.enum(['auto', 'concise', 'detailed', 'none']);
+export type ReasoningSummary = z.infer<typeof ReasoningSummary>;
+
 export const ReviewDecision = z.enum(['approved', 'approved_for_session', 'denied', 'abort']);
 export type ReviewDecision = z.infer<typeof ReviewDecision>;
 
@@ -142,6 +146,8 @@ export const SessionConfig = z.object({
   base_instructions: z.string().optional(),
   developer_instructions: z.string().optional(),
   effort: ReasoningEffort.optional(),
+  /** Sent as the Responses API's `reasoning.summary` (the chat wire API has no such field). */
+  reasoning_summary: ReasoningSummary.optional(),
   review_model: z.string().min(1).optional(),
   agent_max_depth: z.number().int().min(0).optional(),
   agent_max_threads: z.number().int().min(1).optional(),

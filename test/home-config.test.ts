@@ -2,7 +2,7 @@ import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { HomeConfigError, homeConfigPath, readHomeConfig } from '../actors/host/home-config.js';
+import { HomeConfigError, homeConfigPath, loadHomeConfig } from '../actors/host/home-config.js';
 import { telemetryEncoding } from '../actors/telemetry/index.js';
 
 describe('TROUPE_HOME/config.json', () => {
@@ -18,37 +18,46 @@ describe('TROUPE_HOME/config.json', () => {
 
   it('is read again whenever the file changes, and is empty while there is none', async () => {
     const path = homeConfigPath(home);
-    expect(await readHomeConfig(home)).toEqual({});
+    expect(loadHomeConfig(home)).toEqual({});
     await writeFile(path, JSON.stringify(server('one')));
-    expect(await readHomeConfig(home)).toEqual(server('one'));
-    expect(await readHomeConfig(home)).toEqual(server('one'));
+    expect(loadHomeConfig(home)).toEqual(server('one'));
+    expect(loadHomeConfig(home)).toEqual(server('one'));
     // Same size, new content: a new session must see it.
     await writeFile(path, JSON.stringify(server('two')));
-    expect(await readHomeConfig(home)).toEqual(server('two'));
+    expect(loadHomeConfig(home)).toEqual(server('two'));
     await unlink(path);
-    expect(await readHomeConfig(home)).toEqual({});
+    expect(loadHomeConfig(home)).toEqual({});
     await writeFile(path, JSON.stringify({ mcp_servers: { tool: { args: ['x'] } } }));
-    await expect(readHomeConfig(home)).rejects.toThrow(HomeConfigError);
-    await expect(readHomeConfig(home)).rejects.toThrow(/mcp_servers\.tool/);
+    expect(() => loadHomeConfig(home)).toThrow(HomeConfigError);
+    expect(() => loadHomeConfig(home)).toThrow(/mcp_servers\.tool/);
   });
 
   it('takes an otel section, and refuses one with an unknown key or a bad value, naming the file and the key', async () => {
     const path = homeConfigPath(home);
     const otel = { exporter: 'otlp-http-json', endpoint: 'http://127.0.0.1:4318', headers: { 'x-api-key': 'k' }, environment: 'dev', log_user_prompt: true };
     await writeFile(path, JSON.stringify({ otel }));
-    expect(await readHomeConfig(home)).toEqual({ otel });
+    expect(loadHomeConfig(home)).toEqual({ otel });
     await writeFile(path, JSON.stringify({ otel: { exporter: 'otlp-http', endpont: 'http://127.0.0.1:4318' } }));
-    const error = await readHomeConfig(home).catch((e: unknown) => e);
+    const error = catching(() => loadHomeConfig(home));
     expect(error).toBeInstanceOf(HomeConfigError);
     expect((error as Error).message).toContain(path);
     expect((error as Error).message).toMatch(/otel/);
     expect((error as Error).message).toMatch(/endpont/);
     await writeFile(path, JSON.stringify({ otel: { exporter: 'zipkin' } }));
-    await expect(readHomeConfig(home)).rejects.toThrow(/otel\.exporter/);
+    expect(() => loadHomeConfig(home)).toThrow(/otel\.exporter/);
     await writeFile(path, JSON.stringify({ otel: { endpoint: 'file:///etc/passwd' } }));
-    await expect(readHomeConfig(home)).rejects.toThrow(/otel\.endpoint/);
+    expect(() => loadHomeConfig(home)).toThrow(/otel\.endpoint/);
   });
 });
+
+function catching(run: () => unknown): unknown {
+  try {
+    run();
+  } catch (error) {
+    return error;
+  }
+  return undefined;
+}
 
 describe('whether telemetry is on', () => {
   it('is off unless the otel section or the OTLP environment names an exporter', () => {

@@ -433,6 +433,7 @@ function childConfig(
     sandbox_policy: turn.sandbox_policy,
     base_instructions: turn.base_instructions,
     ...(turn.effort ? { effort: turn.effort } : {}),
+    ...(turn.reasoning_summary ? { reasoning_summary: turn.reasoning_summary } : {}),
     agent_max_depth: maxDepth,
     agent_max_threads: maxThreads,
     // The parent's policy as it resolved it (its own, or its home's): the child's host does not

@@ -5,7 +5,7 @@ import { OutputPressure, STDOUT_HIGH_WATER_BYTES } from '../flow/output-pressure
 import { NATS_FLAGS } from '../nats/settings.js';
 import { gatewayBusOptions } from '../gateway-options.js';
 import { createRuntime, type RuntimeOptions } from '../runtime.js';
-import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
+import { checkedProfile, runsOnNats, MODEL_FLAGS, parseArgs, PROFILE_FLAG, UsageError, wireApiFlag } from './flags.js';
 import { loadToolSets, toolSetSpecs, TOOLS_FLAG } from './tool-flags.js';
 import { openInspector, takeInspectFlag } from './inspect.js';
 import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
@@ -32,13 +32,16 @@ export interface AppServerOptions {
 export async function runAppServer(argv: readonly string[], options: AppServerOptions = {}): Promise<number> {
   const { input = process.stdin, output = process.stdout } = options;
   const inspect = takeInspectFlag(argv);
-  const { values } = parseArgs({ args: inspect.argv, options: { ...MODEL_FLAGS, ...NATS_FLAGS, ...TOOLS_FLAG }, strict: true });
+  const { values } = parseArgs({ args: inspect.argv, options: { ...MODEL_FLAGS, ...PROFILE_FLAG, ...NATS_FLAGS, ...TOOLS_FLAG }, strict: true });
   const toolSets = toolSetSpecs(values);
   // End of stdin exits within this bound, naming on stderr what could not be delivered (shutdown.ts).
   const bound = new ShutdownBound(shutdownTimeoutMs(process.env));
   // With --nats (or TROUPE_NATS_URL) this process is a gateway: sessions run on workers.
+  // A new_session's own fields win over these defaults, as flags win over the config file.
+  const profile = checkedProfile(values, process.env, options.runtime?.home, runsOnNats(values));
+  const wireApi = wireApiFlag(values['wire-api']);
   const nats = await gatewayBusOptions(values, process.env, 'troupe app-server');
-  const runtime = createRuntime({ ...options.runtime, ...nats, model: values.model, wireApi: wireApiFlag(values['wire-api']) });
+  const runtime = createRuntime({ ...options.runtime, ...nats, model: values.model, wireApi, profile });
   if (toolSets.length > 0) {
     if (!runtime.host) {
       await runtime.close();

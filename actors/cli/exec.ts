@@ -15,7 +15,7 @@ import {
 import { NATS_FLAGS } from '../nats/settings.js';
 import { gatewayBusOptions } from '../gateway-options.js';
 import { createRuntime, SessionError, type Runtime, type RuntimeOptions, type Session } from '../runtime.js';
-import { configFromFlags, MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
+import { checkedProfile, runsOnNats, configFromFlags, MODEL_FLAGS, parseArgs, PROFILE_FLAG, UsageError, wireApiFlag } from './flags.js';
 import { CodexEventMapper } from './codex-json.js';
 import { openInspector, takeInspectFlag } from './inspect.js';
 import { CODEX_EXEC_FLAGS, codexExecSettings } from './codex-flags.js';
@@ -166,6 +166,7 @@ type TurnOutput = 'transcript' | 'json' | 'codex';
 /** The flags of the commands that run a turn: exec, resume, review. */
 const TURN_FLAGS = {
   ...MODEL_FLAGS,
+  ...PROFILE_FLAG,
   ...NATS_FLAGS,
   json: { type: 'boolean', default: false },
   'approval-policy': { type: 'string' },
@@ -197,8 +198,10 @@ async function printTurn(
   // The session's shutdown and the runtime's close, together, within this bound (shutdown.ts).
   const bound = new ShutdownBound(shutdownTimeoutMs(process.env));
   // With --nats (or TROUPE_NATS_URL) the session runs on a worker.
+  const profile = checkedProfile(values, process.env, runtimeOptions.home, runsOnNats(values));
+  const wireApi = wireApiFlag(values['wire-api']);
   const nats = await gatewayBusOptions(values, process.env, `troupe ${name}`);
-  const runtime = createRuntime({ ...runtimeOptions, ...nats, model: values.model, wireApi: wireApiFlag(values['wire-api']) });
+  const runtime = createRuntime({ ...runtimeOptions, ...nats, model: values.model, wireApi, profile });
   const renderer = output === 'transcript' ? new TranscriptRenderer(process.stderr) : null;
   let rootId: string | null = null;
   const codex = output === 'codex' ? new CodexEventMapper(() => rootId) : null;
@@ -267,8 +270,9 @@ export async function runExec(argv: readonly string[], runtimeOptions: RuntimeOp
   const codex = codexExecSettings(values, process.env);
   const given = { ...flagged, ...codex.config };
   const output: TurnOutput = values['experimental-json'] ? 'codex' : values.json ? 'json' : 'transcript';
-  // Nobody answers approvals in Codex's JSON mode: like codex exec, it never asks by default.
-  const defaults: SessionConfig = { approval_policy: output === 'codex' ? 'never' : 'on-request', sandbox_policy: 'workspace-write', cwd: process.cwd() };
+  // Approval and sandbox come from the config file (or the built-in defaults) unless flags name
+  // them; nobody answers approvals in Codex's JSON mode, so like codex exec it never asks.
+  const defaults: SessionConfig = { cwd: process.cwd(), ...(output === 'codex' ? { approval_policy: 'never' } : {}) };
   const op: SessionOp = {
     type: 'user_turn',
     items: [{ type: 'text', text: prompt }, ...codex.images],

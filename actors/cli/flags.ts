@@ -2,6 +2,8 @@ import { statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AskForApproval, SandboxMode, type SessionConfig } from '../../protocol/index.js';
+import { homeConfigPath, loadHomeConfig, sessionDefaults } from '../host/home-config.js';
+import { troupeHome } from '../rollout/paths.js';
 
 /** Raised for bad command-line input: printed without a stack trace, exit code 2. */
 export class UsageError extends Error {
@@ -13,6 +15,31 @@ export const MODEL_FLAGS = {
   model: { type: 'string' },
   'wire-api': { type: 'string' },
 } as const;
+
+/** `--profile NAME`: the commands that start sessions take their defaults from that profile of the config file. */
+export const PROFILE_FLAG = { profile: { type: 'string' } } as const;
+
+/**
+ * The profile the flags or TROUPE_PROFILE choose, once TROUPE_HOME/config.json is known to be
+ * good and to have it: a bad file or an unknown profile stops the command before anything
+ * starts (main prints the HomeConfigError and exits 2). A gateway (--nats) hosts no sessions:
+ * it has no profile.
+ */
+export function checkedProfile(
+  values: { readonly profile?: string | undefined },
+  env: NodeJS.ProcessEnv,
+  home: string = troupeHome(env),
+  gateway = false,
+): string | undefined {
+  if (gateway) {
+    // The sessions run on workers, under their config files and profiles.
+    if (values.profile !== undefined) throw new UsageError("--profile: with --nats the sessions take the workers' defaults; start the workers with --profile");
+    return undefined;
+  }
+  const profile = values.profile ?? (env.TROUPE_PROFILE || undefined);
+  sessionDefaults(loadHomeConfig(home), homeConfigPath(home), profile);
+  return profile;
+}
 
 export function wireApiFlag(value: string | undefined): 'responses' | 'chat' | undefined {
   if (value === undefined || value === 'responses' || value === 'chat') return value;

@@ -6,7 +6,7 @@ import { JobInputError } from '../jobs/input.js';
 import { runJob } from '../jobs/library.js';
 import { troupeHome } from '../rollout/index.js';
 import { createRuntime, SessionError, type RuntimeOptions } from '../runtime.js';
-import { configFromFlags, MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
+import { checkedProfile, configFromFlags, MODEL_FLAGS, parseArgs, PROFILE_FLAG, UsageError, wireApiFlag } from './flags.js';
 import { TranscriptRenderer } from './render.js';
 import { closeRuntime, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
 
@@ -45,6 +45,7 @@ async function jobsRun(argv: readonly string[], runtimeOptions: RuntimeOptions):
     strict: true,
     options: {
       ...MODEL_FLAGS,
+      ...PROFILE_FLAG,
       csv: { type: 'string' },
       instruction: { type: 'string' },
       concurrency: { type: 'string' },
@@ -78,7 +79,8 @@ async function jobsRun(argv: readonly string[], runtimeOptions: RuntimeOptions):
   }
 
   const bound = new ShutdownBound(shutdownTimeoutMs(process.env));
-  const runtime = createRuntime({ ...runtimeOptions, model: values.model, wireApi: wireApiFlag(values['wire-api']) });
+  const profile = checkedProfile(values, process.env, runtimeOptions.home);
+  const runtime = createRuntime({ ...runtimeOptions, model: values.model, wireApi: wireApiFlag(values['wire-api']), profile });
   const renderer = values.json ? null : new TranscriptRenderer(process.stderr);
   const stop = new AbortController();
   let interrupts = 0;

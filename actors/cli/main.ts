@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { wireJsonSchema } from '../../protocol/index.js';
+import { HomeConfigError } from '../host/home-config.js';
 import { UsageError } from './flags.js';
 import { COMMAND_USAGE, isCommand, USAGE } from './usage.js';
 
@@ -38,6 +39,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await (await import('./mcp-server.js')).runMcpServer(rest);
       case 'demo':
         return await (await import('./demo.js')).runDemo(rest);
+      case 'config':
+        return await (await import('./config.js')).runConfig(rest);
       case 'schema':
         process.stdout.write(`${JSON.stringify(wireJsonSchema(), null, 2)}\n`);
         return 0;
@@ -61,6 +64,11 @@ export async function main(argv: readonly string[]): Promise<number> {
       // One line: what was wrong, and where the usage is.
       const where = isCommand(command) ? `troupe ${command}` : 'troupe';
       process.stderr.write(`${where}: ${(error as Error).message} (see ${where} --help)\n`);
+      return 2;
+    }
+    if (error instanceof HomeConfigError) {
+      // The file and the key were named: the usage would not help.
+      process.stderr.write(`${isCommand(command) ? `troupe ${command}` : 'troupe'}: ${error.message}\n`);
       return 2;
     }
     if (error instanceof Error && error.name.startsWith('Nats')) return natsFailure(error);

@@ -21,7 +21,7 @@ import {
 import { OutputPressure } from '../flow/output-pressure.js';
 import { log } from '../log.js';
 import { createRuntime, type RuntimeOptions, type Session } from '../runtime.js';
-import { MODEL_FLAGS, parseArgs, wireApiFlag } from './flags.js';
+import { checkedProfile, MODEL_FLAGS, parseArgs, PROFILE_FLAG, wireApiFlag } from './flags.js';
 import { shellJoin } from './shell-words.js';
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
@@ -59,8 +59,9 @@ function version(): string {
  * in it. Resolves to the exit code once stdin ends and every session has shut down.
  */
 export async function runMcpServer(argv: readonly string[], runtimeOptions: RuntimeOptions = {}): Promise<number> {
-  const { values } = parseArgs({ args: [...argv], strict: true, allowPositionals: false, options: { ...MODEL_FLAGS } });
-  const runtime = createRuntime({ ...runtimeOptions, model: values.model, wireApi: wireApiFlag(values['wire-api']) });
+  const { values } = parseArgs({ args: [...argv], strict: true, allowPositionals: false, options: { ...MODEL_FLAGS, ...PROFILE_FLAG } });
+  const profile = checkedProfile(values, process.env, runtimeOptions.home);
+  const runtime = createRuntime({ ...runtimeOptions, model: values.model, wireApi: wireApiFlag(values['wire-api']), profile });
   const server = new McpServer({ name: 'troupe', version: version() }, { capabilities: { logging: {} } });
   const sessions = new Map<string, LiveSession>();
 

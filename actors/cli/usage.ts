@@ -4,8 +4,11 @@
  */
 
 const MODEL = `Model:
-  --model M                 the model (default: TROUPE_MODEL, then the built-in default)
-  --wire-api responses|chat the provider's wire API (default: TROUPE_WIRE_API, then responses)`;
+  --model M                 the model (default: TROUPE_MODEL, then the config file, then the built-in default)
+  --wire-api responses|chat the provider's wire API (default: TROUPE_WIRE_API, then the config file, then responses)`;
+
+const PROFILE = `  --profile NAME            take defaults from profile NAME of TROUPE_HOME/config.json (default:
+                            TROUPE_PROFILE); flags > environment > profile > config file > built-in`;
 
 const NATS = `NATS (sessions run on workers; default: the TROUPE_NATS_* environment):
   --nats URL                the broker, nats://host:port (TROUPE_NATS_URL)
@@ -21,9 +24,10 @@ const INSPECT = `  --inspect[=PORT]          serve a live page of the session tr
 
 const TURN_OPTIONS = `  --json                    print every event as a protocol line on stdout
 ${INSPECT}; approvals are then answered on the page
-  --approval-policy P       untrusted | on-failure | on-request | never (exec: on-request)
-  --sandbox S               read-only | workspace-write | danger-full-access (exec: workspace-write)
+  --approval-policy P       untrusted | on-failure | on-request | never (exec: the config file's, else on-request)
+  --sandbox S               read-only | workspace-write | danger-full-access (exec: the config file's, else workspace-write)
   -C, --cd DIR              the session's working directory (default: the current one)
+${PROFILE}
   --tools [NAME=]FILE       tools written with tool() in an ES module, a tool set named after the file;
                             repeatable (on NATS the workers load the module, and the session names the set)`;
 
@@ -38,6 +42,8 @@ process is a gateway and the sessions run on workers.
 Options:
   --tools [NAME=]FILE       load the tools an ES module exports (tool() from troupe) as tool set NAME
                             (default: the file's name), for sessions that name it in tool_sets; repeatable
+${PROFILE}
+                            (what a new_session leaves out; not with --nats: the workers' applies)
 ${INSPECT}
 
 ${MODEL}
@@ -135,6 +141,7 @@ Options of run:
   --approval-policy P       untrusted | on-failure | on-request | never (default never)
   --sandbox S               read-only | workspace-write | danger-full-access (default workspace-write)
   -C, --cd DIR              the agents' working directory; relative paths start here
+${PROFILE}
 
 ${MODEL}
 `,
@@ -150,6 +157,7 @@ Options:
   --tools [NAME=]FILE       load the tools an ES module exports (tool() from troupe) as tool set NAME
                             (default: the file's name); sessions that name it in tool_sets get them;
                             repeatable
+${PROFILE}
 ${INSPECT} (every session of the namespace)
 
 ${MODEL}
@@ -173,6 +181,9 @@ ${NATS}
 Serve troupe as an MCP server on stdin and stdout, with two tools: troupe (start a session and
 run a turn) and troupe-reply (run another turn in it).
 
+Options:
+${PROFILE}
+
 ${MODEL}
 `,
   demo: `Usage: troupe demo [options]
@@ -183,6 +194,18 @@ scripted model plays the agents.
 
 Options:
   --keep                    keep the temporary workspace and print where it is
+
+${MODEL}
+`,
+  config: `Usage: troupe config [--profile NAME] [--json]
+
+Print the settings a new session of this machine starts with, each with where it came from:
+a flag, the environment, a profile, TROUPE_HOME/config.json, or the built-in default. A config
+file with an unknown key or a bad value, or an unknown profile, exits 2 naming the key.
+
+Options:
+${PROFILE}
+  --json                    one JSON object: the file, the profile, and each setting's value and source
 
 ${MODEL}
 `,
@@ -211,11 +234,13 @@ Usage:
   troupe inspect --nats URL         a live page of every session on NATS
   troupe mcp-server [options]       serve troupe as an MCP server on stdin/stdout
   troupe demo [--keep]              run a small real task in a temporary workspace
+  troupe config [--profile NAME]    print the effective settings and where each came from
   troupe schema                     print the JSON Schema of the wire protocol
   troupe --version
 
 Run "troupe <command> --help" for a command's options.
 
-Environment: OPENAI_API_KEY, OPENAI_BASE_URL, TROUPE_MODEL, TROUPE_WIRE_API, TROUPE_HOME, TROUPE_LOG,
+Defaults live in TROUPE_HOME/config.json (troupe config shows them). Environment: OPENAI_API_KEY,
+OPENAI_BASE_URL, TROUPE_MODEL, TROUPE_WIRE_API, TROUPE_PROFILE, TROUPE_HOME, TROUPE_LOG,
 TROUPE_NATS_URL and the other TROUPE_NATS_* settings, TROUPE_SHUTDOWN_TIMEOUT_MS (README, Deployment).
 `;

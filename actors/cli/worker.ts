@@ -8,7 +8,7 @@ import { connectNats, defaultWorkerId } from '../nats/connect.js';
 import { NATS_FLAGS, natsSettingsFrom } from '../nats/settings.js';
 import { createHost, runtimeOptionsFromEnv } from '../runtime.js';
 import { flushTelemetry } from '../telemetry/index.js';
-import { MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
+import { checkedProfile, MODEL_FLAGS, parseArgs, PROFILE_FLAG, UsageError, wireApiFlag } from './flags.js';
 import { inspectNamespace, takeInspectFlag } from './inspect.js';
 import { exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
 import { loadToolSets, toolSetSpecs, TOOLS_FLAG } from './tool-flags.js';
@@ -37,7 +37,11 @@ const WORKER_FLAGS = {
  */
 export async function runWorker(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const inspect = takeInspectFlag(argv);
-  const { values } = parseArgs({ args: inspect.argv, options: { ...MODEL_FLAGS, ...NATS_FLAGS, ...WORKER_FLAGS, ...TOOLS_FLAG }, strict: true });
+  const { values } = parseArgs({
+    args: inspect.argv,
+    options: { ...MODEL_FLAGS, ...PROFILE_FLAG, ...NATS_FLAGS, ...WORKER_FLAGS, ...TOOLS_FLAG },
+    strict: true,
+  });
   const settings = natsSettingsFrom(values, env);
   if (settings === null) throw new UsageError('worker needs --nats URL (or TROUPE_NATS_URL)');
   const workerId = values['worker-id'] ?? env.TROUPE_WORKER_ID ?? defaultWorkerId();
@@ -52,17 +56,24 @@ export async function runWorker(argv: readonly string[], env: NodeJS.ProcessEnv 
   const shutdownMs = shutdownTimeoutMs(env);
   const outboxLimits = outboxLimitsFrom(env);
   const toolSets = toolSetSpecs(values);
+  const runtimeOptions = runtimeOptionsFromEnv(env, { model: values.model, wireApi: wireApiFlag(values['wire-api']) });
+  // Its sessions take their defaults from this machine's config file and profile (checked now: a bad one exits 2).
+  const profile = checkedProfile({ profile: values.profile }, env, runtimeOptions.home);
   const logger = log.child({ worker: workerId });
 
   // Until connected there is nothing to drain: a signal then just ends the process.
   const connection = await connectNats(settings, { name: `troupe-worker ${workerId}`, waitOnFirstConnect: true, logger });
   const stopping = stopSignal();
   const bus = new NatsBus(connection, { logger });
-  const host = createHost(bus, runtimeOptionsFromEnv(env, { model: values.model, wireApi: wireApiFlag(values['wire-api']) }), {
-    namespace: settings.namespace,
-    workerId,
-    capacity,
-  });
+  const host = createHost(
+    bus,
+    { ...runtimeOptions, profile },
+    {
+      namespace: settings.namespace,
+      workerId,
+      capacity,
+    },
+  );
   // Before the first placement: a session naming one of these sets must find it here.
   await loadToolSets(host, toolSets);
   // Sessions outlive this worker when JetStream is there: leases, op queues, logs, adoption.

@@ -29,7 +29,7 @@ import { ALWAYS_OPEN, type FlowSignal } from '../flow/flow-gate.js';
 import { SessionRuntime } from './session-runtime.js';
 import { ClientToolError, withClientTools } from './client-tools.js';
 import { startTelemetry } from '../telemetry/index.js';
-import { HomeConfigError, readHomeConfig } from './home-config.js';
+import { homeConfigPath, HomeConfigError, loadHomeConfig, sessionDefaults } from './home-config.js';
 import { SessionLogic } from './session-logic.js';
 import { DEFAULT_AGENT_MAX_DEPTH, DEFAULT_AGENT_MAX_THREADS } from '../agents/supervisor.js';
 import { readsProjectDocs, sessionRoles } from '../agents/roles.js';
@@ -44,8 +44,15 @@ export interface HostOptions {
   readonly model: ModelClient;
   /** The built-in tools and the developer's (every session's, and named tool sets). */
   readonly tools: ToolSets;
-  /** Defaults for what a session config leaves out. */
-  readonly defaults: { readonly model: string; readonly cwd: string };
+  /**
+   * Defaults for what a session config leaves out: the working directory, and the model when
+   * a flag or TROUPE_MODEL named one (it wins over the config file's).
+   */
+  readonly defaults: { readonly model?: string | undefined; readonly cwd: string };
+  /** The profile of TROUPE_HOME/config.json whose settings are over the file's (--profile, TROUPE_PROFILE). */
+  readonly profile?: string | undefined;
+  /** The model when neither the session, the flags nor the config file name one. */
+  readonly defaultModel: string;
   readonly retryBaseMs?: number;
   /**
    * At most this many sessions at once (default: no limit). A host at capacity leaves the
@@ -529,7 +536,8 @@ export class Host {
       model: settings.model,
       parent_session_id: lineage?.parent_session_id ?? null,
       depth: lineage?.depth ?? 0,
-      config,
+      // What the config file gave is recorded too: a resume keeps the policies it was created with.
+      config: { ...config, ...pinnedDefaults(settings) },
       forked_from: forkedFrom,
     };
     const recorder = await RolloutRecorder.create(rolloutPath(this.#options.home, message.session_id, createdAt), meta);
@@ -562,21 +570,33 @@ export class Host {
     return found;
   }
 
-  /** TROUPE_HOME/config.json; one that does not validate refuses the session, naming file and field. */
+  /**
+   * TROUPE_HOME/config.json with the host's profile applied over its top level; one that does
+   * not validate, or a profile it does not have, refuses the session, naming file and key.
+   */
   async #homeConfig(): Promise<HomeConfig> {
     try {
-      return await readHomeConfig(this.#options.home);
+      const home = loadHomeConfig(this.#options.home);
+      return { ...home, ...sessionDefaults(home, homeConfigPath(this.#options.home), this.#options.profile) };
     } catch (error) {
       if (error instanceof HomeConfigError) throw new PlacementError(error.message);
       throw error;
     }
   }
 
-  /** The settings of a session; a `shell_environment_policy` of its own replaces the home's as a whole. */
+  /**
+   * The settings of a session: its config, then the flags' model, then the config file's
+   * defaults (profile first). A `shell_environment_policy` of its own replaces the home's whole.
+   */
   #settings(config: SessionConfig, home: HomeConfig): SessionSettings {
     const settings = settingsFromConfig(config, {
-      ...this.#options.defaults,
+      model: this.#options.defaults.model ?? home.model ?? this.#options.defaultModel,
+      cwd: this.#options.defaults.cwd,
       base_instructions: BASE_INSTRUCTIONS,
+      approval_policy: home.approval_policy,
+      sandbox_policy: home.sandbox_policy,
+      effort: home.reasoning_effort,
+      reasoning_summary: home.reasoning_summary,
       shell_environment_policy: home.shell_environment_policy,
       agent_roles: sessionRoles(home.agent_roles, config.agent_roles),
     });
@@ -600,6 +620,16 @@ interface HostedSession {
 function mcpServers(config: SessionConfig, home: HomeConfig): SessionConfig['mcp_servers'] {
   const servers = { ...home.mcp_servers, ...config.mcp_servers };
   return Object.keys(servers).length > 0 ? servers : undefined;
+}
+
+/** The policies and reasoning settings a session was created with, as a config spells them. */
+function pinnedDefaults(settings: SessionSettings): SessionConfig {
+  return {
+    approval_policy: settings.approval_policy,
+    sandbox_policy: settings.sandbox_policy,
+    ...(settings.effort !== undefined ? { effort: settings.effort } : {}),
+    ...(settings.reasoning_summary !== undefined ? { reasoning_summary: settings.reasoning_summary } : {}),
+  };
 }
 
 function agentLimits(config: SessionConfig): { maxDepth: number; maxThreads: number } {

@@ -90,6 +90,7 @@ export function sessionPort(parts: SessionParts): SessionPort {
           tools: tools.specs(),
           parallel_tool_calls: true,
           effort: turn.effort,
+          reasoning_summary: turn.reasoning_summary,
           output_schema: turn.final_output_json_schema,
         }),
       }),

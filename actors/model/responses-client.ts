@@ -85,6 +85,7 @@ const STREAMING: ResponseCreateParamsStreaming = { stream: true };
  * the tool list's is made once: a request costs what was added since the last one.
  */
 export function encodeResponsesRequest(prompt: Prompt): string {
+  const reasoning = reasoningParams(prompt);
   const head = JSON.stringify({ model: prompt.model, instructions: prompt.instructions });
   const tail = JSON.stringify({
     tool_choice: 'auto',
@@ -92,12 +93,19 @@ export function encodeResponsesRequest(prompt: Prompt): string {
     store: false,
     stream: true,
     // Without storage, reasoning can only be carried to the next request in encrypted form.
-    ...(prompt.effort !== undefined ? { reasoning: { effort: prompt.effort }, include: ['reasoning.encrypted_content'] } : {}),
+    ...(reasoning !== null ? { reasoning, include: ['reasoning.encrypted_content'] } : {}),
     ...(prompt.output_schema !== undefined
       ? { text: { format: { type: 'json_schema', name: OUTPUT_SCHEMA_NAME, schema: prompt.output_schema, strict: true } } }
       : {}),
   });
   return `${head.slice(0, -1)},"input":[${inputJson(prompt.input)}],"tools":${toolsJson(prompt.tools)},${tail.slice(1)}`;
+}
+
+/** The request's `reasoning`: the effort and summary the turn asks for, or null for neither. */
+function reasoningParams(prompt: Prompt): { effort?: string; summary?: string } | null {
+  const summary = prompt.reasoning_summary === 'none' ? undefined : prompt.reasoning_summary;
+  if (prompt.effort === undefined && summary === undefined) return null;
+  return { ...(prompt.effort !== undefined ? { effort: prompt.effort } : {}), ...(summary !== undefined ? { summary } : {}) };
 }
 
 /** The items of the last input encoded for a history, and their JSON (without the brackets). */

@@ -1,4 +1,4 @@
-import type { RateLimitSnapshot, ReasoningEffort, ResponseItem, TokenUsage } from '../../protocol/index.js';
+import type { RateLimitSnapshot, ReasoningEffort, ReasoningSummary, ResponseItem, TokenUsage } from '../../protocol/index.js';
 
 /** A function tool as the model is shown it. */
 export interface ToolSpecJson {
@@ -18,6 +18,8 @@ export interface Prompt {
   readonly tools: readonly ToolSpecJson[];
   readonly parallel_tool_calls: boolean;
   readonly effort?: ReasoningEffort | undefined;
+  /** The Responses API's `reasoning.summary`; `none` sends none (the chat API has no such field). */
+  readonly reasoning_summary?: ReasoningSummary | undefined;
   /** A JSON schema the final answer must follow (structured output). */
   readonly output_schema?: Record<string, unknown> | undefined;
 }

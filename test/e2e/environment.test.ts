@@ -233,6 +233,8 @@ describe('invalid policies', () => {
   });
 
   it('in TROUPE_HOME/config.json: new sessions are refused, naming the file and the field', async () => {
+    // The server checks the file when it starts (a bad one then exits 2): break it once it is up.
+    await server.waitForMsg('session_list', { id: server.submit({ type: 'list_sessions' }) });
     await writeFile(join(server.home, 'config.json'), JSON.stringify({ shell_environment_policy: { exclude: ['FOO=bar'] } }));
     const id = server.submit({ type: 'new_session', config: { cwd: workspace } });
     const error = await server.waitForMsg('error', { id });

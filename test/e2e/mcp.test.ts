@@ -111,6 +111,8 @@ describe('MCP servers in a session', () => {
   });
 
   it('a broken TROUPE_HOME/config.json is refused with the file and field named', async () => {
+    // The server checks the file when it starts (a bad one then exits 2): break it once it is up.
+    await server.waitForMsg('session_list', { id: server.submit({ type: 'list_sessions' }) });
     await writeFile(join(server.home, 'config.json'), JSON.stringify({ mcp_servers: { bad: { args: ['x'] } } }));
     const id = server.submit({ type: 'new_session', config: { cwd: workspace } });
     const error = await server.waitForMsg('error', { id });

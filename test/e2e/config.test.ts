@@ -1,0 +1,257 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Event, type EventOf } from '../../protocol/index.js';
+import { AppServerProcess, troupeBin } from '../support/app-server-process.js';
+import { useScratch } from '../support/e2e.js';
+
+const runFile = promisify(execFile);
+const scratch = useScratch();
+
+function env(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const base: NodeJS.ProcessEnv = {
+    ...process.env,
+    OPENAI_BASE_URL: scratch.model.url,
+    OPENAI_API_KEY: 'k',
+    TROUPE_HOME: scratch.home,
+    TROUPE_RETRY_BASE_MS: '1',
+  };
+  for (const name of ['TROUPE_MODEL', 'TROUPE_WIRE_API', 'TROUPE_PROFILE', 'TROUPE_NATS_URL']) delete base[name];
+  return { ...base, ...extra };
+}
+
+const running = new Set<ChildProcess>();
+afterEach(() => {
+  for (const child of running) child.kill('SIGKILL');
+  running.clear();
+});
+
+function troupe(args: string[], environment: NodeJS.ProcessEnv = env()): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--conditions=development', troupeBin(), ...args], { env: environment, stdio: ['ignore', 'pipe', 'pipe'] });
+    running.add(child);
+    child.once('exit', () => running.delete(child));
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const configPath = () => join(scratch.home, 'config.json');
+const writeConfig = (config: unknown) => writeFile(configPath(), typeof config === 'string' ? config : JSON.stringify(config));
+
+/** A file with top-level defaults and two profiles. */
+const LAYERED = {
+  model: 'file-model',
+  reasoning_effort: 'low',
+  reasoning_summary: 'concise',
+  approval_policy: 'untrusted',
+  sandbox_policy: { mode: 'read-only', network_access: true },
+  profiles: {
+    fast: { model: 'profile-model', reasoning_effort: 'high', approval_policy: 'never' },
+    other: { model: 'other-model', approval_policy: 'on-failure' },
+  },
+};
+
+/**
+ * Run one `troupe exec --json` turn; what the model was sent and the session it ran in. Each
+ * call makes one model request, so the request of this run is the last one.
+ */
+async function execTurn(args: string[], environment: NodeJS.ProcessEnv = env()) {
+  scratch.model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'ok' }] });
+  const result = await troupe(['exec', '--json', '-C', scratch.workspace, ...args, 'hi'], environment);
+  expect(result.stderr).toBe('');
+  expect(result.code).toBe(0);
+  const configured = result.stdout
+    .trim()
+    .split('\n')
+    .map((line) => Event.parse(JSON.parse(line)))
+    .find((e) => e.msg.type === 'session_configured')!.msg as EventOf<'session_configured'>;
+  return { body: scratch.model.requests.at(-1)!.body, configured };
+}
+
+describe('defaults from TROUPE_HOME/config.json', () => {
+  it('flag beats environment beats profile beats file beats built-in default, in what the model is sent and the session gets', async () => {
+    // Built-in defaults: no file.
+    let turn = await execTurn([]);
+    expect(turn.body.model).toBe('gpt-5-codex');
+    expect(turn.body).not.toHaveProperty('reasoning');
+    expect(turn.configured).toMatchObject({ approval_policy: 'on-request', sandbox_policy: { mode: 'workspace-write', network_access: false } });
+
+    await writeConfig(LAYERED);
+    // The file over the defaults.
+    turn = await execTurn([]);
+    expect(turn.body.model).toBe('file-model');
+    expect(turn.body.reasoning).toEqual({ effort: 'low', summary: 'concise' });
+    expect(turn.body.include).toEqual(['reasoning.encrypted_content']);
+    expect(turn.configured).toMatchObject({ model: 'file-model', approval_policy: 'untrusted', sandbox_policy: { mode: 'read-only', network_access: true } });
+
+    // A profile (TROUPE_PROFILE) over the file; what it leaves out stays the file's.
+    turn = await execTurn([], env({ TROUPE_PROFILE: 'fast' }));
+    expect(turn.body.model).toBe('profile-model');
+    expect(turn.body.reasoning).toEqual({ effort: 'high', summary: 'concise' });
+    expect(turn.configured).toMatchObject({ approval_policy: 'never', sandbox_policy: { mode: 'read-only', network_access: true } });
+
+    // --profile over TROUPE_PROFILE; TROUPE_MODEL over the profile.
+    turn = await execTurn(['--profile', 'fast'], env({ TROUPE_PROFILE: 'other', TROUPE_MODEL: 'env-model' }));
+    expect(turn.body.model).toBe('env-model');
+    expect(turn.configured).toMatchObject({ model: 'env-model', approval_policy: 'never' });
+
+    // Flags over everything.
+    turn = await execTurn(
+      [
+        '--profile',
+        'fast',
+        '--model',
+        'flag-model',
+        '--approval-policy',
+        'on-failure',
+        '--sandbox',
+        'danger-full-access',
+        '-c',
+        'model_reasoning_effort=minimal',
+      ],
+      env({ TROUPE_MODEL: 'env-model' }),
+    );
+    expect(turn.body.model).toBe('flag-model');
+    expect(turn.body.reasoning).toEqual({ effort: 'minimal', summary: 'concise' });
+    expect(turn.configured).toMatchObject({ model: 'flag-model', approval_policy: 'on-failure', sandbox_policy: { mode: 'danger-full-access' } });
+  }, 180_000);
+
+  it('a resumed session keeps the policies it was created with, whatever profile the resume has', async () => {
+    await writeConfig(LAYERED);
+    const created = await execTurn([], env({ TROUPE_PROFILE: 'fast' }));
+    expect(created.configured).toMatchObject({ approval_policy: 'never' });
+    const resumed = await execTurn(['resume', '--last'], env({ TROUPE_PROFILE: 'other' }));
+    expect(resumed.configured).toMatchObject({ session_id: created.configured.session_id, approval_policy: 'never' });
+    expect(resumed.body.reasoning).toEqual({ effort: 'high', summary: 'concise' });
+  }, 120_000);
+
+  it('app-server: a new_session takes the profile and file for what it leaves out, and its own fields win', async () => {
+    await writeConfig(LAYERED);
+    const server = await AppServerProcess.start({ modelUrl: scratch.model.url, home: scratch.home, args: ['--profile', 'fast'], env: { TROUPE_MODEL: '' } });
+    try {
+      scratch.model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'ok' }] }, { kind: 'response', items: [{ type: 'message', text: 'ok' }] });
+      const plain = await server.newSession({ cwd: scratch.workspace });
+      expect(server.events.find((e) => e.session_id === plain && e.msg.type === 'session_configured')!.msg).toMatchObject({
+        model: 'profile-model',
+        approval_policy: 'never',
+        sandbox_policy: { mode: 'read-only', network_access: true },
+      });
+      await server.turn(plain, 'hi');
+      expect(scratch.model.requests.at(-1)!.body).toMatchObject({ model: 'profile-model', reasoning: { effort: 'high', summary: 'concise' } });
+
+      const own = await server.newSession({ cwd: scratch.workspace, model: 'client-model', approval_policy: 'on-request', reasoning_summary: 'none' });
+      expect(server.events.find((e) => e.session_id === own && e.msg.type === 'session_configured')!.msg).toMatchObject({
+        model: 'client-model',
+        approval_policy: 'on-request',
+      });
+      await server.turn(own, 'hi');
+      expect(scratch.model.requests.at(-1)!.body).toMatchObject({ model: 'client-model', reasoning: { effort: 'high' } });
+      expect(scratch.model.requests.at(-1)!.body.reasoning).not.toHaveProperty('summary');
+      expect(await server.end()).toBe(0);
+    } finally {
+      await server.dispose();
+    }
+  });
+});
+
+describe('a config file troupe cannot use', () => {
+  const refused = async (args: string[], pattern: RegExp, environment: NodeJS.ProcessEnv = env()) => {
+    const result = await troupe(args, environment);
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe('');
+    // One line, no stack: the file, the key path, what was expected.
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+    expect(result.stderr).toMatch(pattern);
+    // Nothing ran.
+    expect(scratch.model.requests).toHaveLength(0);
+    expect(existsSync(join(scratch.home, 'sessions'))).toBe(false);
+    return result.stderr;
+  };
+
+  it('an unknown key, at the top level or nested, exits 2 naming the file and the key path', async () => {
+    await writeConfig({ modle: 'x' });
+    const top = await refused(['exec', '-C', scratch.workspace, 'hi'], /modle: unknown key \(expected one of: model, wire_api,/);
+    expect(top).toContain(configPath());
+
+    await writeConfig({ profiles: { fast: { sandbox_policy: { mode: 'read-only', network: true } } } });
+    const nested = await refused(
+      ['exec', '-C', scratch.workspace, 'hi'],
+      /profiles\.fast\.sandbox_policy\.network: unknown key \(expected one of: mode, writable_roots, network_access/,
+    );
+    expect(nested).toContain(configPath());
+
+    await writeConfig({ shell_environment_policy: { inherit: 'all', exlude: ['X'] } });
+    await refused(['app-server'], /shell_environment_policy\.exlude/);
+  }, 120_000);
+
+  it('a bad value exits 2 naming the key path and what was expected', async () => {
+    await writeConfig({ project_doc_max_bytes: 'big' });
+    await refused(['exec', '-C', scratch.workspace, 'hi'], /project_doc_max_bytes: .*expected number/);
+    await writeConfig({ profiles: { fast: { sandbox_policy: { mode: 'read-only', network_access: 'yes' } } } });
+    await refused(['review'], /profiles\.fast\.sandbox_policy\.network_access: .*expected boolean/);
+    await writeConfig({ sandbox_policy: 'open' });
+    await refused(['config'], /sandbox_policy: expected one of read-only, workspace-write, danger-full-access, or an object/);
+    await writeConfig({ reasoning_effort: 'max' });
+    await refused(['jobs', 'run', '--csv', 'x.csv', '--instruction', 'x'], /reasoning_effort: /);
+    await writeConfig('{ "model": ');
+    await refused(['mcp-server'], /not valid JSON/);
+  }, 120_000);
+
+  it('an unknown profile exits 2 naming the profiles there are', async () => {
+    await writeConfig(LAYERED);
+    await refused(['exec', '--profile', 'slow', '-C', scratch.workspace, 'hi'], /no profile "slow" in .*config\.json \(its profiles: fast, other\)/);
+    await refused(['resume', '--last', 'hi'], /no profile "slo"/, env({ TROUPE_PROFILE: 'slo' }));
+    await writeConfig({});
+    await refused(['config', '--profile', 'fast'], /no profile "fast" .*it has no profiles/);
+  }, 120_000);
+});
+
+describe('troupe config', () => {
+  it('prints each effective setting and where it came from', async () => {
+    await writeConfig({ ...LAYERED, mcp_servers: { tool: { command: 'echo' } } });
+    const { stdout } = await runFile(process.execPath, ['--conditions=development', troupeBin(), 'config', '--profile', 'fast', '--json'], {
+      env: env({ TROUPE_MODEL: 'env-model', TROUPE_PROFILE: 'other' }),
+    });
+    const shown = JSON.parse(stdout) as { file: string; profile: string; profile_source: string; settings: Record<string, { value: unknown; source: string }> };
+    expect(shown).toMatchObject({ file: configPath(), profile: 'fast', profile_source: 'flag --profile' });
+    expect(shown.settings).toMatchObject({
+      model: { value: 'env-model', source: 'env TROUPE_MODEL' },
+      wire_api: { value: 'responses', source: 'default' },
+      approval_policy: { value: 'never', source: `profile fast (${configPath()})` },
+      reasoning_effort: { value: 'high', source: `profile fast (${configPath()})` },
+      reasoning_summary: { value: 'concise', source: configPath() },
+      sandbox_policy: { value: { mode: 'read-only', network_access: true }, source: configPath() },
+      project_doc_max_bytes: { value: 32768, source: 'default' },
+      mcp_servers: { value: { tool: { command: 'echo' } }, source: configPath() },
+    });
+
+    const text = await runFile(process.execPath, ['--conditions=development', troupeBin(), 'config', '--model', 'flag-model', '--wire-api', 'chat'], {
+      env: env({ TROUPE_PROFILE: 'other' }),
+    });
+    const lines = text.stdout.split('\n');
+    expect(lines[0]).toBe(`config file: ${configPath()}`);
+    expect(lines[1]).toBe('profile: other (env TROUPE_PROFILE)');
+    expect(lines.find((l) => l.startsWith('model '))).toMatch(/^model\s+flag-model\s+flag --model$/);
+    expect(lines.find((l) => l.startsWith('wire_api '))).toMatch(/^wire_api\s+chat\s+flag --wire-api$/);
+    expect(lines.find((l) => l.startsWith('approval_policy '))).toMatch(/^approval_policy\s+on-failure\s+profile other \(/);
+    expect(lines.find((l) => l.startsWith('reasoning_effort '))).toMatch(/^reasoning_effort\s+low\s+\//);
+  });
+
+  it('every command that starts sessions lists --profile in its help', async () => {
+    for (const command of ['exec', 'resume', 'review', 'app-server', 'worker', 'jobs', 'mcp-server', 'config']) {
+      const { stdout } = await runFile(process.execPath, ['--conditions=development', troupeBin(), command, '--help'], { env: env() });
+      expect(stdout, command).toMatch(/--profile NAME/);
+    }
+    const { stdout } = await runFile(process.execPath, ['--conditions=development', troupeBin(), '--help'], { env: env() });
+    expect(stdout).toMatch(/troupe config/);
+  }, 120_000);
+});

@@ -9,6 +9,8 @@
  *   npm run bench:startup               (writes bench/results/startup.json)
  *   BENCH_RUNS=20 BENCH_UNTRACKED_MB=200 npm run bench:startup
  *   BENCH_CODEX=/path/to/codex npm run bench:startup   (BENCH_CODEX=none: troupe only)
+ *   BENCH_BASELINE=/other/checkout/bin/troupe.js npm run bench:startup   (a third side, `baseline`:
+ *     another build of troupe, e.g. the commit before a change, in the same interleaved rounds)
  *
  * Target (issue 18): no slower than the Codex native binary on the same machine and model.
  */
@@ -28,6 +30,7 @@ const UNTRACKED_MB = Number(process.env.BENCH_UNTRACKED_MB ?? 20);
 /** The Codex binary the @openai/codex-sdk dev dependency installs (Linux x64). */
 const CODEX_DEFAULT = fileURLToPath(new URL('../../node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex', import.meta.url));
 const CODEX = process.env.BENCH_CODEX ?? CODEX_DEFAULT;
+const BASELINE = process.env.BENCH_BASELINE;
 /** Both agents may write in the workspace, so both take their turn's undo snapshot where they do. */
 const SANDBOX = 'workspace-write';
 const PROMPT = 'say ok';
@@ -37,14 +40,14 @@ interface Run {
   readonly toExitMs: number;
 }
 
-type Agent = 'troupe' | 'codex';
+type Agent = 'troupe' | 'baseline' | 'codex';
 
 /** The command line and environment of one agent's one-shot run in `cwd`. */
 function command(agent: Agent, model: FakeModelServer, cwd: string, home: string): { file: string; args: string[]; env: NodeJS.ProcessEnv } {
-  if (agent === 'troupe') {
+  if (agent !== 'codex') {
     return {
       file: process.execPath,
-      args: [troupeBin(), 'exec', '-C', cwd, '--sandbox', SANDBOX, PROMPT],
+      args: [agent === 'baseline' ? (BASELINE ?? troupeBin()) : troupeBin(), 'exec', '-C', cwd, '--sandbox', SANDBOX, PROMPT],
       env: { ...process.env, OPENAI_BASE_URL: model.url, OPENAI_API_KEY: 'bench', TROUPE_HOME: home, TROUPE_LOG: 'warn' },
     };
   }
@@ -85,8 +88,9 @@ function summary(values: readonly number[]): { median: number; min: number; max:
 async function main(): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'troupe-bench-startup-'));
   const model = await startFakeModelServer();
-  const agents: Agent[] = CODEX !== 'none' && existsSync(CODEX) ? ['troupe', 'codex'] : ['troupe'];
-  if (agents.length === 1) console.error(`no Codex binary at ${CODEX}: measuring troupe alone`);
+  const hasCodex = CODEX !== 'none' && existsSync(CODEX);
+  if (!hasCodex) console.error(`no Codex binary at ${CODEX}: measuring troupe alone`);
+  const agents: Agent[] = ['troupe', ...(BASELINE !== undefined ? (['baseline'] as const) : []), ...(hasCodex ? (['codex'] as const) : [])];
   try {
     const plain = join(root, 'plain');
     const repo = join(root, 'repo');
@@ -107,8 +111,8 @@ async function main(): Promise<void> {
     // One run of each first, not counted: the file cache and the compiled code are warm after.
     for (const cwd of Object.values(workspaces)) for (const agent of agents) await runOnce(agent, model, cwd, home(agent));
     for (let i = 0; i < RUNS; i++) {
-      // Alternate which agent goes first, so neither always follows the other.
-      const order = i % 2 === 0 ? agents : [...agents].reverse();
+      // Rotate which agent goes first, so none always follows another.
+      const order = [...agents.slice(i % agents.length), ...agents.slice(0, i % agents.length)];
       for (const [name, cwd] of Object.entries(workspaces)) {
         for (const agent of order) {
           const key = `${agent}.${name}`;
@@ -124,9 +128,11 @@ async function main(): Promise<void> {
         const list = runs.get(`${agent}.${name}`) ?? [];
         figures[agent] = { to_first_request_ms: summary(list.map((r) => r.toRequestMs)), to_exit_ms: summary(list.map((r) => r.toExitMs)) };
       }
-      if (agents.length === 2) {
+      if (hasCodex) {
         const median = (agent: Agent) => summary((runs.get(`${agent}.${name}`) ?? []).map((r) => r.toRequestMs)).median;
-        figures.ratio_to_first_request = Math.round((median('troupe') / median('codex')) * 100) / 100;
+        const ratio = (agent: Agent) => Math.round((median(agent) / median('codex')) * 100) / 100;
+        figures.ratio_to_first_request = ratio('troupe');
+        if (BASELINE !== undefined) figures.baseline_ratio_to_first_request = ratio('baseline');
       }
       result[name] = figures;
     }

@@ -1,17 +1,23 @@
 /**
  * bench/startup: how long `troupe exec` takes from process start to its first model request,
- * and to its exit, against the fake model (which answers at once). Two workspaces: a plain
+ * and to its exit, against the fake model (which answers at once), beside the Codex native
+ * binary (`codex exec`) given the same prompt, sandbox and fake model. Two workspaces: a plain
  * directory, and a git repository with untracked files (the turn's undo snapshot reads them).
- * Runs alternate between the two; each figure is the median (and min, max) of RUNS runs.
+ * Every round runs troupe and Codex in each workspace, alternating; each figure is the median
+ * (and min, max) of RUNS rounds, and `ratio` is troupe's median over Codex's.
  *
  *   npm run bench:startup               (writes bench/results/startup.json)
  *   BENCH_RUNS=20 BENCH_UNTRACKED_MB=200 npm run bench:startup
+ *   BENCH_CODEX=/path/to/codex npm run bench:startup   (BENCH_CODEX=none: troupe only)
+ *   BENCH_BASELINE=/other/checkout/bin/troupe.js npm run bench:startup   (a third side, `baseline`:
+ *     another build of troupe, e.g. the commit before a change, in the same interleaved rounds)
  *
  * Target (issue 18): no slower than the Codex native binary on the same machine and model.
  */
 import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -21,27 +27,55 @@ import { startFakeModelServer, type FakeModelServer } from '../testing/index.js'
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
 /** Untracked data in the git workspace, in MiB (files of 1 MiB each). */
 const UNTRACKED_MB = Number(process.env.BENCH_UNTRACKED_MB ?? 20);
+/** The Codex binary the @openai/codex-sdk dev dependency installs (Linux x64). */
+const CODEX_DEFAULT = fileURLToPath(new URL('../../node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex', import.meta.url));
+const CODEX = process.env.BENCH_CODEX ?? CODEX_DEFAULT;
+const BASELINE = process.env.BENCH_BASELINE;
+/** Both agents may write in the workspace, so both take their turn's undo snapshot where they do. */
+const SANDBOX = 'workspace-write';
+const PROMPT = 'say ok';
 
 interface Run {
   readonly toRequestMs: number;
   readonly toExitMs: number;
 }
 
-/** One `troupe exec` in `cwd`: time to the model's first request and to the exit. */
-async function runOnce(model: FakeModelServer, cwd: string, home: string): Promise<Run> {
+type Agent = 'troupe' | 'baseline' | 'codex';
+
+/** The command line and environment of one agent's one-shot run in `cwd`. */
+function command(agent: Agent, model: FakeModelServer, cwd: string, home: string): { file: string; args: string[]; env: NodeJS.ProcessEnv } {
+  if (agent !== 'codex') {
+    return {
+      file: process.execPath,
+      args: [agent === 'baseline' ? (BASELINE ?? troupeBin()) : troupeBin(), 'exec', '-C', cwd, '--sandbox', SANDBOX, PROMPT],
+      env: { ...process.env, OPENAI_BASE_URL: model.url, OPENAI_API_KEY: 'bench', TROUPE_HOME: home, TROUPE_LOG: 'warn' },
+    };
+  }
+  // A provider of its own pointing at the fake server over the Responses API, and a CODEX_HOME
+  // of its own, so the machine's Codex configuration and login play no part.
+  const provider = `model_providers.fake={ name = "fake", base_url = "${model.url}", wire_api = "responses", env_key = "BENCH_FAKE_KEY" }`;
+  return {
+    file: CODEX,
+    args: ['exec', '--skip-git-repo-check', '-C', cwd, '--sandbox', SANDBOX, '-c', 'model_provider="fake"', '-c', provider, '-c', 'model="gpt-5"', PROMPT],
+    env: { ...process.env, CODEX_HOME: home, BENCH_FAKE_KEY: 'bench' },
+  };
+}
+
+/** One run: time to the model's first request and to the exit. */
+async function runOnce(agent: Agent, model: FakeModelServer, cwd: string, home: string): Promise<Run> {
   const before = model.requests.length;
   model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'ok' }] });
+  const { file, args, env } = command(agent, model, cwd, home);
   const started = performance.now();
-  const child = spawn(process.execPath, [troupeBin(), 'exec', '-C', cwd, '--sandbox', 'read-only', 'say ok'], {
-    env: { ...process.env, OPENAI_BASE_URL: model.url, OPENAI_API_KEY: 'bench', TROUPE_HOME: home, TROUPE_LOG: 'warn' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = spawn(file, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
   const exited = performance.now();
   const request = model.requests[before];
-  if (code !== 0 || request === undefined) throw new Error(`troupe exec failed (exit ${code}):\n${stderr}`);
+  if (code !== 0 || request === undefined || model.requests.length !== before + 1) {
+    throw new Error(`${agent} exec failed (exit ${code}, ${model.requests.length - before} requests):\n${stderr}`);
+  }
   return { toRequestMs: request.startedAt - started, toExitMs: exited - started };
 }
 
@@ -54,6 +88,9 @@ function summary(values: readonly number[]): { median: number; min: number; max:
 async function main(): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'troupe-bench-startup-'));
   const model = await startFakeModelServer();
+  const hasCodex = CODEX !== 'none' && existsSync(CODEX);
+  if (!hasCodex) console.error(`no Codex binary at ${CODEX}: measuring troupe alone`);
+  const agents: Agent[] = ['troupe', ...(BASELINE !== undefined ? (['baseline'] as const) : []), ...(hasCodex ? (['codex'] as const) : [])];
   try {
     const plain = join(root, 'plain');
     const repo = join(root, 'repo');
@@ -66,20 +103,39 @@ async function main(): Promise<void> {
     const megabyte = Buffer.alloc(1024 * 1024, 'x');
     for (let i = 0; i < UNTRACKED_MB; i++) await writeFile(join(repo, `data-${i}.bin`), megabyte);
 
-    const runs: Record<'plain' | 'git', Run[]> = { plain: [], git: [] };
+    const workspaces = { plain, git: repo } as const;
+    const runs = new Map<string, Run[]>();
+    const home = (agent: Agent) => join(root, `home-${agent}`);
+    for (const agent of agents) await mkdir(home(agent));
+    const load = [loadavg()[0]!];
     // One run of each first, not counted: the file cache and the compiled code are warm after.
-    await runOnce(model, plain, join(root, 'home'));
-    await runOnce(model, repo, join(root, 'home'));
+    for (const cwd of Object.values(workspaces)) for (const agent of agents) await runOnce(agent, model, cwd, home(agent));
     for (let i = 0; i < RUNS; i++) {
-      runs.plain.push(await runOnce(model, plain, join(root, 'home')));
-      runs.git.push(await runOnce(model, repo, join(root, 'home')));
+      // Rotate which agent goes first, so none always follows another.
+      const order = [...agents.slice(i % agents.length), ...agents.slice(0, i % agents.length)];
+      for (const [name, cwd] of Object.entries(workspaces)) {
+        for (const agent of order) {
+          const key = `${agent}.${name}`;
+          runs.set(key, [...(runs.get(key) ?? []), await runOnce(agent, model, cwd, home(agent))]);
+        }
+      }
+      load.push(loadavg()[0]!);
     }
-    const result = {
-      runs: RUNS,
-      untracked_mb: UNTRACKED_MB,
-      plain: { to_first_request_ms: summary(runs.plain.map((r) => r.toRequestMs)), to_exit_ms: summary(runs.plain.map((r) => r.toExitMs)) },
-      git: { to_first_request_ms: summary(runs.git.map((r) => r.toRequestMs)), to_exit_ms: summary(runs.git.map((r) => r.toExitMs)) },
-    };
+    const result: Record<string, unknown> = { runs: RUNS, untracked_mb: UNTRACKED_MB, sandbox: SANDBOX, load_average_1m: summary(load) };
+    for (const name of Object.keys(workspaces)) {
+      const figures: Record<string, unknown> = {};
+      for (const agent of agents) {
+        const list = runs.get(`${agent}.${name}`) ?? [];
+        figures[agent] = { to_first_request_ms: summary(list.map((r) => r.toRequestMs)), to_exit_ms: summary(list.map((r) => r.toExitMs)) };
+      }
+      if (hasCodex) {
+        const median = (agent: Agent) => summary((runs.get(`${agent}.${name}`) ?? []).map((r) => r.toRequestMs)).median;
+        const ratio = (agent: Agent) => Math.round((median(agent) / median('codex')) * 100) / 100;
+        figures.ratio_to_first_request = ratio('troupe');
+        if (BASELINE !== undefined) figures.baseline_ratio_to_first_request = ratio('baseline');
+      }
+      result[name] = figures;
+    }
     console.log(JSON.stringify(result, null, 2));
     const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
     await mkdir(dir, { recursive: true });

@@ -29,7 +29,11 @@ export interface ToolCallPort extends EventPort {
 export interface TurnPort extends EventPort {
   sample(step: TurnStep & { attempt: number }, sendBack: (event: TurnEvent) => void): () => void;
   wantsSnapshot(turn: TurnContext): boolean;
-  snapshot(step: TurnStep): Promise<void>;
+  /**
+   * Start the turn's undo snapshot without waiting for it: `execute` (ToolCallPort) and the
+   * session's other tasks wait until it has settled, the model request does not.
+   */
+  startSnapshot(step: TurnStep): void;
   wantsCompaction(turn: TurnContext): boolean;
   autoCompact(step: TurnStep, signal: AbortSignal): Promise<void>;
   beginTurn(turnId: string, turn: TurnContext, input: readonly ResponseItem[]): void;

@@ -123,8 +123,6 @@ const turnSetup = setup({
     toolCall: toolCallMachine,
     /** One sampling attempt: streams the model's answer as SamplerEvents. */
     sample: fromCallback<TurnEvent, TurnStep & { attempt: number }>(notProvided('sample')),
-    /** Take the snapshot `undo` returns to, before the turn can change any file. */
-    snapshot: fromPromise<void, TurnStep>(notProvided('snapshot')),
     /** Compact the history before a request, because it has grown past the limit. */
     autoCompact: fromPromise<void, TurnStep>(notProvided('autoCompact')),
     /** Resolves at an absolute time (the retry backoff: `retryAt` in the context says when). */
@@ -137,6 +135,12 @@ const turnSetup = setup({
     ),
   },
   actions: {
+    /**
+     * Start the snapshot `undo` returns to. The first request does not wait for it; the port
+     * makes the turn's tools wait for it before they run, so it still sees the tree as it was
+     * before the turn changed anything.
+     */
+    startSnapshot: () => notProvided('startSnapshot')(),
     /** Emit `msg` for the turn, or, with `id`, as the answer to that submission. */
     emitEvent: (_, _params: { msg: EventMsg; id?: string }) => notProvided('emitEvent')(),
     /** Record the turn's context and user input (the session machine has announced the turn). */
@@ -277,18 +281,9 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
   },
   states: {
     // Most turns need neither a snapshot nor a compaction: deciding that is a guard, not an
-    // actor, so the common path costs no extra step.
+    // actor, so the common path costs no extra step. The snapshot runs beside the request.
     starting: {
-      always: [{ guard: 'wantsSnapshot', target: 'snapshotting' }, { target: 'preparing' }],
-    },
-    snapshotting: {
-      invoke: {
-        src: 'snapshot',
-        input: ({ context }) => ({ sessionId: context.sessionId, turnId: context.turnId, turn: context.turn }),
-        // Without a snapshot the turn still runs; undo will say there is nothing to restore.
-        onDone: 'preparing',
-        onError: 'preparing',
-      },
+      always: [{ guard: 'wantsSnapshot', target: 'preparing', actions: 'startSnapshot' }, { target: 'preparing' }],
     },
     preparing: {
       always: [{ guard: 'wantsCompaction', target: 'compacting' }, { target: 'sampling' }],

@@ -98,8 +98,8 @@ export function durableBindings(inner: SessionPort, log: SessionLog, open: OpenT
       }
       inner.beginTurn(turnId, turn, input);
     },
-    snapshot(step) {
-      return adoptedTurn(step.turnId) ? Promise.resolve() : inner.snapshot(step);
+    startSnapshot(step) {
+      if (!adoptedTurn(step.turnId)) inner.startSnapshot(step);
     },
     sample(step, sendBack) {
       if (!open || !adoptedTurn(step.turnId) || replayed || open.replay.length === 0) return inner.sample(step, sendBack);

@@ -14,7 +14,7 @@
  * reading is synchronous. Until it has loaded, every script counts as one it cannot read.
  */
 import { createRequire } from 'node:module';
-import { Language, Parser, type Node } from 'web-tree-sitter';
+import type { Node, Parser } from 'web-tree-sitter';
 import { literalWord, WordBuilder, type Word } from './words.js';
 
 export interface ScriptCommand {
@@ -45,6 +45,8 @@ let loading: Promise<void> | undefined;
 /** Loads the bash grammar, once per process; later calls return the same promise. */
 export function loadShellParser(): Promise<void> {
   loading ??= (async () => {
+    // The module too is loaded here, at the first command troupe plans, not when it starts.
+    const { Language, Parser } = await import('web-tree-sitter');
     await Parser.init();
     const wasm = createRequire(import.meta.url).resolve('tree-sitter-bash/tree-sitter-bash.wasm');
     const loaded = new Parser();

@@ -36,7 +36,6 @@ export class SessionLogic {
       actors: {
         toolCall,
         sample: fromCallback<TurnEvent, TurnStep & { attempt: number }>(({ input, sendBack }) => of(input.sessionId).sample(input, sendBack)),
-        snapshot: fromPromise<void, TurnStep>(({ input }) => of(input.sessionId).snapshot(input)),
         autoCompact: fromPromise<void, TurnStep>(({ input, signal }) => of(input.sessionId).autoCompact(input, signal)),
       },
       guards: {
@@ -45,6 +44,7 @@ export class SessionLogic {
       },
       actions: {
         emitEvent: ({ context }, { msg, id }) => of(context.sessionId).emit(id ?? context.turnId, msg),
+        startSnapshot: ({ context }) => of(context.sessionId).startSnapshot({ sessionId: context.sessionId, turnId: context.turnId, turn: context.turn }),
         beginTurn: ({ context }, { turnId, turn, input }) => of(context.sessionId).beginTurn(turnId, turn, input),
         recordItem: ({ context }, { item }) => of(context.sessionId).recordItem(context.turnId, item),
         recordOutputs: ({ context }, { outputs }) => of(context.sessionId).recordOutputs(outputs),

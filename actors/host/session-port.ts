@@ -71,7 +71,13 @@ export function sessionPort(parts: SessionParts): SessionPort {
     emit,
     // tool calls
     plan: (input) => tools.plan(input),
-    execute: (input, signal) => tools.execute(input, signal),
+    // A tool runs once the turn's undo snapshot is taken, so the snapshot never sees its changes.
+    execute: async (input, signal) => {
+      if (undo.taking) log.debug({ session: parts.sessionId, call: input.callId }, 'the call waits for the undo snapshot of its turn');
+      await undo.settled();
+      if (signal.aborted) return { text: 'the call was stopped before it ran', success: false };
+      return tools.execute(input, signal);
+    },
     rememberApproval: (key) => parts.approvals.grant(key),
     // turns
     sample: ({ turn, attempt }, sendBack) =>
@@ -95,7 +101,7 @@ export function sessionPort(parts: SessionParts): SessionPort {
         }),
       }),
     wantsSnapshot: (turn) => undo.wantsSnapshot(turn),
-    snapshot: (step) => undo.snapshot(step.turn),
+    startSnapshot: (step) => undo.startSnapshot(step.turn),
     wantsCompaction: (turn) => compact.wantsCompaction(turn),
     autoCompact: (step, signal) => compact.autoCompact(step.turnId, step.turn, signal),
     beginTurn: (turnId, turn, input) => {
@@ -113,8 +119,16 @@ export function sessionPort(parts: SessionParts): SessionPort {
     interruptAgents: () => void parts.agents.interruptAll(),
     // the session's tasks
     startTask: (id, taskModel) => emit(id, { type: 'task_started', turn_id: id, model_context_window: model.contextWindow(taskModel) }),
-    runTask: (input, signal) => runTask(tasks, input, signal),
+    // An undo, or a command of the user's, comes after the last turn's snapshot.
+    runTask: async (input, signal) => {
+      await undo.settled();
+      return runTask(tasks, input, signal);
+    },
     rollback: (submissionId, numTurns) => state.rollback(submissionId, numTurns),
-    close: () => parts.close(),
+    // A snapshot still being taken is finished, not cut off (its git processes and temporary index).
+    close: async () => {
+      await undo.settled();
+      await parts.close();
+    },
   };
 }

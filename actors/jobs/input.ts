@@ -1,6 +1,5 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
-import { parse as parseCsv, CsvError } from 'csv-parse/sync';
 import type { FileFormat, JobItemSpec } from './records.js';
 
 /**
@@ -39,7 +38,7 @@ export async function readJobInput(path: string, idColumn: string | undefined): 
     throw new JobInputError(`cannot read csv_path ${path}: ${why}`);
   }
   const format = formatOf(path);
-  const table = format === 'jsonl' ? jsonLines(text, path) : csvRows(text, path);
+  const table = format === 'jsonl' ? jsonLines(text, path) : await csvRows(text, path);
   return { path, format, columns: table.columns, items: itemsOf(table, idColumn, path) };
 }
 
@@ -49,7 +48,9 @@ interface Table {
   readonly rows: { readonly values: Record<string, unknown>; readonly line: number }[];
 }
 
-function csvRows(text: string, path: string): Table {
+/** csv-parse is loaded at the first CSV read, not when troupe starts. */
+async function csvRows(text: string, path: string): Promise<Table> {
+  const { parse: parseCsv, CsvError } = await import('csv-parse/sync');
   let records: { record: string[]; info: { lines: number } }[];
   try {
     records = parseCsv(text, { bom: true, relax_column_count: true, skip_empty_lines: true, info: true }) as unknown as typeof records;

@@ -5,7 +5,6 @@
  */
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
-import { execa } from 'execa';
 import { bubblewrapArgs, bubblewrapProbeArgs } from './bubblewrap.js';
 import { SandboxUnavailableError } from './errors.js';
 import { inPidsCgroup } from './limits.js';
@@ -48,6 +47,8 @@ async function detectUncached(env: NodeJS.ProcessEnv, platform: NodeJS.Platform)
   if (bwrap === undefined) return { ok: false, reason: 'bubblewrap (bwrap) is not installed' };
   const prlimit = findOnPath('prlimit', env);
   if (prlimit === undefined) return { ok: false, reason: 'prlimit (util-linux), which sets the limits of sandboxed commands, is not installed' };
+  // execa is loaded here, at the first sandboxed command, not when troupe starts.
+  const { execa } = await import('execa');
   const result = await execa(bwrap, bubblewrapProbeArgs(isRoot(), prlimit), { reject: false, timeout: PROBE_TIMEOUT_MS, stdin: 'ignore', all: true });
   if (result.exitCode === 0) return { ok: true, backend: { kind: 'bubblewrap', path: bwrap, prlimit } };
   const detail = (result.all ?? '').toString().trim() || result.shortMessage;

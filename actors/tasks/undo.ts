@@ -32,6 +32,9 @@ export function undoNoticeMessage(): ResponseItem {
  */
 export class UndoTask implements Task<UndoRequest> {
   readonly #host: TaskHost;
+  /** The snapshot being taken, if any. */
+  #pending: Promise<void> = Promise.resolve();
+  #taking = 0;
 
   constructor(host: TaskHost) {
     this.#host = host;
@@ -71,8 +74,27 @@ export class UndoTask implements Task<UndoRequest> {
     return turn.sandbox_policy.mode !== 'read-only' && this.#host.depth === 0 && insideGitRepo(turn.cwd);
   }
 
-  /** Take the snapshot `undo` goes back to. */
-  async snapshot(turn: TurnContext): Promise<void> {
+  /**
+   * Start taking the snapshot `undo` goes back to, after any snapshot still being taken (two at
+   * once would race on the session's refs). Nothing waits for it here: the turn's first model
+   * request goes out beside it, and whatever could change the tree waits for `settled()`.
+   */
+  startSnapshot(turn: TurnContext): void {
+    this.#taking++;
+    this.#pending = this.#pending.then(() => this.#snapshot(turn)).finally(() => this.#taking--);
+  }
+
+  /** Whether a snapshot is being taken (or waits for the one before it). */
+  get taking(): boolean {
+    return this.#taking > 0;
+  }
+
+  /** Resolves once no snapshot is being taken (never rejects: a failed snapshot is a warning). */
+  settled(): Promise<void> {
+    return this.#pending;
+  }
+
+  async #snapshot(turn: TurnContext): Promise<void> {
     const host = this.#host;
     try {
       const snapshot = await takeSnapshot(turn.cwd, host.sessionId);

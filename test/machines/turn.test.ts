@@ -50,6 +50,7 @@ type Entry =
   | { type: 'rememberRateLimits' }
   | { type: 'reportFailure'; failure: ModelFailure }
   | { type: 'interruptAgents' }
+  | { type: 'startSnapshot' }
   | { type: 'rememberApproval'; key: string };
 
 const user = (text: string): ResponseItem => ({ type: 'message', role: 'user', content: [{ type: 'input_text', text }] });
@@ -74,8 +75,8 @@ const turnContext = buildTurnContext(settingsFromConfig({ cwd: '/work' }, { mode
 interface Options {
   /** The plan of each tool, by name (default: run sandboxed). */
   plans?: Record<string, ToolPlan>;
-  /** Take the undo snapshot first; it settles when the test says. */
-  snapshot?: Promise<void>;
+  /** The turn takes an undo snapshot. */
+  snapshot?: boolean;
   /** Compact before the first request; it settles when the test says. */
   compact?: Promise<void>;
   /** Provide the real `deadline` (driven by fake timers) instead of the fake one. */
@@ -114,7 +115,6 @@ function harness(options: Options = {}) {
           sampling.stopped = true;
         };
       }),
-      snapshot: fromPromise<void, TurnStep>(() => options.snapshot ?? Promise.resolve()),
       autoCompact: fromPromise<void, TurnStep>(() => options.compact ?? Promise.resolve()),
       ...(options.realDeadline
         ? {}
@@ -127,11 +127,12 @@ function harness(options: Options = {}) {
           }),
     },
     guards: {
-      wantsSnapshot: () => options.snapshot !== undefined,
+      wantsSnapshot: () => options.snapshot === true,
       wantsCompaction: () => compactions-- > 0,
     },
     actions: {
       emitEvent: (_, { msg, id }) => record({ type: 'emit', msg, ...(id !== undefined ? { id } : {}) }),
+      startSnapshot: () => record({ type: 'startSnapshot' }),
       beginTurn: (_, { turnId, input }) => record({ type: 'beginTurn', turnId, input }),
       recordItem: (_, { item }) => record({ type: 'recordItem', item }),
       recordOutputs: (_, { outputs }) => record({ type: 'recordOutputs', outputs }),
@@ -155,7 +156,7 @@ function harness(options: Options = {}) {
     send: (event: TurnEvent) => actor.send(event),
     approve: (callId: string, decision: ReviewDecision, submissionId = `approve-${callId}`) => actor.send({ type: 'APPROVAL', submissionId, callId, decision }),
     state: () => actor.getSnapshot().value,
-    reaches: (state: 'snapshotting' | 'compacting') => waitFor(actor, (s) => s.matches(state)),
+    reaches: (state: 'compacting') => waitFor(actor, (s) => s.matches(state)),
     /** The turn's output, once it has ended. */
     ended: async (): Promise<TurnOutput> => (await waitFor(actor, (s) => s.status === 'done')).output!,
     /** A call's own actor, while it runs. */
@@ -550,14 +551,6 @@ describe('TurnMachine', () => {
     });
     const states: [string, () => Promise<Harness>][] = [
       [
-        'snapshotting',
-        async () => {
-          const h = harness({ snapshot: new Promise<void>(() => undefined) });
-          await h.reaches('snapshotting');
-          return h;
-        },
-      ],
-      [
         'compacting',
         async () => {
           const h = harness({ compact: new Promise<void>(() => undefined) });
@@ -622,14 +615,18 @@ describe('TurnMachine', () => {
   });
 
   describe('before the first request', () => {
-    it('takes the undo snapshot first, and samples even when it fails', async () => {
-      const snapshot = deferred<void>();
-      const h = harness({ snapshot: snapshot.promise });
-      await h.reaches('snapshotting');
-      expect(h.samplings.all).toEqual([]);
-      snapshot.reject(new Error('not a repository'));
+    it('starts the undo snapshot and samples without waiting for it (the port holds the tools back)', async () => {
+      const h = harness({ snapshot: true });
       await h.samplings.next();
       expect(h.state()).toBe('sampling');
+      expect(h.entries('startSnapshot')).toHaveLength(1);
+      expect(h.log.map((e) => e.type).slice(0, 2)).toEqual(['beginTurn', 'startSnapshot']);
+    });
+
+    it('takes no snapshot when the turn does not want one', async () => {
+      const h = harness();
+      await h.samplings.next();
+      expect(h.entries('startSnapshot')).toEqual([]);
     });
 
     it('compacts when the history is past the limit; a failed compaction fails the turn without sampling', async () => {

@@ -5,8 +5,8 @@
  */
 import { chmod, mkdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createTwoFilesPatch, OMIT_HEADERS } from 'diff';
 import type { FileChange } from '../../../protocol/index.js';
+import { loadHunks, type Hunks } from './hunks.js';
 import { findLines } from './match.js';
 import { hunkNewLines, hunkOldLines, parsePatch, type Hunk, type PatchOperation } from './parser.js';
 
@@ -56,7 +56,7 @@ export async function preparePatch(patchText: string, cwd: string): Promise<Prep
 export async function prepareOperations(operations: readonly PatchOperation[], cwd: string): Promise<PreparedPatch> {
   const files = new PendingFiles(cwd);
   for (const op of operations) await files.apply(op);
-  const result = files.result();
+  const result = files.result(await loadHunks());
   return { ...result, commit: (options) => files.commit(result, options?.signal) };
 }
 
@@ -108,7 +108,7 @@ class PendingFiles {
     }
   }
 
-  result(): PatchResult {
+  result(hunks: Hunks): PatchResult {
     const changes: Record<string, FileChange> = {};
     const before = new Map<string, string | null>();
     const added: string[] = [];
@@ -128,7 +128,7 @@ class PendingFiles {
       const destination = destinations.get(file);
       if (original.content !== null && destination !== undefined) {
         const moved = this.#final(destination) ?? '';
-        changes[file] = { type: 'update', unified_diff: hunksOnly(original.content, moved), move_path: destination };
+        changes[file] = { type: 'update', unified_diff: hunksOnly(hunks, original.content, moved), move_path: destination };
         modified.push(destination);
       } else if (original.content === null && now !== null) {
         changes[file] = { type: 'add', content: now };
@@ -137,7 +137,7 @@ class PendingFiles {
         changes[file] = { type: 'delete' };
         deleted.push(file);
       } else if (original.content !== null && now !== null) {
-        changes[file] = { type: 'update', unified_diff: hunksOnly(original.content, now) };
+        changes[file] = { type: 'update', unified_diff: hunksOnly(hunks, original.content, now) };
         modified.push(file);
       }
     }
@@ -247,9 +247,9 @@ function dirsBetween(from: string, to: string): string[] {
   return dirs;
 }
 
-function hunksOnly(before: string, after: string): string {
-  const hunks = createTwoFilesPatch('', '', before, after, undefined, undefined, { context: 3, headerOptions: OMIT_HEADERS });
-  return hunks.trim() === '' ? '' : hunks;
+function hunksOnly(hunks: Hunks, before: string, after: string): string {
+  const text = hunks(before, after);
+  return text.trim() === '' ? '' : text;
 }
 
 /** The new content of a file after its hunks, in order; each hunk is searched after the previous one. */

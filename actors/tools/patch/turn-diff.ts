@@ -6,8 +6,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createTwoFilesPatch, OMIT_HEADERS } from 'diff';
 import type { FileChange } from '../../../protocol/index.js';
+import { loadHunks, type Hunks } from './hunks.js';
 
 interface Baseline {
   /** Where the file was when first touched (differs from its current path after a move). */
@@ -48,9 +48,10 @@ export class TurnDiffTracker {
   async unifiedDiff(): Promise<string> {
     const entries = [...this.#baselines].sort(([a], [b]) => compare(this.#rel(a), this.#rel(b)));
     const parts: string[] = [];
+    const hunks = await loadHunks();
     for (const [current, baseline] of entries) {
       const now = await readCurrent(current);
-      const part = this.#diffOne(baseline, current, now);
+      const part = this.#diffOne(hunks, baseline, current, now);
       if (part !== '') parts.push(part);
     }
     return parts.join('');
@@ -60,7 +61,7 @@ export class TurnDiffTracker {
     if (!this.#baselines.has(file)) this.#baselines.set(file, { origin: file, content: before.get(file) ?? null });
   }
 
-  #diffOne(baseline: Baseline, current: string, now: string | null): string {
+  #diffOne(hunks: Hunks, baseline: Baseline, current: string, now: string | null): string {
     const moved = baseline.origin !== current;
     if (baseline.content === null && now === null) return '';
     if (!moved && baseline.content === now) return '';
@@ -69,16 +70,16 @@ export class TurnDiffTracker {
     if (moved && baseline.content !== null && now !== null) {
       const header = `diff --git a/${oldRel} b/${newRel}\nrename from ${oldRel}\nrename to ${newRel}\n`;
       if (baseline.content === now) return header;
-      return header + body(`a/${oldRel}`, `b/${newRel}`, baseline.content, now);
+      return header + body(hunks, `a/${oldRel}`, `b/${newRel}`, baseline.content, now);
     }
     if (baseline.content === null) {
-      return `diff --git a/${newRel} b/${newRel}\nnew file mode 100644\n` + body('/dev/null', `b/${newRel}`, '', now ?? '');
+      return `diff --git a/${newRel} b/${newRel}\nnew file mode 100644\n` + body(hunks, '/dev/null', `b/${newRel}`, '', now ?? '');
     }
     if (now === null) {
       // A moved file that has since disappeared is a deletion of where it came from.
-      return `diff --git a/${oldRel} b/${oldRel}\ndeleted file mode 100644\n` + body(`a/${oldRel}`, '/dev/null', baseline.content, '');
+      return `diff --git a/${oldRel} b/${oldRel}\ndeleted file mode 100644\n` + body(hunks, `a/${oldRel}`, '/dev/null', baseline.content, '');
     }
-    return `diff --git a/${oldRel} b/${newRel}\n` + body(`a/${oldRel}`, `b/${newRel}`, baseline.content, now);
+    return `diff --git a/${oldRel} b/${newRel}\n` + body(hunks, `a/${oldRel}`, `b/${newRel}`, baseline.content, now);
   }
 
   #rel(file: string): string {
@@ -87,10 +88,10 @@ export class TurnDiffTracker {
 }
 
 /** `--- old`, `+++ new` and the hunks; nothing when both sides are empty. */
-function body(oldName: string, newName: string, before: string, after: string): string {
-  const hunks = createTwoFilesPatch('', '', before, after, undefined, undefined, { context: 3, headerOptions: OMIT_HEADERS });
-  if (hunks.trim() === '') return '';
-  return `--- ${oldName}\n+++ ${newName}\n${hunks}`;
+function body(hunks: Hunks, oldName: string, newName: string, before: string, after: string): string {
+  const text = hunks(before, after);
+  if (text.trim() === '') return '';
+  return `--- ${oldName}\n+++ ${newName}\n${text}`;
 }
 
 async function readCurrent(file: string): Promise<string | null> {

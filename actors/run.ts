@@ -22,7 +22,7 @@ import {
   type UserInput,
 } from '../protocol/index.js';
 import { addUsage } from './history/conversation-history.js';
-import { log } from './log.js';
+import { inBackground, log } from './log.js';
 
 /** An approval request of the run's session or one of its sub-agents. */
 export type RunApprovalRequest = ApprovalRequestMsg & { readonly session_id: string };
@@ -185,7 +185,7 @@ function oneTurn(
       if (msg.type === 'session_configured' && msg.parent_session_id !== null && tree.has(msg.parent_session_id)) tree.add(msg.session_id);
       if (event.session_id === null || !tree.has(event.session_id)) return;
       if (isApprovalRequest(msg)) {
-        void answer(target, { ...msg, session_id: event.session_id }, options.onApproval, items);
+        inBackground(answer(target, { ...msg, session_id: event.session_id }, options.onApproval, items), `answering approval ${msg.call_id}`);
         return;
       }
       if (event.session_id !== root) return;

@@ -3,7 +3,7 @@ import type { AgentInfo, AgentStatus, Event, EventMsg, McpServerConfig, Response
 import { shellEnvironmentPolicyConfig, type TurnContext } from '../../machines/turn-context.js';
 import { NoRespondersError, type Bus, type Subscription } from '../bus/bus.js';
 import { subjects, type Subjects } from '../bus/subjects.js';
-import { log } from '../log.js';
+import { inBackground, log } from '../log.js';
 import type { AgentControl, AgentReport, ToolContext, TreeSlots } from '../tools/tool.js';
 import { nickname } from './nicknames.js';
 import { roleConfig, RoleError } from './roles.js';
@@ -324,7 +324,7 @@ export class AgentSupervisor implements AgentControl {
         break;
       case 'shutdown_complete':
         this.#setStatus(child, 'shutdown', child.message);
-        void child.events?.unsubscribe();
+        if (child.events) inBackground(child.events.unsubscribe(), `unsubscribing from the events of agent ${child.id}`);
         child.events = null;
         this.#releaseSlot('agents');
         child.markClosed();

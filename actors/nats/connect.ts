@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { connect, credsAuthenticator, nkeyAuthenticator, type NatsConnection, type NodeConnectionOptions, type Status } from '@nats-io/transport-node';
-import { log as processLog, type Logger } from '../log.js';
+import { inBackground, log as processLog, type Logger } from '../log.js';
 import { NatsSettingsError, type NatsSettings } from './settings.js';
 
 /** Connecting failed (the first time: later losses are reconnected forever). */
@@ -117,10 +117,14 @@ export async function connectNats(settings: NatsSettings, options: ConnectOption
     throw new NatsConnectError(settings.servers, { cause: error });
   }
   logger.info({ server: connection.getServer(), name: options.name }, 'connected to NATS');
-  void watchStatus(connection, logger, backoffs.get(connectionOptions));
-  void connection.closed().then((error) => {
-    if (error) logger.error({ err: error }, 'the NATS connection closed with an error');
-  });
+  inBackground(watchStatus(connection, logger, backoffs.get(connectionOptions)), 'watching the NATS connection', logger);
+  inBackground(
+    connection.closed().then((error) => {
+      if (error) logger.error({ err: error }, 'the NATS connection closed with an error');
+    }),
+    'watching the NATS connection close',
+    logger,
+  );
   return connection;
 }
 

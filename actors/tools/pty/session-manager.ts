@@ -155,7 +155,8 @@ export class PtySessionManager {
     }
     const session = new ExecSession(this.#nextId++, display, options.cwd, process, hooks);
     this.#sessions.set(session.id, session);
-    void session.ended.then(() => this.treeSlots?.release('exec'));
+    const release = (): void => this.treeSlots?.release('exec');
+    session.ended.then(release, release);
     return session;
   }
 

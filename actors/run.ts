@@ -20,6 +20,7 @@ import {
   type SessionOp,
   type TokenUsage,
   type UserInput,
+  TroupeError,
 } from '../protocol/index.js';
 import { addUsage } from './history/conversation-history.js';
 import { inBackground, log } from './log.js';
@@ -102,7 +103,7 @@ export class RunError extends Error {
 }
 
 /** The final message did not match the output schema, twice (the second time after a repair request). */
-export class OutputValidationError extends Error {
+export class OutputValidationError extends TroupeError {
   override readonly name = 'OutputValidationError';
   constructor(
     message: string,

@@ -7,14 +7,16 @@ import { inBackground, log } from '../log.js';
 import type { AgentControl, AgentReport, ToolContext, TreeSlots } from '../tools/tool.js';
 import { nickname } from './nicknames.js';
 import { roleConfig, RoleError } from './roles.js';
+import { TroupeError } from '../../protocol/index.js';
 
 export const DEFAULT_AGENT_MAX_DEPTH = 2;
 export const DEFAULT_AGENT_MAX_THREADS = 8;
 export const DEFAULT_TREE_EXEC_SESSIONS = 16;
 
 /** Raised for a request the model made that cannot be honoured; its message is the tool output. */
-export class AgentError extends Error {
+export class AgentError extends TroupeError {
   override readonly name = 'AgentError';
+  override readonly code = 'bad_request';
 }
 
 export interface SupervisorOptions {

@@ -1,11 +1,12 @@
 import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describeZodError, HomeConfig } from '../../protocol/index.js';
+import { describeZodError, HomeConfig, TroupeError } from '../../protocol/index.js';
 
 /** A config file that exists but cannot be used; its message names the file and the field. */
-export class HomeConfigError extends Error {
+export class HomeConfigError extends TroupeError {
   override readonly name = 'HomeConfigError';
+  override readonly code = 'bad_request';
 }
 
 export function homeConfigPath(home: string): string {

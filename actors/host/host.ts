@@ -33,6 +33,7 @@ import { HomeConfigError, readHomeConfig } from './home-config.js';
 import { SessionLogic } from './session-logic.js';
 import { DEFAULT_AGENT_MAX_DEPTH, DEFAULT_AGENT_MAX_THREADS } from '../agents/supervisor.js';
 import { readsProjectDocs, sessionRoles } from '../agents/roles.js';
+import { TroupeError } from '../../protocol/index.js';
 
 export interface HostOptions {
   readonly bus: Bus;
@@ -76,8 +77,9 @@ const OP_ENQUEUE_PATIENCE_MS = 10_000;
 /** How long a full host waits for another host to take a placement it passes on. */
 const FORWARD_TIMEOUT_MS = 5_000;
 
-class PlacementError extends Error {
+class PlacementError extends TroupeError {
   override readonly name = 'PlacementError';
+  override readonly code = 'bad_request';
 }
 
 /**

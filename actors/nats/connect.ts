@@ -3,9 +3,10 @@ import { hostname } from 'node:os';
 import { connect, credsAuthenticator, nkeyAuthenticator, type NatsConnection, type NodeConnectionOptions, type Status } from '@nats-io/transport-node';
 import { inBackground, log as processLog, type Logger } from '../log.js';
 import { NatsSettingsError, type NatsSettings } from './settings.js';
+import { TroupeError } from '../../protocol/index.js';
 
 /** Connecting failed (the first time: later losses are reconnected forever). */
-export class NatsConnectError extends Error {
+export class NatsConnectError extends TroupeError {
   override readonly name = 'NatsConnectError';
   constructor(servers: readonly string[], options?: ErrorOptions) {
     super(`could not connect to NATS at ${servers.map(redactUrl).join(', ')}`, options);

@@ -10,3 +10,12 @@ export const log: Logger = pino(
 );
 
 export type { Logger };
+
+/**
+ * Let `promise` run on unawaited, where nothing could wait for it (a timer, a listener, a
+ * cleanup that must not hold up its caller): a rejection is logged as `<what> failed` instead of
+ * going unhandled, which would end the process.
+ */
+export function inBackground(promise: Promise<unknown>, what: string, logger: Logger = log): void {
+  promise.catch((error: unknown) => logger.error({ err: error }, `${what} failed`));
+}

@@ -20,9 +20,10 @@ import {
   type SessionOp,
   type TokenUsage,
   type UserInput,
+  TroupeError,
 } from '../protocol/index.js';
 import { addUsage } from './history/conversation-history.js';
-import { log } from './log.js';
+import { inBackground, log } from './log.js';
 
 /** An approval request of the run's session or one of its sub-agents. */
 export type RunApprovalRequest = ApprovalRequestMsg & { readonly session_id: string };
@@ -102,7 +103,7 @@ export class RunError extends Error {
 }
 
 /** The final message did not match the output schema, twice (the second time after a repair request). */
-export class OutputValidationError extends Error {
+export class OutputValidationError extends TroupeError {
   override readonly name = 'OutputValidationError';
   constructor(
     message: string,
@@ -185,7 +186,7 @@ function oneTurn(
       if (msg.type === 'session_configured' && msg.parent_session_id !== null && tree.has(msg.parent_session_id)) tree.add(msg.session_id);
       if (event.session_id === null || !tree.has(event.session_id)) return;
       if (isApprovalRequest(msg)) {
-        void answer(target, { ...msg, session_id: event.session_id }, options.onApproval, items);
+        inBackground(answer(target, { ...msg, session_id: event.session_id }, options.onApproval, items), `answering approval ${msg.call_id}`);
         return;
       }
       if (event.session_id !== root) return;

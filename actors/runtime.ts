@@ -20,6 +20,7 @@ import { LIBRARY_SET_PREFIX, ToolSets } from './host/tool-sets.js';
 import type { Tool } from './tools/user-tool.js';
 import { runTurn, type RunOptions, type RunResult } from './run.js';
 import { flushTelemetry } from './telemetry/index.js';
+import { TroupeError } from '../protocol/index.js';
 
 /** The model used when neither the session, a flag, TROUPE_MODEL nor the config file names one. */
 export const DEFAULT_MODEL = 'gpt-5-codex';
@@ -102,14 +103,14 @@ export function runtimeOptionsFromEnv(env: NodeJS.ProcessEnv, overrides: Runtime
   };
 }
 
-/** troupe refused a request of the library (a session it could not open): its error event's message and code. */
-export class SessionError extends Error {
+/**
+ * troupe refused a request of the library (a session it could not open): its error event's
+ * message and code (`internal` when the answer was no error event at all).
+ */
+export class SessionError extends TroupeError {
   override readonly name = 'SessionError';
-  constructor(
-    message: string,
-    readonly code: ErrorCode | null,
-  ) {
-    super(message);
+  constructor(message: string, code: ErrorCode) {
+    super(message, { code });
   }
 }
 
@@ -229,7 +230,8 @@ export class Runtime {
     const outcome = this.#answerTo(id, ['session_list', 'error']);
     await this.gateway.submit({ id, op: { type: 'list_sessions' } });
     const msg = (await outcome).msg;
-    if (msg.type !== 'session_list') throw new SessionError(msg.type === 'error' ? msg.message : 'no session list', msg.type === 'error' ? msg.code : null);
+    if (msg.type !== 'session_list')
+      throw new SessionError(msg.type === 'error' ? msg.message : 'no session list', msg.type === 'error' ? msg.code : 'internal');
     return msg.sessions;
   }
 
@@ -266,7 +268,7 @@ export class Runtime {
     this.#pendingSessions.delete(id);
     if (event.msg.type !== 'session_configured') {
       if (toolSet !== null) this.host?.toolSets.remove(toolSet);
-      throw new SessionError(event.msg.type === 'error' ? event.msg.message : 'no session', event.msg.type === 'error' ? event.msg.code : null);
+      throw new SessionError(event.msg.type === 'error' ? event.msg.message : 'no session', event.msg.type === 'error' ? event.msg.code : 'internal');
     }
     if (toolSet !== null) this.#sessionToolSets.set(event.msg.session_id, toolSet);
     return this.#session(event.msg);

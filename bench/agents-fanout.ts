@@ -47,7 +47,7 @@ async function runFanOut(runtime: ReturnType<typeof createRuntime>, children: nu
   let started = 0;
   const configured: number[] = [];
   let completed = 0;
-  const end = await new Promise<number>((resolve) => {
+  const end = await new Promise<number>((resolve, reject) => {
     const stop = runtime.onEvent((event) => {
       const msg = event.msg;
       if (event.session_id === session.id && msg.type === 'task_started') started = now();
@@ -57,7 +57,7 @@ async function runFanOut(runtime: ReturnType<typeof createRuntime>, children: nu
         resolve(now());
       }
     });
-    void session.submit({ type: 'user_turn', items: [{ type: 'text', text: `${marker} fan out` }] });
+    session.submit({ type: 'user_turn', items: [{ type: 'text', text: `${marker} fan out` }] }).catch(reject);
   });
   await session.shutdown();
   return { started, configured, end };

@@ -157,13 +157,13 @@ async function main(): Promise<number> {
       workers.splice(workers.indexOf(victim), 1);
       await startWorker();
       // Failover time: from the kill to the first event each of its sessions sent afterwards.
-      void (async () => {
+      (async () => {
         for (const session of held) {
           while (running && !(eventTimes.get(session) ?? []).some((t) => t > killedAt)) await sleep(50);
           const next = (eventTimes.get(session) ?? []).find((t) => t > killedAt);
           if (next !== undefined) failovers.push(next - killedAt);
         }
-      })();
+      })().catch((error: unknown) => console.error('measuring a failover failed:', error));
     };
     // Worker kills first, alone, so their failover times measure failover and nothing else.
     for (let k = 0; k < WORKER_KILLS && running; k += 1) {

@@ -1,5 +1,5 @@
 import { assign, fromCallback, fromPromise, sendTo, setup, type EventObject } from 'xstate';
-import type { EventMsg, ResponseItem, ReviewDecision, ReviewTarget, TurnOverrides } from '../protocol/index.js';
+import { errorEvent, TroupeError, type EventMsg, type ResponseItem, type ReviewDecision, type ReviewTarget, type TurnOverrides } from '../protocol/index.js';
 import { fromTask, type TaskOutput } from './task.js';
 import type { ToolOutput } from './tool-plan.js';
 import { noClientCallMessage, turnMachine } from './turn.js';
@@ -89,13 +89,15 @@ const OP_NAMES: Record<SessionEvent['type'], string> = {
   SHUTDOWN: 'shutdown',
 };
 
+const badRequest = (message: string) => new TroupeError(message, { code: 'bad_request' });
+
 /** An op refused with a `bad_request` error carrying its own submission id. */
 const refuse = (why: string) => ({
   actions: {
     type: 'emitEvent' as const,
     params: ({ event }: { event: SessionEvent }) => ({
       id: event.submissionId,
-      msg: { type: 'error' as const, code: 'bad_request' as const, message: `${OP_NAMES[event.type]}: ${why}` },
+      msg: errorEvent(badRequest(why), OP_NAMES[event.type]),
     }),
   },
 });
@@ -108,7 +110,7 @@ const noPendingApproval = (suffix: string) => ({
     type: 'emitEvent' as const,
     params: ({ event }: { event: Extract<SessionEvent, { type: 'APPROVAL' }> }) => ({
       id: event.submissionId,
-      msg: { type: 'error' as const, code: 'bad_request' as const, message: `no approval is pending with id ${event.callId}${suffix}` },
+      msg: errorEvent(badRequest(`no approval is pending with id ${event.callId}${suffix}`)),
     }),
   },
 });
@@ -118,11 +120,7 @@ const noClientCall = (suffix: string) => ({
     type: 'emitEvent' as const,
     params: ({ event }: { event: Extract<SessionEvent, { type: 'CLIENT_TOOL_OUTPUT' }> }) => ({
       id: event.submissionId,
-      msg: {
-        type: 'error' as const,
-        code: 'bad_request' as const,
-        message: `${noClientCallMessage(event.callId)}${suffix}`,
-      },
+      msg: errorEvent(badRequest(`${noClientCallMessage(event.callId)}${suffix}`)),
     }),
   },
 });
@@ -194,7 +192,7 @@ const taskFailed = (what: string) => {
       type: 'emitEvent' as const,
       params: ({ context, event }: { context: SessionContext; event: { error?: unknown } }) => ({
         id: context.taskId,
-        msg: { type: 'error' as const, code: 'internal' as const, message: `${what} failed: ${String(event.error)}` },
+        msg: errorEvent(new TroupeError(String(event.error), { cause: event.error }), `${what} failed`),
       }),
     },
     {
@@ -366,7 +364,7 @@ export const sessionMachine = sessionSetup.createMachine({
             type: 'emitEvent',
             params: ({ context, event }) => ({
               id: context.shutdownId,
-              msg: { type: 'error', code: 'internal', message: `closing the session failed: ${String(event.error)}` },
+              msg: errorEvent(new TroupeError(String(event.error), { cause: event.error }), 'closing the session failed'),
             }),
           },
         },

@@ -1,5 +1,14 @@
 import { assign, enqueueActions, fromCallback, fromPromise, sendTo, setup } from 'xstate';
-import type { EventMsg, ErrorCode, RateLimitSnapshot, ResponseItem, ReviewDecision, TokenUsage } from '../protocol/index.js';
+import {
+  errorEvent,
+  TroupeError,
+  type EventMsg,
+  type ErrorCode,
+  type RateLimitSnapshot,
+  type ResponseItem,
+  type ReviewDecision,
+  type TokenUsage,
+} from '../protocol/index.js';
 import { toolCallMachine, type ToolCallParentEvent } from './tool-call.js';
 import type { ToolOutput } from './tool-plan.js';
 import type { TurnContext } from './turn-context.js';
@@ -251,7 +260,7 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
           type: 'emitEvent',
           params: ({ event }) => ({
             id: event.submissionId,
-            msg: { type: 'error', code: 'bad_request', message: `no approval is pending with id ${event.callId}` },
+            msg: errorEvent(new TroupeError(`no approval is pending with id ${event.callId}`, { code: 'bad_request' })),
           }),
         },
       },
@@ -273,7 +282,7 @@ export const turnMachine = turnSetup.extend({ actions: { flushRound, abandonCall
           type: 'emitEvent',
           params: ({ event }) => ({
             id: event.submissionId,
-            msg: { type: 'error', code: 'bad_request', message: noClientCallMessage(event.callId) },
+            msg: errorEvent(new TroupeError(noClientCallMessage(event.callId), { code: 'bad_request' })),
           }),
         },
       },

@@ -57,7 +57,7 @@ describe('FlowGate', () => {
     gate.hold();
     expect(gate.open).toBe(false);
     let opened = false;
-    void gate.whenOpen().then(() => {
+    const waiting = gate.whenOpen().then(() => {
       opened = true;
     });
     gate.release();
@@ -68,6 +68,7 @@ describe('FlowGate', () => {
     await settle();
     expect(gate.open).toBe(true);
     expect(opened).toBe(true);
+    await waiting;
     expect(() => gate.release()).toThrow(/without a matching hold/);
   });
 
@@ -76,7 +77,7 @@ describe('FlowGate', () => {
     gate.hold();
     const controller = new AbortController();
     let done = false;
-    void gate.whenOpen(controller.signal).then(() => {
+    const waiting = gate.whenOpen(controller.signal).then(() => {
       done = true;
     });
     await settle();
@@ -84,6 +85,7 @@ describe('FlowGate', () => {
     controller.abort();
     await settle();
     expect(done).toBe(true);
+    await waiting;
     expect(gate.open).toBe(false);
   });
 });

@@ -36,13 +36,14 @@ async function indexHash(root: string): Promise<string> {
     .digest('hex');
 }
 
-async function expectTargetError(promise: Promise<unknown>, code: string, message: RegExp): Promise<void> {
+async function expectTargetError(promise: Promise<unknown>, reason: string, message: RegExp): Promise<void> {
   const error = await promise.then(
     () => null,
     (e: unknown) => e,
   );
   expect(error).toBeInstanceOf(ReviewTargetError);
-  expect((error as ReviewTargetError).code).toBe(code);
+  expect((error as ReviewTargetError).reason).toBe(reason);
+  expect((error as ReviewTargetError).code).toBe('bad_request');
   expect((error as ReviewTargetError).message).toMatch(message);
 }
 

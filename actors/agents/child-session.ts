@@ -3,6 +3,7 @@ import type { ErrorCode, Event, ResponseItem, SessionConfig, SessionOp } from '.
 import type { Bus } from '../bus/bus.js';
 import { subjects } from '../bus/subjects.js';
 import { log } from '../log.js';
+import { TroupeError } from '../../protocol/index.js';
 
 export interface ChildTurnRequest {
   readonly bus: Bus;
@@ -36,7 +37,7 @@ export interface ChildTurnResult {
 }
 
 /** Raised when the child session could not be started at all. */
-export class ChildSessionError extends Error {
+export class ChildSessionError extends TroupeError {
   override readonly name = 'ChildSessionError';
 }
 

@@ -5,6 +5,7 @@
  */
 import type { AgentRole, AskForApproval, SandboxMode, SandboxPolicyObject, SessionConfig } from '../../protocol/index.js';
 import { normalizeSandboxPolicy, type SessionSettings, type TurnContext } from '../../machines/turn-context.js';
+import { TroupeError } from '../../protocol/index.js';
 
 /** The roles every session has; `agent_roles` in a config may replace them by name. */
 export const BUILT_IN_ROLES: Readonly<Record<string, AgentRole>> = Object.freeze({
@@ -38,8 +39,9 @@ export function describeRoles(roles: Readonly<Record<string, AgentRole>>): strin
 }
 
 /** Raised when a role cannot be used; the message is the tool's output. */
-export class RoleError extends Error {
+export class RoleError extends TroupeError {
   override readonly name = 'RoleError';
+  override readonly code = 'bad_request';
 }
 
 /** How a role changes the config of a child started by `turn`. */

@@ -3,18 +3,20 @@ import type { AgentInfo, AgentStatus, Event, EventMsg, McpServerConfig, Response
 import { shellEnvironmentPolicyConfig, type TurnContext } from '../../machines/turn-context.js';
 import { NoRespondersError, type Bus, type Subscription } from '../bus/bus.js';
 import { subjects, type Subjects } from '../bus/subjects.js';
-import { log } from '../log.js';
+import { inBackground, log } from '../log.js';
 import type { AgentControl, AgentReport, ToolContext, TreeSlots } from '../tools/tool.js';
 import { nickname } from './nicknames.js';
 import { roleConfig, RoleError } from './roles.js';
+import { TroupeError } from '../../protocol/index.js';
 
 export const DEFAULT_AGENT_MAX_DEPTH = 2;
 export const DEFAULT_AGENT_MAX_THREADS = 8;
 export const DEFAULT_TREE_EXEC_SESSIONS = 16;
 
 /** Raised for a request the model made that cannot be honoured; its message is the tool output. */
-export class AgentError extends Error {
+export class AgentError extends TroupeError {
   override readonly name = 'AgentError';
+  override readonly code = 'bad_request';
 }
 
 export interface SupervisorOptions {
@@ -324,7 +326,7 @@ export class AgentSupervisor implements AgentControl {
         break;
       case 'shutdown_complete':
         this.#setStatus(child, 'shutdown', child.message);
-        void child.events?.unsubscribe();
+        if (child.events) inBackground(child.events.unsubscribe(), `unsubscribing from the events of agent ${child.id}`);
         child.events = null;
         this.#releaseSlot('agents');
         child.markClosed();

@@ -1,4 +1,5 @@
 import type { BusMessage } from '../../protocol/index.js';
+import { TroupeError } from '../../protocol/index.js';
 
 /** What a subscriber is handed with each message. */
 export interface Delivery {
@@ -39,7 +40,7 @@ export interface Bus {
   close(): Promise<void>;
 }
 
-export class BusError extends Error {
+export class BusError extends TroupeError {
   override name = 'BusError';
 }
 export class NoRespondersError extends BusError {

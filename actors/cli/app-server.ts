@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { OutputPressure, STDOUT_HIGH_WATER_BYTES } from '../flow/output-pressure.js';
+import { inBackground } from '../log.js';
 import { NATS_FLAGS } from '../nats/settings.js';
 import { gatewayBusOptions } from '../gateway-options.js';
 import { createRuntime, type RuntimeOptions } from '../runtime.js';
@@ -65,7 +66,7 @@ export async function runAppServer(argv: readonly string[], options: AppServerOp
   });
   // --inspect: a live page of the sessions on loopback, its address on stderr (stdout is the protocol).
   const inspector = await openInspector(runtime, inspect.port, 'troupe app-server');
-  lines.on('line', (line) => void runtime.gateway.submitLine(line));
+  lines.on('line', (line) => inBackground(runtime.gateway.submitLine(line), 'a submission'));
   await once(lines, 'close');
   const closed = await closeRuntime(runtime, bound);
   await inspector?.close();

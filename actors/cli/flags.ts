@@ -1,13 +1,14 @@
 import { statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { AskForApproval, SandboxMode, type SessionConfig } from '../../protocol/index.js';
+import { AskForApproval, SandboxMode, type SessionConfig, TroupeError } from '../../protocol/index.js';
 import { homeConfigPath, loadHomeConfig, sessionDefaults } from '../host/home-config.js';
 import { troupeHome } from '../rollout/paths.js';
 
 /** Raised for bad command-line input: printed without a stack trace, exit code 2. */
-export class UsageError extends Error {
+export class UsageError extends TroupeError {
   override readonly name = 'UsageError';
+  override readonly code = 'bad_request';
 }
 
 /** Flags shared by the commands that run sessions. */

@@ -1,7 +1,7 @@
 import { rm, writeFile } from 'node:fs/promises';
 import { NatsBus } from '../bus/nats.js';
 import { assertToken, InvalidSubjectTokenError } from '../bus/subjects.js';
-import { log } from '../log.js';
+import { inBackground, log } from '../log.js';
 import { DEFAULT_OUTBOX_LIMITS, HostDurability, type OutboxLimits } from '../durable/index.js';
 import { HANDOVER_GRACE_MS } from '../host/host.js';
 import { connectNats, defaultWorkerId } from '../nats/connect.js';
@@ -97,12 +97,18 @@ export async function runWorker(argv: readonly string[], env: NodeJS.ProcessEnv 
   await bus.flush();
   const ready = readiness(readyFile);
   await ready.set(true);
-  void (async () => {
-    for await (const status of connection.status()) {
-      if (status.type === 'disconnect') await ready.set(false);
-      else if (status.type === 'reconnect') await ready.set(true);
-    }
-  })();
+  // A readiness file that cannot be written is logged; the worker runs on (and tries again at the next change).
+  const setReady = (value: boolean) => ready.set(value).catch((error: unknown) => logger.error({ err: error }, 'could not update the readiness file'));
+  inBackground(
+    (async () => {
+      for await (const status of connection.status()) {
+        if (status.type === 'disconnect') await setReady(false);
+        else if (status.type === 'reconnect') await setReady(true);
+      }
+    })(),
+    'watching the NATS connection for readiness',
+    logger,
+  );
   logger.info({ capacity, namespace: settings.namespace, tool_sets: toolSets.map((s) => s.name) }, 'worker ready');
   // --inspect: a page of every session of the namespace, through a gateway connection of its own.
   const inspector = inspect.port === null ? null : await inspectNamespace(values, inspect.port, `troupe worker ${workerId}`, env);

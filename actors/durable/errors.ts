@@ -1,5 +1,6 @@
+import { TroupeError } from '../../protocol/index.js';
 /** Something the durable layer (JetStream, KV) could not do; `cause` holds the client's error. */
-export class DurableError extends Error {
+export class DurableError extends TroupeError {
   override name = 'DurableError';
 }
 

@@ -112,7 +112,7 @@ class EventFollower {
   /** Start again after the last event read, with a new consumer. */
   #renew(): void {
     this.#stale = true;
-    void this.#batch?.close().catch(() => undefined);
+    this.#batch?.close().catch(() => undefined);
   }
 
   async #run(): Promise<void> {
@@ -161,7 +161,7 @@ class EventFollower {
 
   #drop(): void {
     this.#stale = false;
-    void this.#consumer?.delete().catch(() => undefined);
+    this.#consumer?.delete().catch(() => undefined);
     this.#consumer = null;
   }
 }

@@ -1,6 +1,6 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { TurnOverrides } from '../../protocol/index.js';
-import { log as processLog, type Logger } from '../log.js';
+import { inBackground, log as processLog, type Logger } from '../log.js';
 import { NatsLink } from '../nats/link.js';
 import { Leases, leaseTiming, type SeenLease } from './leases.js';
 import type { OutboxLimits } from './outbox.js';
@@ -182,7 +182,7 @@ export class HostDurability {
       this.#quietUntil = Date.now() + this.leases.timing.leaseMs;
       this.leases.renewNow();
     });
-    this.#scanTimer ??= setInterval(() => void this.#scan(target), every);
+    this.#scanTimer ??= setInterval(() => inBackground(this.#scan(target), 'looking for sessions to adopt', this.#logger), every);
   }
 
   stop(): void {

@@ -1,7 +1,7 @@
 import { JetStreamApiError } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
-import { log as processLog, type Logger } from '../log.js';
+import { inBackground, log as processLog, type Logger } from '../log.js';
 import type { NatsLink } from '../nats/link.js';
 import { LeaseLostError } from './errors.js';
 import { leaseKeys, type DurableStore } from './store.js';
@@ -145,7 +145,7 @@ export class Leases {
   }
 
   start(): void {
-    this.#timer ??= setInterval(() => void this.#renewAll(), this.#timing.renewMs);
+    this.#timer ??= setInterval(() => inBackground(this.#renewAll(), 'renewing the leases', this.#logger), this.#timing.renewMs);
     this.#timer.unref();
   }
 
@@ -156,7 +156,7 @@ export class Leases {
 
   /** Renew every held lease now, not at the next tick (NATS is back: they may have run out). */
   renewNow(): void {
-    if (this.#timer) void this.#renewAll();
+    if (this.#timer) inBackground(this.#renewAll(), 'renewing the leases', this.#logger);
   }
 
   /** Leases of other workers (or handed over) whose time is up, as of now. */

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { log as processLog, type Logger } from '../log.js';
+import { inBackground, log as processLog, type Logger } from '../log.js';
 import type { NatsLink } from '../nats/link.js';
 import { DurableError } from './errors.js';
 import { GaveUpError, untilDone } from './patience.js';
@@ -125,7 +125,7 @@ export class Outbox {
       this.#queue.push({ subject, payload: bytes, msgId, done: resolve, failed: reject });
     });
     this.#bytes += bytes.length;
-    if (!this.#running) void this.#run();
+    if (!this.#running) inBackground(this.#run(), `storing the outbox of ${this.#name}`, this.#logger);
     return stored;
   }
 

@@ -2,6 +2,7 @@ import type { Event, ResponseItem, RolloutLine, SessionMeta, TurnContextRecord, 
 import { historyFromRollout, shouldPersistEvent } from '../rollout/index.js';
 import type { LoggedOutput, SessionPurpose } from './records.js';
 import type { LogEntry } from './session-log.js';
+import { TroupeError } from '../../protocol/index.js';
 
 /** What the log says about one tool call of the round a dead worker left open. */
 export type LoggedCall =
@@ -45,7 +46,7 @@ export interface RebuiltSession {
   readonly approvals: readonly string[];
 }
 
-export class RebuildError extends Error {
+export class RebuildError extends TroupeError {
   override name = 'RebuildError';
 }
 

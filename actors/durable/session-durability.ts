@@ -106,7 +106,7 @@ export function durableBindings(inner: SessionPort, log: SessionLog, open: OpenT
       replayed = true;
       let stopped = false;
       // Like a real sampler, report on a later tick: the turn's entry actions run first.
-      void Promise.resolve().then(() => {
+      queueMicrotask(() => {
         for (const item of open.replay) if (!stopped) sendBack({ type: 'MODEL.ITEM', item });
         if (!stopped) sendBack({ type: 'MODEL.COMPLETED', usage: null });
       });

@@ -1,11 +1,13 @@
+import { TroupeError } from '../../protocol/index.js';
 /**
  * JSON.parse that also remembers on which line every value starts, so a validation error in
  * a hand-written config file can point at the line to fix.
  */
 export type JsonPath = readonly (string | number)[];
 
-export class JsonSyntaxError extends Error {
+export class JsonSyntaxError extends TroupeError {
   override readonly name = 'JsonSyntaxError';
+  override readonly code = 'bad_request';
   constructor(
     message: string,
     readonly line: number,

@@ -16,6 +16,7 @@ import { loadShellParser } from './shell-script.js';
 import { analyzeArgv, type RunNode, type UnknownRun } from './unwrap.js';
 import { ESCALATING } from './wrappers.js';
 import { couldBeProgram, displayWord, programNames, type Word } from './words.js';
+import { TroupeError } from '../../protocol/index.js';
 
 export const RULES_FILE_NAME = 'rules.json';
 
@@ -54,8 +55,9 @@ export interface ExecRule {
 }
 
 /** A rules file that cannot be used; the message starts with `file:line:`. */
-export class ExecPolicyError extends Error {
+export class ExecPolicyError extends TroupeError {
   override readonly name = 'ExecPolicyError';
+  override readonly code = 'bad_request';
   constructor(
     readonly file: string,
     readonly line: number,

@@ -63,7 +63,8 @@ export class FlowGate implements FlowSignal {
         resolve();
       };
       signal.addEventListener('abort', done, { once: true });
-      void opened.then(done);
+      // `opened` only ever resolves; either way the wait is over.
+      opened.then(done, done);
     });
   }
 }

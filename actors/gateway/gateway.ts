@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { describeZodError, Event, Submission, type EventMsg, type SessionlessOp, type SessionOrigin } from '../../protocol/index.js';
+import { errorEvent, Event, Submission, TroupeError, type ErrorCode, type EventMsg, type SessionlessOp, type SessionOrigin } from '../../protocol/index.js';
 import { isSessionlessOp } from '../../protocol/index.js';
 import { NoRespondersError, RequestTimeoutError, type Bus, type Subscription } from '../bus/bus.js';
 import { subjects, type Subjects } from '../bus/subjects.js';
@@ -124,7 +124,7 @@ export class Gateway {
       const record = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>) : {};
       const id = typeof record.id === 'string' ? record.id : null;
       const sessionId = typeof record.session_id === 'string' ? record.session_id : null;
-      this.#error(id, sessionId, `invalid submission: ${describeZodError(parsed.error)}`);
+      this.#emit(id, sessionId, errorEvent(parsed.error, 'invalid submission'));
       return Promise.resolve();
     }
     return this.submit(parsed.data);
@@ -255,7 +255,7 @@ export class Gateway {
     this.#options.onEvent({ id, session_id: sessionId, seq: null, msg });
   }
 
-  #error(id: string | null, sessionId: string | null, message: string, code: 'bad_request' | 'internal' = 'bad_request'): void {
-    this.#emit(id, sessionId, { type: 'error', code, message });
+  #error(id: string | null, sessionId: string | null, message: string, code: ErrorCode = 'bad_request'): void {
+    this.#emit(id, sessionId, errorEvent(new TroupeError(message, { code })));
   }
 }

@@ -1,8 +1,9 @@
+import { TroupeError } from '../../protocol/index.js';
 /**
  * Errors of the git helpers. Callers turn them into protocol answers (`undo_completed{success:
  * false}`, a review `error`), so each carries a message a user can act on without the stack.
  */
-export class GitError extends Error {
+export class GitError extends TroupeError {
   override readonly name: string = 'GitError';
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);

@@ -3,10 +3,12 @@ import type { ClientToolSpec } from '../../protocol/index.js';
 import { SERVER_TOOL_SEPARATOR, sanitizeNamePart } from '../mcp/tool-names.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import { defineTool, type ToolHandler } from '../tools/tool.js';
+import { TroupeError } from '../../protocol/index.js';
 
 /** A client tool whose name is taken; the message names both. */
-export class ClientToolError extends Error {
+export class ClientToolError extends TroupeError {
   override readonly name = 'ClientToolError';
+  override readonly code = 'bad_request';
 }
 
 /** A client tool's arguments: any JSON object (the client checks them against its own schema). */

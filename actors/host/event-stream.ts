@@ -1,4 +1,4 @@
-import type { EventMsg } from '../../protocol/index.js';
+import { errorEvent, TroupeError, type EventMsg } from '../../protocol/index.js';
 import type { Bus } from '../bus/bus.js';
 import type { RolloutSink, SessionDurability } from '../durable/session-durability.js';
 import { log } from '../log.js';
@@ -87,7 +87,7 @@ export class EventStream {
     const { maxEntries, maxBytes } = durable.limits;
     const why = `its events are not being stored (NATS is away or too slow), and it holds the most it may (${maxEntries} events or ${maxBytes} bytes)`;
     const notices: EventMsg[] = [
-      { type: 'error', code: 'internal', message: `session stopped on worker ${workerId}: ${why}` },
+      errorEvent(new TroupeError(why), `session stopped on worker ${workerId}`),
       { type: 'background_event', message: `session stopped on worker ${workerId}: ${why}; it continues from its log once NATS is back` },
     ];
     for (const msg of notices) durable.publishEvent({ id: null, session_id: sessionId, seq: ++this.#seq, msg }, true);

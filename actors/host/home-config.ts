@@ -1,11 +1,12 @@
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { z } from 'zod';
-import { HomeConfig, PROFILE_KEYS, type ConfigProfile } from '../../protocol/index.js';
+import { HomeConfig, PROFILE_KEYS, TroupeError, type ConfigProfile } from '../../protocol/index.js';
 
 /** A config file that cannot be used, or a profile it does not have; its message names the file and the key. */
-export class HomeConfigError extends Error {
+export class HomeConfigError extends TroupeError {
   override readonly name = 'HomeConfigError';
+  override readonly code = 'bad_request';
 }
 
 export function homeConfigPath(home: string): string {

@@ -5,7 +5,7 @@ import { writeRolloutFile } from '../durable/rollout-file.js';
 import { journaledRollout } from '../durable/session-durability.js';
 import { BusClosedError, NoRespondersError, type Bus, type Subscription } from '../bus/bus.js';
 import { subjects, type Subjects } from '../bus/subjects.js';
-import { log } from '../log.js';
+import { inBackground, log } from '../log.js';
 import type { ModelClient } from '../model/types.js';
 import { BASE_INSTRUCTIONS } from '../prompts/base-instructions.js';
 import { isUserInstructions, loadProjectDocs } from '../prompts/project-docs.js';
@@ -33,6 +33,7 @@ import { homeConfigPath, HomeConfigError, loadHomeConfig, sessionDefaults } from
 import { SessionLogic } from './session-logic.js';
 import { DEFAULT_AGENT_MAX_DEPTH, DEFAULT_AGENT_MAX_THREADS } from '../agents/supervisor.js';
 import { readsProjectDocs, sessionRoles } from '../agents/roles.js';
+import { TroupeError } from '../../protocol/index.js';
 
 export interface HostOptions {
   readonly bus: Bus;
@@ -83,8 +84,9 @@ const OP_ENQUEUE_PATIENCE_MS = 10_000;
 /** How long a full host waits for another host to take a placement it passes on. */
 const FORWARD_TIMEOUT_MS = 5_000;
 
-class PlacementError extends Error {
+class PlacementError extends TroupeError {
   override readonly name = 'PlacementError';
+  override readonly code = 'bad_request';
 }
 
 /**
@@ -118,7 +120,7 @@ export class Host {
    */
   useDurability(durability: HostDurability): void {
     this.#durability = durability;
-    durability.onOverflow((sessionId) => void this.#moveOn(sessionId));
+    durability.onOverflow((sessionId) => inBackground(this.#moveOn(sessionId), `handing over session ${sessionId}`));
   }
 
   /**
@@ -141,9 +143,9 @@ export class Host {
     this.#sessions.delete(sessionId);
     hosted.log?.seal();
     hosted.runtime.abandon();
-    void hosted.ops.unsubscribe();
-    void hosted.feed?.stop();
-    void this.#syncPlacement();
+    inBackground(hosted.ops.unsubscribe(), `unsubscribing the ops of session ${sessionId}`);
+    if (hosted.feed) inBackground(hosted.feed.stop(), `stopping the op feed of session ${sessionId}`);
+    inBackground(this.#syncPlacement(), 'joining or leaving the placement group');
     return hosted;
   }
 
@@ -158,7 +160,7 @@ export class Host {
 
   start(): void {
     const { bus } = this.#options;
-    void this.#syncPlacement();
+    inBackground(this.#syncPlacement(), 'joining the placement group');
     this.#durability?.startAdopting({
       room: () => (this.#draining ? 0 : Math.max(0, this.capacity - this.load)),
       adopt: (lease) => this.#adopt(lease),
@@ -294,7 +296,12 @@ export class Host {
       this.#reserved--;
     }
     if (reply.kind === 'placed') {
-      void this.#sessions.get(reply.session_id)?.runtime.closed.then(() => this.#syncPlacement());
+      const placed = this.#sessions.get(reply.session_id);
+      if (placed)
+        inBackground(
+          placed.runtime.closed.then(() => this.#syncPlacement()),
+          'joining the placement group',
+        );
     }
     await this.#syncPlacement();
     return reply;
@@ -363,12 +370,15 @@ export class Host {
     this.#sessions.set(runtime.id, hosted);
     if (durability && sessionLog) hosted.feed = await durability.feed(runtime, sessionLog, applied);
     // An ended session takes no more ops: from then on they are answered as for an unknown one.
-    void runtime.ended.then(async () => {
-      if (hosted.abandoned) return;
-      this.#sessions.delete(runtime.id);
-      await ops.unsubscribe();
-    });
-    void runtime.closed.then(async () => {
+    inBackground(
+      runtime.ended.then(async () => {
+        if (hosted.abandoned) return;
+        this.#sessions.delete(runtime.id);
+        await ops.unsubscribe();
+      }),
+      `unsubscribing the ops of ended session ${runtime.id}`,
+    );
+    const closing = runtime.closed.then(async () => {
       if (hosted.abandoned) return;
       if (durability && sessionLog) {
         sessionLog.append({ type: 'closed' });
@@ -379,6 +389,7 @@ export class Host {
         durability.forget(sessionLog);
       }
     });
+    inBackground(closing, `cleaning up after closed session ${runtime.id}`);
   }
 
   /**

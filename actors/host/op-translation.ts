@@ -1,4 +1,4 @@
-import type { EventMsg, MessageItem, Submission } from '../../protocol/index.js';
+import { errorEvent, TroupeError, type EventMsg, type MessageItem, type Submission } from '../../protocol/index.js';
 import type { SessionEvent } from '../../machines/session.js';
 import type { SessionMcp } from './session-mcp.js';
 import { userMessage, UserInputError } from './user-input.js';
@@ -21,7 +21,7 @@ export interface OpTarget {
 export async function applyOp(submission: Submission, target: OpTarget): Promise<void> {
   const id = submission.id;
   const op = submission.op;
-  const refuse = (message: string) => target.emit(id, { type: 'error', code: 'bad_request', message });
+  const refuse = (message: string) => target.emit(id, errorEvent(new TroupeError(message, { code: 'bad_request' })));
   switch (op.type) {
     case 'user_turn':
     case 'user_input': {

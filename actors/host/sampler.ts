@@ -4,6 +4,7 @@ import { retryDelayMs } from '../model/backoff.js';
 import { ModelError } from '../model/errors.js';
 import type { ModelClient, Prompt } from '../model/types.js';
 import type { FlowSignal } from '../flow/flow-gate.js';
+import { inBackground } from '../log.js';
 
 export interface SamplingRequest {
   readonly model: ModelClient;
@@ -42,57 +43,60 @@ export function sample(request: SamplingRequest): () => void {
   const emit = (msg: EventMsg) => {
     if (!controller.signal.aborted) request.emit(msg);
   };
-  void (async () => {
-    try {
-      // XState starts an invoked child before it runs the entry actions of the same step,
-      // so wait a tick: the request must include what those actions recorded (the user input).
-      await Promise.resolve();
-      const { flow } = request;
-      if (!flow.open) await flow.whenOpen(controller.signal);
-      if (controller.signal.aborted) return;
-      // Read the stream to its natural end even after `completed`: leaving it early cancels
-      // the HTTP body, and with it the kept-alive connection the next request would reuse.
-      for await (const ev of request.model.stream(request.prompt(), controller.signal)) {
-        switch (ev.type) {
-          case 'output_text_delta':
-            emit({ type: 'agent_message_delta', delta: ev.delta });
-            break;
-          case 'reasoning_delta':
-            emit({ type: 'agent_reasoning_delta', delta: ev.delta });
-            break;
-          case 'output_item_done':
-            report({ type: 'MODEL.ITEM', item: ev.item });
-            break;
-          case 'rate_limits':
-            report({ type: 'MODEL.RATE_LIMITS', snapshot: ev.snapshot });
-            break;
-          case 'completed':
-            completed = true;
-            report({ type: 'MODEL.COMPLETED', usage: ev.usage });
-            break;
-          case 'created':
-            break;
-        }
+  inBackground(
+    (async () => {
+      try {
+        // XState starts an invoked child before it runs the entry actions of the same step,
+        // so wait a tick: the request must include what those actions recorded (the user input).
+        await Promise.resolve();
+        const { flow } = request;
         if (!flow.open) await flow.whenOpen(controller.signal);
+        if (controller.signal.aborted) return;
+        // Read the stream to its natural end even after `completed`: leaving it early cancels
+        // the HTTP body, and with it the kept-alive connection the next request would reuse.
+        for await (const ev of request.model.stream(request.prompt(), controller.signal)) {
+          switch (ev.type) {
+            case 'output_text_delta':
+              emit({ type: 'agent_message_delta', delta: ev.delta });
+              break;
+            case 'reasoning_delta':
+              emit({ type: 'agent_reasoning_delta', delta: ev.delta });
+              break;
+            case 'output_item_done':
+              report({ type: 'MODEL.ITEM', item: ev.item });
+              break;
+            case 'rate_limits':
+              report({ type: 'MODEL.RATE_LIMITS', snapshot: ev.snapshot });
+              break;
+            case 'completed':
+              completed = true;
+              report({ type: 'MODEL.COMPLETED', usage: ev.usage });
+              break;
+            case 'created':
+              break;
+          }
+          if (!flow.open) await flow.whenOpen(controller.signal);
+        }
+        if (!completed) throw new ModelError('the model stream ended before the response was complete', 'stream_failed', true);
+      } catch (error) {
+        if (controller.signal.aborted || completed) return;
+        const failure =
+          error instanceof ModelError ? error : new ModelError(`model request failed: ${String(error)}`, 'stream_failed', true, null, { cause: error });
+        report({
+          type: 'MODEL.FAILED',
+          failure: {
+            code: failure.code,
+            message: failure.message,
+            retryable: failure.retryable,
+            retryDelayMs: retryDelayMs(request.attempt, failure.retryAfterMs, request.retryBaseMs),
+          },
+        });
+      } finally {
+        settled = true;
       }
-      if (!completed) throw new ModelError('the model stream ended before the response was complete', 'stream_failed', true);
-    } catch (error) {
-      if (controller.signal.aborted || completed) return;
-      const failure =
-        error instanceof ModelError ? error : new ModelError(`model request failed: ${String(error)}`, 'stream_failed', true, null, { cause: error });
-      report({
-        type: 'MODEL.FAILED',
-        failure: {
-          code: failure.code,
-          message: failure.message,
-          retryable: failure.retryable,
-          retryDelayMs: retryDelayMs(request.attempt, failure.retryAfterMs, request.retryBaseMs),
-        },
-      });
-    } finally {
-      settled = true;
-    }
-  })();
+    })(),
+    'a sampling attempt',
+  );
   // Stopping the sampler (interrupt, or the turn moving on) cancels a request still in flight.
   return () => {
     if (!settled && !completed) controller.abort();

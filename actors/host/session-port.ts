@@ -3,7 +3,7 @@ import type { AgentSupervisor } from '../agents/supervisor.js';
 import type { TreeApprovals } from '../agents/tree-approvals.js';
 import type { Bus } from '../bus/bus.js';
 import type { FlowSignal } from '../flow/flow-gate.js';
-import { log } from '../log.js';
+import { inBackground, log } from '../log.js';
 import type { ModelClient } from '../model/types.js';
 import { CompactTask } from '../tasks/compact/task.js';
 import { ReviewTask } from '../tasks/review/task.js';
@@ -116,7 +116,7 @@ export function sessionPort(parts: SessionParts): SessionPort {
     accountUsage: (turnId, turn, usage) => state.accountUsage(turnId, turn, usage),
     rememberRateLimits: (snapshot) => state.rememberRateLimits(snapshot),
     reportFailure: (turnId, turn, failure) => state.reportFailure(turnId, turn, failure),
-    interruptAgents: () => void parts.agents.interruptAll(),
+    interruptAgents: () => inBackground(parts.agents.interruptAll(), 'interrupting the sub-agents'),
     // the session's tasks
     startTask: (id, taskModel) => emit(id, { type: 'task_started', turn_id: id, model_context_window: model.contextWindow(taskModel) }),
     // An undo, or a command of the user's, comes after the last turn's snapshot.

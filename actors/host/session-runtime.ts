@@ -5,7 +5,7 @@ import { roleTools } from '../agents/roles.js';
 import { TreeApprovals } from '../agents/tree-approvals.js';
 import { attachJobs, type SessionJobs } from '../jobs/session.js';
 import { subjects } from '../bus/subjects.js';
-import { log } from '../log.js';
+import { inBackground, log } from '../log.js';
 import { SessionObserver } from '../telemetry/observer.js';
 import { developerMessage } from '../prompts/environment-context.js';
 import { EventStream } from './event-stream.js';
@@ -225,7 +225,7 @@ export class SessionRuntime {
     this.#events.stop();
     this.#actor.stop();
     this.#observer?.end();
-    void this.#tools.dispose();
+    inBackground(this.#tools.dispose(), `disposing the tools of session ${this.id}`);
     void this.#spec.rollout.close().catch(() => undefined);
   }
 

@@ -1,4 +1,4 @@
-import type { EventMsg, RateLimitSnapshot, ResponseItem, TokenUsage } from '../../protocol/index.js';
+import { errorEvent, TroupeError, type EventMsg, type RateLimitSnapshot, type ResponseItem, type TokenUsage } from '../../protocol/index.js';
 import type { ToolOutput } from '../../machines/tool-plan.js';
 import type { ModelFailure } from '../../machines/turn.js';
 import type { SessionSettings, TurnContext } from '../../machines/turn-context.js';
@@ -161,7 +161,7 @@ export class SessionState {
   }
 
   reportFailure(turnId: string, turn: TurnContext, failure: ModelFailure): void {
-    this.#emit(turnId, { type: 'error', code: failure.code, message: failure.message });
+    this.#emit(turnId, errorEvent(new TroupeError(failure.message, { code: failure.code })));
     if (failure.code === 'context_window_exceeded') {
       // Show the window as full, so a client can tell why nothing more fits.
       const window = this.#model.contextWindow(turn.model) ?? this.#totalUsage.total_tokens;
@@ -175,7 +175,7 @@ export class SessionState {
   rollback(submissionId: string, numTurns: number): void {
     const { history, dropped } = dropLastUserTurns(this.#history.items(), numTurns);
     if (dropped === 0) {
-      this.#emit(submissionId, { type: 'error', code: 'bad_request', message: 'thread_rollback: there is no user turn to drop' });
+      this.#emit(submissionId, errorEvent(new TroupeError('there is no user turn to drop', { code: 'bad_request' }), 'thread_rollback'));
       return;
     }
     this.replaceHistory(history, `rolled back ${dropped} turn(s)`);

@@ -3,10 +3,12 @@ import { sanitizeNamePart, SERVER_TOOL_SEPARATOR } from '../mcp/tool-names.js';
 import { ToolRegistry } from '../tools/registry.js';
 import type { ToolHandler } from '../tools/tool.js';
 import { userToolHandler, type Tool } from '../tools/user-tool.js';
+import { TroupeError } from '../../protocol/index.js';
 
 /** Raised when a session's tools cannot be put together, or a tool set cannot be added; the message names the tools involved. */
-export class ToolSetError extends Error {
+export class ToolSetError extends TroupeError {
   override readonly name = 'ToolSetError';
+  override readonly code = 'bad_request';
 }
 
 /** A library session's own tools are a set named with this prefix and a random id; a resumed session gets a new one. */

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import type { MessageItem, UserInput } from '../../protocol/index.js';
+import { TroupeError } from '../../protocol/index.js';
 
 const IMAGE_TYPES: Record<string, string> = {
   '.png': 'image/png',
@@ -10,8 +11,9 @@ const IMAGE_TYPES: Record<string, string> = {
   '.webp': 'image/webp',
 };
 
-export class UserInputError extends Error {
+export class UserInputError extends TroupeError {
   override readonly name = 'UserInputError';
+  override readonly code = 'bad_request';
 }
 
 /** The user's input as the message the model is sent; images are inlined as data URLs. */

@@ -2,6 +2,7 @@ import type { AgentJobStatus } from '../../protocol/index.js';
 import { writeJobOutput } from './output.js';
 import { countItems, jobStatus, type JobCounts, type JobState } from './state.js';
 import { FileJobStore, runnerAlive } from './store.js';
+import { TroupeError } from '../../protocol/index.js';
 
 /**
  * Jobs seen from outside the process that runs them (`troupe jobs status`, `troupe jobs cancel`),
@@ -51,8 +52,9 @@ export function overview(state: JobState): JobOverview {
   };
 }
 
-export class JobLookupError extends Error {
+export class JobLookupError extends TroupeError {
   override readonly name = 'JobLookupError';
+  override readonly code = 'bad_request';
 }
 
 /** The jobs under `home`, newest first. */

@@ -1,14 +1,16 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import type { FileFormat, JobItemSpec } from './records.js';
+import { TroupeError } from '../../protocol/index.js';
 
 /**
  * A job's input read and checked before anything is written: the rows of a CSV (RFC 4180, by
  * csv-parse: quoted fields, embedded newlines, a BOM) or a JSON Lines file, their ids, and the
  * instruction's placeholders. Every problem is a JobInputError naming what was wrong.
  */
-export class JobInputError extends Error {
+export class JobInputError extends TroupeError {
   override readonly name = 'JobInputError';
+  override readonly code = 'bad_request';
 }
 
 export interface JobInput {

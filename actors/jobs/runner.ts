@@ -222,10 +222,11 @@ export class JobRunner {
     if (this.#finishing) return;
     if (!this.#stopping) {
       while (this.#active < this.#state.spec.max_concurrency && !this.#blocked && this.#queue.length > 0) {
-        void this.#launch(this.#queue.shift()!);
+        this.#launch(this.#queue.shift()!).catch((error: unknown) => this.#logFailure(error));
       }
     }
-    if (this.#active === 0 && (this.#stopping || this.#queue.length === 0) && this.#limitTimer === null) void this.#finish();
+    if (this.#active === 0 && (this.#stopping || this.#queue.length === 0) && this.#limitTimer === null)
+      this.#finish().catch((error: unknown) => this.#logFailure(error));
   }
 
   async #launch(item: ItemState): Promise<void> {
@@ -285,7 +286,9 @@ export class JobRunner {
       this.#logFailure(error);
     }
     markStarted();
-    await this.#watch(item, live, agent.agent_id, spec.max_runtime_seconds * 1000);
+    // Settling the item rejects when its outcome cannot be logged: the item is then taken as
+    // not done (it runs again), and the agent is still closed and its slot given back below.
+    await this.#watch(item, live, agent.agent_id, spec.max_runtime_seconds * 1000).catch((error: unknown) => this.#logFailure(error));
     // The item's outcome may still be on its way to the log (a report that came in meanwhile).
     await live.settling?.catch((error: unknown) => this.#logFailure(error));
     await this.#parent.agents

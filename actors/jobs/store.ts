@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { open, mkdir, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { log } from '../log.js';
+import { inBackground, log } from '../log.js';
 import { JobRecord, type JobSpec, type NewJobRecord } from './records.js';
 import { apply, replay, type JobState } from './state.js';
 
@@ -212,7 +212,8 @@ class FileJobHandle implements JobHandle {
   #kick(): void {
     if (this.#writing) return;
     this.#writing = true;
-    void this.#drain();
+    // #drain hands every write failure to the entries' callers; this catches only its own bugs.
+    inBackground(this.#drain(), `writing the log of job ${this.state.spec.job_id}`);
   }
 
   async #drain(): Promise<void> {
@@ -239,7 +240,13 @@ class FileJobHandle implements JobHandle {
 
   onCancel(listener: (reason: string) => void): void {
     this.#cancelListeners.push(listener);
-    this.#poll ??= setInterval(() => void this.#readOthers(), POLL_MS);
+    this.#poll ??= setInterval(
+      () =>
+        void this.#readOthers().catch((error: unknown) =>
+          log.warn({ err: error, job: this.state.spec.job_id }, 'could not read the job log for cancellations'),
+        ),
+      POLL_MS,
+    );
     this.#poll.unref();
   }
 

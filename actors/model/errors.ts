@@ -1,14 +1,14 @@
-import type { ErrorCode } from '../../protocol/index.js';
+import { TroupeError, type ErrorCode } from '../../protocol/index.js';
 
 /**
  * The one error type model clients throw. `retryable` decides whether the turn retries the
  * request (DESIGN.md: errors that retrying cannot fix are not retried).
  */
-export class ModelError extends Error {
+export class ModelError extends TroupeError {
   override readonly name = 'ModelError';
   constructor(
     message: string,
-    readonly code: ErrorCode,
+    override readonly code: ErrorCode,
     readonly retryable: boolean,
     /** Server-requested delay before the next attempt (from `retry-after`), in ms. */
     readonly retryAfterMs: number | null = null,

@@ -1,11 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { connect, credsAuthenticator, nkeyAuthenticator, type NatsConnection, type NodeConnectionOptions, type Status } from '@nats-io/transport-node';
-import { log as processLog, type Logger } from '../log.js';
+import { inBackground, log as processLog, type Logger } from '../log.js';
 import { NatsSettingsError, type NatsSettings } from './settings.js';
+import { TroupeError } from '../../protocol/index.js';
 
 /** Connecting failed (the first time: later losses are reconnected forever). */
-export class NatsConnectError extends Error {
+export class NatsConnectError extends TroupeError {
   override readonly name = 'NatsConnectError';
   constructor(servers: readonly string[], options?: ErrorOptions) {
     super(`could not connect to NATS at ${servers.map(redactUrl).join(', ')}`, options);
@@ -117,10 +118,14 @@ export async function connectNats(settings: NatsSettings, options: ConnectOption
     throw new NatsConnectError(settings.servers, { cause: error });
   }
   logger.info({ server: connection.getServer(), name: options.name }, 'connected to NATS');
-  void watchStatus(connection, logger, backoffs.get(connectionOptions));
-  void connection.closed().then((error) => {
-    if (error) logger.error({ err: error }, 'the NATS connection closed with an error');
-  });
+  inBackground(watchStatus(connection, logger, backoffs.get(connectionOptions)), 'watching the NATS connection', logger);
+  inBackground(
+    connection.closed().then((error) => {
+      if (error) logger.error({ err: error }, 'the NATS connection closed with an error');
+    }),
+    'watching the NATS connection close',
+    logger,
+  );
   return connection;
 }
 

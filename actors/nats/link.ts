@@ -1,4 +1,5 @@
 import type { NatsConnection } from '@nats-io/transport-node';
+import { inBackground } from '../log.js';
 
 /**
  * Whether a NATS connection can carry anything right now, as the client reports it.
@@ -22,8 +23,11 @@ export class NatsLink {
 
   private constructor(connection: NatsConnection) {
     this.connection = connection;
-    void this.#watch();
-    void connection.closed().then(() => this.#changed(false));
+    inBackground(this.#watch(), 'watching the NATS link');
+    inBackground(
+      connection.closed().then(() => this.#changed(false)),
+      'marking the closed NATS link down',
+    );
   }
 
   static #links = new WeakMap<NatsConnection, NatsLink>();

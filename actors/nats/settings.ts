@@ -1,3 +1,4 @@
+import { TroupeError } from '../../protocol/index.js';
 /**
  * The NATS flags the commands share, and the settings they and the environment name. Apart
  * from the client (connect.ts), so that a command loads no NATS code unless they name a server.
@@ -50,8 +51,9 @@ export interface NatsTlsSettings {
 }
 
 /** Bad or contradictory NATS settings; the message names the flag or variable. */
-export class NatsSettingsError extends Error {
+export class NatsSettingsError extends TroupeError {
   override readonly name = 'NatsSettingsError';
+  override readonly code = 'bad_request';
 }
 
 /**

@@ -10,6 +10,7 @@ import {
   type SessionMeta,
   type TurnContextRecord,
 } from '../../protocol/index.js';
+import { inBackground } from '../log.js';
 import { RolloutError } from './errors.js';
 
 /** Anything a session appends after its `session_meta` line. */
@@ -166,7 +167,7 @@ export class RolloutRecorder {
     }
     this.writing = true;
     // Start once the current callback is over, so the lines it records go out as one write.
-    setImmediate(() => void this.drain());
+    setImmediate(() => inBackground(this.drain(), `writing rollout ${this.path}`));
   }
 
   /** The single writer: takes whatever is queued, writes it as one append, repeats. */

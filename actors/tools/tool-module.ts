@@ -1,10 +1,12 @@
 import { basename, extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { isTool, type Tool } from './user-tool.js';
+import { TroupeError } from '../../protocol/index.js';
 
 /** A `--tools` argument that cannot be used; the message names the file and what is wrong. */
-export class ToolModuleError extends Error {
+export class ToolModuleError extends TroupeError {
   override readonly name = 'ToolModuleError';
+  override readonly code = 'bad_request';
 }
 
 const SET_NAME = /^[a-zA-Z0-9_-]{1,64}$/;

@@ -9,6 +9,7 @@ import type { AskForApproval, SandboxPolicyObject } from '../../protocol/index.j
 import type { ToolOutput } from '../../machines/tool-plan.js';
 import { planApproval, type ApprovalNeed } from './orchestrator.js';
 import type { ToolContext, ToolHandler } from './tool.js';
+import { TroupeError } from '../../protocol/index.js';
 
 /** A value that survives JSON: what a tool may return or report as progress. */
 export type JsonValue = string | number | boolean | null | readonly JsonValue[] | { readonly [key: string]: JsonValue };
@@ -57,8 +58,9 @@ export interface Tool<P extends ToolParameters = ToolParameters> extends ToolDef
 }
 
 /** Raised for a tool definition that cannot be used; the message names the tool and the problem. */
-export class ToolDefinitionError extends Error {
+export class ToolDefinitionError extends TroupeError {
   override readonly name = 'ToolDefinitionError';
+  override readonly code = 'bad_request';
 }
 
 const NAME = /^[a-zA-Z0-9_-]{1,64}$/;

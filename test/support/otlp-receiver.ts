@@ -77,7 +77,7 @@ export class OtlpReceiver {
   readonly logs: ReceivedLog[] = [];
   rejected = 0;
   readonly #server = createServer((request, response) => {
-    void (async () => {
+    (async () => {
       const text = await body(request);
       const json = request.headers['content-type']?.startsWith('application/json') ?? false;
       if (request.method !== 'POST' || !json) {
@@ -89,7 +89,12 @@ export class OtlpReceiver {
       else if (request.url === '/v1/logs') this.#logs(JSON.parse(text) as LogsRequest);
       else this.rejected++;
       response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
-    })();
+    })().catch(() => {
+      // Not JSON, or the request broke off: counted as rejected, as a collector would refuse it.
+      this.rejected++;
+      if (!response.headersSent) response.writeHead(400);
+      response.end();
+    });
   });
 
   static async start(): Promise<OtlpReceiver> {

@@ -1,4 +1,3 @@
-import type { ResponseItem } from '../../../protocol/index.js';
 import type { TaskInput, TaskRequest } from '../../../machines/session.js';
 import type { TaskOutput } from '../../../machines/task.js';
 import { shellEnvironmentPolicyConfig, type SessionSettings, type TurnContext } from '../../../machines/turn-context.js';
@@ -8,6 +7,7 @@ import { childOf, completed, FAILED, INTERRUPTED, type Task, type TaskHost } fro
 import { buildCompactedHistory, keepTurnItems } from './history.js';
 import { SUMMARY_PROMPT } from './prompt.js';
 import { approxItemsTokens, trimForSummarization } from './trim.js';
+import { errorEvent, TroupeError, type ResponseItem } from '../../../protocol/index.js';
 
 type CompactRequest = Extract<TaskRequest, { type: 'COMPACT' }>;
 
@@ -17,7 +17,7 @@ const USER_MESSAGE_TOKEN_BUDGET = 20_000;
 const TURN_ITEMS_TOKEN_BUDGET = 20_000;
 const AUTO_COMPACT_FRACTION = 0.9;
 
-class CompactionError extends Error {
+class CompactionError extends TroupeError {
   override readonly name = 'CompactionError';
 }
 
@@ -40,7 +40,7 @@ export class CompactTask implements Task<CompactRequest> {
       return completed();
     } catch (error) {
       if (signal.aborted) return INTERRUPTED;
-      this.#host.emit(id, { type: 'error', code: 'internal', message: (error as Error).message });
+      this.#host.emit(id, errorEvent(error));
       return FAILED;
     }
   }

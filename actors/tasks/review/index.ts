@@ -1,4 +1,4 @@
-export { ReviewTargetError, type ReviewTargetErrorCode } from './errors.js';
+export { ReviewTargetError, type ReviewTargetReason } from './errors.js';
 export { formatReviewOutput, reviewFindingsMessage, USER_ACTION_PREFIX } from './findings-message.js';
 export { REVIEW_INSTRUCTIONS } from './instructions.js';
 export { FALLBACK_CORRECTNESS, parseReviewOutput, REVIEW_OUTPUT_JSON_SCHEMA } from './output.js';

@@ -1,4 +1,4 @@
-import type { ReviewTarget } from '../../../protocol/index.js';
+import { errorEvent, TroupeError, type ReviewTarget } from '../../../protocol/index.js';
 import type { TaskInput, TaskRequest } from '../../../machines/session.js';
 import type { TaskOutput } from '../../../machines/task.js';
 import { shellEnvironmentPolicyConfig } from '../../../machines/turn-context.js';
@@ -33,7 +33,7 @@ export class ReviewTask implements Task<ReviewRequest> {
       resolved = await resolveReviewTarget(settings.cwd, request.target);
     } catch (error) {
       if (!(error instanceof ReviewTargetError)) throw error;
-      host.emit(id, { type: 'error', code: 'bad_request', message: `cannot review: ${error.message}` });
+      host.emit(id, errorEvent(error, 'cannot review'));
       return FAILED;
     }
     const hint = request.hint ?? resolved.user_facing_hint;
@@ -55,7 +55,7 @@ export class ReviewTask implements Task<ReviewRequest> {
         outputSchema: REVIEW_OUTPUT_JSON_SCHEMA,
       });
     } catch (error) {
-      host.emit(id, { type: 'error', code: 'internal', message: `the review could not start: ${(error as Error).message}` });
+      host.emit(id, errorEvent(error, 'the review could not start'));
       host.emit(id, { type: 'exited_review_mode', review_output: null });
       return FAILED;
     }
@@ -64,7 +64,7 @@ export class ReviewTask implements Task<ReviewRequest> {
       return INTERRUPTED;
     }
     if (result.lastMessage === null) {
-      if (result.error) host.emit(id, { type: 'error', code: result.error.code, message: `the review failed: ${result.error.message}` });
+      if (result.error) host.emit(id, errorEvent(new TroupeError(result.error.message, { code: result.error.code }), 'the review failed'));
       host.emit(id, { type: 'exited_review_mode', review_output: null });
       return result.error ? FAILED : completed();
     }

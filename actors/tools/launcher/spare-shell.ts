@@ -79,10 +79,12 @@ function passes(from: Env, to: Env, probed: () => void): boolean {
   const carried = carries(from) && carries(to);
   byTarget.set(to, carried ? 'probing' : false);
   if (carried) {
-    void execsWith(from, to).then((intact) => {
+    const settle = (intact: boolean): void => {
       byTarget.set(to, intact);
       probed();
-    });
+    };
+    // A probe that could not even start (spawn threw) proves nothing: the spare shell is not used.
+    execsWith(from, to).then(settle, () => settle(false));
   }
   return false;
 }

@@ -9,9 +9,11 @@ import type { FileChange } from '../../../protocol/index.js';
 import { loadHunks, type Hunks } from './hunks.js';
 import { findLines } from './match.js';
 import { hunkNewLines, hunkOldLines, parsePatch, type Hunk, type PatchOperation } from './parser.js';
+import { TroupeError } from '../../../protocol/index.js';
 
-export class PatchApplyError extends Error {
+export class PatchApplyError extends TroupeError {
   override readonly name = 'PatchApplyError';
+  override readonly code = 'bad_request';
   /** The file the error is about, as the patch names it. */
   readonly path: string | undefined;
 

@@ -1,3 +1,4 @@
+import { TroupeError } from '../../../protocol/index.js';
 /**
  * Parser for the `apply_patch` format (PROTOCOL.md §6). It only reads text: locating hunks in
  * files and writing them is apply.ts's job. Models get the format slightly wrong in a few
@@ -27,8 +28,9 @@ export type PatchOperation =
   | { readonly type: 'delete'; readonly path: string }
   | { readonly type: 'update'; readonly path: string; readonly moveTo?: string | undefined; readonly hunks: readonly Hunk[] };
 
-export class PatchParseError extends Error {
+export class PatchParseError extends TroupeError {
   override readonly name = 'PatchParseError';
+  override readonly code = 'bad_request';
   /** 1-based line of the patch text where parsing failed. */
   readonly line: number;
 

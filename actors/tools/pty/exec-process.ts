@@ -7,6 +7,7 @@ import { processLauncher, type LaunchOutcome } from '../launcher/launcher.js';
 import { NO_PTY } from '../launcher/messages.js';
 import { exitCodeForSignal } from '../process-group.js';
 import { killSession } from './kill.js';
+import { TroupeError } from '../../../protocol/index.js';
 
 export interface ExecProcess {
   readonly pid: number;
@@ -25,7 +26,7 @@ export interface SpawnOptions {
   readonly tty: boolean;
 }
 
-export class PtyUnavailableError extends Error {
+export class PtyUnavailableError extends TroupeError {
   override readonly name = 'PtyUnavailableError';
 }
 

@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { HeadTailBuffer } from '../truncate.js';
 import { spawnExecProcess, type ExecProcess, type SpawnOptions } from './exec-process.js';
 import type { TreeSlots } from '../tool.js';
+import { TroupeError } from '../../../protocol/index.js';
 
 export const MAX_EXEC_SESSIONS = 16;
 /** What one call may return at most; the middle of anything larger is dropped. */
@@ -16,8 +17,9 @@ const MAX_RECORDED_BYTES = 1024 * 1024;
 /** How long dispose waits for killed programs to be reaped. */
 const DISPOSE_WAIT_MS = 2_000;
 
-export class TooManyExecSessionsError extends Error {
+export class TooManyExecSessionsError extends TroupeError {
   override readonly name = 'TooManyExecSessionsError';
+  override readonly code = 'bad_request';
 }
 
 export interface ExecSessionHooks {
@@ -155,7 +157,8 @@ export class PtySessionManager {
     }
     const session = new ExecSession(this.#nextId++, display, options.cwd, process, hooks);
     this.#sessions.set(session.id, session);
-    void session.ended.then(() => this.treeSlots?.release('exec'));
+    const release = (): void => this.treeSlots?.release('exec');
+    session.ended.then(release, release);
     return session;
   }
 

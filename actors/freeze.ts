@@ -8,6 +8,19 @@ export function deepFreeze<T>(value: T): T {
 }
 
 /**
+ * A deep-frozen copy of a plain JSON value (objects, arrays, primitives): what `structuredClone`
+ * followed by `deepFreeze` gives for such values, in one pass and without the serializer, which
+ * costs more than the copying for the small items a history holds.
+ */
+export function frozenCopy<T>(value: T): T {
+  if (typeof value !== 'object' || value === null) return value;
+  if (Array.isArray(value)) return Object.freeze(value.map(frozenCopy)) as T;
+  const copy: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) copy[key] = frozenCopy((value as Record<string, unknown>)[key]);
+  return Object.freeze(copy) as T;
+}
+
+/**
  * `compute`, remembered per argument when the argument is frozen: a frozen value cannot change,
  * so what was computed from it stays right for as long as it lives (and goes with it).
  */

@@ -15,6 +15,7 @@
  * The fake model runs in this process, the runtime in a child process, so they do not share
  * an event loop.
  */
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,6 +40,23 @@ interface FanOutTiming {
   readonly started: number;
   readonly configured: number[];
   readonly end: number;
+  /**
+   * CPU the runtime's main thread used from the parent's task_started to the 50th child's
+   * task_started (what every child's first request waits for), ms; null where Linux's
+   * schedstat is not there to tell.
+   */
+  readonly mainCpuToLastChild: number | null;
+  /** CPU the runtime's process used (all threads) from the submit to the last completion, ms: unlike wall time, barely moved by other load on the machine. */
+  readonly cpu: number;
+}
+
+/** The main thread's CPU time so far, ms, from Linux's schedstat (null elsewhere). */
+function mainThreadCpuMs(): number | null {
+  try {
+    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return null;
+  }
 }
 
 /** One parent spawning `children` agents, from its task_started to the last child's completion. */
@@ -47,20 +65,33 @@ async function runFanOut(runtime: ReturnType<typeof createRuntime>, children: nu
   let started = 0;
   const configured: number[] = [];
   let completed = 0;
+  let childrenStarted = 0;
+  let mainAtStart: number | null = null;
+  let mainCpuToLastChild: number | null = null;
+  const cpuBefore = process.cpuUsage();
+  let cpu = 0;
   const end = await new Promise<number>((resolve, reject) => {
     const stop = runtime.onEvent((event) => {
       const msg = event.msg;
-      if (event.session_id === session.id && msg.type === 'task_started') started = now();
+      if (event.session_id === session.id && msg.type === 'task_started') {
+        started = now();
+        mainAtStart = mainThreadCpuMs();
+      } else if (msg.type === 'task_started' && ++childrenStarted === children) {
+        const at = mainThreadCpuMs();
+        mainCpuToLastChild = at !== null && mainAtStart !== null ? at - mainAtStart : null;
+      }
       if (msg.type === 'session_configured' && msg.parent_session_id === session.id) configured.push(now());
       if (event.session_id === session.id && msg.type === 'agent_status' && msg.status === 'completed' && ++completed === children) {
         stop();
+        const used = process.cpuUsage(cpuBefore);
+        cpu = (used.user + used.system) / 1000;
         resolve(now());
       }
     });
     session.submit({ type: 'user_turn', items: [{ type: 'text', text: `${marker} fan out` }] }).catch(reject);
   });
   await session.shutdown();
-  return { started, configured, end };
+  return { started, configured, end, cpu, mainCpuToLastChild };
 }
 
 /**
@@ -114,7 +145,13 @@ type Side = 'cold' | 'warm' | 'busy';
 
 interface Round {
   readonly wall: number;
+  readonly cpu: number;
+  readonly mainCpuToLastChild: number | null;
   readonly latencies: number[];
+  /** From the end of the parent's spawn response to the arrival of the last child's first model request. */
+  readonly lastChildRequest: number;
+  /** From the arrival of the parent's first request to the arrival of the last child's first model request. */
+  readonly lastChildRequestFromParent: number;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -158,11 +195,22 @@ async function main(): Promise<void> {
         // Spawn latency counts from the end of the parent's response carrying the spawn calls.
         const spawnResponse = requests.find((r) => mentions(r, `${marker} fan out`))!;
         const spawnDone = performance.timeOrigin + spawnResponse.endedAt!;
-        return { wall: timing.end - timing.started, latencies: timing.configured.map((t) => Math.max(0, t - spawnDone)).sort((a, b) => a - b) };
+        // The runtime parses the response as it streams in, so its end on the server's side is
+        // at most the moment the runtime has parsed it: the figure below can only overstate.
+        const lastChild = Math.max(...requests.filter((r) => mentions(r, `${marker} CHILD `) && !mentions(r, `${marker} fan out`)).map((r) => r.startedAt));
+        return {
+          wall: timing.end - timing.started,
+          cpu: timing.cpu,
+          mainCpuToLastChild: timing.mainCpuToLastChild,
+          latencies: timing.configured.map((t) => Math.max(0, t - spawnDone)).sort((a, b) => a - b),
+          lastChildRequest: lastChild - spawnResponse.endedAt!,
+          lastChildRequestFromParent: lastChild - spawnResponse.startedAt,
+        };
       };
       rounds.push({ cold: measure('COLD', timings.cold), warm: measure('WARM', timings.warm), busy: measure('BUSY', timings.busy) });
     }
     const medianRound = (side: Side) => [...rounds.map((r) => r[side])].sort((a, b) => a.wall - b.wall)[Math.floor(rounds.length / 2)]!;
+    const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
     const warm = medianRound('warm');
     const cold = medianRound('cold');
     const busy = medianRound('busy');
@@ -175,10 +223,18 @@ async function main(): Promise<void> {
       fanout_wall_ms: round(warm.wall),
       fanout_wall_ms_all_rounds: rounds.map((r) => round(r.warm.wall)),
       fanout_ideal_ms: LATENCY_MS,
+      fanout_cpu_ms: round(median(rounds.map((r) => r.warm.cpu))),
+      main_thread_cpu_to_last_child_start_ms: round(median(rounds.map((r) => r.warm.mainCpuToLastChild ?? Number.NaN))),
+      last_child_request_after_spawn_response_ms: round(median(rounds.map((r) => r.warm.lastChildRequest))),
+      last_child_request_after_spawn_response_ms_all_rounds: rounds.map((r) => round(r.warm.lastChildRequest)),
+      last_child_request_after_parent_request_ms: round(median(rounds.map((r) => r.warm.lastChildRequestFromParent))),
       spawn_to_first_event_p50_ms: round(percentile(warm.latencies, 50)),
       spawn_to_first_event_p99_ms: round(percentile(warm.latencies, 99)),
       cold_fanout_wall_ms: round(cold.wall),
       cold_fanout_wall_ms_all_rounds: rounds.map((r) => round(r.cold.wall)),
+      cold_fanout_cpu_ms: round(median(rounds.map((r) => r.cold.cpu))),
+      cold_main_thread_cpu_to_last_child_start_ms: round(median(rounds.map((r) => r.cold.mainCpuToLastChild ?? Number.NaN))),
+      cold_last_child_request_after_spawn_response_ms: round(median(rounds.map((r) => r.cold.lastChildRequest))),
       cold_spawn_to_first_event_p50_ms: round(percentile(cold.latencies, 50)),
       cold_spawn_to_first_event_p99_ms: round(percentile(cold.latencies, 99)),
       busy_host_fanout_wall_ms: round(busy.wall),

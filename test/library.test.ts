@@ -7,6 +7,7 @@ import type { ModelClient } from '../actors/model/types.js';
 import type { Event } from '../protocol/index.js';
 import { startFakeModelServer, type FakeModelServer } from '../testing/index.js';
 import { inputTexts } from '../testing/requests.js';
+import { MAX_WAITING_SUBMISSIONS } from '../actors/gateway/gateway.js';
 
 let model: FakeModelServer;
 let home: string;
@@ -46,6 +47,18 @@ describe('the library', () => {
     expect(seen.map((e) => e.seq)).toEqual(seen.map((_, i) => i + 1));
     expect(seen.at(-1)!.msg).toEqual({ type: 'task_complete', turn_id: turnId, last_agent_message: 'hi from the library' });
     expect(inputTexts(model.requests[0]!).at(-1)).toBe('hello');
+  });
+
+  it('closes with more sessions open than a gateway holds submissions waiting', { timeout: 120_000 }, async () => {
+    runtime = createRuntime({ baseURL: model.url, apiKey: 'k', home, cwd: home });
+    const count = MAX_WAITING_SUBMISSIONS + 1;
+    for (let i = 0; i < count; i++) await runtime.newSession();
+    const closedSessions = new Set<string>();
+    runtime.onEvent((event) => {
+      if (event.msg.type === 'shutdown_complete' && event.session_id) closedSessions.add(event.session_id);
+    });
+    await runtime.close();
+    expect(closedSessions.size).toBe(count);
   });
 
   it('speaks Chat Completions when asked', async () => {

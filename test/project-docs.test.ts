@@ -2,6 +2,7 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ResponseItem } from '../protocol/index.js';
 import { loadProjectDocs, projectDocDirs } from '../actors/prompts/project-docs.js';
@@ -34,7 +35,7 @@ async function layout(): Promise<{ home: string; repo: string; deep: string }> {
 describe('AGENTS.md project instructions', () => {
   it('reads the home file, then every file from the repository root down to cwd, in that order', async () => {
     const { home, repo, deep } = await layout();
-    const docs = await loadProjectDocs(deep, home);
+    const docs = loadProjectDocs(deep, home);
     expect(docs.files).toEqual([
       path.join(home, 'AGENTS.md'),
       path.join(repo, 'AGENTS.md'),
@@ -54,7 +55,7 @@ describe('AGENTS.md project instructions', () => {
     const { home, deep } = await layout();
     await writeFile(path.join(deep, 'AGENTS.md'), `APP: ${'é'.repeat(100)}\n`);
     const limit = 'HOME: be brief.\n'.length + 'ROOT: run npm test.\n'.length + 10;
-    const docs = await loadProjectDocs(deep, home, limit);
+    const docs = loadProjectDocs(deep, home, limit);
     const text = textOf(docs.message);
     expect(text).toContain('ROOT: run npm test.');
     expect(text).toContain('PACKAGES:');
@@ -62,7 +63,7 @@ describe('AGENTS.md project instructions', () => {
     expect(text).not.toContain('APP:');
     expect(text).not.toContain('\uFFFD');
     expect(docs.omittedBytes).toBeGreaterThan(200);
-    expect((await loadProjectDocs(deep, home, 0)).message).toBeNull();
+    expect(loadProjectDocs(deep, home, 0).message).toBeNull();
   });
 
   it("outside a repository reads only the working directory's own file", async () => {
@@ -71,19 +72,19 @@ describe('AGENTS.md project instructions', () => {
     await writeFile(path.join(scratch, 'plain', 'AGENTS.md'), 'PARENT\n');
     await writeFile(path.join(plain, 'AGENTS.md'), 'HERE\n');
     expect(projectDocDirs(plain)).toEqual([plain]);
-    const docs = await loadProjectDocs(plain, undefined);
+    const docs = loadProjectDocs(plain, undefined);
     expect(textOf(docs.message)).toContain('HERE');
     expect(textOf(docs.message)).not.toContain('PARENT');
     const empty = path.join(scratch, 'empty');
     await mkdir(empty);
-    expect(await loadProjectDocs(empty, path.join(scratch, 'no-home'))).toEqual({ files: [], message: null, omittedBytes: 0 });
+    expect(loadProjectDocs(empty, path.join(scratch, 'no-home'))).toEqual({ files: [], message: null, omittedBytes: 0 });
   });
 
   it('follows a symlinked cwd to the repository it is really in', async () => {
     const { repo, deep } = await layout();
     const link = path.join(scratch, 'shortcut');
     await symlink(deep, link);
-    const docs = await loadProjectDocs(link, undefined);
+    const docs = loadProjectDocs(link, undefined);
     expect(docs.files[0]).toBe(path.join(repo, 'AGENTS.md'));
     expect(textOf(docs.message)).toContain('APP: the app is in React.');
   });
@@ -93,7 +94,18 @@ describe('AGENTS.md project instructions', () => {
     await mkdir(path.join(wt, 'src', 'AGENTS.md'), { recursive: true });
     await writeFile(path.join(wt, '.git'), 'gitdir: /elsewhere\n');
     await writeFile(path.join(wt, 'AGENTS.md'), 'WORKTREE ROOT\n');
-    const docs = await loadProjectDocs(path.join(wt, 'src'), undefined);
+    const docs = loadProjectDocs(path.join(wt, 'src'), undefined);
     expect(docs.files).toEqual([path.join(wt, 'AGENTS.md')]);
+  });
+
+  it('skips an AGENTS.md that is a FIFO instead of waiting for a writer (the read is synchronous)', async () => {
+    const dir = path.join(scratch, 'fifo');
+    await mkdir(dir);
+    await execa('mkfifo', [path.join(dir, 'AGENTS.md')]);
+    const home = path.join(scratch, 'home');
+    await mkdir(home);
+    await writeFile(path.join(home, 'AGENTS.md'), 'HOME\n');
+    const docs = loadProjectDocs(dir, home);
+    expect(docs.files).toEqual([path.join(home, 'AGENTS.md')]);
   });
 });

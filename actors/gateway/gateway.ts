@@ -159,13 +159,16 @@ export class Gateway {
   /** Shut down every session this gateway opened and wait for their `shutdown_complete`. */
   async shutdownAll(): Promise<void> {
     await this.#queue;
-    await Promise.all(
-      [...this.#open].map(async (sessionId) => {
-        const closed = new Promise<void>((resolve) => this.#closeWaiters.set(sessionId, resolve));
-        await this.submit({ id: `shutdown-${sessionId}`, session_id: sessionId, op: { type: 'shutdown' } });
-        if (this.#open.has(sessionId)) await closed;
-      }),
-    );
+    // Handed on one at a time (they are delivered in order anyway): all at once, the shutdowns
+    // of more than MAX_WAITING_SUBMISSIONS sessions would be refused past the bound, and their
+    // closes waited for without end.
+    const closing: Promise<void>[] = [];
+    for (const sessionId of [...this.#open]) {
+      const closed = new Promise<void>((resolve) => this.#closeWaiters.set(sessionId, resolve));
+      await this.submit({ id: `shutdown-${sessionId}`, session_id: sessionId, op: { type: 'shutdown' } });
+      if (this.#open.has(sessionId)) closing.push(closed);
+    }
+    await Promise.all(closing);
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,5 @@
 import type { ResponseItem, TokenUsage } from '../../protocol/index.js';
-import { deepFreeze } from '../freeze.js';
+import { frozenCopy } from '../freeze.js';
 
 /** What a call that never finished is answered with, so the model knows it did not run to the end. */
 export const ABORTED_OUTPUT = 'aborted: the turn was interrupted before this call finished';
@@ -51,7 +51,7 @@ export class ConversationHistory {
   }
 
   #push(item: ResponseItem): void {
-    this.#items.push(deepFreeze(structuredClone(item)));
+    this.#items.push(frozenCopy(item));
     if (item.type === 'function_call') this.#pendingCalls.add(item.call_id);
     else if (item.type === 'function_call_output' && !this.#pendingCalls.delete(item.call_id)) this.#strayOutput = true;
   }

@@ -538,7 +538,7 @@ export class Host {
     const projectDocs =
       purpose === 'compact' || history.some(isUserInstructions) || !readsProjectDocs(settings)
         ? null
-        : await loadProjectDocs(settings.cwd, this.#options.home, config.project_doc_max_bytes ?? homeConfig.project_doc_max_bytes);
+        : loadProjectDocs(settings.cwd, this.#options.home, config.project_doc_max_bytes ?? homeConfig.project_doc_max_bytes);
     const createdAt = new Date();
     const meta = {
       session_id: message.session_id,

@@ -6,8 +6,7 @@
  * last. They reach the model as one user-role `<user_instructions>` message in the initial
  * context, each file under its path, and together no longer than `project_doc_max_bytes`.
  */
-import { lstatSync, realpathSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { ResponseItem } from '../../protocol/index.js';
 
@@ -44,8 +43,16 @@ export function projectDocDirs(cwd: string): string[] {
   }
 }
 
-/** Reads the project instructions for a session in `cwd`; `maxBytes` 0 turns them off. */
-export async function loadProjectDocs(cwd: string, home: string | undefined, maxBytes: number = DEFAULT_PROJECT_DOC_MAX_BYTES): Promise<ProjectDocs> {
+/**
+ * Reads the project instructions for a session in `cwd`; `maxBytes` 0 turns them off.
+ *
+ * Synchronous: a host places sub-agents fifty at a time, and each reads these files before its
+ * first request. Asking for a file that is not there (the usual answer, at most levels) costs
+ * microseconds as a sync stat, where an async open queues on libuv's four pool threads behind
+ * every other session's file work and builds an error to say ENOENT. The files are small and
+ * capped at `maxBytes`.
+ */
+export function loadProjectDocs(cwd: string, home: string | undefined, maxBytes: number = DEFAULT_PROJECT_DOC_MAX_BYTES): ProjectDocs {
   const none: ProjectDocs = { files: [], message: null, omittedBytes: 0 };
   if (maxBytes <= 0) return none;
   const candidates = [
@@ -57,7 +64,7 @@ export async function loadProjectDocs(cwd: string, home: string | undefined, max
   let budget = maxBytes;
   let omitted = 0;
   for (const candidate of new Set(candidates)) {
-    const read = await readCapped(candidate, budget);
+    const read = readCapped(candidate, budget);
     if (read === null) continue;
     files.push(candidate);
     omitted += read.omitted;
@@ -74,25 +81,33 @@ export async function loadProjectDocs(cwd: string, home: string | undefined, max
  * A regular file's text, at most `budget` bytes of it (cut at a character boundary), and how
  * many bytes were left out; null when there is no such file.
  */
-async function readCapped(file: string, budget: number): Promise<{ text: string; omitted: number } | null> {
-  let handle;
+function readCapped(file: string, budget: number): { text: string; omitted: number } | null {
+  if (statSync(file, { throwIfNoEntry: false })?.isFile() !== true) return null;
+  let fd;
   try {
-    handle = await open(file, 'r');
+    // Non-blocking: were the file swapped for a FIFO after the stat, the open would otherwise
+    // wait for a writer, and hold the whole host. The fstat below then refuses it.
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch {
     return null;
   }
   try {
-    const stats = await handle.stat();
+    const stats = fstatSync(fd);
     if (!stats.isFile()) return null;
     const size = stats.size;
     const take = Math.max(0, Math.min(size, budget));
     const buffer = Buffer.alloc(take);
-    const { bytesRead } = await handle.read(buffer, 0, take, 0);
+    let bytesRead = 0;
+    while (bytesRead < take) {
+      const n = readSync(fd, buffer, bytesRead, take - bytesRead, bytesRead);
+      if (n === 0) break;
+      bytesRead += n;
+    }
     // A multi-byte character cut in half would decode to U+FFFD: drop its leading bytes.
     const text = new TextDecoder('utf-8', { fatal: false }).decode(buffer.subarray(0, bytesRead)).replace(/\uFFFD+$/, '');
     return { text, omitted: size - Buffer.byteLength(text) };
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }
 

@@ -1,4 +1,5 @@
-import { mkdir, open, stat, type FileHandle } from 'node:fs/promises';
+import { close, closeSync, fsync, mkdirSync, openSync, write, writeSync } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
   describeZodError,
@@ -64,21 +65,30 @@ export class RolloutRecorder {
 
   private constructor(
     readonly path: string,
-    private readonly handle: FileHandle,
+    private readonly handle: AppendTarget,
   ) {}
 
-  /** Start a new rollout at `path`; refuses to overwrite an existing file. */
+  /**
+   * Start a new rollout at `path`; refuses to overwrite an existing file.
+   *
+   * The file is made and its `session_meta` line written synchronously: a host places
+   * sub-agents fifty at a time, and two trips each through libuv's four pool threads (open,
+   * write) queued behind one another and held back every child's first model request. Making
+   * a small file costs tens of microseconds; the line is on disk when the session is placed,
+   * as before.
+   */
   static async create(path: string, meta: SessionMeta): Promise<RolloutRecorder> {
     const line = serialize({ type: 'session_meta', payload: meta }, path);
     if (line instanceof RolloutError) throw line;
-    const handle = await createFile(path);
+    const fd = createFile(path);
     try {
-      await handle.appendFile(line, 'utf8');
+      const data = Buffer.from(line, 'utf8');
+      for (let offset = 0; offset < data.length;) offset += writeSync(fd, data, offset, data.length - offset);
     } catch (cause) {
-      await handle.close().catch(() => undefined);
+      closeSync(fd);
       throw new RolloutError(`cannot write the session_meta line of rollout ${path}`, path, { cause });
     }
-    return new RolloutRecorder(path, handle);
+    return new RolloutRecorder(path, fdTarget(fd));
   }
 
   /** Append to an existing rollout, as a resumed session does. */
@@ -218,18 +228,20 @@ export class RolloutRecorder {
  */
 const knownDirectories = new Set<string>();
 
-async function createFile(path: string): Promise<FileHandle> {
+function createFile(path: string): number {
   const directory = dirname(path);
   for (;;) {
     const known = knownDirectories.has(directory);
     if (!known) {
-      await mkdir(directory, { recursive: true }).catch((cause: unknown) => {
+      try {
+        mkdirSync(directory, { recursive: true });
+      } catch (cause) {
         throw new RolloutError(`cannot create the directory for rollout ${path}`, path, { cause });
-      });
+      }
       knownDirectories.add(directory);
     }
     try {
-      return await open(path, 'wx');
+      return openSync(path, 'wx');
     } catch (cause) {
       if (known && (cause as NodeJS.ErrnoException).code === 'ENOENT') {
         knownDirectories.delete(directory);
@@ -238,6 +250,23 @@ async function createFile(path: string): Promise<FileHandle> {
       throw new RolloutError(`cannot create rollout ${path}`, path, { cause });
     }
   }
+}
+
+/** What the single writer appends through: a FileHandle, or a file descriptor (a new rollout). */
+interface AppendTarget {
+  write(data: Buffer, offset: number, length: number, position: null): Promise<{ bytesWritten: number }>;
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** An AppendTarget over a descriptor this recorder owns; writes go through the pool threads as a FileHandle's do. */
+function fdTarget(fd: number): AppendTarget {
+  return {
+    write: (data, offset, length, position) =>
+      new Promise((resolve, reject) => write(fd, data, offset, length, position, (error, bytesWritten) => (error ? reject(error) : resolve({ bytesWritten })))),
+    sync: () => new Promise((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve()))),
+    close: () => new Promise((resolve, reject) => close(fd, (error) => (error ? reject(error) : resolve()))),
+  };
 }
 
 function isEventObject(payload: unknown): payload is EventMsg {

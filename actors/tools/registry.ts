@@ -15,6 +15,12 @@ export class ToolRegistry {
   readonly #handlers = new Map<string, ToolHandler<unknown>>();
   /** The model-visible list, built once per change: every request sends it. */
   #specs: readonly ToolSpecJson[] | null = null;
+  /**
+   * The registries `with` made from this one, by the handler put in: every session of a host
+   * swaps its own spawn_agent in, and sessions with the same roles get the same handler, so
+   * they share one registry and with it one spec list (whose JSON a request encodes once).
+   */
+  #withs = new WeakMap<ToolHandler<unknown>, ToolRegistry>();
 
   constructor(handlers: Iterable<ToolHandler<unknown>> = []) {
     for (const handler of handlers) this.register(handler);
@@ -24,6 +30,7 @@ export class ToolRegistry {
     if (this.#handlers.has(handler.name)) throw new Error(`tool ${handler.name} is registered twice`);
     this.#handlers.set(handler.name, handler);
     this.#specs = null;
+    this.#withs = new WeakMap();
   }
 
   /**
@@ -42,7 +49,12 @@ export class ToolRegistry {
 
   /** A new registry with `handler` in place of the tool of the same name. */
   with(handler: ToolHandler<unknown>): ToolRegistry {
-    return new ToolRegistry([...this.#handlers.values()].map((h) => (h.name === handler.name ? handler : h)));
+    let derived = this.#withs.get(handler);
+    if (!derived) {
+      derived = new ToolRegistry([...this.#handlers.values()].map((h) => (h.name === handler.name ? handler : h)));
+      this.#withs.set(handler, derived);
+    }
+    return derived;
   }
 
   /** A new registry with only the tools named in `names`. */

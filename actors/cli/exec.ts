@@ -27,10 +27,15 @@ import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shut
 /** How `troupe exec` answers approval requests. */
 export type Approver = (request: ApprovalRequestMsg) => Promise<ReviewDecision>;
 
-/** Asks on the terminal: y (approve), a (approve for the session), n (deny), q (abort the turn). */
-export function terminalApprover(): Approver {
+/**
+ * Asks on the terminal: y (approve), a (approve for the session), n (deny), q (abort the turn).
+ * `hold` keeps the transcript back while the question is open (other agents work on meanwhile);
+ * what it returns lets the transcript through again.
+ */
+export function terminalApprover(hold: () => () => void = () => () => {}): Approver {
   return async (request) => {
     const what = describeApprovalRequest(request, shellJoin);
+    const release = hold();
     const rl = createInterface({ input: process.stdin, output: process.stderr });
     try {
       for (;;) {
@@ -42,6 +47,7 @@ export function terminalApprover(): Approver {
       }
     } finally {
       rl.close();
+      release();
     }
   };
 }
@@ -218,7 +224,11 @@ async function printTurn(
         rootId = session.id;
         return session;
       },
-      approver: inspector ? null : process.stdin.isTTY && output !== 'codex' ? terminalApprover() : denyingApprover(),
+      approver: inspector
+        ? null
+        : process.stdin.isTTY && output !== 'codex'
+          ? terminalApprover(renderer ? () => renderer.hold() : undefined)
+          : denyingApprover(),
       onEvent: (event) => {
         if (renderer) renderer.render(event);
         else if (codex) codex.map(event).forEach(line);

@@ -1,5 +1,5 @@
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,6 +46,7 @@ describe('deploy/local.sh', () => {
       TROUPE_HOME: join(dir, 'home'),
       TROUPE_RETRY_BASE_MS: '1',
       TROUPE_BIN: troupeBin(),
+      TROUPE_LOG: 'info',
       NODE: process.execPath,
     };
     const started = await run('bash', [LOCAL_SH, 'start', '--port', String(port), '--workers', '2', '--capacity', '2', '--dir', dir], { env });
@@ -70,8 +71,36 @@ describe('deploy/local.sh', () => {
     await run('bash', [LOCAL_SH, 'stop', '--dir', dir], { env });
     expect(pids.filter(isAlive)).toEqual([]);
     expect((await readdir(dir)).filter((f) => f.endsWith('.pid') || f.endsWith('.ready'))).toEqual([]);
-    // No worker logged an error on its way out.
-    for (const i of [1, 2]) expect(await readFile(join(dir, 'logs', `worker-${i}.log`), 'utf8')).not.toMatch(/"level":(50|60)/);
+    for (const i of [1, 2]) {
+      const log = await readFile(join(dir, 'logs', `worker-${i}.log`), 'utf8');
+      // Each worker was signalled once and had drained when stop returned; none logged an error.
+      expect(log.match(/"msg":"draining: /g)).toHaveLength(1);
+      expect(log).not.toContain('second signal');
+      expect(log).toContain('"msg":"worker stopped"');
+      expect(log).not.toMatch(/"level":(50|60)/);
+    }
+  });
+
+  it('stop signals each worker once and returns when every worker has drained', async () => {
+    const port = await freePort();
+    const env = { ...process.env, TROUPE_BIN: join(import.meta.dirname, 'fixtures', 'slow-drain-worker.mjs'), NODE: process.execPath };
+    await run('bash', [LOCAL_SH, 'start', '--port', String(port), '--workers', '3', '--dir', dir], { env });
+    pids = await readPids();
+    expect(pids).toHaveLength(4);
+    // Every signal the script sends is recorded: bash sources BASH_ENV first, and its `kill`
+    // is this function.
+    const kills = join(dir, 'kills.log');
+    const bashEnv = join(dir, 'record-kills.sh');
+    await writeFile(bashEnv, `kill() { echo "$*" >> ${JSON.stringify(kills)}; builtin kill "$@"; }\n`);
+    await run('bash', [LOCAL_SH, 'stop', '--dir', dir], { env: { ...env, BASH_ENV: bashEnv } });
+    // stop returned after every worker had drained, and sent each process one SIGTERM.
+    expect(pids.filter(isAlive)).toEqual([]);
+    for (const i of [1, 2, 3]) expect(await readFile(join(dir, 'logs', `worker-${i}.log`), 'utf8')).toBe('signal SIGTERM\ndrained\n');
+    const sent = (await readFile(kills, 'utf8'))
+      .trim()
+      .split('\n')
+      .filter((line) => line.startsWith('-TERM'));
+    expect(sent.sort()).toEqual(pids.map((pid) => `-TERM ${pid}`).sort());
   });
 
   it('refuses an unknown option with exit code 2', async () => {

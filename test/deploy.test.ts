@@ -79,6 +79,13 @@ describe('deploy/local.sh', () => {
       expect(log).toContain('"msg":"worker stopped"');
       expect(log).not.toMatch(/"level":(50|60)/);
     }
+
+    // A client of the stopped cluster fails at once with one line saying why, and does not retry.
+    const stopped = await run(process.execPath, [troupeBin(), 'exec', '--nats', `nats://127.0.0.1:${port}`, '-C', dir, 'say hi'], { env }).catch(
+      (e: { code: number; stdout: string; stderr: string }) => e,
+    );
+    expect(stopped).toMatchObject({ code: 1, stdout: '' });
+    expect(stopped.stderr).toBe(`troupe: could not connect to NATS at nats://127.0.0.1:${port}: connection refused\n`);
   });
 
   it('stop signals each worker once and returns when every worker has drained', async () => {

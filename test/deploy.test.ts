@@ -1,4 +1,4 @@
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +10,7 @@ import { troupeBin } from './support/app-server-process.js';
 import { startFakeModelServer, type FakeModelServer } from '../testing/index.js';
 import { freePort } from './support/nats-server.js';
 import { isAlive } from './support/processes.js';
+import { waitFor } from './support/wait.js';
 
 const run = promisify(execFile);
 const DEPLOY = fileURLToPath(new URL('../deploy/', import.meta.url));
@@ -88,6 +89,50 @@ describe('deploy/local.sh', () => {
     expect(stopped.stderr).toBe(`troupe: could not connect to NATS at nats://127.0.0.1:${port}: connection refused\n`);
   });
 
+  it('a client whose NATS went away gives up after TROUPE_NATS_GIVE_UP_MS with one line, instead of waiting forever', async () => {
+    const port = await freePort();
+    const url = `nats://127.0.0.1:${port}`;
+    const env = {
+      ...process.env,
+      OPENAI_BASE_URL: model.url,
+      OPENAI_API_KEY: 'k',
+      TROUPE_HOME: join(dir, 'home'),
+      TROUPE_BIN: troupeBin(),
+      NODE: process.execPath,
+    };
+    await run('bash', [LOCAL_SH, 'start', '--port', String(port), '--workers', '1', '--dir', dir], { env });
+    pids = await readPids();
+    // The turn waits on the model, and the app-server on its client, when NATS goes away.
+    model.enqueue({ kind: 'hang' });
+    const clientEnv = { ...env, TROUPE_NATS_GIVE_UP_MS: '300' };
+    const exec = run(process.execPath, [troupeBin(), 'exec', '--nats', url, '-C', dir, 'say hi'], { env: clientEnv }).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
+    const appServer = spawn(process.execPath, [troupeBin(), 'app-server', '--nats', url], {
+      env: { ...clientEnv, TROUPE_LOG: 'info' },
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
+    try {
+      let appServerErr = '';
+      appServer.stderr.on('data', (chunk: Buffer) => (appServerErr += chunk.toString()));
+      const appServerExit = new Promise<number | null>((resolve) => appServer.once('exit', resolve));
+      await waitFor(
+        () => model.requests.length === 1 && appServerErr.includes('connected to NATS'),
+        'the turn to reach the model and the app-server to connect',
+        30_000,
+      );
+      process.kill(Number((await readFile(join(dir, 'nats.pid'), 'utf8')).trim()), 'SIGKILL');
+      const lost = `lost the connection to NATS at ${url} and gave up after 0.3 s without it`;
+      const result = await exec;
+      expect(result).toMatchObject({ code: 1 });
+      expect(result.stderr.split('\n').filter((line) => line.includes(lost))).toEqual([`troupe exec: ${lost}`]);
+      expect(await appServerExit).toBe(1);
+      expect(appServerErr.split('\n').filter((line) => line.includes(lost))).toEqual([`troupe app-server: ${lost}`]);
+    } finally {
+      appServer.kill('SIGKILL');
+    }
+  });
+
   it('stop signals each worker once and returns when every worker has drained', async () => {
     const port = await freePort();
     const env = { ...process.env, TROUPE_BIN: join(import.meta.dirname, 'fixtures', 'slow-drain-worker.mjs'), NODE: process.execPath };
@@ -147,6 +192,10 @@ describe.skipIf(!hasPyYaml)('deploy manifests', () => {
     expect(pod.containers[0].args[0]).toBe('worker');
     expect(pod.containers[0].readinessProbe.exec.command).toEqual(['test', '-f', '/tmp/troupe-ready']);
     expect(deployment.spec.strategy.rollingUpdate.maxUnavailable).toBe(0);
+    // The same image as Compose's, the one deploy/Dockerfile builds.
+    const [compose] = yamlDocuments(join(DEPLOY, 'docker-compose.yml')) as [Record<string, any>];
+    expect(pod.containers[0].image).toBe('troupe:latest');
+    expect(compose.services.worker.image).toBe('troupe:latest');
 
     const nats = yamlDocuments(join(DEPLOY, 'k8s', 'nats.yaml')) as Record<string, any>[];
     const statefulSet = nats.find((d) => d.kind === 'StatefulSet') as Record<string, any>;

@@ -13,7 +13,7 @@ import {
   type SessionOp,
 } from '../../protocol/index.js';
 import { NATS_FLAGS } from '../nats/settings.js';
-import { gatewayBusOptions } from '../gateway-options.js';
+import { commandGateway } from '../gateway-options.js';
 import { createRuntime, SessionError, type Runtime, type RuntimeOptions, type Session } from '../runtime.js';
 import { configFromFlags, MODEL_FLAGS, parseArgs, UsageError, wireApiFlag } from './flags.js';
 import { CodexEventMapper } from './codex-json.js';
@@ -203,7 +203,7 @@ async function printTurn(
   // The session's shutdown and the runtime's close, together, within this bound (shutdown.ts).
   const bound = new ShutdownBound(shutdownTimeoutMs(process.env));
   // With --nats (or TROUPE_NATS_URL) the session runs on a worker.
-  const nats = await gatewayBusOptions(values, process.env, `troupe ${name}`);
+  const { options: nats, lost } = await commandGateway(values, process.env, `troupe ${name}`);
   const runtime = createRuntime({ ...runtimeOptions, ...nats, model: values.model, wireApi: wireApiFlag(values['wire-api']) });
   const renderer = output === 'transcript' ? new TranscriptRenderer(process.stderr) : null;
   let rootId: string | null = null;
@@ -216,32 +216,36 @@ async function printTurn(
     // In this process the sets are loaded here; on NATS the workers must have them.
     if (runtime.host) await loadToolSets(runtime.host, toolSetSpecs(values));
     const { open, op } = turn(runtime);
-    const { lastMessage, failed } = await runOneTurn({
-      runtime,
-      op,
-      open: async (r) => {
-        const session = await open(r);
-        rootId = session.id;
-        return session;
-      },
-      approver: inspector
-        ? null
-        : process.stdin.isTTY && output !== 'codex'
-          ? terminalApprover(renderer ? () => renderer.hold() : undefined)
-          : denyingApprover(),
-      onEvent: (event) => {
-        if (renderer) renderer.render(event);
-        else if (codex) codex.map(event).forEach(line);
-        else line(event);
-      },
-      shutdown: bound,
-    });
+    // A gateway without NATS for too long gives up: the turn ends with that error.
+    const { lastMessage, failed } = await raceLost(
+      lost,
+      runOneTurn({
+        runtime,
+        op,
+        open: async (r) => {
+          const session = await open(r);
+          rootId = session.id;
+          return session;
+        },
+        approver: inspector
+          ? null
+          : process.stdin.isTTY && output !== 'codex'
+            ? terminalApprover(renderer ? () => renderer.hold() : undefined)
+            : denyingApprover(),
+        onEvent: (event) => {
+          if (renderer) renderer.render(event);
+          else if (codex) codex.map(event).forEach(line);
+          else line(event);
+        },
+        shutdown: bound,
+      }),
+    );
     renderer?.close();
     if (renderer && lastMessage) process.stdout.write(`${lastMessage}\n`);
     code = failed ? 1 : 0;
   } catch (error) {
     // The session could not be opened (no such session to resume, a bad config): say why.
-    if (!(error instanceof SessionError)) throw error;
+    if (!(error instanceof SessionError) && !(error instanceof NatsLost)) throw error;
     renderer?.close();
     process.stderr.write(`troupe ${name}: ${error.message}\n`);
   } finally {
@@ -251,6 +255,15 @@ async function printTurn(
     code = Math.max(code, closed.code);
   }
   return code;
+}
+
+/** The error a command's gateway gave up on NATS with, as the turn's outcome. */
+class NatsLost extends Error {
+  override readonly name = 'NatsLost';
+}
+
+function raceLost<T>(lost: Promise<Error>, work: Promise<T>): Promise<T> {
+  return Promise.race([work, lost.then((error) => Promise.reject(new NatsLost(error.message)))]);
 }
 
 /** The session settings of the turn flags: configFromFlags's, and the tool sets `--tools` names. */

@@ -8,9 +8,10 @@
 #   deploy/local.sh status [--dir DIR]
 #
 # DIR (default ${TMPDIR:-/tmp}/troupe-local) holds the pid files, the logs and the JetStream
-# store. Workers inherit this shell's environment (OPENAI_API_KEY, OPENAI_BASE_URL, TROUPE_*).
-# `stop` sends SIGTERM to the workers first (each drains: its sessions shut down cleanly),
-# then to nats-server, and waits until every process is gone.
+# store. Workers inherit this shell's environment (OPENAI_API_KEY, OPENAI_BASE_URL, TROUPE_*);
+# they log at TROUPE_LOG=info unless it is set.
+# `stop` sends one SIGTERM to each worker (each drains: its sessions shut down cleanly), waits
+# until every worker has exited, then stops nats-server and waits for it too.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -43,13 +44,12 @@ command -v setsid >/dev/null 2>&1 && detach=(setsid)
 
 alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
-# Waits for a pid to exit: SIGTERM first, SIGKILL after $2 seconds.
-stop_pid() {
+# Waits for a signalled pid to exit, SIGKILL after $2 seconds. Each process is signalled once:
+# a second SIGTERM tells a draining worker to give up its drain.
+wait_pid() {
   local pid="$1" grace="$2" waited=0
-  alive "$pid" || return 0
-  kill -TERM "$pid" 2>/dev/null || true
   while alive "$pid"; do
-    if [ "$waited" -ge $((grace * 10)) ]; then
+    if [ "$waited" -eq $((grace * 10)) ]; then
       echo "local.sh: pid $pid did not stop within ${grace}s; killing it" >&2
       kill -KILL "$pid" 2>/dev/null || true
     fi
@@ -62,12 +62,16 @@ stop_all() {
   shopt -s nullglob
   local pids=()
   for file in "$dir"/worker-*.pid; do pids+=("$(cat "$file")"); done
-  # Workers drain in parallel, and before the server they need to say goodbye through.
+  # Workers drain in parallel, and before the server they need to say goodbye through: stop
+  # returns once every worker has drained and exited.
   for pid in "${pids[@]}"; do alive "$pid" && kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do stop_pid "$pid" 60; done
+  for pid in "${pids[@]}"; do wait_pid "$pid" 60; done
   rm -f "$dir"/worker-*.pid "$dir"/worker-*.ready
   if [ -f "$dir/nats.pid" ]; then
-    stop_pid "$(cat "$dir/nats.pid")" 30
+    local nats
+    nats="$(cat "$dir/nats.pid")"
+    alive "$nats" && kill -TERM "$nats" 2>/dev/null || true
+    wait_pid "$nats" 30
     rm -f "$dir/nats.pid"
   fi
 }
@@ -96,7 +100,7 @@ start() {
 
   local url="nats://127.0.0.1:$port"
   for i in $(seq 1 "$workers"); do
-    "${detach[@]}" "$node_bin" "$troupe_bin" worker --nats "$url" --namespace "$namespace" --worker-id "local-$i" \
+    TROUPE_LOG="${TROUPE_LOG:-info}" "${detach[@]}" "$node_bin" "$troupe_bin" worker --nats "$url" --namespace "$namespace" --worker-id "local-$i" \
       --capacity "$capacity" --ready-file "$dir/worker-$i.ready" \
       </dev/null >"$dir/logs/worker-$i.log" 2>&1 &
     echo $! >"$dir/worker-$i.pid"
@@ -134,5 +138,5 @@ case "$command" in
   start) start ;;
   stop) stop_all ;;
   status) status ;;
-  *) sed -n '2,14p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,15p' "$0" >&2; exit 2 ;;
 esac

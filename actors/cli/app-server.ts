@@ -4,7 +4,7 @@ import type { Readable, Writable } from 'node:stream';
 import { OutputPressure, STDOUT_HIGH_WATER_BYTES } from '../flow/output-pressure.js';
 import { inBackground } from '../log.js';
 import { NATS_FLAGS } from '../nats/settings.js';
-import { gatewayBusOptions } from '../gateway-options.js';
+import { commandGateway } from '../gateway-options.js';
 import { createRuntime, type RuntimeOptions } from '../runtime.js';
 import { checkedProfile, runsOnNats, MODEL_FLAGS, parseArgs, PROFILE_FLAG, UsageError, wireApiFlag } from './flags.js';
 import { loadToolSets, toolSetSpecs, TOOLS_FLAG } from './tool-flags.js';
@@ -41,7 +41,7 @@ export async function runAppServer(argv: readonly string[], options: AppServerOp
   // A new_session's own fields win over these defaults, as flags win over the config file.
   const profile = checkedProfile(values, process.env, options.runtime?.home, runsOnNats(values));
   const wireApi = wireApiFlag(values['wire-api']);
-  const nats = await gatewayBusOptions(values, process.env, 'troupe app-server');
+  const { options: nats, lost } = await commandGateway(values, process.env, 'troupe app-server');
   const runtime = createRuntime({ ...options.runtime, ...nats, model: values.model, wireApi, profile });
   if (toolSets.length > 0) {
     if (!runtime.host) {
@@ -67,12 +67,17 @@ export async function runAppServer(argv: readonly string[], options: AppServerOp
   // --inspect: a live page of the sessions on loopback, its address on stderr (stdout is the protocol).
   const inspector = await openInspector(runtime, inspect.port, 'troupe app-server');
   lines.on('line', (line) => inBackground(runtime.gateway.submitLine(line), 'a submission'));
-  await once(lines, 'close');
+  // End of stdin, or a gateway that was without NATS for too long and gave up (exit 1).
+  const gaveUp = await Promise.race([once(lines, 'close').then(() => null), lost]);
+  if (gaveUp) {
+    process.stderr.write(`troupe app-server: ${gaveUp.message}\n`);
+    lines.close();
+  }
   const closed = await closeRuntime(runtime, bound);
   await inspector?.close();
   // Something may still hold the process (a NATS client reconnecting): when it is ours, end it.
   if (closed.gaveUp && options.input === undefined) exitSoon(closed.code);
   await new Promise<void>((resolve) => output.write('', () => resolve()));
   pressure.dispose();
-  return closed.code;
+  return gaveUp ? Math.max(1, closed.code) : closed.code;
 }

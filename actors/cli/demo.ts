@@ -5,6 +5,7 @@ import { mentions, outputFor, spawnedAgentIds, startFakeModelServer, type Record
 import { execa } from 'execa';
 import { createRuntime, type Runtime, type Session } from '../runtime.js';
 import { REVIEW_INSTRUCTIONS } from '../tasks/index.js';
+import { MAX_WAIT_MS } from '../agents/tools.js';
 import { detectSandbox } from '../sandbox/detect.js';
 import { denyingApprover, runOneTurn, terminalApprover, userTurn } from './exec.js';
 import { MODEL_FLAGS, parseArgs, wireApiFlag } from './flags.js';
@@ -110,34 +111,36 @@ function script(dir: string): ScriptStep[] {
   const NODE = 'Record which Node.js version';
   const isParent = task('Get this project healthy');
   return [
-    // The parent fans out.
+    // The parent starts the test run and the version check; the fix waits for the test report.
     {
       kind: 'response',
       match: both(isParent, before('spawn-tests')),
       items: [
-        { type: 'reasoning', text: 'Three independent jobs: give each to its own agent.' },
+        { type: 'reasoning', text: 'First find out what the tests say; the version check can run alongside. The fixer then starts from the failure.' },
         plan('plan-1', ['in_progress', 'pending', 'pending']),
         call('spawn-tests', 'spawn_agent', { message: `${TESTS} with \`node test.js\` and report what fails.` }),
-        call('spawn-fix', 'spawn_agent', { message: `${FIX}: mean() gives wrong results.` }),
         call('spawn-node', 'spawn_agent', { message: `${NODE} is installed on this machine.` }),
       ],
     },
-    // The test runner.
+    {
+      kind: 'reply',
+      match: both(isParent, after('spawn-node'), before('wait-tests')),
+      handler: (r) => ({ kind: 'response', items: [call('wait-tests', 'wait_agent', { agent_ids: spawnedAgentIds(r).slice(0, 1), timeout_ms: MAX_WAIT_MS })] }),
+    },
+    {
+      kind: 'reply',
+      match: both(isParent, after('wait-tests'), before('spawn-fix')),
+      handler: (r) => {
+        const report = agentMessages(outputFor(r, 'wait-tests'))[0] ?? 'the test runner did not answer';
+        return { kind: 'response', items: [call('spawn-fix', 'spawn_agent', { message: `${FIX}. The test runner reported: ${report}` })] };
+      },
+    },
+    // The test runner reports what the suite printed.
     { kind: 'response', match: both(task(TESTS), before('tests-run')), items: [call('tests-run', 'shell', { command: ['node', 'test.js'] })] },
     {
       kind: 'reply',
       match: both(task(TESTS), after('tests-run')),
-      // The fixer works at the same time: the tests may already pass.
-      handler: (r) => ({
-        kind: 'response',
-        items: [
-          say(
-            (outputFor(r, 'tests-run') ?? '').includes('Exit code: 0')
-              ? 'The suite passes: all 3 checks.'
-              : 'The suite fails: mean([2, 4, 6]) returns 6 instead of 4.',
-          ),
-        ],
-      }),
+      handler: (r) => ({ kind: 'response', items: [say(testReport(outputFor(r, 'tests-run') ?? ''))] }),
     },
     // The fixer.
     { kind: 'response', match: both(task(FIX), before('fix-read')), items: [call('fix-read', 'read_file', { file_path: join(dir, 'stats.js') })] },
@@ -182,13 +185,16 @@ function script(dir: string): ScriptStep[] {
         return { kind: 'response', items: [say(version ? `Node.js ${version} is installed.` : 'I was not allowed to check the Node.js version.')] };
       },
     },
-    // The parent collects the results, checks the fix, and reports.
+    // The parent collects the results, checks the fix itself, and reports what it saw.
     {
       kind: 'reply',
-      match: both(isParent, after('spawn-node'), before('wait-all')),
+      match: both(isParent, after('spawn-fix'), before('wait-all')),
       handler: (r) => ({
         kind: 'response',
-        items: [plan('plan-2', ['completed', 'in_progress', 'pending']), call('wait-all', 'wait_agent', { agent_ids: spawnedAgentIds(r) })],
+        items: [
+          plan('plan-2', ['completed', 'in_progress', 'pending']),
+          call('wait-all', 'wait_agent', { agent_ids: spawnedAgentIds(r).slice(1), timeout_ms: MAX_WAIT_MS }),
+        ],
       }),
     },
     {
@@ -201,12 +207,35 @@ function script(dir: string): ScriptStep[] {
       kind: 'reply',
       match: both(isParent, after('plan-4')),
       handler: (r) => {
-        const results = JSON.parse(outputFor(r, 'wait-all') ?? '{"agents":[]}') as { agents: { nickname: string; message: string | null }[] };
-        const lines = results.agents.map((a) => `- ${a.nickname}: ${a.message ?? '(no answer)'}`);
-        return { kind: 'response', items: [say(['Done. My three agents reported:', ...lines, 'The tests pass now.'].join('\n'))] };
+        const results = [...agentResults(outputFor(r, 'wait-tests')), ...agentResults(outputFor(r, 'wait-all'))];
+        const lines = results.map((a) => `- ${a.nickname}: ${a.message ?? '(no answer)'}`);
+        const verdict = testsPassed(outputFor(r, 'verify') ?? '') ? 'The tests pass now.' : `The tests still fail. ${testReport(outputFor(r, 'verify') ?? '')}`;
+        return { kind: 'response', items: [say(['Done. My three agents reported:', ...lines, verdict].join('\n'))] };
       },
     },
   ];
+}
+
+/** The agents of a wait_agent result, in the order they were asked for. */
+function agentResults(output: string | undefined): { nickname: string; message: string | null }[] {
+  return (JSON.parse(output ?? '{"agents":[]}') as { agents: { nickname: string; message: string | null }[] }).agents;
+}
+
+function agentMessages(output: string | undefined): string[] {
+  return agentResults(output).flatMap((a) => (a.message ? [a.message] : []));
+}
+
+function testsPassed(output: string): boolean {
+  return output.includes('Exit code: 0');
+}
+
+/** What the scripted test runner says about a run of the suite: pass, or the assertion that failed. */
+function testReport(output: string): string {
+  if (testsPassed(output)) return 'The suite passes: all 3 checks.';
+  const mismatch = /^(.+) !== (.+)$/m.exec(output);
+  const where = /test\.js:(\d+)/.exec(output);
+  if (!mismatch) return 'The suite fails, and its output names no assertion.';
+  return `The suite fails${where ? ` at test.js line ${where[1]}` : ''}: a check got ${mismatch[1]!.trim()} where ${mismatch[2]!.trim()} was expected.`;
 }
 
 /** Review the session's uncommitted changes and wait for the review to finish. */
@@ -265,7 +294,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
       runtime,
       open: (rt) => rt.newSession({ cwd: dir, approval_policy: 'on-request', sandbox_policy: sandboxPolicy }),
       op: userTurn(PROMPT),
-      approver: process.stdin.isTTY ? terminalApprover() : denyingApprover(),
+      approver: process.stdin.isTTY ? terminalApprover(() => renderer.hold()) : denyingApprover(),
       onEvent: (event) => renderer.render(event),
       // Then a review thread, isolated from the work it reviews, looks at the change.
       after: git ? (session) => reviewChanges(runtime, session) : undefined,

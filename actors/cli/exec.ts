@@ -13,7 +13,7 @@ import {
   type SessionOp,
 } from '../../protocol/index.js';
 import { NATS_FLAGS } from '../nats/settings.js';
-import { gatewayBusOptions } from '../gateway-options.js';
+import { commandGateway } from '../gateway-options.js';
 import { createRuntime, SessionError, type Runtime, type RuntimeOptions, type Session } from '../runtime.js';
 import { checkedProfile, runsOnNats, configFromFlags, MODEL_FLAGS, parseArgs, PROFILE_FLAG, UsageError, wireApiFlag } from './flags.js';
 import { CodexEventMapper } from './codex-json.js';
@@ -27,10 +27,15 @@ import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shut
 /** How `troupe exec` answers approval requests. */
 export type Approver = (request: ApprovalRequestMsg) => Promise<ReviewDecision>;
 
-/** Asks on the terminal: y (approve), a (approve for the session), n (deny), q (abort the turn). */
-export function terminalApprover(): Approver {
+/**
+ * Asks on the terminal: y (approve), a (approve for the session), n (deny), q (abort the turn).
+ * `hold` keeps the transcript back while the question is open (other agents work on meanwhile);
+ * what it returns lets the transcript through again.
+ */
+export function terminalApprover(hold: () => () => void = () => () => {}): Approver {
   return async (request) => {
     const what = terminalSafe(describeApprovalRequest(request, shellJoin));
+    const release = hold();
     const rl = createInterface({ input: process.stdin, output: process.stderr });
     try {
       for (;;) {
@@ -42,6 +47,7 @@ export function terminalApprover(): Approver {
       }
     } finally {
       rl.close();
+      release();
     }
   };
 }
@@ -200,7 +206,7 @@ async function printTurn(
   // With --nats (or TROUPE_NATS_URL) the session runs on a worker.
   const profile = checkedProfile(values, process.env, runtimeOptions.home, runsOnNats(values));
   const wireApi = wireApiFlag(values['wire-api']);
-  const nats = await gatewayBusOptions(values, process.env, `troupe ${name}`);
+  const { options: nats, lost } = await commandGateway(values, process.env, `troupe ${name}`);
   const runtime = createRuntime({ ...runtimeOptions, ...nats, model: values.model, wireApi, profile });
   const renderer = output === 'transcript' ? new TranscriptRenderer(process.stderr) : null;
   let rootId: string | null = null;
@@ -213,28 +219,36 @@ async function printTurn(
     // In this process the sets are loaded here; on NATS the workers must have them.
     if (runtime.host) await loadToolSets(runtime.host, toolSetSpecs(values));
     const { open, op } = turn(runtime);
-    const { lastMessage, failed } = await runOneTurn({
-      runtime,
-      op,
-      open: async (r) => {
-        const session = await open(r);
-        rootId = session.id;
-        return session;
-      },
-      approver: inspector ? null : process.stdin.isTTY && output !== 'codex' ? terminalApprover() : denyingApprover(),
-      onEvent: (event) => {
-        if (renderer) renderer.render(event);
-        else if (codex) codex.map(event).forEach(line);
-        else line(event);
-      },
-      shutdown: bound,
-    });
+    // A gateway without NATS for too long gives up: the turn ends with that error.
+    const { lastMessage, failed } = await raceLost(
+      lost,
+      runOneTurn({
+        runtime,
+        op,
+        open: async (r) => {
+          const session = await open(r);
+          rootId = session.id;
+          return session;
+        },
+        approver: inspector
+          ? null
+          : process.stdin.isTTY && output !== 'codex'
+            ? terminalApprover(renderer ? () => renderer.hold() : undefined)
+            : denyingApprover(),
+        onEvent: (event) => {
+          if (renderer) renderer.render(event);
+          else if (codex) codex.map(event).forEach(line);
+          else line(event);
+        },
+        shutdown: bound,
+      }),
+    );
     renderer?.close();
     if (renderer && lastMessage) process.stdout.write(`${lastMessage}\n`);
     code = failed ? 1 : 0;
   } catch (error) {
     // The session could not be opened (no such session to resume, a bad config): say why.
-    if (!(error instanceof SessionError)) throw error;
+    if (!(error instanceof SessionError) && !(error instanceof NatsLost)) throw error;
     renderer?.close();
     process.stderr.write(`troupe ${name}: ${error.message}\n`);
   } finally {
@@ -244,6 +258,15 @@ async function printTurn(
     code = Math.max(code, closed.code);
   }
   return code;
+}
+
+/** The error a command's gateway gave up on NATS with, as the turn's outcome. */
+class NatsLost extends Error {
+  override readonly name = 'NatsLost';
+}
+
+function raceLost<T>(lost: Promise<Error>, work: Promise<T>): Promise<T> {
+  return Promise.race([work, lost.then((error) => Promise.reject(new NatsLost(error.message)))]);
 }
 
 /** The session settings of the turn flags: configFromFlags's, and the tool sets `--tools` names. */

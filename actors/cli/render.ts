@@ -25,6 +25,8 @@ export class TranscriptRenderer {
   #reviewing = false;
   /** Agent jobs whose progress has been shown. */
   readonly #jobs = new Set<string>();
+  /** What was written while a question is open on the terminal, shown once it is answered. */
+  #held: string[] | null = null;
 
   constructor(out: NodeJS.WriteStream) {
     this.#out = out;
@@ -93,7 +95,7 @@ export class TranscriptRenderer {
         break;
       case 'agent_message_delta':
         this.#stopProgress();
-        this.#out.write(msg.delta);
+        this.#write(msg.delta);
         this.#streamingText = true;
         break;
       case 'agent_message':
@@ -193,21 +195,40 @@ export class TranscriptRenderer {
     this.#stopProgress();
   }
 
+  /**
+   * Hold the transcript back while a question is open on the terminal, so other agents' output
+   * neither splits the question nor overwrites it. The function returned shows what was held.
+   */
+  hold(): () => void {
+    this.#stopProgress();
+    this.#held ??= [];
+    return () => {
+      const held = this.#held ?? [];
+      this.#held = null;
+      for (const text of held) this.#out.write(text);
+    };
+  }
+
+  #write(text: string): void {
+    if (this.#held) this.#held.push(text);
+    else this.#out.write(text);
+  }
+
   #line(text: string): void {
     this.#stopProgress();
     this.#endText();
     const label = this.#label;
-    this.#out.write(label ? `${text.replace(/^/gm, label)}\n` : `${text}\n`);
+    this.#write(label ? `${text.replace(/^/gm, label)}\n` : `${text}\n`);
   }
 
   #endText(): void {
     if (!this.#streamingText) return;
     this.#streamingText = false;
-    this.#out.write('\n');
+    this.#write('\n');
   }
 
   #startProgress(label: string): void {
-    if (!this.#tty) return;
+    if (!this.#tty || this.#held) return;
     this.#stopProgress();
     this.#progressStarted = Date.now();
     const frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];

@@ -5,11 +5,19 @@ import { inBackground, log as processLog, type Logger } from '../log.js';
 import { NatsSettingsError, type NatsSettings } from './settings.js';
 import { TroupeError } from '../../protocol/index.js';
 
-/** Connecting failed (the first time: later losses are reconnected forever). */
+/** Connecting failed (the first time: later losses are reconnected, by a gateway for a while). */
 export class NatsConnectError extends TroupeError {
   override readonly name = 'NatsConnectError';
   constructor(servers: readonly string[], options?: ErrorOptions) {
     super(`could not connect to NATS at ${servers.map(redactUrl).join(', ')}`, options);
+  }
+}
+
+/** A gateway was without NATS for longer than it waits (TROUPE_NATS_GIVE_UP_MS), and closed its connection. */
+export class NatsLostError extends TroupeError {
+  override readonly name = 'NatsLostError';
+  constructor(servers: readonly string[], afterMs: number) {
+    super(`lost the connection to NATS at ${servers.map(redactUrl).join(', ')} and gave up after ${afterMs / 1000} s without it`);
   }
 }
 
@@ -53,6 +61,12 @@ export interface ConnectOptions {
   readonly name: string;
   /** Keep trying until a first connection succeeds (workers); otherwise fail fast. */
   readonly waitOnFirstConnect?: boolean;
+  /**
+   * After this long without NATS, stop reconnecting and close the connection (gateways: their
+   * client gets an error instead of a wait that never ends). Without it, reconnect forever
+   * (workers).
+   */
+  readonly giveUpAfterMs?: number;
   readonly logger?: Logger;
 }
 
@@ -118,7 +132,14 @@ export async function connectNats(settings: NatsSettings, options: ConnectOption
     throw new NatsConnectError(settings.servers, { cause: error });
   }
   logger.info({ server: connection.getServer(), name: options.name }, 'connected to NATS');
-  inBackground(watchStatus(connection, logger, backoffs.get(connectionOptions)), 'watching the NATS connection', logger);
+  const backoff = backoffs.get(connectionOptions);
+  let giveUp: GiveUp | undefined;
+  if (options.giveUpAfterMs !== undefined) {
+    let resolve: (error: NatsLostError) => void = () => {};
+    givenUp.set(connection, new Promise<NatsLostError>((r) => (resolve = r)));
+    giveUp = { afterMs: options.giveUpAfterMs, servers: settings.servers, resolve };
+  }
+  inBackground(watchStatus(connection, logger, backoff, giveUp), 'watching the NATS connection', logger);
   inBackground(
     connection.closed().then((error) => {
       if (error) logger.error({ err: error }, 'the NATS connection closed with an error');
@@ -129,8 +150,39 @@ export async function connectNats(settings: NatsSettings, options: ConnectOption
   return connection;
 }
 
-async function watchStatus(connection: NatsConnection, logger: Logger, backoff: ReconnectBackoff | undefined): Promise<void> {
-  for await (const status of connection.status()) logStatus(status, logger, backoff);
+interface GiveUp {
+  readonly afterMs: number;
+  readonly servers: readonly string[];
+  readonly resolve: (error: NatsLostError) => void;
+}
+
+const givenUp = new WeakMap<NatsConnection, Promise<NatsLostError>>();
+
+/**
+ * Settles when a connection opened with `giveUpAfterMs` gave up on NATS (and closed); never,
+ * for one that reconnects forever.
+ */
+export function natsGivenUp(connection: NatsConnection): Promise<NatsLostError> {
+  return givenUp.get(connection) ?? new Promise<never>(() => {});
+}
+
+async function watchStatus(connection: NatsConnection, logger: Logger, backoff: ReconnectBackoff | undefined, giveUp: GiveUp | undefined): Promise<void> {
+  let timer: NodeJS.Timeout | null = null;
+  for await (const status of connection.status()) {
+    logStatus(status, logger, backoff);
+    if (giveUp === undefined) continue;
+    if (status.type === 'disconnect' && timer === null) {
+      timer = setTimeout(() => {
+        // The command says so on its own: no log line here.
+        giveUp.resolve(new NatsLostError(giveUp.servers, giveUp.afterMs));
+        inBackground(connection.close(), 'closing the NATS connection it gave up on', logger);
+      }, giveUp.afterMs);
+      timer.unref();
+    } else if (status.type === 'reconnect' && timer !== null) {
+      clearTimeout(timer);
+      timer = null;
+    }
+  }
 }
 
 function logStatus(status: Status, logger: Logger, backoff: ReconnectBackoff | undefined): void {

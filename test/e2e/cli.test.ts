@@ -324,8 +324,15 @@ describe('troupe demo', () => {
     try {
       expect(await readFile(join(dir!, 'stats.js'), 'utf8')).toContain('return sum(values) / values.length;');
       expect(result.stderr).toContain('all 3 checks passed');
-      // Three sub-agents reported; the one that asked for approval was refused (no terminal).
-      expect(result.stdout).toMatch(/Ada: .+\n- Basil: Fixed.+\n- Cleo: I was not allowed/);
+      // The test runner ran before the fix and reported the failure it saw; the fixer started
+      // from that report; the parent's own run after the fix passed. The one that asked for
+      // approval was refused (no terminal).
+      expect(result.stdout).toMatch(
+        /- Ada: The suite fails at test\.js line 5: a check got 6 where 4 was expected\.\n- Basil: I was not allowed.+\n- Cleo: Fixed.+\nThe tests pass now\./,
+      );
+      expect(result.stderr).toMatch(
+        /\[Ada\] ✗ exit 1[\s\S]*spawned agent Cleo: Fix the bug in stats\.js\. The test runner reported: The suite fails[\s\S]*all 3 checks passed/,
+      );
       expect(result.stderr).toContain('denied the request to run `node --version`');
       // Then a review thread looks at the change.
       expect(result.stderr).toContain('review verdict: patch is correct');

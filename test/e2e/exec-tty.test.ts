@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as pty from 'node-pty';
 import { describe, expect, it } from 'vitest';
@@ -53,5 +53,37 @@ describe('troupe exec in a terminal', () => {
     expect(await run.exited).toBe(0);
     expect(existsSync(file)).toBe(false);
     expect(JSON.stringify(scratch.model.requests[1]!.body.input)).toMatch(/denied/);
+  });
+});
+
+describe('troupe demo in a terminal', () => {
+  it('holds the other agents back while the approval question is open, and shows them once it is answered', async () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, TROUPE_HOME: scratch.home, NO_COLOR: '1' };
+    delete env.OPENAI_API_KEY;
+    delete env.OPENAI_BASE_URL;
+    let output = '';
+    const term = pty.spawn(process.execPath, ['--conditions=development', troupeBin(), 'demo'], { name: 'xterm', cols: 200, rows: 50, env });
+    term.onData((data) => {
+      output += data;
+    });
+    const exited = new Promise<number>((resolve) => term.onExit(({ exitCode }) => resolve(exitCode)));
+    try {
+      await waitFor(() => output.includes('[q]uit turn: '), 'the approval question', 30_000);
+      const dir = /drives real tools in (\S+)/.exec(output)?.[1];
+      expect(dir).toBeDefined();
+      const asked = output.length;
+      // Meanwhile the test runner reports and the fixer fixes the bug: on disk, not on screen.
+      await waitFor(() => readFileSync(join(dir!, 'stats.js'), 'utf8').includes('/ values.length;'), 'the fix', 30_000);
+      expect(output.slice(asked)).toBe('');
+      term.write('y\r');
+      expect(await exited).toBe(0);
+      const after = output.slice(asked);
+      // The answer, then what was held.
+      expect(after).toMatch(/^y\r*\n/);
+      expect(after).toContain('[Cleo] Fixed: mean() now divides by values.length.');
+      expect(after).toMatch(/- Basil: Node\.js v\d+\.\d+\.\d+ is installed\./);
+    } finally {
+      term.kill();
+    }
   });
 });

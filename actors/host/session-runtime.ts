@@ -207,6 +207,7 @@ export class SessionRuntime {
       this.#jobs = attachJobs({
         sessionId: this.id,
         home: this.#services.home,
+        store: this.#services.jobStore,
         fresh,
         settings,
         toolContext: (callId, turn, signal) => this.#tools.contextFor(callId, turn, signal),

@@ -115,6 +115,8 @@ export class JobRunner {
       runningJobs.delete(spec.job_id);
       throw error;
     }
+    // Agents on other workers hand their results in through the store (NATS).
+    this.#handle.serveReports?.((request) => this.report(request.agent_id, request.item_id, request.result, request.stop));
     // Items that were running when an earlier process stopped lost their agent with it.
     for (const item of [...this.#state.items.values()].sort((a, b) => a.spec.row_index - b.spec.row_index)) {
       if (item.status === 'running') item.status = 'pending';
@@ -179,6 +181,7 @@ export class JobRunner {
     if (live && live.agentId === null) await live.started;
     if (item.status === 'completed') return refuse(`item ${itemId} already has a result; stop now`);
     if (item.status === 'failed') return refuse(`item ${itemId} has failed already (${item.error ?? 'no reason'}); stop now`);
+    if (!live && item.agentId === agentId && item.status === 'pending') return this.#reportOfEarlierRunner(item, result, stop);
     if (!live || live.agentId !== agentId) return refuse(`item ${itemId} of job ${this.jobId} is not this agent's to report`);
     if (live.settled) return refuse(`item ${itemId} is over (${item.error ?? 'already settled'}); stop now`);
     const problems = this.#check.problems(result);
@@ -197,6 +200,25 @@ export class JobRunner {
       return refuse(`item ${itemId} is over (${item.error ?? 'already settled'}); stop now`);
     }
     if (stop) this.cancel("an item's agent asked to stop the job");
+    return { text: JSON.stringify({ accepted: true, message: 'Result recorded. Your work on this item is done: stop now.' }), success: true };
+  }
+
+  /**
+   * A result from the agent an earlier runner of this job started (its process stopped while
+   * the agent, on another worker, went on): the item has not started again here, so the
+   * result counts and the item does not run again.
+   */
+  async #reportOfEarlierRunner(item: ItemState, result: Record<string, unknown>, stop: boolean): Promise<ToolOutput> {
+    const problems = this.#check.problems(result);
+    if (problems !== null) return { text: `The result was not accepted: it does not match the job's output_schema (${problems}).`, success: false };
+    const queued = this.#queue.indexOf(item);
+    if (queued >= 0) this.#queue.splice(queued, 1);
+    item.status = 'running';
+    await this.#handle.append({ type: 'item_result', item_id: item.spec.item_id, agent_id: item.agentId ?? '', result });
+    this.#finishedHere++;
+    this.#progress.changed();
+    if (stop) this.cancel("an item's agent asked to stop the job");
+    this.#pump();
     return { text: JSON.stringify({ accepted: true, message: 'Result recorded. Your work on this item is done: stop now.' }), success: true };
   }
 

@@ -142,4 +142,53 @@ describe('agent jobs on NATS', { timeout: 90_000 }, () => {
     for (const r of cluster.model.requests.filter(workerFirst)) perItem.set(task(r).itemId, (perItem.get(task(r).itemId) ?? 0) + 1);
     expect(perItem.size).toBe(6);
   });
+
+  it("goes on after kill -9 of its parent's worker: the adopted session takes the job up, and no reported item runs again", async () => {
+    await Promise.all([startWorker('a', 8), startWorker('b', 8)]);
+    const gateway = await cluster.startGateway();
+    const { sessionId, workerId } = await openSession(gateway);
+    await writeText(cluster.dir, 'items.csv', rows(6));
+    const output = join(cluster.dir, 'out.csv');
+    const held: (() => void)[] = [];
+    let release = false;
+    const holdStep = (): ScriptStep => ({
+      kind: 'reply',
+      match: workerFirst,
+      handler: async (r) => {
+        if (!release) await new Promise<void>((resolve) => held.push(resolve));
+        return (reportStep(upper) as { handler: (r: RecordedRequest) => ScriptStep }).handler(r);
+      },
+    });
+    cluster.model.enqueue(
+      spawnJobStep(isParent('run the job'), { csv_path: 'items.csv', instruction: 'Shout {name}.', max_concurrency: 3, output_csv_path: output }, 'job'),
+      { kind: 'response', match: lastCallIs('job'), items: [{ type: 'message', text: 'the job goes on' }] },
+      ...Array.from({ length: 3 }, () => reportStep(upper)),
+      ...Array.from({ length: 12 }, holdStep),
+      ...Array.from({ length: 16 }, doneStep),
+    );
+    gateway.submit({ type: 'user_turn', items: [{ type: 'text', text: 'run the job' }] }, sessionId);
+    // Items 1-3 reported; 4-6 are with the model (held) when the parent's worker dies.
+    await gateway.waitForMsg('agent_job_progress', { session: sessionId, where: (m) => m.completed === 3 });
+    await waitFor(() => held.length === 3, 'items 4-6 at the model');
+    await cluster.workers.find((w) => w.id === workerId)!.kill();
+    await startWorker('c', 8);
+    release = true;
+    for (const go of held.splice(0)) go();
+
+    const ended = await gateway.waitFor(
+      (e) => e.session_id === sessionId && e.msg.type === 'background_event' && /^agent job \S+ completed/.test(e.msg.message),
+      'the job to end on the adopting worker',
+      60_000,
+    );
+    expect(ended.msg).toMatchObject({ message: expect.stringMatching(/6 of 6 items completed, 0 failed/) });
+    expect(readCsv(output).map((r) => [r.name, r.status, JSON.parse(r.result!).upper])).toEqual(
+      Array.from({ length: 6 }, (_, i) => [`item${i + 1}`, 'completed', `ITEM${i + 1}`]),
+    );
+    const jobId = /^agent job (\S+)/.exec(ended.msg.type === 'background_event' ? ended.msg.message : '')![1]!;
+    expect(await outcomesPerItem(jobId)).toEqual(Array.from({ length: 6 }, () => 1));
+    // The items that had reported before the crash were not asked again.
+    const tasksOf = (itemId: string) => cluster.model.requests.filter((r) => workerFirst(r) && task(r).itemId === itemId).length;
+    expect(['row-1', 'row-2', 'row-3'].map(tasksOf)).toEqual([1, 1, 1]);
+    expect(['row-4', 'row-5', 'row-6'].map(tasksOf).every((n) => n >= 1)).toBe(true);
+  });
 });

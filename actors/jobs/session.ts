@@ -22,6 +22,8 @@ export interface JobSession {
   record(item: ResponseItem): void;
   /** True when no task runs in the session. */
   idle(): boolean;
+  /** Shut down a session by id, wherever it runs (NATS: an agent an earlier runner of a job started). */
+  closeSession?(sessionId: string): Promise<void>;
 }
 
 /** The jobs side of a live session, while it lives. */
@@ -84,7 +86,13 @@ export class SessionJobs implements SessionResource {
       await handle.close();
       throw new Error(`session ${this.sessionId} closed before job ${spec.job_id} could go on`);
     }
-    const runner = new JobRunner(handle, { agents: ctx.agents, spawnContext: ctx, emit: (msg) => ctx.emit(msg) });
+    const close = this.#session.closeSession;
+    const runner = new JobRunner(handle, {
+      agents: ctx.agents,
+      spawnContext: ctx,
+      emit: (msg) => ctx.emit(msg),
+      ...(close ? { closeStray: (agentId: string) => close(agentId) } : {}),
+    });
     this.#runners.add(runner);
     const cancel = () => runner.cancel('the caller cancelled the job');
     try {

@@ -16,7 +16,7 @@ import { doneStep, isWorker, readCsv, reportStep, spawnJobStep, task, workerFirs
  */
 
 const cluster = new NatsCluster({ name: 'jobsnats', settleMs: 200 });
-const LEASE_MS = '1500';
+const LEASE_MS = '3000';
 
 function startWorker(id: string, capacity: number) {
   return cluster.startWorker(id, capacity, { env: { TROUPE_LEASE_MS: LEASE_MS, TROUPE_LOG: process.env.JOBS_NATS_LOG ?? 'warn' } });

@@ -11,15 +11,16 @@
  *   thirds of the way in. Then every item must have exactly one result in JetStream and in the
  *   output, and the task requests the model saw beyond one per item are the items redone.
  *
- *   npm run bench:jobs
+ *   npm run bench:jobs                      (writes bench/results/jobs.json)
  *   JOBS_ITEMS=200 JOBS_CHAOS=0 npm run bench:jobs
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { parse } from 'csv-parse/sync';
@@ -224,7 +225,11 @@ async function main(): Promise<number> {
   } finally {
     await nats.stop();
   }
-  console.log(JSON.stringify({ load_average_before: load, load_average_after: loadavg().map((n) => n.toFixed(2)), results }, null, 2));
+  const report = { load_average_before: load, load_average_after: loadavg().map((n) => n.toFixed(2)), results };
+  const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'jobs.json'), `${JSON.stringify(report, null, 2)}\n`);
+  console.log(JSON.stringify(report, null, 2));
   return results.some((r) => r.items_lost !== 0 || r.items_with_more_outcomes !== 0 || r.output_rows_completed !== ITEMS || r.timed_out) ? 1 : 0;
 }
 

@@ -150,7 +150,7 @@ async function run(nats: NatsServerProcess, chaos: boolean): Promise<Record<stri
     (e) => e.msg.type === 'session_configured' || e.msg.type === 'error',
   );
   if (configured.msg.type !== 'session_configured') throw new Error(`no session: ${JSON.stringify(configured.msg)}`);
-  for (let i = 1; i <= WORKERS; i += 1) await startWorker(`w${i}`, CAPACITY);
+  await Promise.all(Array.from({ length: WORKERS }, (_, i) => startWorker(`w${i + 1}`, CAPACITY)));
 
   void submit({ type: 'user_turn', items: [{ type: 'text', text: 'run the job' }] }, configured.session_id!, (e) =>
     ['task_complete', 'turn_aborted'].includes(e.msg.type),

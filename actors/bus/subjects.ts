@@ -15,6 +15,9 @@ import { BusError } from './bus.js';
  *   troupe.<ns>.opq.<session_id>              ops queued in JetStream for a session (NATS only)
  *   troupe.<ns>.log.<root_id>.<session_id>    a session's log records in JetStream: rollout
  *                                             lines and call records (NATS only)
+ *   troupe.<ns>.jobs.<job_id>.<part>          an agent job's records in JetStream: `log`, one
+ *                                             `item.<row>` per item outcome, `end` (NATS only)
+ *   troupe.<ns>.jobrpt.<job_id>               an item's result handed to the job's runner
  *   _INBOX.<unique>                           reply subjects, as NATS names them
  *
  * It also holds the subject grammar both transports enforce, so they reject the same input.
@@ -73,6 +76,12 @@ export interface Subjects {
   /** A session's log records (JetStream): rollout lines and tool-call records. */
   sessionLog(rootId: string, sessionId: string): string;
   allSessionLogs(): string;
+  /** An agent job's records (JetStream): `log`, `item.<row_index>` or `end`. */
+  job(jobId: string, part: string): string;
+  /** Every record of one job, or (no id) of every job. */
+  allJobs(jobId?: string): string;
+  /** Where a job's runner takes the results of items whose agent runs elsewhere. */
+  jobReport(jobId: string): string;
 }
 
 /** The subjects of one namespace; every id is checked with `assertToken`. */
@@ -91,6 +100,9 @@ export function subjects(namespace: string = DEFAULT_NAMESPACE): Subjects {
     allOpQueues: () => `${base}.opq.>`,
     sessionLog: (rootId: string, sessionId: string) => `${base}.log.${assertToken(rootId, 'root id')}.${assertToken(sessionId, 'session id')}`,
     allSessionLogs: () => `${base}.log.>`,
+    job: (jobId: string, part: string) => `${base}.jobs.${assertToken(jobId, 'job id')}.${part}`,
+    allJobs: (jobId?: string) => (jobId === undefined ? `${base}.jobs.>` : `${base}.jobs.${assertToken(jobId, 'job id')}.>`),
+    jobReport: (jobId: string) => `${base}.jobrpt.${assertToken(jobId, 'job id')}`,
   });
 }
 

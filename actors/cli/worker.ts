@@ -2,6 +2,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { NatsBus } from '../bus/nats.js';
 import { assertToken, InvalidSubjectTokenError } from '../bus/subjects.js';
 import { inBackground, log } from '../log.js';
+import { NatsJobStore } from '../jobs/nats-store.js';
 import { DEFAULT_OUTBOX_LIMITS, HostDurability, type OutboxLimits } from '../durable/index.js';
 import { HANDOVER_GRACE_MS } from '../host/host.js';
 import { connectNats, defaultWorkerId } from '../nats/connect.js';
@@ -89,6 +90,9 @@ export async function runWorker(argv: readonly string[], env: NodeJS.ProcessEnv 
       outboxLimits,
     });
     host.useDurability(durability);
+    // Agent jobs in JetStream too: their items' agents report from any worker, and a job
+    // whose session is adopted goes on there.
+    host.useJobStore(await NatsJobStore.open(connection, settings.namespace));
   } catch (error) {
     logger.warn({ err: error }, 'JetStream is not available: sessions will not survive this worker');
   }

@@ -23,6 +23,7 @@ import {
 import { ToolRegistry } from '../tools/registry.js';
 import { ToolSetError, type ToolSets } from './tool-sets.js';
 import { agentTools } from '../agents/tools.js';
+import type { JobStore } from '../jobs/store.js';
 import { jobTools } from '../jobs/tools.js';
 import { isDirectory } from '../tools/child-process.js';
 import { ALWAYS_OPEN, type FlowSignal } from '../flow/flow-gate.js';
@@ -101,6 +102,7 @@ export class Host {
   readonly #sessions = new Map<string, HostedSession>();
   /** On NATS: op queue, leases, session logs and adoption (null in-process). */
   #durability: HostDurability | null = null;
+  #jobStore: JobStore | undefined;
   readonly #subscriptions: Subscription[] = [];
   /** This host's members of the placement queue group: one per free slot (see MAX_PLACEMENT_WEIGHT). */
   readonly #placementSlots: Subscription[] = [];
@@ -118,6 +120,11 @@ export class Host {
    * session holds a lease, its log is written to JetStream, and sessions of dead workers are
    * adopted. Call before `start`.
    */
+  /** Keep agent jobs in `store` (JetStream on NATS) rather than under TROUPE_HOME, so any worker can go on with them. */
+  useJobStore(store: JobStore): void {
+    this.#jobStore = store;
+  }
+
   useDurability(durability: HostDurability): void {
     this.#durability = durability;
     durability.onOverflow((sessionId) => inBackground(this.#moveOn(sessionId), `handing over session ${sessionId}`));
@@ -449,6 +456,7 @@ export class Host {
       home: this.#options.home,
       retryBaseMs: this.#options.retryBaseMs ?? 200,
       flow: this.#options.flow ?? ALWAYS_OPEN,
+      jobStore: this.#jobStore,
     };
   }
 

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createActor, type Actor } from 'xstate';
 import type { EventMsg, ResponseItem, Submission } from '../../protocol/index.js';
 import { AgentSupervisor } from '../agents/supervisor.js';
@@ -207,6 +208,8 @@ export class SessionRuntime {
       this.#jobs = attachJobs({
         sessionId: this.id,
         home: this.#services.home,
+        store: this.#services.jobStore,
+        ...(this.#services.jobStore ? { closeSession: (sessionId: string) => this.#shutdownOther(sessionId) } : {}),
         fresh,
         settings,
         toolContext: (callId, turn, signal) => this.#tools.contextFor(callId, turn, signal),
@@ -214,6 +217,17 @@ export class SessionRuntime {
         idle: () => this.idle,
       });
     }
+  }
+
+  /** Ask another session (on any worker) to shut down; NATS queues the op until its session runs. */
+  async #shutdownOther(sessionId: string): Promise<void> {
+    const { bus, namespace } = this.#services;
+    const reply = await bus.request(
+      subjects(namespace).op(sessionId),
+      { kind: 'op', submission: { id: `close-${randomUUID()}`, session_id: sessionId, op: { type: 'shutdown' } } },
+      { timeoutMs: 10_000 },
+    );
+    if (reply.kind === 'failure') throw new Error(reply.message);
   }
 
   /**

@@ -3,6 +3,7 @@ import type { SessionSettings } from '../../machines/turn-context.js';
 import type { Bus } from '../bus/bus.js';
 import type { RolloutSink, SessionDurability } from '../durable/session-durability.js';
 import type { FlowSignal } from '../flow/flow-gate.js';
+import type { JobStore } from '../jobs/store.js';
 import type { ModelClient } from '../model/types.js';
 import type { ProjectDocs } from '../prompts/project-docs.js';
 import type { ToolRegistry } from '../tools/registry.js';
@@ -24,6 +25,8 @@ export interface SessionServices {
   readonly retryBaseMs: number;
   /** Closed while the reader of the events is behind: model streams wait, output deltas are skipped. */
   readonly flow: FlowSignal;
+  /** Where agent jobs live (JetStream on NATS); absent: files under `home`. */
+  readonly jobStore?: JobStore | undefined;
 }
 
 export interface SessionSpec {

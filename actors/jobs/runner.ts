@@ -32,6 +32,11 @@ export interface JobParent {
   readonly spawnContext: ToolContext;
   /** Put an event on the parent's stream. */
   emit(msg: EventMsg): void;
+  /**
+   * Shut down an agent an earlier runner of the job started (NATS: it lives on, on some worker,
+   * after the process of that runner stopped); absent where agents end with their process.
+   */
+  closeStray?(agentId: string): Promise<void>;
 }
 
 const FAILED_ITEMS_SHOWN = 5;
@@ -72,6 +77,8 @@ export class JobRunner {
   readonly #live = new Map<string, Live>();
   /** Items waiting for an agent, in input order. */
   readonly #queue: ItemState[] = [];
+  /** Items an earlier runner had started, by the agent it started: that agent may still report. */
+  readonly #strays = new Map<string, string>();
   /** Items launched here whose agent is not closed yet: what the concurrency limit counts. */
   #active = 0;
   /** The tree had no room for another agent: wait for one of ours to close (or a while). */
@@ -115,11 +122,24 @@ export class JobRunner {
       runningJobs.delete(spec.job_id);
       throw error;
     }
+    // Agents on other workers hand their results in through the store (NATS).
+    this.#handle.serveReports?.((request) => this.report(request.agent_id, request.item_id, request.result, request.stop));
     // Items that were running when an earlier process stopped lost their agent with it.
+    // Their agents may live on elsewhere (NATS) and still report: those items go last, so the
+    // report can come in before the item would start again.
+    const strays: ItemState[] = [];
     for (const item of [...this.#state.items.values()].sort((a, b) => a.spec.row_index - b.spec.row_index)) {
-      if (item.status === 'running') item.status = 'pending';
+      if (item.status === 'running') {
+        item.status = 'pending';
+        if (item.agentId !== null && this.#parent.closeStray) {
+          this.#strays.set(item.spec.item_id, item.agentId);
+          strays.push(item);
+          continue;
+        }
+      }
       if (item.status === 'pending') this.#queue.push(item);
     }
+    this.#queue.push(...strays);
     this.#handle.onCancel((reason) => this.cancel(reason, false));
     this.#progress.flush();
     if (this.#state.cancelRequested !== null) this.cancel(this.#state.cancelRequested, false);
@@ -179,6 +199,7 @@ export class JobRunner {
     if (live && live.agentId === null) await live.started;
     if (item.status === 'completed') return refuse(`item ${itemId} already has a result; stop now`);
     if (item.status === 'failed') return refuse(`item ${itemId} has failed already (${item.error ?? 'no reason'}); stop now`);
+    if (!live && this.#strays.get(itemId) === agentId && item.status === 'pending') return this.#reportOfEarlierRunner(item, result, stop);
     if (!live || live.agentId !== agentId) return refuse(`item ${itemId} of job ${this.jobId} is not this agent's to report`);
     if (live.settled) return refuse(`item ${itemId} is over (${item.error ?? 'already settled'}); stop now`);
     const problems = this.#check.problems(result);
@@ -197,6 +218,28 @@ export class JobRunner {
       return refuse(`item ${itemId} is over (${item.error ?? 'already settled'}); stop now`);
     }
     if (stop) this.cancel("an item's agent asked to stop the job");
+    return { text: JSON.stringify({ accepted: true, message: 'Result recorded. Your work on this item is done: stop now.' }), success: true };
+  }
+
+  /**
+   * A result from the agent an earlier runner of this job started (its process stopped while
+   * the agent, on another worker, went on): the item has not started again here, so the
+   * result counts and the item does not run again.
+   */
+  async #reportOfEarlierRunner(item: ItemState, result: Record<string, unknown>, stop: boolean): Promise<ToolOutput> {
+    const problems = this.#check.problems(result);
+    if (problems !== null) return { text: `The result was not accepted: it does not match the job's output_schema (${problems}).`, success: false };
+    const queued = this.#queue.indexOf(item);
+    if (queued >= 0) this.#queue.splice(queued, 1);
+    item.status = 'running';
+    const agentId = this.#strays.get(item.spec.item_id)!;
+    this.#strays.delete(item.spec.item_id);
+    await this.#handle.append({ type: 'item_result', item_id: item.spec.item_id, agent_id: agentId, result });
+    this.#closeStray(agentId);
+    this.#finishedHere++;
+    this.#progress.changed();
+    if (stop) this.cancel("an item's agent asked to stop the job");
+    this.#pump();
     return { text: JSON.stringify({ accepted: true, message: 'Result recorded. Your work on this item is done: stop now.' }), success: true };
   }
 
@@ -229,8 +272,21 @@ export class JobRunner {
       this.#finish().catch((error: unknown) => this.#logFailure(error));
   }
 
+  /** Shut an earlier runner's agent down, in the background (it may be gone already). */
+  #closeStray(agentId: string): void {
+    this.#parent
+      .closeStray?.(agentId)
+      .catch((error: unknown) => log.debug({ err: error, job: this.jobId, agent: agentId }, 'could not close a stray job agent'));
+  }
+
   async #launch(item: ItemState): Promise<void> {
     const { spec } = this.#state;
+    const stray = this.#strays.get(item.spec.item_id);
+    if (stray !== undefined) {
+      // Its earlier agent did not report in time: it stops, and the item starts afresh.
+      this.#strays.delete(item.spec.item_id);
+      this.#closeStray(stray);
+    }
     this.#active++;
     item.status = 'running';
     let markStarted!: () => void;
@@ -256,8 +312,8 @@ export class JobRunner {
       this.#live.delete(item.spec.item_id);
       markStarted();
       const message = error instanceof Error ? error.message : String(error);
-      if (/agent_max_threads/.test(message)) {
-        // The tree is full: this item waits for room (Codex does the same).
+      if (/agent_max_threads|no host is available|no worker can take/.test(message)) {
+        // The tree (or every worker) is full: this item waits for room (Codex does the same).
         item.status = 'pending';
         this.#queue.unshift(item);
         this.#blocked = true;

@@ -4,13 +4,15 @@ import { log } from '../log.js';
 import type { SessionResource, ToolContext } from '../tools/tool.js';
 import { jobSpec, type PreparedJob } from './prepare.js';
 import { JobRunner, runningJobs, type JobSummary } from './runner.js';
-import { FileJobStore, type JobHandle } from './store.js';
+import { FileJobStore, type JobHandle, type JobStore } from './store.js';
 
 /** What a session gives its jobs: built by the host for each regular session as it starts. */
 export interface JobSession {
   readonly sessionId: string;
   /** TROUPE_HOME of the host: the jobs' logs live under it. */
   readonly home: string;
+  /** Where the jobs live: JetStream on NATS; absent, files under `home`. */
+  readonly store?: JobStore | undefined;
   /** A brand-new session has no jobs to take up again. */
   readonly fresh: boolean;
   readonly settings: SessionSettings;
@@ -20,23 +22,30 @@ export interface JobSession {
   record(item: ResponseItem): void;
   /** True when no task runs in the session. */
   idle(): boolean;
+  /** Shut down a session by id, wherever it runs (NATS: an agent an earlier runner of a job started). */
+  closeSession?(sessionId: string): Promise<void>;
 }
 
 /** The jobs side of a live session, while it lives. */
 export class SessionJobs implements SessionResource {
   readonly #session: JobSession;
-  readonly #store: FileJobStore;
+  readonly #store: JobStore;
   readonly #runners = new Set<JobRunner>();
   readonly #stop = new AbortController();
   #disposed = false;
 
   constructor(session: JobSession) {
     this.#session = session;
-    this.#store = new FileJobStore(session.home);
+    this.#store = session.store ?? new FileJobStore(session.home);
   }
 
   get sessionId(): string {
     return this.#session.sessionId;
+  }
+
+  /** Where this session's jobs live (and its agents' results go when their runner is elsewhere). */
+  get store(): JobStore {
+    return this.#store;
   }
 
   /** Take up the jobs this session had not finished when its last process stopped. */
@@ -77,7 +86,13 @@ export class SessionJobs implements SessionResource {
       await handle.close();
       throw new Error(`session ${this.sessionId} closed before job ${spec.job_id} could go on`);
     }
-    const runner = new JobRunner(handle, { agents: ctx.agents, spawnContext: ctx, emit: (msg) => ctx.emit(msg) });
+    const close = this.#session.closeSession;
+    const runner = new JobRunner(handle, {
+      agents: ctx.agents,
+      spawnContext: ctx,
+      emit: (msg) => ctx.emit(msg),
+      ...(close ? { closeStray: (agentId: string) => close(agentId) } : {}),
+    });
     this.#runners.add(runner);
     const cancel = () => runner.cancel('the caller cancelled the job');
     try {

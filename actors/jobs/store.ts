@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { open, mkdir, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { z } from 'zod';
+import type { ToolOutput } from '../../machines/tool-plan.js';
 import { inBackground, log } from '../log.js';
 import { JobRecord, type JobSpec, type NewJobRecord } from './records.js';
 import { apply, replay, type JobState } from './state.js';
@@ -9,8 +11,8 @@ import { apply, replay, type JobState } from './state.js';
 /**
  * Where jobs keep their state. The job's log is its truth: a handle appends records (each
  * durable once `append` resolves) and keeps the replayed state current. In-process the log is a
- * file under TROUPE_HOME (`FileJobStore`); on NATS it would be a JetStream stream with the same
- * records, and the same runner on top.
+ * file under TROUPE_HOME (`FileJobStore`); on NATS it is a JetStream stream with the same
+ * records (`NatsJobStore`, nats-store.ts), and the same runner on top.
  */
 export interface JobStore {
   /** Store a new job (its first record); the job is durable when this resolves. */
@@ -25,7 +27,21 @@ export interface JobStore {
   unfinishedOf(sessionId: string): Promise<string[]>;
   /** Ask the job to stop (whoever runs it sees the record); returns its state after. */
   requestCancel(jobId: string, reason: string): Promise<JobState | null>;
+  /**
+   * Hand an item's result to the job's runner in another process (NATS: the item's agent runs
+   * on another worker than its job); absent where every runner is in this process.
+   */
+  report?(jobId: string, request: ReportRequest): Promise<ToolOutput>;
 }
+
+/** `report_agent_job_result` as passed on to the job's runner. */
+export const ReportRequest = z.object({
+  agent_id: z.string(),
+  item_id: z.string(),
+  result: z.record(z.string(), z.unknown()),
+  stop: z.boolean(),
+});
+export type ReportRequest = z.infer<typeof ReportRequest>;
 
 /** A job opened for running: its state, and the only way to change it. */
 export interface JobHandle {
@@ -34,6 +50,8 @@ export interface JobHandle {
   append(...records: NewJobRecord[]): Promise<void>;
   /** Call `listener` with each `cancel_requested` another process appends. */
   onCancel(listener: (reason: string) => void): void;
+  /** Take the results `JobStore.report` passes on from other processes, until closed. */
+  serveReports?(handler: (request: ReportRequest) => Promise<ToolOutput>): void;
   close(): Promise<void>;
 }
 

@@ -1,10 +1,16 @@
 import { ReportAgentJobResultArgs, SpawnAgentsOnCsvArgs } from '../../protocol/index.js';
 import { troupeHome } from '../rollout/index.js';
-import { defineTool, type ToolHandler } from '../tools/tool.js';
+import { defineTool, type ToolContext, type ToolHandler } from '../tools/tool.js';
 import { JobInputError } from './input.js';
 import { jobSpec, prepareJob } from './prepare.js';
 import { JobRunner, runningJobs } from './runner.js';
-import { FileJobStore } from './store.js';
+import { sessionJobs } from './session.js';
+import { FileJobStore, type JobStore } from './store.js';
+
+/** The store of the session the tool runs in (JetStream on NATS), or the files under its home. */
+function storeOf(ctx: ToolContext): JobStore {
+  return sessionJobs.get(ctx.sessionId)?.store ?? new FileJobStore(ctx.home ?? troupeHome());
+}
 
 export const spawnAgentsOnCsvTool: ToolHandler<unknown> = defineTool({
   name: 'spawn_agents_on_csv',
@@ -16,7 +22,7 @@ export const spawnAgentsOnCsvTool: ToolHandler<unknown> = defineTool({
     let runner: JobRunner;
     try {
       const prepared = await prepareJob({ ...args, max_concurrency: args.max_concurrency ?? args.max_workers }, ctx.turn.cwd);
-      const store = new FileJobStore(ctx.home ?? troupeHome());
+      const store = storeOf(ctx);
       const handle = await store.create(jobSpec(prepared, { sessionId: ctx.sessionId, callId: ctx.callId, turn: ctx.turn }));
       runner = new JobRunner(handle, { agents: ctx.agents, spawnContext: ctx, emit: (msg) => ctx.emit(msg) });
     } catch (error) {
@@ -43,6 +49,10 @@ export const reportAgentJobResultTool: ToolHandler<unknown> = defineTool({
   args: ReportAgentJobResultArgs,
   run: async (args, ctx) => {
     const runner = runningJobs.get(args.job_id);
+    const store = runner ? null : storeOf(ctx);
+    // The job runs in another process (its session is on another worker): the result goes there.
+    if (!runner && store?.report)
+      return store.report(args.job_id, { agent_id: ctx.sessionId, item_id: args.item_id, result: args.result, stop: args.stop ?? false });
     if (!runner)
       return {
         text: JSON.stringify({ accepted: false, reason: `job ${args.job_id} is not running (it ended, or it is not a job of this session tree)` }),

@@ -152,9 +152,10 @@ async function run(nats: NatsServerProcess, chaos: boolean): Promise<Record<stri
   if (configured.msg.type !== 'session_configured') throw new Error(`no session: ${JSON.stringify(configured.msg)}`);
   await Promise.all(Array.from({ length: WORKERS }, (_, i) => startWorker(`w${i + 1}`, CAPACITY)));
 
-  void submit({ type: 'user_turn', items: [{ type: 'text', text: 'run the job' }] }, configured.session_id!, (e) =>
+  // The job's end is watched in JetStream below; a turn that fails is said, and the wait times out.
+  submit({ type: 'user_turn', items: [{ type: 'text', text: 'run the job' }] }, configured.session_id!, (e) =>
     ['task_complete', 'turn_aborted'].includes(e.msg.type),
-  );
+  ).catch((error: unknown) => console.error('the job turn failed:', error));
   const kills: string[] = [];
   const chaosDone = (async () => {
     if (!chaos) return;

@@ -44,7 +44,9 @@ describe('shellJoin', () => {
     // eslint-disable-next-line no-control-regex
     expect(line).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/);
     expect(line).toContain("$'safe\\e[2K\\rrm -rf ~'");
-    const { stdout } = await run('bash', ['-c', `printf '%s\\0' ${shellJoin(words.slice(1))}`], { env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent' } });
+    const { stdout } = await run('bash', ['-c', `printf '%s\\0' ${shellJoin(words.slice(1))}`], {
+      env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent' },
+    });
     expect(stdout.split('\0').slice(0, -1)).toEqual(words.slice(1));
   });
 });

@@ -5,6 +5,7 @@ import {
   approvalAnswer,
   describeApprovalRequest,
   isApprovalRequest,
+  TroupeError,
   type ApprovalRequestMsg,
   type Event,
   type ReviewDecision,
@@ -261,7 +262,7 @@ async function printTurn(
 }
 
 /** The error a command's gateway gave up on NATS with, as the turn's outcome. */
-class NatsLost extends Error {
+class NatsLost extends TroupeError {
   override readonly name = 'NatsLost';
 }
 

@@ -13,7 +13,7 @@ import { RequestError, type NatsConnection, type Subscription } from '@nats-io/t
 import { z } from 'zod';
 import type { ToolOutput } from '../../machines/tool-plan.js';
 import { subjects, type Subjects } from '../bus/subjects.js';
-import { log } from '../log.js';
+import { inBackground, log } from '../log.js';
 import { JobRecord, type JobSpec, type NewJobRecord } from './records.js';
 import { apply, replay, type JobState } from './state.js';
 import { ReportRequest, type JobHandle, type JobStore } from './store.js';
@@ -320,9 +320,12 @@ class NatsJobHandle implements JobHandle {
         const answer = request.success
           ? handler(request.data)
           : Promise.resolve({ text: JSON.stringify({ accepted: false, reason: 'the report is not valid' }), success: false });
-        void answer
-          .catch((e: unknown): ToolOutput => ({ text: JSON.stringify({ accepted: false, reason: (e as Error).message }), success: false }))
-          .then((output) => message.respond(JSON.stringify({ text: output.text, success: output.success })));
+        inBackground(
+          answer
+            .catch((e: unknown): ToolOutput => ({ text: JSON.stringify({ accepted: false, reason: (e as Error).message }), success: false }))
+            .then((output) => message.respond(JSON.stringify({ text: output.text, success: output.success }))),
+          'answering a job report',
+        );
       },
     });
   }

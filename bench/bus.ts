@@ -11,6 +11,11 @@
  * Each is run RUNS times, raw and NatsBus alternating, and the median run is reported, with the
  * ratio NatsBus / raw (target, issue 15: at most 1.15).
  *
+ * 3. Durable publication (a second nats-server, with JetStream): DURABLE streaming deltas
+ *    pushed at once into one session's Outbox, as a fast model makes them; entries per second
+ *    until JetStream has stored the last. Beside it, the raw client's `js.publish` of the same
+ *    payloads, all in flight at once (the ceiling: no order kept, no retry), median run each.
+ *
  *   npm run bench:bus                   (writes bench/results/bus.json)
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -18,13 +23,18 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { pino } from 'pino';
 import { NatsBus } from '../actors/bus/nats.js';
+import { Outbox } from '../actors/durable/outbox.js';
+import { DurableStore } from '../actors/durable/store.js';
+import { NatsLink } from '../actors/nats/link.js';
 import type { BusMessage } from '../protocol/index.js';
 import { startNatsServer } from '../test/support/nats-server.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5000);
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 50_000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const DURABLE = Number(process.env.BENCH_DURABLE ?? 20_000);
 
 const ACK: BusMessage = { kind: 'ack' };
 const EVENT: BusMessage = {
@@ -123,6 +133,52 @@ async function busThroughput(publisher: NatsBus, receiver: NatsBus): Promise<num
   return Math.round(MESSAGES / seconds);
 }
 
+/** A streaming delta as a session's log stores it: a short piece of a model's answer. */
+function deltaPayload(seq: number): string {
+  const event = { id: 'sub-7', session_id: 'bench', seq, msg: { type: 'agent_message_delta', delta: 'the quick brown fox jumps over the lazy dog ' } };
+  return JSON.stringify({ kind: 'event', event });
+}
+
+async function outboxThroughput(store: DurableStore, run: number): Promise<number> {
+  const outbox = new Outbox(store.js, NatsLink.of(store.connection), {
+    name: `bench${run}`,
+    limits: { maxEntries: DURABLE, maxBytes: 1024 * 1024 * 1024 },
+    logger: pino({ level: 'silent' }),
+  });
+  const subject = store.subjects.event('bench', `outbox${run}`);
+  const payloads = Array.from({ length: DURABLE }, (_, i) => deltaPayload(i + 1));
+  const t0 = performance.now();
+  for (const payload of payloads) void outbox.push(subject, payload);
+  await outbox.drained();
+  return Math.round(DURABLE / ((performance.now() - t0) / 1000));
+}
+
+async function rawJetStreamThroughput(store: DurableStore, run: number): Promise<number> {
+  const subject = store.subjects.event('bench', `raw${run}`);
+  const payloads = Array.from({ length: DURABLE }, (_, i) => deltaPayload(i + 1));
+  const t0 = performance.now();
+  await Promise.all(payloads.map((payload) => store.js.publish(subject, payload, { timeout: 60_000 })));
+  return Math.round(DURABLE / ((performance.now() - t0) / 1000));
+}
+
+async function durable(): Promise<{ outbox: number; raw: number }> {
+  const server = await startNatsServer();
+  const connection = await connect({ servers: server.url });
+  const outbox: number[] = [];
+  const raw: number[] = [];
+  try {
+    const store = await DurableStore.open(connection, 'benchbus');
+    for (let run = 0; run < RUNS; run += 1) {
+      raw.push(await rawJetStreamThroughput(store, run));
+      outbox.push(await outboxThroughput(store, run));
+    }
+  } finally {
+    await connection.close();
+    await server.stop();
+  }
+  return { outbox: median(outbox), raw: median(raw) };
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)]!;
@@ -145,6 +201,7 @@ async function main(): Promise<void> {
     await Promise.all([a.close(), b.close(), busA.close(), busB.close()]);
     await server.stop();
   }
+  const stored = await durable();
   const rawMedian = median(raw.requests.map((r) => r.medianUs));
   const busMedian = median(bus.requests.map((r) => r.medianUs));
   const rawRate = median(raw.throughput);
@@ -162,6 +219,11 @@ async function main(): Promise<void> {
       raw: rawRate,
       nats_bus: busRate,
       ratio: Number((rawRate / busRate).toFixed(2)),
+    },
+    durable_entries_per_second: {
+      entries: DURABLE,
+      raw_all_in_flight: stored.raw,
+      outbox: stored.outbox,
     },
   };
   console.log(JSON.stringify(result, null, 2));

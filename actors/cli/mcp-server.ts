@@ -23,6 +23,7 @@ import { log } from '../log.js';
 import { createRuntime, type RuntimeOptions, type Session } from '../runtime.js';
 import { checkedProfile, MODEL_FLAGS, parseArgs, PROFILE_FLAG, wireApiFlag } from './flags.js';
 import { shellJoin } from './shell-words.js';
+import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
@@ -56,11 +57,14 @@ function version(): string {
 /**
  * `troupe mcp-server` (PROTOCOL.md §7): troupe as an MCP server over stdio. Each `troupe` call
  * opens a session of the in-process runtime and runs a turn; `troupe-reply` runs another turn
- * in it. Resolves to the exit code once stdin ends and every session has shut down.
+ * in it. Resolves to the exit code once stdin ends and every session has shut down, or once
+ * TROUPE_SHUTDOWN_TIMEOUT_MS has passed (shutdown.ts): then stderr says what was not done.
  */
 export async function runMcpServer(argv: readonly string[], runtimeOptions: RuntimeOptions = {}): Promise<number> {
   const { values } = parseArgs({ args: [...argv], strict: true, allowPositionals: false, options: { ...MODEL_FLAGS, ...PROFILE_FLAG } });
   const profile = checkedProfile(values, process.env, runtimeOptions.home);
+  // The end of stdin exits within this bound, as app-server's does.
+  const bound = new ShutdownBound(shutdownTimeoutMs(process.env));
   const runtime = createRuntime({ ...runtimeOptions, model: values.model, wireApi: wireApiFlag(values['wire-api']), profile });
   const server = new McpServer({ name: 'troupe', version: version() }, { capabilities: { logging: {} } });
   const sessions = new Map<string, LiveSession>();
@@ -139,11 +143,13 @@ export async function runMcpServer(argv: readonly string[], runtimeOptions: Runt
   // Requests answered at once (pings, listings) write without an event: look after each read.
   process.stdin.on('data', checkStdout);
   await stdinEnded;
-  await runtime.close();
+  const closed = await closeRuntime(runtime, bound);
   process.stdin.off('data', checkStdout);
   await server.close();
   stdout.dispose();
-  return 0;
+  // Something may still hold the process (the close that ran out of time): end it.
+  if (closed.gaveUp) exitSoon(closed.code);
+  return closed.code;
 }
 
 /** Run one turn in `live`, answering its approvals through the client, until it ends. */

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { BusMessage, type BusMessageOf } from '../../protocol/index.js';
 import { log as processLog, type Logger } from '../log.js';
@@ -20,9 +21,11 @@ const PULL_EXPIRES_MS = 5_000;
 const ACK_ATTEMPTS = 5;
 
 /**
- * Ops on their way to a session, in JetStream. A submission is published with its submission
- * id as the message id (a repeated publication within the duplicate window is dropped), and
- * stays in the queue until the worker running the session has applied it and acknowledged it:
+ * Ops on their way to a session, in JetStream. Each enqueue publishes with a message id of its
+ * own, the same for all its retries (a retry of a publication the server had stored, its
+ * acknowledgement lost with the connection, is dropped by the duplicate window), and new for
+ * every enqueue: the same submission id sent again (a gateway closing a session it resumed, a
+ * client numbering its ops from 1 again) is a new op, not a duplicate. The op stays in the queue until the worker running the session has applied it and acknowledged it:
  * a worker that dies in between leaves it for the one that adopts the session. One durable
  * consumer per session, one op in flight at a time, so order holds.
  *
@@ -51,7 +54,7 @@ export class OpQueue {
     const message: BusMessage = BusMessage.parse({ kind: 'op', submission });
     const subject = this.#store.subjects.opQueue(submission.session_id);
     const payload = JSON.stringify(message);
-    const msgID = `${submission.session_id}:${submission.id}`;
+    const msgID = `${submission.session_id}:${submission.id}:${randomUUID()}`;
     try {
       await untilDone((timeout) => this.#store.js.publish(subject, payload, { msgID, timeout }), {
         link: this.#link,

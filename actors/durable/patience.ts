@@ -67,11 +67,13 @@ export async function untilDone<T>(attempt: (timeoutMs: number) => Promise<T>, o
   }
 }
 
-function isPermanent(error: unknown): boolean {
+/** An error the client raises for a bad argument (a payload over the server's limit): retrying cannot help. */
+export function isPermanent(error: unknown): boolean {
   return error instanceof InvalidArgumentError;
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/** Resolves after `ms`, or at once when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(done, ms);
     function done() {

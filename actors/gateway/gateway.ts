@@ -165,7 +165,8 @@ export class Gateway {
     const closing: Promise<void>[] = [];
     for (const sessionId of [...this.#open]) {
       const closed = new Promise<void>((resolve) => this.#closeWaiters.set(sessionId, resolve));
-      await this.submit({ id: `shutdown-${sessionId}`, session_id: sessionId, op: { type: 'shutdown' } });
+      // An id of its own each time: the session may have been closed before, and resumed.
+      await this.submit({ id: `shutdown-${randomUUID()}`, session_id: sessionId, op: { type: 'shutdown' } });
       if (this.#open.has(sessionId)) closing.push(closed);
     }
     await Promise.all(closing);

@@ -36,6 +36,8 @@ export class EventStream {
   #stopped = false;
   /** The session's log is backed up and its streaming deltas are being left out. */
   #skippingDeltas = false;
+  /** How many were left out since that started. */
+  #leftOut = 0;
 
   constructor(options: EventStreamOptions) {
     this.#options = options;
@@ -63,16 +65,21 @@ export class EventStream {
     });
   }
 
-  /** Whether a streaming delta is left out now; says so in the log when that starts and stops. */
+  /**
+   * Whether a streaming delta is left out now; says so in the log when that starts, and how many
+   * were left out when it stops. The log backs up only when JetStream stores slower than the
+   * session streams for a long while (NATS away, or a broker that cannot keep up).
+   */
   #leaveOutDelta(durable: SessionDurability): boolean {
     const congested = durable.congested();
+    const session = this.#options.sessionId;
     if (congested !== this.#skippingDeltas) {
       this.#skippingDeltas = congested;
-      log.debug(
-        { session: this.#options.sessionId },
-        congested ? 'the session log is backed up: streaming deltas are left out' : 'the session log caught up: streaming deltas again',
-      );
+      if (congested) log.warn({ session }, 'the session log is backed up: streaming deltas are left out');
+      else log.info({ session, leftOut: this.#leftOut }, 'the session log caught up: streaming deltas again');
+      this.#leftOut = 0;
     }
+    if (congested) this.#leftOut++;
     return congested;
   }
 

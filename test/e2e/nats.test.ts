@@ -180,4 +180,26 @@ describe('troupe on NATS', () => {
     expect(outputFor(cluster.model.requests.at(-1)!, 'w')).toContain('hello from the other worker');
     expect(seqProblems(gateway.events)).toEqual([]);
   });
+  it('takes the ops of a gateway that resumed a session it closed, within the duplicate window: same submission ids, and a second shutdown', async () => {
+    await cluster.startWorker('w1', 2);
+    // Long enough not to run out under load: a shutdown JetStream dropped would wait for all of it.
+    const env = { TROUPE_SHUTDOWN_TIMEOUT_MS: '30000' };
+    const first = await cluster.startGateway(env);
+    const { sessionId } = await placeOk(first);
+    cluster.model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'one' }] });
+    await first.turn(sessionId, 'first');
+    // The end of stdin: the gateway shuts down the sessions it opened, and waits for them.
+    expect(await first.end()).toBe(0);
+    expect(first.events.some((e) => e.session_id === sessionId && e.msg.type === 'shutdown_complete')).toBe(true);
+
+    const second = await cluster.startGateway(env);
+    const id = second.submit({ type: 'resume_session', session_id: sessionId });
+    expect((await second.waitForMsg('session_configured', { id })).msg.session_id).toBe(sessionId);
+    cluster.model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'two' }] });
+    await second.turn(sessionId, 'second');
+    expect(await second.end()).toBe(0);
+    expect(second.stderr).not.toContain('gave up shutting down');
+    const closes = second.events.filter((e) => e.session_id === sessionId && e.msg.type === 'shutdown_complete');
+    expect(closes).toHaveLength(1);
+  }, 90_000);
 });

@@ -280,7 +280,7 @@ export class Outbox {
     this.#windowBytes = 0;
     this.#unwatch?.abort();
     this.#unwatch = null;
-    void this.#waitToResend(error);
+    inBackground(this.#waitToResend(error), `resending the outbox of ${this.#name}`, this.#logger);
   }
 
   async #waitToResend(error: unknown): Promise<void> {
@@ -311,11 +311,15 @@ export class Outbox {
     const unwatch = new AbortController();
     this.#unwatch = unwatch;
     const round = this.#round;
-    void this.#link.downSince(this.#link.epoch, AbortSignal.any([unwatch.signal, this.#abort.signal])).then(() => {
-      if (unwatch.signal.aborted || this.#abort.signal.aborted || round !== this.#round) return;
-      this.#unwatch = null;
-      this.#resend(null);
-    });
+    inBackground(
+      this.#link.downSince(this.#link.epoch, AbortSignal.any([unwatch.signal, this.#abort.signal])).then(() => {
+        if (unwatch.signal.aborted || this.#abort.signal.aborted || round !== this.#round) return;
+        this.#unwatch = null;
+        this.#resend(null);
+      }),
+      `watching the link of the outbox of ${this.#name}`,
+      this.#logger,
+    );
   }
 
   #shift(): void {

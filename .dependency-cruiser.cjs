@@ -2,7 +2,10 @@
 //
 //   protocol/  the wire contract: imports nothing of ours, and of the packages only zod
 //   machines/  the statecharts: protocol/ and each other, xstate and zod; no IO, no actors
-//   actors/    everything that does IO; never test code
+//   lib/       the plumbing the actors use (bus, NATS, durability, model client, sandbox, rules, git,
+//              rollouts, telemetry): protocol/ and machines/ below it, never actors/ or cli/
+//   actors/    the actors (session host, tasks, sub-agents, tools, gateway, jobs): never cli/
+//   cli/       the command line and the inspector, on top of everything
 //   testing/   the test kit shipped as troupe/testing (the fake model server); never test code
 //
 // Type-only imports count: a type that crosses a boundary is a dependency all the same.
@@ -40,11 +43,25 @@ module.exports = {
       to: { pathNot: ['^machines/', '^protocol/', '^node_modules/(xstate|zod)/'] },
     },
     {
+      name: 'lib-imports-no-actor',
+      severity: 'error',
+      comment: 'lib/ is the plumbing the actors use: it knows no actor and no command, so it can be read and tested on its own.',
+      from: { path: '^lib/' },
+      to: { path: '^(actors|cli)/' },
+    },
+    {
+      name: 'actors-import-no-cli',
+      severity: 'error',
+      comment: 'The actors run under any front end (library, app-server, worker, MCP): they never import the command line.',
+      from: { path: '^actors/' },
+      to: { path: '^cli/' },
+    },
+    {
       name: 'no-test-code-in-the-runtime',
       severity: 'error',
       comment:
         'The runtime (index.ts, protocol/, machines/, actors/) and the shipped test kit (testing/) must not import test code: test/ is not what the package ships.',
-      from: { path: '^(index\\.ts$|protocol/|machines/|actors/|testing/)' },
+      from: { path: '^(index\\.ts$|protocol/|machines/|lib/|actors/|cli/|testing/)' },
       to: { path: '^test/' },
     },
     {
@@ -58,7 +75,7 @@ module.exports = {
       name: 'no-dev-dependencies-in-the-runtime',
       severity: 'error',
       comment: 'The runtime must not import a devDependency: an installed package would not have it.',
-      from: { path: '^(index\\.ts$|protocol/|machines/|actors/)' },
+      from: { path: '^(index\\.ts$|protocol/|machines/|lib/|actors/|cli/)' },
       to: { dependencyTypes: ['npm-dev'] },
     },
   ],

@@ -19,7 +19,7 @@ export default tseslint.config(
     rules: {
       // A promise nobody awaits loses its rejection, and an unhandled rejection ends the process.
       // `void p` does not count as handling it: await it, give it a `.catch` that does something,
-      // or hand it to `inBackground` (actors/log.ts), which logs a rejection.
+      // or hand it to `inBackground` (lib/log.ts), which logs a rejection.
       '@typescript-eslint/no-floating-promises': ['error', { ignoreVoid: false }],
       // No promise where a plain callback or condition is expected (an async listener's
       // rejection goes nowhere).
@@ -78,7 +78,7 @@ export default tseslint.config(
   },
   {
     // The inspector's page runs in the browser, as an ES module.
-    files: ['actors/inspect/page/*.js'],
+    files: ['cli/inspector/page/*.js'],
     languageOptions: {
       sourceType: 'module',
       globals: {

@@ -27,9 +27,9 @@ export {
   type ToolParameters,
   type ToolRunContext,
 } from './actors/tools/user-tool.js';
-export { createModelClient, ModelError, type ModelClient, type ModelClientOptions, type ModelStreamEvent, type Prompt } from './actors/model/index.js';
+export { createModelClient, ModelError, type ModelClient, type ModelClientOptions, type ModelStreamEvent, type Prompt } from './lib/model/index.js';
 export { coreTools, defineTool, ToolRegistry, type ToolContext, type ToolHandler } from './actors/tools/index.js';
-export type { Bus } from './actors/bus/bus.js';
-export { InProcessBus, InProcessBroker } from './actors/bus/in-process.js';
+export type { Bus } from './lib/bus/bus.js';
+export { InProcessBus, InProcessBroker } from './lib/bus/in-process.js';
 export type * from './protocol/index.js';
 export { runJob, JobInputError, type JobProgress, type JobRequest, type JobSummary, type RunJobOptions } from './actors/jobs/index.js';

@@ -1,8 +1,8 @@
-import type { Bus } from './bus/bus.js';
-import type { GatewayDurability } from './durable/gateway-durability.js';
-import type { Logger } from './log.js';
+import type { Bus } from '../lib/bus/bus.js';
+import type { GatewayDurability } from '../lib/durable/gateway-durability.js';
+import type { Logger } from '../lib/log.js';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { NatsSettingsError, natsSettingsFrom, type NatsFlagValues } from './nats/settings.js';
+import { NatsSettingsError, natsSettingsFrom, type NatsFlagValues } from '../lib/nats/settings.js';
 
 /** What a gateway runtime needs to run on NATS (see RuntimeOptions). */
 export interface GatewayBusOptions {
@@ -38,7 +38,7 @@ export async function commandGateway(
   const giveUpAfterMs = natsGiveUpMs(env);
   let connection: NatsConnection | undefined;
   const options = await gatewayBusOptions(flags, env, name, undefined, { giveUpAfterMs, opened: (c) => (connection = c) });
-  const { natsGivenUp } = await import('./nats/connect.js');
+  const { natsGivenUp } = await import('../lib/nats/connect.js');
   return { options, lost: connection ? natsGivenUp(connection) : never };
 }
 
@@ -56,11 +56,11 @@ export async function gatewayBusOptions(
 ): Promise<GatewayBusOptions> {
   const settings = natsSettingsFrom(flags, env);
   if (settings === null) return {};
-  const { connectNats } = await import('./nats/connect.js');
+  const { connectNats } = await import('../lib/nats/connect.js');
   const [connection, { NatsBus }, { GatewayDurability }] = await Promise.all([
     connectNats(settings, { name, ...(logger ? { logger } : {}), ...(giveUp ? { giveUpAfterMs: giveUp.giveUpAfterMs } : {}) }),
-    import('./bus/nats.js'),
-    import('./durable/gateway-durability.js'),
+    import('../lib/bus/nats.js'),
+    import('../lib/durable/gateway-durability.js'),
   ]);
   giveUp?.opened(connection);
   return {

@@ -22,8 +22,8 @@ import {
   type UserInput,
   TroupeError,
 } from '../protocol/index.js';
-import { addUsage } from './history/conversation-history.js';
-import { inBackground, log } from './log.js';
+import { addUsage } from '../lib/history/conversation-history.js';
+import { inBackground, log } from '../lib/log.js';
 
 /** An approval request of the run's session or one of its sub-agents. */
 export type RunApprovalRequest = ApprovalRequestMsg & { readonly session_id: string };

@@ -1,25 +1,25 @@
 import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
 import type { ErrorCode, Event, EventMsg, EventOf, Op, SessionConfig, SessionOp, SessionSummary, UserInput } from '../protocol/index.js';
-import { AsyncQueue } from './async-queue.js';
-import { FlowGate, type FlowSignal } from './flow/flow-gate.js';
-import type { Bus } from './bus/bus.js';
-import { InProcessBus } from './bus/in-process.js';
-import { DEFAULT_NAMESPACE } from './bus/subjects.js';
-import type { GatewayDurability } from './durable/gateway-durability.js';
+import { AsyncQueue } from '../lib/async-queue.js';
+import { FlowGate, type FlowSignal } from '../lib/flow/flow-gate.js';
+import type { Bus } from '../lib/bus/bus.js';
+import { InProcessBus } from '../lib/bus/in-process.js';
+import { DEFAULT_NAMESPACE } from '../lib/bus/subjects.js';
+import type { GatewayDurability } from '../lib/durable/gateway-durability.js';
 import { Gateway } from './gateway/gateway.js';
 import { homeConfigPath, loadHomeConfig, sessionDefaults } from './host/home-config.js';
 import { Host } from './host/host.js';
-import { createModelClient } from './model/index.js';
-import type { ModelClient } from './model/types.js';
-import { troupeHome } from './rollout/index.js';
+import { createModelClient } from '../lib/model/index.js';
+import type { ModelClient } from '../lib/model/types.js';
+import { troupeHome } from '../lib/rollout/index.js';
 import { gatewayBusOptions } from './gateway-options.js';
-import type { NatsFlagValues } from './nats/settings.js';
+import type { NatsFlagValues } from '../lib/nats/settings.js';
 import { sessionTools } from './host/session-tools.js';
 import { LIBRARY_SET_PREFIX, ToolSets } from './host/tool-sets.js';
 import type { Tool } from './tools/user-tool.js';
 import { runTurn, type RunOptions, type RunResult } from './run.js';
-import { flushTelemetry } from './telemetry/index.js';
+import { flushTelemetry } from '../lib/telemetry/index.js';
 import { TroupeError } from '../protocol/index.js';
 
 /** The model used when neither the session, a flag, TROUPE_MODEL nor the config file names one. */

@@ -24,10 +24,10 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
-import { NatsBus } from '../actors/bus/nats.js';
-import { Outbox } from '../actors/durable/outbox.js';
-import { DurableStore } from '../actors/durable/store.js';
-import { NatsLink } from '../actors/nats/link.js';
+import { NatsBus } from '../lib/bus/nats.js';
+import { Outbox } from '../lib/durable/outbox.js';
+import { DurableStore } from '../lib/durable/store.js';
+import { NatsLink } from '../lib/nats/link.js';
 import type { BusMessage } from '../protocol/index.js';
 import { startNatsServer } from '../test/support/nats-server.js';
 

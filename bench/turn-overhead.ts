@@ -39,7 +39,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import OpenAI from 'openai';
-import type { ModelClient, ModelStreamEvent, Prompt } from '../actors/model/types.js';
+import type { ModelClient, ModelStreamEvent, Prompt } from '../lib/model/types.js';
 import { createRuntime } from '../actors/runtime.js';
 import { userShellArgv } from '../actors/tools/handlers/exec-command.js';
 import { processLauncher } from '../actors/tools/launcher/launcher.js';

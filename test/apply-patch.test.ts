@@ -8,7 +8,7 @@ import type { TurnContext } from '../machines/turn-context.js';
 import { applyPatch, previewPatch, PatchApplyError } from '../actors/tools/patch/apply.js';
 import { parsePatch, PatchParseError } from '../actors/tools/patch/parser.js';
 import { TurnDiffTracker } from '../actors/tools/patch/turn-diff.js';
-import { escapesCwd, isWithin, writableRoots } from '../actors/sandbox/paths.js';
+import { escapesCwd, isWithin, writableRoots } from '../lib/sandbox/paths.js';
 import { applyPatchTool } from '../actors/tools/handlers/apply-patch.js';
 import type { ApprovalMemory, ToolContext } from '../actors/tools/tool.js';
 import { TestResources } from './support/tool-context.js';

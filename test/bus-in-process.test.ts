@@ -14,9 +14,9 @@ import {
   parseEventSubject,
   subjects,
   type Bus,
-} from '../actors/bus/index.js';
-import { SubjectTree } from '../actors/bus/subject-tree.js';
-import type { Logger } from '../actors/log.js';
+} from '../lib/bus/index.js';
+import { SubjectTree } from '../lib/bus/subject-tree.js';
+import type { Logger } from '../lib/log.js';
 import type { BusMessage } from '../protocol/index.js';
 import { describeBusContract } from './support/bus-contract.js';
 import { waitFor } from './support/wait.js';

@@ -1,10 +1,10 @@
 import { connect } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BusClosedError, NatsBus, type Bus } from '../actors/bus/index.js';
-import type { Logger } from '../actors/log.js';
-import { ReconnectBackoff, redactUrl } from '../actors/nats/connect.js';
-import { natsSettingsFrom, NatsSettingsError } from '../actors/nats/settings.js';
+import { BusClosedError, NatsBus, type Bus } from '../lib/bus/index.js';
+import type { Logger } from '../lib/log.js';
+import { ReconnectBackoff, redactUrl } from '../lib/nats/connect.js';
+import { natsSettingsFrom, NatsSettingsError } from '../lib/nats/settings.js';
 import type { BusMessage } from '../protocol/index.js';
 import { describeBusContract } from './support/bus-contract.js';
 import { waitFor } from './support/wait.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CodexEventMapper } from '../actors/cli/codex-json.js';
+import { CodexEventMapper } from '../cli/codex-json.js';
 import type { Event, EventMsg } from '../protocol/index.js';
 
 // The paths of the Codex event mapping that a scripted run does not reach easily; the rest is

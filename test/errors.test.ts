@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { ErrorCode, EventMsg, errorCode, errorEvent, ProtocolError, parseOrThrow, TroupeError } from '../protocol/index.js';
-import { BusClosedError, NoRespondersError } from '../actors/bus/index.js';
-import { UsageError } from '../actors/cli/flags.js';
-import { NotAGitRepoError } from '../actors/git/index.js';
-import { ModelError } from '../actors/model/index.js';
-import { SandboxUnavailableError } from '../actors/sandbox/index.js';
+import { BusClosedError, NoRespondersError } from '../lib/bus/index.js';
+import { UsageError } from '../cli/flags.js';
+import { NotAGitRepoError } from '../lib/git/index.js';
+import { ModelError } from '../lib/model/index.js';
+import { SandboxUnavailableError } from '../lib/sandbox/index.js';
 import { ReviewTargetError } from '../actors/tasks/review/index.js';
 import { SessionError, ToolDefinitionError } from '../index.js';
 

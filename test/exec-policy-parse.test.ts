@@ -3,12 +3,12 @@
  * wrappers, reading wrapper options, and scanning scripts it cannot read for names.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { scanMentions, mentionsProgram } from '../actors/exec-policy/mentions.js';
-import { parseOptions } from '../actors/exec-policy/options.js';
-import { loadShellParser, parseScript } from '../actors/exec-policy/shell-script.js';
-import { analyzeArgv } from '../actors/exec-policy/unwrap.js';
-import { splitEnvString } from '../actors/exec-policy/wrappers.js';
-import { couldBeProgram, displayWord, literalWord } from '../actors/exec-policy/words.js';
+import { scanMentions, mentionsProgram } from '../lib/exec-policy/mentions.js';
+import { parseOptions } from '../lib/exec-policy/options.js';
+import { loadShellParser, parseScript } from '../lib/exec-policy/shell-script.js';
+import { analyzeArgv } from '../lib/exec-policy/unwrap.js';
+import { splitEnvString } from '../lib/exec-policy/wrappers.js';
+import { couldBeProgram, displayWord, literalWord } from '../lib/exec-policy/words.js';
 
 beforeAll(loadShellParser);
 

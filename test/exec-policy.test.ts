@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ExecPolicy, ExecPolicyError, loadExecPolicy, loadShellParser, parseRules, parseJsonWithLines } from '../actors/exec-policy/index.js';
+import { ExecPolicy, ExecPolicyError, loadExecPolicy, loadShellParser, parseRules, parseJsonWithLines } from '../lib/exec-policy/index.js';
 
 const FILE = '/home/me/.troupe/rules.json';
 

@@ -3,7 +3,7 @@ import { readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { deleteSnapshot, deleteSnapshots, GhostSnapshotError, listSnapshots, NotAGitRepoError, restoreSnapshot, takeSnapshot } from '../actors/git/index.js';
+import { deleteSnapshot, deleteSnapshots, GhostSnapshotError, listSnapshots, NotAGitRepoError, restoreSnapshot, takeSnapshot } from '../lib/git/index.js';
 import { useScratchRepos, writeAt } from './support/git-repo.js';
 
 const { tempDir, newRepo } = useScratchRepos('troupe-git-test-');

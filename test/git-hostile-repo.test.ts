@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { listSnapshots, restoreSnapshot, takeSnapshot } from '../actors/git/index.js';
+import { listSnapshots, restoreSnapshot, takeSnapshot } from '../lib/git/index.js';
 import { resolveReviewTarget } from '../actors/tasks/review/target.js';
-import { detectSandbox } from '../actors/sandbox/index.js';
+import { detectSandbox } from '../lib/sandbox/index.js';
 import { runShell } from '../actors/tools/handlers/shell.js';
 import { makeToolContext } from './support/tool-context.js';
 

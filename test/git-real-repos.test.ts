@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { listSnapshots, restoreSnapshot, takeSnapshot } from '../actors/git/index.js';
+import { listSnapshots, restoreSnapshot, takeSnapshot } from '../lib/git/index.js';
 import { resolveReviewTarget } from '../actors/tasks/review/target.js';
 
 let scratch: string;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ABORTED_OUTPUT, ConversationHistory } from '../actors/history/conversation-history.js';
+import { ABORTED_OUTPUT, ConversationHistory } from '../lib/history/conversation-history.js';
 import type { ResponseItem } from '../protocol/index.js';
 
 const user = (text: string): ResponseItem => ({ type: 'message', role: 'user', content: [{ type: 'input_text', text }] });

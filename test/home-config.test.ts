@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HomeConfigError, homeConfigPath, loadHomeConfig } from '../actors/host/home-config.js';
-import { telemetryEncoding } from '../actors/telemetry/index.js';
+import { telemetryEncoding } from '../lib/telemetry/index.js';
 
 describe('TROUPE_HOME/config.json', () => {
   let home: string;

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
-import { httpFetch } from '../actors/model/http-fetch.js';
+import { httpFetch } from '../lib/model/http-fetch.js';
 import { waitFor } from './support/wait.js';
 
 interface Seen {
@@ -179,8 +179,8 @@ describe('httpFetch', () => {
 
 describe('httpFetch over TLS', () => {
   /** The compiled module, for a child process whose trusted certificates the test chooses. */
-  const source = fileURLToPath(new URL('../actors/model/http-fetch.js', import.meta.url));
-  const MODULE = source.includes('/dist/') ? source : source.replace(/\/actors\/model\/http-fetch\.js$/, '/dist/actors/model/http-fetch.js');
+  const source = fileURLToPath(new URL('../lib/model/http-fetch.js', import.meta.url));
+  const MODULE = source.includes('/dist/') ? source : source.replace(/\/lib\/model\/http-fetch\.js$/, '/dist/lib/model/http-fetch.js');
   const run = promisify(execFile);
 
   it('verifies the server certificate and talks to a server it trusts', async () => {

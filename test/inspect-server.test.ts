@@ -4,7 +4,7 @@ import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startInspector, type Inspector } from '../actors/inspect/server.js';
+import { startInspector, type Inspector } from '../cli/inspector/server.js';
 import { z } from 'zod';
 import { createRuntime, tool, type Runtime } from '../index.js';
 import type { Event } from '../protocol/index.js';

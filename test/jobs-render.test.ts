@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { TranscriptRenderer } from '../actors/cli/render.js';
+import { TranscriptRenderer } from '../cli/render.js';
 import { progressLine, ProgressThrottle, type JobProgress } from '../actors/jobs/progress.js';
 import { waitFor } from './support/wait.js';
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createRuntime, type Runtime } from '../index.js';
-import type { ModelClient } from '../actors/model/types.js';
+import type { ModelClient } from '../lib/model/types.js';
 import type { Event } from '../protocol/index.js';
 import { startFakeModelServer, type FakeModelServer } from '../testing/index.js';
 import { inputTexts } from '../testing/requests.js';

@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import { pino } from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { AskForApproval, EventMsg, McpServerConfig } from '../protocol/index.js';
-import { McpManager, type McpManagerOptions } from '../actors/mcp/index.js';
+import { McpManager, type McpManagerOptions } from '../actors/tools/mcp/index.js';
 import type { ToolContext, ToolHandler } from '../actors/tools/tool.js';
 import { coreTools } from '../actors/tools/index.js';
 import { mcpEchoServerPath } from './support/mcp-echo-server.js';

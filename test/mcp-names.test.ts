@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { assignToolNames, MAX_TOOL_NAME_LENGTH } from '../actors/mcp/index.js';
+import { assignToolNames, MAX_TOOL_NAME_LENGTH } from '../actors/tools/mcp/index.js';
 
 const names = (refs: { server: string; tool: string }[], taken?: Set<string>): string[] => [...assignToolNames(refs, taken).keys()];
 

@@ -11,7 +11,7 @@ import {
   type ModelClient,
   type ModelStreamEvent,
   type Prompt,
-} from '../actors/model/index.js';
+} from '../lib/model/index.js';
 import type { ResponseItem } from '../protocol/index.js';
 import { startFakeModelServer, type FakeModelServer } from '../testing/index.js';
 import { waitFor } from './support/wait.js';

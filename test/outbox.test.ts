@@ -3,11 +3,11 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Event } from '../protocol/index.js';
-import { GatewayDurability } from '../actors/durable/gateway-durability.js';
-import { Outbox, OutboxDiscardedError, OutboxFullError } from '../actors/durable/outbox.js';
-import { DurableStore } from '../actors/durable/store.js';
-import { connectNats } from '../actors/nats/connect.js';
-import { NatsLink } from '../actors/nats/link.js';
+import { GatewayDurability } from '../lib/durable/gateway-durability.js';
+import { Outbox, OutboxDiscardedError, OutboxFullError } from '../lib/durable/outbox.js';
+import { DurableStore } from '../lib/durable/store.js';
+import { connectNats } from '../lib/nats/connect.js';
+import { NatsLink } from '../lib/nats/link.js';
 import { startNatsServer, type NatsServerProcess } from './support/nats-server.js';
 import { waitFor } from './support/wait.js';
 

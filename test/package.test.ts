@@ -73,7 +73,7 @@ describe('the npm package', () => {
 
   it('ships the CLI, the built library, the README and the LICENSE, and no tests, benchmarks, examples or source maps', () => {
     expect(files).toEqual(expect.arrayContaining(['LICENSE', 'README.md', 'package.json', 'bin/troupe.js', 'dist/index.js', 'dist/index.d.ts']));
-    expect(files).toEqual(expect.arrayContaining(['dist/protocol/index.d.ts', 'dist/testing/index.d.ts', 'dist/actors/inspect/page/index.html']));
+    expect(files).toEqual(expect.arrayContaining(['dist/protocol/index.d.ts', 'dist/testing/index.d.ts', 'dist/cli/inspector/page/index.html']));
     expect(files.filter((f) => /^dist\/(test|bench|examples)\//.test(f) || f.endsWith('.map') || !/^(dist|bin)\/|^[^/]+$/.test(f))).toEqual([]);
   });
 

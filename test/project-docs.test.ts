@@ -5,7 +5,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ResponseItem } from '../protocol/index.js';
-import { loadProjectDocs, projectDocDirs } from '../actors/prompts/project-docs.js';
+import { loadProjectDocs, projectDocDirs } from '../lib/prompts/project-docs.js';
 
 let scratch: string;
 beforeEach(async () => {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildTurnContext, settingsFromConfig } from '../machines/turn-context.js';
 import { EventMsg, type AskForApproval, type SandboxPolicy } from '../protocol/index.js';
-import { detectSandbox } from '../actors/sandbox/detect.js';
+import { detectSandbox } from '../lib/sandbox/detect.js';
 import { runExecCommand, planExecCommand, userShellArgv } from '../actors/tools/handlers/exec-command.js';
 import { runWriteStdin } from '../actors/tools/handlers/write-stdin.js';
 import { PtySessionManager } from '../actors/tools/pty/session-manager.js';

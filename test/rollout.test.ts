@@ -16,7 +16,7 @@ import {
   shouldPersistEvent,
   troupeHome,
   type RolloutItem,
-} from '../actors/rollout/index.js';
+} from '../lib/rollout/index.js';
 
 let home: string;
 let savedHome: string | undefined;

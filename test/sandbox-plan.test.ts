@@ -4,8 +4,8 @@
  * written out by hand, not computed, so a change of behaviour shows up as a changed row.
  */
 import { describe, expect, it } from 'vitest';
-import { planExec, type ExecPlan } from '../actors/approval/exec-plan.js';
-import type { RuleDecision } from '../actors/exec-policy/index.js';
+import { planExec, type ExecPlan } from '../lib/approval/exec-plan.js';
+import type { RuleDecision } from '../lib/exec-policy/index.js';
 import type { AskForApproval, SandboxMode } from '../protocol/index.js';
 
 type Cell = 'run:sb' | 'run:sb+esc' | 'run:full' | 'ask:sb' | 'ask:full' | 'reject';

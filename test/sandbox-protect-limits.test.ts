@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { detectSandbox, sandboxSpecFor } from '../actors/sandbox/index.js';
+import { detectSandbox, sandboxSpecFor } from '../lib/sandbox/index.js';
 import { runShell } from '../actors/tools/handlers/shell.js';
 import type { ToolContext } from '../actors/tools/tool.js';
 import type { SandboxPolicy } from '../protocol/index.js';

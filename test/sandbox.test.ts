@@ -20,8 +20,8 @@ import {
   seatbeltCommand,
   seatbeltProfile,
   type SandboxSpec,
-} from '../actors/sandbox/index.js';
-import { checkWritable } from '../actors/sandbox/writable.js';
+} from '../lib/sandbox/index.js';
+import { checkWritable } from '../lib/sandbox/writable.js';
 import type { ToolContext } from '../actors/tools/tool.js';
 import { TestResources } from './support/tool-context.js';
 import { processesMatching } from './support/processes.js';

@@ -3,9 +3,9 @@
  * Before that, every script counts as one troupe cannot read: nothing is known safe or allowed.
  */
 import { describe, expect, it } from 'vitest';
-import { ExecPolicy, loadShellParser } from '../actors/exec-policy/index.js';
-import { parseScript } from '../actors/exec-policy/shell-script.js';
-import { isKnownSafeCommand } from '../actors/approval/safe-commands.js';
+import { ExecPolicy, loadShellParser } from '../lib/exec-policy/index.js';
+import { parseScript } from '../lib/exec-policy/shell-script.js';
+import { isKnownSafeCommand } from '../lib/approval/safe-commands.js';
 
 describe('loading the shell parser', () => {
   it('fails closed until it is loaded, and reads scripts after', async () => {

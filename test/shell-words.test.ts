@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { shellJoin, shellQuote } from '../actors/cli/shell-words.js';
+import { shellJoin, shellQuote } from '../cli/shell-words.js';
 
 const run = promisify(execFile);
 

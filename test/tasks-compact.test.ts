@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ResponseItem } from '../protocol/index.js';
-import { ConversationHistory } from '../actors/history/conversation-history.js';
+import { ConversationHistory } from '../lib/history/conversation-history.js';
 import { isUserTurnStart } from '../actors/tasks/user-turns.js';
 import {
   approxItemsTokens,

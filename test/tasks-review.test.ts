@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { ReviewOutput } from '../protocol/index.js';
-import { isRealUserMessage } from '../actors/rollout/reader.js';
+import { isRealUserMessage } from '../lib/rollout/reader.js';
 import {
   FALLBACK_CORRECTNESS,
   parseReviewOutput,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ResponseItem } from '../protocol/index.js';
-import { isRealUserMessage } from '../actors/rollout/reader.js';
+import { isRealUserMessage } from '../lib/rollout/reader.js';
 import { buildCompactedHistory } from '../actors/tasks/compact/index.js';
 import { dropLastUserTurns } from '../actors/tasks/rollback.js';
 import { undoNoticeMessage } from '../actors/tasks/undo.js';

@@ -14,7 +14,7 @@ import { z } from 'zod';
 import { toolCallMachine, type ToolCallInput, type ToolCallParentEvent } from '../machines/tool-call.js';
 import type { ToolOutput, ToolPlan } from '../machines/tool-plan.js';
 import { EventMsg, type AskForApproval, type SandboxPolicy } from '../protocol/index.js';
-import { BACKEND_ENV, detectSandbox } from '../actors/sandbox/index.js';
+import { BACKEND_ENV, detectSandbox } from '../lib/sandbox/index.js';
 import { commandEnvironment } from '../actors/tools/environment-policy.js';
 import { ExecEvents, MAX_OUTPUT_DELTAS } from '../actors/tools/exec-events.js';
 import { commandHandler, planApproval, runCommandTool, type CommandAttempt, type CommandTool } from '../actors/tools/orchestrator.js';

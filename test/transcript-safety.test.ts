@@ -1,7 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { TranscriptRenderer } from '../actors/cli/render.js';
-import { shellJoin } from '../actors/cli/shell-words.js';
+import { TranscriptRenderer } from '../cli/render.js';
+import { shellJoin } from '../cli/shell-words.js';
 import type { EventMsg } from '../protocol/index.js';
 import { describeApprovalRequest } from '../protocol/index.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { TreeApprovals } from '../actors/agents/tree-approvals.js';
-import { InProcessBroker } from '../actors/bus/in-process.js';
+import { InProcessBroker } from '../lib/bus/in-process.js';
 import { waitFor } from './support/wait.js';
 
 describe('TreeApprovals', () => {

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { ErrorCode, Event, ResponseItem, SessionConfig, SessionOp } from '../../protocol/index.js';
-import type { Bus } from '../bus/bus.js';
-import { subjects } from '../bus/subjects.js';
-import { log } from '../log.js';
+import type { Bus } from '../../lib/bus/bus.js';
+import { subjects } from '../../lib/bus/subjects.js';
+import { log } from '../../lib/log.js';
 import { TroupeError } from '../../protocol/index.js';
 
 export interface ChildTurnRequest {

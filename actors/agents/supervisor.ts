@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { AgentInfo, AgentStatus, Event, EventMsg, McpServerConfig, ResponseItem, SessionConfig, SessionOp, TreePool } from '../../protocol/index.js';
 import { shellEnvironmentPolicyConfig, type TurnContext } from '../../machines/turn-context.js';
-import { NoRespondersError, type Bus, type Subscription } from '../bus/bus.js';
-import { subjects, type Subjects } from '../bus/subjects.js';
-import { inBackground, log } from '../log.js';
+import { NoRespondersError, type Bus, type Subscription } from '../../lib/bus/bus.js';
+import { subjects, type Subjects } from '../../lib/bus/subjects.js';
+import { inBackground, log } from '../../lib/log.js';
 import type { AgentControl, AgentReport, ToolContext, TreeSlots } from '../tools/tool.js';
 import { nickname } from './nicknames.js';
 import { roleConfig, RoleError } from './roles.js';

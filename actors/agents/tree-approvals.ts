@@ -1,6 +1,6 @@
-import type { Bus, Subscription } from '../bus/bus.js';
-import { subjects } from '../bus/subjects.js';
-import { log } from '../log.js';
+import type { Bus, Subscription } from '../../lib/bus/bus.js';
+import { subjects } from '../../lib/bus/subjects.js';
+import { log } from '../../lib/log.js';
 import type { ApprovalMemory } from '../tools/tool.js';
 
 /**

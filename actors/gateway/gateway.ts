@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { errorEvent, Event, Submission, TroupeError, type ErrorCode, type EventMsg, type SessionlessOp, type SessionOrigin } from '../../protocol/index.js';
 import { isSessionlessOp } from '../../protocol/index.js';
-import { NoRespondersError, RequestTimeoutError, type Bus, type Subscription } from '../bus/bus.js';
-import { subjects, type Subjects } from '../bus/subjects.js';
-import type { GatewayDurability } from '../durable/gateway-durability.js';
-import { SeqFilter } from '../durable/seq-filter.js';
-import { log } from '../log.js';
-import { ALWAYS_OPEN, type FlowSignal } from '../flow/flow-gate.js';
+import { NoRespondersError, RequestTimeoutError, type Bus, type Subscription } from '../../lib/bus/bus.js';
+import { subjects, type Subjects } from '../../lib/bus/subjects.js';
+import type { GatewayDurability } from '../../lib/durable/gateway-durability.js';
+import { SeqFilter } from '../../lib/durable/seq-filter.js';
+import { log } from '../../lib/log.js';
+import { ALWAYS_OPEN, type FlowSignal } from '../../lib/flow/flow-gate.js';
 
 /** Submissions a gateway holds at most while they wait to be delivered (NATS away). */
 export const MAX_WAITING_SUBMISSIONS = 1_000;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { ClientToolSpec } from '../../protocol/index.js';
-import { SERVER_TOOL_SEPARATOR, sanitizeNamePart } from '../mcp/tool-names.js';
+import { SERVER_TOOL_SEPARATOR, sanitizeNamePart } from '../tools/mcp/tool-names.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import { defineTool, type ToolHandler } from '../tools/tool.js';
 import { TroupeError } from '../../protocol/index.js';

@@ -1,8 +1,8 @@
 import { errorEvent, TroupeError, type EventMsg } from '../../protocol/index.js';
-import type { Bus } from '../bus/bus.js';
-import type { RolloutSink, SessionDurability } from '../durable/session-durability.js';
-import { log } from '../log.js';
-import { shouldPersistEvent } from '../rollout/index.js';
+import type { Bus } from '../../lib/bus/bus.js';
+import type { RolloutSink, SessionDurability } from '../../lib/durable/session-durability.js';
+import { log } from '../../lib/log.js';
+import { shouldPersistEvent } from '../../lib/rollout/index.js';
 
 export interface EventStreamOptions {
   readonly sessionId: string;

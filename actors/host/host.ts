@@ -1,14 +1,14 @@
 import type { BusMessage, HomeConfig, PlaceMessage, ResponseItem, SessionConfig } from '../../protocol/index.js';
 import { applyOverrides, settingsFromConfig, type SessionSettings } from '../../machines/turn-context.js';
-import type { HostDurability, OpFeed, SeenLease, SessionLog } from '../durable/index.js';
-import { writeRolloutFile } from '../durable/rollout-file.js';
-import { journaledRollout } from '../durable/session-durability.js';
-import { BusClosedError, NoRespondersError, type Bus, type Subscription } from '../bus/bus.js';
-import { subjects, type Subjects } from '../bus/subjects.js';
-import { inBackground, log } from '../log.js';
-import type { ModelClient } from '../model/types.js';
-import { BASE_INSTRUCTIONS } from '../prompts/base-instructions.js';
-import { isUserInstructions, loadProjectDocs } from '../prompts/project-docs.js';
+import type { HostDurability, OpFeed, SeenLease, SessionLog } from '../../lib/durable/index.js';
+import { writeRolloutFile } from '../../lib/durable/rollout-file.js';
+import { journaledRollout } from '../../lib/durable/session-durability.js';
+import { BusClosedError, NoRespondersError, type Bus, type Subscription } from '../../lib/bus/bus.js';
+import { subjects, type Subjects } from '../../lib/bus/subjects.js';
+import { inBackground, log } from '../../lib/log.js';
+import type { ModelClient } from '../../lib/model/types.js';
+import { BASE_INSTRUCTIONS } from '../../lib/prompts/base-instructions.js';
+import { isUserInstructions, loadProjectDocs } from '../../lib/prompts/project-docs.js';
 import {
   findRolloutBySessionId,
   forkHistory,
@@ -19,17 +19,17 @@ import {
   RolloutRecorder,
   rolloutPath,
   type RolloutItem,
-} from '../rollout/index.js';
+} from '../../lib/rollout/index.js';
 import { ToolRegistry } from '../tools/registry.js';
 import { ToolSetError, type ToolSets } from './tool-sets.js';
 import { agentTools } from '../agents/tools.js';
 import type { JobStore } from '../jobs/store.js';
 import { jobTools } from '../jobs/tools.js';
 import { isDirectory } from '../tools/child-process.js';
-import { ALWAYS_OPEN, type FlowSignal } from '../flow/flow-gate.js';
+import { ALWAYS_OPEN, type FlowSignal } from '../../lib/flow/flow-gate.js';
 import { SessionRuntime } from './session-runtime.js';
 import { ClientToolError, withClientTools } from './client-tools.js';
-import { startTelemetry } from '../telemetry/index.js';
+import { startTelemetry } from '../../lib/telemetry/index.js';
 import { homeConfigPath, HomeConfigError, loadHomeConfig, sessionDefaults } from './home-config.js';
 import { SessionLogic } from './session-logic.js';
 import { DEFAULT_AGENT_MAX_DEPTH, DEFAULT_AGENT_MAX_THREADS } from '../agents/supervisor.js';

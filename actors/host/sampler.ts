@@ -1,10 +1,10 @@
 import type { TurnEvent } from '../../machines/turn.js';
 import type { EventMsg } from '../../protocol/index.js';
-import { retryDelayMs } from '../model/backoff.js';
-import { ModelError } from '../model/errors.js';
-import type { ModelClient, Prompt } from '../model/types.js';
-import type { FlowSignal } from '../flow/flow-gate.js';
-import { inBackground } from '../log.js';
+import { retryDelayMs } from '../../lib/model/backoff.js';
+import { ModelError } from '../../lib/model/errors.js';
+import type { ModelClient, Prompt } from '../../lib/model/types.js';
+import type { FlowSignal } from '../../lib/flow/flow-gate.js';
+import { inBackground } from '../../lib/log.js';
 
 export interface SamplingRequest {
   readonly model: ModelClient;

@@ -1,6 +1,6 @@
 import type { EventMsg, McpServerConfig, OpOf } from '../../protocol/index.js';
-import { log } from '../log.js';
-import type { McpManager } from '../mcp/index.js';
+import { log } from '../../lib/log.js';
+import type { McpManager } from '../tools/mcp/index.js';
 import type { ToolGateway } from './tool-gateway.js';
 
 /**
@@ -29,7 +29,7 @@ export class SessionMcp {
     if (!servers || Object.keys(servers).length === 0) return;
     const tools = this.#tools;
     // Loaded on first use: most sessions have no MCP servers, and the SDK is not small.
-    this.#ready = import('../mcp/index.js')
+    this.#ready = import('../tools/mcp/index.js')
       .then(({ McpManager }) => McpManager.start(servers, { emit: this.#emit, log }, { cwd, reservedNames: tools.specs().map((s) => s.name) }))
       .then((manager) => {
         this.#manager = manager;

@@ -1,10 +1,10 @@
 import type { SessionPort } from '../../machines/port.js';
 import type { AgentSupervisor } from '../agents/supervisor.js';
 import type { TreeApprovals } from '../agents/tree-approvals.js';
-import type { Bus } from '../bus/bus.js';
-import type { FlowSignal } from '../flow/flow-gate.js';
-import { inBackground, log } from '../log.js';
-import type { ModelClient } from '../model/types.js';
+import type { Bus } from '../../lib/bus/bus.js';
+import type { FlowSignal } from '../../lib/flow/flow-gate.js';
+import { inBackground, log } from '../../lib/log.js';
+import type { ModelClient } from '../../lib/model/types.js';
 import { CompactTask } from '../tasks/compact/task.js';
 import { ReviewTask } from '../tasks/review/task.js';
 import { runTask, type TaskHost } from '../tasks/task.js';

@@ -1,13 +1,13 @@
 import type { McpServerConfig, ResponseItem, SessionLineage } from '../../protocol/index.js';
 import type { SessionSettings } from '../../machines/turn-context.js';
-import type { Bus } from '../bus/bus.js';
-import type { RolloutSink, SessionDurability } from '../durable/session-durability.js';
-import type { FlowSignal } from '../flow/flow-gate.js';
+import type { Bus } from '../../lib/bus/bus.js';
+import type { RolloutSink, SessionDurability } from '../../lib/durable/session-durability.js';
+import type { FlowSignal } from '../../lib/flow/flow-gate.js';
 import type { JobStore } from '../jobs/store.js';
-import type { ModelClient } from '../model/types.js';
-import type { ProjectDocs } from '../prompts/project-docs.js';
+import type { ModelClient } from '../../lib/model/types.js';
+import type { ProjectDocs } from '../../lib/prompts/project-docs.js';
 import type { ToolRegistry } from '../tools/registry.js';
-import type { Telemetry } from '../telemetry/index.js';
+import type { Telemetry } from '../../lib/telemetry/index.js';
 import type { SessionLogic } from './session-logic.js';
 
 /** What a host gives each session it runs. */

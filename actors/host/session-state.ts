@@ -2,10 +2,10 @@ import { errorEvent, TroupeError, type EventMsg, type RateLimitSnapshot, type Re
 import type { ToolOutput } from '../../machines/tool-plan.js';
 import type { ModelFailure } from '../../machines/turn.js';
 import type { SessionSettings, TurnContext } from '../../machines/turn-context.js';
-import type { RolloutSink } from '../durable/session-durability.js';
-import { abortedOutput, addUsage, ConversationHistory, emptyUsage } from '../history/conversation-history.js';
-import type { ModelClient } from '../model/types.js';
-import { environmentContext, environmentMessage, sameEnvironment, type EnvironmentContext } from '../prompts/environment-context.js';
+import type { RolloutSink } from '../../lib/durable/session-durability.js';
+import { abortedOutput, addUsage, ConversationHistory, emptyUsage } from '../../lib/history/conversation-history.js';
+import type { ModelClient } from '../../lib/model/types.js';
+import { environmentContext, environmentMessage, sameEnvironment, type EnvironmentContext } from '../../lib/prompts/environment-context.js';
 import { approxItemsTokens } from '../tasks/compact/trim.js';
 import { dropLastUserTurns } from '../tasks/rollback.js';
 import { messageText } from '../tasks/user-turns.js';

@@ -2,13 +2,13 @@ import type { EventMsg } from '../../protocol/index.js';
 import type { ToolCallInput, ToolRunInput } from '../../machines/tool-call.js';
 import type { ToolOutput, ToolPlan } from '../../machines/tool-plan.js';
 import type { TurnContext } from '../../machines/turn-context.js';
-import type { ToolSpecJson } from '../model/types.js';
+import type { ToolSpecJson } from '../../lib/model/types.js';
 import type { AgentControl, ApprovalMemory, SessionResource, ToolContext, ToolHandler, TreeSlots } from '../tools/tool.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import { TurnDiffTracker } from '../tools/patch/turn-diff.js';
-import { truncateMiddle } from '../tools/truncate.js';
-import type { FlowSignal } from '../flow/flow-gate.js';
-import { log } from '../log.js';
+import { truncateMiddle } from '../../lib/truncate.js';
+import type { FlowSignal } from '../../lib/flow/flow-gate.js';
+import { log } from '../../lib/log.js';
 import type { AgentRole } from '../../protocol/index.js';
 import { spawnAgentToolFor } from '../agents/tools.js';
 

@@ -1,5 +1,5 @@
 import type { SessionConfig } from '../../protocol/index.js';
-import { sanitizeNamePart, SERVER_TOOL_SEPARATOR } from '../mcp/tool-names.js';
+import { sanitizeNamePart, SERVER_TOOL_SEPARATOR } from '../tools/mcp/tool-names.js';
 import { ToolRegistry } from '../tools/registry.js';
 import type { ToolHandler } from '../tools/tool.js';
 import { userToolHandler, type Tool } from '../tools/user-tool.js';

@@ -12,8 +12,8 @@ import {
 import { RequestError, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { z } from 'zod';
 import type { ToolOutput } from '../../machines/tool-plan.js';
-import { subjects, type Subjects } from '../bus/subjects.js';
-import { inBackground, log } from '../log.js';
+import { subjects, type Subjects } from '../../lib/bus/subjects.js';
+import { inBackground, log } from '../../lib/log.js';
 import { JobRecord, type JobSpec, type NewJobRecord } from './records.js';
 import { apply, replay, type JobState } from './state.js';
 import { ReportRequest, type JobHandle, type JobStore } from './store.js';

@@ -1,6 +1,6 @@
 import type { AgentJobStatus, EventMsg } from '../../protocol/index.js';
 import type { ToolOutput } from '../../machines/tool-plan.js';
-import { log } from '../log.js';
+import { log } from '../../lib/log.js';
 import type { AgentControl, AgentReport, ToolContext } from '../tools/tool.js';
 import { renderInstruction } from './input.js';
 import { writeJobOutput } from './output.js';

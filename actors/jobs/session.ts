@@ -1,6 +1,6 @@
 import type { ResponseItem } from '../../protocol/index.js';
 import { buildTurnContext, type SessionSettings, type TurnContext } from '../../machines/turn-context.js';
-import { log } from '../log.js';
+import { log } from '../../lib/log.js';
 import type { SessionResource, ToolContext } from '../tools/tool.js';
 import { jobSpec, type PreparedJob } from './prepare.js';
 import { JobRunner, runningJobs, type JobSummary } from './runner.js';

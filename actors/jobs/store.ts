@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { ToolOutput } from '../../machines/tool-plan.js';
-import { inBackground, log } from '../log.js';
+import { inBackground, log } from '../../lib/log.js';
 import { JobRecord, type JobSpec, type NewJobRecord } from './records.js';
 import { apply, replay, type JobState } from './state.js';
 

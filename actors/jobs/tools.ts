@@ -1,5 +1,5 @@
 import { ReportAgentJobResultArgs, SpawnAgentsOnCsvArgs } from '../../protocol/index.js';
-import { troupeHome } from '../rollout/index.js';
+import { troupeHome } from '../../lib/rollout/index.js';
 import { defineTool, type ToolContext, type ToolHandler } from '../tools/tool.js';
 import { JobInputError } from './input.js';
 import { jobSpec, prepareJob } from './prepare.js';

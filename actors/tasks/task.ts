@@ -2,8 +2,8 @@ import type { EventMsg, ResponseItem } from '../../protocol/index.js';
 import type { TaskInput, TaskRequest } from '../../machines/session.js';
 import type { TaskOutput } from '../../machines/task.js';
 import type { TurnContext } from '../../machines/turn-context.js';
-import type { Bus } from '../bus/bus.js';
-import type { ModelClient } from '../model/types.js';
+import type { Bus } from '../../lib/bus/bus.js';
+import type { ModelClient } from '../../lib/model/types.js';
 import type { ToolContext } from '../tools/tool.js';
 
 /**

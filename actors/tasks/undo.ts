@@ -4,7 +4,7 @@ import type { ResponseItem } from '../../protocol/index.js';
 import type { TaskInput, TaskRequest } from '../../machines/session.js';
 import type { TaskOutput } from '../../machines/task.js';
 import type { TurnContext } from '../../machines/turn-context.js';
-import { deleteSnapshot, listSnapshots, NotAGitRepoError, restoreSnapshot, takeSnapshot } from '../git/index.js';
+import { deleteSnapshot, listSnapshots, NotAGitRepoError, restoreSnapshot, takeSnapshot } from '../../lib/git/index.js';
 import { completed, type Task, type TaskHost } from './task.js';
 
 type UndoRequest = Extract<TaskRequest, { type: 'UNDO' }>;
@@ -27,7 +27,7 @@ export function undoNoticeMessage(): ResponseItem {
 
 /**
  * `undo`, and the ghost snapshots it goes back to: before a turn that can change files, a
- * snapshot of the work tree (actors/git); `undo` restores the latest one. An undo does not stop
+ * snapshot of the work tree (lib/git); `undo` restores the latest one. An undo does not stop
  * half-way: an interrupt lets it finish (a half-restored tree would be worse than either).
  */
 export class UndoTask implements Task<UndoRequest> {

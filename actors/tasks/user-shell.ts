@@ -4,7 +4,7 @@ import type { TaskOutput } from '../../machines/task.js';
 import { buildTurnContext } from '../../machines/turn-context.js';
 import { runShell } from '../tools/handlers/shell.js';
 import type { ToolContext } from '../tools/tool.js';
-import { DEFAULT_OUTPUT_LIMITS, truncateMiddle } from '../tools/truncate.js';
+import { DEFAULT_OUTPUT_LIMITS, truncateMiddle } from '../../lib/truncate.js';
 import { completed, INTERRUPTED, type Task, type TaskHost } from './task.js';
 import { USER_SHELL_PREFIX } from './user-turns.js';
 

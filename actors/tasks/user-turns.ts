@@ -1,5 +1,5 @@
 import type { MessageItem, ResponseItem } from '../../protocol/index.js';
-import { isRealUserMessage } from '../rollout/reader.js';
+import { isRealUserMessage } from '../../lib/rollout/reader.js';
 
 /** Starts the bridge message that stands for a summarized part of the conversation. */
 export const SUMMARY_BRIDGE_PREFIX = '<conversation_summary>';

@@ -20,8 +20,8 @@
  */
 import type { z } from 'zod';
 import type { ApprovalRequest } from '../../machines/tool-plan.js';
-import { denialHint, escalationAfterDenial, planCommand, rulesHome, type ApprovalMemory, type CommandRequest } from '../approval/index.js';
-import { confineCommand, isLikelySandboxDenial, SandboxUnavailableError, type FinishedCommand } from '../sandbox/index.js';
+import { denialHint, escalationAfterDenial, planCommand, rulesHome, type ApprovalMemory, type CommandRequest } from '../../lib/approval/index.js';
+import { confineCommand, isLikelySandboxDenial, SandboxUnavailableError, type FinishedCommand } from '../../lib/sandbox/index.js';
 import { commandEnvironment, type Environment } from './environment-policy.js';
 import { ExecEvents } from './exec-events.js';
 import { shellSnapshotsOf } from './shell-snapshot.js';

@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { describeZodError, type FunctionCallItem } from '../../protocol/index.js';
-import type { ToolSpecJson } from '../model/types.js';
+import type { ToolSpecJson } from '../../lib/model/types.js';
 import type { ToolHandler } from './tool.js';
-import { deepFreeze } from '../freeze.js';
+import { deepFreeze } from '../../lib/freeze.js';
 
 /** A call the router could make sense of, or the reason it could not (which the model is told). */
 export type RoutedCall = { readonly ok: true; readonly handler: ToolHandler<unknown>; readonly args: unknown } | { readonly ok: false; readonly error: string };

@@ -2,8 +2,8 @@ import type { z } from 'zod';
 import type { AgentInfo, AgentStatus, EventMsg, FileChange, TreePool } from '../../protocol/index.js';
 import type { ToolOutput, ToolPlan } from '../../machines/tool-plan.js';
 import type { TurnContext } from '../../machines/turn-context.js';
-import type { ApprovalMemory } from '../approval/index.js';
-import type { FlowSignal } from '../flow/flow-gate.js';
+import type { ApprovalMemory } from '../../lib/approval/index.js';
+import type { FlowSignal } from '../../lib/flow/flow-gate.js';
 
 /** Something a tool keeps open beyond one call (a PTY session, a server connection). */
 export interface SessionResource {
@@ -72,7 +72,7 @@ export interface ToolContext {
 }
 
 export type { ApprovalRequest, ToolOutput, ToolPlan } from '../../machines/tool-plan.js';
-export type { ApprovalMemory } from '../approval/index.js';
+export type { ApprovalMemory } from '../../lib/approval/index.js';
 
 /** How the call runs, once planned (and approved, when it had to ask). */
 export interface RunPlan {

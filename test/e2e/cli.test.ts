@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { REVIEW_INSTRUCTIONS } from '../../actors/tasks/index.js';
 import { Event, SessionSummary } from '../../protocol/index.js';
 import { troupeBin } from '../support/app-server-process.js';
-import { detectSandbox } from '../../actors/sandbox/detect.js';
+import { detectSandbox } from '../../lib/sandbox/detect.js';
 import { mentions, outputFor, spawnedAgentIds } from '../../testing/requests.js';
 import { initRepo } from '../support/git-repo.js';
 import { mcpEchoServerPath } from '../support/mcp-echo-server.js';

@@ -11,7 +11,7 @@ import { realpathSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { detectSandbox } from '../../actors/sandbox/detect.js';
+import { detectSandbox } from '../../lib/sandbox/detect.js';
 import type { AppServerProcess } from '../support/app-server-process.js';
 import { finishE2E, startE2E } from '../support/e2e.js';
 import type { FakeModelServer, RecordedRequest, ScriptStep } from '../../testing/index.js';

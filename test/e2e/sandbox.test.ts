@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { detectSandbox } from '../../actors/sandbox/detect.js';
+import { detectSandbox } from '../../lib/sandbox/detect.js';
 import { AppServerProcess, seqProblems } from '../support/app-server-process.js';
 import { startFakeModelServer, type FakeModelServer } from '../../testing/index.js';
 import { outputFor } from '../../testing/requests.js';

@@ -12,7 +12,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { detectSandbox } from '../../actors/sandbox/detect.js';
+import { detectSandbox } from '../../lib/sandbox/detect.js';
 import type { AppServerProcess } from '../support/app-server-process.js';
 import { finishE2E, startE2E } from '../support/e2e.js';
 import type { FakeModelServer, RecordedRequest, ScriptStep } from '../../testing/index.js';

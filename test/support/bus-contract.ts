@@ -1,15 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  BusClosedError,
-  InvalidBusMessageError,
-  NoRespondersError,
-  RequestTimeoutError,
-  type Bus,
-  type BusHandler,
-  type Delivery,
-} from '../../actors/bus/bus.js';
-import { InvalidSubjectError } from '../../actors/bus/subjects.js';
+import { BusClosedError, InvalidBusMessageError, NoRespondersError, RequestTimeoutError, type Bus, type BusHandler, type Delivery } from '../../lib/bus/bus.js';
+import { InvalidSubjectError } from '../../lib/bus/subjects.js';
 import type { BusMessage, BusMessageOf } from '../../protocol/index.js';
 import { waitFor } from './wait.js';
 

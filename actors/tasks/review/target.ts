@@ -11,7 +11,7 @@ import {
   type GitView,
   type Repo,
   type SkippedPath,
-} from '../../git/index.js';
+} from '../../../lib/git/index.js';
 import { ReviewTargetError } from './errors.js';
 
 export interface ResolvedReviewTarget {

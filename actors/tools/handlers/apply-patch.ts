@@ -5,8 +5,8 @@
  */
 import path from 'node:path';
 import { ApplyPatchArgs, type FileChange } from '../../../protocol/index.js';
-import { rulesHome } from '../../approval/index.js';
-import { checkWritable, escapesCwd } from '../../sandbox/index.js';
+import { rulesHome } from '../../../lib/approval/index.js';
+import { checkWritable, escapesCwd } from '../../../lib/sandbox/index.js';
 import { planApproval, type ApprovalNeed } from '../orchestrator.js';
 import { PatchApplyError, preparePatch, previewPatch, type PatchResult } from '../patch/apply.js';
 import { parsePatch, PatchParseError, type PatchOperation } from '../patch/parser.js';

@@ -6,14 +6,14 @@
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ShellArgs } from '../../../protocol/index.js';
-import { missingProgramInSandbox } from '../../sandbox/index.js';
+import { missingProgramInSandbox } from '../../../lib/sandbox/index.js';
 import { isDirectory } from '../child-process.js';
 import type { ExecEvents, ExecStream } from '../exec-events.js';
 import { processLauncher } from '../launcher/launcher.js';
 import { commandHandler, planCommandTool, runCommandTool, type AttemptResult, type CommandAttempt, type CommandTool } from '../orchestrator.js';
 import { exitCodeForSignal } from '../process-group.js';
 import { defineTool, type ApprovalMemory, type RunPlan, type ToolContext, type ToolHandler, type ToolOutput, type ToolPlan } from '../tool.js';
-import { HeadTailBuffer, truncateMiddle } from '../truncate.js';
+import { HeadTailBuffer, truncateMiddle } from '../../../lib/truncate.js';
 
 export const DEFAULT_SHELL_TIMEOUT_MS = 10_000;
 

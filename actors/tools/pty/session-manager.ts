@@ -4,7 +4,7 @@
  * when the troupe session closes, every program is killed with everything it started.
  */
 import { performance } from 'node:perf_hooks';
-import { HeadTailBuffer } from '../truncate.js';
+import { HeadTailBuffer } from '../../../lib/truncate.js';
 import { spawnExecProcess, type ExecProcess, type SpawnOptions } from './exec-process.js';
 import type { TreeSlots } from '../tool.js';
 import { TroupeError } from '../../../protocol/index.js';

@@ -1,5 +1,5 @@
 /** What `exec_command` and `write_stdin` return to the model (PROTOCOL.md §6). */
-import { truncateMiddle } from '../truncate.js';
+import { truncateMiddle } from '../../../lib/truncate.js';
 import type { ToolContext, ToolOutput } from '../tool.js';
 import { MAX_CALL_OUTPUT_BYTES, type CollectResult, type ExecSession, type PtySessionManager } from './session-manager.js';
 

@@ -5,9 +5,9 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { ElicitRequestSchema, type CallToolResult, type ElicitRequest, type ElicitResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
-import type { McpServerConfig } from '../../protocol/index.js';
-import type { Logger } from '../log.js';
-import { mcpServerBaseEnvironment } from '../tools/environment-policy.js';
+import type { McpServerConfig } from '../../../protocol/index.js';
+import type { Logger } from '../../../lib/log.js';
+import { mcpServerBaseEnvironment } from '../environment-policy.js';
 import { McpCallError, McpStartError } from './errors.js';
 
 /** The largest delay a Node timer takes: the SDK's own request timeout is pushed out of the way. */

@@ -1,6 +1,6 @@
-import type { Event, EventOf, FileChange, TokenUsage } from '../../protocol/index.js';
+import type { Event, EventOf, FileChange, TokenUsage } from '../protocol/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { asToolResult, resultText } from '../mcp/result-text.js';
+import { asToolResult, resultText } from '../actors/tools/mcp/result-text.js';
 import { shellJoin } from './shell-words.js';
 
 /**

@@ -10,7 +10,7 @@ import { defaultResource, detectResources, envDetector, resourceFromAttributes }
 import { BatchLogRecordProcessor, LoggerProvider } from '@opentelemetry/sdk-logs';
 import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import type { OtelConfig, TokenUsage } from '../../protocol/index.js';
-import { truncateMiddle } from '../tools/truncate.js';
+import { truncateMiddle } from '../truncate.js';
 import type { OtlpEncoding, RequestSink, SessionFacts, SessionSink, Telemetry, ToolDecision } from './sink.js';
 
 /** How much of a tool's output a `troupe.tool_result` event carries. */

@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { SessionConfig } from '../../protocol/index.js';
-import { cancelJob, findJob, JobLookupError, listJobs, overview, type JobOverview } from '../jobs/admin.js';
-import { JobInputError } from '../jobs/input.js';
-import { runJob } from '../jobs/library.js';
-import { troupeHome } from '../rollout/index.js';
-import { createRuntime, SessionError, type RuntimeOptions } from '../runtime.js';
+import type { SessionConfig } from '../protocol/index.js';
+import { cancelJob, findJob, JobLookupError, listJobs, overview, type JobOverview } from '../actors/jobs/admin.js';
+import { JobInputError } from '../actors/jobs/input.js';
+import { runJob } from '../actors/jobs/library.js';
+import { troupeHome } from '../lib/rollout/index.js';
+import { createRuntime, SessionError, type RuntimeOptions } from '../actors/runtime.js';
 import { checkedProfile, configFromFlags, MODEL_FLAGS, parseArgs, PROFILE_FLAG, UsageError, wireApiFlag } from './flags.js';
 import { TranscriptRenderer } from './render.js';
 import { closeRuntime, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';

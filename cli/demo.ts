@@ -1,12 +1,12 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { mentions, outputFor, spawnedAgentIds, startFakeModelServer, type RecordedRequest, type ScriptItem, type ScriptStep } from '../../testing/index.js';
+import { mentions, outputFor, spawnedAgentIds, startFakeModelServer, type RecordedRequest, type ScriptItem, type ScriptStep } from '../testing/index.js';
 import { execa } from 'execa';
-import { createRuntime, type Runtime, type Session } from '../runtime.js';
-import { REVIEW_INSTRUCTIONS } from '../tasks/index.js';
-import { MAX_WAIT_MS } from '../agents/tools.js';
-import { detectSandbox } from '../sandbox/detect.js';
+import { createRuntime, type Runtime, type Session } from '../actors/runtime.js';
+import { REVIEW_INSTRUCTIONS } from '../actors/tasks/index.js';
+import { MAX_WAIT_MS } from '../actors/agents/tools.js';
+import { detectSandbox } from '../lib/sandbox/detect.js';
 import { denyingApprover, runOneTurn, terminalApprover, userTurn } from './exec.js';
 import { MODEL_FLAGS, parseArgs, wireApiFlag } from './flags.js';
 import { TranscriptRenderer } from './render.js';

@@ -1,8 +1,8 @@
-import { startInspector, type Inspector, type InspectSource } from '../inspect/server.js';
-import { NATS_FLAGS, natsSettingsFrom } from '../nats/settings.js';
-import { createRuntime } from '../runtime.js';
+import { startInspector, type Inspector, type InspectSource } from './inspector/server.js';
+import { NATS_FLAGS, natsSettingsFrom } from '../lib/nats/settings.js';
+import { createRuntime } from '../actors/runtime.js';
 import { parseArgs, UsageError } from './flags.js';
-import { gatewayBusOptions } from '../gateway-options.js';
+import { gatewayBusOptions } from '../actors/gateway-options.js';
 
 /**
  * Takes `--inspect` or `--inspect=PORT` out of a command's arguments (before a `--` that ends

@@ -1,7 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { AskForApproval, ReasoningEffort, SandboxMode, type SessionConfig, type UserInput } from '../../protocol/index.js';
-import type { RuntimeOptions } from '../runtime.js';
+import { AskForApproval, ReasoningEffort, SandboxMode, type SessionConfig, type UserInput } from '../protocol/index.js';
+import type { RuntimeOptions } from '../actors/runtime.js';
 import { runsOnNats, UsageError, type SessionFlagValues } from './flags.js';
 
 /**

@@ -12,10 +12,10 @@ import {
   type ReviewTarget,
   type SessionConfig,
   type SessionOp,
-} from '../../protocol/index.js';
-import { NATS_FLAGS } from '../nats/settings.js';
-import { commandGateway } from '../gateway-options.js';
-import { createRuntime, SessionError, type Runtime, type RuntimeOptions, type Session } from '../runtime.js';
+} from '../protocol/index.js';
+import { NATS_FLAGS } from '../lib/nats/settings.js';
+import { commandGateway } from '../actors/gateway-options.js';
+import { createRuntime, SessionError, type Runtime, type RuntimeOptions, type Session } from '../actors/runtime.js';
 import { checkedProfile, runsOnNats, configFromFlags, MODEL_FLAGS, parseArgs, PROFILE_FLAG, UsageError, wireApiFlag } from './flags.js';
 import { CodexEventMapper } from './codex-json.js';
 import { openInspector, takeInspectFlag } from './inspect.js';

@@ -1,11 +1,11 @@
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
-import { OutputPressure, STDOUT_HIGH_WATER_BYTES } from '../flow/output-pressure.js';
-import { inBackground } from '../log.js';
-import { NATS_FLAGS } from '../nats/settings.js';
-import { commandGateway } from '../gateway-options.js';
-import { createRuntime, type RuntimeOptions } from '../runtime.js';
+import { OutputPressure, STDOUT_HIGH_WATER_BYTES } from '../lib/flow/output-pressure.js';
+import { inBackground } from '../lib/log.js';
+import { NATS_FLAGS } from '../lib/nats/settings.js';
+import { commandGateway } from '../actors/gateway-options.js';
+import { createRuntime, type RuntimeOptions } from '../actors/runtime.js';
 import { checkedProfile, runsOnNats, MODEL_FLAGS, parseArgs, PROFILE_FLAG, UsageError, wireApiFlag } from './flags.js';
 import { loadToolSets, toolSetSpecs, TOOLS_FLAG } from './tool-flags.js';
 import { openInspector, takeInspectFlag } from './inspect.js';

@@ -1,4 +1,4 @@
-import { TroupeError } from '../../protocol/index.js';
+import { TroupeError } from '../../../protocol/index.js';
 /** An MCP server could not be started, connected or listed; `server` is its configured name. */
 export class McpStartError extends TroupeError {
   override readonly name = 'McpStartError';

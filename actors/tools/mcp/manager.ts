@@ -1,10 +1,10 @@
 import { performance } from 'node:perf_hooks';
 import type { ElicitRequest, ElicitResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import type { EventMsg, McpServerConfig } from '../../protocol/index.js';
-import type { Logger } from '../log.js';
-import { planApproval, type ApprovalNeed } from '../tools/orchestrator.js';
-import type { ApprovalMemory, SessionResource, ToolContext, ToolHandler, ToolOutput, ToolPlan } from '../tools/tool.js';
+import type { EventMsg, McpServerConfig } from '../../../protocol/index.js';
+import type { Logger } from '../../../lib/log.js';
+import { planApproval, type ApprovalNeed } from '../orchestrator.js';
+import type { ApprovalMemory, SessionResource, ToolContext, ToolHandler, ToolOutput, ToolPlan } from '../tool.js';
 import { McpConnection, describeError } from './connection.js';
 import { UnknownElicitationError } from './errors.js';
 import { resultText } from './result-text.js';

@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
-import { PROFILE_KEYS, type ConfigProfile, type HomeConfig } from '../../protocol/index.js';
-import { DEFAULT_APPROVAL_POLICY } from '../../machines/turn-context.js';
-import { homeConfigPath, layeredDefaults, loadHomeConfig, type Sourced } from '../host/home-config.js';
-import { DEFAULT_PROJECT_DOC_MAX_BYTES } from '../prompts/project-docs.js';
-import { troupeHome } from '../rollout/paths.js';
-import { DEFAULT_MODEL } from '../runtime.js';
+import { PROFILE_KEYS, type ConfigProfile, type HomeConfig } from '../protocol/index.js';
+import { DEFAULT_APPROVAL_POLICY } from '../machines/turn-context.js';
+import { homeConfigPath, layeredDefaults, loadHomeConfig, type Sourced } from '../actors/host/home-config.js';
+import { DEFAULT_PROJECT_DOC_MAX_BYTES } from '../lib/prompts/project-docs.js';
+import { troupeHome } from '../lib/rollout/paths.js';
+import { DEFAULT_MODEL } from '../actors/runtime.js';
 import { checkedProfile, MODEL_FLAGS, parseArgs, PROFILE_FLAG, UsageError, wireApiFlag } from './flags.js';
 
 /** What a session starts with when nothing names a setting; null: nothing is sent. */

@@ -1,4 +1,4 @@
-import type { Runtime } from '../runtime.js';
+import type { Runtime } from '../actors/runtime.js';
 import { UsageError } from './flags.js';
 
 /**

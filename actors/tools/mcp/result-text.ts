@@ -1,5 +1,5 @@
 import type { CallToolResult, ContentBlock } from '@modelcontextprotocol/sdk/types.js';
-import { truncateMiddle } from '../tools/truncate.js';
+import { truncateMiddle } from '../../../lib/truncate.js';
 
 /**
  * What the model reads of an MCP tool result. Tool outputs reach the model as text, so text

@@ -1,7 +1,7 @@
-import type { SessionSummary } from '../../protocol/index.js';
-import { NATS_FLAGS } from '../nats/settings.js';
-import { gatewayBusOptions } from '../gateway-options.js';
-import { createRuntime, type RuntimeOptions } from '../runtime.js';
+import type { SessionSummary } from '../protocol/index.js';
+import { NATS_FLAGS } from '../lib/nats/settings.js';
+import { gatewayBusOptions } from '../actors/gateway-options.js';
+import { createRuntime, type RuntimeOptions } from '../actors/runtime.js';
 import { parseArgs } from './flags.js';
 
 /** How much of the first prompt a listing line shows. */

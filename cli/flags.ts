@@ -1,9 +1,9 @@
 import { statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { AskForApproval, SandboxMode, type SessionConfig, TroupeError } from '../../protocol/index.js';
-import { homeConfigPath, loadHomeConfig, sessionDefaults } from '../host/home-config.js';
-import { troupeHome } from '../rollout/paths.js';
+import { AskForApproval, SandboxMode, type SessionConfig, TroupeError } from '../protocol/index.js';
+import { homeConfigPath, loadHomeConfig, sessionDefaults } from '../actors/host/home-config.js';
+import { troupeHome } from '../lib/rollout/paths.js';
 
 /** Raised for bad command-line input: printed without a stack trace, exit code 2. */
 export class UsageError extends TroupeError {

@@ -1,7 +1,7 @@
-import type { Host } from '../host/host.js';
-import { ToolSetError } from '../host/tool-sets.js';
-import { loadToolModule, parseToolModuleSpec, ToolModuleError, type ToolModuleSpec } from '../tools/tool-module.js';
-import { ToolDefinitionError } from '../tools/user-tool.js';
+import type { Host } from '../actors/host/host.js';
+import { ToolSetError } from '../actors/host/tool-sets.js';
+import { loadToolModule, parseToolModuleSpec, ToolModuleError, type ToolModuleSpec } from '../actors/tools/tool-module.js';
+import { ToolDefinitionError } from '../actors/tools/user-tool.js';
 import { UsageError } from './flags.js';
 
 /** `--tools FILE` (repeatable): ES modules of tools written with tool(), each a tool set named after its file, or NAME=FILE. */

@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
-import { wireJsonSchema } from '../../protocol/index.js';
-import { HomeConfigError } from '../host/home-config.js';
+import { wireJsonSchema } from '../protocol/index.js';
+import { HomeConfigError } from '../actors/host/home-config.js';
 import { UsageError } from './flags.js';
 import { COMMAND_USAGE, isCommand, USAGE } from './usage.js';
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
 }
 
@@ -89,7 +89,7 @@ function isParseArgsError(error: unknown): boolean {
 
 /** NATS settings that cannot work exit 2, a first connection that fails exits 1. */
 async function natsFailure(error: Error): Promise<number> {
-  const [{ NatsConnectError }, { NatsSettingsError }] = await Promise.all([import('../nats/connect.js'), import('../nats/settings.js')]);
+  const [{ NatsConnectError }, { NatsSettingsError }] = await Promise.all([import('../lib/nats/connect.js'), import('../lib/nats/settings.js')]);
   if (error instanceof NatsSettingsError) {
     process.stderr.write(`troupe: ${error.message}\n`);
     return 2;

@@ -1,7 +1,7 @@
 import { stripVTControlCharacters } from 'node:util';
-import type { Event } from '../../protocol/index.js';
-import { progressLine } from '../jobs/progress.js';
-import { asToolResult, resultText } from '../mcp/result-text.js';
+import type { Event } from '../protocol/index.js';
+import { progressLine } from '../actors/jobs/progress.js';
+import { asToolResult, resultText } from '../actors/tools/mcp/result-text.js';
 import { shellJoin } from './shell-words.js';
 
 /**

@@ -17,10 +17,10 @@ import {
   type EventMsg,
   type ReviewDecision,
   type SessionConfig,
-} from '../../protocol/index.js';
-import { OutputPressure } from '../flow/output-pressure.js';
-import { log } from '../log.js';
-import { createRuntime, type RuntimeOptions, type Session } from '../runtime.js';
+} from '../protocol/index.js';
+import { OutputPressure } from '../lib/flow/output-pressure.js';
+import { log } from '../lib/log.js';
+import { createRuntime, type RuntimeOptions, type Session } from '../actors/runtime.js';
 import { checkedProfile, MODEL_FLAGS, parseArgs, PROFILE_FLAG, wireApiFlag } from './flags.js';
 import { shellJoin } from './shell-words.js';
 import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
@@ -48,7 +48,7 @@ interface LiveSession {
 
 function version(): string {
   try {
-    return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
   } catch {
     return '0.0.0';
   }

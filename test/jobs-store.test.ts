@@ -1,9 +1,10 @@
 import { appendFile, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { JobSpec } from '../actors/jobs/records.js';
 import { FileJobStore, jobLogPath, runnerAlive, THIS_RUNNER } from '../actors/jobs/store.js';
+import { log } from '../lib/log.js';
 import { waitFor } from './support/wait.js';
 
 let home: string;
@@ -77,8 +78,14 @@ describe('FileJobStore', () => {
     await handle.append({ type: 'item_result', item_id: 'row-1', agent_id: 'a', result: { n: 1 } });
     await handle.close();
     await appendFile(jobLogPath(home, 'job-c'), '{"type":"item_result","at":"x","item_id":"row-2","agent_i');
-    const read = (await store.read('job-c'))!;
-    expect([...read.items.values()].map((i) => i.status)).toEqual(['completed', 'pending', 'pending']);
+    const warn = vi.spyOn(log, 'warn').mockImplementation(() => undefined);
+    try {
+      const read = (await store.read('job-c'))!;
+      expect([...read.items.values()].map((i) => i.status)).toEqual(['completed', 'pending', 'pending']);
+      expect(warn).toHaveBeenCalledWith(expect.objectContaining({ line: 3 }), 'skipping a line of a job log that is torn or invalid');
+    } finally {
+      warn.mockRestore();
+    }
   });
 
   it('hears a cancellation another process appends; a finished job leaves the open list', async () => {

@@ -1,9 +1,10 @@
 import { access, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { createRuntime, OutputValidationError, RunError, type Runtime } from '../index.js';
+import { log } from '../lib/log.js';
 import type { Event } from '../protocol/index.js';
 import { startFakeModelServer, type FakeModelServer } from '../testing/index.js';
 import { inputTexts, outputFor } from '../testing/requests.js';
@@ -114,7 +115,15 @@ describe('session.run', () => {
     await expect(access(join(workspace, 'b.txt'))).resolves.toBeUndefined();
 
     model.enqueue(touch('t2', 'c.txt'), say('could not'));
-    const denied = await session.run('make c');
+    // Without onApproval the request is denied, with a warning that says how to answer it.
+    const warn = vi.spyOn(log, 'warn').mockImplementation(() => undefined);
+    let denied: Awaited<ReturnType<typeof session.run>>;
+    try {
+      denied = await session.run('make c');
+      expect(warn).toHaveBeenCalledWith(expect.objectContaining({ call: 't2' }), expect.stringContaining('pass onApproval to run() to answer approvals'));
+    } finally {
+      warn.mockRestore();
+    }
     expect(denied.items).toContainEqual({ type: 'approval', request: expect.objectContaining({ call_id: 't2' }), decision: 'denied' });
     expect(outputFor(model.requests[3]!, 't2')).toMatch(/denied/);
     await expect(access(join(workspace, 'c.txt'))).rejects.toThrow();

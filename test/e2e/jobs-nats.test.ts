@@ -64,6 +64,24 @@ function rows(n: number): string {
 
 const upper = (row: Record<string, unknown>) => ({ upper: String(row.name).toUpperCase() });
 
+/** Item agents' first requests held at the model until `release()`; `held` counts those waiting. */
+function heldReports() {
+  const held: (() => void)[] = [];
+  let released = false;
+  const holdStep = (): ScriptStep => ({
+    kind: 'reply',
+    match: workerFirst,
+    handler: async (r) => {
+      if (!released) await new Promise<void>((resolve) => held.push(resolve));
+      return (reportStep(upper) as { handler: (r: RecordedRequest) => ScriptStep }).handler(r);
+    },
+  });
+  const release = () => {
+    released = true;
+    for (const go of held.splice(0)) go();
+  };
+  return { holdStep, held, release };
+}
 describe('agent jobs on NATS', { timeout: 90_000 }, () => {
   it('runs items on every worker, never more at once than max_concurrency, one result each', async () => {
     await Promise.all([startWorker('a', 3), startWorker('b', 3)]);
@@ -104,16 +122,7 @@ describe('agent jobs on NATS', { timeout: 90_000 }, () => {
     await writeText(cluster.dir, 'items.csv', rows(6));
     const output = join(cluster.dir, 'out.csv');
     // Tasks are held until the test lets them go: the other worker is killed with tasks open on it.
-    const held: (() => void)[] = [];
-    let release = false;
-    const holdStep = (): ScriptStep => ({
-      kind: 'reply',
-      match: workerFirst,
-      handler: async (r) => {
-        if (!release) await new Promise<void>((resolve) => held.push(resolve));
-        return (reportStep(upper) as { handler: (r: RecordedRequest) => ScriptStep }).handler(r);
-      },
-    });
+    const { holdStep, held, release } = heldReports();
     cluster.model.enqueue(
       spawnJobStep(isParent('run the job'), { csv_path: 'items.csv', instruction: 'Shout {name}.', max_concurrency: 6, output_csv_path: output }, 'job'),
       { kind: 'response', match: lastCallIs('job'), items: [{ type: 'message', text: 'job over' }] },
@@ -126,8 +135,7 @@ describe('agent jobs on NATS', { timeout: 90_000 }, () => {
     await waitFor(() => held.length === 6 && onOther() > 0, 'six tasks open, some on the other worker');
     await cluster.workers.find((w) => w.id === other)!.kill();
     await startWorker('c', 8);
-    release = true;
-    for (const go of held.splice(0)) go();
+    release();
 
     await gateway.waitFor((e) => e.id === turn && e.msg.type === 'task_complete', 'the job turn to end', 60_000);
     const call = cluster.model.requests.find((r) => outputFor(r, 'job') !== undefined);
@@ -149,16 +157,7 @@ describe('agent jobs on NATS', { timeout: 90_000 }, () => {
     const { sessionId, workerId } = await openSession(gateway);
     await writeText(cluster.dir, 'items.csv', rows(6));
     const output = join(cluster.dir, 'out.csv');
-    const held: (() => void)[] = [];
-    let release = false;
-    const holdStep = (): ScriptStep => ({
-      kind: 'reply',
-      match: workerFirst,
-      handler: async (r) => {
-        if (!release) await new Promise<void>((resolve) => held.push(resolve));
-        return (reportStep(upper) as { handler: (r: RecordedRequest) => ScriptStep }).handler(r);
-      },
-    });
+    const { holdStep, held, release } = heldReports();
     cluster.model.enqueue(
       spawnJobStep(isParent('run the job'), { csv_path: 'items.csv', instruction: 'Shout {name}.', max_concurrency: 3, output_csv_path: output }, 'job'),
       { kind: 'response', match: lastCallIs('job'), items: [{ type: 'message', text: 'the job goes on' }] },
@@ -172,8 +171,7 @@ describe('agent jobs on NATS', { timeout: 90_000 }, () => {
     await waitFor(() => held.length === 3, 'items 4-6 at the model');
     await cluster.workers.find((w) => w.id === workerId)!.kill();
     await startWorker('c', 8);
-    release = true;
-    for (const go of held.splice(0)) go();
+    release();
 
     const ended = await gateway.waitFor(
       (e) => e.session_id === sessionId && e.msg.type === 'background_event' && /^agent job \S+ completed/.test(e.msg.message),
@@ -186,8 +184,9 @@ describe('agent jobs on NATS', { timeout: 90_000 }, () => {
     );
     const jobId = /^agent job (\S+)/.exec(ended.msg.type === 'background_event' ? ended.msg.message : '')![1]!;
     expect(await outcomesPerItem(jobId)).toEqual(Array.from({ length: 6 }, () => 1));
-    // The items that had reported before the crash were not asked again.
-    const tasksOf = (itemId: string) => cluster.model.requests.filter((r) => workerFirst(r) && task(r).itemId === itemId).length;
+    // The items that had reported before the crash were not asked again (this job's tasks only:
+    // an agent of an earlier test's job may still be finishing on the shared model).
+    const tasksOf = (itemId: string) => cluster.model.requests.filter((r) => workerFirst(r) && task(r).jobId === jobId && task(r).itemId === itemId).length;
     expect(['row-1', 'row-2', 'row-3'].map(tasksOf)).toEqual([1, 1, 1]);
     expect(['row-4', 'row-5', 'row-6'].map(tasksOf).every((n) => n >= 1)).toBe(true);
   });

@@ -13,8 +13,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { detectSandbox } from '../../lib/sandbox/detect.js';
 import type { AppServerProcess } from '../support/app-server-process.js';
-import { finishE2E, startE2E } from '../support/e2e.js';
-import type { FakeModelServer, RecordedRequest, ScriptStep } from '../../testing/index.js';
+import { finishE2E, sentOutput, startE2E } from '../support/e2e.js';
+import type { FakeModelServer, ScriptStep } from '../../testing/index.js';
 import { mcpEchoServerPath } from '../support/mcp-echo-server.js';
 import { mentions, outputFor, spawnedAgentIds } from '../../testing/requests.js';
 
@@ -50,13 +50,6 @@ const call = (name: string, call_id: string, args: Record<string, unknown>) => (
 const shell = (call_id: string, command: string[], extra: Record<string, unknown> = {}) => call('shell', call_id, { command, ...extra });
 const respond = (...items: ReturnType<typeof call>[]): ScriptStep => ({ kind: 'response', items });
 const done: ScriptStep = { kind: 'response', items: [{ type: 'message', text: 'done' }] };
-
-/** The tool output the model was sent for `callId` (an exec_command's JSON is unwrapped). */
-function sentOutput(request: RecordedRequest, callId: string): string {
-  const text = outputFor(request, callId);
-  if (text === undefined) throw new Error(`no output for ${callId} in the request`);
-  return text.startsWith('{') ? (JSON.parse(text) as { output: string }).output : text;
-}
 
 /** Variable names in `env`-style output (NAME=value lines), without the shell's own. */
 function namesIn(output: string): string[] {

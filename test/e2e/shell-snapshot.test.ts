@@ -14,9 +14,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { detectSandbox } from '../../lib/sandbox/detect.js';
 import type { AppServerProcess } from '../support/app-server-process.js';
-import { finishE2E, startE2E } from '../support/e2e.js';
-import type { FakeModelServer, RecordedRequest, ScriptStep } from '../../testing/index.js';
-import { outputFor } from '../../testing/requests.js';
+import { finishE2E, sentOutput, startE2E } from '../support/e2e.js';
+import type { FakeModelServer, ScriptStep } from '../../testing/index.js';
 import { waitFor } from '../support/wait.js';
 
 const availability = await detectSandbox();
@@ -27,12 +26,6 @@ const call = (name: string, call_id: string, args: Record<string, unknown>) => (
 const bash = (call_id: string, script: string) => call('shell', call_id, { command: ['bash', '-lc', script] });
 const respond = (...items: ReturnType<typeof call>[]): ScriptStep => ({ kind: 'response', items });
 const done: ScriptStep = { kind: 'response', items: [{ type: 'message', text: 'done' }] };
-
-function sentOutput(request: RecordedRequest, callId: string): string {
-  const text = outputFor(request, callId);
-  if (text === undefined) throw new Error(`no output for ${callId} in the request`);
-  return text.startsWith('{') ? (JSON.parse(text) as { output: string }).output : text;
-}
 
 /** A value no shell may take for code: quotes, a command substitution, a newline. */
 const TRICKY = `it's "$(touch PWNED)" \`touch PWNED\` $HOME\nline two`;

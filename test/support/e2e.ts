@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect } from 'vitest';
 import { AppServerProcess, seqProblems } from './app-server-process.js';
-import { startFakeModelServer, type FakeModelServer, type FakeModelServerOptions } from '../../testing/fake-model-server.js';
+import { startFakeModelServer, type FakeModelServer, type FakeModelServerOptions, type RecordedRequest } from '../../testing/fake-model-server.js';
+import { outputFor } from '../../testing/requests.js';
 
 /** What an end-to-end test drives: a fake model, `troupe app-server` pointed at it, a workspace. */
 export interface E2E {
@@ -81,4 +82,11 @@ export function useScratch(): Scratch {
       return now().workspace;
     },
   };
+}
+
+/** The tool output the model was sent for `callId` (an exec_command's JSON is unwrapped). */
+export function sentOutput(request: RecordedRequest, callId: string): string {
+  const text = outputFor(request, callId);
+  if (text === undefined) throw new Error(`no output for ${callId} in the request`);
+  return text.startsWith('{') ? (JSON.parse(text) as { output: string }).output : text;
 }

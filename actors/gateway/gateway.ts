@@ -142,9 +142,25 @@ export class Gateway {
       return Promise.resolve();
     }
     this.#waiting.add(submission);
-    const next = this.#queue.then(() => this.#route(submission)).finally(() => this.#waiting.delete(submission));
-    this.#queue = next.catch((error: unknown) => log.error({ err: error }, 'submission failed'));
+    const next = this.#queue
+      .then(() => this.#route(submission))
+      .catch((error: unknown) => this.#failed(submission, error))
+      .finally(() => this.#waiting.delete(submission));
+    this.#queue = next;
     return next;
+  }
+
+  /**
+   * A submission whose routing threw (a bug, or a client's event handler that threw): its
+   * sender is told with an error event carrying its id, and the queue goes on with the next.
+   * Logged only when even that event cannot be delivered.
+   */
+  #failed(submission: Submission, error: unknown): void {
+    try {
+      this.#emit(submission.id, submission.session_id ?? null, errorEvent(error, `${submission.op.type} failed`));
+    } catch (handlerError) {
+      log.error({ err: error, handler_error: handlerError, submission: submission.id }, 'a submission failed, and so did telling its sender');
+    }
   }
 
   /**

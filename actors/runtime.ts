@@ -81,12 +81,12 @@ export function runtimeOptionsFromEnv(env: NodeJS.ProcessEnv, overrides: Runtime
     const raw = env[name];
     if (raw === undefined || raw === '') return undefined;
     const value = Number(raw);
-    if (!Number.isFinite(value) || value < 0) throw new Error(`${name} must be a non-negative number, got "${raw}"`);
+    if (!Number.isFinite(value) || value < 0) throw new TroupeError(`${name} must be a non-negative number, got "${raw}"`, { code: 'bad_request' });
     return value;
   };
   const wire = env.TROUPE_WIRE_API;
   if (wire !== undefined && wire !== 'responses' && wire !== 'chat') {
-    throw new Error(`TROUPE_WIRE_API must be "responses" or "chat", got "${wire}"`);
+    throw new TroupeError(`TROUPE_WIRE_API must be "responses" or "chat", got "${wire}"`, { code: 'bad_request' });
   }
   const defined = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) as RuntimeOptions;
   return {

@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { wireJsonSchema } from '../protocol/index.js';
-import { HomeConfigError } from '../actors/host/home-config.js';
+import { TroupeError, wireJsonSchema } from '../protocol/index.js';
 import { UsageError } from './flags.js';
 import { COMMAND_USAGE, isCommand, USAGE } from './usage.js';
 
@@ -66,8 +65,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`${where}: ${(error as Error).message} (see ${where} --help)\n`);
       return 2;
     }
-    if (error instanceof HomeConfigError) {
-      // The file and the key were named: the usage would not help.
+    if (error instanceof TroupeError && error.code === 'bad_request') {
+      // A setting the user gave was wrong (the config file, an environment variable), and the
+      // message names it: the usage would not help.
       process.stderr.write(`${isCommand(command) ? `troupe ${command}` : 'troupe'}: ${error.message}\n`);
       return 2;
     }

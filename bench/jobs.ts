@@ -21,11 +21,11 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { parse } from 'csv-parse/sync';
 import { troupeBin } from '../test/support/app-server-process.js';
-import { startNatsServer, type NatsServerProcess } from '../test/support/nats-server.js';
+import { freePort, startNatsServer, type NatsServerProcess } from '../test/support/nats-server.js';
 import { WorkerProcess } from '../test/support/worker-process.js';
 import { startFakeModelServer, type RecordedRequest, type ScriptStep } from '../testing/index.js';
 import { appServerClient } from './app-server-client.js';
@@ -43,6 +43,19 @@ const WORKER = 'You are the agent of one item of an agent job.';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** CPU seconds (user + system) process `pid` has used so far, from /proc (null where there is none). */
+function cpuSeconds(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return null;
+  }
+}
+/** USER_HZ: 100 on every Linux this runs on. */
+const CLOCK_TICKS = 100;
+
 interface Input {
   type?: string;
   name?: string;
@@ -56,28 +69,55 @@ function texts(request: RecordedRequest): string[] {
   return [...instructions, ...input.flatMap((item) => (item.content ?? []).map((c) => c.text ?? ''))];
 }
 
-async function outcomesPerItem(url: string, namespace: string, jobId: string): Promise<number[]> {
-  const connection = await connect({ servers: url });
-  try {
-    const jsm = await jetstreamManager(connection);
-    const info = await jsm.streams.info(`TROUPE_JOBS_${namespace}`, { subjects_filter: `troupe.${namespace}.jobs.${jobId}.item.*` });
-    return Object.values(info.state.subjects ?? {});
-  } finally {
-    await connection.close();
+/**
+ * CPU seconds each kind of process spent during a run: from when the workers are up until the
+ * job's end (a killed worker's until its kill). Linux only (/proc); null elsewhere.
+ */
+class CpuAccount {
+  readonly #processes = new Map<number, { kind: string; start: number | null; end: number | null }>();
+
+  track(kind: string, pid: number): void {
+    this.#processes.set(pid, { kind, start: cpuSeconds(pid), end: null });
+  }
+
+  /** Read a process's CPU time now, before it is killed. */
+  last(pid: number): void {
+    const entry = this.#processes.get(pid);
+    if (entry) entry.end = cpuSeconds(pid);
+  }
+
+  spent(): Record<string, number | null> {
+    const spent: Record<string, number | null> = {};
+    let total: number | null = 0;
+    for (const [pid, entry] of this.#processes) {
+      const end = entry.end ?? cpuSeconds(pid);
+      const used = entry.start === null || end === null ? null : end - entry.start;
+      spent[entry.kind] = used === null || spent[entry.kind] === null ? null : (spent[entry.kind] ?? 0) + used;
+      total = used === null || total === null ? null : total + used;
+    }
+    for (const kind of Object.keys(spent)) spent[kind] = spent[kind] === null ? null : Number(spent[kind]!.toFixed(2));
+    return { ...spent, total: total === null ? null : Number(total.toFixed(2)) };
   }
 }
 
-async function jobEnded(url: string, namespace: string, jobId: string): Promise<boolean> {
-  const connection = await connect({ servers: url });
-  try {
-    const jsm = await jetstreamManager(connection);
-    return (await jsm.streams.getMessage(`TROUPE_JOBS_${namespace}`, { last_by_subj: `troupe.${namespace}.jobs.${jobId}.end` })) !== null;
-  } finally {
-    await connection.close();
-  }
+async function outcomesPerItem(jsm: JetStreamManager, namespace: string, jobId: string): Promise<number[]> {
+  const info = await jsm.streams.info(`TROUPE_JOBS_${namespace}`, { subjects_filter: `troupe.${namespace}.jobs.${jobId}.item.*` });
+  return Object.values(info.state.subjects ?? {});
 }
 
-async function run(nats: NatsServerProcess, chaos: boolean): Promise<Record<string, unknown>> {
+async function jobEnded(jsm: JetStreamManager, namespace: string, jobId: string): Promise<boolean> {
+  return (await jsm.streams.getMessage(`TROUPE_JOBS_${namespace}`, { last_by_subj: `troupe.${namespace}.jobs.${jobId}.end` }).catch(() => null)) !== null;
+}
+
+/** Messages into and out of nats-server so far, and JetStream API calls, from its monitoring port. */
+async function natsCounts(monitorPort: number): Promise<{ in: number; out: number; jsApi: number }> {
+  const get = async (path: string) => (await fetch(`http://127.0.0.1:${monitorPort}${path}`)).json() as Promise<Record<string, unknown>>;
+  const varz = await get('/varz');
+  const jsz = await get('/jsz');
+  return { in: Number(varz.in_msgs), out: Number(varz.out_msgs), jsApi: Number((jsz.api as { total?: number } | undefined)?.total ?? 0) };
+}
+
+async function run(nats: NatsServerProcess, monitorPort: number, chaos: boolean): Promise<Record<string, unknown>> {
   const dir = await mkdtemp(join(tmpdir(), 'troupe-bench-jobs-'));
   const namespace = `benchjobs${process.pid}${chaos ? 'c' : 'n'}`;
   const model = await startFakeModelServer();
@@ -123,6 +163,7 @@ async function run(nats: NatsServerProcess, chaos: boolean): Promise<Record<stri
 
   const home = join(dir, 'home');
   const workers: WorkerProcess[] = [];
+  const cpu = new CpuAccount();
   const startWorker = async (id: string, capacity: number) => {
     const worker = await WorkerProcess.start({
       id,
@@ -135,6 +176,7 @@ async function run(nats: NatsServerProcess, chaos: boolean): Promise<Record<stri
       env: { TROUPE_LEASE_MS: LEASE_MS, TROUPE_LOG: 'error' },
     });
     workers.push(worker);
+    cpu.track(id.startsWith('parent') ? 'parent_worker' : 'item_workers', worker.pid);
     return worker;
   };
   // The parent's worker first, alone, so the parent lands there.
@@ -151,6 +193,12 @@ async function run(nats: NatsServerProcess, chaos: boolean): Promise<Record<stri
   );
   if (configured.msg.type !== 'session_configured') throw new Error(`no session: ${JSON.stringify(configured.msg)}`);
   await Promise.all(Array.from({ length: WORKERS }, (_, i) => startWorker(`w${i + 1}`, CAPACITY)));
+  cpu.track('gateway', gateway.pid ?? -1);
+  cpu.track('nats_server', nats.pid);
+  cpu.track('bench_and_model', process.pid);
+  const watcher = await connect({ servers: nats.url });
+  const jsm = await jetstreamManager(watcher);
+  const countsBefore = await natsCounts(monitorPort);
 
   // The job's end is watched in JetStream below; a turn that fails is said, and the wait times out.
   submit({ type: 'user_turn', items: [{ type: 'text', text: 'run the job' }] }, configured.session_id!, (e) =>
@@ -161,10 +209,12 @@ async function run(nats: NatsServerProcess, chaos: boolean): Promise<Record<stri
     if (!chaos) return;
     while (reported < ITEMS / 3) await sleep(50);
     const victim = workers.find((w) => w.id === 'w1')!;
+    cpu.last(victim.pid);
     await victim.kill();
     kills.push(`w1 at ${reported} tasks`);
     await startWorker('w1b', CAPACITY);
     while (reported < (2 * ITEMS) / 3) await sleep(50);
+    cpu.last(parentWorker.pid);
     await parentWorker.kill();
     kills.push(`parent at ${reported} tasks`);
     parentWorker = await startWorker('parent2', 1);
@@ -173,7 +223,7 @@ async function run(nats: NatsServerProcess, chaos: boolean): Promise<Record<stri
   let timedOut = false;
   for (;;) {
     await sleep(100);
-    if (jobId !== null && (await jobEnded(nats.url, namespace, jobId))) break;
+    if (jobId !== null && (await jobEnded(jsm, namespace, jobId))) break;
     if (performance.now() - started > DEADLINE_MS) {
       timedOut = true;
       break;
@@ -181,7 +231,10 @@ async function run(nats: NatsServerProcess, chaos: boolean): Promise<Record<stri
   }
   const wallMs = Math.round(performance.now() - spawnedAt);
   await chaosDone;
-  const outcomes = jobId ? await outcomesPerItem(nats.url, namespace, jobId) : [];
+  const cpuSpent = cpu.spent();
+  const countsAfter = await natsCounts(monitorPort);
+  const outcomes = jobId ? await outcomesPerItem(jsm, namespace, jobId) : [];
+  await watcher.close();
   let rows: Record<string, string>[] = [];
   try {
     rows = parse<Record<string, string>>(readFileSync(join(dir, 'out.csv'), 'utf8'), { columns: true });
@@ -191,7 +244,14 @@ async function run(nats: NatsServerProcess, chaos: boolean): Promise<Record<stri
   gateway.stdin.end();
   await Promise.race([new Promise((resolve) => gateway.once('exit', resolve)), sleep(10_000)]);
   gateway.kill('SIGKILL');
-  await Promise.all(workers.map((w) => w.kill()));
+  // SIGTERM first, as a deployment stops a worker (a worker run with --cpu-prof then writes its profile).
+  await Promise.all(
+    workers.map(async (w) => {
+      if (w.running) w.signal('SIGTERM');
+      await Promise.race([w.exited, sleep(10_000)]);
+      await w.kill();
+    }),
+  );
   await model.close();
   await rm(dir, { recursive: true, force: true });
 
@@ -211,18 +271,26 @@ async function run(nats: NatsServerProcess, chaos: boolean): Promise<Record<stri
     items_lost: ITEMS - outcomes.length,
     output_rows_completed: rows.filter((r) => r.status === 'completed').length,
     task_requests: taskRequests,
+    cpu_s: cpuSpent,
+    nats_per_item: {
+      messages_in: Math.round((countsAfter.in - countsBefore.in) / ITEMS),
+      messages_out: Math.round((countsAfter.out - countsBefore.out) / ITEMS),
+      jetstream_api: Number(((countsAfter.jsApi - countsBefore.jsApi) / ITEMS).toFixed(1)),
+    },
+    cpu_ms_per_item: cpuSpent.total == null ? null : Math.round((cpuSpent.total * 1000) / ITEMS),
     items_redone: taskRequests - tasks.size,
     kills,
   };
 }
 
 async function main(): Promise<number> {
-  const nats = await startNatsServer();
+  const monitorPort = await freePort();
+  const nats = await startNatsServer({ args: ['-m', String(monitorPort)] });
   const load = loadavg().map((n) => n.toFixed(2));
   const results: Record<string, unknown>[] = [];
   try {
-    results.push(await run(nats, false));
-    if (CHAOS) results.push(await run(nats, true));
+    results.push(await run(nats, monitorPort, false));
+    if (CHAOS) results.push(await run(nats, monitorPort, true));
   } finally {
     await nats.stop();
   }

@@ -3,7 +3,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { EventMsg, ResponseItem, RolloutLine, SessionMeta } from '../protocol/index.js';
-import { DurableStore } from '../lib/durable/store.js';
+import { DurableStore, leaseKeys } from '../lib/durable/store.js';
 import { LeaseLostError } from '../lib/durable/errors.js';
 import { HostDurability } from '../lib/durable/host-durability.js';
 import { journaledRollout } from '../lib/durable/session-durability.js';
@@ -430,6 +430,8 @@ describe('Leases and session logs on a real nats-server', () => {
     await a.release('s1');
     expect(a.holds('s1')).toBe(false);
     expect(await b.exists('s1')).toBe(false);
+    // Not even a delete marker is left for the expiry scans to read.
+    expect(await leaseKeys(store)).not.toContain('s1');
     await new Promise((resolve) => setTimeout(resolve, 150));
     expect(await b.expired()).toEqual([]);
     await b.claim('s1', 'root-1');

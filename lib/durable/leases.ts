@@ -67,6 +67,8 @@ export class Leases {
   readonly #link: NatsLink | undefined;
 
   readonly #listKeys: () => Promise<string[]>;
+  /** Removes every trace of a released key, so the expiry scan no longer reads it. */
+  readonly #forgetKey: (sessionId: string) => Promise<unknown>;
 
   constructor(
     store: Pick<DurableStore, 'leases' | 'jsm' | 'names'>,
@@ -78,6 +80,8 @@ export class Leases {
   ) {
     this.#kv = store.leases;
     this.#listKeys = () => leaseKeys(store);
+    this.#forgetKey = (sessionId) =>
+      store.jsm.streams.purge(`KV_${store.names.leaseBucket}`, { filter: `$KV.${store.names.leaseBucket}.${sessionId}` });
     this.#link = link;
     this.#workerId = workerId;
     this.#timing = timing;
@@ -118,13 +122,25 @@ export class Leases {
     }
   }
 
-  /** The session ended: its key goes, so nothing adopts it and gateways call it unknown. */
+  /**
+   * The session ended: its key goes, so nothing adopts it and gateways call it unknown. The
+   * delete is a compare-and-set (only the holder's lease goes); the key's subject is then
+   * purged, delete marker and all, since `expired()` reads every key the bucket lists: with
+   * the markers left, each scan read every session the namespace ever had (a job of 1,000
+   * items made the scans of its last items read 1,000 keys each, per worker, every second).
+   */
   async release(sessionId: string): Promise<void> {
     const held = this.#held.get(sessionId);
     this.#held.delete(sessionId);
     if (!held) return;
-    await this.#lastChange(sessionId, held.revision, (revision) => this.#kv.delete(sessionId, { previousSeq: revision })).catch((error: unknown) =>
-      this.#logger.warn({ err: error, session: sessionId }, 'could not release a lease'),
+    try {
+      await this.#lastChange(sessionId, held.revision, (revision) => this.#kv.delete(sessionId, { previousSeq: revision }));
+    } catch (error) {
+      this.#logger.warn({ err: error, session: sessionId }, 'could not release a lease');
+      return;
+    }
+    await this.#forgetKey(sessionId).catch((error: unknown) =>
+      this.#logger.debug({ err: error, session: sessionId }, 'could not purge a released lease (the scans read its delete marker)'),
     );
   }
 

@@ -130,6 +130,28 @@ describe('troupe jobs on NATS', { timeout: 90_000 }, () => {
     expect(outputRows(join(cluster.dir, 'out.csv'))).toEqual(shouted(6));
   });
 
+  it("goes on after kill -9 of the worker holding the job's session: troupe jobs run still ends with every result", async () => {
+    const first = await startWorker('a', 8);
+    await writeText(cluster.dir, 'items.csv', rows(4));
+    const { holdStep, held, release } = heldReports(upper);
+    cluster.model.enqueue(...Array.from({ length: 2 }, (): ScriptStep => reportStep(upper)), ...Array.from({ length: 12 }, holdStep), ...Array.from({ length: 16 }, doneStep));
+    const job = run(['--csv', 'items.csv', '--instruction', 'Shout {name}.', '--concurrency', '2', '--output', 'out.csv']);
+    const jobId = await announcedJob(job);
+    // Items 1-2 have their results and 3-4 are at the model when the only worker dies.
+    await waitFor(() => held.length === 2, 'items 3-4 at the model', 20_000);
+    await startWorker('b', 8);
+    await first.kill();
+    release();
+
+    const result = await job.done;
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout.trim().split('\n').at(-1)!)).toMatchObject({ job_id: jobId, status: 'completed', completed_items: 4, failed_items: 0 });
+    expect(outputRows(join(cluster.dir, 'out.csv'))).toEqual(shouted(4));
+    expect(await outcomesPerItem(cluster.nats.url, cluster.namespace, jobId)).toEqual([1, 1, 1, 1]);
+    const tasksOf = (n: number) => cluster.model.requests.filter((r) => workerFirst(r) && task(r).itemId === `row-${n}`).length;
+    expect([1, 2].map(tasksOf)).toEqual([1, 1]);
+  });
+
   it('bad arguments and bad input exit 2 with one line, and store and write nothing', async () => {
     await startWorker('a', 4);
     await writeText(cluster.dir, 'in.csv', 'name\na\n');

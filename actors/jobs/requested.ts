@@ -17,7 +17,6 @@ export function startRequestedJob(jobs: SessionJobs | null, op: OpOf<'run_agent_
     return;
   }
   const start = async () => {
-    if (await jobs.store.read(op.job_id)) return;
     const input: JobInput = { path: op.input_path, format: op.input_format, columns: op.columns, items: op.items };
     const prepared: PreparedJob = {
       jobId: op.job_id,
@@ -37,6 +36,7 @@ export function startRequestedJob(jobs: SessionJobs | null, op: OpOf<'run_agent_
       concurrency: Math.min(MAX_JOB_CONCURRENCY, op.max_concurrency),
     };
     try {
+      if (await jobs.store.read(op.job_id)) return;
       resultCheck(op.output_schema ?? null);
       checkInstruction(op.instruction, input);
       await jobs.start(prepared);

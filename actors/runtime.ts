@@ -155,6 +155,8 @@ export class Runtime {
   /** The host of this process's sessions; null for a gateway (`options.bus`). */
   readonly host: Host | null;
   readonly gateway: Gateway;
+  /** The subject namespace on the bus (where a gateway's sessions, and their jobs, live). */
+  readonly namespace: string;
   /**
    * Held by whatever delivers this runtime's events while its reader is behind (the stdio
    * servers hold it while stdout is full): model streams then wait, and command output
@@ -171,6 +173,7 @@ export class Runtime {
 
   constructor(options: RuntimeOptions = {}) {
     const namespace = options.namespace ?? DEFAULT_NAMESPACE;
+    this.namespace = namespace;
     if (options.bus && options.tools?.length) {
       throw new Error('tools run where the sessions run: on NATS, load them into the workers (troupe worker --tools FILE) and name their set in tool_sets');
     }

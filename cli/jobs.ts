@@ -1,12 +1,15 @@
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
-import type { SessionConfig } from '../protocol/index.js';
-import { cancelJob, findJob, JobLookupError, listJobs, overview, type JobOverview } from '../actors/jobs/admin.js';
+import { TroupeError, type SessionConfig } from '../protocol/index.js';
+import { cancelJob, findJob, homeJobs, JobLookupError, listJobs, natsJobs, overview, writeOutputHere, type JobOverview, type JobPlace } from '../actors/jobs/admin.js';
 import { JobInputError } from '../actors/jobs/input.js';
-import { runJob } from '../actors/jobs/library.js';
+import { checkJob, runJob, type CheckedJob } from '../actors/jobs/library.js';
+import { commandGateway } from '../actors/gateway-options.js';
+import { NATS_FLAGS, natsSettingsFrom, type NatsFlagValues } from '../lib/nats/settings.js';
 import { troupeHome } from '../lib/rollout/index.js';
 import { createRuntime, SessionError, type RuntimeOptions } from '../actors/runtime.js';
-import { checkedProfile, configFromFlags, MODEL_FLAGS, parseArgs, PROFILE_FLAG, UsageError, wireApiFlag } from './flags.js';
+import { checkedProfile, configFromFlags, MODEL_FLAGS, parseArgs, PROFILE_FLAG, runsOnNats, UsageError, wireApiFlag } from './flags.js';
 import { TranscriptRenderer } from './render.js';
 import { closeRuntime, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
 
@@ -38,6 +41,7 @@ function count(value: string | undefined, flag: string): number | undefined {
  * `troupe jobs run --csv FILE --instruction TEXT …`: a job without a parent agent. A progress
  * bar on stderr, the summary as one JSON line on stdout. Exits 0 when every item completed, 1
  * when some failed or the job was cancelled (Ctrl-C cancels it), 2 on bad arguments or input.
+ * With --nats (or TROUPE_NATS_URL) the job runs on the workers and goes on if this process dies.
  */
 async function jobsRun(argv: readonly string[], runtimeOptions: RuntimeOptions): Promise<number> {
   const { values } = parseArgs({
@@ -46,6 +50,7 @@ async function jobsRun(argv: readonly string[], runtimeOptions: RuntimeOptions):
     options: {
       ...MODEL_FLAGS,
       ...PROFILE_FLAG,
+      ...NATS_FLAGS,
       csv: { type: 'string' },
       instruction: { type: 'string' },
       concurrency: { type: 'string' },
@@ -79,27 +84,15 @@ async function jobsRun(argv: readonly string[], runtimeOptions: RuntimeOptions):
   }
 
   const bound = new ShutdownBound(shutdownTimeoutMs(process.env));
-  const profile = checkedProfile(values, process.env, runtimeOptions.home);
-  const runtime = createRuntime({ ...runtimeOptions, model: values.model, wireApi: wireApiFlag(values['wire-api']), profile });
-  const renderer = values.json ? null : new TranscriptRenderer(process.stderr);
+  // With --nats the job's session runs on a worker, under the worker's config.
+  const profile = checkedProfile(values, process.env, runtimeOptions.home, runsOnNats(values));
+  const wireApi = wireApiFlag(values['wire-api']);
   const stop = new AbortController();
-  let interrupts = 0;
-  const onSigint = () => {
-    if (++interrupts > 1) process.exit(130);
-    process.stderr.write('troupe jobs: cancelling the job (Ctrl-C again to quit at once)\n');
-    stop.abort();
-  };
-  process.on('SIGINT', onSigint);
   let sessionId: string | null = null;
-  const stopEvents = runtime.onEvent((event) => {
-    if (sessionId === null || event.session_id !== sessionId) return;
-    const type = event.msg.type;
-    if (values.json) process.stdout.write(`${JSON.stringify(event)}\n`);
-    else if (type === 'agent_job_progress' || type === 'background_event' || type === 'warning' || type === 'error') renderer?.render(event);
-  });
-  let code = 1;
+  let checked: CheckedJob;
   try {
-    const summary = await runJob(runtime, {
+    // The input is read and checked before anything starts: bad input touches nothing.
+    checked = await checkJob({
       csv_path: values.csv,
       instruction: values.instruction,
       id_column: values['id-column'],
@@ -116,15 +109,41 @@ async function jobsRun(argv: readonly string[], runtimeOptions: RuntimeOptions):
         if (!values.json) process.stderr.write(`troupe job ${job.jobId} (session ${job.sessionId})\n`);
       },
     });
+  } catch (error) {
+    if (!(error instanceof JobInputError)) throw error;
+    process.stderr.write(`troupe jobs: ${error.message}\n`);
+    return 2;
+  }
+  const { options: nats, lost } = await commandGateway(values, process.env, 'troupe jobs run');
+  const runtime = createRuntime({ ...runtimeOptions, ...nats, model: values.model, wireApi, profile });
+  const renderer = values.json ? null : new TranscriptRenderer(process.stderr);
+  let interrupts = 0;
+  const onSigint = () => {
+    if (++interrupts > 1) process.exit(130);
+    process.stderr.write('troupe jobs: cancelling the job (Ctrl-C again to quit at once)\n');
+    stop.abort();
+  };
+  process.on('SIGINT', onSigint);
+  const stopEvents = runtime.onEvent((event) => {
+    if (sessionId === null || event.session_id !== sessionId) return;
+    const type = event.msg.type;
+    if (values.json) process.stdout.write(`${JSON.stringify(event)}\n`);
+    else if (type === 'agent_job_progress' || type === 'background_event' || type === 'warning' || type === 'error') renderer?.render(event);
+  });
+  let code = 1;
+  try {
+    // A gateway without NATS for too long gives up; the job goes on on the workers.
+    const summary = await Promise.race([runJob(runtime, checked), lost.then((error) => Promise.reject(error))]);
     renderer?.close();
     process.stdout.write(`${JSON.stringify(summary)}\n`);
     code = summary.status === 'completed' && summary.failed_items === 0 ? 0 : 1;
   } catch (error) {
     renderer?.close();
     if (error instanceof JobInputError) {
+      // Only the worker knows its roles: an unknown --agent-type is refused there.
       process.stderr.write(`troupe jobs: ${error.message}\n`);
       code = 2;
-    } else if (error instanceof SessionError) {
+    } else if (error instanceof SessionError || (error instanceof TroupeError && error.name.startsWith('Nats'))) {
       process.stderr.write(`troupe jobs: ${error.message}\n`);
     } else throw error;
   } finally {
@@ -136,51 +155,86 @@ async function jobsRun(argv: readonly string[], runtimeOptions: RuntimeOptions):
   return code;
 }
 
-/** `troupe jobs status [JOB_ID] [--json]`: every job under TROUPE_HOME, newest first, or one job in full. */
-async function jobsStatus(argv: readonly string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: [...argv], strict: true, allowPositionals: true, options: { json: { type: 'boolean', default: false } } });
-  if (positionals.length > 1) throw new UsageError('jobs status takes at most one job id');
-  const home = troupeHome(process.env);
-  const id = positionals[0];
-  if (id === undefined) {
-    for (const job of await listJobs(home)) process.stdout.write(`${values.json ? JSON.stringify(job) : line(job)}\n`);
-    return 0;
-  }
-  let job: JobOverview;
+/**
+ * Where `status` and `cancel` find jobs: JetStream when --nats (or TROUPE_NATS_URL) names a
+ * server, else the logs under TROUPE_HOME.
+ */
+async function withJobs<T>(flags: NatsFlagValues, work: (place: JobPlace) => Promise<T>): Promise<T> {
+  const settings = natsSettingsFrom(flags, process.env);
+  if (settings === null) return work(homeJobs(troupeHome(process.env)));
+  const [{ connectNats }, { NatsJobStore }] = await Promise.all([import('../lib/nats/connect.js'), import('../actors/jobs/nats-store.js')]);
+  const connection = await connectNats(settings, { name: 'troupe jobs' });
   try {
-    job = overview(await findJob(home, id));
-  } catch (error) {
-    if (!(error instanceof JobLookupError)) throw error;
-    process.stderr.write(`troupe jobs: ${error.message}\n`);
-    return 1;
+    return await work(natsJobs(await NatsJobStore.open(connection, settings.namespace), settings.namespace));
+  } finally {
+    await connection.close();
   }
-  process.stdout.write(values.json ? `${JSON.stringify(job)}\n` : details(job));
-  return 0;
+}
+
+/**
+ * `troupe jobs status [JOB_ID] [--json] [--write-output]`: every job, newest first, or one job in
+ * full. `--write-output` writes an ended job's output file on this machine from its records (on
+ * NATS: for a job whose `troupe jobs run` died, the file is otherwise only where its worker wrote it).
+ */
+async function jobsStatus(argv: readonly string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: [...argv],
+    strict: true,
+    allowPositionals: true,
+    options: { ...NATS_FLAGS, json: { type: 'boolean', default: false }, 'write-output': { type: 'boolean', default: false } },
+  });
+  if (positionals.length > 1) throw new UsageError('jobs status takes at most one job id');
+  const id = positionals[0];
+  if (values['write-output'] && id === undefined) throw new UsageError('--write-output needs a job id');
+  return withJobs(values, async (place) => {
+    if (id === undefined) {
+      for (const job of await listJobs(place)) process.stdout.write(`${values.json ? JSON.stringify(job) : line(job)}\n`);
+      return 0;
+    }
+    try {
+      const state = await findJob(place, id);
+      const job = overview(state, place.runs);
+      if (values['write-output']) process.stderr.write(`troupe jobs: wrote ${await writeOutputHere(state)}\n`);
+      process.stdout.write(values.json ? `${JSON.stringify(job)}\n` : details(job));
+      return 0;
+    } catch (error) {
+      if (!(error instanceof JobLookupError)) throw error;
+      process.stderr.write(`troupe jobs: ${error.message}\n`);
+      return 1;
+    }
+  });
 }
 
 /** `troupe jobs cancel JOB_ID`: stop a job; its output is written with what was done. */
 async function jobsCancel(argv: readonly string[]): Promise<number> {
-  const { positionals } = parseArgs({ args: [...argv], strict: true, allowPositionals: true, options: {} });
+  const { values, positionals } = parseArgs({ args: [...argv], strict: true, allowPositionals: true, options: { ...NATS_FLAGS } });
   if (positionals.length !== 1) throw new UsageError('jobs cancel needs one job id');
-  const home = troupeHome(process.env);
-  try {
-    const outcome = await cancelJob(home, positionals[0]!);
-    const { job } = outcome;
-    if (outcome.kind === 'finished') {
-      process.stderr.write(`troupe jobs: job ${job.job_id} has already ended (${job.status})\n`);
+  return withJobs(values, async (place) => {
+    try {
+      const outcome = await cancelJob(place, positionals[0]!);
+      const { job } = outcome;
+      if (outcome.kind === 'finished') {
+        process.stderr.write(`troupe jobs: job ${job.job_id} has already ended (${job.status})\n`);
+        return 1;
+      }
+      if (outcome.kind === 'cancelled') {
+        process.stdout.write(`job ${job.job_id} cancelled: ${job.completed} of ${job.total} items completed; results in ${job.output_path}\n`);
+        return 0;
+      }
+      process.stdout.write(`job ${job.job_id}: cancel requested; ${runnerOf(job)} stops its items and writes ${job.output_path}\n`);
+      return 0;
+    } catch (error) {
+      if (!(error instanceof JobLookupError)) throw error;
+      process.stderr.write(`troupe jobs: ${error.message}\n`);
       return 1;
     }
-    if (outcome.kind === 'cancelled') {
-      process.stdout.write(`job ${job.job_id} cancelled: ${job.completed} of ${job.total} items completed; results in ${job.output_path}\n`);
-      return 0;
-    }
-    process.stdout.write(`job ${job.job_id}: cancel requested; process ${job.runner_pid ?? '?'} stops its items and writes ${job.output_path}\n`);
-    return 0;
-  } catch (error) {
-    if (!(error instanceof JobLookupError)) throw error;
-    process.stderr.write(`troupe jobs: ${error.message}\n`);
-    return 1;
-  }
+  });
+}
+
+/** The process running a job: `process 123`, or `process 123 on HOST` when that is another machine. */
+function runnerOf(job: JobOverview): string {
+  const here = job.runner_host === null || job.runner_host === hostname();
+  return `process ${job.runner_pid ?? '?'}${here ? '' : ` on ${job.runner_host}`}`;
 }
 
 function stateOf(job: JobOverview): string {
@@ -205,7 +259,7 @@ function line(job: JobOverview): string {
 function details(job: JobOverview): string {
   const lines = [
     `job ${job.job_id}`,
-    `  status     ${stateOf(job)}${job.live ? ` (process ${job.runner_pid})` : job.status === 'running' ? ' (no process runs it: resume its session to go on)' : ''}`,
+    `  status     ${stateOf(job)}${job.live ? ` (${runnerOf(job)})` : job.status === 'running' ? ' (no process runs it: resume its session to go on)' : ''}`,
     `  items      ${job.total}: ${job.completed} completed, ${job.failed} failed, ${job.running} running, ${job.pending} pending${job.cancelled > 0 ? `, ${job.cancelled} cancelled` : ''}`,
     `  session    ${job.parent_session_id}`,
     `  input      ${job.input_path}`,

@@ -119,8 +119,8 @@ Options:
 ${NATS}
 `,
   jobs: `Usage: troupe jobs run --csv FILE --instruction TEXT [options]
-       troupe jobs status [JOB_ID] [--json]
-       troupe jobs cancel JOB_ID
+       troupe jobs status [JOB_ID] [--json] [--write-output] [--nats URL]
+       troupe jobs cancel JOB_ID [--nats URL]
 
 Agent jobs without a parent agent. run: one sub-agent per row of FILE (a CSV with a header row,
 or JSON Lines when it ends in .jsonl), each given TEXT with the row's values in its {column}
@@ -128,6 +128,11 @@ placeholders; a progress bar on stderr, the summary as a JSON line on stdout. Ex
 item completed, 1 when some failed or the job was cancelled (Ctrl-C cancels it), 2 on bad
 arguments or input. status: the jobs under TROUPE_HOME, newest first, or one in full. cancel:
 stop a job (in this or another process); its output is written with what was done.
+
+With --nats (or TROUPE_NATS_URL) the job runs on the workers and its records live in
+JetStream: it goes on if this process dies, and status and cancel find it from any machine.
+run writes the output on this machine when the job ends; status JOB_ID --write-output writes
+an ended job's output here from its records.
 
 Options of run:
   --concurrency N           items at once (default 16, at most 64)
@@ -144,6 +149,8 @@ Options of run:
 ${PROFILE}
 
 ${MODEL}
+
+${NATS}
 `,
   worker: `Usage: troupe worker --nats URL [options]
 

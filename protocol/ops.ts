@@ -54,6 +54,34 @@ export const ClientToolOutputOp = z.object({
   success: z.boolean(),
 });
 export const ShutdownOp = z.object({ type: z.literal('shutdown') });
+/**
+ * Run an agent job in the session without a model turn (`runJob` and `troupe jobs run` on NATS):
+ * the client has read and checked the input, the session stores the job and runs it as
+ * `spawn_agents_on_csv` would. Paths are absolute; the items are the input's rows.
+ */
+export const RunAgentJobOp = z.object({
+  type: z.literal('run_agent_job'),
+  job_id: z.string().uuid(),
+  input_path: z.string().min(1),
+  input_format: z.enum(['csv', 'jsonl']),
+  columns: z.array(z.string()),
+  items: z.array(
+    z.object({
+      item_id: z.string().min(1),
+      row_index: z.number().int().nonnegative(),
+      source_id: z.string().nullable(),
+      row: z.record(z.string(), z.unknown()),
+    }),
+  ),
+  instruction: z.string().min(1),
+  id_column: z.string().optional(),
+  output_schema: z.record(z.string(), z.unknown()).optional(),
+  output_csv_path: z.string().min(1),
+  max_concurrency: z.number().int().positive(),
+  max_runtime_seconds: z.number().int().positive().optional(),
+  max_attempts: z.number().int().positive().optional(),
+  agent_type: z.string().optional(),
+});
 
 export const Op = z.discriminatedUnion('type', [
   NewSessionOp,
@@ -74,6 +102,7 @@ export const Op = z.discriminatedUnion('type', [
   RunUserShellCommandOp,
   ResolveElicitationOp,
   ClientToolOutputOp,
+  RunAgentJobOp,
   ShutdownOp,
 ]);
 export type Op = z.infer<typeof Op>;

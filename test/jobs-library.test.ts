@@ -76,8 +76,11 @@ describe('runJob', () => {
     expect(existsSync(join(home, 'jobs'))).toBe(false);
   });
 
-  it('needs an in-process runtime', async () => {
+  it('needs a runtime with sessions in this process or on NATS', async () => {
     runtime = new Runtime({ bus: new InProcessBus() });
-    await expect(runJob(runtime, { csv_path: 'x.csv', instruction: 'x' })).rejects.toThrow('runJob needs an in-process Runtime');
+    await writeText(workspace, 'x.csv', 'a\n1\n');
+    await expect(runJob(runtime, { csv_path: 'x.csv', instruction: 'x', config: { cwd: workspace } })).rejects.toThrow(
+      'runJob needs a runtime with sessions in this process or on NATS',
+    );
   });
 });

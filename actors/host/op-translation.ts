@@ -1,4 +1,4 @@
-import { errorEvent, TroupeError, type EventMsg, type MessageItem, type Submission } from '../../protocol/index.js';
+import { errorEvent, TroupeError, type EventMsg, type MessageItem, type OpOf, type Submission } from '../../protocol/index.js';
 import type { SessionEvent } from '../../machines/session.js';
 import type { SessionMcp } from './session-mcp.js';
 import { userMessage, UserInputError } from './user-input.js';
@@ -10,6 +10,8 @@ export interface OpTarget {
   /** The session's event stream, for ops refused here. */
   emit(id: string | null, msg: EventMsg): void;
   readonly mcp: SessionMcp;
+  /** Store and start an agent job (regular sessions only; it runs in the background). */
+  readonly runJob?: ((id: string, op: OpOf<'run_agent_job'>) => void) | undefined;
 }
 
 /**
@@ -75,6 +77,8 @@ export async function applyOp(submission: Submission, target: OpTarget): Promise
       return target.send({ type: 'ROLLBACK', submissionId: id, numTurns: op.num_turns });
     case 'run_user_shell_command':
       return target.send({ type: 'USER_SHELL', submissionId: id, command: op.command });
+    case 'run_agent_job':
+      return target.runJob ? target.runJob(id, op) : refuse('this session cannot run agent jobs');
     default:
       return refuse(`op ${op.type} does not address an existing session`);
   }

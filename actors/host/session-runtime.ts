@@ -5,6 +5,7 @@ import { AgentSupervisor } from '../agents/supervisor.js';
 import { roleTools } from '../agents/roles.js';
 import { TreeApprovals } from '../agents/tree-approvals.js';
 import { attachJobs, type SessionJobs } from '../jobs/session.js';
+import { startRequestedJob } from '../jobs/requested.js';
 import { subjects } from '../../lib/bus/subjects.js';
 import { inBackground, log } from '../../lib/log.js';
 import { SessionObserver } from '../../lib/telemetry/observer.js';
@@ -136,7 +137,12 @@ export class SessionRuntime {
     this.#agents = agents;
     this.#mcp = new SessionMcp(tools, (msg) => emit(null, msg));
     this.#observer = observer;
-    this.#opTarget = { send: (event) => actor.send(event), emit, mcp: this.#mcp };
+    this.#opTarget = {
+      send: (event) => actor.send(event),
+      emit,
+      mcp: this.#mcp,
+      runJob: (submissionId, op) => startRequestedJob(this.#jobs, op, (msg) => emit(submissionId, msg)),
+    };
     this.ended = new Promise<void>((resolve) => {
       const end = () => {
         unbind();

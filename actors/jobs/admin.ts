@@ -1,12 +1,13 @@
 import type { AgentJobStatus } from '../../protocol/index.js';
 import { writeJobOutput } from './output.js';
+import type { JobSummary } from './runner.js';
 import { countItems, jobStatus, type JobCounts, type JobState } from './state.js';
-import { FileJobStore, runnerAlive } from './store.js';
+import { FileJobStore, runnerAlive, type JobStore } from './store.js';
 import { TroupeError } from '../../protocol/index.js';
 
 /**
- * Jobs seen from outside the process that runs them (`troupe jobs status`, `troupe jobs cancel`),
- * read from their logs under TROUPE_HOME.
+ * Jobs seen from outside the process that runs them (`troupe jobs status`, `troupe jobs cancel`):
+ * read from their logs under TROUPE_HOME, or from JetStream on NATS.
  */
 export interface JobOverview extends JobCounts {
   readonly job_id: string;
@@ -14,6 +15,8 @@ export interface JobOverview extends JobCounts {
   /** For a running job: whether a live process runs it now (false: it goes on when its session is resumed). */
   readonly live: boolean;
   readonly runner_pid: number | null;
+  /** The machine of that process (on NATS, a worker's). */
+  readonly runner_host: string | null;
   readonly created_at: string;
   readonly finished_at: string | null;
   readonly parent_session_id: string;
@@ -25,15 +28,41 @@ export interface JobOverview extends JobCounts {
   readonly failed_item_errors: readonly { readonly item_id: string; readonly last_error: string }[];
 }
 
-export function overview(state: JobState): JobOverview {
+/**
+ * Where jobs are looked up: a store, what to call it in messages, and how to tell whether a
+ * job's runner still runs. Under TROUPE_HOME that is a process of this machine; on NATS it is
+ * a worker's, which the runner records say (a worker that dies has its sessions adopted, and
+ * the job's new runner records itself).
+ */
+export interface JobPlace {
+  readonly store: JobStore;
+  /** Where that is, for messages: `under HOME`, `in namespace NS`. */
+  readonly name: string;
+  runs(state: JobState): boolean;
+}
+
+/** The jobs under TROUPE_HOME `home`. */
+export function homeJobs(home: string): JobPlace {
+  return { store: new FileJobStore(home), name: `under ${home}`, runs: (state) => runnerAlive(state.runner) };
+}
+
+/** The jobs of a NATS namespace, in its JetStream store. */
+export function natsJobs(store: JobStore, namespace: string): JobPlace {
+  return { store, name: `in namespace ${namespace}`, runs: (state) => state.runner !== null };
+}
+
+const placeOf = (at: string | JobPlace): JobPlace => (typeof at === 'string' ? homeJobs(at) : at);
+
+export function overview(state: JobState, runs: (state: JobState) => boolean = (s) => runnerAlive(s.runner)): JobOverview {
   const { spec } = state;
-  const live = state.finished === null && runnerAlive(state.runner);
+  const live = state.finished === null && runs(state);
   const counts = countItems(state.items.values());
   return {
     job_id: spec.job_id,
     status: jobStatus(state),
     live,
     runner_pid: live ? (state.runner?.pid ?? null) : null,
+    runner_host: live ? (state.runner?.host ?? null) : null,
     // Without a live process, an item that was running lost its agent: it starts afresh when the job goes on.
     ...(live ? counts : { ...counts, pending: counts.pending + counts.running, running: 0 }),
     created_at: spec.created_at,
@@ -44,11 +73,32 @@ export function overview(state: JobState): JobOverview {
     instruction: spec.instruction,
     cancel_requested: state.cancelRequested,
     job_error: state.finished?.error ?? null,
-    failed_item_errors: [...state.items.values()]
-      .filter((i) => i.status === 'failed')
-      .sort((a, b) => a.spec.row_index - b.spec.row_index)
-      .slice(0, 5)
-      .map((i) => ({ item_id: i.spec.item_id, last_error: i.error ?? 'unknown error' })),
+    failed_item_errors: failedItems(state).map((i) => ({ item_id: i.spec.item_id, last_error: i.error ?? 'unknown error' })),
+  };
+}
+
+const FAILED_ITEMS_SHOWN = 5;
+
+function failedItems(state: JobState) {
+  return [...state.items.values()]
+    .filter((i) => i.status === 'failed')
+    .sort((a, b) => a.spec.row_index - b.spec.row_index)
+    .slice(0, FAILED_ITEMS_SHOWN);
+}
+
+/** The summary of a job as its records say (what its runner answered, for a job that has ended). */
+export function jobSummary(state: JobState): JobSummary {
+  const counts = countItems(state.items.values());
+  return {
+    job_id: state.spec.job_id,
+    status: jobStatus(state),
+    output_csv_path: state.spec.output_path,
+    total_items: counts.total,
+    completed_items: counts.completed,
+    failed_items: counts.failed,
+    cancelled_items: counts.cancelled,
+    job_error: state.finished?.error ?? null,
+    failed_item_errors: failedItems(state).map((i) => ({ item_id: i.spec.item_id, source_id: i.spec.source_id, last_error: i.error ?? 'unknown error' })),
   };
 }
 
@@ -57,19 +107,20 @@ export class JobLookupError extends TroupeError {
   override readonly code = 'bad_request';
 }
 
-/** The jobs under `home`, newest first. */
-export async function listJobs(home: string): Promise<JobOverview[]> {
-  return (await new FileJobStore(home).list()).map(overview);
+/** The jobs of `at` (TROUPE_HOME, or a JobPlace), newest first. */
+export async function listJobs(at: string | JobPlace): Promise<JobOverview[]> {
+  const place = placeOf(at);
+  return (await place.store.list()).map((state) => overview(state, place.runs));
 }
 
 /** The job whose id is `id` or begins with it (as the progress line shows 8 characters). */
-export async function findJob(home: string, id: string): Promise<JobState> {
-  const store = new FileJobStore(home);
+export async function findJob(at: string | JobPlace, id: string): Promise<JobState> {
+  const { store, name } = placeOf(at);
   const exact = await store.read(id).catch(() => null);
   if (exact) return exact;
   const matches = (await store.list()).filter((s) => s.spec.job_id.startsWith(id));
   if (matches.length === 1) return matches[0]!;
-  if (matches.length === 0) throw new JobLookupError(`no job ${id} under ${home}`);
+  if (matches.length === 0) throw new JobLookupError(`no job ${id} ${name}`);
   throw new JobLookupError(`${matches.length} jobs begin with ${id}: ${matches.map((m) => m.spec.job_id).join(', ')}`);
 }
 
@@ -82,16 +133,17 @@ export type CancelOutcome =
   | { readonly kind: 'cancelled'; readonly job: JobOverview };
 
 /** Cancel job `id` (or a unique prefix of it). */
-export async function cancelJob(home: string, id: string, reason = 'cancelled with troupe jobs cancel'): Promise<CancelOutcome> {
-  const store = new FileJobStore(home);
-  const found = await findJob(home, id);
+export async function cancelJob(at: string | JobPlace, id: string, reason = 'cancelled with troupe jobs cancel'): Promise<CancelOutcome> {
+  const place = placeOf(at);
+  const { store } = place;
+  const found = await findJob(place, id);
   const jobId = found.spec.job_id;
-  if (found.finished) return { kind: 'finished', job: overview(found) };
+  if (found.finished) return { kind: 'finished', job: overview(found, place.runs) };
   const requested = (await store.requestCancel(jobId, reason)) ?? found;
-  if (runnerAlive(requested.runner)) return { kind: 'requested', job: overview(requested) };
+  if (place.runs(requested)) return { kind: 'requested', job: overview(requested, place.runs) };
   // Nobody runs it: end it here, as its runner would have.
   const handle = await store.open(jobId);
-  if (!handle) throw new JobLookupError(`no job ${jobId} under ${home}`);
+  if (!handle) throw new JobLookupError(`no job ${jobId} ${place.name}`);
   try {
     if (!handle.state.finished) {
       for (const item of handle.state.items.values()) if (item.status === 'pending' || item.status === 'running') item.status = 'cancelled';
@@ -104,5 +156,14 @@ export async function cancelJob(home: string, id: string, reason = 'cancelled wi
   } finally {
     await handle.close();
   }
-  return { kind: 'cancelled', job: overview((await store.read(jobId)) ?? handle.state) };
+  return { kind: 'cancelled', job: overview((await store.read(jobId)) ?? handle.state, place.runs) };
+}
+
+/**
+ * Write an ended job's output on this machine from its records (on NATS the worker that ended
+ * the job wrote it on its own disk). Atomic: a reader sees the old file or the whole new one.
+ */
+export async function writeOutputHere(state: JobState): Promise<string> {
+  if (!state.finished) throw new JobLookupError(`job ${state.spec.job_id} has not ended: its output is written when it ends`);
+  return writeJobOutput(state);
 }

@@ -1,7 +1,10 @@
-import type { SessionConfig } from '../../protocol/index.js';
-import type { Runtime } from '../runtime.js';
+import type { EventMsg, OpOf, SessionConfig } from '../../protocol/index.js';
+import { inBackground } from '../../lib/log.js';
+import { SessionError, type Runtime, type Session } from '../runtime.js';
 import { DEFAULT_AGENT_MAX_THREADS } from '../agents/supervisor.js';
-import { prepareJob, type JobRequest } from './prepare.js';
+import { jobSummary, writeOutputHere } from './admin.js';
+import { JobInputError } from './input.js';
+import { prepareJob, type JobRequest, type PreparedJob } from './prepare.js';
 import type { JobProgress } from './progress.js';
 import type { JobSummary } from './runner.js';
 import { sessionJobs } from './session.js';
@@ -22,34 +25,137 @@ export interface RunJobOptions extends JobRequest {
   readonly signal?: AbortSignal | undefined;
 }
 
+/** A job whose input was read and checked (`checkJob`), ready for `runJob`. */
+export class CheckedJob {
+  constructor(
+    readonly options: RunJobOptions,
+    readonly prepared: PreparedJob,
+    readonly cwd: string,
+  ) {}
+}
+
+/**
+ * What `runJob` does first, without a runtime: read and check the input, the instruction and
+ * the paths. Rejects with a JobInputError naming what is wrong; writes nothing.
+ */
+export async function checkJob(options: RunJobOptions): Promise<CheckedJob> {
+  const cwd = options.config?.cwd ?? process.cwd();
+  return new CheckedJob(options, await prepareJob(options, cwd), cwd);
+}
+
 /**
  * Run an agent job without a model of its own, as `spawn_agents_on_csv` would: a session is
  * opened whose only work is the job, the job runs in it, and the session is shut down. Resolves
  * to the job's summary; rejects with a JobInputError (nothing written) when the input, the
  * instruction or the paths are wrong, and with a SessionError when the session cannot open.
- * In-process runtimes only, for now.
+ *
+ * The input is read here. On NATS (a gateway runtime) the session runs on a worker, which
+ * stores the job in JetStream and runs it, so the job goes on if this process dies; when it
+ * ends, its output is written here too, from the stored records.
  */
-export async function runJob(runtime: Runtime, options: RunJobOptions): Promise<JobSummary> {
-  if (!runtime.host) throw new Error('runJob needs an in-process Runtime: agent jobs on NATS are not supported yet');
-  const cwd = options.config?.cwd ?? process.cwd();
-  const prepared = await prepareJob(options, cwd);
-  const session = await runtime.newSession({
+export async function runJob(runtime: Runtime, job: RunJobOptions | CheckedJob): Promise<JobSummary> {
+  const { options, prepared, cwd } = job instanceof CheckedJob ? job : await checkJob(job);
+  const config: SessionConfig = {
     approval_policy: 'never',
     ...options.config,
     cwd,
     agent_max_threads: Math.max(options.config?.agent_max_threads ?? DEFAULT_AGENT_MAX_THREADS, prepared.concurrency),
-  });
+  };
+  if (!runtime.host) return runOnWorkers(runtime, prepared, config, options);
+  const session = await runtime.newSession(config);
   const stopListening = runtime.onEvent((event) => {
-    if (event.session_id === session.id && event.msg.type === 'agent_job_progress') {
-      const { type: _type, ...progress } = event.msg;
-      options.onProgress?.(progress);
-    }
+    if (event.session_id === session.id && event.msg.type === 'agent_job_progress') options.onProgress?.(progressOf(event.msg));
   });
   try {
     const jobs = sessionJobs.get(session.id);
     if (!jobs) throw new Error(`session ${session.id} is not hosted in this process`);
     return await jobs.start(prepared, { signal: options.signal, onStored: () => options.onStart?.({ jobId: prepared.jobId, sessionId: session.id }) });
   } finally {
+    stopListening();
+    await session.shutdown();
+  }
+}
+
+function progressOf(msg: Extract<EventMsg, { type: 'agent_job_progress' }>): JobProgress {
+  const { type: _type, ...progress } = msg;
+  return progress;
+}
+
+/** The op that has a session store and run `prepared`. */
+function runJobOp(prepared: PreparedJob): OpOf<'run_agent_job'> {
+  const { input, request } = prepared;
+  return {
+    type: 'run_agent_job',
+    job_id: prepared.jobId,
+    input_path: input.path,
+    input_format: input.format,
+    columns: [...input.columns],
+    items: [...input.items],
+    instruction: request.instruction,
+    id_column: request.id_column,
+    output_schema: request.output_schema,
+    output_csv_path: prepared.outputPath,
+    max_concurrency: prepared.concurrency,
+    max_runtime_seconds: request.max_runtime_seconds,
+    max_attempts: request.max_attempts,
+    agent_type: request.agent_type,
+  };
+}
+
+/**
+ * The job on a worker: its session is placed through the gateway and sent `run_agent_job`;
+ * progress comes on the session's stream, a cancellation goes to the job's records (the runner
+ * follows them), and the summary is read from the records once the job has ended.
+ */
+async function runOnWorkers(runtime: Runtime, prepared: PreparedJob, config: SessionConfig, options: RunJobOptions): Promise<JobSummary> {
+  const [{ NatsBus }, { NatsJobStore }] = await Promise.all([import('../../lib/bus/nats.js'), import('./nats-store.js')]);
+  if (!(runtime.bus instanceof NatsBus)) throw new Error('runJob needs a runtime with sessions in this process or on NATS');
+  const store = await NatsJobStore.open(runtime.bus.connection, runtime.namespace);
+  const jobId = prepared.jobId;
+  const submissionId = `job-${jobId}`;
+  const session: Session = await runtime.newSession(config);
+  let stored = false;
+  const cancel = () => {
+    if (stored) inBackground(store.requestCancel(jobId, 'the caller cancelled the job'), `cancelling job ${jobId}`);
+  };
+  let stopListening = () => {};
+  const ended = new Promise<void>((resolve, reject) => {
+    stopListening = runtime.onEvent((event) => {
+      if (event.session_id !== session.id) return;
+      const { msg } = event;
+      if (msg.type === 'agent_job_progress' && msg.job_id === jobId) {
+        if (!stored) {
+          stored = true;
+          options.onStart?.({ jobId, sessionId: session.id });
+          if (options.signal?.aborted) cancel();
+        }
+        options.onProgress?.(progressOf(msg));
+        if (msg.status !== 'running') resolve();
+      } else if (msg.type === 'error' && event.id === submissionId) {
+        // The worker refused the job (an agent_type its roles do not have): bad input too.
+        reject(msg.code === 'bad_request' ? new JobInputError(msg.message) : new SessionError(msg.message, msg.code));
+      } else if (msg.type === 'shutdown_complete') {
+        reject(new SessionError(`session ${session.id} shut down before job ${jobId} ended`, 'internal'));
+      }
+    });
+  });
+  // Settled in the try below; a rejection before then is not unhandled.
+  ended.catch(() => undefined);
+  options.signal?.addEventListener('abort', cancel, { once: true });
+  try {
+    await session.submit(runJobOp(prepared), submissionId);
+    await ended;
+    const state = await store.read(jobId);
+    if (!state) throw new Error(`job ${jobId} ended but is not in the store`);
+    const summary = jobSummary(state);
+    try {
+      await writeOutputHere(state);
+    } catch (error) {
+      return { ...summary, status: 'failed', job_error: `could not write the output ${state.spec.output_path} here: ${(error as Error).message}` };
+    }
+    return summary;
+  } finally {
+    options.signal?.removeEventListener('abort', cancel);
     stopListening();
     await session.shutdown();
   }

@@ -1,24 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { troupeBin } from '../support/app-server-process.js';
+import { describe, expect, it } from 'vitest';
 import { useScratch } from '../support/e2e.js';
 import type { RecordedRequest } from '../../testing/fake-model-server.js';
 import { waitFor } from '../support/wait.js';
-import { doneStep, readCsv, readJsonl, reportStep, task, workerFirst, writeText } from './jobs-support.js';
+import { doneStep, readCsv, readJsonl, reportStep, task, useTroupeCli, workerFirst, writeText } from './jobs-support.js';
 
 const scratch = useScratch();
-const started: ChildProcess[] = [];
-
-afterEach(async () => {
-  for (const child of started.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await new Promise((resolve) => child.once('exit', resolve));
-    }
-  }
-});
+const cli = useTroupeCli();
 
 function env(): NodeJS.ProcessEnv {
   return {
@@ -31,26 +20,8 @@ function env(): NodeJS.ProcessEnv {
   };
 }
 
-interface Run {
-  readonly child: ChildProcess;
-  readonly done: Promise<{ code: number | null; stdout: string; stderr: string }>;
-}
-
 /** Start `troupe <args>` with no terminal. */
-function start(args: string[]): Run {
-  const child = spawn(process.execPath, ['--conditions=development', troupeBin(), ...args], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
-  started.push(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-  return { child, done };
-}
-
+const start = (args: string[]) => cli.start(args, env());
 const troupe = (args: string[]) => start(args).done;
 
 const named = (name: string) => (r: RecordedRequest) => workerFirst(r) && task(r).row.name === name;

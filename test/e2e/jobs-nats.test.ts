@@ -1,13 +1,11 @@
 import { join } from 'node:path';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
 import type { AppServerProcess } from '../support/app-server-process.js';
 import { NatsCluster } from '../support/nats-cluster.js';
 import { waitFor } from '../support/wait.js';
 import type { RecordedRequest, ScriptStep } from '../../testing/index.js';
 import { mentions, outputFor } from '../../testing/requests.js';
-import { doneStep, isWorker, readCsv, reportStep, spawnJobStep, task, workerFirst, writeText } from './jobs-support.js';
+import { doneStep, heldReports, isWorker, outcomesPerItem, readCsv, reportStep, spawnJobStep, task, workerFirst, writeText } from './jobs-support.js';
 
 /**
  * Agent jobs on NATS: real nats-server with JetStream, `troupe worker` processes, the client
@@ -45,43 +43,12 @@ function mostConcurrentTasks(requests: readonly RecordedRequest[]): number {
   return most;
 }
 
-/** How many outcomes JetStream holds for each item of a job (subject `item.<row>`). */
-async function outcomesPerItem(jobId: string): Promise<number[]> {
-  const connection = await connect({ servers: cluster.nats.url });
-  try {
-    const jsm = await jetstreamManager(connection);
-    const prefix = `troupe.${cluster.namespace}.jobs.${jobId}.item.`;
-    const info = await jsm.streams.info(`TROUPE_JOBS_${cluster.namespace}`, { subjects_filter: `${prefix}*` });
-    return Object.values(info.state.subjects ?? {});
-  } finally {
-    await connection.close();
-  }
-}
-
 function rows(n: number): string {
   return `name\n${Array.from({ length: n }, (_, i) => `item${i + 1}`).join('\n')}\n`;
 }
 
 const upper = (row: Record<string, unknown>) => ({ upper: String(row.name).toUpperCase() });
 
-/** Item agents' first requests held at the model until `release()`; `held` counts those waiting. */
-function heldReports() {
-  const held: (() => void)[] = [];
-  let released = false;
-  const holdStep = (): ScriptStep => ({
-    kind: 'reply',
-    match: workerFirst,
-    handler: async (r) => {
-      if (!released) await new Promise<void>((resolve) => held.push(resolve));
-      return (reportStep(upper) as { handler: (r: RecordedRequest) => ScriptStep }).handler(r);
-    },
-  });
-  const release = () => {
-    released = true;
-    for (const go of held.splice(0)) go();
-  };
-  return { holdStep, held, release };
-}
 describe('agent jobs on NATS', { timeout: 90_000 }, () => {
   it('runs items on every worker, never more at once than max_concurrency, one result each', async () => {
     await Promise.all([startWorker('a', 3), startWorker('b', 3)]);
@@ -111,7 +78,7 @@ describe('agent jobs on NATS', { timeout: 90_000 }, () => {
     expect(readCsv(output).map((r) => [r.name, r.status, JSON.parse(r.result!).upper])).toEqual(
       Array.from({ length: 8 }, (_, i) => [`item${i + 1}`, 'completed', `ITEM${i + 1}`]),
     );
-    expect(await outcomesPerItem(String(summary.job_id))).toEqual(Array.from({ length: 8 }, () => 1));
+    expect(await outcomesPerItem(cluster.nats.url, cluster.namespace, String(summary.job_id))).toEqual(Array.from({ length: 8 }, () => 1));
   });
 
   it('loses no item when a worker running items is killed with -9: every item ends with exactly one result', async () => {
@@ -122,7 +89,7 @@ describe('agent jobs on NATS', { timeout: 90_000 }, () => {
     await writeText(cluster.dir, 'items.csv', rows(6));
     const output = join(cluster.dir, 'out.csv');
     // Tasks are held until the test lets them go: the other worker is killed with tasks open on it.
-    const { holdStep, held, release } = heldReports();
+    const { holdStep, held, release } = heldReports(upper);
     cluster.model.enqueue(
       spawnJobStep(isParent('run the job'), { csv_path: 'items.csv', instruction: 'Shout {name}.', max_concurrency: 6, output_csv_path: output }, 'job'),
       { kind: 'response', match: lastCallIs('job'), items: [{ type: 'message', text: 'job over' }] },
@@ -144,7 +111,7 @@ describe('agent jobs on NATS', { timeout: 90_000 }, () => {
     expect(readCsv(output).map((r) => [r.name, r.status, JSON.parse(r.result!).upper])).toEqual(
       Array.from({ length: 6 }, (_, i) => [`item${i + 1}`, 'completed', `ITEM${i + 1}`]),
     );
-    expect(await outcomesPerItem(String(summary.job_id))).toEqual(Array.from({ length: 6 }, () => 1));
+    expect(await outcomesPerItem(cluster.nats.url, cluster.namespace, String(summary.job_id))).toEqual(Array.from({ length: 6 }, () => 1));
     // The killed worker's tasks were asked again where their agents were adopted; the others once.
     const perItem = new Map<string, number>();
     for (const r of cluster.model.requests.filter(workerFirst)) perItem.set(task(r).itemId, (perItem.get(task(r).itemId) ?? 0) + 1);
@@ -157,7 +124,7 @@ describe('agent jobs on NATS', { timeout: 90_000 }, () => {
     const { sessionId, workerId } = await openSession(gateway);
     await writeText(cluster.dir, 'items.csv', rows(6));
     const output = join(cluster.dir, 'out.csv');
-    const { holdStep, held, release } = heldReports();
+    const { holdStep, held, release } = heldReports(upper);
     cluster.model.enqueue(
       spawnJobStep(isParent('run the job'), { csv_path: 'items.csv', instruction: 'Shout {name}.', max_concurrency: 3, output_csv_path: output }, 'job'),
       { kind: 'response', match: lastCallIs('job'), items: [{ type: 'message', text: 'the job goes on' }] },
@@ -183,7 +150,7 @@ describe('agent jobs on NATS', { timeout: 90_000 }, () => {
       Array.from({ length: 6 }, (_, i) => [`item${i + 1}`, 'completed', `ITEM${i + 1}`]),
     );
     const jobId = /^agent job (\S+)/.exec(ended.msg.type === 'background_event' ? ended.msg.message : '')![1]!;
-    expect(await outcomesPerItem(jobId)).toEqual(Array.from({ length: 6 }, () => 1));
+    expect(await outcomesPerItem(cluster.nats.url, cluster.namespace, jobId)).toEqual(Array.from({ length: 6 }, () => 1));
     // The items that had reported before the crash were not asked again (this job's tasks only:
     // an agent of an earlier test's job may still be finishing on the shared model).
     const tasksOf = (itemId: string) => cluster.model.requests.filter((r) => workerFirst(r) && task(r).jobId === jobId && task(r).itemId === itemId).length;

@@ -1,9 +1,13 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { parse } from 'csv-parse/sync';
+import { afterEach } from 'vitest';
 import type { Event, EventOf } from '../../protocol/index.js';
-import type { AppServerProcess } from '../support/app-server-process.js';
+import { troupeBin, type AppServerProcess } from '../support/app-server-process.js';
 import type { RecordedRequest, ScriptStep } from '../../testing/fake-model-server.js';
 import { inputItems, inputTexts, mentions } from '../../testing/requests.js';
 
@@ -104,4 +108,77 @@ export function mostOpenAgents(server: AppServerProcess, sessionId: string): num
 /** The lines of a job's log. */
 export function jobLog(home: string, jobId: string): Record<string, unknown>[] {
   return readJsonl(join(home, 'jobs', `${jobId}.jsonl`));
+}
+
+/** Item agents' first requests held at the model until `release()`; `held` counts those waiting. */
+export function heldReports(result: (row: Record<string, unknown>) => Record<string, unknown>) {
+  const held: (() => void)[] = [];
+  let released = false;
+  const holdStep = (): ScriptStep => ({
+    kind: 'reply',
+    match: workerFirst,
+    handler: async (r) => {
+      if (!released) await new Promise<void>((resolve) => held.push(resolve));
+      return (reportStep(result) as { handler: (r: RecordedRequest) => ScriptStep }).handler(r);
+    },
+  });
+  const release = () => {
+    released = true;
+    for (const go of held.splice(0)) go();
+  };
+  return { holdStep, held, release };
+}
+
+/** How many outcomes JetStream holds for each item of a job (subject `item.<row>`), in row order. */
+export async function outcomesPerItem(natsUrl: string, namespace: string, jobId: string): Promise<number[]> {
+  const connection = await connect({ servers: natsUrl });
+  try {
+    const jsm = await jetstreamManager(connection);
+    const prefix = `troupe.${namespace}.jobs.${jobId}.item.`;
+    const info = await jsm.streams.info(`TROUPE_JOBS_${namespace}`, { subjects_filter: `${prefix}*` });
+    const subjects = info.state.subjects ?? {};
+    return Object.keys(subjects)
+      .sort((a, b) => Number(a.slice(prefix.length)) - Number(b.slice(prefix.length)))
+      .map((subject) => subjects[subject]!);
+  } finally {
+    await connection.close();
+  }
+}
+
+export interface CliRun {
+  readonly child: ChildProcess;
+  readonly done: Promise<{ code: number | null; stdout: string; stderr: string }>;
+  /** What it has printed on stderr so far. */
+  stderr(): string;
+}
+
+/**
+ * `troupe <args>` as child processes with no terminal; whatever a test leaves running is killed
+ * after it.
+ */
+export function useTroupeCli(): { start(args: readonly string[], env: NodeJS.ProcessEnv, cwd?: string): CliRun } {
+  const started: ChildProcess[] = [];
+  afterEach(async () => {
+    for (const child of started.splice(0)) {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await new Promise((resolve) => child.once('exit', resolve));
+      }
+    }
+  });
+  return {
+    start(args, env, cwd) {
+      const child = spawn(process.execPath, ['--conditions=development', troupeBin(), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'], ...(cwd ? { cwd } : {}) });
+      started.push(child);
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+        child.on('error', reject);
+        child.on('exit', (code) => resolve({ code, stdout, stderr }));
+      });
+      return { child, done, stderr: () => stderr };
+    },
+  };
 }

@@ -1,0 +1,49 @@
+import { errorEvent, TroupeError, type EventMsg, type OpOf } from '../../protocol/index.js';
+import { inBackground, log } from '../../lib/log.js';
+import { checkInstruction, type JobInput } from './input.js';
+import { MAX_JOB_CONCURRENCY, type PreparedJob } from './prepare.js';
+import { resultCheck } from './schema.js';
+import type { SessionJobs } from './session.js';
+
+/**
+ * `run_agent_job` in a session: the job the client read is checked again (instruction and
+ * schema), stored and run in the background, as `runJob` does in-process. A problem is an
+ * `error` event answering the op. When the op is applied again on a worker that adopted the
+ * session, the job is in the store already and goes on from there: nothing is started twice.
+ */
+export function startRequestedJob(jobs: SessionJobs | null, op: OpOf<'run_agent_job'>, refuse: (msg: EventMsg) => void): void {
+  if (!jobs) {
+    refuse(errorEvent(new TroupeError('this session cannot run agent jobs', { code: 'bad_request' })));
+    return;
+  }
+  const start = async () => {
+    const input: JobInput = { path: op.input_path, format: op.input_format, columns: op.columns, items: op.items };
+    const prepared: PreparedJob = {
+      jobId: op.job_id,
+      input,
+      request: {
+        csv_path: op.input_path,
+        instruction: op.instruction,
+        id_column: op.id_column,
+        output_schema: op.output_schema,
+        max_concurrency: op.max_concurrency,
+        max_runtime_seconds: op.max_runtime_seconds,
+        output_csv_path: op.output_csv_path,
+        max_attempts: op.max_attempts,
+        agent_type: op.agent_type,
+      },
+      outputPath: op.output_csv_path,
+      concurrency: Math.min(MAX_JOB_CONCURRENCY, op.max_concurrency),
+    };
+    try {
+      if (await jobs.store.read(op.job_id)) return;
+      resultCheck(op.output_schema ?? null);
+      checkInstruction(op.instruction, input);
+      await jobs.start(prepared);
+    } catch (error) {
+      if (!(error instanceof TroupeError)) log.error({ err: error, job: op.job_id }, 'a requested job could not run');
+      refuse(errorEvent(error));
+    }
+  };
+  inBackground(start(), `running job ${op.job_id}`);
+}

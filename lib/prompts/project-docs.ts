@@ -31,7 +31,7 @@ export interface ProjectDocs {
 export function projectDocDirs(cwd: string): string[] {
   let real: string;
   try {
-    real = realpathSync(cwd);
+    real = realpathSync.native(cwd);
   } catch {
     return [];
   }

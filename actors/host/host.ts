@@ -8,7 +8,7 @@ import { subjects, type Subjects } from '../../lib/bus/subjects.js';
 import { inBackground, log } from '../../lib/log.js';
 import type { ModelClient } from '../../lib/model/types.js';
 import { BASE_INSTRUCTIONS } from '../../lib/prompts/base-instructions.js';
-import { isUserInstructions, loadProjectDocs } from '../../lib/prompts/project-docs.js';
+import { isUserInstructions, projectDocsReader } from '../../lib/prompts/project-docs.js';
 import {
   findRolloutBySessionId,
   forkHistory,
@@ -109,6 +109,8 @@ export class Host {
   /** Placements accepted but not yet running: they count against the capacity. */
   #reserved = 0;
   #draining = false;
+  /** AGENTS.md files, read once for the sessions placed in the same turn of the event loop (a fan-out's sub-agents). */
+  readonly #projectDocs = projectDocsReader();
 
   constructor(options: HostOptions) {
     this.#options = options;
@@ -562,7 +564,7 @@ export class Host {
     const projectDocs =
       purpose === 'compact' || history.some(isUserInstructions) || !readsProjectDocs(settings)
         ? null
-        : loadProjectDocs(settings.cwd, this.#options.home, config.project_doc_max_bytes ?? homeConfig.project_doc_max_bytes);
+        : this.#projectDocs(settings.cwd, this.#options.home, config.project_doc_max_bytes ?? homeConfig.project_doc_max_bytes);
     const createdAt = new Date();
     const meta = {
       session_id: message.session_id,

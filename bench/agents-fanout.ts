@@ -16,6 +16,8 @@
  * an event loop.
  */
 import { readFileSync } from 'node:fs';
+import { subscribe } from 'node:diagnostics_channel';
+import { Session } from 'node:inspector/promises';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +31,13 @@ const CHILDREN = Number(process.env.BENCH_CHILDREN ?? 50);
 const LATENCY_MS = 200;
 const IDLE_SESSIONS = Number(process.env.BENCH_IDLE_SESSIONS ?? 1000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+/**
+ * With a file name (BENCH_PROFILE=/tmp/fanout.cpuprofile): each round's process profiles
+ * PROFILED_FAN_OUTS more warm fan-outs after the measured ones and writes the profile beside
+ * that name, its pid added.
+ */
+const PROFILE = process.env.BENCH_PROFILE;
+const PROFILED_FAN_OUTS = 10;
 /** Fan-outs between the cold one and the measured warm one: by then V8's optimizing tier has caught up. */
 const WARM_UP_FAN_OUTS = 3;
 
@@ -46,8 +55,42 @@ interface FanOutTiming {
    * schedstat is not there to tell.
    */
   readonly mainCpuToLastChild: number | null;
+  /**
+   * The same to the start of the 51st model request since the parent's turn was submitted (the
+   * parent's first, then the 50 children's): what the last child's request waits for.
+   */
+  readonly mainCpuToLastRequest: number | null;
   /** CPU the runtime's process used (all threads) from the submit to the last completion, ms: unlike wall time, barely moved by other load on the machine. */
   readonly cpu: number;
+}
+
+/**
+ * V8's profiler over extra warm fan-outs after the measured ones, with the windows that
+ * main_thread_cpu_to_last_child_request measures marked in the profile (`windows`, in the
+ * profile's microseconds): one fan-out gives too few samples on a loaded machine.
+ */
+interface Profiler {
+  mark(edge: 'start' | 'end'): void;
+  save(file: string): Promise<void>;
+}
+
+async function startProfiler(): Promise<Profiler> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 200 });
+  await session.post('Profiler.start');
+  const windows: [number, number][] = [];
+  // V8's profile timestamps and hrtime both read the monotonic clock, in µs and ns.
+  const micros = () => Number(process.hrtime.bigint() / 1000n);
+  return {
+    mark: (edge) => (edge === 'start' ? windows.push([micros(), 0]) : (windows[windows.length - 1]![1] = micros())),
+    save: async (file) => {
+      const { profile } = await session.post('Profiler.stop');
+      await writeFile(file, JSON.stringify({ ...profile, windows }));
+      session.disconnect();
+    },
+  };
 }
 
 /** The main thread's CPU time so far, ms, from Linux's schedstat (null elsewhere). */
@@ -59,8 +102,12 @@ function mainThreadCpuMs(): number | null {
   }
 }
 
+/** Called as the runtime starts each model request (node:http's diagnostics channel). */
+let onRequest: (() => void) | null = null;
+subscribe('http.client.request.start', () => onRequest?.());
+
 /** One parent spawning `children` agents, from its task_started to the last child's completion. */
-async function runFanOut(runtime: ReturnType<typeof createRuntime>, children: number, marker: string): Promise<FanOutTiming> {
+async function runFanOut(runtime: ReturnType<typeof createRuntime>, children: number, marker: string, profiler?: Profiler): Promise<FanOutTiming> {
   const session = await runtime.newSession({ approval_policy: 'never', agent_max_threads: children });
   let started = 0;
   const configured: number[] = [];
@@ -68,6 +115,7 @@ async function runFanOut(runtime: ReturnType<typeof createRuntime>, children: nu
   let childrenStarted = 0;
   let mainAtStart: number | null = null;
   let mainCpuToLastChild: number | null = null;
+  let mainCpuToLastRequest: number | null = null;
   const cpuBefore = process.cpuUsage();
   let cpu = 0;
   const end = await new Promise<number>((resolve, reject) => {
@@ -76,6 +124,7 @@ async function runFanOut(runtime: ReturnType<typeof createRuntime>, children: nu
       if (event.session_id === session.id && msg.type === 'task_started') {
         started = now();
         mainAtStart = mainThreadCpuMs();
+        profiler?.mark('start');
       } else if (msg.type === 'task_started' && ++childrenStarted === children) {
         const at = mainThreadCpuMs();
         mainCpuToLastChild = at !== null && mainAtStart !== null ? at - mainAtStart : null;
@@ -88,10 +137,19 @@ async function runFanOut(runtime: ReturnType<typeof createRuntime>, children: nu
         resolve(now());
       }
     });
+    // Requests are counted from the submit: the parent's first, then the 50 children's first.
+    let requests = 0;
+    onRequest = () => {
+      if (++requests < children + 1) return;
+      onRequest = null;
+      profiler?.mark('end');
+      const at = mainThreadCpuMs();
+      mainCpuToLastRequest = at !== null && mainAtStart !== null ? at - mainAtStart : null;
+    };
     session.submit({ type: 'user_turn', items: [{ type: 'text', text: `${marker} fan out` }] }).catch(reject);
   });
   await session.shutdown();
-  return { started, configured, end, cpu, mainCpuToLastChild };
+  return { started, configured, end, cpu, mainCpuToLastChild, mainCpuToLastRequest };
 }
 
 /**
@@ -107,6 +165,11 @@ async function fanOut(url: string): Promise<void> {
     const cold = await runFanOut(runtime, CHILDREN, 'COLD');
     for (let i = 0; i < WARM_UP_FAN_OUTS; i++) await runFanOut(runtime, CHILDREN, `WARMUP${i}`);
     const warm = await runFanOut(runtime, CHILDREN, 'WARM');
+    if (PROFILE) {
+      const profiler = await startProfiler();
+      for (let i = 0; i < PROFILED_FAN_OUTS; i++) await runFanOut(runtime, CHILDREN, `PROFILE${i}`, profiler);
+      await profiler.save(`${PROFILE.replace(/\.cpuprofile$/, '')}-${process.pid}.cpuprofile`);
+    }
     // A host serving many clients holds many idle sessions; a fan-out must not slow down for them.
     for (let i = 0; i < IDLE_SESSIONS; i++) await runtime.newSession();
     const busy = await runFanOut(runtime, CHILDREN, 'BUSY');
@@ -147,6 +210,7 @@ interface Round {
   readonly wall: number;
   readonly cpu: number;
   readonly mainCpuToLastChild: number | null;
+  readonly mainCpuToLastRequest: number | null;
   readonly latencies: number[];
   /** From the end of the parent's spawn response to the arrival of the last child's first model request. */
   readonly lastChildRequest: number;
@@ -187,7 +251,8 @@ async function main(): Promise<void> {
     for (let round = 0; round < ROUNDS; round++) {
       const before = model.requests.length;
       const warmUps = Array.from({ length: WARM_UP_FAN_OUTS }, (_, i) => fanOutScript(`WARMUP${i}`)).flat();
-      model.enqueue(...fanOutScript('COLD'), ...warmUps, ...fanOutScript('WARM'), ...fanOutScript('BUSY'));
+      const profiled = PROFILE ? Array.from({ length: PROFILED_FAN_OUTS }, (_, i) => fanOutScript(`PROFILE${i}`)).flat() : [];
+      model.enqueue(...fanOutScript('COLD'), ...warmUps, ...fanOutScript('WARM'), ...profiled, ...fanOutScript('BUSY'));
       const run = await execa(process.execPath, [self, 'fanout', model.url], { stderr: 'inherit' });
       const timings = JSON.parse(run.stdout) as Record<Side, FanOutTiming>;
       const requests = model.requests.slice(before);
@@ -202,6 +267,7 @@ async function main(): Promise<void> {
           wall: timing.end - timing.started,
           cpu: timing.cpu,
           mainCpuToLastChild: timing.mainCpuToLastChild,
+          mainCpuToLastRequest: timing.mainCpuToLastRequest,
           latencies: timing.configured.map((t) => Math.max(0, t - spawnDone)).sort((a, b) => a - b),
           lastChildRequest: lastChild - spawnResponse.endedAt!,
           lastChildRequestFromParent: lastChild - spawnResponse.startedAt,
@@ -225,6 +291,8 @@ async function main(): Promise<void> {
       fanout_ideal_ms: LATENCY_MS,
       fanout_cpu_ms: round(median(rounds.map((r) => r.warm.cpu))),
       main_thread_cpu_to_last_child_start_ms: round(median(rounds.map((r) => r.warm.mainCpuToLastChild ?? Number.NaN))),
+      main_thread_cpu_to_last_child_request_ms: round(median(rounds.map((r) => r.warm.mainCpuToLastRequest ?? Number.NaN))),
+      main_thread_cpu_to_last_child_request_ms_all_rounds: rounds.map((r) => round(r.warm.mainCpuToLastRequest ?? Number.NaN)),
       last_child_request_after_spawn_response_ms: round(median(rounds.map((r) => r.warm.lastChildRequest))),
       last_child_request_after_spawn_response_ms_all_rounds: rounds.map((r) => round(r.warm.lastChildRequest)),
       last_child_request_after_parent_request_ms: round(median(rounds.map((r) => r.warm.lastChildRequestFromParent))),
@@ -234,6 +302,7 @@ async function main(): Promise<void> {
       cold_fanout_wall_ms_all_rounds: rounds.map((r) => round(r.cold.wall)),
       cold_fanout_cpu_ms: round(median(rounds.map((r) => r.cold.cpu))),
       cold_main_thread_cpu_to_last_child_start_ms: round(median(rounds.map((r) => r.cold.mainCpuToLastChild ?? Number.NaN))),
+      cold_main_thread_cpu_to_last_child_request_ms: round(median(rounds.map((r) => r.cold.mainCpuToLastRequest ?? Number.NaN))),
       cold_last_child_request_after_spawn_response_ms: round(median(rounds.map((r) => r.cold.lastChildRequest))),
       cold_spawn_to_first_event_p50_ms: round(percentile(cold.latencies, 50)),
       cold_spawn_to_first_event_p99_ms: round(percentile(cold.latencies, 99)),

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { SessionConfig } from './common.js';
 import { AgentStatus, Event, SessionSummary } from './events.js';
 import { ResponseItem } from './items.js';
-import { Submission } from './ops.js';
+import { Submission, UserTurnOp } from './ops.js';
 
 /**
  * Everything that crosses the bus is one of these, tagged by `kind`. Both ends validate, so a
@@ -57,6 +57,11 @@ export const PlaceMessage = z.object({
    * no sub-agents) or a compaction's summarizer (no tools at all).
    */
   purpose: z.enum(['session', 'review', 'compact']).optional(),
+  /**
+   * The session's first turn (a sub-agent's task), taken as soon as it is placed, as an op on
+   * its subject would be: it spares the round trip of submitting it after the `placed` reply.
+   */
+  first_turn: z.object({ id: z.string().min(1), op: UserTurnOp }).optional(),
   /**
    * W3C trace context of the span that asked for the session (a sub-agent's spawn_agent call),
    * so a tree spread over workers is one trace. Sent only while telemetry is on.

@@ -1,11 +1,12 @@
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
 import { realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ResponseItem } from '../protocol/index.js';
-import { loadProjectDocs, projectDocDirs } from '../lib/prompts/project-docs.js';
+import { loadProjectDocs, projectDocDirs, projectDocsReader } from '../lib/prompts/project-docs.js';
 
 let scratch: string;
 beforeEach(async () => {
@@ -64,6 +65,19 @@ describe('AGENTS.md project instructions', () => {
     expect(text).not.toContain('\uFFFD');
     expect(docs.omittedBytes).toBeGreaterThan(200);
     expect(loadProjectDocs(deep, home, 0).message).toBeNull();
+  });
+
+  it('are read once for the sessions placed in the same turn of the event loop, and afresh in the next', async () => {
+    const { home, deep } = await layout();
+    const read = projectDocsReader();
+    const first = read(deep, home);
+    // A change within the same turn is not seen: the answer is the one of the turn's first read.
+    writeFileSync(path.join(deep, 'AGENTS.md'), 'APP: now in Svelte.\n');
+    expect(read(deep, home)).toBe(first);
+    expect(textOf(read(deep, home, 10_000).message)).toContain('APP: now in Svelte.');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(textOf(read(deep, home).message)).toContain('APP: now in Svelte.');
+    expect(textOf(first.message)).toContain('APP: the app is in React.');
   });
 
   it("outside a repository reads only the working directory's own file", async () => {

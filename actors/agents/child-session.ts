@@ -44,7 +44,7 @@ export class ChildSessionError extends TroupeError {
 const SHUTDOWN_TIMEOUT_MS = 30_000;
 
 /**
- * One turn in a child session placed through the bus, then its shutdown: how review threads
+ * One turn in a child session placed through the bus (the placement carries it), then its shutdown: how review threads
  * and compaction's summarizer run (DESIGN.md: review and compaction are sub-agent
  * invocations). The child has its own history and rollout; only messages pass between them.
  */
@@ -92,16 +92,20 @@ export async function runChildTurn(request: ChildTurnRequest): Promise<ChildTurn
         purpose: request.purpose,
         ...(request.traceparent ? { traceparent: request.traceparent } : {}),
         ...(request.initialHistory ? { initial_history: [...request.initialHistory] } : {}),
+        // The turn travels with the placement: the child starts on it as it is placed.
+        first_turn: {
+          id: turnId,
+          op: {
+            type: 'user_turn',
+            items: [{ type: 'text', text: request.prompt }],
+            ...(request.outputSchema ? { final_output_json_schema: request.outputSchema } : {}),
+          },
+        },
       },
       { timeoutMs },
     );
     if (placed.kind !== 'placed') throw new ChildSessionError(placed.kind === 'failure' ? placed.message : `unexpected reply ${placed.kind}`);
     request.onPlaced?.(sessionId);
-    await submit(turnId, {
-      type: 'user_turn',
-      items: [{ type: 'text', text: request.prompt }],
-      ...(request.outputSchema ? { final_output_json_schema: request.outputSchema } : {}),
-    });
     const aborted = new Promise<'aborted'>((resolve) => {
       if (request.signal.aborted) resolve('aborted');
       request.signal.addEventListener('abort', () => resolve('aborted'), { once: true });

@@ -58,6 +58,12 @@ interface Child {
   message: string | null;
   /** An error reported during the child's current turn; the turn then ends as `errored`. */
   turnError: string | null;
+  /**
+   * Whether the parent's stream has had `agent_spawned`. The child starts its turn as it is
+   * placed, so its first events can come before the placement's reply: until then its status
+   * is only kept.
+   */
+  announced: boolean;
   events: Subscription | null;
   readonly closed: Promise<void>;
   markClosed(): void;
@@ -148,6 +154,7 @@ export class AgentSupervisor implements AgentControl {
       status: 'pending_init',
       message: null,
       turnError: null,
+      announced: false,
       events: null,
       closed,
       markClosed,
@@ -173,6 +180,8 @@ export class AgentSupervisor implements AgentControl {
           origin: { type: 'new' },
           ...(request.forkContext ? { initial_history: [...this.#options.history()] } : {}),
           approvals: this.#options.approvals(),
+          // The task travels with the placement: the child starts on it as it is placed.
+          first_turn: { id: `${ctx.callId}-task`, op: { type: 'user_turn', items: [{ type: 'text', text: request.message }] } },
           ...(traceparent ? { traceparent } : {}),
         },
         { timeoutMs: this.#timeout },
@@ -180,8 +189,10 @@ export class AgentSupervisor implements AgentControl {
       if (reply.kind !== 'placed') throw new AgentError(reply.kind === 'failure' ? reply.message : `unexpected reply ${reply.kind}`);
     } catch (error) {
       this.#children.delete(id);
-      await child.events.unsubscribe();
-      this.#releaseSlot('agents');
+      // A child that was placed but could not take its task has shut down, and given its slot back.
+      const gone = child.status === 'shutdown';
+      await child.events?.unsubscribe();
+      if (!gone) this.#releaseSlot('agents');
       throw error instanceof AgentError ? error : new AgentError(`cannot spawn: ${describe(error)}`);
     }
     this.#options.emit(ctx.callId, {
@@ -195,8 +206,10 @@ export class AgentSupervisor implements AgentControl {
       prompt: request.message,
     });
     this.#options.emit(ctx.callId, { type: 'agent_status', agent_id: id, status: 'pending_init' });
-    this.#report(child);
-    await this.#submit(id, `${ctx.callId}-task`, { type: 'user_turn', items: [{ type: 'text', text: request.message }] });
+    child.announced = true;
+    // The child may have started (or even finished) its turn before the placement's reply came.
+    if (child.status === 'pending_init') this.#report(child);
+    else this.#setStatus(child, child.status, child.message);
     return report(child);
   }
 
@@ -339,6 +352,7 @@ export class AgentSupervisor implements AgentControl {
   #setStatus(child: Child, status: AgentStatus, message: string | null): void {
     child.status = status;
     child.message = message;
+    if (!child.announced) return;
     this.#report(child);
     this.#options.emit(child.callId, { type: 'agent_status', agent_id: child.id, status, ...(message !== null ? { message } : {}) });
     if ((status === 'completed' || status === 'errored') && this.#options.isIdle()) {

@@ -1,6 +1,6 @@
 import type { BusMessage, HomeConfig, PlaceMessage, ResponseItem, SessionConfig } from '../../protocol/index.js';
 import { applyOverrides, settingsFromConfig, type SessionSettings } from '../../machines/turn-context.js';
-import type { HostDurability, OpFeed, SeenLease, SessionLog } from '../../lib/durable/index.js';
+import type { HostDurability, OpFeed, QueuedSubmission, SeenLease, SessionLog } from '../../lib/durable/index.js';
 import { writeRolloutFile } from '../../lib/durable/rollout-file.js';
 import { journaledRollout } from '../../lib/durable/session-durability.js';
 import { BusClosedError, NoRespondersError, type Bus, type Subscription } from '../../lib/bus/bus.js';
@@ -8,7 +8,7 @@ import { subjects, type Subjects } from '../../lib/bus/subjects.js';
 import { inBackground, log } from '../../lib/log.js';
 import type { ModelClient } from '../../lib/model/types.js';
 import { BASE_INSTRUCTIONS } from '../../lib/prompts/base-instructions.js';
-import { isUserInstructions, loadProjectDocs } from '../../lib/prompts/project-docs.js';
+import { isUserInstructions, projectDocsReader } from '../../lib/prompts/project-docs.js';
 import {
   findRolloutBySessionId,
   forkHistory,
@@ -109,6 +109,8 @@ export class Host {
   /** Placements accepted but not yet running: they count against the capacity. */
   #reserved = 0;
   #draining = false;
+  /** AGENTS.md files, read once for the sessions placed in the same turn of the event loop (a fan-out's sub-agents). */
+  readonly #projectDocs = projectDocsReader();
 
   constructor(options: HostOptions) {
     this.#options = options;
@@ -328,8 +330,19 @@ export class Host {
     try {
       const { runtime, log: sessionLog } = await this.#createRuntime(message);
       if (this.#durability && sessionLog) await this.#durability.leases.claim(runtime.id, runtime.rootId);
-      await this.#attach(runtime, sessionLog);
+      const hosted = await this.#attach(runtime, sessionLog);
       runtime.start(message.submission_id);
+      // The first turn, carried by the placement, is taken as an op on the session's subject
+      // would be: the parent saves the round trip of submitting it once the session is placed.
+      if (message.first_turn) {
+        try {
+          await hosted.take({ ...message.first_turn, session_id: runtime.id });
+        } catch (error) {
+          // A session that could not be given its task is of no use to anyone: it ends, and the placement fails.
+          await runtime.submit({ id: `${message.first_turn.id}-shutdown`, session_id: runtime.id, op: { type: 'shutdown' } }).catch(() => undefined);
+          throw error;
+        }
+      }
       log.info(
         {
           session: runtime.id,
@@ -356,24 +369,28 @@ export class Host {
    * by request on the op subject. On NATS, that subject only queues them (so a sub-agent's
    * parent can keep using it), and the session takes them from its JetStream queue.
    */
-  async #attach(runtime: SessionRuntime, sessionLog: SessionLog | null, applied?: ReadonlySet<string>): Promise<void> {
+  async #attach(runtime: SessionRuntime, sessionLog: SessionLog | null, applied?: ReadonlySet<string>): Promise<HostedSession> {
     const durability = sessionLog ? this.#durability : null;
     const ops = this.#options.bus.subscribe(this.#subjects.op(runtime.id), async (op, delivery) => {
       if (op.kind !== 'op') return;
-      if (!durability) {
-        await delivery.respond?.({ kind: 'ack' });
-        await runtime.submit(op.submission);
-        return;
-      }
       try {
-        // The requester waits for the answer only so long; an op queued later would surprise it.
-        await durability.ops.enqueue(op.submission, AbortSignal.timeout(OP_ENQUEUE_PATIENCE_MS));
+        await hosted.take(op.submission);
         await delivery.respond?.({ kind: 'ack' });
       } catch (error) {
         await delivery.respond?.({ kind: 'failure', code: 'internal', message: (error as Error).message });
       }
     });
-    const hosted: HostedSession = { runtime, ops, feed: null, abandoned: false, log: sessionLog };
+    const hosted: HostedSession = {
+      runtime,
+      ops,
+      feed: null,
+      abandoned: false,
+      log: sessionLog,
+      take: durability
+        ? // The requester waits for the answer only so long; an op queued later would surprise it.
+          (submission) => durability.ops.enqueue(submission, AbortSignal.timeout(OP_ENQUEUE_PATIENCE_MS))
+        : async (submission) => inBackground(runtime.submit(submission), `applying op ${submission.id} of session ${runtime.id}`),
+    };
     this.#sessions.set(runtime.id, hosted);
     if (durability && sessionLog) hosted.feed = await durability.feed(runtime, sessionLog, applied);
     // An ended session takes no more ops: from then on they are answered as for an unknown one.
@@ -397,6 +414,7 @@ export class Host {
       }
     });
     inBackground(closing, `cleaning up after closed session ${runtime.id}`);
+    return hosted;
   }
 
   /**
@@ -546,7 +564,7 @@ export class Host {
     const projectDocs =
       purpose === 'compact' || history.some(isUserInstructions) || !readsProjectDocs(settings)
         ? null
-        : loadProjectDocs(settings.cwd, this.#options.home, config.project_doc_max_bytes ?? homeConfig.project_doc_max_bytes);
+        : this.#projectDocs(settings.cwd, this.#options.home, config.project_doc_max_bytes ?? homeConfig.project_doc_max_bytes);
     const createdAt = new Date();
     const meta = {
       session_id: message.session_id,
@@ -627,6 +645,11 @@ export class Host {
 interface HostedSession {
   readonly runtime: SessionRuntime;
   readonly ops: Subscription;
+  /**
+   * Take an op for the session: in-process it joins the session's ops, applied in order; on
+   * NATS it is queued in JetStream (resolving once stored), and the session's feed applies it.
+   */
+  readonly take: (submission: QueuedSubmission) => Promise<void>;
   /** On NATS: the session's feed from its op queue. */
   feed: OpFeed | null;
   /** Set when the session went to another worker: its end here is not the session's end. */

@@ -31,7 +31,7 @@ export interface ProjectDocs {
 export function projectDocDirs(cwd: string): string[] {
   let real: string;
   try {
-    real = realpathSync(cwd);
+    real = realpathSync.native(cwd);
   } catch {
     return [];
   }
@@ -75,6 +75,28 @@ export function loadProjectDocs(cwd: string, home: string | undefined, maxBytes:
   if (sections.length === 0) return { ...none, files, omittedBytes: omitted };
   const text = `<${USER_INSTRUCTIONS_TAG}>\n${sections.join('\n\n')}\n</${USER_INSTRUCTIONS_TAG}>`;
   return { files, omittedBytes: omitted, message: { type: 'message', role: 'user', content: [{ type: 'input_text', text }] } };
+}
+
+/**
+ * `loadProjectDocs`, answering the same question again from memory until the current turn of
+ * the event loop ends. A parent spawning fifty sub-agents in one response has them placed in
+ * one turn; each would otherwise walk up to the repository root and look for every
+ * `AGENTS.md` again, fifty times the same system calls before any child's first request.
+ * Reading the files once for all of them is what reading them fifty times within that turn
+ * would give, short of a change made meanwhile, which either order could miss.
+ */
+export function projectDocsReader(): typeof loadProjectDocs {
+  const known = new Map<string, ProjectDocs>();
+  return (cwd, home, maxBytes = DEFAULT_PROJECT_DOC_MAX_BYTES) => {
+    const key = JSON.stringify([cwd, home ?? null, maxBytes]);
+    let docs = known.get(key);
+    if (!docs) {
+      docs = loadProjectDocs(cwd, home, maxBytes);
+      if (known.size === 0) setImmediate(() => known.clear());
+      known.set(key, docs);
+    }
+    return docs;
+  };
 }
 
 /**

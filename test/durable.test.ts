@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import type { EventMsg, ResponseItem, RolloutLine, SessionMeta } from '../protocol/index.js';
 import { DurableStore, leaseKeys } from '../lib/durable/store.js';
 import { LeaseLostError } from '../lib/durable/errors.js';
+import { GatewayDurability } from '../lib/durable/gateway-durability.js';
 import { HostDurability } from '../lib/durable/host-durability.js';
 import { journaledRollout } from '../lib/durable/session-durability.js';
 import type { SessionPort as SessionBindings } from '../machines/port.js';
@@ -287,6 +288,17 @@ describe('Leases and session logs on a real nats-server', () => {
     if (!entry || entry.operation !== 'PUT') return null;
     return { value: LeaseValue.parse(entry.json()), revision: entry.revision };
   }
+
+  it("stops an event follower at once, even while its first pull is being set up (not when the pull's 10 s expire)", async () => {
+    const gateway = await GatewayDurability.open(connection, `g${randomUUID().slice(0, 8)}`, logger);
+    const follower = await gateway.followEvents(() => undefined);
+    // The follower is still getting its consumer: the pull it makes next must not outlive stop.
+    const outcome = await Promise.race([
+      follower.stop().then(() => 'stopped'),
+      new Promise((resolve) => setTimeout(() => resolve('waited for the pull to expire'), 9_000)),
+    ]);
+    expect(outcome).toBe('stopped');
+  });
 
   it('logs the placement and every grant, and a rebuild from JetStream brings them back', async () => {
     const durability = await HostDurability.open(connection, { namespace: `r${randomUUID().slice(0, 8)}`, workerId: 'a', onLost: () => undefined });

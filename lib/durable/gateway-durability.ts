@@ -128,8 +128,9 @@ class EventFollower {
           opt_start_seq: this.#last + 1,
         });
         this.#batch = await this.#consumer.fetch({ max_messages: FETCH_BATCH, expires: FETCH_EXPIRES_MS });
-        // Reconnected while the pull was being set up: it may be on a consumer that is gone.
-        if (this.#stale) void this.#batch.close().catch(() => undefined);
+        // Reconnected while the pull was being set up (it may be on a consumer that is gone), or
+        // stopped then: `stop` found no pull to close, and this one would hold it until it expires.
+        if (this.#stale || signal.aborted) void this.#batch.close().catch(() => undefined);
         for await (const msg of this.#batch) {
           if (msg.seq <= this.#last) continue;
           this.#last = msg.seq;

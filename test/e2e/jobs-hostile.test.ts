@@ -53,6 +53,28 @@ describe('agent jobs against a hostile model and repository', () => {
     expect(readdirSync(workspace)).toEqual(['in.csv']);
   });
 
+  it('asks before writing the output outside the writable roots: denied, nothing runs; approved, it is written there', async () => {
+    await writeText(workspace, 'in.csv', 'name\na\n');
+    const parent = await server.newSession({ cwd: workspace, sandbox_policy: 'workspace-write', approval_policy: 'on-request' });
+    const target = join(outside, 'out.csv');
+    const args = { csv_path: 'in.csv', instruction: 'Say {name}', output_csv_path: target };
+    const ask = async (callId: string, decision: 'denied' | 'approved') => {
+      const from = server.events.length;
+      const turn = server.turn(parent, `run the job ${callId}`);
+      const request = await server.waitForMsg('tool_approval_request', { session: parent, from, where: (m) => m.call_id === callId });
+      expect(request.msg).toMatchObject({ tool: 'spawn_agents_on_csv', reason: expect.stringContaining(`the job writes its results to ${target}, but ${target} is outside the writable roots`) });
+      server.submit({ type: 'tool_approval', id: callId, decision }, parent);
+      await turn;
+    };
+    model.enqueue(spawnJobStep(isParent, args, 'no'), say('refused', answered('no')));
+    await ask('no', 'denied');
+    expect(model.requests.filter(isWorker)).toEqual([]);
+    expect(readdirSync(outside)).toEqual([]);
+    model.enqueue(spawnJobStep(isParent, args, 'yes'), reportStep((row) => ({ said: row.name })), doneStep(), say('over', answered('yes')));
+    await ask('yes', 'approved');
+    expect(readCsv(target)).toEqual([{ name: 'a', status: 'completed', result: '{"said":"a"}', error: '' }]);
+  });
+
   it.skipIf(!availability.ok)("writes nothing through a link an item's agent put in place of the output directory", async () => {
     await writeText(workspace, 'in.csv', 'name\na\n');
     await mkdir(join(workspace, 'results'));

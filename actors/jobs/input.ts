@@ -63,6 +63,9 @@ export async function readJobInput(path: string, idColumn: string | undefined): 
       const info = await file.stat();
       if (info.isDirectory()) throw fail('it is a directory');
       if (!info.isFile()) throw fail('it is not a regular file');
+      // The file opened must be the one checked above, not one a link was switched to since.
+      const checked = await stat(real).catch(() => null);
+      if (checked?.dev !== info.dev || checked.ino !== info.ino) throw fail('it changed while it was being opened; try again');
       if (info.size > MAX_INPUT_BYTES) throw fail(`it has ${info.size} bytes, more than the ${MAX_INPUT_BYTES} an agent job reads`);
       // No more than the size seen: a file that grows meanwhile is read as it was.
       const bytes = Buffer.alloc(info.size);

@@ -166,6 +166,10 @@ describe('agent job output in an untrusted repository', () => {
       /kept\.csv is read-only: the output would replace it/,
     );
     expect(await readFile(kept, 'utf8')).toBe('precious\n');
+    // A name the temporary file could not have fails now, not after every item has run.
+    await expect(prepareJob({ csv_path: 'in.csv', instruction: '{name}', output_csv_path: `${'x'.repeat(240)}.csv` }, workspace)).rejects.toThrow(
+      /the file name is longer than 230 bytes/,
+    );
   });
 
   it('writes nothing when an agent swaps the output directory, or the file, for a link while the job runs', async () => {

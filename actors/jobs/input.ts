@@ -37,6 +37,8 @@ export const MAX_INPUT_BYTES = 16 * 1024 * 1024;
 /** The most rows (items) and columns a job may have. */
 export const MAX_JOB_ITEMS = 10_000;
 export const MAX_JOB_COLUMNS = 1_000;
+/** Room left in a 255-byte file name for the temporary file's affixes. */
+const MAX_OUTPUT_NAME_BYTES = 230;
 
 /**
  * Directories a sandboxed command never sees as troupe does: bubblewrap gives it a /proc and
@@ -239,6 +241,12 @@ export async function checkOutputPath(outputPath: string, inputPath: string): Pr
   const dir = dirname(real);
   const info = await stat(dir).catch(() => null);
   if (!info?.isDirectory()) throw new JobInputError(`output_csv_path ${outputPath}: the directory ${dir} does not exist`);
+  // Found out now, not when the job has run: the output is written through a temporary file
+  // in that directory, whose name is the output's with about 15 bytes more.
+  if (!(await access(dir, constants.W_OK).then(() => true, () => false))) throw new JobInputError(`output_csv_path ${outputPath}: the directory ${dir} is not writable`);
+  if (Buffer.byteLength(basename(real)) > MAX_OUTPUT_NAME_BYTES) {
+    throw new JobInputError(`output_csv_path ${outputPath}: the file name is longer than ${MAX_OUTPUT_NAME_BYTES} bytes`);
+  }
   const existing = await stat(real).catch(() => null);
   if (existing?.isDirectory()) throw new JobInputError(`output_csv_path ${outputPath}${via} is a directory`);
   if (existing && !existing.isFile()) throw new JobInputError(`output_csv_path ${outputPath}${via} is not a regular file`);

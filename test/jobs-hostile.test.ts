@@ -93,8 +93,13 @@ describe('agent job input from an untrusted repository', () => {
     const big = await file(workspace, 'big.csv', 'name\n');
     await truncate(big, MAX_INPUT_BYTES + 1);
     await refused(big, new RegExp(`has ${MAX_INPUT_BYTES + 1} bytes, more than the ${MAX_INPUT_BYTES}`));
-    const rows = await file(workspace, 'rows.csv', `name\n${'x\n'.repeat(MAX_JOB_ITEMS + 1)}`);
-    await refused(rows, new RegExp(`has ${MAX_JOB_ITEMS + 1} rows; an agent job takes at most ${MAX_JOB_ITEMS}`));
+    // Tiny rows up to the size limit would take gigabytes parsed: the parse stops past the row limit.
+    const rows = await file(workspace, 'rows.csv', `name\n${'x\n'.repeat(MAX_INPUT_BYTES / 2 - 4)}`);
+    await refused(rows, new RegExp(`has more than ${MAX_JOB_ITEMS} rows, the most an agent job takes`));
+    const lines = await file(workspace, 'rows.jsonl', '{}\n'.repeat(MAX_JOB_ITEMS + 1));
+    await refused(lines, new RegExp(`has more than ${MAX_JOB_ITEMS} rows`));
+    // Blank rows do not count.
+    expect((await readJobInput(await file(workspace, 'blank.csv', `name,n\n${',\n'.repeat(MAX_JOB_ITEMS)}x,1\n`), undefined)).items).toHaveLength(1);
     const wide = await file(workspace, 'wide.csv', `${Array.from({ length: 1001 }, (_, i) => `c${i}`).join(',')}\n${'1,'.repeat(1000)}1\n`);
     await refused(wide, /has 1001 columns; an agent job takes at most 1000/);
   });

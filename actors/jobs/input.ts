@@ -88,7 +88,6 @@ export async function readJobInput(path: string, idColumn: string | undefined): 
   }
   const format = formatOf(path);
   const table = format === 'jsonl' ? jsonLines(text, path) : await csvRows(text, path);
-  if (table.rows.length > MAX_JOB_ITEMS) throw new JobInputError(`${path} has ${table.rows.length} rows; an agent job takes at most ${MAX_JOB_ITEMS}`);
   if (table.columns.length > MAX_JOB_COLUMNS)
     throw new JobInputError(`${path} has ${table.columns.length} columns; an agent job takes at most ${MAX_JOB_COLUMNS}`);
   return { path, format, columns: table.columns, items: itemsOf(table, idColumn, path) };
@@ -103,15 +102,25 @@ interface Table {
 /** csv-parse is loaded at the first CSV read, not when troupe starts. */
 async function csvRows(text: string, path: string): Promise<Table> {
   const { parse: parseCsv, CsvError } = await import('csv-parse/sync');
-  let records: { record: string[]; info: { lines: number } }[];
+  // Each record with the line it ends on. Rows whose every field is empty (",,,") are blank
+  // lines too. Past the row limit the parse stops: tiny rows cost far more parsed than read.
+  const records: { record: string[]; info: { lines: number } }[] = [];
   try {
-    records = parseCsv(text, { bom: true, relax_column_count: true, skip_empty_lines: true, info: true }) as unknown as typeof records;
+    parseCsv(text, {
+      bom: true,
+      relax_column_count: true,
+      skip_empty_lines: true,
+      on_record: (record, context) => {
+        if (record.every((field) => field === '')) return null;
+        if (records.length > MAX_JOB_ITEMS) throw tooManyRows(path);
+        records.push({ record, info: { lines: context.lines } });
+        return null;
+      },
+    });
   } catch (error) {
     if (error instanceof CsvError) throw new JobInputError(`${path} is not valid CSV: ${error.message}`);
     throw error;
   }
-  // Rows whose every field is empty (",,,") are blank lines too.
-  records = records.filter((r) => r.record.some((field) => field !== ''));
   const header = records[0];
   if (!header) throw new JobInputError(`${path} has no header row: it is empty`);
   const columns = header.record;
@@ -156,6 +165,7 @@ function jsonLines(text: string, path: string): Table {
       known.add(key);
       columns.push(key);
     }
+    if (rows.length === MAX_JOB_ITEMS) throw tooManyRows(path);
     rows.push({ values: value as Record<string, unknown>, line: index + 1 });
   }
   if (rows.length === 0) throw new JobInputError(`${path} has no rows: it holds no JSON object`);
@@ -256,6 +266,10 @@ export async function checkOutputPath(outputPath: string, inputPath: string): Pr
     throw new JobInputError(`output_csv_path ${outputPath}${via} is read-only: the output would replace it`);
   }
   return real;
+}
+
+function tooManyRows(path: string): JobInputError {
+  return new JobInputError(`${path} has more than ${MAX_JOB_ITEMS} rows, the most an agent job takes`);
 }
 
 function list(names: readonly string[]): string {

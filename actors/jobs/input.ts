@@ -1,5 +1,7 @@
-import { readFile, stat } from 'node:fs/promises';
-import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
+import { constants } from 'node:fs';
+import { access, open, stat } from 'node:fs/promises';
+import { basename, dirname, extname, isAbsolute, join, resolve, sep } from 'node:path';
+import { realPathOf } from '../../lib/sandbox/index.js';
 import type { FileFormat, JobItemSpec } from './records.js';
 import { TroupeError } from '../../protocol/index.js';
 
@@ -30,17 +32,64 @@ export function resolvePath(path: string, cwd: string): string {
   return isAbsolute(path) ? path : resolve(cwd, path);
 }
 
+/** The largest input read: every row becomes an agent, and the whole file is parsed in memory. */
+export const MAX_INPUT_BYTES = 16 * 1024 * 1024;
+/** The most rows (items) and columns a job may have. */
+export const MAX_JOB_ITEMS = 10_000;
+export const MAX_JOB_COLUMNS = 1_000;
+/** Room left in a 255-byte file name for the temporary file's affixes. */
+const MAX_OUTPUT_NAME_BYTES = 230;
+
+/**
+ * Directories a sandboxed command never sees as troupe does: bubblewrap gives it a /proc and
+ * a /dev of its own. Read here, /proc/self would be troupe's own process (its environment,
+ * with the secrets the shell environment policy keeps from commands; its memory).
+ */
+const PRIVATE_TREES = ['/proc', '/dev'];
+
+/**
+ * Read a job's input. It must be a regular file (a FIFO would block, /dev/zero never ends)
+ * of at most MAX_INPUT_BYTES, and not inside /proc or /dev: what a sandboxed command could
+ * read, and no more.
+ */
 export async function readJobInput(path: string, idColumn: string | undefined): Promise<JobInput> {
+  const fail = (why: string) => new JobInputError(`cannot read csv_path ${path}: ${why}`);
+  const real = realPathOf(path);
+  const hidden = PRIVATE_TREES.find((tree) => real === tree || real.startsWith(`${tree}${sep}`));
+  if (hidden !== undefined) throw fail(`${real === resolve(path) ? 'it' : `it resolves to ${real}, which`} is inside ${hidden}, which agent jobs do not read`);
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    // Non-blocking, so that opening a FIFO returns at once (and is refused below).
+    const file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      const info = await file.stat();
+      if (info.isDirectory()) throw fail('it is a directory');
+      if (!info.isFile()) throw fail('it is not a regular file');
+      // The file opened must be the one checked above, not one a link was switched to since.
+      const checked = await stat(real).catch(() => null);
+      if (checked?.dev !== info.dev || checked.ino !== info.ino) throw fail('it changed while it was being opened; try again');
+      if (info.size > MAX_INPUT_BYTES) throw fail(`it has ${info.size} bytes, more than the ${MAX_INPUT_BYTES} an agent job reads`);
+      // No more than the size seen: a file that grows meanwhile is read as it was.
+      const bytes = Buffer.alloc(info.size);
+      let filled = 0;
+      while (filled < bytes.length) {
+        const { bytesRead } = await file.read(bytes, filled, bytes.length - filled, filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+      text = bytes.subarray(0, filled).toString('utf8');
+    } finally {
+      await file.close();
+    }
   } catch (error) {
+    if (error instanceof JobInputError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (error as Error).message;
-    throw new JobInputError(`cannot read csv_path ${path}: ${why}`);
+    throw fail(code === 'ENOENT' ? 'no such file' : (error as Error).message);
   }
   const format = formatOf(path);
   const table = format === 'jsonl' ? jsonLines(text, path) : await csvRows(text, path);
+  if (table.columns.length > MAX_JOB_COLUMNS)
+    throw new JobInputError(`${path} has ${table.columns.length} columns; an agent job takes at most ${MAX_JOB_COLUMNS}`);
   return { path, format, columns: table.columns, items: itemsOf(table, idColumn, path) };
 }
 
@@ -53,15 +102,25 @@ interface Table {
 /** csv-parse is loaded at the first CSV read, not when troupe starts. */
 async function csvRows(text: string, path: string): Promise<Table> {
   const { parse: parseCsv, CsvError } = await import('csv-parse/sync');
-  let records: { record: string[]; info: { lines: number } }[];
+  // Each record with the line it ends on. Rows whose every field is empty (",,,") are blank
+  // lines too. Past the row limit the parse stops: tiny rows cost far more parsed than read.
+  const records: { record: string[]; info: { lines: number } }[] = [];
   try {
-    records = parseCsv(text, { bom: true, relax_column_count: true, skip_empty_lines: true, info: true }) as unknown as typeof records;
+    parseCsv(text, {
+      bom: true,
+      relax_column_count: true,
+      skip_empty_lines: true,
+      on_record: (record, context) => {
+        if (record.every((field) => field === '')) return null;
+        if (records.length > MAX_JOB_ITEMS) throw tooManyRows(path);
+        records.push({ record, info: { lines: context.lines } });
+        return null;
+      },
+    });
   } catch (error) {
     if (error instanceof CsvError) throw new JobInputError(`${path} is not valid CSV: ${error.message}`);
     throw error;
   }
-  // Rows whose every field is empty (",,,") are blank lines too.
-  records = records.filter((r) => r.record.some((field) => field !== ''));
   const header = records[0];
   if (!header) throw new JobInputError(`${path} has no header row: it is empty`);
   const columns = header.record;
@@ -106,6 +165,7 @@ function jsonLines(text: string, path: string): Table {
       known.add(key);
       columns.push(key);
     }
+    if (rows.length === MAX_JOB_ITEMS) throw tooManyRows(path);
     rows.push({ values: value as Record<string, unknown>, line: index + 1 });
   }
   if (rows.length === 0) throw new JobInputError(`${path} has no rows: it holds no JSON object`);
@@ -178,14 +238,38 @@ export function defaultOutputPath(inputPath: string, format: FileFormat, jobId: 
   return join(dirname(inputPath), `${stem}.agent-job-${jobId.slice(0, 8)}.${format === 'jsonl' ? 'jsonl' : 'csv'}`);
 }
 
-/** The output path must be writable into an existing directory, and must not be the input. */
-export async function checkOutputPath(outputPath: string, inputPath: string): Promise<void> {
-  if (resolve(outputPath) === resolve(inputPath)) throw new JobInputError(`output_csv_path ${outputPath} is the input file; choose another path`);
-  const dir = dirname(outputPath);
+/**
+ * Where the output goes, checked: the real path of `outputPath` (symlinks resolved; the write
+ * at the job's end goes there, and only if the path still resolves to it, see output.ts). It
+ * must be in an existing directory, not be the input (by any name), and an existing file there
+ * must be a regular file this process may write: the output replaces it.
+ */
+export async function checkOutputPath(outputPath: string, inputPath: string): Promise<string> {
+  const real = realPathOf(outputPath);
+  const via = real === resolve(outputPath) ? '' : ` (it resolves to ${real})`;
+  if (real === realPathOf(inputPath)) throw new JobInputError(`output_csv_path ${outputPath}${via} is the input file; choose another path`);
+  const dir = dirname(real);
   const info = await stat(dir).catch(() => null);
   if (!info?.isDirectory()) throw new JobInputError(`output_csv_path ${outputPath}: the directory ${dir} does not exist`);
-  const existing = await stat(outputPath).catch(() => null);
-  if (existing?.isDirectory()) throw new JobInputError(`output_csv_path ${outputPath} is a directory`);
+  // Found out now, not when the job has run: the output is written through a temporary file
+  // in that directory, whose name is the output's with about 15 bytes more.
+  if (!(await access(dir, constants.W_OK).then(() => true, () => false))) throw new JobInputError(`output_csv_path ${outputPath}: the directory ${dir} is not writable`);
+  if (Buffer.byteLength(basename(real)) > MAX_OUTPUT_NAME_BYTES) {
+    throw new JobInputError(`output_csv_path ${outputPath}: the file name is longer than ${MAX_OUTPUT_NAME_BYTES} bytes`);
+  }
+  const existing = await stat(real).catch(() => null);
+  if (existing?.isDirectory()) throw new JobInputError(`output_csv_path ${outputPath}${via} is a directory`);
+  if (existing && !existing.isFile()) throw new JobInputError(`output_csv_path ${outputPath}${via} is not a regular file`);
+  // Renaming over a file needs only its directory writable: a file marked read-only, or one
+  // this process may not write, is refused here instead.
+  if (existing && ((existing.mode & 0o222) === 0 || !(await access(real, constants.W_OK).then(() => true, () => false)))) {
+    throw new JobInputError(`output_csv_path ${outputPath}${via} is read-only: the output would replace it`);
+  }
+  return real;
+}
+
+function tooManyRows(path: string): JobInputError {
+  return new JobInputError(`${path} has more than ${MAX_JOB_ITEMS} rows, the most an agent job takes`);
 }
 
 function list(names: readonly string[]): string {

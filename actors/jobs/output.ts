@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { cell } from './input.js';
+import { TroupeError } from '../../protocol/index.js';
+import { cell, checkOutputPath } from './input.js';
 import { resultColumns } from './schema.js';
 import type { JobState } from './state.js';
 
@@ -11,16 +12,42 @@ import type { JobState } from './state.js';
  * already taken by an input column gets a prefix (`result.<name>`, `job_status`). Written to a
  * temporary file in the same directory, fsync'd, then renamed over the target, so a reader
  * sees the old file or the whole new one.
+ *
+ * The job's agents worked in the directories around the output meanwhile: the path is checked
+ * again first and must still resolve to where it was checked when the job started (its stored
+ * real path), so a symbolic link put in its way sends the output nowhere else.
+ *
+ * In a CSV, the cells the models wrote (results, errors, the names of output_schema's
+ * properties in the header) that a spreadsheet would take for a formula (=, +, -, @, a tab or a carriage return first, and not a number) get a `'` first;
+ * the input's columns are copied as they are, and JSON Lines output holds every value as is.
  */
 export async function writeJobOutput(state: JobState): Promise<string> {
   const { spec } = state;
+  const real = await checkOutputPath(spec.output_path, spec.input_path);
+  if (real !== spec.output_path) {
+    throw new JobOutputError(`${spec.output_path} now resolves to ${real}: a symbolic link was put in its way while the job ran, so nothing was written`);
+  }
   const { columns, rows } = outputTable(state);
+  const fromInput = spec.columns.length;
   const text =
     spec.output_format === 'jsonl'
       ? rows.map((row) => `${JSON.stringify(Object.fromEntries(columns.map((c, i) => [c, row[i]])))}\n`).join('')
-      : [columns, ...rows.map((row) => row.map(cell))].map((fields) => `${fields.map(csvField).join(',')}\n`).join('');
+      : [columns, ...rows.map((row) => row.map(cell))]
+          .map((fields) => `${fields.map((text, i) => csvField(i < fromInput ? text : inert(text))).join(',')}\n`)
+          .join('');
   await writeAtomically(spec.output_path, text);
   return spec.output_path;
+}
+
+export class JobOutputError extends TroupeError {
+  override readonly name = 'JobOutputError';
+}
+
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/** A cell a spreadsheet would evaluate as a formula, made text with a leading `'` (OWASP's advice). */
+function inert(text: string): string {
+  return /^[=+\-@\t\r]/.test(text) && !NUMBER.test(text) ? `'${text}` : text;
 }
 
 /** The output's header and rows (values as they are; CSV turns them into text). */
@@ -41,7 +68,7 @@ export function outputTable(state: JobState): { columns: string[]; rows: unknown
   const items = [...state.items.values()].sort((a, b) => a.spec.row_index - b.spec.row_index);
   const rows = items.map((item) => {
     const result = item.result;
-    const resultValues = fields ? fields.map((f) => (result ? result[f] : undefined)) : [result ?? undefined];
+    const resultValues = fields ? fields.map((f) => (result && Object.hasOwn(result, f) ? result[f] : undefined)) : [result ?? undefined];
     const shown = (v: unknown) => (v === undefined ? null : v);
     return [...spec.columns.map((c) => shown(item.spec.row[c])), item.status, ...resultValues.map(shown), item.error];
   });
@@ -56,7 +83,8 @@ function csvField(text: string): string {
 async function writeAtomically(path: string, text: string): Promise<void> {
   const dir = dirname(path);
   const temp = join(dir, `.${basename(path)}.${randomUUID().slice(0, 8)}.tmp`);
-  const file = await open(temp, 'w');
+  // 'wx': never through something already there (a link planted under the temporary name).
+  const file = await open(temp, 'wx');
   try {
     await file.writeFile(text);
     await file.sync();

@@ -1,15 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import type { TurnContext } from '../../machines/turn-context.js';
 import { checkInstruction, checkOutputPath, defaultOutputPath, formatOf, JobInputError, readJobInput, resolvePath, type JobInput } from './input.js';
-import type { JobSpec } from './records.js';
+import type { FileFormat, JobSpec } from './records.js';
 import { resultCheck } from './schema.js';
 import { roleConfig, RoleError } from '../agents/roles.js';
 
 export const DEFAULT_JOB_CONCURRENCY = 16;
 export const MAX_JOB_CONCURRENCY = 64;
 export const DEFAULT_ITEM_RUNTIME_SECONDS = 1800;
+/** A week: an item's deadline must stay within what a timer can wait (about 24.8 days). */
+export const MAX_ITEM_RUNTIME_SECONDS = 7 * 24 * 3600;
 /** An item whose agent errors runs again, up to this many attempts in all. */
 export const DEFAULT_ITEM_ATTEMPTS = 3;
+export const MAX_ITEM_ATTEMPTS = 10;
 
 /** A job as asked for: the arguments of `spawn_agents_on_csv`, plus the attempts of an erroring item. */
 export interface JobRequest {
@@ -31,13 +34,17 @@ export interface PreparedJob {
   readonly jobId: string;
   readonly input: JobInput;
   readonly request: JobRequest;
+  /** The output's real path (symlinks resolved), checked. */
   readonly outputPath: string;
+  /** From the name asked for (a link named .jsonl to a .csv file still gets JSON Lines). */
+  readonly outputFormat: FileFormat;
   readonly concurrency: number;
 }
 
-function positiveInteger(value: number | undefined, name: string): number | undefined {
+function positiveInteger(value: number | undefined, name: string, most = Infinity): number | undefined {
   if (value === undefined) return undefined;
   if (!Number.isInteger(value) || value < 1) throw new JobInputError(`${name} must be a whole number of at least 1, got ${value}`);
+  if (value > most) throw new JobInputError(`${name} must be at most ${most}, got ${value}`);
   return value;
 }
 
@@ -48,17 +55,28 @@ function positiveInteger(value: number | undefined, name: string): number | unde
  */
 export async function prepareJob(request: JobRequest, cwd: string): Promise<PreparedJob> {
   positiveInteger(request.max_concurrency, 'max_concurrency');
-  positiveInteger(request.max_runtime_seconds, 'max_runtime_seconds');
-  positiveInteger(request.max_attempts, 'max_attempts');
+  positiveInteger(request.max_runtime_seconds, 'max_runtime_seconds', MAX_ITEM_RUNTIME_SECONDS);
+  positiveInteger(request.max_attempts, 'max_attempts', MAX_ITEM_ATTEMPTS);
   if (request.instruction.trim() === '') throw new JobInputError("instruction is empty: say what each row's agent should do, with {column} placeholders");
   if (request.output_schema !== undefined) resultCheck(request.output_schema);
   const input = await readJobInput(resolvePath(request.csv_path, cwd), request.id_column);
   checkInstruction(request.instruction, input);
   const jobId = randomUUID();
-  const outputPath = request.output_csv_path !== undefined ? resolvePath(request.output_csv_path, cwd) : defaultOutputPath(input.path, input.format, jobId);
-  await checkOutputPath(outputPath, input.path);
+  const asked = request.output_csv_path !== undefined ? resolvePath(request.output_csv_path, cwd) : defaultOutputPath(input.path, input.format, jobId);
+  const outputPath = await checkOutputPath(asked, input.path);
   const concurrency = Math.min(MAX_JOB_CONCURRENCY, request.max_concurrency ?? DEFAULT_JOB_CONCURRENCY);
-  return { jobId, input, request, outputPath, concurrency };
+  return { jobId, input, request, outputPath, outputFormat: formatOf(asked), concurrency };
+}
+
+/**
+ * Where a request's output will go, known before its input is read: `output_csv_path`, or the
+ * default next to the input with `*` for the job id it does not have yet. What the sandbox
+ * check before the job (tools.ts) looks at.
+ */
+export function plannedOutputPath(request: Pick<JobRequest, 'csv_path' | 'output_csv_path'>, cwd: string): string {
+  if (request.output_csv_path !== undefined) return resolvePath(request.output_csv_path, cwd);
+  const input = resolvePath(request.csv_path, cwd);
+  return defaultOutputPath(input, formatOf(input), '*');
 }
 
 /** The job's first record, for a job of session `parentSessionId` started by call `callId` of `turn`. */
@@ -82,7 +100,7 @@ export function jobSpec(prepared: PreparedJob, parent: { sessionId: string; call
     input_path: input.path,
     input_format: input.format,
     output_path: prepared.outputPath,
-    output_format: formatOf(prepared.outputPath),
+    output_format: prepared.outputFormat,
     instruction: request.instruction,
     id_column: request.id_column ?? null,
     output_schema: request.output_schema ?? null,

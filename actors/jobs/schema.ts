@@ -12,15 +12,28 @@ const ANYTHING: ResultCheck = { problems: () => null };
 
 export function resultCheck(schema: Record<string, unknown> | null): ResultCheck {
   if (schema === null) return ANYTHING;
+  const regex = regexKeyword(schema, 'output_schema');
+  if (regex !== null) {
+    throw new JobInputError(
+      `output_schema uses "${regex.keyword}" at ${regex.at}: troupe does not match results against regular expressions (a backtracking pattern and a result made for it can stall the process), so describe the format in the instruction instead`,
+    );
+  }
   let validator: z.ZodType;
   try {
     validator = z.fromJSONSchema(schema);
+    // A schema that refers to itself without end ({"$ref": "#"}) fails on any value.
+    validator.safeParse({});
   } catch (error) {
     throw new JobInputError(`output_schema is not a JSON Schema troupe can check results with: ${(error as Error).message}`);
   }
   return {
     problems(result) {
-      const parsed = validator.safeParse(result);
+      let parsed: ReturnType<typeof validator.safeParse>;
+      try {
+        parsed = validator.safeParse(result);
+      } catch (error) {
+        return `it could not be checked against output_schema (${(error as Error).message})`;
+      }
       return parsed.success ? null : describeZodError(parsed.error, 'result');
     },
   };
@@ -37,4 +50,48 @@ export function resultColumns(schema: Record<string, unknown> | null): string[] 
   if (!isObject || typeof properties !== 'object' || properties === null || Array.isArray(properties)) return null;
   const names = Object.keys(properties);
   return names.length > 0 ? names : null;
+}
+
+/** Deeper schemas are refused (a result is an item's answer, not a document format). */
+export const MAX_SCHEMA_DEPTH = 32;
+
+/** Keywords whose values are subschemas, by how they hold them. */
+const ONE_SCHEMA = ['items', 'additionalItems', 'additionalProperties', 'not', 'if', 'then', 'else', 'contains', 'propertyNames', 'unevaluatedItems', 'unevaluatedProperties'];
+const SCHEMA_LISTS = ['allOf', 'anyOf', 'oneOf', 'prefixItems', 'items'];
+const SCHEMA_MAPS = ['properties', '$defs', 'definitions', 'dependentSchemas'];
+
+/**
+ * The first `pattern` or `patternProperties` keyword of a JSON Schema, walking its subschemas
+ * only (a property named "pattern" is not the keyword). Results are checked in troupe's own
+ * process with JavaScript's backtracking regular expressions, where a pattern such as
+ * `^(a+)+$` and a 30-character result take minutes: the reporting agent is untrusted.
+ */
+function regexKeyword(schema: unknown, at: string, depth = 0): { keyword: string; at: string } | null {
+  if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) return null;
+  if (depth > MAX_SCHEMA_DEPTH) throw new JobInputError(`output_schema nests subschemas deeper than ${MAX_SCHEMA_DEPTH} levels (at ${at})`);
+  const node = schema as Record<string, unknown>;
+  if (typeof node.pattern === 'string') return { keyword: 'pattern', at };
+  if (node.patternProperties !== undefined) return { keyword: 'patternProperties', at };
+  const found = (value: unknown, where: string) => regexKeyword(value, where, depth + 1);
+  for (const key of ONE_SCHEMA) {
+    const hit = found(node[key], `${at}.${key}`);
+    if (hit) return hit;
+  }
+  for (const key of SCHEMA_LISTS) {
+    const list = node[key];
+    if (!Array.isArray(list)) continue;
+    for (const [i, value] of list.entries()) {
+      const hit = found(value, `${at}.${key}[${i}]`);
+      if (hit) return hit;
+    }
+  }
+  for (const key of SCHEMA_MAPS) {
+    const map = node[key];
+    if (typeof map !== 'object' || map === null || Array.isArray(map)) continue;
+    for (const [name, value] of Object.entries(map)) {
+      const hit = found(value, `${at}.${key}.${name}`);
+      if (hit) return hit;
+    }
+  }
+  return null;
 }

@@ -2,6 +2,7 @@ import type { ResponseItem } from '../../protocol/index.js';
 import { buildTurnContext, type SessionSettings, type TurnContext } from '../../machines/turn-context.js';
 import { log } from '../../lib/log.js';
 import type { SessionResource, ToolContext } from '../tools/tool.js';
+import { narrowerApproval, narrowerSandbox } from '../agents/roles.js';
 import { jobSpec, type PreparedJob } from './prepare.js';
 import { JobRunner, runningJobs, type JobSummary } from './runner.js';
 import { FileJobStore, type JobHandle, type JobStore } from './store.js';
@@ -77,7 +78,7 @@ export class SessionJobs implements SessionResource {
 
   async #run(handle: JobHandle, signal?: AbortSignal): Promise<JobSummary> {
     const { spec } = handle.state;
-    const ctx = this.#session.toolContext(spec.call_id, spec.turn as unknown as TurnContext, this.#stop.signal);
+    const ctx = this.#session.toolContext(spec.call_id, this.#narrowed(spec.turn as unknown as TurnContext), this.#stop.signal);
     if (!ctx.agents) {
       await handle.close();
       throw new Error(`session ${this.sessionId} cannot have sub-agents, so it cannot run job ${spec.job_id}`);
@@ -106,6 +107,21 @@ export class SessionJobs implements SessionResource {
       signal?.removeEventListener('abort', cancel);
       this.#runners.delete(runner);
     }
+  }
+
+  /**
+   * The turn a job's agents are spawned from: the one stored with the job, held to the
+   * session's policies as they are now. A job taken up by a session resumed with a narrower
+   * sandbox or approval policy runs its remaining items under that, never under the wider
+   * one it was started with.
+   */
+  #narrowed(stored: TurnContext): TurnContext {
+    const { settings } = this.#session;
+    return {
+      ...stored,
+      approval_policy: narrowerApproval(settings.approval_policy, stored.approval_policy),
+      sandbox_policy: narrowerSandbox(settings.sandbox_policy, stored.sandbox_policy),
+    };
   }
 
   /** A job that no tool call waits for ended: say so on the stream, and in the history when the session is idle. */

@@ -15,7 +15,7 @@ export type WriteVerdict = { readonly ok: true } | { readonly ok: false; readonl
 export function checkWritable(turn: Pick<TurnContext, 'cwd' | 'sandbox_policy'>, target: string, options: { home?: string | undefined } = {}): WriteVerdict {
   const roots = writableRoots(turn);
   if (roots === 'all') return { ok: true };
-  if (roots === 'none') return { ok: false, why: `the sandbox is read-only, and the patch writes ${target}` };
+  if (roots === 'none') return { ok: false, why: `the read-only sandbox does not let ${target} be written` };
   const real = realPathOf(target);
   const home = options.home !== undefined ? realPathOf(options.home) : undefined;
   for (const root of roots.map(realPathOf)) {

@@ -96,6 +96,7 @@ export class SessionRuntime {
     });
     const tools = new ToolGateway({
       sessionId: id,
+      rootId,
       tools: services.tools,
       approvals,
       treeSlots: agents.treeSlots,

@@ -33,6 +33,8 @@ export interface GitRunOptions {
    * the result says `truncated`. This is how a huge diff stays out of memory.
    */
   readonly maxOutput?: number;
+  /** Stops git (SIGTERM: its lock files go with it) and rejects with the signal's reason. */
+  readonly signal?: AbortSignal;
 }
 
 export interface GitRunResult {
@@ -128,7 +130,9 @@ export async function runGit(cwd: string, args: readonly string[], options: GitR
     stripFinalNewline: false,
     ...(options.input !== undefined ? { input: options.input } : { stdin: 'ignore' as const }),
     ...(options.maxOutput !== undefined ? { maxBuffer: options.maxOutput } : {}),
+    ...(options.signal !== undefined ? { cancelSignal: options.signal } : {}),
   });
+  if (result.isCanceled) options.signal?.throwIfAborted();
   const stdout = typeof result.stdout === 'string' ? result.stdout : '';
   const stderr = typeof result.stderr === 'string' ? result.stderr : '';
   if (result.isMaxBuffer) return { stdout, exitCode: result.exitCode ?? -1, truncated: true };
@@ -170,20 +174,16 @@ export function splitNul(text: string): string[] {
  * tree that does not contain `dir` (a `core.worktree` pointing elsewhere) is refused: undo
  * deletes files in the work tree, and must never be steered at another directory.
  */
-export async function openRepo(dir: string): Promise<Repo> {
+export async function openRepo(dir: string, signal?: AbortSignal): Promise<Repo> {
   let stdout: string;
   try {
-    ({ stdout } = await runGit(dir, [
-      'rev-parse',
-      '--show-toplevel',
-      '--absolute-git-dir',
-      '--git-common-dir',
-      '--git-path',
-      'objects',
-      '--git-path',
-      'index',
-    ]));
+    ({ stdout } = await runGit(
+      dir,
+      ['rev-parse', '--show-toplevel', '--absolute-git-dir', '--git-common-dir', '--git-path', 'objects', '--git-path', 'index'],
+      signal ? { signal } : {},
+    ));
   } catch (cause) {
+    signal?.throwIfAborted();
     throw new NotAGitRepoError(dir, { cause });
   }
   const [top, gitDir, commonDir, objectsDir, indexFile] = stdout.split('\n').map((line) => line.trim());
@@ -207,8 +207,8 @@ export async function repoRoot(dir: string): Promise<string> {
 }
 
 /** The commit HEAD points at, or null in a repository without commits. */
-export async function headCommit(repo: Pick<Repo, 'root'>): Promise<string | null> {
-  const { stdout, exitCode } = await repoGit(repo, ['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'], { okExitCodes: [1] });
+export async function headCommit(repo: Pick<Repo, 'root'>, signal?: AbortSignal): Promise<string | null> {
+  const { stdout, exitCode } = await repoGit(repo, ['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'], { okExitCodes: [1], ...(signal ? { signal } : {}) });
   return exitCode === 0 ? stdout.trim() : null;
 }
 

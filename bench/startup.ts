@@ -4,7 +4,9 @@
  * binary (`codex exec`) given the same prompt, sandbox and fake model. Two workspaces: a plain
  * directory, and a git repository with untracked files (the turn's undo snapshot reads them).
  * Every round runs troupe and Codex in each workspace, alternating; each figure is the median
- * (and min, max) of RUNS rounds, and `ratio` is troupe's median over Codex's.
+ * (and min, max) of RUNS rounds, and `ratio` is troupe's median over Codex's. With GNU time at
+ * /usr/bin/time, each run's CPU time (user + system, all threads) is reported too: on a shared
+ * machine it moves far less with the load than the wall clock does.
  *
  *   npm run bench:startup               (writes bench/results/startup.json)
  *   BENCH_RUNS=20 BENCH_UNTRACKED_MB=200 npm run bench:startup
@@ -16,7 +18,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -38,7 +40,12 @@ const PROMPT = 'say ok';
 interface Run {
   readonly toRequestMs: number;
   readonly toExitMs: number;
+  /** User and system CPU time of the whole run (every thread), when /usr/bin/time can say. */
+  readonly cpuMs: number | null;
 }
+
+/** GNU time, which reports a child's CPU time: steadier than the wall clock on a busy machine. */
+const TIME = '/usr/bin/time';
 
 type Agent = 'troupe' | 'baseline' | 'codex';
 
@@ -66,8 +73,11 @@ async function runOnce(agent: Agent, model: FakeModelServer, cwd: string, home: 
   const before = model.requests.length;
   model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'ok' }] });
   const { file, args, env } = command(agent, model, cwd, home);
+  const timed = existsSync(TIME) ? join(home, 'cpu-time') : null;
   const started = performance.now();
-  const child = spawn(file, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = timed
+    ? spawn(TIME, ['-f', '%U %S', '-o', timed, file, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawn(file, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
@@ -76,7 +86,13 @@ async function runOnce(agent: Agent, model: FakeModelServer, cwd: string, home: 
   if (code !== 0 || request === undefined || model.requests.length !== before + 1) {
     throw new Error(`${agent} exec failed (exit ${code}, ${model.requests.length - before} requests):\n${stderr}`);
   }
-  return { toRequestMs: request.startedAt - started, toExitMs: exited - started };
+  const cpuMs = timed
+    ? (await readFile(timed, 'utf8'))
+        .trim()
+        .split(/\s+/)
+        .reduce((sum, seconds) => sum + Number(seconds) * 1000, 0)
+    : null;
+  return { toRequestMs: request.startedAt - started, toExitMs: exited - started, cpuMs };
 }
 
 function summary(values: readonly number[]): { median: number; min: number; max: number } {
@@ -126,7 +142,12 @@ async function main(): Promise<void> {
       const figures: Record<string, unknown> = {};
       for (const agent of agents) {
         const list = runs.get(`${agent}.${name}`) ?? [];
-        figures[agent] = { to_first_request_ms: summary(list.map((r) => r.toRequestMs)), to_exit_ms: summary(list.map((r) => r.toExitMs)) };
+        const cpu = list.flatMap((r) => (r.cpuMs === null ? [] : [r.cpuMs]));
+        figures[agent] = {
+          to_first_request_ms: summary(list.map((r) => r.toRequestMs)),
+          to_exit_ms: summary(list.map((r) => r.toExitMs)),
+          ...(cpu.length > 0 ? { cpu_ms: summary(cpu) } : {}),
+        };
       }
       if (hasCodex) {
         const median = (agent: Agent) => summary((runs.get(`${agent}.${name}`) ?? []).map((r) => r.toRequestMs)).median;

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// The package's entry point. The CLI is compiled into dist/ by `npm run build`,
-// which `npm install` and `npm ci` run through the `prepare` script.
-import { main } from '../dist/cli/main.js';
+// The package's entry point. The CLI is compiled and bundled into dist/troupe/ by `npm run
+// build` (scripts/bundle-cli.mjs), which `npm install` and `npm ci` run through `prepare`.
+import { main } from '../dist/troupe/main.js';
 
 main(process.argv.slice(2)).then(
   (code) => {

@@ -125,9 +125,10 @@ export function sessionPort(parts: SessionParts): SessionPort {
       return runTask(tasks, input, signal);
     },
     rollback: (submissionId, numTurns) => state.rollback(submissionId, numTurns),
-    // A snapshot still being taken is finished, not cut off (its git processes and temporary index).
+    // A snapshot still being taken is finished, not cut off (its git processes and temporary
+    // index), unless nothing ran after its turn began that could change the tree (undo.ts).
     close: async () => {
-      await undo.settled();
+      await undo.closing();
       await parts.close();
     },
   };

@@ -97,6 +97,7 @@ export class SessionRuntime {
     });
     const tools = new ToolGateway({
       sessionId: id,
+      rootId,
       tools: services.tools,
       approvals,
       treeSlots: agents.treeSlots,

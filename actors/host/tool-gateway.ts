@@ -14,6 +14,8 @@ import { spawnAgentToolFor } from '../agents/tools.js';
 
 export interface ToolGatewayOptions {
   readonly sessionId: string;
+  /** The root session of this session's tree (the session itself at the root). */
+  readonly rootId: string;
   /** The host's tools for this session's purpose; MCP tools are added on top (`useTools`). */
   readonly tools: ToolRegistry;
   /** What the tree has approved for the rest of the session. */
@@ -96,10 +98,11 @@ export class ToolGateway {
 
   /** The context a tool runs in, for call `callId` of `turn` (also the user's own shell commands). */
   contextFor(callId: string, turn: TurnContext, signal: AbortSignal): ToolContext {
-    const { sessionId, home, flow, treeSlots, agents, emit } = this.#options;
+    const { sessionId, rootId, home, flow, treeSlots, agents, emit } = this.#options;
     const turnId = turn.turn_id;
     return {
       sessionId,
+      rootSessionId: rootId,
       callId,
       turn,
       signal,

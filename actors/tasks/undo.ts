@@ -4,7 +4,8 @@ import type { ResponseItem } from '../../protocol/index.js';
 import type { TaskInput, TaskRequest } from '../../machines/session.js';
 import type { TaskOutput } from '../../machines/task.js';
 import type { TurnContext } from '../../machines/turn-context.js';
-import { deleteSnapshot, listSnapshots, NotAGitRepoError, restoreSnapshot, takeSnapshot } from '../../lib/git/index.js';
+import { deleteSnapshot, listSnapshots, NotAGitRepoError, restoreSnapshot, takeSnapshot, type GhostSnapshot } from '../../lib/git/index.js';
+import { log } from '../../lib/log.js';
 import { completed, type Task, type TaskHost } from './task.js';
 
 type UndoRequest = Extract<TaskRequest, { type: 'UNDO' }>;
@@ -35,6 +36,8 @@ export class UndoTask implements Task<UndoRequest> {
   /** The snapshot being taken, if any. */
   #pending: Promise<void> = Promise.resolve();
   #taking = 0;
+  /** The latest turn's snapshot, until something that may change the tree has waited for it. */
+  #unneeded: { readonly cwd: string; readonly stop: AbortController; taken?: GhostSnapshot } | null = null;
 
   constructor(host: TaskHost) {
     this.#host = host;
@@ -80,8 +83,10 @@ export class UndoTask implements Task<UndoRequest> {
    * request goes out beside it, and whatever could change the tree waits for `settled()`.
    */
   startSnapshot(turn: TurnContext): void {
+    const latest = { cwd: turn.cwd, stop: new AbortController() };
+    this.#unneeded = latest;
     this.#taking++;
-    this.#pending = this.#pending.then(() => this.#snapshot(turn)).finally(() => this.#taking--);
+    this.#pending = this.#pending.then(() => this.#snapshot(turn, latest)).finally(() => this.#taking--);
   }
 
   /** Whether a snapshot is being taken (or waits for the one before it). */
@@ -89,15 +94,44 @@ export class UndoTask implements Task<UndoRequest> {
     return this.#taking > 0;
   }
 
-  /** Resolves once no snapshot is being taken (never rejects: a failed snapshot is a warning). */
+  /**
+   * Resolves once no snapshot is being taken (never rejects: a failed snapshot is a warning).
+   * What waits here may change the tree (a tool, a task), so the latest snapshot is kept.
+   */
   settled(): Promise<void> {
+    this.#unneeded = null;
     return this.#pending;
   }
 
-  async #snapshot(turn: TurnContext): Promise<void> {
+  /**
+   * For the session's close: settled, less the latest turn's snapshot when nothing that could
+   * change the tree ran after it began (the turn only answered). That one is stopped, or removed
+   * if it is already taken, so the user does not wait for it: it would hold the tree as it still
+   * is. An `undo` after the session is resumed then goes back to before the last turn that ran
+   * something, whether or not the snapshot was done by the close.
+   */
+  closing(): Promise<void> {
+    const unneeded = this.#unneeded;
+    this.#unneeded = null;
+    if (unneeded === null) return this.#pending;
+    unneeded.stop.abort();
+    this.#pending = this.#pending.then(async () => {
+      if (unneeded.taken === undefined) return;
+      try {
+        await deleteSnapshot(unneeded.cwd, unneeded.taken);
+      } catch (error) {
+        log.warn({ err: error, session: this.#host.sessionId }, 'the snapshot of a turn that changed nothing could not be removed');
+      }
+    });
+    return this.#pending;
+  }
+
+  async #snapshot(turn: TurnContext, latest: { readonly stop: AbortController; taken?: GhostSnapshot }): Promise<void> {
     const host = this.#host;
+    const { signal } = latest.stop;
     try {
-      const snapshot = await takeSnapshot(turn.cwd, host.sessionId);
+      const snapshot = await takeSnapshot(turn.cwd, host.sessionId, { signal });
+      latest.taken = snapshot;
       if (snapshot.skipped.length > 0) {
         const list = snapshot.skipped.map((s) => `${s.path} (${s.reason.replace('_', ' ')})`).join(', ');
         host.emit(turn.turn_id, { type: 'warning', message: `undo will not cover these large or nested paths: ${list}` });
@@ -105,7 +139,7 @@ export class UndoTask implements Task<UndoRequest> {
       const all = await listSnapshots(turn.cwd, host.sessionId);
       for (const old of all.slice(0, Math.max(0, all.length - KEPT_SNAPSHOTS))) await deleteSnapshot(turn.cwd, old);
     } catch (error) {
-      if (error instanceof NotAGitRepoError) return;
+      if (error instanceof NotAGitRepoError || signal.aborted) return;
       host.emit(turn.turn_id, { type: 'warning', message: `no undo snapshot for this turn: ${(error as Error).message}` });
     }
   }

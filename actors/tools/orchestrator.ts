@@ -109,7 +109,7 @@ export async function runCommandTool<A>(tool: CommandTool<A>, args: A, ctx: Tool
       sandboxed: plan.sandboxed,
       tty: command.tty === true,
       home: rulesHome(ctx),
-      readOnly: snapshots.directory === undefined ? [] : [snapshots.directory],
+      readOnly: snapshots.directories,
     });
   } catch (error) {
     if (error instanceof SandboxUnavailableError) return { text: error.message, success: false };

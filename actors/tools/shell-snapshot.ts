@@ -6,7 +6,10 @@
  * set up (exported variables, functions, aliases, the shell options worth keeping); troupe
  * writes that as a script of its own, and every command then runs as `bash -c` with the
  * script sourced first. When the profile fails or takes longer than SNAPSHOT_TIMEOUT_MS, the
- * session's commands keep their login shells, and the user is warned once.
+ * session's commands keep their login shells, and the user is warned once. The sessions of a
+ * tree share it: a sub-agent with the same shell and shell_environment_policy as its parent
+ * sources the snapshot the parent took (or is taking) rather than running the profile again;
+ * when that one failed, the sub-agent tries once with one of its own.
  *
  * Why it is safe to share:
  * - The snapshot is taken in a private empty directory, not the session's cwd, so a profile
@@ -22,8 +25,10 @@
  *   written single-quoted by troupe, never as the shell printed them, so no value can become
  *   code.
  * - The file lives in a directory made with mkdtemp (mode 0700), read-only inside the
- *   sandbox (so a sandboxed command cannot plant code that a later command outside it would
- *   source), and removed when the session closes.
+ *   sandbox of every session that sources it (so a sandboxed command cannot plant code that a
+ *   later command outside it would source), and removed when the last session using it closes.
+ * - Only sessions of the same tree, in the same process, with the same policy share one: the
+ *   policy decides which variables the file holds.
  */
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants, mkdtempSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
@@ -269,80 +274,58 @@ export interface SnapshotHooks {
 class SnapshotFailure extends Error {}
 
 /**
- * A session's snapshots, one per shell program, each taken on the first command that needs it
- * and shared by the session's later commands. Disposing removes the directory (and kills a
- * capture still running).
+ * One snapshot of one shell's profile, in a private directory of its own, taken when it is made
+ * and used by one session or by several of a tree. The last user to let go removes the directory
+ * (and kills the capture if it still runs).
  */
-export class ShellSnapshots implements SessionResource {
-  readonly #policy: ResolvedShellEnvironmentPolicy | undefined;
+class Snapshot {
+  readonly directory: string;
+  /** The script once written; rejects (SnapshotFailure) when the profile could not be snapshotted. */
+  readonly file: Promise<string>;
   readonly #timeoutMs: number;
-  readonly #snapshots = new Map<string, Promise<string | undefined>>();
-  /** The program each shell named in a command resolved to. */
-  readonly #programs = new Map<string, string>();
-  readonly #captures = new Set<LaunchedProcess>();
-  #dir: string | undefined;
-  #warned = false;
-  #disposed = false;
+  #capture: LaunchedProcess | undefined;
+  #users = 1;
 
-  constructor(policy: ResolvedShellEnvironmentPolicy | undefined, options: { timeoutMs?: number } = {}) {
-    this.#policy = policy;
-    this.#timeoutMs = options.timeoutMs ?? SNAPSHOT_TIMEOUT_MS;
+  constructor(shell: string, policy: ResolvedShellEnvironmentPolicy | undefined, timeoutMs: number, confine: SnapshotHooks['confine']) {
+    this.#timeoutMs = timeoutMs;
+    this.directory = makeSnapshotDirectory();
+    this.file = this.#take(shell, policy, confine);
+    // Whoever awaits it sees the failure; this only keeps an unawaited one from being unhandled.
+    this.file.catch(() => {});
   }
 
-  /** The private directory of the snapshots, once one was written: kept read-only in the sandbox. */
-  get directory(): string | undefined {
-    return this.#dir;
+  /** One more session uses it. */
+  use(): void {
+    this.#users++;
   }
 
-  /**
-   * The argv to run instead of `argv`: the snapshot form of a bash or zsh login shell command,
-   * or `argv` itself (any other command, or when the snapshot failed: then the session is
-   * warned once, through `how.warn`). The profile runs as `how.confine` confines it.
-   */
-  async rewrite(argv: readonly string[], how: SnapshotHooks): Promise<readonly string[]> {
-    const command = loginShellCommand(argv);
-    if (command === undefined || this.#disposed) return argv;
-    let program = this.#programs.get(command.shell);
-    if (program === undefined) {
-      program = resolveShell(command.shell, commandEnvironment(this.#policy));
-      this.#programs.set(command.shell, program);
-    }
-    let snapshot = this.#snapshots.get(program);
-    if (snapshot === undefined) {
-      snapshot = this.#take(program, how.confine).catch((error: unknown) => {
-        if (!this.#warned && !this.#disposed) {
-          this.#warned = true;
-          const reason = error instanceof Error ? error.message : String(error);
-          how.warn(
-            `The login profile of ${command.shell} could not be snapshotted (${reason}); this session's commands run login shells instead, which re-run the profile each time.`,
-          );
-        }
-        return undefined;
-      });
-      this.#snapshots.set(program, snapshot);
-    }
-    const file = await snapshot;
-    return file === undefined || this.#disposed ? argv : snapshotArgv(command, file);
+  /** A session is done with it; true when it was the last (the directory is gone then). */
+  release(): boolean {
+    if (--this.#users > 0) return false;
+    this.#capture?.kill('SIGKILL');
+    rmSync(this.directory, { recursive: true, force: true });
+    liveDirectories.delete(this.directory);
+    return true;
   }
 
-  async #take(shell: string, confine: SnapshotHooks['confine']): Promise<string> {
+  async #take(shell: string, policy: ResolvedShellEnvironmentPolicy | undefined, confine: SnapshotHooks['confine']): Promise<string> {
     const kind = path.basename(shell) === 'zsh' ? 'zsh' : 'bash';
     const marker = `troupe-snapshot-${randomBytes(12).toString('hex')}`;
-    const dir = (this.#dir ??= makeSnapshotDirectory());
-    const before = commandEnvironment(this.#policy);
-    const stdout = await this.#capture(await confine([shell, '-lc', captureScript(kind, marker)], dir), dir, before);
-    const captured = parseCapture(stdout, marker);
+    const before = commandEnvironment(policy);
+    const argv = await confine([shell, '-lc', captureScript(kind, marker)], this.directory);
+    if (this.#users === 0) throw new SnapshotFailure('nobody uses the snapshot any more');
+    const captured = parseCapture(await this.#run(argv, before), marker);
     if (captured === undefined) throw new SnapshotFailure('the profile ended before the snapshot was printed');
     // A new file of a name nobody could guess, never through a link the profile left where it ran.
-    const file = path.join(dir, `${kind}-${randomBytes(6).toString('hex')}.sh`);
-    writeFileSync(file, snapshotScript(kind, captured, before, profileVariableFilter(this.#policy)), { mode: 0o600, flag: 'wx' });
+    const file = path.join(this.directory, `${kind}-${randomBytes(6).toString('hex')}.sh`);
+    writeFileSync(file, snapshotScript(kind, captured, before, profileVariableFilter(policy)), { mode: 0o600, flag: 'wx' });
     return file;
   }
 
-  /** Run the capture in `cwd` (the empty private directory); its stdout, or a SnapshotFailure. */
-  async #capture(argv: readonly string[], cwd: string, env: Environment): Promise<string> {
-    const launched = processLauncher().launch(argv, { cwd, env });
-    this.#captures.add(launched);
+  /** Run the capture in the snapshot's empty private directory; its stdout, or a SnapshotFailure. */
+  async #run(argv: readonly string[], env: Environment): Promise<string> {
+    const launched = processLauncher().launch(argv, { cwd: this.directory, env });
+    this.#capture = launched;
     let stdout = '';
     let stderr = '';
     launched.onOutput((stream, text) => {
@@ -366,20 +349,117 @@ export class ShellSnapshots implements SessionResource {
       return stdout;
     } finally {
       clearTimeout(timer);
-      this.#captures.delete(launched);
+      this.#capture = undefined;
+    }
+  }
+}
+
+/**
+ * The snapshots the sessions of a tree share in this process, by tree, shell program and
+ * environment policy: a sub-agent with its parent's shell and policy sources the parent's
+ * snapshot instead of running the profile again. A snapshot leaves when it fails (the next
+ * session to need one takes its own) or when its last session closes.
+ */
+const treeSnapshots = new Map<string, Snapshot>();
+
+/**
+ * A session's snapshots, one per shell program, each taken on the first command that needs it
+ * (or found in the tree) and shared by the session's later commands. Disposing lets go of them.
+ */
+export class ShellSnapshots implements SessionResource {
+  readonly #policy: ResolvedShellEnvironmentPolicy | undefined;
+  readonly #timeoutMs: number;
+  readonly #tree: string | undefined;
+  /** The snapshot file each program's commands source, or undefined: they keep their login shells. */
+  readonly #files = new Map<string, Promise<string | undefined>>();
+  /** The program each shell named in a command resolved to. */
+  readonly #programs = new Map<string, string>();
+  /** The snapshots this session uses (its own and the tree's). */
+  readonly #using = new Set<Snapshot>();
+  #warned = false;
+  #disposed = false;
+
+  /** `tree`: the session tree's root id, to share snapshots with the tree's other sessions (absent: none). */
+  constructor(policy: ResolvedShellEnvironmentPolicy | undefined, options: { timeoutMs?: number; tree?: string | undefined } = {}) {
+    this.#policy = policy;
+    this.#timeoutMs = options.timeoutMs ?? SNAPSHOT_TIMEOUT_MS;
+    this.#tree = options.tree;
+  }
+
+  /** The private directories of the snapshots this session sources: kept read-only in the sandbox. */
+  get directories(): readonly string[] {
+    return [...this.#using].map((snapshot) => snapshot.directory);
+  }
+
+  /**
+   * The argv to run instead of `argv`: the snapshot form of a bash or zsh login shell command,
+   * or `argv` itself (any other command, or when the snapshot failed: then the session is
+   * warned once, through `how.warn`). The profile runs as `how.confine` confines it.
+   */
+  async rewrite(argv: readonly string[], how: SnapshotHooks): Promise<readonly string[]> {
+    const command = loginShellCommand(argv);
+    if (command === undefined || this.#disposed) return argv;
+    let program = this.#programs.get(command.shell);
+    if (program === undefined) {
+      program = resolveShell(command.shell, commandEnvironment(this.#policy));
+      this.#programs.set(command.shell, program);
+    }
+    let file = this.#files.get(program);
+    if (file === undefined) {
+      file = this.#snapshotFile(program, command.shell, how);
+      this.#files.set(program, file);
+    }
+    const found = await file;
+    return found === undefined || this.#disposed ? argv : snapshotArgv(command, found);
+  }
+
+  /** The tree's snapshot of `program` when there is a good one, else one of this session's own. */
+  async #snapshotFile(program: string, shell: string, how: SnapshotHooks): Promise<string | undefined> {
+    const key = this.#tree === undefined ? undefined : JSON.stringify([this.#tree, program, this.#policy ?? null]);
+    const shared = key === undefined ? undefined : treeSnapshots.get(key);
+    if (shared !== undefined) {
+      shared.use();
+      this.#using.add(shared);
+      try {
+        return await shared.file;
+      } catch {
+        // The tree's snapshot failed (it left the tree then): this session tries once itself.
+        if (this.#disposed) return undefined;
+      }
+    }
+    const own = new Snapshot(program, this.#policy, this.#timeoutMs, how.confine);
+    this.#using.add(own);
+    if (key !== undefined && !treeSnapshots.has(key)) {
+      treeSnapshots.set(key, own);
+      own.file.catch(() => {
+        if (treeSnapshots.get(key) === own) treeSnapshots.delete(key);
+      });
+    }
+    try {
+      return await own.file;
+    } catch (error) {
+      if (!this.#warned && !this.#disposed) {
+        this.#warned = true;
+        const reason = error instanceof Error ? error.message : String(error);
+        how.warn(
+          `The login profile of ${shell} could not be snapshotted (${reason}); this session's commands run login shells instead, which re-run the profile each time.`,
+        );
+      }
+      return undefined;
     }
   }
 
   dispose(): void {
     this.#disposed = true;
-    for (const launched of this.#captures) launched.kill('SIGKILL');
-    if (this.#dir === undefined) return;
-    rmSync(this.#dir, { recursive: true, force: true });
-    liveDirectories.delete(this.#dir);
+    for (const snapshot of this.#using) {
+      if (!snapshot.release()) continue;
+      for (const [key, shared] of treeSnapshots) if (shared === snapshot) treeSnapshots.delete(key);
+    }
+    this.#using.clear();
   }
 }
 
 /** The session's snapshots (created on first use, disposed with the session). */
 export function shellSnapshotsOf(ctx: ToolContext): ShellSnapshots {
-  return ctx.resources.get(SHELL_SNAPSHOT_RESOURCE, () => new ShellSnapshots(ctx.turn.shell_environment_policy));
+  return ctx.resources.get(SHELL_SNAPSHOT_RESOURCE, () => new ShellSnapshots(ctx.turn.shell_environment_policy, { tree: ctx.rootSessionId }));
 }

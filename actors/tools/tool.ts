@@ -48,6 +48,8 @@ export interface TreeSlots {
 /** What a tool's handler may use while it runs. */
 export interface ToolContext {
   readonly sessionId: string;
+  /** The root session of the session's tree; absent outside a session (unit tests). */
+  readonly rootSessionId?: string | undefined;
   readonly callId: string;
   readonly turn: TurnContext;
   /** Aborted when the turn is interrupted: the handler must stop and kill what it started. */

@@ -51,11 +51,13 @@ function sessionPrefix(sessionId: string): string {
 /**
  * Saves the whole working tree of the repository containing `dir` (tracked files as on disk,
  * untracked files that are not ignored, minus the large ones it reports in `skipped`). HEAD,
- * branches, the user's index and the files are left exactly as they were.
+ * branches, the user's index and the files are left exactly as they were. `options.signal`
+ * stops it before its ref is written: then no snapshot exists and the call rejects.
  */
 export async function takeSnapshot(dir: string, sessionId: string, options: TakeSnapshotOptions = {}): Promise<GhostSnapshot> {
   const prefix = sessionPrefix(sessionId);
-  const repo = await openRepo(dir);
+  const { signal } = options;
+  const repo = await openRepo(dir, signal);
   const { tree, head, skipped } = await writeWorktreeTree(repo, { ...options, rawFiltered: true });
   const message = [
     'troupe ghost snapshot',
@@ -67,6 +69,7 @@ export async function takeSnapshot(dir: string, sessionId: string, options: Take
   const commit = (
     await repoGit(repo, ['commit-tree', '--no-gpg-sign', tree, ...(head ? ['-p', head] : []), '-F', '-'], {
       input: message,
+      ...(signal ? { signal } : {}),
       // A fixed identity: the user may have none configured, and this commit is not theirs.
       env: {
         GIT_AUTHOR_NAME: 'troupe',
@@ -79,7 +82,9 @@ export async function takeSnapshot(dir: string, sessionId: string, options: Take
 
   // The empty old value makes update-ref fail if the ref exists, so two snapshots racing for
   // the same number cannot overwrite each other; the loser takes the next number.
-  let seq = (await listRepoSnapshots(repo, sessionId)).reduce((max, s) => Math.max(max, s.seq), 0) + 1;
+  let seq = (await listRepoSnapshots(repo, sessionId, signal)).reduce((max, s) => Math.max(max, s.seq), 0) + 1;
+  // The last point at which a stop leaves nothing behind (the commit is garbage without a ref).
+  signal?.throwIfAborted();
   for (let attempt = 0; ; attempt += 1) {
     const ref = `${prefix}${seq}`;
     try {
@@ -97,9 +102,13 @@ export async function listSnapshots(dir: string, sessionId?: string): Promise<Gh
   return listRepoSnapshots(await openRepo(dir), sessionId);
 }
 
-async function listRepoSnapshots(repo: Repo, sessionId?: string): Promise<GhostSnapshot[]> {
+async function listRepoSnapshots(repo: Repo, sessionId?: string, signal?: AbortSignal): Promise<GhostSnapshot[]> {
   const pattern = sessionId === undefined ? GHOST_REF_PREFIX : sessionPrefix(sessionId);
-  const { stdout } = await repoGit(repo, ['for-each-ref', '--format=%(refname)%00%(objectname)%00%(parent)%00%(contents)%01', pattern]);
+  const { stdout } = await repoGit(
+    repo,
+    ['for-each-ref', '--format=%(refname)%00%(objectname)%00%(parent)%00%(contents)%01', pattern],
+    signal ? { signal } : {},
+  );
   const snapshots: GhostSnapshot[] = [];
   for (const record of stdout.split('\x01\n')) {
     const [ref, commit, parent, contents] = record.split('\0');

@@ -16,6 +16,7 @@
  *   subcommands on a short list that read no work tree, index or attributes, and with
  *   overrides for what those can still reach (hooks, signatures, transports, maintenance).
  */
+import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
@@ -33,6 +34,8 @@ export interface GitRunOptions {
    * the result says `truncated`. This is how a huge diff stays out of memory.
    */
   readonly maxOutput?: number;
+  /** Stops git (SIGTERM: git removes its lock files) and rejects with the signal's reason. */
+  readonly signal?: AbortSignal;
 }
 
 export interface GitRunResult {
@@ -114,33 +117,57 @@ const HARDENING: readonly string[] = [
   'diff.ignoreSubmodules=all',
 ].flatMap((setting) => ['-c', setting]);
 
-/** execa, loaded on the first git command: a run that never needs git never pays for it. */
-let execaModule: Promise<typeof import('execa')> | null = null;
-
-/** Runs git in `cwd` with the closed environment and the overrides; internal to this folder. */
+/**
+ * Runs git in `cwd` with the closed environment and the overrides; internal to this folder.
+ * Plain `child_process`: a turn's undo snapshot starts git beside the first model request,
+ * and a process library's modules would load on that path.
+ */
 export async function runGit(cwd: string, args: readonly string[], options: GitRunOptions = {}): Promise<GitRunResult> {
-  const { execa } = await (execaModule ??= import('execa'));
-  const result = await execa('git', [...HARDENING, ...args], {
-    cwd,
-    env: { ...gitEnv(), ...options.env },
-    extendEnv: false,
-    reject: false,
-    stripFinalNewline: false,
-    ...(options.input !== undefined ? { input: options.input } : { stdin: 'ignore' as const }),
-    ...(options.maxOutput !== undefined ? { maxBuffer: options.maxOutput } : {}),
+  const { signal, input, maxOutput } = options;
+  signal?.throwIfAborted();
+  return new Promise<GitRunResult>((resolve, reject) => {
+    const child = spawn('git', [...HARDENING, ...args], {
+      cwd,
+      env: { ...gitEnv(), ...options.env },
+      stdio: [input !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+      ...(signal ? { signal } : {}),
+    });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    let stdoutBytes = 0;
+    let truncated = false;
+    child.stdout?.on('data', (chunk: Buffer) => {
+      if (truncated) return;
+      stdout.push(chunk);
+      stdoutBytes += chunk.length;
+      if (maxOutput !== undefined && stdoutBytes > maxOutput) {
+        // Enough: git is stopped, and the caller is told the output was cut.
+        truncated = true;
+        child.kill();
+      }
+    });
+    child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
+    if (child.stdin) {
+      // git may exit without reading all of its input (EPIPE): its exit status says how it went.
+      child.stdin.on('error', () => {});
+      child.stdin.end(input);
+    }
+    child.on('error', (error) => {
+      if (signal?.aborted) reject(signal.reason as Error);
+      // Spawning failed: git is not installed, or cwd does not exist.
+      else reject(new GitCommandError(args, null, error.message || 'git could not be started', { cause: error }));
+    });
+    child.on('close', (code) => {
+      if (signal?.aborted) return reject(signal.reason as Error);
+      const text = Buffer.concat(stdout).toString('utf8');
+      if (truncated) return resolve({ stdout: text.slice(0, maxOutput), exitCode: code ?? -1, truncated: true });
+      const exitCode = code ?? -1;
+      if (exitCode !== 0 && !(options.okExitCodes ?? []).includes(exitCode)) {
+        return reject(new GitCommandError(args, exitCode, Buffer.concat(stderr).toString('utf8')));
+      }
+      resolve({ stdout: text, exitCode, truncated: false });
+    });
   });
-  const stdout = typeof result.stdout === 'string' ? result.stdout : '';
-  const stderr = typeof result.stderr === 'string' ? result.stderr : '';
-  if (result.isMaxBuffer) return { stdout, exitCode: result.exitCode ?? -1, truncated: true };
-  if (result.failed && result.exitCode === undefined) {
-    // Spawning failed: git is not installed, or cwd does not exist.
-    throw new GitCommandError(args, null, result.shortMessage ?? 'git could not be started', { cause: result.cause });
-  }
-  const exitCode = result.exitCode ?? -1;
-  if (exitCode !== 0 && !(options.okExitCodes ?? []).includes(exitCode)) {
-    throw new GitCommandError(args, exitCode, stderr);
-  }
-  return { stdout, exitCode, truncated: false };
 }
 
 /**
@@ -170,20 +197,16 @@ export function splitNul(text: string): string[] {
  * tree that does not contain `dir` (a `core.worktree` pointing elsewhere) is refused: undo
  * deletes files in the work tree, and must never be steered at another directory.
  */
-export async function openRepo(dir: string): Promise<Repo> {
+export async function openRepo(dir: string, signal?: AbortSignal): Promise<Repo> {
   let stdout: string;
   try {
-    ({ stdout } = await runGit(dir, [
-      'rev-parse',
-      '--show-toplevel',
-      '--absolute-git-dir',
-      '--git-common-dir',
-      '--git-path',
-      'objects',
-      '--git-path',
-      'index',
-    ]));
+    ({ stdout } = await runGit(
+      dir,
+      ['rev-parse', '--show-toplevel', '--absolute-git-dir', '--git-common-dir', '--git-path', 'objects', '--git-path', 'index'],
+      signal ? { signal } : {},
+    ));
   } catch (cause) {
+    signal?.throwIfAborted();
     throw new NotAGitRepoError(dir, { cause });
   }
   const [top, gitDir, commonDir, objectsDir, indexFile] = stdout.split('\n').map((line) => line.trim());
@@ -207,8 +230,8 @@ export async function repoRoot(dir: string): Promise<string> {
 }
 
 /** The commit HEAD points at, or null in a repository without commits. */
-export async function headCommit(repo: Pick<Repo, 'root'>): Promise<string | null> {
-  const { stdout, exitCode } = await repoGit(repo, ['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'], { okExitCodes: [1] });
+export async function headCommit(repo: Pick<Repo, 'root'>, signal?: AbortSignal): Promise<string | null> {
+  const { stdout, exitCode } = await repoGit(repo, ['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'], { okExitCodes: [1], ...(signal ? { signal } : {}) });
   return exitCode === 0 ? stdout.trim() : null;
 }
 

@@ -50,9 +50,10 @@ const INERT_SETTINGS = new Set([
  * with `treeish` so that entries whose content matches keep their stat data, which spares git
  * hashing every tracked file again. If the copy cannot be used (no index yet, unresolved
  * conflicts, a split index), a plain read of the tree gives the same content, only slower.
- * The private directory is removed afterwards, whatever happens.
+ * The private directory is removed afterwards, whatever happens. `signal` stops the view's git
+ * commands (each then rejects with its reason).
  */
-export async function withView<T>(repo: Repo, treeish: string | null, fn: (view: GitView) => Promise<T>): Promise<T> {
+export async function withView<T>(repo: Repo, treeish: string | null, fn: (view: GitView) => Promise<T>, signal?: AbortSignal): Promise<T> {
   const dir = await mkdtemp(join(tmpdir(), 'troupe-view-'));
   try {
     const gitDir = join(dir, 'git');
@@ -70,7 +71,7 @@ export async function withView<T>(repo: Repo, treeish: string | null, fn: (view:
       repo,
       run: (args, options = {}) => {
         const { index, ...rest } = options;
-        return runGit(repo.root, args, { ...rest, env: { ...env, GIT_INDEX_FILE: index ?? ownIndex } });
+        return runGit(repo.root, args, { ...rest, ...(signal ? { signal } : {}), env: { ...env, GIT_INDEX_FILE: index ?? ownIndex } });
       },
     };
     if (treeish === null) {

@@ -26,6 +26,8 @@ export interface WorktreeTreeOptions {
    * the user's blobs for files that did not change.
    */
   readonly rawFiltered?: boolean;
+  /** Stops the work: the git command running is killed and the call rejects with the reason. */
+  readonly signal?: AbortSignal;
 }
 
 export interface WorktreeTree {
@@ -47,24 +49,29 @@ export const DEFAULT_MAX_UNTRACKED_DIR_FILES = 1000;
  */
 export async function writeWorktreeTree(repo: Repo, options: WorktreeTreeOptions = {}): Promise<WorktreeTree> {
   const root = repo.root;
-  const head = await headCommit(repo);
-  return withView(repo, head, async (view) => {
-    if (options.rawFiltered === true) await renormalizeFiltered(view);
-    // Tracked files: modifications, deletions, mode changes. Submodules are left out: git would
-    // ask each one whether it is dirty by running `git status` inside it, under its own config.
-    const submodules = (await gitlinks(view)).map((path) => `:(top,literal,exclude)${path}`);
-    await view.run(['add', '-u', '--', ':/', ...submodules]);
-    const { add, skipped } = await untrackedToAdd(view, options);
-    // Files the user force-added despite an ignore rule are tracked, so they belong in the
-    // snapshot too, but the ignore rule hides them from `ls-files --others`.
-    const forced = splitNul((await view.run(['ls-files', '-z', '--cached', '--ignored', '--exclude-standard'], { index: repo.indexFile })).stdout);
-    for (const path of forced) if (await exists(join(root, path))) add.push(path);
-    if (add.length > 0) {
-      await view.run(['--literal-pathspecs', 'add', '-f', '--pathspec-from-file=-', '--pathspec-file-nul'], { input: add.join('\0') });
-    }
-    const tree = (await view.run(['write-tree'])).stdout.trim();
-    return { tree, head, skipped };
-  });
+  const head = await headCommit(repo, options.signal);
+  return withView(
+    repo,
+    head,
+    async (view) => {
+      if (options.rawFiltered === true) await renormalizeFiltered(view);
+      // Tracked files: modifications, deletions, mode changes. Submodules are left out: git would
+      // ask each one whether it is dirty by running `git status` inside it, under its own config.
+      const submodules = (await gitlinks(view)).map((path) => `:(top,literal,exclude)${path}`);
+      await view.run(['add', '-u', '--', ':/', ...submodules]);
+      const { add, skipped } = await untrackedToAdd(view, options);
+      // Files the user force-added despite an ignore rule are tracked, so they belong in the
+      // snapshot too, but the ignore rule hides them from `ls-files --others`.
+      const forced = splitNul((await view.run(['ls-files', '-z', '--cached', '--ignored', '--exclude-standard'], { index: repo.indexFile })).stdout);
+      for (const path of forced) if (await exists(join(root, path))) add.push(path);
+      if (add.length > 0) {
+        await view.run(['--literal-pathspecs', 'add', '-f', '--pathspec-from-file=-', '--pathspec-file-nul'], { input: add.join('\0') });
+      }
+      const tree = (await view.run(['write-tree'])).stdout.trim();
+      return { tree, head, skipped };
+    },
+    options.signal,
+  );
 }
 
 /** Paths of the submodules (gitlinks) in the view's index. */

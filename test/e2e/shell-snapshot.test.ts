@@ -5,7 +5,8 @@
  * (variables, PATH, aliases, functions) while the profile ran once for the session. The
  * snapshot keeps to the shell_environment_policy, cannot be steered by the repository or
  * rewritten from the sandbox, and goes when the session does; a profile that cannot be
- * snapshotted falls back to login shells with one warning.
+ * snapshotted falls back to login shells with one warning. Sub-agents source their parent's
+ * snapshot; when the parent's failed, a sub-agent takes its own.
  */
 import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -15,7 +16,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { detectSandbox } from '../../lib/sandbox/detect.js';
 import type { AppServerProcess } from '../support/app-server-process.js';
 import { finishE2E, sentOutput, startE2E } from '../support/e2e.js';
-import type { FakeModelServer, ScriptStep } from '../../testing/index.js';
+import type { FakeModelServer, RecordedRequest, ScriptStep } from '../../testing/index.js';
+import { mentions, outputFor, spawnedAgentIds } from '../../testing/requests.js';
 import { waitFor } from '../support/wait.js';
 
 const availability = await detectSandbox();
@@ -183,6 +185,92 @@ describe.skipIf(!availability.ok)('a session with a bash login profile', () => {
       session,
       runs.find((dir) => dir !== workspace)!,
     );
+  });
+});
+
+/** A step for the requests `match` accepts that have no output for `callId` yet (its first), or that do (after it). */
+const before = (callId: string, match: (r: RecordedRequest) => boolean) => (r: RecordedRequest) => match(r) && outputFor(r, callId) === undefined;
+const after = (callId: string) => (r: RecordedRequest) => outputFor(r, callId) !== undefined;
+const spawn = (call_id: string, message: string) => call('spawn_agent', call_id, { message });
+/** The parent's step that waits for every agent it spawned (their ids read from its own history). */
+const waitForSpawned = (match: (r: RecordedRequest) => boolean): ScriptStep => ({
+  kind: 'reply',
+  match,
+  handler: (request) => respond(call('wait_agent', 'wait', { agent_ids: spawnedAgentIds(request) })),
+});
+/** The parent's first request (a child's messages name its task, CHILD ...). */
+const isParent = (r: RecordedRequest) => mentions(r, 'PARENT-GO') && !mentions(r, 'CHILD');
+const warningsOf = (session: string) => server.events.filter((e) => e.session_id === session && e.msg.type === 'warning');
+const childrenOf = (parent: string) => server.events.flatMap((e) => (e.session_id === parent && e.msg.type === 'agent_spawned' ? [e.msg.agent_id] : []));
+
+describe.skipIf(!availability.ok)('sub-agents and the snapshot of their parent', () => {
+  it('a parent and the two sub-agents it spawns run the profile once between them', async () => {
+    home = await makeHome((h) => `echo "$PWD" >> ${h}/profile-runs\nexport FROM_PROFILE=profile-value\n`);
+    await start({ HOME: home, SHELL: '/bin/bash' });
+    model.enqueue(
+      { ...respond(bash('p', 'echo "parent=$FROM_PROFILE"')), match: before('p', isParent) },
+      { ...respond(spawn('s1', 'CHILD one'), spawn('s2', 'CHILD two')), match: after('p') },
+      { ...respond(bash('c1', 'echo "one=$FROM_PROFILE"')), match: before('c1', (r) => mentions(r, 'CHILD one')) },
+      { ...respond(bash('c2', 'echo "two=$FROM_PROFILE"')), match: before('c2', (r) => mentions(r, 'CHILD two')) },
+      { ...done, match: after('c1') },
+      { ...done, match: after('c2') },
+      waitForSpawned(after('s2')),
+      { ...done, match: after('wait') },
+    );
+    const session = await server.newSession({ cwd: workspace });
+    await server.turn(session, 'PARENT-GO');
+    const sentTo = (callId: string) => model.requests.find((r) => outputFor(r, callId) !== undefined)!;
+    expect(sentOutput(sentTo('p'), 'p')).toContain('parent=profile-value');
+    expect(sentOutput(sentTo('c1'), 'c1')).toContain('one=profile-value');
+    expect(sentOutput(sentTo('c2'), 'c2')).toContain('two=profile-value');
+    expect(childrenOf(session)).toHaveLength(2);
+    for (const id of [session, ...childrenOf(session)]) expect(warningsOf(id)).toEqual([]);
+    const runs = profileRuns(home);
+    expect(runs).toHaveLength(1);
+    await closeAndExpectRemoved(session, runs[0]!);
+  });
+
+  it('a sub-agent takes a snapshot of its own when its parent could not take one', async () => {
+    // The profile fails outside a workspace while `broken` is there: the parent's snapshot fails,
+    // its login shell in the workspace works; the file goes before the parent spawns its child.
+    home = await makeHome(
+      (h) =>
+        `echo "$PWD" >> ${h}/profile-runs\ncase "$PWD" in */troupe-ws-*) ;; *) [ -e ${h}/broken ] && { echo "broken" >&2; exit 3; } ;; esac\nexport FROM_PROFILE=profile-value\n`,
+    );
+    await writeFile(join(home, 'broken'), '');
+    const brokenHome = home;
+    await start({ HOME: home, SHELL: '/bin/bash' });
+    model.enqueue(
+      { ...respond(bash('p', 'echo "parent=$FROM_PROFILE"')), match: before('p', isParent) },
+      {
+        kind: 'reply',
+        match: after('p'),
+        handler: async () => {
+          await rm(join(brokenHome, 'broken'));
+          return respond(spawn('s1', 'CHILD one'));
+        },
+      },
+      { ...respond(bash('c1', 'echo "one=$FROM_PROFILE"')), match: before('c1', (r) => mentions(r, 'CHILD one')) },
+      { ...respond(bash('c2', 'echo "again=$FROM_PROFILE"')), match: after('c1') },
+      { ...done, match: after('c2') },
+      waitForSpawned(after('s1')),
+      { ...done, match: after('wait') },
+    );
+    const session = await server.newSession({ cwd: workspace });
+    await server.turn(session, 'PARENT-GO');
+    const sentTo = (callId: string) => model.requests.find((r) => outputFor(r, callId) !== undefined)!;
+    expect(sentOutput(sentTo('p'), 'p')).toContain('parent=profile-value');
+    expect(sentOutput(sentTo('c1'), 'c1')).toContain('one=profile-value');
+    expect(sentOutput(sentTo('c2'), 'c2')).toContain('again=profile-value');
+    const [child] = childrenOf(session);
+    expect(warningsOf(session)).toHaveLength(1);
+    expect(JSON.stringify(warningsOf(session)[0]!.msg)).toMatch(/could not be snapshotted.*exited with 3: broken/);
+    expect(warningsOf(child!)).toEqual([]);
+    // The parent's failed snapshot and its login shell, then the child's snapshot, which its two commands share.
+    const runs = profileRuns(home);
+    expect(runs.filter((dir) => dir === workspace)).toHaveLength(1);
+    expect(runs.filter((dir) => dir !== workspace)).toHaveLength(2);
+    await closeAndExpectRemoved(session, runs.at(-1)!);
   });
 });
 

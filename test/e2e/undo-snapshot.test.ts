@@ -3,15 +3,16 @@
  * tools wait for it. Every git troupe runs is held by a `git` of the test's own, first on the
  * PATH, until the test lets it through: the request reaching the model while the snapshot
  * cannot have finished shows the request does not wait, and undo putting back the tree as it was
- * before the turn shows the tool that changed it waited for the snapshot.
+ * before the turn shows the tool that changed it waited for the snapshot. A turn that ran
+ * nothing does not keep the session's close waiting for its snapshot.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { AppServerProcess } from '../support/app-server-process.js';
+import { AppServerProcess } from '../support/app-server-process.js';
 import { finishE2E, startE2E } from '../support/e2e.js';
 import { initRepo } from '../support/git-repo.js';
 import { waitFor } from '../support/wait.js';
@@ -21,6 +22,7 @@ let model: FakeModelServer;
 let server: AppServerProcess;
 let workspace: string;
 let gate: string;
+let gatedPath: string;
 
 beforeEach(async () => {
   gate = await mkdtemp(join(tmpdir(), 'troupe-git-gate-'));
@@ -29,7 +31,8 @@ beforeEach(async () => {
   const script = ['#!/bin/sh', `echo "$*" >> '${gate}/calls'`, `while [ ! -e '${gate}/open' ]; do sleep 0.01; done`, `exec '${realGit}' "$@"`, ''].join('\n');
   await writeFile(join(gate, 'git'), script);
   await chmod(join(gate, 'git'), 0o755);
-  ({ model, server, workspace } = await startE2E({ env: { PATH: `${gate}:${process.env.PATH ?? ''}`, TROUPE_LOG: 'debug' } }));
+  gatedPath = `${gate}:${process.env.PATH ?? ''}`;
+  ({ model, server, workspace } = await startE2E({ env: { PATH: gatedPath, TROUPE_LOG: 'debug' } }));
 });
 
 afterEach(async () => {
@@ -73,5 +76,42 @@ describe('the undo snapshot beside the first request', () => {
     expect(done.msg.success).toBe(true);
     expect(await readFile(join(workspace, 'app.js'), 'utf8')).toBe('export const answer = 41;\n');
     expect(existsSync(join(workspace, 'created.txt'))).toBe(false);
+  });
+
+  it('a turn that ran nothing does not hold the close, and undo after a resume goes back to before the last turn that ran something', async () => {
+    await initRepo(workspace, { 'app.js': 'export const answer = 41;\n' });
+    await writeFile(join(gate, 'open'), '');
+    model.enqueue(
+      { kind: 'response', items: [{ type: 'function_call', name: 'shell', call_id: 's', arguments: { command: ['sh', '-c', 'echo changed > app.js'] } }] },
+      { kind: 'response', items: [{ type: 'message', text: 'changed it' }] },
+      { kind: 'response', items: [{ type: 'message', text: 'just an answer' }] },
+    );
+    const session = await server.newSession({ cwd: workspace });
+    await server.turn(session, 'change the answer');
+    expect(await readFile(join(workspace, 'app.js'), 'utf8')).toBe('changed\n');
+
+    // The second turn only answers; its snapshot is held at its first git through the close.
+    await unlink(join(gate, 'open'));
+    const gitCalls = async () => (await readFile(join(gate, 'calls'), 'utf8')).split('\n').length;
+    const before = await gitCalls();
+    await server.turn(session, 'what is the answer?');
+    await waitFor(async () => (await gitCalls()) > before, "the second turn's snapshot to start git");
+    server.submit({ type: 'shutdown' }, session);
+    await server.waitForMsg('shutdown_complete', { session });
+    expect(existsSync(join(gate, 'open'))).toBe(false);
+    await writeFile(join(gate, 'open'), '');
+    expect(await server.end()).toBe(0);
+    const refs = execFileSync('git', ['for-each-ref', '--format=%(refname)', 'refs/troupe/ghost/'], { cwd: workspace, encoding: 'utf8' });
+    expect(refs.trim().split('\n')).toEqual([`refs/troupe/ghost/${session}/1`]);
+
+    const resumed = await AppServerProcess.start({ modelUrl: model.url, home: server.home, env: { PATH: gatedPath } });
+    try {
+      await resumed.waitForMsg('session_configured', { id: resumed.submit({ type: 'resume_session', session_id: session }) });
+      const done = await resumed.waitForMsg('undo_completed', { session, id: resumed.submit({ type: 'undo' }, session) });
+      expect(done.msg.success).toBe(true);
+      expect(await readFile(join(workspace, 'app.js'), 'utf8')).toBe('export const answer = 41;\n');
+    } finally {
+      await resumed.dispose();
+    }
   });
 });

@@ -2,7 +2,18 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { TroupeError, type SessionConfig } from '../protocol/index.js';
-import { cancelJob, findJob, homeJobs, JobLookupError, listJobs, natsJobs, overview, writeOutputHere, type JobOverview, type JobPlace } from '../actors/jobs/admin.js';
+import {
+  cancelJob,
+  findJob,
+  homeJobs,
+  JobLookupError,
+  listJobs,
+  natsJobs,
+  overview,
+  writeOutputHere,
+  type JobOverview,
+  type JobPlace,
+} from '../actors/jobs/admin.js';
 import { JobInputError } from '../actors/jobs/input.js';
 import { checkJob, runJob, type CheckedJob } from '../actors/jobs/library.js';
 import { commandGateway } from '../actors/gateway-options.js';

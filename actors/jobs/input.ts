@@ -253,7 +253,13 @@ export async function checkOutputPath(outputPath: string, inputPath: string): Pr
   if (!info?.isDirectory()) throw new JobInputError(`output_csv_path ${outputPath}: the directory ${dir} does not exist`);
   // Found out now, not when the job has run: the output is written through a temporary file
   // in that directory, whose name is the output's with about 15 bytes more.
-  if (!(await access(dir, constants.W_OK).then(() => true, () => false))) throw new JobInputError(`output_csv_path ${outputPath}: the directory ${dir} is not writable`);
+  if (
+    !(await access(dir, constants.W_OK).then(
+      () => true,
+      () => false,
+    ))
+  )
+    throw new JobInputError(`output_csv_path ${outputPath}: the directory ${dir} is not writable`);
   if (Buffer.byteLength(basename(real)) > MAX_OUTPUT_NAME_BYTES) {
     throw new JobInputError(`output_csv_path ${outputPath}: the file name is longer than ${MAX_OUTPUT_NAME_BYTES} bytes`);
   }
@@ -262,7 +268,14 @@ export async function checkOutputPath(outputPath: string, inputPath: string): Pr
   if (existing && !existing.isFile()) throw new JobInputError(`output_csv_path ${outputPath}${via} is not a regular file`);
   // Renaming over a file needs only its directory writable: a file marked read-only, or one
   // this process may not write, is refused here instead.
-  if (existing && ((existing.mode & 0o222) === 0 || !(await access(real, constants.W_OK).then(() => true, () => false)))) {
+  if (
+    existing &&
+    ((existing.mode & 0o222) === 0 ||
+      !(await access(real, constants.W_OK).then(
+        () => true,
+        () => false,
+      )))
+  ) {
     throw new JobInputError(`output_csv_path ${outputPath}${via} is read-only: the output would replace it`);
   }
   return real;

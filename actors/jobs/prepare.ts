@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { MAX_ITEM_ATTEMPTS, MAX_ITEM_RUNTIME_SECONDS } from '../../protocol/index.js';
 import type { TurnContext } from '../../machines/turn-context.js';
 import { checkInstruction, checkOutputPath, defaultOutputPath, formatOf, JobInputError, readJobInput, resolvePath, type JobInput } from './input.js';
 import type { FileFormat, JobSpec } from './records.js';
@@ -8,11 +9,8 @@ import { roleConfig, RoleError } from '../agents/roles.js';
 export const DEFAULT_JOB_CONCURRENCY = 16;
 export const MAX_JOB_CONCURRENCY = 64;
 export const DEFAULT_ITEM_RUNTIME_SECONDS = 1800;
-/** A week: an item's deadline must stay within what a timer can wait (about 24.8 days). */
-export const MAX_ITEM_RUNTIME_SECONDS = 7 * 24 * 3600;
 /** An item whose agent errors runs again, up to this many attempts in all. */
 export const DEFAULT_ITEM_ATTEMPTS = 3;
-export const MAX_ITEM_ATTEMPTS = 10;
 
 /** A job as asked for: the arguments of `spawn_agents_on_csv`, plus the attempts of an erroring item. */
 export interface JobRequest {

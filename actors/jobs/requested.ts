@@ -1,6 +1,6 @@
 import { errorEvent, TroupeError, type EventMsg, type OpOf } from '../../protocol/index.js';
 import { inBackground, log } from '../../lib/log.js';
-import { checkInstruction, type JobInput } from './input.js';
+import { checkInstruction, formatOf, type JobInput } from './input.js';
 import { MAX_JOB_CONCURRENCY, type PreparedJob } from './prepare.js';
 import { resultCheck } from './schema.js';
 import type { SessionJobs } from './session.js';
@@ -33,6 +33,7 @@ export function startRequestedJob(jobs: SessionJobs | null, op: OpOf<'run_agent_
         agent_type: op.agent_type,
       },
       outputPath: op.output_csv_path,
+      outputFormat: formatOf(op.output_csv_path),
       concurrency: Math.min(MAX_JOB_CONCURRENCY, op.max_concurrency),
     };
     try {

@@ -56,7 +56,19 @@ export function resultColumns(schema: Record<string, unknown> | null): string[] 
 export const MAX_SCHEMA_DEPTH = 32;
 
 /** Keywords whose values are subschemas, by how they hold them. */
-const ONE_SCHEMA = ['items', 'additionalItems', 'additionalProperties', 'not', 'if', 'then', 'else', 'contains', 'propertyNames', 'unevaluatedItems', 'unevaluatedProperties'];
+const ONE_SCHEMA = [
+  'items',
+  'additionalItems',
+  'additionalProperties',
+  'not',
+  'if',
+  'then',
+  'else',
+  'contains',
+  'propertyNames',
+  'unevaluatedItems',
+  'unevaluatedProperties',
+];
 const SCHEMA_LISTS = ['allOf', 'anyOf', 'oneOf', 'prefixItems', 'items'];
 const SCHEMA_MAPS = ['properties', '$defs', 'definitions', 'dependentSchemas'];
 

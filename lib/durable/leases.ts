@@ -80,8 +80,7 @@ export class Leases {
   ) {
     this.#kv = store.leases;
     this.#listKeys = () => leaseKeys(store);
-    this.#forgetKey = (sessionId) =>
-      store.jsm.streams.purge(`KV_${store.names.leaseBucket}`, { filter: `$KV.${store.names.leaseBucket}.${sessionId}` });
+    this.#forgetKey = (sessionId) => store.jsm.streams.purge(`KV_${store.names.leaseBucket}`, { filter: `$KV.${store.names.leaseBucket}.${sessionId}` });
     this.#link = link;
     this.#workerId = workerId;
     this.#timing = timing;

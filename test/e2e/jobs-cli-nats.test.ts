@@ -55,8 +55,18 @@ describe('troupe jobs on NATS', { timeout: 90_000 }, () => {
     cluster.model.enqueue(...Array.from({ length: 5 }, (): ScriptStep => reportStep(upper)), ...Array.from({ length: 5 }, doneStep));
     const schema = JSON.stringify({ type: 'object', properties: { upper: { type: 'string' } }, required: ['upper'] });
     await writeText(cluster.dir, 'schema.json', schema);
-    const result = await run(['--csv', 'items.csv', '--instruction', 'Shout {name}.', '--concurrency', '2', '--output', 'out.csv', '--output-schema', 'schema.json'])
-      .done;
+    const result = await run([
+      '--csv',
+      'items.csv',
+      '--instruction',
+      'Shout {name}.',
+      '--concurrency',
+      '2',
+      '--output',
+      'out.csv',
+      '--output-schema',
+      'schema.json',
+    ]).done;
     expect(result.stderr).toMatch(/job [0-9a-f]{8} \[█+\] 5\/5 · completed/);
     expect(result.code).toBe(0);
     const summary = JSON.parse(result.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
@@ -106,7 +116,11 @@ describe('troupe jobs on NATS', { timeout: 90_000 }, () => {
     await Promise.all([startWorker('a', 8), startWorker('b', 8)]);
     await writeText(cluster.dir, 'items.csv', rows(6));
     const { holdStep, held, release } = heldReports(upper);
-    cluster.model.enqueue(...Array.from({ length: 3 }, (): ScriptStep => reportStep(upper)), ...Array.from({ length: 3 }, holdStep), ...Array.from({ length: 6 }, doneStep));
+    cluster.model.enqueue(
+      ...Array.from({ length: 3 }, (): ScriptStep => reportStep(upper)),
+      ...Array.from({ length: 3 }, holdStep),
+      ...Array.from({ length: 6 }, doneStep),
+    );
     const job = run(['--csv', 'items.csv', '--instruction', 'Shout {name}.', '--concurrency', '3', '--output', 'out.csv']);
     const jobId = await announcedJob(job);
     // Items 1-3 have their results (4-6 start only then) and 4-6 are at the model when run dies.
@@ -134,7 +148,11 @@ describe('troupe jobs on NATS', { timeout: 90_000 }, () => {
     const first = await startWorker('a', 8);
     await writeText(cluster.dir, 'items.csv', rows(4));
     const { holdStep, held, release } = heldReports(upper);
-    cluster.model.enqueue(...Array.from({ length: 2 }, (): ScriptStep => reportStep(upper)), ...Array.from({ length: 12 }, holdStep), ...Array.from({ length: 16 }, doneStep));
+    cluster.model.enqueue(
+      ...Array.from({ length: 2 }, (): ScriptStep => reportStep(upper)),
+      ...Array.from({ length: 12 }, holdStep),
+      ...Array.from({ length: 16 }, doneStep),
+    );
     const job = run(['--csv', 'items.csv', '--instruction', 'Shout {name}.', '--concurrency', '2', '--output', 'out.csv']);
     const jobId = await announcedJob(job);
     // Items 1-2 have their results and 3-4 are at the model when the only worker dies.
@@ -156,7 +174,10 @@ describe('troupe jobs on NATS', { timeout: 90_000 }, () => {
     await startWorker('a', 4);
     await writeText(cluster.dir, 'in.csv', 'name\na\n');
     // The workers' homes aside (the role is checked in a session, whose rollout is the worker's).
-    const files = () => readdirSync(cluster.dir).filter((name) => !name.startsWith('home-')).sort();
+    const files = () =>
+      readdirSync(cluster.dir)
+        .filter((name) => !name.startsWith('home-'))
+        .sort();
     const before = files();
     const missing = await run(['--csv', 'nope.csv', '--instruction', 'x']).done;
     expect(missing.code).toBe(2);

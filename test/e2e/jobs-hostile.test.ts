@@ -47,7 +47,9 @@ describe('agent jobs against a hostile model and repository', () => {
     const parent = await server.newSession({ cwd: workspace, sandbox_policy: 'read-only', approval_policy: 'never' });
     model.enqueue(spawnJobStep(isParent, { csv_path: 'in.csv', instruction: 'Do {name}' }), say('over', answered('job')));
     await server.turn(parent, 'run the job');
-    expect(jobOutput()).toMatch(/spawn_agents_on_csv refused: .* the read-only sandbox does not let .* be written, and the approval policy "never" forbids asking/);
+    expect(jobOutput()).toMatch(
+      /spawn_agents_on_csv refused: .* the read-only sandbox does not let .* be written, and the approval policy "never" forbids asking/,
+    );
     expect(model.requests.filter(isWorker)).toEqual([]);
     expect(existsSync(join(server.home, 'jobs'))).toBe(false);
     expect(readdirSync(workspace)).toEqual(['in.csv']);
@@ -62,7 +64,10 @@ describe('agent jobs against a hostile model and repository', () => {
       const from = server.events.length;
       const turn = server.turn(parent, `run the job ${callId}`);
       const request = await server.waitForMsg('tool_approval_request', { session: parent, from, where: (m) => m.call_id === callId });
-      expect(request.msg).toMatchObject({ tool: 'spawn_agents_on_csv', reason: expect.stringContaining(`the job writes its results to ${target}, but ${target} is outside the writable roots`) });
+      expect(request.msg).toMatchObject({
+        tool: 'spawn_agents_on_csv',
+        reason: expect.stringContaining(`the job writes its results to ${target}, but ${target} is outside the writable roots`),
+      });
       server.submit({ type: 'tool_approval', id: callId, decision }, parent);
       await turn;
     };
@@ -70,7 +75,12 @@ describe('agent jobs against a hostile model and repository', () => {
     await ask('no', 'denied');
     expect(model.requests.filter(isWorker)).toEqual([]);
     expect(readdirSync(outside)).toEqual([]);
-    model.enqueue(spawnJobStep(isParent, args, 'yes'), reportStep((row) => ({ said: row.name })), doneStep(), say('over', answered('yes')));
+    model.enqueue(
+      spawnJobStep(isParent, args, 'yes'),
+      reportStep((row) => ({ said: row.name })),
+      doneStep(),
+      say('over', answered('yes')),
+    );
     await ask('yes', 'approved');
     expect(readCsv(target)).toEqual([{ name: 'a', status: 'completed', result: '{"said":"a"}', error: '' }]);
   });
@@ -97,7 +107,9 @@ describe('agent jobs against a hostile model and repository', () => {
     expect(summary).toMatchObject({
       status: 'failed',
       completed_items: 1,
-      job_error: expect.stringContaining(`now resolves to ${join(outside, 'out.csv')}: a symbolic link was put in its way while the job ran, so nothing was written`),
+      job_error: expect.stringContaining(
+        `now resolves to ${join(outside, 'out.csv')}: a symbolic link was put in its way while the job ran, so nothing was written`,
+      ),
     });
     expect(readdirSync(outside)).toEqual([]);
   });

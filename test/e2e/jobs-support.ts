@@ -168,7 +168,11 @@ export function useTroupeCli(): { start(args: readonly string[], env: NodeJS.Pro
   });
   return {
     start(args, env, cwd) {
-      const child = spawn(process.execPath, ['--conditions=development', troupeBin(), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'], ...(cwd ? { cwd } : {}) });
+      const child = spawn(process.execPath, ['--conditions=development', troupeBin(), ...args], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        ...(cwd ? { cwd } : {}),
+      });
       started.push(child);
       let stdout = '';
       let stderr = '';

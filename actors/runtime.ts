@@ -328,15 +328,22 @@ export class Runtime {
         },
       }),
       shutdown: async () => {
-        const done = new Promise<void>((resolve) => {
+        const id = randomUUID();
+        const done = new Promise<void>((resolve, reject) => {
           const stop = this.onEvent((event) => {
-            if (event.session_id === sessionId && event.msg.type === 'shutdown_complete') {
+            const { msg } = event;
+            if (event.session_id === sessionId && msg.type === 'shutdown_complete') {
               stop();
               resolve();
+            } else if (event.id === id && msg.type === 'error') {
+              stop();
+              // Shut down already (by its own job, or another client): there is nothing to wait for.
+              if (msg.message === `unknown session ${sessionId}`) resolve();
+              else reject(new SessionError(`could not shut session ${sessionId} down: ${msg.message}`, msg.code));
             }
           });
         });
-        await gateway.submit({ id: randomUUID(), session_id: sessionId, op: { type: 'shutdown' } });
+        await gateway.submit({ id, session_id: sessionId, op: { type: 'shutdown' } });
         await done;
       },
     };

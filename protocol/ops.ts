@@ -86,6 +86,11 @@ export const RunAgentJobOp = z.object({
   max_runtime_seconds: z.number().int().positive().max(MAX_ITEM_RUNTIME_SECONDS).optional(),
   max_attempts: z.number().int().positive().max(MAX_ITEM_ATTEMPTS).optional(),
   agent_type: z.string().optional(),
+  /**
+   * The session was opened for this job alone: it shuts itself down once the job has ended, so
+   * a job whose caller died does not keep its session (and a worker's slot) open.
+   */
+  shutdown_when_done: z.boolean().optional(),
 });
 
 export const Op = z.discriminatedUnion('type', [

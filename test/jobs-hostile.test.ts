@@ -273,6 +273,7 @@ describe('agent job items and their policies', () => {
       toolContext: (callId, turn, signal) => ({ ...contextOf('read-only', 'untrusted'), callId, turn, signal, agents }),
       record: () => undefined,
       idle: () => true,
+      shutdown: () => Promise.reject(new Error('unused')),
     });
     try {
       await waitFor(() => existsSync(join(workspace, 'out.csv')), 'the resumed job to end');

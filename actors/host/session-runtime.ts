@@ -216,7 +216,8 @@ export class SessionRuntime {
         sessionId: this.id,
         home: this.#services.home,
         store: this.#services.jobStore,
-        ...(this.#services.jobStore ? { closeSession: (sessionId: string) => this.#shutdownOther(sessionId) } : {}),
+        ...(this.#services.jobStore ? { closeSession: (sessionId: string) => this.#shutDown(sessionId) } : {}),
+        shutdown: () => this.#shutDown(this.id),
         fresh,
         settings,
         toolContext: (callId, turn, signal) => this.#tools.contextFor(callId, turn, signal),
@@ -226,8 +227,11 @@ export class SessionRuntime {
     }
   }
 
-  /** Ask another session (on any worker) to shut down; NATS queues the op until its session runs. */
-  async #shutdownOther(sessionId: string): Promise<void> {
+  /**
+   * Ask a session (this one, or another on any worker) to shut down, with the op a client would
+   * send; NATS queues it until its session runs.
+   */
+  async #shutDown(sessionId: string): Promise<void> {
     const { bus, namespace } = this.#services;
     const reply = await bus.request(
       subjects(namespace).op(sessionId),

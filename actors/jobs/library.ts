@@ -99,6 +99,8 @@ function runJobOp(prepared: PreparedJob): OpOf<'run_agent_job'> {
     max_runtime_seconds: request.max_runtime_seconds,
     max_attempts: request.max_attempts,
     agent_type: request.agent_type,
+    // Its session was opened for it: when the caller is gone, nobody else would close it.
+    shutdown_when_done: true,
   };
 }
 

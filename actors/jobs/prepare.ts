@@ -78,7 +78,10 @@ export function plannedOutputPath(request: Pick<JobRequest, 'csv_path' | 'output
 }
 
 /** The job's first record, for a job of session `parentSessionId` started by call `callId` of `turn`. */
-export function jobSpec(prepared: PreparedJob, parent: { sessionId: string; callId: string; turn: TurnContext }): JobSpec {
+export function jobSpec(
+  prepared: PreparedJob,
+  parent: { sessionId: string; callId: string; turn: TurnContext; shutdownWhenDone?: boolean | undefined },
+): JobSpec {
   const { request, input } = prepared;
   if (request.agent_type !== undefined) {
     try {
@@ -107,6 +110,7 @@ export function jobSpec(prepared: PreparedJob, parent: { sessionId: string; call
     max_runtime_seconds: request.max_runtime_seconds ?? DEFAULT_ITEM_RUNTIME_SECONDS,
     max_attempts: request.max_attempts ?? DEFAULT_ITEM_ATTEMPTS,
     agent_type: request.agent_type ?? null,
+    ...(parent.shutdownWhenDone ? { shutdown_when_done: true } : {}),
     items: [...input.items],
   };
 }

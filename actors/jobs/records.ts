@@ -48,6 +48,8 @@ export const JobSpec = z.object({
   max_attempts: z.number().int().positive(),
   /** The role of every item's agent (absent in jobs stored before roles existed). */
   agent_type: z.string().nullable().optional(),
+  /** The session was opened for this job alone: it shuts down once the job has ended. */
+  shutdown_when_done: z.boolean().optional(),
   items: z.array(JobItemSpec),
 });
 export type JobSpec = z.infer<typeof JobSpec>;

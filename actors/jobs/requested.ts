@@ -40,7 +40,7 @@ export function startRequestedJob(jobs: SessionJobs | null, op: OpOf<'run_agent_
       if (await jobs.store.read(op.job_id)) return;
       resultCheck(op.output_schema ?? null);
       checkInstruction(op.instruction, input);
-      await jobs.start(prepared);
+      await jobs.start(prepared, { shutdownWhenDone: op.shutdown_when_done });
     } catch (error) {
       if (!(error instanceof TroupeError)) log.error({ err: error, job: op.job_id }, 'a requested job could not run');
       refuse(errorEvent(error));

@@ -1,6 +1,6 @@
 import type { ResponseItem } from '../../protocol/index.js';
 import { buildTurnContext, type SessionSettings, type TurnContext } from '../../machines/turn-context.js';
-import { log } from '../../lib/log.js';
+import { inBackground, log } from '../../lib/log.js';
 import type { SessionResource, ToolContext } from '../tools/tool.js';
 import { narrowerApproval, narrowerSandbox } from '../agents/roles.js';
 import { jobSpec, type PreparedJob } from './prepare.js';
@@ -25,6 +25,8 @@ export interface JobSession {
   idle(): boolean;
   /** Shut down a session by id, wherever it runs (NATS: an agent an earlier runner of a job started). */
   closeSession?(sessionId: string): Promise<void>;
+  /** Shut this session down, as a client's `shutdown` op would (its job opened it and has ended). */
+  shutdown(): Promise<void>;
 }
 
 /** The jobs side of a live session, while it lives. */
@@ -67,11 +69,14 @@ export class SessionJobs implements SessionResource {
   }
 
   /** Start a prepared job in this session, without a model turn (`runJob`, `troupe jobs run`). */
-  async start(prepared: PreparedJob, options: { signal?: AbortSignal | undefined; onStored?: (() => void) | undefined } = {}): Promise<JobSummary> {
+  async start(
+    prepared: PreparedJob,
+    options: { signal?: AbortSignal | undefined; onStored?: (() => void) | undefined; shutdownWhenDone?: boolean | undefined } = {},
+  ): Promise<JobSummary> {
     if (this.#disposed) throw new Error(`session ${this.sessionId} is closing`);
     const callId = `job-${prepared.jobId}`;
     const turn = buildTurnContext(this.#session.settings, callId, {});
-    const handle = await this.#store.create(jobSpec(prepared, { sessionId: this.sessionId, callId, turn }));
+    const handle = await this.#store.create(jobSpec(prepared, { sessionId: this.sessionId, callId, turn, shutdownWhenDone: options.shutdownWhenDone }));
     options.onStored?.();
     return this.#run(handle, options.signal);
   }
@@ -101,7 +106,11 @@ export class SessionJobs implements SessionResource {
       signal?.addEventListener('abort', cancel, { once: true });
       if (signal?.aborted) cancel();
       const summary = await done;
-      if (summary.status !== 'running') this.#announce(summary, ctx);
+      if (summary.status !== 'running') {
+        this.#announce(summary, ctx);
+        // Whichever process ends the job (the first, or one that adopted the session).
+        if (spec.shutdown_when_done) inBackground(this.#session.shutdown(), `shutting down the session of job ${spec.job_id}`);
+      }
       return summary;
     } finally {
       signal?.removeEventListener('abort', cancel);

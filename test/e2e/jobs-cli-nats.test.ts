@@ -5,7 +5,19 @@ import { describe, expect, it } from 'vitest';
 import { NatsCluster } from '../support/nats-cluster.js';
 import { waitFor } from '../support/wait.js';
 import type { ScriptStep } from '../../testing/index.js';
-import { doneStep, heldReports, outcomesPerItem, readCsv, reportStep, task, useTroupeCli, workerFirst, writeText, type CliRun } from './jobs-support.js';
+import {
+  doneStep,
+  heldReports,
+  outcomesPerItem,
+  readCsv,
+  reportStep,
+  sessionHeld,
+  task,
+  useTroupeCli,
+  workerFirst,
+  writeText,
+  type CliRun,
+} from './jobs-support.js';
 
 /**
  * `troupe jobs run | status | cancel` on NATS: real nats-server with JetStream, `troupe worker`
@@ -131,8 +143,12 @@ describe('troupe jobs on NATS', { timeout: 90_000 }, () => {
 
     const statusOf = async () => JSON.parse((await troupe(['jobs', 'status', '--json', jobId])).stdout) as Record<string, unknown>;
     await waitFor(async () => (await statusOf()).status !== 'running', 'the job to end without its run', 60_000);
-    expect(await statusOf()).toMatchObject({ status: 'completed', total: 6, completed: 6, failed: 0 });
+    const status = await statusOf();
+    expect(status).toMatchObject({ status: 'completed', total: 6, completed: 6, failed: 0 });
     expect(await outcomesPerItem(cluster.nats.url, cluster.namespace, jobId)).toEqual([1, 1, 1, 1, 1, 1]);
+    // Nobody is left to close the job's session: it shuts itself down, and its worker's slot is free.
+    const jobSession = String(status.parent_session_id);
+    await waitFor(async () => !(await sessionHeld(cluster.nats.url, cluster.namespace, jobSession)), "the job's session to shut down", 30_000);
     const tasksOf = (n: number) => cluster.model.requests.filter((r) => workerFirst(r) && task(r).itemId === `row-${n}`).length;
     expect([1, 2, 3, 4, 5, 6].map(tasksOf)).toEqual([1, 1, 1, 1, 1, 1]);
 

@@ -7,6 +7,7 @@ import { connect } from '@nats-io/transport-node';
 import { parse } from 'csv-parse/sync';
 import { afterEach } from 'vitest';
 import type { Event, EventOf } from '../../protocol/index.js';
+import { DurableStore } from '../../lib/durable/store.js';
 import { troupeBin, type AppServerProcess } from '../support/app-server-process.js';
 import type { RecordedRequest, ScriptStep } from '../../testing/fake-model-server.js';
 import { inputItems, inputTexts, mentions } from '../../testing/requests.js';
@@ -130,6 +131,18 @@ export function heldReports(result: (row: Record<string, unknown>) => Record<str
 }
 
 /** How many outcomes JetStream holds for each item of a job (subject `item.<row>`), in row order. */
+/** Whether a worker holds session `sessionId` (its lease is in JetStream): false once the session has shut down. */
+export async function sessionHeld(natsUrl: string, namespace: string, sessionId: string): Promise<boolean> {
+  const connection = await connect({ servers: natsUrl });
+  try {
+    const store = await DurableStore.open(connection, namespace);
+    const lease = await store.leases.get(sessionId);
+    return lease?.operation === 'PUT';
+  } finally {
+    await connection.close();
+  }
+}
+
 export async function outcomesPerItem(natsUrl: string, namespace: string, jobId: string): Promise<number[]> {
   const connection = await connect({ servers: natsUrl });
   try {

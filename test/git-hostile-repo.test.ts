@@ -6,11 +6,11 @@
  * exist. Undo must still put the tree back.
  */
 import { existsSync, realpathSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { listSnapshots, restoreSnapshot, takeSnapshot } from '../lib/git/index.js';
 import { resolveReviewTarget } from '../actors/tasks/review/target.js';
 import { detectSandbox } from '../lib/sandbox/index.js';
@@ -112,6 +112,23 @@ afterEach(async () => {
 const HISTORY =
   'git init -q -b main && git config user.name t && git config user.email t@t && printf "one\\r\\ntwo\\n" > a.txt && echo b > b.txt && git add . && git commit -qm first && git branch base && echo c > c.txt && git add c.txt && git commit -qm second';
 
+/** HISTORY made once for the file: a test that plants from the host starts from a copy of it. */
+let template: string;
+
+beforeAll(async () => {
+  template = await mkdtemp(path.join(tmpdir(), 'troupe-hostile-template-'));
+  await execa('sh', ['-c', HISTORY], { cwd: template, env: { HOME: process.env.HOME ?? tmpdir() } });
+});
+
+afterAll(async () => {
+  await rm(template, { recursive: true, force: true });
+});
+
+/** The workspace becomes a repository with HISTORY (a copy of the template). */
+async function withHistory(): Promise<void> {
+  await cp(template, workspace, { recursive: true });
+}
+
 /** Runs `script` on the host, in the workspace, with $PROG set. */
 async function onHost(script: string): Promise<void> {
   await execa('sh', ['-c', script], { cwd: workspace, env: { PROG: prog, HOME: process.env.HOME ?? tmpdir() } });
@@ -149,7 +166,7 @@ describe("troupe's own git runs nothing a repository names", () => {
   describe('planted before the session', () => {
     for (const [name, plant] of Object.entries(MECHANISMS)) {
       it(name, async () => {
-        await onHost(HISTORY);
+        await withHistory();
         await onHost(plant);
         if (name === 'a work tree elsewhere') {
           // Refused outright: undo must never be pointed at another directory.
@@ -175,7 +192,7 @@ describe("troupe's own git runs nothing a repository names", () => {
   });
 
   it('ignores what the environment of troupe itself says about git', async () => {
-    await onHost(HISTORY);
+    await withHistory();
     const saved = { ...process.env };
     Object.assign(process.env, hostileEnvironment(prog));
     try {

@@ -19,8 +19,7 @@ const cluster = new NatsCluster({ name: 'nats-backpressure' });
 // Tens of MiB through a worker, JetStream and a gateway: minutes on a loaded two-core machine.
 describe('a gateway whose client reads', { timeout: 180_000 }, () => {
   it('delivers every streaming delta of a model that streams as fast as it can', async () => {
-    const worker = await cluster.startWorker('w1', 2, { env: { TROUPE_LOG: 'debug' } });
-    const gateway = await cluster.startGateway();
+    const [worker, gateway] = await Promise.all([cluster.startWorker('w1', 2, { env: { TROUPE_LOG: 'debug' } }), cluster.startGateway()]);
     // 96 messages of 16 deltas: 1,536 deltas and 3 MiB of them, then the messages themselves,
     // streamed without a pause. The session log stores them one at a time no faster than about
     // 2,000 a second (bench/README.md, bus), so it once backed up and left deltas out.
@@ -47,8 +46,10 @@ describe('a gateway whose client reads', { timeout: 180_000 }, () => {
 
 describe('a gateway whose client stops reading stdout', { timeout: 300_000 }, () => {
   it('leaves the events in the log, stays within the memory bound, and delivers everything after', async () => {
-    const worker = await cluster.startWorker('w1', STREAMS + 1, { env: { TROUPE_LOG: 'debug' } });
-    const gateway = await cluster.startGateway({ TROUPE_LOG: 'debug' });
+    const [worker, gateway] = await Promise.all([
+      cluster.startWorker('w1', STREAMS + 1, { env: { TROUPE_LOG: 'debug' } }),
+      cluster.startGateway({ TROUPE_LOG: 'debug' }),
+    ]);
     const { model } = cluster;
 
     // Baseline: the gateway after a first, smaller flood read as it came.

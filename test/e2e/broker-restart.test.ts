@@ -53,8 +53,8 @@ function logged(stderr: string, message: string): number {
 describe('a broker restart', { timeout: 120_000 }, () => {
   it('loses no event and no op, runs no tool twice, and lets every turn end soon after the broker is back', async () => {
     const env = { TROUPE_LEASE_MS: String(LEASE_MS) };
-    await Promise.all([cluster.startWorker('a', 4, { env }), cluster.startWorker('b', 4, { env })]);
-    const gateway = await cluster.startGateway();
+    // The gateway starts beside the workers; the first op waits until both are ready.
+    const [gateway] = await Promise.all([cluster.startGateway(), cluster.startWorker('a', 4, { env }), cluster.startWorker('b', 4, { env })]);
     const gate = join(cluster.dir, 'gate');
     const ran = (i: number) => join(cluster.dir, `ran-${i}`);
     const done = (i: number) => join(cluster.dir, `done-${i}`);
@@ -128,8 +128,8 @@ describe('a broker restart', { timeout: 120_000 }, () => {
   it('stops a session loudly when its log fills while the broker is away, and takes it up from its log once it is back', async () => {
     // Above what a session writes in one burst while NATS is there, below what it writes here.
     const env = { TROUPE_LEASE_MS: String(LEASE_MS), TROUPE_OUTBOX_MAX_EVENTS: '40' };
-    await Promise.all([cluster.startWorker('a', 2, { env }), cluster.startWorker('b', 2, { env })]);
-    const gateway = await cluster.startGateway();
+    // The gateway starts beside the workers; the first op waits until both are ready.
+    const [gateway] = await Promise.all([cluster.startGateway(), cluster.startWorker('a', 2, { env }), cluster.startWorker('b', 2, { env })]);
     // The first answer comes while the broker is away, and says a lot.
     const many = Array.from({ length: 60 }, (_, i) => ({ type: 'message' as const, text: `part ${i}` }));
     cluster.model.enqueue(

@@ -1,11 +1,12 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Event, type EventOf } from '../../protocol/index.js';
 import { AppServerProcess, troupeBin } from '../support/app-server-process.js';
+import { mentions } from '../../testing/requests.js';
 import { useScratch } from '../support/e2e.js';
 
 const runFile = promisify(execFile);
@@ -59,21 +60,27 @@ const LAYERED = {
   },
 };
 
+let turns = 0;
+
 /**
  * Run one `troupe exec --json` turn; what the model was sent and the session it ran in. Each
- * call makes one model request, so the request of this run is the last one.
+ * run sends a prompt of its own and makes one model request, the one that carries the prompt,
+ * so runs may go side by side.
  */
 async function execTurn(args: string[], environment: NodeJS.ProcessEnv = env()) {
-  scratch.model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'ok' }] });
-  const result = await troupe(['exec', '--json', '-C', scratch.workspace, ...args, 'hi'], environment);
+  const prompt = `<hi ${++turns}>`;
+  scratch.model.enqueue({ kind: 'response', match: (r) => mentions(r, prompt), items: [{ type: 'message', text: 'ok' }] });
+  const result = await troupe(['exec', '--json', '-C', scratch.workspace, ...args, prompt], environment);
   expect(result.stderr).toBe('');
   expect(result.code).toBe(0);
+  const sent = scratch.model.requests.filter((r) => mentions(r, prompt));
+  expect(sent).toHaveLength(1);
   const configured = result.stdout
     .trim()
     .split('\n')
     .map((line) => Event.parse(JSON.parse(line)))
     .find((e) => e.msg.type === 'session_configured')!.msg as EventOf<'session_configured'>;
-  return { body: scratch.model.requests.at(-1)!.body, configured };
+  return { body: sent[0]!.body, configured };
 }
 
 describe('defaults from TROUPE_HOME/config.json', () => {
@@ -85,40 +92,47 @@ describe('defaults from TROUPE_HOME/config.json', () => {
     expect(turn.configured).toMatchObject({ approval_policy: 'on-request', sandbox_policy: { mode: 'workspace-write', network_access: false } });
 
     await writeConfig(LAYERED);
+    // The runs over the file go side by side.
+    const [fromFile, fromProfile, overProfile, fromFlags] = await Promise.all([
+      execTurn([]),
+      execTurn([], env({ TROUPE_PROFILE: 'fast' })),
+      execTurn(['--profile', 'fast'], env({ TROUPE_PROFILE: 'other', TROUPE_MODEL: 'env-model' })),
+      execTurn(
+        [
+          '--profile',
+          'fast',
+          '--model',
+          'flag-model',
+          '--approval-policy',
+          'on-failure',
+          '--sandbox',
+          'danger-full-access',
+          '-c',
+          'model_reasoning_effort=minimal',
+        ],
+        env({ TROUPE_MODEL: 'env-model' }),
+      ),
+    ]);
     // The file over the defaults.
-    turn = await execTurn([]);
+    turn = fromFile;
     expect(turn.body.model).toBe('file-model');
     expect(turn.body.reasoning).toEqual({ effort: 'low', summary: 'concise' });
     expect(turn.body.include).toEqual(['reasoning.encrypted_content']);
     expect(turn.configured).toMatchObject({ model: 'file-model', approval_policy: 'untrusted', sandbox_policy: { mode: 'read-only', network_access: true } });
 
     // A profile (TROUPE_PROFILE) over the file; what it leaves out stays the file's.
-    turn = await execTurn([], env({ TROUPE_PROFILE: 'fast' }));
+    turn = fromProfile;
     expect(turn.body.model).toBe('profile-model');
     expect(turn.body.reasoning).toEqual({ effort: 'high', summary: 'concise' });
     expect(turn.configured).toMatchObject({ approval_policy: 'never', sandbox_policy: { mode: 'read-only', network_access: true } });
 
     // --profile over TROUPE_PROFILE; TROUPE_MODEL over the profile.
-    turn = await execTurn(['--profile', 'fast'], env({ TROUPE_PROFILE: 'other', TROUPE_MODEL: 'env-model' }));
+    turn = overProfile;
     expect(turn.body.model).toBe('env-model');
     expect(turn.configured).toMatchObject({ model: 'env-model', approval_policy: 'never' });
 
     // Flags over everything.
-    turn = await execTurn(
-      [
-        '--profile',
-        'fast',
-        '--model',
-        'flag-model',
-        '--approval-policy',
-        'on-failure',
-        '--sandbox',
-        'danger-full-access',
-        '-c',
-        'model_reasoning_effort=minimal',
-      ],
-      env({ TROUPE_MODEL: 'env-model' }),
-    );
+    turn = fromFlags;
     expect(turn.body.model).toBe('flag-model');
     expect(turn.body.reasoning).toEqual({ effort: 'minimal', summary: 'concise' });
     expect(turn.configured).toMatchObject({ model: 'flag-model', approval_policy: 'on-failure', sandbox_policy: { mode: 'danger-full-access' } });
@@ -163,8 +177,15 @@ describe('defaults from TROUPE_HOME/config.json', () => {
 });
 
 describe('a config file troupe cannot use', () => {
-  const refused = async (args: string[], pattern: RegExp, environment: NodeJS.ProcessEnv = env()) => {
-    const result = await troupe(args, environment);
+  /**
+   * Run `args` with `config` as the config file, in a TROUPE_HOME of its own (so the cases of a
+   * test run side by side); the refusal's stderr and the file's path.
+   */
+  const refused = async (config: unknown, args: string[], pattern: RegExp, extra: NodeJS.ProcessEnv = {}) => {
+    const home = await mkdtemp(join(scratch.home, 'case-'));
+    const file = join(home, 'config.json');
+    await writeFile(file, typeof config === 'string' ? config : JSON.stringify(config));
+    const result = await troupe(args, env({ TROUPE_HOME: home, ...extra }));
     expect(result.code).toBe(2);
     expect(result.stdout).toBe('');
     // One line, no stack: the file, the key path, what was expected.
@@ -173,54 +194,58 @@ describe('a config file troupe cannot use', () => {
     expect(result.stderr).toMatch(pattern);
     // Nothing ran.
     expect(scratch.model.requests).toHaveLength(0);
-    expect(existsSync(join(scratch.home, 'sessions'))).toBe(false);
-    return result.stderr;
+    expect(existsSync(join(home, 'sessions'))).toBe(false);
+    return { stderr: result.stderr, file };
   };
 
   it('an unknown key, at the top level or nested, exits 2 naming the file and the key path', async () => {
-    await writeConfig({ modle: 'x' });
-    const top = await refused(['exec', '-C', scratch.workspace, 'hi'], /modle: unknown key \(expected one of: model, wire_api,/);
-    expect(top).toContain(configPath());
-
-    await writeConfig({ profiles: { fast: { sandbox_policy: { mode: 'read-only', network: true } } } });
-    const nested = await refused(
-      ['exec', '-C', scratch.workspace, 'hi'],
-      /profiles\.fast\.sandbox_policy\.network: unknown key \(expected one of: mode, writable_roots, network_access/,
-    );
-    expect(nested).toContain(configPath());
-
-    await writeConfig({ shell_environment_policy: { inherit: 'all', exlude: ['X'] } });
-    await refused(['app-server'], /shell_environment_policy\.exlude/);
+    const [top, nested] = await Promise.all([
+      refused({ modle: 'x' }, ['exec', '-C', scratch.workspace, 'hi'], /modle: unknown key \(expected one of: model, wire_api,/),
+      refused(
+        { profiles: { fast: { sandbox_policy: { mode: 'read-only', network: true } } } },
+        ['exec', '-C', scratch.workspace, 'hi'],
+        /profiles\.fast\.sandbox_policy\.network: unknown key \(expected one of: mode, writable_roots, network_access/,
+      ),
+      refused({ shell_environment_policy: { inherit: 'all', exlude: ['X'] } }, ['app-server'], /shell_environment_policy\.exlude/),
+    ]);
+    expect(top.stderr).toContain(top.file);
+    expect(nested.stderr).toContain(nested.file);
   }, 120_000);
 
   it('a bad value exits 2 naming the key path and what was expected', async () => {
-    await writeConfig({ project_doc_max_bytes: 'big' });
-    await refused(['exec', '-C', scratch.workspace, 'hi'], /project_doc_max_bytes: .*expected number/);
-    await writeConfig({ profiles: { fast: { sandbox_policy: { mode: 'read-only', network_access: 'yes' } } } });
-    await refused(['review'], /profiles\.fast\.sandbox_policy\.network_access: .*expected boolean/);
-    await writeConfig({ sandbox_policy: 'open' });
-    await refused(['config'], /sandbox_policy: expected one of read-only, workspace-write, danger-full-access, or an object/);
-    await writeConfig({ reasoning_effort: 'max' });
-    await refused(['jobs', 'run', '--csv', 'x.csv', '--instruction', 'x'], /reasoning_effort: /);
-    await writeConfig('{ "model": ');
-    await refused(['mcp-server'], /not valid JSON/);
+    await Promise.all([
+      refused({ project_doc_max_bytes: 'big' }, ['exec', '-C', scratch.workspace, 'hi'], /project_doc_max_bytes: .*expected number/),
+      refused(
+        { profiles: { fast: { sandbox_policy: { mode: 'read-only', network_access: 'yes' } } } },
+        ['review'],
+        /profiles\.fast\.sandbox_policy\.network_access: .*expected boolean/,
+      ),
+      refused({ sandbox_policy: 'open' }, ['config'], /sandbox_policy: expected one of read-only, workspace-write, danger-full-access, or an object/),
+      refused({ reasoning_effort: 'max' }, ['jobs', 'run', '--csv', 'x.csv', '--instruction', 'x'], /reasoning_effort: /),
+      refused('{ "model": ', ['mcp-server'], /not valid JSON/),
+    ]);
   }, 120_000);
 
   it('an unknown profile exits 2 naming the profiles there are', async () => {
-    await writeConfig(LAYERED);
-    await refused(['exec', '--profile', 'slow', '-C', scratch.workspace, 'hi'], /no profile "slow" in .*config\.json \(its profiles: fast, other\)/);
-    await refused(['resume', '--last', 'hi'], /no profile "slo"/, env({ TROUPE_PROFILE: 'slo' }));
-    await writeConfig({});
-    await refused(['config', '--profile', 'fast'], /no profile "fast" .*it has no profiles/);
+    await Promise.all([
+      refused(LAYERED, ['exec', '--profile', 'slow', '-C', scratch.workspace, 'hi'], /no profile "slow" in .*config\.json \(its profiles: fast, other\)/),
+      refused(LAYERED, ['resume', '--last', 'hi'], /no profile "slo"/, { TROUPE_PROFILE: 'slo' }),
+      refused({}, ['config', '--profile', 'fast'], /no profile "fast" .*it has no profiles/),
+    ]);
   }, 120_000);
 });
 
 describe('troupe config', () => {
   it('prints each effective setting and where it came from', async () => {
     await writeConfig({ ...LAYERED, mcp_servers: { tool: { command: 'echo' } } });
-    const { stdout } = await runFile(process.execPath, ['--conditions=development', troupeBin(), 'config', '--profile', 'fast', '--json'], {
-      env: env({ TROUPE_MODEL: 'env-model', TROUPE_PROFILE: 'other' }),
-    });
+    const [{ stdout }, text] = await Promise.all([
+      runFile(process.execPath, ['--conditions=development', troupeBin(), 'config', '--profile', 'fast', '--json'], {
+        env: env({ TROUPE_MODEL: 'env-model', TROUPE_PROFILE: 'other' }),
+      }),
+      runFile(process.execPath, ['--conditions=development', troupeBin(), 'config', '--model', 'flag-model', '--wire-api', 'chat'], {
+        env: env({ TROUPE_PROFILE: 'other' }),
+      }),
+    ]);
     const shown = JSON.parse(stdout) as { file: string; profile: string; profile_source: string; settings: Record<string, { value: unknown; source: string }> };
     expect(shown).toMatchObject({ file: configPath(), profile: 'fast', profile_source: 'flag --profile' });
     expect(shown.settings).toMatchObject({
@@ -234,9 +259,6 @@ describe('troupe config', () => {
       mcp_servers: { value: { tool: { command: 'echo' } }, source: configPath() },
     });
 
-    const text = await runFile(process.execPath, ['--conditions=development', troupeBin(), 'config', '--model', 'flag-model', '--wire-api', 'chat'], {
-      env: env({ TROUPE_PROFILE: 'other' }),
-    });
     const lines = text.stdout.split('\n');
     expect(lines[0]).toBe(`config file: ${configPath()}`);
     expect(lines[1]).toBe('profile: other (env TROUPE_PROFILE)');
@@ -247,11 +269,10 @@ describe('troupe config', () => {
   });
 
   it('every command that starts sessions lists --profile in its help', async () => {
-    for (const command of ['exec', 'resume', 'review', 'app-server', 'worker', 'jobs', 'mcp-server', 'config']) {
-      const { stdout } = await runFile(process.execPath, ['--conditions=development', troupeBin(), command, '--help'], { env: env() });
-      expect(stdout, command).toMatch(/--profile NAME/);
-    }
-    const { stdout } = await runFile(process.execPath, ['--conditions=development', troupeBin(), '--help'], { env: env() });
-    expect(stdout).toMatch(/troupe config/);
+    const help = (args: string[]) => runFile(process.execPath, ['--conditions=development', troupeBin(), ...args, '--help'], { env: env() });
+    const commands = ['exec', 'resume', 'review', 'app-server', 'worker', 'jobs', 'mcp-server', 'config'];
+    const [top, ...helps] = await Promise.all([help([]), ...commands.map((command) => help([command]))]);
+    helps.forEach(({ stdout }, i) => expect(stdout, commands[i]).toMatch(/--profile NAME/));
+    expect(top.stdout).toMatch(/troupe config/);
   }, 120_000);
 });

@@ -24,6 +24,12 @@ function startWorker(id: string, capacity = 4) {
   return cluster.startWorker(id, capacity, { home: join(cluster.dir, 'home'), env });
 }
 
+/** The gateway and the workers `ids`, started side by side; resolves once every worker is ready. */
+async function startAll(...ids: string[]): Promise<AppServerProcess> {
+  const [gateway] = await Promise.all([cluster.startGateway(), ...ids.map((id) => startWorker(id))]);
+  return gateway;
+}
+
 async function openSession(gateway: AppServerProcess, config: Record<string, unknown> = {}): Promise<{ sessionId: string; workerId: string }> {
   const id = gateway.submit({ type: 'new_session', config: { cwd: cluster.dir, approval_policy: 'never', sandbox_policy: 'danger-full-access', ...config } });
   const event = await gateway.waitFor((e) => e.id === id && (e.msg.type === 'session_configured' || e.msg.type === 'error'), 'the session');
@@ -57,8 +63,7 @@ function sessionEvents(gateway: AppServerProcess, sessionId: string): Event[] {
 
 describe('failover on NATS', { timeout: 60_000 }, () => {
   it('finishes a turn on another worker after kill -9 during a tool call, without running a finished call again', async () => {
-    await Promise.all([startWorker('a'), startWorker('b')]);
-    const gateway = await cluster.startGateway();
+    const gateway = await startAll('a', 'b');
     const { sessionId, workerId } = await openSession(gateway);
     const once = join(cluster.dir, 'once.txt');
     const slow = join(cluster.dir, 'slow.txt');
@@ -100,8 +105,7 @@ describe('failover on NATS', { timeout: 60_000 }, () => {
   });
 
   it('sends a hanging model request again on the adopting worker', async () => {
-    await Promise.all([startWorker('a'), startWorker('b')]);
-    const gateway = await cluster.startGateway();
+    const gateway = await startAll('a', 'b');
     const { sessionId, workerId } = await openSession(gateway);
     const once = join(cluster.dir, 'once.txt');
     cluster.model.enqueue(
@@ -127,8 +131,7 @@ describe('failover on NATS', { timeout: 60_000 }, () => {
   });
 
   it('asks a pending approval again after the crash and runs the call once approved', async () => {
-    await Promise.all([startWorker('a'), startWorker('b')]);
-    const gateway = await cluster.startGateway();
+    const gateway = await startAll('a', 'b');
     const { sessionId, workerId } = await openSession(gateway, { approval_policy: 'untrusted' });
     const marker = join(cluster.dir, 'approved.txt');
     cluster.model.enqueue(
@@ -154,8 +157,7 @@ describe('failover on NATS', { timeout: 60_000 }, () => {
   });
 
   it('keeps an approved_for_session grant through a kill -9: the same command is not asked again', async () => {
-    await Promise.all([startWorker('a'), startWorker('b')]);
-    const gateway = await cluster.startGateway();
+    const gateway = await startAll('a', 'b');
     const { sessionId, workerId } = await openSession(gateway, { approval_policy: 'untrusted' });
     const marker = join(cluster.dir, 'granted.txt');
     const command = `echo ran >> ${marker}`;
@@ -187,8 +189,7 @@ describe('failover on NATS', { timeout: 60_000 }, () => {
   });
 
   it('announces a client tool call again after a kill -9, and the turn completes with the answer to it', async () => {
-    await Promise.all([startWorker('a'), startWorker('b')]);
-    const gateway = await cluster.startGateway();
+    const gateway = await startAll('a', 'b');
     const lookup = { name: 'lookup_ticket', description: 'Look a ticket up.', parameters: { type: 'object', properties: { id: { type: 'string' } } } };
     const { sessionId, workerId } = await openSession(gateway, { client_tools: [lookup] });
     const marker = join(cluster.dir, 'beside-client.txt');
@@ -223,8 +224,7 @@ describe('failover on NATS', { timeout: 60_000 }, () => {
   });
 
   it('keeps an idle session through a broker restart', async () => {
-    await startWorker('a');
-    const gateway = await cluster.startGateway();
+    const gateway = await startAll('a');
     const { sessionId } = await openSession(gateway);
     cluster.model.enqueue({ kind: 'response', items: [{ type: 'message', text: 'Before.' }] });
     expect((await gateway.turn(sessionId, 'one')).msg).toMatchObject({ last_agent_message: 'Before.' });

@@ -32,10 +32,10 @@ afterAll(async () => {
 });
 
 /** Run `troupe <args>` with no terminal and an empty stdin; resolves with its output and exit code. */
-function troupe(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function troupe(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--conditions=development', troupeBin(), ...args], {
-      env: { ...process.env, OPENAI_BASE_URL: model.url, OPENAI_API_KEY: 'k', TROUPE_HOME: home, TROUPE_RETRY_BASE_MS: '1' },
+      env: { ...process.env, OPENAI_BASE_URL: model.url, OPENAI_API_KEY: 'k', TROUPE_HOME: home, TROUPE_RETRY_BASE_MS: '1', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     running.add(child);
@@ -84,7 +84,7 @@ describe.concurrent('every command answers --help with its own usage, listing it
       results.forEach((result, i) => {
         const label = `${command} ${helps[i]}`;
         expect(result.code, label).toBe(0);
-        expect(result.stdout.startsWith(`Usage: troupe ${command}`), label).toBe(true);
+        expect(result.stdout.slice(0, `Usage: troupe ${command}`.length), `${label} (stderr: ${result.stderr})`).toBe(`Usage: troupe ${command}`);
         for (const flag of expected) expect(result.stdout, label).toContain(flag);
       });
     });
@@ -118,6 +118,20 @@ describe.concurrent('bad arguments exit 2 with one line naming what was wrong, a
     [['app-server', '--wire-api', 'soap'], /^troupe app-server: --wire-api must be "responses" or "chat"/],
     [['frobnicate'], /^troupe: unknown command "frobnicate" \(see troupe --help\)\n$/],
   ];
+  // Settings from the environment, named in the message as the flags are.
+  const environmentCases: [string[], string, string, RegExp][] = [
+    [['exec', 'hi'], 'TROUPE_WIRE_API', 'soap', /^troupe exec: TROUPE_WIRE_API must be "responses" or "chat", got "soap"\n$/],
+    [['app-server'], 'TROUPE_RETRY_BASE_MS', 'soon', /^troupe app-server: TROUPE_RETRY_BASE_MS must be a non-negative number, got "soon"\n$/],
+  ];
+  for (const [args, name, value, message] of environmentCases) {
+    it(`${name}=${value} troupe ${args.join(' ')}`, async ({ expect }) => {
+      const result = await troupe(args, { [name]: value });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(message);
+      expect(result.stdout).toBe('');
+      expect(model.requests).toHaveLength(0);
+    });
+  }
   for (const [args, message] of cases) {
     it(args.join(' '), async ({ expect }) => {
       const result = await troupe(args);

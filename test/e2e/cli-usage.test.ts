@@ -3,18 +3,17 @@
  * so they share one fake model (which must get no request at all) and run side by side.
  * (cli.test.ts has the commands that do their work.)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { troupeBin } from '../support/app-server-process.js';
+import { useTroupeCli, type CliResult } from '../support/troupe-cli.js';
 import { startFakeModelServer, type FakeModelServer } from '../../testing/fake-model-server.js';
 
 let model: FakeModelServer;
 let home: string;
-/** Commands still running; a test that fails or times out leaves none behind. */
-const running = new Set<ChildProcess>();
+// The tests run side by side: what one leaves running is killed once all are done.
+const cli = useTroupeCli('file');
 
 beforeAll(async () => {
   model = await startFakeModelServer();
@@ -22,7 +21,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const child of running) child.kill('SIGKILL');
   try {
     expect(model.requests).toHaveLength(0);
   } finally {
@@ -31,22 +29,9 @@ afterAll(async () => {
   }
 });
 
-/** Run `troupe <args>` with no terminal and an empty stdin; resolves with its output and exit code. */
-function troupe(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--conditions=development', troupeBin(), ...args], {
-      env: { ...process.env, OPENAI_BASE_URL: model.url, OPENAI_API_KEY: 'k', TROUPE_HOME: home, TROUPE_RETRY_BASE_MS: '1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    running.add(child);
-    child.once('exit', () => running.delete(child));
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+/** Run `troupe <args>` with no terminal and an empty stdin, against the file's model. */
+function troupe(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return cli.run(args, { ...process.env, OPENAI_BASE_URL: model.url, OPENAI_API_KEY: 'k', TROUPE_HOME: home, TROUPE_RETRY_BASE_MS: '1', ...env });
 }
 
 // One test per command, each with its own time: the processes start side by side, and a busy

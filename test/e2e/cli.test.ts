@@ -1,10 +1,11 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { useTroupeCli, type CliResult } from '../support/troupe-cli.js';
 import { REVIEW_INSTRUCTIONS } from '../../actors/tasks/index.js';
 import { Event, SessionSummary } from '../../protocol/index.js';
 import { troupeBin } from '../support/app-server-process.js';
@@ -24,33 +25,11 @@ function env(): NodeJS.ProcessEnv {
   return { ...process.env, OPENAI_BASE_URL: scratch.model.url, OPENAI_API_KEY: 'k', TROUPE_HOME: scratch.home, TROUPE_RETRY_BASE_MS: '1' };
 }
 
-/** Commands still running; a test that fails or times out leaves none behind. */
-const running = new Set<ChildProcess>();
-afterEach(() => {
-  for (const child of running) child.kill('SIGKILL');
-  running.clear();
-});
+const cli = useTroupeCli();
 
-/**
- * Run `troupe <args>` with no terminal on stdin (empty, or `input` through a pipe); resolves
- * with its output and exit code.
- */
-function troupe(args: string[], environment: NodeJS.ProcessEnv = env(), input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--conditions=development', troupeBin(), ...args], {
-      env: environment,
-      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-    });
-    running.add(child);
-    child.once('exit', () => running.delete(child));
-    if (input !== undefined) child.stdin!.end(input);
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+/** Run `troupe <args>` with no terminal on stdin (empty, or `input` through a pipe). */
+function troupe(args: string[], environment: NodeJS.ProcessEnv = env(), input?: string): Promise<CliResult> {
+  return cli.run(args, environment, { input });
 }
 
 describe('troupe exec', () => {

@@ -1,9 +1,10 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { useTroupeCli, type CliResult } from '../support/troupe-cli.js';
 import { Event, type EventOf } from '../../protocol/index.js';
 import { AppServerProcess, troupeBin } from '../support/app-server-process.js';
 import { mentions } from '../../testing/requests.js';
@@ -24,25 +25,8 @@ function env(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return { ...base, ...extra };
 }
 
-const running = new Set<ChildProcess>();
-afterEach(() => {
-  for (const child of running) child.kill('SIGKILL');
-  running.clear();
-});
-
-function troupe(args: string[], environment: NodeJS.ProcessEnv = env()): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--conditions=development', troupeBin(), ...args], { env: environment, stdio: ['ignore', 'pipe', 'pipe'] });
-    running.add(child);
-    child.once('exit', () => running.delete(child));
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = useTroupeCli();
+const troupe = (args: string[], environment: NodeJS.ProcessEnv = env()): Promise<CliResult> => cli.run(args, environment);
 
 const configPath = () => join(scratch.home, 'config.json');
 const writeConfig = (config: unknown) => writeFile(configPath(), typeof config === 'string' ? config : JSON.stringify(config));

@@ -5,19 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { NatsCluster } from '../support/nats-cluster.js';
 import { waitFor } from '../support/wait.js';
 import type { ScriptStep } from '../../testing/index.js';
-import {
-  doneStep,
-  heldReports,
-  outcomesPerItem,
-  readCsv,
-  reportStep,
-  sessionHeld,
-  task,
-  useTroupeCli,
-  workerFirst,
-  writeText,
-  type CliRun,
-} from './jobs-support.js';
+import { doneStep, heldReports, outcomesPerItem, readCsv, reportStep, sessionHeld, task, workerFirst, writeText } from './jobs-support.js';
+import { useTroupeCli, type CliRun } from '../support/troupe-cli.js';
 
 /**
  * `troupe jobs run | status | cancel` on NATS: real nats-server with JetStream, `troupe worker`
@@ -40,10 +29,10 @@ function env(): NodeJS.ProcessEnv {
 /** `troupe jobs run` with NATS named by its flags (the environment names none), in the cluster's directory. */
 function run(args: readonly string[]): CliRun {
   const { TROUPE_NATS_URL: _url, TROUPE_NAMESPACE: _ns, ...rest } = env();
-  return cli.start(['jobs', 'run', '--nats', cluster.nats.url, '--namespace', cluster.namespace, ...args], rest, cluster.dir);
+  return cli.start(['jobs', 'run', '--nats', cluster.nats.url, '--namespace', cluster.namespace, ...args], rest, { cwd: cluster.dir });
 }
 
-const troupe = (args: readonly string[]) => cli.start(args, env(), cluster.dir).done;
+const troupe = (args: readonly string[]) => cli.run(args, env(), { cwd: cluster.dir });
 
 /** The job id `troupe jobs run` announces on stderr once the job is stored. */
 async function announcedJob(job: CliRun): Promise<string> {

@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { useScratch } from '../support/e2e.js';
 import type { RecordedRequest } from '../../testing/fake-model-server.js';
 import { waitFor } from '../support/wait.js';
-import { doneStep, readCsv, readJsonl, reportStep, task, useTroupeCli, workerFirst, writeText } from './jobs-support.js';
+import { doneStep, readCsv, readJsonl, reportStep, task, workerFirst, writeText } from './jobs-support.js';
+import { useTroupeCli } from '../support/troupe-cli.js';
 
 const scratch = useScratch();
 const cli = useTroupeCli();

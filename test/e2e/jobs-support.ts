@@ -1,14 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { parse } from 'csv-parse/sync';
-import { afterEach } from 'vitest';
 import type { Event, EventOf } from '../../protocol/index.js';
 import { DurableStore } from '../../lib/durable/store.js';
-import { troupeBin, type AppServerProcess } from '../support/app-server-process.js';
+import type { AppServerProcess } from '../support/app-server-process.js';
 import type { RecordedRequest, ScriptStep } from '../../testing/fake-model-server.js';
 import { inputItems, inputTexts, mentions } from '../../testing/requests.js';
 
@@ -156,46 +154,4 @@ export async function outcomesPerItem(natsUrl: string, namespace: string, jobId:
   } finally {
     await connection.close();
   }
-}
-
-export interface CliRun {
-  readonly child: ChildProcess;
-  readonly done: Promise<{ code: number | null; stdout: string; stderr: string }>;
-  /** What it has printed on stderr so far. */
-  stderr(): string;
-}
-
-/**
- * `troupe <args>` as child processes with no terminal; whatever a test leaves running is killed
- * after it.
- */
-export function useTroupeCli(): { start(args: readonly string[], env: NodeJS.ProcessEnv, cwd?: string): CliRun } {
-  const started: ChildProcess[] = [];
-  afterEach(async () => {
-    for (const child of started.splice(0)) {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL');
-        await new Promise((resolve) => child.once('exit', resolve));
-      }
-    }
-  });
-  return {
-    start(args, env, cwd) {
-      const child = spawn(process.execPath, ['--conditions=development', troupeBin(), ...args], {
-        env,
-        stdio: ['ignore', 'pipe', 'pipe'],
-        ...(cwd ? { cwd } : {}),
-      });
-      started.push(child);
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-      const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-        child.on('error', reject);
-        child.on('exit', (code) => resolve({ code, stdout, stderr }));
-      });
-      return { child, done, stderr: () => stderr };
-    },
-  };
 }

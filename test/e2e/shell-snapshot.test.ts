@@ -203,6 +203,14 @@ const isParent = (r: RecordedRequest) => mentions(r, 'PARENT-GO') && !mentions(r
 const warningsOf = (session: string) => server.events.filter((e) => e.session_id === session && e.msg.type === 'warning');
 const childrenOf = (parent: string) => server.events.flatMap((e) => (e.session_id === parent && e.msg.type === 'agent_spawned' ? [e.msg.agent_id] : []));
 
+/** The output of call `callId` as the model was sent it, in whichever session's request carried it. */
+function outputSent(callId: string): string {
+  return sentOutput(
+    model.requests.find((r) => outputFor(r, callId) !== undefined)!,
+    callId,
+  );
+}
+
 describe.skipIf(!availability.ok)('sub-agents and the snapshot of their parent', () => {
   it('a parent and the two sub-agents it spawns run the profile once between them', async () => {
     home = await makeHome((h) => `echo "$PWD" >> ${h}/profile-runs\nexport FROM_PROFILE=profile-value\n`);
@@ -219,10 +227,9 @@ describe.skipIf(!availability.ok)('sub-agents and the snapshot of their parent',
     );
     const session = await server.newSession({ cwd: workspace });
     await server.turn(session, 'PARENT-GO');
-    const sentTo = (callId: string) => model.requests.find((r) => outputFor(r, callId) !== undefined)!;
-    expect(sentOutput(sentTo('p'), 'p')).toContain('parent=profile-value');
-    expect(sentOutput(sentTo('c1'), 'c1')).toContain('one=profile-value');
-    expect(sentOutput(sentTo('c2'), 'c2')).toContain('two=profile-value');
+    expect(outputSent('p')).toContain('parent=profile-value');
+    expect(outputSent('c1')).toContain('one=profile-value');
+    expect(outputSent('c2')).toContain('two=profile-value');
     expect(childrenOf(session)).toHaveLength(2);
     for (const id of [session, ...childrenOf(session)]) expect(warningsOf(id)).toEqual([]);
     const runs = profileRuns(home);
@@ -258,10 +265,9 @@ describe.skipIf(!availability.ok)('sub-agents and the snapshot of their parent',
     );
     const session = await server.newSession({ cwd: workspace });
     await server.turn(session, 'PARENT-GO');
-    const sentTo = (callId: string) => model.requests.find((r) => outputFor(r, callId) !== undefined)!;
-    expect(sentOutput(sentTo('p'), 'p')).toContain('parent=profile-value');
-    expect(sentOutput(sentTo('c1'), 'c1')).toContain('one=profile-value');
-    expect(sentOutput(sentTo('c2'), 'c2')).toContain('again=profile-value');
+    expect(outputSent('p')).toContain('parent=profile-value');
+    expect(outputSent('c1')).toContain('one=profile-value');
+    expect(outputSent('c2')).toContain('again=profile-value');
     const [child] = childrenOf(session);
     expect(warningsOf(session)).toHaveLength(1);
     expect(JSON.stringify(warningsOf(session)[0]!.msg)).toMatch(/could not be snapshotted.*exited with 3: broken/);

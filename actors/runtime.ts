@@ -328,6 +328,8 @@ export class Runtime {
         },
       }),
       shutdown: async () => {
+        // Its `shutdown_complete` has come already (its own job shut it down): nothing to wait for.
+        if (!this.#sessionQueues.has(sessionId)) return;
         const id = randomUUID();
         const done = new Promise<void>((resolve, reject) => {
           const stop = this.onEvent((event) => {

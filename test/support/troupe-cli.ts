@@ -37,7 +37,8 @@ function startTroupe(args: readonly string[], env: NodeJS.ProcessEnv, options: C
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   const done = new Promise<CliResult>((resolve, reject) => {
     child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+    // 'close', not 'exit': a process can exit before what it printed has been read from its pipes.
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
   return { child, done, stderr: () => stderr };
 }

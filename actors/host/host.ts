@@ -464,6 +464,7 @@ export class Host {
   }
 
   #services(purpose: 'session' | 'review' | 'compact', config: SessionConfig, servers: SessionConfig['mcp_servers']) {
+    const durability = this.#durability;
     return {
       bus: this.#options.bus,
       namespace: this.#options.namespace,
@@ -475,6 +476,7 @@ export class Host {
       retryBaseMs: this.#options.retryBaseMs ?? 200,
       flow: this.#options.flow ?? ALWAYS_OPEN,
       jobStore: this.#jobStore,
+      sessionActivity: durability ? (rootId: string, sessionId: string) => durability.activity(rootId, sessionId) : undefined,
     };
   }
 

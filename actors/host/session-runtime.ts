@@ -5,6 +5,7 @@ import { AgentSupervisor } from '../agents/supervisor.js';
 import { roleTools } from '../agents/roles.js';
 import { TreeApprovals } from '../agents/tree-approvals.js';
 import { attachJobs, type SessionJobs } from '../jobs/session.js';
+import type { JobStrays } from '../jobs/runner.js';
 import { startRequestedJob } from '../jobs/requested.js';
 import { subjects } from '../../lib/bus/subjects.js';
 import { inBackground, log } from '../../lib/log.js';
@@ -216,7 +217,7 @@ export class SessionRuntime {
         sessionId: this.id,
         home: this.#services.home,
         store: this.#services.jobStore,
-        ...(this.#services.jobStore ? { closeSession: (sessionId: string) => this.#shutDown(sessionId) } : {}),
+        strays: this.#strayAgents(),
         shutdown: () => this.#shutDown(this.id),
         fresh,
         settings,
@@ -225,6 +226,17 @@ export class SessionRuntime {
         idle: () => this.idle,
       });
     }
+  }
+
+  /**
+   * On NATS, the agents a job's earlier runner started live on after its process stopped: a
+   * runner that takes the job up watches them through their logs and shuts them down.
+   */
+  #strayAgents(): JobStrays | undefined {
+    const activity = this.#services.sessionActivity;
+    if (!activity) return undefined;
+    const rootId = this.#spec.lineage?.root_session_id ?? this.id;
+    return { activity: (agentId) => activity(rootId, agentId), close: (agentId) => this.#shutDown(agentId) };
   }
 
   /**

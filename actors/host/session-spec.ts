@@ -1,6 +1,7 @@
 import type { McpServerConfig, ResponseItem, SessionLineage } from '../../protocol/index.js';
 import type { SessionSettings } from '../../machines/turn-context.js';
 import type { Bus } from '../../lib/bus/bus.js';
+import type { SessionActivity } from '../../lib/durable/host-durability.js';
 import type { RolloutSink, SessionDurability } from '../../lib/durable/session-durability.js';
 import type { FlowSignal } from '../../lib/flow/flow-gate.js';
 import type { JobStore } from '../jobs/store.js';
@@ -27,6 +28,8 @@ export interface SessionServices {
   readonly flow: FlowSignal;
   /** Where agent jobs live (JetStream on NATS); absent: files under `home`. */
   readonly jobStore?: JobStore | undefined;
+  /** On NATS: whether a session of a tree is in a turn, wherever it runs (from its log). */
+  readonly sessionActivity?: ((rootId: string, sessionId: string) => Promise<SessionActivity>) | undefined;
 }
 
 export interface SessionSpec {

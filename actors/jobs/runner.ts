@@ -1,5 +1,7 @@
 import type { AgentJobStatus, EventMsg } from '../../protocol/index.js';
 import type { ToolOutput } from '../../machines/tool-plan.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { SessionActivity } from '../../lib/durable/host-durability.js';
 import { log } from '../../lib/log.js';
 import type { AgentControl, AgentReport, ToolContext } from '../tools/tool.js';
 import { renderInstruction } from './input.js';
@@ -32,14 +34,24 @@ export interface JobParent {
   readonly spawnContext: ToolContext;
   /** Put an event on the parent's stream. */
   emit(msg: EventMsg): void;
-  /**
-   * Shut down an agent an earlier runner of the job started (NATS: it lives on, on some worker,
-   * after the process of that runner stopped); absent where agents end with their process.
-   */
-  closeStray?(agentId: string): Promise<void>;
+  /** The agents an earlier runner of the job started; absent where agents end with their process. */
+  readonly strays?: JobStrays;
+}
+
+/**
+ * On NATS an item's agent lives on, on some worker, after the process that ran the job stopped:
+ * a runner that takes the job up cannot wait for it as for its own agents, so it asks its log.
+ */
+export interface JobStrays {
+  /** `working` while the agent is in a turn (it may still report), `ended` when it is idle or gone. */
+  activity(agentId: string): Promise<SessionActivity>;
+  /** Shut the agent down, wherever it runs. */
+  close(agentId: string): Promise<void>;
 }
 
 const FAILED_ITEMS_SHOWN = 5;
+/** How often an earlier runner's agent that is still in its turn is looked at again. */
+const STRAY_CHECK_MS = 1_000;
 /** Waiting for room when the tree's agent_max_threads is taken by agents that are not the job's. */
 const LIMIT_RETRY_MS = [250, 500, 1000, 2000, 5000] as const;
 
@@ -57,6 +69,15 @@ interface Live {
   /** The first result that did not match output_schema: the agent is told, once. */
   invalid: string | null;
   readonly startedAt: number;
+}
+
+/** An item's agent that an earlier runner started, watched until it reports, ends or runs out of time. */
+interface Stray {
+  readonly agentId: string;
+  /** Aborted to stop waiting: it reported, or the job stops. */
+  readonly wake: AbortController;
+  /** The logging of the result it reported, once it has. */
+  settling: Promise<void> | null;
 }
 
 /** Jobs running in this process, by id: where `report_agent_job_result` finds its job. */
@@ -77,9 +98,9 @@ export class JobRunner {
   readonly #live = new Map<string, Live>();
   /** Items waiting for an agent, in input order. */
   readonly #queue: ItemState[] = [];
-  /** Items an earlier runner had started, by the agent it started: that agent may still report. */
-  readonly #strays = new Map<string, string>();
-  /** Items launched here whose agent is not closed yet: what the concurrency limit counts. */
+  /** Items an earlier runner had started whose agent may still report, by item id. */
+  readonly #strays = new Map<string, Stray>();
+  /** Items whose agent is not closed yet (launched here, or strays): what the concurrency limit counts. */
   #active = 0;
   /** The tree had no room for another agent: wait for one of ours to close (or a while). */
   #blocked = false;
@@ -124,24 +145,23 @@ export class JobRunner {
     }
     // Agents on other workers hand their results in through the store (NATS).
     this.#handle.serveReports?.((request) => this.report(request.agent_id, request.item_id, request.result, request.stop));
-    // Items that were running when an earlier process stopped lost their agent with it.
-    // Their agents may live on elsewhere (NATS) and still report: those items go last, so the
-    // report can come in before the item would start again.
+    // Items that were running when an earlier process stopped: in-process their agent stopped
+    // with it, and the item starts afresh. On NATS the agent lives on and may still report: it
+    // is watched until it does, ends its turn without a result, or runs out of time.
     const strays: ItemState[] = [];
     for (const item of [...this.#state.items.values()].sort((a, b) => a.spec.row_index - b.spec.row_index)) {
       if (item.status === 'running') {
-        item.status = 'pending';
-        if (item.agentId !== null && this.#parent.closeStray) {
-          this.#strays.set(item.spec.item_id, item.agentId);
+        if (item.agentId !== null && this.#parent.strays) {
           strays.push(item);
           continue;
         }
+        item.status = 'pending';
       }
       if (item.status === 'pending') this.#queue.push(item);
     }
-    this.#queue.push(...strays);
     this.#handle.onCancel((reason) => this.cancel(reason, false));
     this.#progress.flush();
+    for (const item of strays) this.#watchStray(item, this.#parent.strays!).catch((error: unknown) => this.#logFailure(error));
     if (this.#state.cancelRequested !== null) this.cancel(this.#state.cancelRequested, false);
     else this.#pump();
     return this.#done;
@@ -199,7 +219,8 @@ export class JobRunner {
     if (live && live.agentId === null) await live.started;
     if (item.status === 'completed') return refuse(`item ${itemId} already has a result; stop now`);
     if (item.status === 'failed') return refuse(`item ${itemId} has failed already (${item.error ?? 'no reason'}); stop now`);
-    if (!live && this.#strays.get(itemId) === agentId && item.status === 'pending') return this.#reportOfEarlierRunner(item, result, stop);
+    const stray = this.#strays.get(itemId);
+    if (!live && stray?.agentId === agentId) return this.#reportOfEarlierRunner(item, stray, result, stop);
     if (!live || live.agentId !== agentId) return refuse(`item ${itemId} of job ${this.jobId} is not this agent's to report`);
     if (live.settled) return refuse(`item ${itemId} is over (${item.error ?? 'already settled'}); stop now`);
     const problems = this.#check.problems(result);
@@ -226,21 +247,65 @@ export class JobRunner {
    * the agent, on another worker, went on): the item has not started again here, so the
    * result counts and the item does not run again.
    */
-  async #reportOfEarlierRunner(item: ItemState, result: Record<string, unknown>, stop: boolean): Promise<ToolOutput> {
+  async #reportOfEarlierRunner(item: ItemState, stray: Stray, result: Record<string, unknown>, stop: boolean): Promise<ToolOutput> {
+    if (stray.settling)
+      return { text: JSON.stringify({ accepted: false, reason: `item ${item.spec.item_id} already has a result; stop now` }), success: false };
     const problems = this.#check.problems(result);
     if (problems !== null) return { text: `The result was not accepted: it does not match the job's output_schema (${problems}).`, success: false };
-    const queued = this.#queue.indexOf(item);
-    if (queued >= 0) this.#queue.splice(queued, 1);
-    item.status = 'running';
-    const agentId = this.#strays.get(item.spec.item_id)!;
-    this.#strays.delete(item.spec.item_id);
-    await this.#handle.append({ type: 'item_result', item_id: item.spec.item_id, agent_id: agentId, result });
-    this.#closeStray(agentId);
-    this.#finishedHere++;
-    this.#progress.changed();
+    stray.settling = this.#handle.append({ type: 'item_result', item_id: item.spec.item_id, agent_id: stray.agentId, result }).then(() => {
+      this.#finishedHere++;
+      this.#progress.changed();
+    });
+    stray.wake.abort();
+    await stray.settling;
     if (stop) this.cancel("an item's agent asked to stop the job");
-    this.#pump();
     return { text: JSON.stringify({ accepted: true, message: 'Result recorded. Your work on this item is done: stop now.' }), success: true };
+  }
+
+  /**
+   * Watch an agent an earlier runner started. It holds a place under max_concurrency while it
+   * works; once it reports, the item is done; once it is idle or gone without a result, the
+   * item starts afresh, first in line; past the item's max_runtime_seconds (counted from when
+   * the earlier runner started it) the item fails as one of this runner's would.
+   */
+  async #watchStray(item: ItemState, strays: JobStrays): Promise<void> {
+    const stray: Stray = { agentId: item.agentId!, wake: new AbortController(), settling: null };
+    this.#strays.set(item.spec.item_id, stray);
+    this.#active++;
+    const runtimeMs = this.#state.spec.max_runtime_seconds * 1000;
+    const deadline = (item.startedAt !== null ? Date.parse(item.startedAt) : Date.now()) + runtimeMs;
+    let timedOut = false;
+    while (!this.#stopping && stray.settling === null) {
+      if (Date.now() >= deadline) {
+        timedOut = true;
+        break;
+      }
+      const activity = await strays.activity(stray.agentId).catch((error: unknown) => {
+        log.warn({ err: error, job: this.jobId, agent: stray.agentId }, 'cannot read the log of a job agent started by an earlier runner');
+        return 'working' as const;
+      });
+      if (activity === 'ended' || this.#stopping || stray.settling !== null) break;
+      await sleep(Math.min(STRAY_CHECK_MS, deadline - Date.now()), undefined, { signal: stray.wake.signal }).catch(() => undefined);
+    }
+    // From here on a report of this agent is refused: the item is settled, or starts afresh.
+    this.#strays.delete(item.spec.item_id);
+    if (stray.settling !== null) await stray.settling.catch((error: unknown) => this.#logFailure(error));
+    else if (timedOut && !this.#stopping) {
+      await this.#handle
+        .append({
+          type: 'item_failed',
+          item_id: item.spec.item_id,
+          error: `the item ran past max_runtime_seconds (${runtimeMs / 1000} s) without reporting a result`,
+        })
+        .then(() => void this.#finishedHere++)
+        .catch((error: unknown) => this.#logFailure(error));
+    }
+    this.#closeStray(stray.agentId);
+    if (item.status === 'running') item.status = 'pending';
+    if (item.status === 'pending' && !this.#stopping) this.#queue.unshift(item);
+    this.#active--;
+    this.#progress.changed();
+    this.#pump();
   }
 
   /** Decide an item's outcome once: log it, then stop waiting for its agent. False if it was decided already. */
@@ -274,19 +339,13 @@ export class JobRunner {
 
   /** Shut an earlier runner's agent down, in the background (it may be gone already). */
   #closeStray(agentId: string): void {
-    this.#parent
-      .closeStray?.(agentId)
+    this.#parent.strays
+      ?.close(agentId)
       .catch((error: unknown) => log.debug({ err: error, job: this.jobId, agent: agentId }, 'could not close a stray job agent'));
   }
 
   async #launch(item: ItemState): Promise<void> {
     const { spec } = this.#state;
-    const stray = this.#strays.get(item.spec.item_id);
-    if (stray !== undefined) {
-      // Its earlier agent did not report in time: it stops, and the item starts afresh.
-      this.#strays.delete(item.spec.item_id);
-      this.#closeStray(stray);
-    }
     this.#active++;
     item.status = 'running';
     let markStarted!: () => void;
@@ -457,6 +516,7 @@ export class JobRunner {
     if (this.#limitTimer) clearTimeout(this.#limitTimer);
     this.#limitTimer = null;
     for (const live of this.#live.values()) live.wake.abort();
+    for (const stray of this.#strays.values()) stray.wake.abort();
     this.#pump();
   }
 

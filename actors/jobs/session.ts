@@ -4,7 +4,7 @@ import { inBackground, log } from '../../lib/log.js';
 import type { SessionResource, ToolContext } from '../tools/tool.js';
 import { narrowerApproval, narrowerSandbox } from '../agents/roles.js';
 import { jobSpec, type PreparedJob } from './prepare.js';
-import { JobRunner, runningJobs, type JobSummary } from './runner.js';
+import { JobRunner, runningJobs, type JobStrays, type JobSummary } from './runner.js';
 import { FileJobStore, type JobHandle, type JobStore } from './store.js';
 
 /** What a session gives its jobs: built by the host for each regular session as it starts. */
@@ -23,8 +23,8 @@ export interface JobSession {
   record(item: ResponseItem): void;
   /** True when no task runs in the session. */
   idle(): boolean;
-  /** Shut down a session by id, wherever it runs (NATS: an agent an earlier runner of a job started). */
-  closeSession?(sessionId: string): Promise<void>;
+  /** On NATS: the agents an earlier runner of a job started, which live on after it (see JobParent). */
+  readonly strays?: JobStrays | undefined;
   /** Shut this session down, as a client's `shutdown` op would (its job opened it and has ended). */
   shutdown(): Promise<void>;
 }
@@ -92,13 +92,8 @@ export class SessionJobs implements SessionResource {
       await handle.close();
       throw new Error(`session ${this.sessionId} closed before job ${spec.job_id} could go on`);
     }
-    const close = this.#session.closeSession;
-    const runner = new JobRunner(handle, {
-      agents: ctx.agents,
-      spawnContext: ctx,
-      emit: (msg) => ctx.emit(msg),
-      ...(close ? { closeStray: (agentId: string) => close(agentId) } : {}),
-    });
+    const strays = this.#session.strays;
+    const runner = new JobRunner(handle, { agents: ctx.agents, spawnContext: ctx, emit: (msg) => ctx.emit(msg), ...(strays ? { strays } : {}) });
     this.#runners.add(runner);
     const cancel = () => runner.cancel('the caller cancelled the job');
     try {

@@ -9,6 +9,8 @@ export interface ItemState {
   status: ItemStatus;
   /** The agent of the current (or last) attempt. */
   agentId: string | null;
+  /** When the current (or last) attempt started (ISO 8601). */
+  startedAt: string | null;
   /** Attempts started, across restarts. */
   attempts: number;
   /** Attempts whose agent errored. */
@@ -43,7 +45,10 @@ export function replay(records: readonly JobRecord[]): JobState {
   const state: JobState = {
     spec: first.job,
     items: new Map(
-      first.job.items.map((spec) => [spec.item_id, { spec, status: 'pending', agentId: null, attempts: 0, errored: 0, result: null, error: null }]),
+      first.job.items.map((spec) => [
+        spec.item_id,
+        { spec, status: 'pending', agentId: null, startedAt: null, attempts: 0, errored: 0, result: null, error: null },
+      ]),
     ),
     cancelRequested: null,
     finished: null,
@@ -78,6 +83,7 @@ export function apply(state: JobState, record: JobRecord): void {
       if (record.type === 'item_started') {
         item.status = 'running';
         item.agentId = record.agent_id;
+        item.startedAt = record.at;
         item.attempts = Math.max(item.attempts, record.attempt);
       } else if (record.type === 'item_result') {
         item.status = 'completed';

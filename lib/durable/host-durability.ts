@@ -5,11 +5,14 @@ import { NatsLink } from '../nats/link.js';
 import { Leases, leaseTiming, type SeenLease } from './leases.js';
 import type { OutboxLimits } from './outbox.js';
 import { OpQueue, type OpFeed, type QueuedSubmission } from './op-queue.js';
-import { rebuildSession, type OpenTurn, type RebuiltSession } from './rebuild.js';
+import { RebuildError, rebuildSession, type OpenTurn, type RebuiltSession } from './rebuild.js';
 import type { SessionPurpose } from './records.js';
 import { durableBindings, type SessionDurability } from './session-durability.js';
 import { readSessionLog, SessionLog } from './session-log.js';
 import { DurableStore } from './store.js';
+
+/** Whether a session is in a turn (see HostDurability.activity). */
+export type SessionActivity = 'working' | 'ended';
 
 /** What a host lets the adoption loop see and do. */
 export interface AdoptionTarget {
@@ -148,6 +151,24 @@ export class HostDurability {
 
   async rebuild(rootId: string, sessionId: string): Promise<RebuiltSession> {
     return rebuildSession(await readSessionLog(this.store, rootId, sessionId, this.#logger));
+  }
+
+  /**
+   * Whether a session, wherever it runs, is in the middle of a turn, as its log says: `working`
+   * while a turn is open (on its worker, or waiting to be adopted), `ended` once it is idle,
+   * closed, or has no log at all. The log trails the session a little: a turn that just ended
+   * may still read as open, never the other way round.
+   */
+  async activity(rootId: string, sessionId: string): Promise<SessionActivity> {
+    let session: RebuiltSession;
+    try {
+      session = await this.rebuild(rootId, sessionId);
+    } catch (error) {
+      // No log (never placed, or purged): nothing runs it.
+      if (error instanceof RebuildError) return 'ended';
+      throw error;
+    }
+    return !session.closed && session.openTurn !== null ? 'working' : 'ended';
   }
 
   /**

@@ -17,7 +17,7 @@ export {
   type SessionDurability,
   type ResumedTurn,
 } from './session-durability.js';
-export { HostDurability, type AdoptionTarget, type FedSession } from './host-durability.js';
+export { HostDurability, type AdoptionTarget, type FedSession, type SessionActivity } from './host-durability.js';
 export { writeRolloutFile } from './rollout-file.js';
 export { GatewayDurability } from './gateway-durability.js';
 export { SeqFilter } from './seq-filter.js';

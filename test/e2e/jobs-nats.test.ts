@@ -5,7 +5,19 @@ import { NatsCluster } from '../support/nats-cluster.js';
 import { waitFor } from '../support/wait.js';
 import type { RecordedRequest, ScriptStep } from '../../testing/index.js';
 import { mentions, outputFor } from '../../testing/requests.js';
-import { doneStep, heldReports, isWorker, outcomesPerItem, readCsv, reportStep, spawnJobStep, task, workerFirst, writeText } from './jobs-support.js';
+import {
+  doneStep,
+  heldReports,
+  isWorker,
+  outcomesPerItem,
+  readCsv,
+  reportStep,
+  spawnJobStep,
+  startsPerItem,
+  task,
+  workerFirst,
+  writeText,
+} from './jobs-support.js';
 
 /**
  * Agent jobs on NATS: real nats-server with JetStream, `troupe worker` processes, the client
@@ -118,7 +130,7 @@ describe('agent jobs on NATS', { timeout: 90_000 }, () => {
     expect(perItem.size).toBe(6);
   });
 
-  it("goes on after kill -9 of its parent's worker: the adopted session takes the job up, and no reported item runs again", async () => {
+  it("goes on after kill -9 of its parent's worker: the adopted session takes the job up, no item runs again, and the agents that lived on hand in their results", async () => {
     await Promise.all([startWorker('a', 8), startWorker('b', 8)]);
     const gateway = await cluster.startGateway();
     const { sessionId, workerId } = await openSession(gateway);
@@ -133,15 +145,21 @@ describe('agent jobs on NATS', { timeout: 90_000 }, () => {
       ...Array.from({ length: 16 }, doneStep),
     );
     gateway.submit({ type: 'user_turn', items: [{ type: 'text', text: 'run the job' }] }, sessionId);
-    // Items 1-3 reported; 4-6 are with the model (held) when the parent's worker dies.
-    await gateway.waitForMsg('agent_job_progress', { session: sessionId, where: (m) => m.completed === 3 });
-    await waitFor(() => held.length === 3, 'items 4-6 at the model');
+    // Three items reported (the first three tasks to reach the model, whichever rows); the other
+    // three are with the model, held, when the parent's worker dies.
+    const { msg: progress } = await gateway.waitForMsg('agent_job_progress', { session: sessionId, where: (m) => m.completed === 3 });
+    const jobId = progress.job_id;
+    const tasks = () => cluster.model.requests.filter((r) => workerFirst(r) && task(r).jobId === jobId);
+    await waitFor(() => held.length === 3, 'the other three tasks at the model');
+    await waitFor(async () => (await startsPerItem(cluster.nats.url, cluster.namespace, jobId)).size === 6, 'every item started in the log');
+    const reportedBefore = new Set(tasks().flatMap((r) => (r.endedAt !== null ? [task(r).itemId] : [])));
+    expect(reportedBefore.size).toBe(3);
     await cluster.workers.find((w) => w.id === workerId)!.kill();
     await startWorker('c', 8);
     release();
 
     const ended = await gateway.waitFor(
-      (e) => e.session_id === sessionId && e.msg.type === 'background_event' && /^agent job \S+ completed/.test(e.msg.message),
+      (e) => e.session_id === sessionId && e.msg.type === 'background_event' && e.msg.message.startsWith(`agent job ${jobId} completed`),
       'the job to end on the adopting worker',
       60_000,
     );
@@ -149,12 +167,15 @@ describe('agent jobs on NATS', { timeout: 90_000 }, () => {
     expect(readCsv(output).map((r) => [r.name, r.status, JSON.parse(r.result!).upper])).toEqual(
       Array.from({ length: 6 }, (_, i) => [`item${i + 1}`, 'completed', `ITEM${i + 1}`]),
     );
-    const jobId = /^agent job (\S+)/.exec(ended.msg.type === 'background_event' ? ended.msg.message : '')![1]!;
     expect(await outcomesPerItem(cluster.nats.url, cluster.namespace, jobId)).toEqual(Array.from({ length: 6 }, () => 1));
-    // The items that had reported before the crash were not asked again (this job's tasks only:
-    // an agent of an earlier test's job may still be finishing on the shared model).
-    const tasksOf = (itemId: string) => cluster.model.requests.filter((r) => workerFirst(r) && task(r).jobId === jobId && task(r).itemId === itemId).length;
-    expect(['row-1', 'row-2', 'row-3'].map(tasksOf)).toEqual([1, 1, 1]);
-    expect(['row-4', 'row-5', 'row-6'].map(tasksOf).every((n) => n >= 1)).toBe(true);
+    // No item got a second agent: those that were working when the runner died were watched by
+    // the one that took the job up, and their results taken, wherever their agents ran on.
+    const starts = await startsPerItem(cluster.nats.url, cluster.namespace, jobId);
+    expect([...starts.values()]).toEqual(Array.from({ length: 6 }, () => 1));
+    // The items that had reported were not asked again; the held ones at least once (twice if
+    // their agent was on the dead worker, and its adopted session asked again).
+    const asked = (itemId: string) => tasks().filter((r) => task(r).itemId === itemId).length;
+    expect([...reportedBefore].map(asked)).toEqual([1, 1, 1]);
+    expect([...starts.keys()].filter((id) => !reportedBefore.has(id)).every((id) => asked(id) >= 1)).toBe(true);
   });
 });

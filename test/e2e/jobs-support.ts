@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { parse } from 'csv-parse/sync';
 import type { Event, EventOf } from '../../protocol/index.js';
@@ -128,7 +128,6 @@ export function heldReports(result: (row: Record<string, unknown>) => Record<str
   return { holdStep, held, release };
 }
 
-/** How many outcomes JetStream holds for each item of a job (subject `item.<row>`), in row order. */
 /** Whether a worker holds session `sessionId` (its lease is in JetStream): false once the session has shut down. */
 export async function sessionHeld(natsUrl: string, namespace: string, sessionId: string): Promise<boolean> {
   const connection = await connect({ servers: natsUrl });
@@ -141,6 +140,7 @@ export async function sessionHeld(natsUrl: string, namespace: string, sessionId:
   }
 }
 
+/** How many outcomes JetStream holds for each item of a job (subject `item.<row>`), in row order. */
 export async function outcomesPerItem(natsUrl: string, namespace: string, jobId: string): Promise<number[]> {
   const connection = await connect({ servers: natsUrl });
   try {
@@ -151,6 +151,26 @@ export async function outcomesPerItem(natsUrl: string, namespace: string, jobId:
     return Object.keys(subjects)
       .sort((a, b) => Number(a.slice(prefix.length)) - Number(b.slice(prefix.length)))
       .map((subject) => subjects[subject]!);
+  } finally {
+    await connection.close();
+  }
+}
+
+/** How many agents were started for each item of a job (its `item_started` records in JetStream), by item id. */
+export async function startsPerItem(natsUrl: string, namespace: string, jobId: string): Promise<Map<string, number>> {
+  const connection = await connect({ servers: natsUrl });
+  try {
+    const consumer = await jetstream(connection).consumers.get(`TROUPE_JOBS_${namespace}`, { filter_subjects: `troupe.${namespace}.jobs.${jobId}.log` });
+    const starts = new Map<string, number>();
+    let pending = (await consumer.info(true)).num_pending;
+    while (pending > 0) {
+      const message = await consumer.next({ expires: 5_000 });
+      if (message === null) throw new Error(`the log of job ${jobId} stalled with ${pending} records left`);
+      pending = message.info.pending;
+      const record = message.json<{ type: string; item_id?: string }>();
+      if (record.type === 'item_started') starts.set(record.item_id!, (starts.get(record.item_id!) ?? 0) + 1);
+    }
+    return starts;
   } finally {
     await connection.close();
   }

@@ -1,0 +1,172 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { SessionActivity } from '../lib/durable/index.js';
+import type { JobSpec } from '../actors/jobs/records.js';
+import { JobRunner, type JobStrays } from '../actors/jobs/runner.js';
+import { FileJobStore, THIS_RUNNER, type JobHandle } from '../actors/jobs/store.js';
+import type { AgentControl, AgentReport, ToolContext } from '../actors/tools/tool.js';
+import { waitFor } from './support/wait.js';
+
+/**
+ * A runner that takes up a job whose earlier runner stopped while items' agents were working
+ * (on NATS those agents live on, on other workers). Driven directly, with the agents faked: the
+ * end-to-end case is in test/e2e/jobs-nats.test.ts.
+ */
+
+let home: string;
+let jobId: string;
+let jobs = 0;
+
+beforeEach(async () => {
+  home = await mkdtemp(join(tmpdir(), 'troupe-strays-'));
+  jobId = `job-${++jobs}`;
+});
+
+afterEach(async () => {
+  await rm(home, { recursive: true, force: true });
+});
+
+function spec(maxRuntimeSeconds: number): JobSpec {
+  return {
+    job_id: jobId,
+    created_at: new Date().toISOString(),
+    parent_session_id: 'parent',
+    call_id: 'call-1',
+    turn: {},
+    input_path: join(home, 'in.csv'),
+    input_format: 'csv',
+    output_path: join(home, 'out.csv'),
+    output_format: 'csv',
+    instruction: 'do {a}',
+    id_column: null,
+    output_schema: null,
+    columns: ['a'],
+    max_concurrency: 3,
+    max_runtime_seconds: maxRuntimeSeconds,
+    max_attempts: 3,
+    items: ['x', 'y', 'z'].map((a, i) => ({ item_id: `row-${i + 1}`, row_index: i, source_id: null, row: { a } })),
+  };
+}
+
+/** A job an earlier runner left with every item's agent started and none reported. */
+async function leftRunning(maxRuntimeSeconds = 60): Promise<JobHandle> {
+  const store = new FileJobStore(home);
+  const first = await store.create(spec(maxRuntimeSeconds));
+  await first.append(
+    { type: 'runner_started', ...THIS_RUNNER },
+    ...[1, 2, 3].map((n) => ({ type: 'item_started' as const, item_id: `row-${n}`, agent_id: `old-${n}`, attempt: 1 })),
+  );
+  await first.close();
+  return (await store.open(jobId))!;
+}
+
+/** Agents of the new runner: each spawn is recorded, and waits until the runner stops waiting. */
+function newAgents(): { control: AgentControl; spawned: string[]; closed: string[] } {
+  const spawned: string[] = [];
+  const closed: string[] = [];
+  const report = (agentId: string): AgentReport => ({ agent_id: agentId, nickname: agentId, status: 'running', message: null });
+  const control: AgentControl = {
+    spawn: async (request) => {
+      const id = `new-${/item_id "row-(\d)"/.exec(request.message)![1]}`;
+      spawned.push(id);
+      return report(id);
+    },
+    wait: (_ids, { signal, timeoutMs }) =>
+      new Promise((resolve) => {
+        const timer = setTimeout(() => resolve({ agents: [], timed_out: true }), timeoutMs);
+        signal.addEventListener('abort', () => {
+          clearTimeout(timer);
+          resolve({ agents: [], timed_out: false });
+        });
+      }),
+    close: async (agentId) => {
+      closed.push(agentId);
+      return report(agentId);
+    },
+    sendInput: async () => {
+      throw new Error('not used');
+    },
+    list: async () => [],
+  };
+  return { control, spawned, closed };
+}
+
+/** Strays whose activity the test sets; every shutdown is recorded. */
+function strays(activity: Record<string, SessionActivity>): JobStrays & { closed: string[]; asked: string[] } {
+  const closed: string[] = [];
+  const asked: string[] = [];
+  return {
+    closed,
+    asked,
+    activity: async (agentId) => {
+      asked.push(agentId);
+      return activity[agentId] ?? 'ended';
+    },
+    close: async (agentId) => {
+      closed.push(agentId);
+    },
+  };
+}
+
+const runner = (handle: JobHandle, control: AgentControl, watched: JobStrays) =>
+  new JobRunner(handle, { agents: control, spawnContext: {} as ToolContext, emit: () => undefined, strays: watched });
+
+describe('a runner taking up a job whose earlier runner stopped', () => {
+  it('takes the result of an agent that works on, starts afresh only the item whose agent ended its turn, and shuts the old agents down', async () => {
+    const handle = await leftRunning();
+    const agents = newAgents();
+    const activity: Record<string, SessionActivity> = { 'old-1': 'working', 'old-2': 'ended', 'old-3': 'working' };
+    const watched = strays(activity);
+    const job = runner(handle, agents.control, watched);
+    const done = job.run();
+
+    // old-2 ended its turn without a result: its item starts again at once, the others wait.
+    await waitFor(() => agents.spawned.length === 1, 'the item whose agent ended to start again');
+    expect(agents.spawned).toEqual(['new-2']);
+    expect(JSON.parse((await job.report('old-1', 'row-1', { v: 1 }, false)).text)).toMatchObject({ accepted: true });
+    expect(JSON.parse((await job.report('new-2', 'row-2', { v: 2 }, false)).text)).toMatchObject({ accepted: true });
+    // An agent of the earlier runner reports for an item that is not its own: refused.
+    expect(JSON.parse((await job.report('old-1', 'row-3', { v: 0 }, false)).text)).toMatchObject({ accepted: false });
+    // old-3 was looked at again while it worked, then reports.
+    await waitFor(() => watched.asked.filter((a) => a === 'old-3').length >= 2, 'old-3 to be looked at again');
+    expect(JSON.parse((await job.report('old-3', 'row-3', { v: 3 }, false)).text)).toMatchObject({ accepted: true });
+
+    const summary = await done;
+    expect(summary).toMatchObject({ status: 'completed', completed_items: 3, failed_items: 0 });
+    expect(agents.spawned).toEqual(['new-2']);
+    expect([...handle.state.items.values()].map((i) => [i.spec.item_id, i.result])).toEqual([
+      ['row-1', { v: 1 }],
+      ['row-2', { v: 2 }],
+      ['row-3', { v: 3 }],
+    ]);
+    expect(watched.closed.sort()).toEqual(['old-1', 'old-2', 'old-3']);
+  });
+
+  it('fails an item whose old agent is still working past max_runtime_seconds, counted from when it started', async () => {
+    const handle = await leftRunning(1);
+    const agents = newAgents();
+    const watched = strays({ 'old-1': 'working', 'old-2': 'working', 'old-3': 'working' });
+    const summary = await runner(handle, agents.control, watched).run();
+    expect(summary).toMatchObject({ status: 'completed', completed_items: 0, failed_items: 3 });
+    expect(summary.failed_item_errors.map((e) => e.last_error)).toEqual(Array.from({ length: 3 }, () => expect.stringMatching(/max_runtime_seconds \(1 s\)/)));
+    expect(agents.spawned).toEqual([]);
+    expect(watched.closed.sort()).toEqual(['old-1', 'old-2', 'old-3']);
+  });
+
+  it('cancelled while it watches: the old agents are shut down, nothing starts, and their late results are refused', async () => {
+    const handle = await leftRunning();
+    const agents = newAgents();
+    const watched = strays({ 'old-1': 'working', 'old-2': 'working', 'old-3': 'working' });
+    const job = runner(handle, agents.control, watched);
+    const done = job.run();
+    await waitFor(() => watched.asked.length >= 3, 'the old agents to be looked at');
+    job.cancel('enough');
+    const summary = await done;
+    expect(summary).toMatchObject({ status: 'cancelled', completed_items: 0, cancelled_items: 3 });
+    expect(agents.spawned).toEqual([]);
+    expect(watched.closed.sort()).toEqual(['old-1', 'old-2', 'old-3']);
+    expect(JSON.parse((await job.report('old-1', 'row-1', { v: 1 }, false)).text)).toMatchObject({ accepted: false });
+  });
+});

@@ -50,8 +50,11 @@ export interface JobStrays {
 }
 
 const FAILED_ITEMS_SHOWN = 5;
-/** How often an earlier runner's agent that is still in its turn is looked at again. */
-const STRAY_CHECK_MS = 1_000;
+/**
+ * When an earlier runner's agent that is still in its turn is looked at again: after a second,
+ * then less often (each look reads its whole log), at most every ten seconds.
+ */
+const STRAY_CHECK_MS = { first: 1_000, most: 10_000 } as const;
 /** Waiting for room when the tree's agent_max_threads is taken by agents that are not the job's. */
 const LIMIT_RETRY_MS = [250, 500, 1000, 2000, 5000] as const;
 
@@ -275,6 +278,7 @@ export class JobRunner {
     const runtimeMs = this.#state.spec.max_runtime_seconds * 1000;
     const deadline = (item.startedAt !== null ? Date.parse(item.startedAt) : Date.now()) + runtimeMs;
     let timedOut = false;
+    let pause: number = STRAY_CHECK_MS.first;
     while (!this.#stopping && stray.settling === null) {
       if (Date.now() >= deadline) {
         timedOut = true;
@@ -285,7 +289,8 @@ export class JobRunner {
         return 'working' as const;
       });
       if (activity === 'ended' || this.#stopping || stray.settling !== null) break;
-      await sleep(Math.min(STRAY_CHECK_MS, deadline - Date.now()), undefined, { signal: stray.wake.signal }).catch(() => undefined);
+      await sleep(Math.min(pause, deadline - Date.now()), undefined, { signal: stray.wake.signal }).catch(() => undefined);
+      pause = Math.min(pause * 2, STRAY_CHECK_MS.most);
     }
     // From here on a report of this agent is refused: the item is settled, or starts afresh.
     this.#strays.delete(item.spec.item_id);

@@ -1,9 +1,10 @@
-import type { EventMsg, OpOf, SessionConfig } from '../../protocol/index.js';
+import type { EventMsg, SessionConfig } from '../../protocol/index.js';
 import { inBackground } from '../../lib/log.js';
 import { SessionError, type Runtime, type Session } from '../runtime.js';
 import { DEFAULT_AGENT_MAX_THREADS } from '../agents/supervisor.js';
 import { jobSummary, writeOutputHere } from './admin.js';
 import { JobInputError } from './input.js';
+import { jobOp } from './job-op.js';
 import { prepareJob, type JobRequest, type PreparedJob } from './prepare.js';
 import type { JobProgress } from './progress.js';
 import type { JobSummary } from './runner.js';
@@ -81,29 +82,6 @@ function progressOf(msg: Extract<EventMsg, { type: 'agent_job_progress' }>): Job
   return progress;
 }
 
-/** The op that has a session store and run `prepared`. */
-function runJobOp(prepared: PreparedJob): OpOf<'run_agent_job'> {
-  const { input, request } = prepared;
-  return {
-    type: 'run_agent_job',
-    job_id: prepared.jobId,
-    input_path: input.path,
-    input_format: input.format,
-    columns: [...input.columns],
-    items: [...input.items],
-    instruction: request.instruction,
-    id_column: request.id_column,
-    output_schema: request.output_schema,
-    output_csv_path: prepared.outputPath,
-    max_concurrency: prepared.concurrency,
-    max_runtime_seconds: request.max_runtime_seconds,
-    max_attempts: request.max_attempts,
-    agent_type: request.agent_type,
-    // Its session was opened for it: when the caller is gone, nobody else would close it.
-    shutdown_when_done: true,
-  };
-}
-
 /**
  * The job on a worker: its session is placed through the gateway and sent `run_agent_job`;
  * progress comes on the session's stream, a cancellation goes to the job's records (the runner
@@ -145,7 +123,8 @@ async function runOnWorkers(runtime: Runtime, prepared: PreparedJob, config: Ses
   ended.catch(() => undefined);
   options.signal?.addEventListener('abort', cancel, { once: true });
   try {
-    await session.submit(runJobOp(prepared), submissionId);
+    // Its session was opened for it: when the caller is gone, nobody else would close it.
+    await session.submit(jobOp(prepared, { shutdownWhenDone: true }), submissionId);
     await ended;
     const state = await store.read(jobId);
     if (!state) throw new Error(`job ${jobId} ended but is not in the store`);

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { errorEvent, Event, Submission, TroupeError, type ErrorCode, type EventMsg, type SessionlessOp, type SessionOrigin } from '../../protocol/index.js';
+import { errorEvent, Event, Submission, TroupeError, UnknownSessionError, type ErrorCode, type EventMsg, type SessionlessOp, type SessionOrigin } from '../../protocol/index.js';
 import { isSessionlessOp } from '../../protocol/index.js';
 import { NoRespondersError, RequestTimeoutError, type Bus, type Subscription } from '../../lib/bus/bus.js';
 import { subjects, type Subjects } from '../../lib/bus/subjects.js';
@@ -208,7 +208,7 @@ export class Gateway {
     if (durable) {
       try {
         const outcome = await durable.submit({ ...submission, session_id: sessionId });
-        if (outcome === 'unknown') this.#error(submission.id, null, `unknown session ${sessionId}`);
+        if (outcome === 'unknown') this.#emit(submission.id, null, errorEvent(new UnknownSessionError(sessionId)));
       } catch (error) {
         this.#error(submission.id, sessionId, `could not deliver ${op.type}: ${(error as Error).message}`, 'internal');
       }
@@ -222,7 +222,7 @@ export class Gateway {
       );
       if (reply.kind === 'failure') this.#error(submission.id, sessionId, reply.message);
     } catch (error) {
-      if (error instanceof NoRespondersError) this.#error(submission.id, null, `unknown session ${sessionId}`);
+      if (error instanceof NoRespondersError) this.#emit(submission.id, null, errorEvent(new UnknownSessionError(sessionId)));
       else this.#error(submission.id, sessionId, `could not deliver ${op.type}: ${(error as Error).message}`, 'internal');
     }
   }

@@ -1,5 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { errorEvent, Event, Submission, TroupeError, UnknownSessionError, type ErrorCode, type EventMsg, type SessionlessOp, type SessionOrigin } from '../../protocol/index.js';
+import {
+  errorEvent,
+  Event,
+  Submission,
+  TroupeError,
+  UnknownSessionError,
+  type ErrorCode,
+  type EventMsg,
+  type SessionlessOp,
+  type SessionOrigin,
+} from '../../protocol/index.js';
 import { isSessionlessOp } from '../../protocol/index.js';
 import { NoRespondersError, RequestTimeoutError, type Bus, type Subscription } from '../../lib/bus/bus.js';
 import { subjects, type Subjects } from '../../lib/bus/subjects.js';

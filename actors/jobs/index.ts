@@ -20,17 +20,7 @@ export { JobInputError } from './input.js';
 export type { JobRequest } from './prepare.js';
 export type { JobProgress } from './progress.js';
 export type { JobSummary } from './runner.js';
-export {
-  findJob,
-  homeJobs,
-  jobSummary,
-  natsJobs,
-  writeOutputHere,
-  JobLookupError,
-  type CancelOutcome,
-  type JobOverview,
-  type JobPlace,
-} from './admin.js';
+export { findJob, homeJobs, jobSummary, natsJobs, writeOutputHere, JobLookupError, type CancelOutcome, type JobOverview, type JobPlace } from './admin.js';
 export { jobTools, reportAgentJobResultTool, spawnAgentsOnCsvTool } from './tools.js';
 export { attachJobs, type JobSession } from './session.js';
 export { FileJobStore, type JobHandle, type JobStore } from './store.js';

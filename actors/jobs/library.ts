@@ -182,7 +182,7 @@ export interface CancelJobOptions extends JobsOptions {
 }
 
 /** Run `work` on the jobs `options` name; a NATS connection is opened for it and closed after. */
-export async function withJobPlace<T>(options: JobsOptions, work: (place: JobPlace) => Promise<T>): Promise<T> {
+async function withJobPlace<T>(options: JobsOptions, work: (place: JobPlace) => Promise<T>): Promise<T> {
   const settings = natsSettingsFrom(options, process.env);
   if (settings === null) return work(homeJobs(options.home ?? troupeHome(process.env)));
   const [{ connectNats }, { NatsJobStore }] = await Promise.all([import('../../lib/nats/connect.js'), import('./nats-store.js')]);

@@ -106,12 +106,25 @@ export class Gateway {
   }
 
   #onSessionEvent(event: Event): void {
-    if (event.msg.type === 'shutdown_complete' && event.session_id) {
-      this.#open.delete(event.session_id);
-      this.#closeWaiters.get(event.session_id)?.();
-      this.#closeWaiters.delete(event.session_id);
-    }
+    if (event.msg.type === 'shutdown_complete' && event.session_id) this.#closed(event.session_id);
     this.#options.onEvent(event);
+  }
+
+  /** A session of this gateway has ended: nothing to shut down or wait for any more. */
+  #closed(sessionId: string): void {
+    this.#open.delete(sessionId);
+    this.#closeWaiters.get(sessionId)?.();
+    this.#closeWaiters.delete(sessionId);
+  }
+
+  /**
+   * No host has the session: the submission is answered with `unknown_session`, and a session
+   * this gateway opened is gone without its `shutdown_complete` having come here (it ended
+   * while the events were on their way, or its host dropped it), so `shutdownAll` does not wait for it.
+   */
+  #unknownSession(submissionId: string, sessionId: string): void {
+    this.#emit(submissionId, null, errorEvent(new UnknownSessionError(sessionId)));
+    this.#closed(sessionId);
   }
 
   /** One line of the stdio protocol: parsed and validated here, so every failure names its cause. */
@@ -218,7 +231,7 @@ export class Gateway {
     if (durable) {
       try {
         const outcome = await durable.submit({ ...submission, session_id: sessionId });
-        if (outcome === 'unknown') this.#emit(submission.id, null, errorEvent(new UnknownSessionError(sessionId)));
+        if (outcome === 'unknown') this.#unknownSession(submission.id, sessionId);
       } catch (error) {
         this.#error(submission.id, sessionId, `could not deliver ${op.type}: ${(error as Error).message}`, 'internal');
       }
@@ -232,7 +245,7 @@ export class Gateway {
       );
       if (reply.kind === 'failure') this.#error(submission.id, sessionId, reply.message);
     } catch (error) {
-      if (error instanceof NoRespondersError) this.#emit(submission.id, null, errorEvent(new UnknownSessionError(sessionId)));
+      if (error instanceof NoRespondersError) this.#unknownSession(submission.id, sessionId);
       else this.#error(submission.id, sessionId, `could not deliver ${op.type}: ${(error as Error).message}`, 'internal');
     }
   }

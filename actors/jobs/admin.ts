@@ -52,7 +52,7 @@ export function natsJobs(store: JobStore, namespace: string): JobPlace {
   return { store, name: `in namespace ${namespace}`, runs: (state) => state.runner !== null };
 }
 
-export function overview(state: JobState, runs: (state: JobState) => boolean = (s) => runnerAlive(s.runner)): JobOverview {
+export function overview(state: JobState, runs: (state: JobState) => boolean): JobOverview {
   const { spec } = state;
   const live = state.finished === null && runs(state);
   const counts = countItems(state.items.values());

@@ -104,10 +104,10 @@ export function jobSpec(
   prepared: PreparedJob,
   parent: { sessionId: string; callId: string; turn: TurnContext; shutdownWhenDone?: boolean | undefined },
 ): JobSpec {
-  const { settings: request, input } = prepared;
-  if (request.agent_type !== undefined) {
+  const { settings, input } = prepared;
+  if (settings.agent_type !== undefined) {
     try {
-      roleConfig(parent.turn, request.agent_type);
+      roleConfig(parent.turn, settings.agent_type);
     } catch (error) {
       if (error instanceof RoleError) throw new JobInputError(error.message);
       throw error;
@@ -124,14 +124,14 @@ export function jobSpec(
     input_format: input.format,
     output_path: prepared.outputPath,
     output_format: prepared.outputFormat,
-    instruction: request.instruction,
-    id_column: request.id_column ?? null,
-    output_schema: request.output_schema ?? null,
+    instruction: settings.instruction,
+    id_column: settings.id_column ?? null,
+    output_schema: settings.output_schema ?? null,
     columns: [...input.columns],
     max_concurrency: prepared.concurrency,
-    max_runtime_seconds: request.max_runtime_seconds ?? DEFAULT_ITEM_RUNTIME_SECONDS,
-    max_attempts: request.max_attempts ?? DEFAULT_ITEM_ATTEMPTS,
-    agent_type: request.agent_type ?? null,
+    max_runtime_seconds: settings.max_runtime_seconds ?? DEFAULT_ITEM_RUNTIME_SECONDS,
+    max_attempts: settings.max_attempts ?? DEFAULT_ITEM_ATTEMPTS,
+    agent_type: settings.agent_type ?? null,
     ...(parent.shutdownWhenDone ? { shutdown_when_done: true } : {}),
     items: [...input.items],
   };

@@ -32,4 +32,22 @@ export { coreTools, defineTool, ToolRegistry, type ToolContext, type ToolHandler
 export type { Bus } from './lib/bus/bus.js';
 export { InProcessBus, InProcessBroker } from './lib/bus/in-process.js';
 export type * from './protocol/index.js';
-export { checkJob, CheckedJob, runJob, JobInputError, type JobProgress, type JobRequest, type JobSummary, type RunJobOptions } from './actors/jobs/index.js';
+export {
+  cancelJob,
+  checkJob,
+  CheckedJob,
+  jobStatus,
+  JobInputError,
+  JobLookupError,
+  listJobs,
+  runJob,
+  type CancelJobOptions,
+  type CancelOutcome,
+  type JobOverview,
+  type JobProgress,
+  type JobRequest,
+  type JobsOptions,
+  type JobStatusOptions,
+  type JobSummary,
+  type RunJobOptions,
+} from './actors/jobs/index.js';

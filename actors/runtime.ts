@@ -340,7 +340,7 @@ export class Runtime {
             } else if (event.id === id && msg.type === 'error') {
               stop();
               // Shut down already (by its own job, or another client): there is nothing to wait for.
-              if (msg.message === `unknown session ${sessionId}`) resolve();
+              if (msg.code === 'unknown_session') resolve();
               else reject(new SessionError(`could not shut session ${sessionId} down: ${msg.message}`, msg.code));
             }
           });

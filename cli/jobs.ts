@@ -2,23 +2,11 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { TroupeError, type SessionConfig } from '../protocol/index.js';
-import {
-  cancelJob,
-  findJob,
-  homeJobs,
-  JobLookupError,
-  listJobs,
-  natsJobs,
-  overview,
-  writeOutputHere,
-  type JobOverview,
-  type JobPlace,
-} from '../actors/jobs/admin.js';
+import { JobLookupError, type JobOverview } from '../actors/jobs/admin.js';
 import { JobInputError } from '../actors/jobs/input.js';
-import { checkJob, runJob, type CheckedJob } from '../actors/jobs/library.js';
+import { cancelJob, checkJob, jobStatus, listJobs, runJob, type CheckedJob } from '../actors/jobs/library.js';
 import { commandGateway } from '../actors/gateway-options.js';
-import { NATS_FLAGS, natsSettingsFrom, type NatsFlagValues } from '../lib/nats/settings.js';
-import { troupeHome } from '../lib/rollout/index.js';
+import { NATS_FLAGS } from '../lib/nats/settings.js';
 import { createRuntime, SessionError, type RuntimeOptions } from '../actors/runtime.js';
 import { checkedProfile, configFromFlags, MODEL_FLAGS, parseArgs, PROFILE_FLAG, runsOnNats, UsageError, wireApiFlag } from './flags.js';
 import { TranscriptRenderer } from './render.js';
@@ -167,22 +155,6 @@ async function jobsRun(argv: readonly string[], runtimeOptions: RuntimeOptions):
 }
 
 /**
- * Where `status` and `cancel` find jobs: JetStream when --nats (or TROUPE_NATS_URL) names a
- * server, else the logs under TROUPE_HOME.
- */
-async function withJobs<T>(flags: NatsFlagValues, work: (place: JobPlace) => Promise<T>): Promise<T> {
-  const settings = natsSettingsFrom(flags, process.env);
-  if (settings === null) return work(homeJobs(troupeHome(process.env)));
-  const [{ connectNats }, { NatsJobStore }] = await Promise.all([import('../lib/nats/connect.js'), import('../actors/jobs/nats-store.js')]);
-  const connection = await connectNats(settings, { name: 'troupe jobs' });
-  try {
-    return await work(natsJobs(await NatsJobStore.open(connection, settings.namespace), settings.namespace));
-  } finally {
-    await connection.close();
-  }
-}
-
-/**
  * `troupe jobs status [JOB_ID] [--json] [--write-output]`: every job, newest first, or one job in
  * full. `--write-output` writes an ended job's output file on this machine from its records (on
  * NATS: for a job whose `troupe jobs run` died, the file is otherwise only where its worker wrote it).
@@ -197,49 +169,45 @@ async function jobsStatus(argv: readonly string[]): Promise<number> {
   if (positionals.length > 1) throw new UsageError('jobs status takes at most one job id');
   const id = positionals[0];
   if (values['write-output'] && id === undefined) throw new UsageError('--write-output needs a job id');
-  return withJobs(values, async (place) => {
-    if (id === undefined) {
-      for (const job of await listJobs(place)) process.stdout.write(`${values.json ? JSON.stringify(job) : line(job)}\n`);
-      return 0;
-    }
-    try {
-      const state = await findJob(place, id);
-      const job = overview(state, place.runs);
-      if (values['write-output']) process.stderr.write(`troupe jobs: wrote ${await writeOutputHere(state)}\n`);
-      process.stdout.write(values.json ? `${JSON.stringify(job)}\n` : details(job));
-      return 0;
-    } catch (error) {
-      if (!(error instanceof JobLookupError)) throw error;
-      process.stderr.write(`troupe jobs: ${error.message}\n`);
-      return 1;
-    }
-  });
+  // The jobs of NATS when --nats (or TROUPE_NATS_URL) names a server, else those under TROUPE_HOME.
+  if (id === undefined) {
+    for (const job of await listJobs(values)) process.stdout.write(`${values.json ? JSON.stringify(job) : line(job)}\n`);
+    return 0;
+  }
+  try {
+    const job = await jobStatus(id, { ...values, writeOutput: values['write-output'] });
+    if (values['write-output']) process.stderr.write(`troupe jobs: wrote ${job.output_path}\n`);
+    process.stdout.write(values.json ? `${JSON.stringify(job)}\n` : details(job));
+    return 0;
+  } catch (error) {
+    if (!(error instanceof JobLookupError)) throw error;
+    process.stderr.write(`troupe jobs: ${error.message}\n`);
+    return 1;
+  }
 }
 
 /** `troupe jobs cancel JOB_ID`: stop a job; its output is written with what was done. */
 async function jobsCancel(argv: readonly string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args: [...argv], strict: true, allowPositionals: true, options: { ...NATS_FLAGS } });
   if (positionals.length !== 1) throw new UsageError('jobs cancel needs one job id');
-  return withJobs(values, async (place) => {
-    try {
-      const outcome = await cancelJob(place, positionals[0]!);
-      const { job } = outcome;
-      if (outcome.kind === 'finished') {
-        process.stderr.write(`troupe jobs: job ${job.job_id} has already ended (${job.status})\n`);
-        return 1;
-      }
-      if (outcome.kind === 'cancelled') {
-        process.stdout.write(`job ${job.job_id} cancelled: ${job.completed} of ${job.total} items completed; results in ${job.output_path}\n`);
-        return 0;
-      }
-      process.stdout.write(`job ${job.job_id}: cancel requested; ${runnerOf(job)} stops its items and writes ${job.output_path}\n`);
-      return 0;
-    } catch (error) {
-      if (!(error instanceof JobLookupError)) throw error;
-      process.stderr.write(`troupe jobs: ${error.message}\n`);
+  try {
+    const outcome = await cancelJob(positionals[0]!, { ...values, reason: 'cancelled with troupe jobs cancel' });
+    const { job } = outcome;
+    if (outcome.kind === 'finished') {
+      process.stderr.write(`troupe jobs: job ${job.job_id} has already ended (${job.status})\n`);
       return 1;
     }
-  });
+    if (outcome.kind === 'cancelled') {
+      process.stdout.write(`job ${job.job_id} cancelled: ${job.completed} of ${job.total} items completed; results in ${job.output_path}\n`);
+      return 0;
+    }
+    process.stdout.write(`job ${job.job_id}: cancel requested; ${runnerOf(job)} stops its items and writes ${job.output_path}\n`);
+    return 0;
+  } catch (error) {
+    if (!(error instanceof JobLookupError)) throw error;
+    process.stderr.write(`troupe jobs: ${error.message}\n`);
+    return 1;
+  }
 }
 
 /** The process running a job: `process 123`, or `process 123 on HOST` when that is another machine. */

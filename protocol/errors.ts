@@ -43,6 +43,15 @@ export class ProtocolError extends TroupeError {
   }
 }
 
+/** An op for a session no host has (never opened, or shut down already): `unknown session <id>`. */
+export class UnknownSessionError extends TroupeError {
+  override readonly name = 'UnknownSessionError';
+  override readonly code = 'unknown_session';
+  constructor(readonly sessionId: string) {
+    super(`unknown session ${sessionId}`);
+  }
+}
+
 /** Parse `value` with `schema`, or throw a ProtocolError whose message names each bad field. */
 export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, root?: string): z.output<S> {
   const result = schema.safeParse(value);

@@ -7,6 +7,8 @@ export const ErrorCode = z.enum([
   'context_window_exceeded',
   'quota_exceeded',
   'bad_request',
+  /** An op for a session no host has: never opened, or shut down already. */
+  'unknown_session',
   'unauthorized',
   'server_error',
   'stream_failed',

@@ -82,6 +82,11 @@ export const RunAgentJobOp = z.object({
   id_column: z.string().optional(),
   output_schema: z.record(z.string(), z.unknown()).optional(),
   output_csv_path: z.string().min(1),
+  /**
+   * The format the output is written in, from the name the caller asked for (a link named
+   * `.jsonl` to a `.csv` file gets JSON Lines). Default: from `output_csv_path`'s extension.
+   */
+  output_format: z.enum(['csv', 'jsonl']).optional(),
   max_concurrency: z.number().int().positive(),
   max_runtime_seconds: z.number().int().positive().max(MAX_ITEM_RUNTIME_SECONDS).optional(),
   max_attempts: z.number().int().positive().max(MAX_ITEM_ATTEMPTS).optional(),

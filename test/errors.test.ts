@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { ErrorCode, EventMsg, errorCode, errorEvent, ProtocolError, parseOrThrow, TroupeError } from '../protocol/index.js';
+import { ErrorCode, EventMsg, errorCode, errorEvent, ProtocolError, parseOrThrow, TroupeError, UnknownSessionError } from '../protocol/index.js';
 import { BusClosedError, NoRespondersError } from '../lib/bus/index.js';
 import { UsageError } from '../cli/flags.js';
 import { NotAGitRepoError } from '../lib/git/index.js';
@@ -27,6 +27,7 @@ describe('errorEvent: anything thrown as the protocol error event', () => {
     expect(errorCode(new BusClosedError())).toBe('internal');
     expect(errorCode(new ModelError('too long', 'context_window_exceeded', false))).toBe('context_window_exceeded');
     expect(errorCode(new SessionError('refused', 'unauthorized'))).toBe('unauthorized');
+    expect(errorEvent(new UnknownSessionError('s1'))).toEqual({ type: 'error', code: 'unknown_session', message: 'unknown session s1' });
     // A subclass is still an Error of its own name, and a TroupeError.
     const usage = new UsageError('x');
     expect(usage).toBeInstanceOf(Error);

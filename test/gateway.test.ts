@@ -30,6 +30,7 @@ describe('Gateway', () => {
         ['first', 'interrupt failed: the client handler broke'],
         ['second', 'unknown session nobody'],
       ]);
+      expect(seen.at(-1)?.msg).toMatchObject({ type: 'error', code: 'unknown_session' });
       expect(gateway.undelivered().submissions).toEqual([]);
     } finally {
       await gateway.close();

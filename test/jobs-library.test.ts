@@ -3,8 +3,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createRuntime, InProcessBus, JobInputError, Runtime, runJob, type JobProgress } from '../index.js';
-import { doneStep, readCsv, reportStep, task, workerFirst, writeText } from './e2e/jobs-support.js';
+import { cancelJob, createRuntime, InProcessBus, JobInputError, JobLookupError, jobStatus, listJobs, Runtime, runJob, type JobProgress } from '../index.js';
+import { doneStep, heldReports, readCsv, reportStep, task, workerFirst, writeText } from './e2e/jobs-support.js';
+import { waitFor } from './support/wait.js';
 import { startFakeModelServer, type FakeModelServer } from '../testing/index.js';
 
 let model: FakeModelServer;
@@ -82,5 +83,63 @@ describe('runJob', () => {
     await expect(runJob(runtime, { csv_path: 'x.csv', instruction: 'x', config: { cwd: workspace } })).rejects.toThrow(
       'runJob needs a runtime with sessions in this process or on NATS',
     );
+  });
+});
+
+describe('jobStatus, listJobs and cancelJob under TROUPE_HOME', () => {
+  it('see a running job and cancel it: the runJob waiting for it resolves to a cancelled summary', async () => {
+    runtime = createRuntime({ baseURL: model.url, apiKey: 'k', home, cwd: workspace });
+    await writeText(workspace, 'words.csv', 'word\nred\ngreen\nblue\n');
+    const { holdStep, held, release } = heldReports((row) => ({ letters: String(row.word).length }));
+    model.enqueue(...Array.from({ length: 3 }, holdStep));
+    let jobId = '';
+    const running = runJob(runtime, {
+      csv_path: 'words.csv',
+      instruction: 'Count the letters of {word}',
+      output_csv_path: 'letters.csv',
+      max_concurrency: 2,
+      config: { cwd: workspace },
+      onStart: (job) => (jobId = job.jobId),
+    });
+    try {
+      await waitFor(() => held.length === 2, 'two items at the model');
+      // By the first characters of its id, as the progress line shows it.
+      const status = await jobStatus(jobId.slice(0, 8), { home });
+      expect(status).toMatchObject({
+        job_id: jobId,
+        status: 'running',
+        live: true,
+        runner_pid: process.pid,
+        total: 3,
+        running: 2,
+        pending: 1,
+        completed: 0,
+        output_path: join(workspace, 'letters.csv'),
+        cancel_requested: null,
+      });
+      expect((await listJobs({ home })).map((j) => [j.job_id, j.status])).toEqual([[jobId, 'running']]);
+
+      const outcome = await cancelJob(jobId, { home, reason: 'enough words' });
+      expect(outcome).toMatchObject({ kind: 'requested', job: { job_id: jobId, cancel_requested: 'enough words' } });
+      const summary = await running;
+      expect(summary).toMatchObject({ job_id: jobId, status: 'cancelled', completed_items: 0, cancelled_items: 3 });
+    } finally {
+      release();
+      await running.catch(() => undefined);
+    }
+    expect(readCsv(join(workspace, 'letters.csv')).map((r) => [r.word, r.status])).toEqual([
+      ['red', 'cancelled'],
+      ['green', 'cancelled'],
+      ['blue', 'cancelled'],
+    ]);
+    expect(await jobStatus(jobId, { home })).toMatchObject({ status: 'cancelled', live: false, cancelled: 3, cancel_requested: 'enough words' });
+    expect((await cancelJob(jobId, { home })).kind).toBe('finished');
+  });
+
+  it('reject an id no job has, or that is empty, with a JobLookupError naming it', async () => {
+    await expect(jobStatus('feedbeef', { home })).rejects.toThrow(new JobLookupError(`no job feedbeef under ${home}`));
+    await expect(cancelJob('feedbeef', { home })).rejects.toThrow(JobLookupError);
+    await expect(jobStatus(' ', { home })).rejects.toThrow('the job id is empty');
+    expect(await listJobs({ home })).toEqual([]);
   });
 });

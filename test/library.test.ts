@@ -110,6 +110,28 @@ describe('the library', () => {
     expect((await untilDone(events, next)).at(-1)!.msg).toEqual({ type: 'task_complete', turn_id: next, last_agent_message: 'fine now' });
   });
 
+  it('shuts down a session its host no longer has: the unknown_session answer means done, and close does not wait for it', async () => {
+    runtime = createRuntime({ baseURL: model.url, apiKey: 'k', home, cwd: home });
+    const session = await runtime.newSession();
+    const kept = await runtime.newSession();
+    const errors: Event[] = [];
+    runtime.onEvent((event) => {
+      if (event.msg.type === 'error') errors.push(event);
+    });
+    // Gone from its host without a shutdown_complete, as a session that ended while its events
+    // were on their way (or whose worker let it go) is for a gateway on NATS.
+    runtime.host!.abandon(session.id);
+    await session.shutdown();
+    expect(errors.map((e) => [e.session_id, e.msg])).toEqual([[null, { type: 'error', code: 'unknown_session', message: `unknown session ${session.id}` }]]);
+    // close shuts the other session down and does not wait for the gone one's shutdown_complete.
+    const closed: string[] = [];
+    runtime.onEvent((event) => {
+      if (event.msg.type === 'shutdown_complete' && event.session_id) closed.push(event.session_id);
+    });
+    await runtime.close();
+    expect(closed).toEqual([kept.id]);
+  });
+
   it('rejects a session whose config is wrong, naming the field', async () => {
     runtime = createRuntime({ baseURL: model.url, apiKey: 'k', home, cwd: home });
     await expect(runtime.newSession({ cwd: join(home, 'missing') })).rejects.toThrow(/config\.cwd/);

@@ -1,5 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { errorEvent, Event, Submission, TroupeError, type ErrorCode, type EventMsg, type SessionlessOp, type SessionOrigin } from '../../protocol/index.js';
+import {
+  errorEvent,
+  Event,
+  Submission,
+  TroupeError,
+  UnknownSessionError,
+  type ErrorCode,
+  type EventMsg,
+  type SessionlessOp,
+  type SessionOrigin,
+} from '../../protocol/index.js';
 import { isSessionlessOp } from '../../protocol/index.js';
 import { NoRespondersError, RequestTimeoutError, type Bus, type Subscription } from '../../lib/bus/bus.js';
 import { subjects, type Subjects } from '../../lib/bus/subjects.js';
@@ -96,12 +106,25 @@ export class Gateway {
   }
 
   #onSessionEvent(event: Event): void {
-    if (event.msg.type === 'shutdown_complete' && event.session_id) {
-      this.#open.delete(event.session_id);
-      this.#closeWaiters.get(event.session_id)?.();
-      this.#closeWaiters.delete(event.session_id);
-    }
+    if (event.msg.type === 'shutdown_complete' && event.session_id) this.#closed(event.session_id);
     this.#options.onEvent(event);
+  }
+
+  /** A session of this gateway has ended: nothing to shut down or wait for any more. */
+  #closed(sessionId: string): void {
+    this.#open.delete(sessionId);
+    this.#closeWaiters.get(sessionId)?.();
+    this.#closeWaiters.delete(sessionId);
+  }
+
+  /**
+   * No host has the session: the submission is answered with `unknown_session`, and a session
+   * this gateway opened is gone without its `shutdown_complete` having come here (it ended
+   * while the events were on their way, or its host dropped it), so `shutdownAll` does not wait for it.
+   */
+  #unknownSession(submissionId: string, sessionId: string): void {
+    this.#emit(submissionId, null, errorEvent(new UnknownSessionError(sessionId)));
+    this.#closed(sessionId);
   }
 
   /** One line of the stdio protocol: parsed and validated here, so every failure names its cause. */
@@ -208,7 +231,7 @@ export class Gateway {
     if (durable) {
       try {
         const outcome = await durable.submit({ ...submission, session_id: sessionId });
-        if (outcome === 'unknown') this.#error(submission.id, null, `unknown session ${sessionId}`);
+        if (outcome === 'unknown') this.#unknownSession(submission.id, sessionId);
       } catch (error) {
         this.#error(submission.id, sessionId, `could not deliver ${op.type}: ${(error as Error).message}`, 'internal');
       }
@@ -222,7 +245,7 @@ export class Gateway {
       );
       if (reply.kind === 'failure') this.#error(submission.id, sessionId, reply.message);
     } catch (error) {
-      if (error instanceof NoRespondersError) this.#error(submission.id, null, `unknown session ${sessionId}`);
+      if (error instanceof NoRespondersError) this.#unknownSession(submission.id, sessionId);
       else this.#error(submission.id, sessionId, `could not deliver ${op.type}: ${(error as Error).message}`, 'internal');
     }
   }

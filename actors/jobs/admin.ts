@@ -6,8 +6,9 @@ import { FileJobStore, runnerAlive, type JobStore } from './store.js';
 import { TroupeError } from '../../protocol/index.js';
 
 /**
- * Jobs seen from outside the process that runs them (`troupe jobs status`, `troupe jobs cancel`):
- * read from their logs under TROUPE_HOME, or from JetStream on NATS.
+ * Jobs seen from outside the process that runs them (`jobStatus`, `cancelJob` and `troupe jobs
+ * status | cancel`, which go through them): read from their logs under TROUPE_HOME, or from
+ * JetStream on NATS.
  */
 export interface JobOverview extends JobCounts {
   readonly job_id: string;
@@ -51,9 +52,7 @@ export function natsJobs(store: JobStore, namespace: string): JobPlace {
   return { store, name: `in namespace ${namespace}`, runs: (state) => state.runner !== null };
 }
 
-const placeOf = (at: string | JobPlace): JobPlace => (typeof at === 'string' ? homeJobs(at) : at);
-
-export function overview(state: JobState, runs: (state: JobState) => boolean = (s) => runnerAlive(s.runner)): JobOverview {
+export function overview(state: JobState, runs: (state: JobState) => boolean): JobOverview {
   const { spec } = state;
   const live = state.finished === null && runs(state);
   const counts = countItems(state.items.values());
@@ -107,15 +106,15 @@ export class JobLookupError extends TroupeError {
   override readonly code = 'bad_request';
 }
 
-/** The jobs of `at` (TROUPE_HOME, or a JobPlace), newest first. */
-export async function listJobs(at: string | JobPlace): Promise<JobOverview[]> {
-  const place = placeOf(at);
+/** The jobs of `place`, newest first. */
+export async function listJobsIn(place: JobPlace): Promise<JobOverview[]> {
   return (await place.store.list()).map((state) => overview(state, place.runs));
 }
 
 /** The job whose id is `id` or begins with it (as the progress line shows 8 characters). */
-export async function findJob(at: string | JobPlace, id: string): Promise<JobState> {
-  const { store, name } = placeOf(at);
+export async function findJob(place: JobPlace, id: string): Promise<JobState> {
+  const { store, name } = place;
+  if (id.trim() === '') throw new JobLookupError('the job id is empty: give a job id, or the first characters of one');
   const exact = await store.read(id).catch(() => null);
   if (exact) return exact;
   const matches = (await store.list()).filter((s) => s.spec.job_id.startsWith(id));
@@ -132,9 +131,8 @@ export type CancelOutcome =
   /** Nobody ran the job: it was ended here, its output written. */
   | { readonly kind: 'cancelled'; readonly job: JobOverview };
 
-/** Cancel job `id` (or a unique prefix of it). */
-export async function cancelJob(at: string | JobPlace, id: string, reason = 'cancelled with troupe jobs cancel'): Promise<CancelOutcome> {
-  const place = placeOf(at);
+/** Cancel job `id` (or a unique prefix of it) of `place`; `reason` goes to its records. */
+export async function cancelJobIn(place: JobPlace, id: string, reason: string): Promise<CancelOutcome> {
   const { store } = place;
   const found = await findJob(place, id);
   const jobId = found.spec.job_id;

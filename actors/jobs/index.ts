@@ -4,24 +4,23 @@
  * State lives in an append-only log per job under TROUPE_HOME (in JetStream on NATS), so a job
  * survives a restart of its process (docs/DESIGN.md, "Agent jobs").
  */
-export { checkJob, CheckedJob, runJob, type RunJobOptions } from './library.js';
+export {
+  cancelJob,
+  checkJob,
+  CheckedJob,
+  jobStatus,
+  listJobs,
+  runJob,
+  type CancelJobOptions,
+  type JobsOptions,
+  type JobStatusOptions,
+  type RunJobOptions,
+} from './library.js';
 export { JobInputError } from './input.js';
 export type { JobRequest } from './prepare.js';
 export type { JobProgress } from './progress.js';
 export type { JobSummary } from './runner.js';
-export {
-  cancelJob,
-  findJob,
-  homeJobs,
-  jobSummary,
-  listJobs,
-  natsJobs,
-  writeOutputHere,
-  JobLookupError,
-  type CancelOutcome,
-  type JobOverview,
-  type JobPlace,
-} from './admin.js';
+export { findJob, homeJobs, jobSummary, natsJobs, writeOutputHere, JobLookupError, type CancelOutcome, type JobOverview, type JobPlace } from './admin.js';
 export { jobTools, reportAgentJobResultTool, spawnAgentsOnCsvTool } from './tools.js';
 export { attachJobs, type JobSession } from './session.js';
 export { FileJobStore, type JobHandle, type JobStore } from './store.js';

@@ -1,9 +1,24 @@
-import type { EventMsg, OpOf, SessionConfig } from '../../protocol/index.js';
+import type { EventMsg, SessionConfig } from '../../protocol/index.js';
 import { inBackground } from '../../lib/log.js';
-import { SessionError, type Runtime, type Session } from '../runtime.js';
+import { natsSettingsFrom } from '../../lib/nats/settings.js';
+import { troupeHome } from '../../lib/rollout/index.js';
+import { SessionError, type ClusterOptions, type Runtime, type Session } from '../runtime.js';
 import { DEFAULT_AGENT_MAX_THREADS } from '../agents/supervisor.js';
-import { jobSummary, writeOutputHere } from './admin.js';
+import {
+  cancelJobIn,
+  findJob,
+  homeJobs,
+  jobSummary,
+  listJobsIn,
+  natsJobs,
+  overview,
+  writeOutputHere,
+  type CancelOutcome,
+  type JobOverview,
+  type JobPlace,
+} from './admin.js';
 import { JobInputError } from './input.js';
+import { jobOp } from './job-op.js';
 import { prepareJob, type JobRequest, type PreparedJob } from './prepare.js';
 import type { JobProgress } from './progress.js';
 import type { JobSummary } from './runner.js';
@@ -81,29 +96,6 @@ function progressOf(msg: Extract<EventMsg, { type: 'agent_job_progress' }>): Job
   return progress;
 }
 
-/** The op that has a session store and run `prepared`. */
-function runJobOp(prepared: PreparedJob): OpOf<'run_agent_job'> {
-  const { input, request } = prepared;
-  return {
-    type: 'run_agent_job',
-    job_id: prepared.jobId,
-    input_path: input.path,
-    input_format: input.format,
-    columns: [...input.columns],
-    items: [...input.items],
-    instruction: request.instruction,
-    id_column: request.id_column,
-    output_schema: request.output_schema,
-    output_csv_path: prepared.outputPath,
-    max_concurrency: prepared.concurrency,
-    max_runtime_seconds: request.max_runtime_seconds,
-    max_attempts: request.max_attempts,
-    agent_type: request.agent_type,
-    // Its session was opened for it: when the caller is gone, nobody else would close it.
-    shutdown_when_done: true,
-  };
-}
-
 /**
  * The job on a worker: its session is placed through the gateway and sent `run_agent_job`;
  * progress comes on the session's stream, a cancellation goes to the job's records (the runner
@@ -145,7 +137,8 @@ async function runOnWorkers(runtime: Runtime, prepared: PreparedJob, config: Ses
   ended.catch(() => undefined);
   options.signal?.addEventListener('abort', cancel, { once: true });
   try {
-    await session.submit(runJobOp(prepared), submissionId);
+    // Its session was opened for it: when the caller is gone, nobody else would close it.
+    await session.submit(jobOp(prepared, { shutdownWhenDone: true }), submissionId);
     await ended;
     const state = await store.read(jobId);
     if (!state) throw new Error(`job ${jobId} ended but is not in the store`);
@@ -161,4 +154,71 @@ async function runOnWorkers(runtime: Runtime, prepared: PreparedJob, config: Ses
     stopListening();
     await session.shutdown();
   }
+}
+
+/**
+ * Where `jobStatus`, `listJobs` and `cancelJob` find jobs: on NATS when `nats` (or
+ * TROUPE_NATS_URL) names a server, in the namespace's JetStream store, where a gateway
+ * runtime's jobs are (the other NATS fields as for `connectRuntime`); else in the job logs
+ * under `home`, where an in-process runtime with that home keeps them.
+ */
+export interface JobsOptions extends ClusterOptions {
+  /** The TROUPE_HOME whose jobs are read when no NATS server is named (default: TROUPE_HOME, then ~/.troupe). */
+  readonly home?: string | undefined;
+}
+
+export interface JobStatusOptions extends JobsOptions {
+  /**
+   * Also write the job's output file on this machine from its records (on NATS the worker that
+   * ended the job wrote it on its own disk): for a job whose `runJob` did not live to write it.
+   * Rejects with a JobLookupError for a job that has not ended.
+   */
+  readonly writeOutput?: boolean | undefined;
+}
+
+export interface CancelJobOptions extends JobsOptions {
+  /** Why, kept in the job's records (default: `cancelled with cancelJob`). */
+  readonly reason?: string | undefined;
+}
+
+/** Run `work` on the jobs `options` name; a NATS connection is opened for it and closed after. */
+async function withJobPlace<T>(options: JobsOptions, work: (place: JobPlace) => Promise<T>): Promise<T> {
+  const settings = natsSettingsFrom(options, process.env);
+  if (settings === null) return work(homeJobs(options.home ?? troupeHome(process.env)));
+  const [{ connectNats }, { NatsJobStore }] = await Promise.all([import('../../lib/nats/connect.js'), import('./nats-store.js')]);
+  const connection = await connectNats(settings, { name: 'troupe jobs' });
+  try {
+    return await work(natsJobs(await NatsJobStore.open(connection, settings.namespace), settings.namespace));
+  } finally {
+    await connection.close();
+  }
+}
+
+/**
+ * Job `jobId` (or the one job whose id begins with it) as its records say now: its status,
+ * its items' counts, whether a live process runs it. Rejects with a JobLookupError when no
+ * job, or more than one, has that id.
+ */
+export async function jobStatus(jobId: string, options: JobStatusOptions = {}): Promise<JobOverview> {
+  return withJobPlace(options, async (place) => {
+    const state = await findJob(place, jobId);
+    if (options.writeOutput) await writeOutputHere(state);
+    return overview(state, place.runs);
+  });
+}
+
+/** Every job `options` name, newest first. */
+export async function listJobs(options: JobsOptions = {}): Promise<JobOverview[]> {
+  return withJobPlace(options, listJobsIn);
+}
+
+/**
+ * Cancel job `jobId` (or the one job whose id begins with it). A job a live process runs is
+ * asked to stop (`requested`): its runner cancels the items not done and writes the output,
+ * and a `runJob` waiting for it resolves to a `cancelled` summary. A job nobody runs is ended
+ * here (`cancelled`), its output written. A job that had ended is left as it was (`finished`).
+ * Rejects with a JobLookupError when no job, or more than one, has that id.
+ */
+export async function cancelJob(jobId: string, options: CancelJobOptions = {}): Promise<CancelOutcome> {
+  return withJobPlace(options, (place) => cancelJobIn(place, jobId, options.reason ?? 'cancelled with cancelJob'));
 }

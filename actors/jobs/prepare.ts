@@ -27,11 +27,33 @@ export interface JobRequest {
   readonly agent_type?: string | undefined;
 }
 
-/** A request checked against its input, ready to be stored; nothing has been written yet. */
+/**
+ * What a prepared job keeps of its request as asked: the input's path, the output's and the
+ * concurrency are resolved into the job itself.
+ */
+export type JobSettings = Pick<JobRequest, 'instruction' | 'id_column' | 'output_schema' | 'max_runtime_seconds' | 'max_attempts' | 'agent_type'>;
+
+/** The settings of `source` (a request, an op), without the fields it leaves unset. */
+export function settingsOf(source: JobSettings): JobSettings {
+  const { instruction, id_column, output_schema, max_runtime_seconds, max_attempts, agent_type } = source;
+  return {
+    instruction,
+    ...(id_column !== undefined ? { id_column } : {}),
+    ...(output_schema !== undefined ? { output_schema } : {}),
+    ...(max_runtime_seconds !== undefined ? { max_runtime_seconds } : {}),
+    ...(max_attempts !== undefined ? { max_attempts } : {}),
+    ...(agent_type !== undefined ? { agent_type } : {}),
+  };
+}
+
+/**
+ * A request checked against its input, ready to be stored; nothing has been written yet. What
+ * `run_agent_job` carries to the session that runs it (job-op.ts).
+ */
 export interface PreparedJob {
   readonly jobId: string;
   readonly input: JobInput;
-  readonly request: JobRequest;
+  readonly settings: JobSettings;
   /** The output's real path (symlinks resolved), checked. */
   readonly outputPath: string;
   /** From the name asked for (a link named .jsonl to a .csv file still gets JSON Lines). */
@@ -63,7 +85,7 @@ export async function prepareJob(request: JobRequest, cwd: string): Promise<Prep
   const asked = request.output_csv_path !== undefined ? resolvePath(request.output_csv_path, cwd) : defaultOutputPath(input.path, input.format, jobId);
   const outputPath = await checkOutputPath(asked, input.path);
   const concurrency = Math.min(MAX_JOB_CONCURRENCY, request.max_concurrency ?? DEFAULT_JOB_CONCURRENCY);
-  return { jobId, input, request, outputPath, outputFormat: formatOf(asked), concurrency };
+  return { jobId, input, settings: settingsOf(request), outputPath, outputFormat: formatOf(asked), concurrency };
 }
 
 /**
@@ -82,10 +104,10 @@ export function jobSpec(
   prepared: PreparedJob,
   parent: { sessionId: string; callId: string; turn: TurnContext; shutdownWhenDone?: boolean | undefined },
 ): JobSpec {
-  const { request, input } = prepared;
-  if (request.agent_type !== undefined) {
+  const { settings, input } = prepared;
+  if (settings.agent_type !== undefined) {
     try {
-      roleConfig(parent.turn, request.agent_type);
+      roleConfig(parent.turn, settings.agent_type);
     } catch (error) {
       if (error instanceof RoleError) throw new JobInputError(error.message);
       throw error;
@@ -102,14 +124,14 @@ export function jobSpec(
     input_format: input.format,
     output_path: prepared.outputPath,
     output_format: prepared.outputFormat,
-    instruction: request.instruction,
-    id_column: request.id_column ?? null,
-    output_schema: request.output_schema ?? null,
+    instruction: settings.instruction,
+    id_column: settings.id_column ?? null,
+    output_schema: settings.output_schema ?? null,
     columns: [...input.columns],
     max_concurrency: prepared.concurrency,
-    max_runtime_seconds: request.max_runtime_seconds ?? DEFAULT_ITEM_RUNTIME_SECONDS,
-    max_attempts: request.max_attempts ?? DEFAULT_ITEM_ATTEMPTS,
-    agent_type: request.agent_type ?? null,
+    max_runtime_seconds: settings.max_runtime_seconds ?? DEFAULT_ITEM_RUNTIME_SECONDS,
+    max_attempts: settings.max_attempts ?? DEFAULT_ITEM_ATTEMPTS,
+    agent_type: settings.agent_type ?? null,
     ...(parent.shutdownWhenDone ? { shutdown_when_done: true } : {}),
     items: [...input.items],
   };

@@ -1,7 +1,7 @@
 import { errorEvent, TroupeError, type EventMsg, type OpOf } from '../../protocol/index.js';
 import { inBackground, log } from '../../lib/log.js';
-import { checkInstruction, formatOf, type JobInput } from './input.js';
-import { MAX_JOB_CONCURRENCY, type PreparedJob } from './prepare.js';
+import { checkInstruction } from './input.js';
+import { preparedFromOp } from './job-op.js';
 import { resultCheck } from './schema.js';
 import type { SessionJobs } from './session.js';
 
@@ -17,29 +17,11 @@ export function startRequestedJob(jobs: SessionJobs | null, op: OpOf<'run_agent_
     return;
   }
   const start = async () => {
-    const input: JobInput = { path: op.input_path, format: op.input_format, columns: op.columns, items: op.items };
-    const prepared: PreparedJob = {
-      jobId: op.job_id,
-      input,
-      request: {
-        csv_path: op.input_path,
-        instruction: op.instruction,
-        id_column: op.id_column,
-        output_schema: op.output_schema,
-        max_concurrency: op.max_concurrency,
-        max_runtime_seconds: op.max_runtime_seconds,
-        output_csv_path: op.output_csv_path,
-        max_attempts: op.max_attempts,
-        agent_type: op.agent_type,
-      },
-      outputPath: op.output_csv_path,
-      outputFormat: formatOf(op.output_csv_path),
-      concurrency: Math.min(MAX_JOB_CONCURRENCY, op.max_concurrency),
-    };
+    const prepared = preparedFromOp(op);
     try {
       if (await jobs.store.read(op.job_id)) return;
       resultCheck(op.output_schema ?? null);
-      checkInstruction(op.instruction, input);
+      checkInstruction(op.instruction, prepared.input);
       await jobs.start(prepared, { shutdownWhenDone: op.shutdown_when_done });
     } catch (error) {
       if (!(error instanceof TroupeError)) log.error({ err: error, job: op.job_id }, 'a requested job could not run');

@@ -123,7 +123,7 @@ describe('rollouts', () => {
     await server.waitForMsg('shutdown_complete', { session, id });
     const late = server.submit({ type: 'user_input', items: [{ type: 'text', text: 'hello?' }] }, session);
     const error = await server.waitForMsg('error', { id: late });
-    expect(error.msg.message).toContain(`unknown session ${session}`);
+    expect(error.msg).toMatchObject({ code: 'unknown_session', message: expect.stringContaining(`unknown session ${session}`) });
   });
 });
 
@@ -140,7 +140,7 @@ describe('bad input', () => {
 
     server.writeLine(JSON.stringify({ id: 'u2', session_id: 'nope', op: { type: 'interrupt' } }));
     const unknownSession = await server.waitForMsg('error', { id: 'u2' });
-    expect(unknownSession.msg.message).toContain('unknown session nope');
+    expect(unknownSession.msg).toMatchObject({ code: 'unknown_session', message: expect.stringContaining('unknown session nope') });
     // It belongs to no session's stream.
     expect(unknownSession).toMatchObject({ session_id: null, seq: null });
 

@@ -174,6 +174,7 @@ async function run(nats: NatsServerProcess, monitorPort: number, chaos: boolean)
       dir,
       home,
       env: { TROUPE_LEASE_MS: LEASE_MS, TROUPE_LOG: 'error' },
+      development: false,
     });
     workers.push(worker);
     cpu.track(id.startsWith('parent') ? 'parent_worker' : 'item_workers', worker.pid);

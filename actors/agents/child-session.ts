@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { ErrorCode, Event, ResponseItem, SessionConfig, SessionOp } from '../../protocol/index.js';
+import type { ErrorCode, Event, EventType, ResponseItem, SessionConfig, SessionOp } from '../../protocol/index.js';
 import type { Bus } from '../../lib/bus/bus.js';
 import { subjects } from '../../lib/bus/subjects.js';
 import { log } from '../../lib/log.js';
@@ -42,6 +42,8 @@ export class ChildSessionError extends TroupeError {
 }
 
 const SHUTDOWN_TIMEOUT_MS = 30_000;
+/** The child's events the turn waits on; the bus skips the others before parsing them. */
+const TURN_EVENTS: ReadonlySet<EventType> = new Set<EventType>(['error', 'task_complete', 'turn_aborted', 'shutdown_complete']);
 
 /**
  * One turn in a child session placed through the bus (the placement carries it), then its shutdown: how review threads
@@ -61,20 +63,24 @@ export async function runChildTurn(request: ChildTurnRequest): Promise<ChildTurn
   let closedDone!: () => void;
   const closed = new Promise<void>((resolve) => (closedDone = resolve));
 
-  const events = bus.subscribe(names.event(request.rootId, sessionId), (message) => {
-    if (message.kind !== 'event') return;
-    const event: Event = message.event;
-    const msg = event.msg;
-    if (msg.type === 'error') error = { code: msg.code, message: msg.message };
-    else if (msg.type === 'task_complete' && msg.turn_id === turnId) {
-      lastMessage = msg.last_agent_message;
-      turnDone();
-    } else if (msg.type === 'turn_aborted' && msg.turn_id === turnId) turnDone();
-    else if (msg.type === 'shutdown_complete') {
-      turnDone();
-      closedDone();
-    }
-  });
+  const events = bus.subscribe(
+    names.event(request.rootId, sessionId),
+    (message) => {
+      if (message.kind !== 'event') return;
+      const event: Event = message.event;
+      const msg = event.msg;
+      if (msg.type === 'error') error = { code: msg.code, message: msg.message };
+      else if (msg.type === 'task_complete' && msg.turn_id === turnId) {
+        lastMessage = msg.last_agent_message;
+        turnDone();
+      } else if (msg.type === 'turn_aborted' && msg.turn_id === turnId) turnDone();
+      else if (msg.type === 'shutdown_complete') {
+        turnDone();
+        closedDone();
+      }
+    },
+    { eventTypes: TURN_EVENTS },
+  );
   const submit = async (id: string, op: SessionOp) => {
     const reply = await bus.request(names.op(sessionId), { kind: 'op', submission: { id, session_id: sessionId, op } }, { timeoutMs });
     if (reply.kind === 'failure') throw new ChildSessionError(reply.message);

@@ -1,5 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import type { AgentInfo, AgentStatus, Event, EventMsg, McpServerConfig, ResponseItem, SessionConfig, SessionOp, TreePool } from '../../protocol/index.js';
+import type {
+  AgentInfo,
+  AgentStatus,
+  Event,
+  EventMsg,
+  EventType,
+  McpServerConfig,
+  ResponseItem,
+  SessionConfig,
+  SessionOp,
+  TreePool,
+} from '../../protocol/index.js';
 import { shellEnvironmentPolicyConfig, type TurnContext } from '../../machines/turn-context.js';
 import { NoRespondersError, type Bus, type Subscription } from '../../lib/bus/bus.js';
 import { subjects, type Subjects } from '../../lib/bus/subjects.js';
@@ -70,6 +81,11 @@ interface Child {
 }
 
 const FINISHED: ReadonlySet<AgentStatus> = new Set(['completed', 'errored', 'interrupted', 'shutdown']);
+/**
+ * The events of a child its supervisor acts on (#onChildEvent). Only these are handed over by
+ * the bus: a child's deltas, items and tool calls are skipped before they are parsed.
+ */
+const CHILD_EVENTS: ReadonlySet<EventType> = new Set<EventType>(['task_started', 'error', 'task_complete', 'turn_aborted', 'shutdown_complete']);
 const CLOSE_TIMEOUT_MS = 30_000;
 
 /**
@@ -161,9 +177,13 @@ export class AgentSupervisor implements AgentControl {
     };
     this.#children.set(id, child);
     // Subscribe before the child exists, so its first event cannot be missed.
-    child.events = this.#options.bus.subscribe(this.#subjects.event(this.#options.rootId, id), (message) => {
-      if (message.kind === 'event') this.#onChildEvent(child, message.event);
-    });
+    child.events = this.#options.bus.subscribe(
+      this.#subjects.event(this.#options.rootId, id),
+      (message) => {
+        if (message.kind === 'event') this.#onChildEvent(child, message.event);
+      },
+      { eventTypes: CHILD_EVENTS },
+    );
     const traceparent = this.#options.traceparent?.(ctx.callId);
     try {
       const reply = await this.#options.bus.request(

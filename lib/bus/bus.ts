@@ -1,4 +1,4 @@
-import type { BusMessage } from '../../protocol/index.js';
+import type { BusMessage, EventType } from '../../protocol/index.js';
 import { TroupeError } from '../../protocol/index.js';
 
 /** What a subscriber is handed with each message. */
@@ -14,6 +14,13 @@ export type BusHandler = (message: BusMessage, delivery: Delivery) => void | Pro
 export interface SubscribeOptions {
   /** Members of one queue group share the messages: each message goes to exactly one of them. */
   readonly queue?: string;
+  /**
+   * Only `event` messages whose event is of one of these types reach the handler; every other
+   * message on the subject is dropped, most of them before they are parsed and validated. For
+   * a subscriber that follows a few kinds of a busy subject's messages: a parent following its
+   * children's turns does not pay for their streaming deltas and items.
+   */
+  readonly eventTypes?: ReadonlySet<EventType>;
 }
 
 export interface Subscription {

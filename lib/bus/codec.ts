@@ -1,4 +1,4 @@
-import { BusMessage, describeZodError } from '../../protocol/index.js';
+import { BusMessage, describeZodError, type EventType } from '../../protocol/index.js';
 import type { Logger } from '../log.js';
 import { InvalidBusMessageError } from './bus.js';
 import { assertPublishSubject } from './subjects.js';
@@ -33,6 +33,28 @@ export function decode(subject: string, payload: string, logger: Logger): BusMes
   }
   if (logger.isLevelEnabled('debug')) traffic.add(logger, parsed.data.kind, payload.length);
   return parsed.data;
+}
+
+/**
+ * What a subscription with `eventTypes` (SubscribeOptions) lets through, as a filter over the
+ * wire form: `prefilter` is a test on the payload before it is parsed, `accepts` the exact test
+ * after. The prefilter looks for `"type":"<t>"` for each wanted type: every publisher encodes
+ * with JSON.stringify (`encode`), which writes an event's type so, and a payload without any
+ * of them cannot carry one of those events. One that has one is parsed, validated and tested
+ * exactly (the text may come from elsewhere in the message: a nested item's type).
+ */
+export interface EventFilter {
+  prefilter(payload: string): boolean;
+  accepts(message: BusMessage): boolean;
+}
+
+export function eventFilter(types: ReadonlySet<EventType> | undefined): EventFilter | undefined {
+  if (types === undefined) return undefined;
+  const needles = [...types].map((type) => `"type":${JSON.stringify(type)}`);
+  return {
+    prefilter: (payload) => needles.some((needle) => payload.includes(needle)),
+    accepts: (message) => message.kind === 'event' && types.has(message.event.msg.type),
+  };
 }
 
 /** How long the bus traffic of a process is summed before it is logged (at `debug`). */

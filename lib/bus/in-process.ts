@@ -14,7 +14,7 @@ import {
 } from './bus.js';
 import { assertPublishSubject, assertSubscribeSubject, inbox } from './subjects.js';
 import { SubjectTree } from './subject-tree.js';
-import { decode, encode } from './codec.js';
+import { decode, encode, eventFilter, type EventFilter } from './codec.js';
 import { InFlightRequests } from './requests.js';
 
 /**
@@ -130,6 +130,7 @@ class LocalSubscription implements Route, Subscription {
     readonly queue: string | undefined,
     private readonly handler: BusHandler,
     private readonly owner: SubscriptionOwner,
+    private readonly filter?: EventFilter,
   ) {}
 
   deliver(subject: string, payload: string, replyTo: string | undefined): void {
@@ -153,8 +154,10 @@ class LocalSubscription implements Route, Subscription {
   }
 
   #dispatch(subject: string, payload: string, replyTo: string | undefined): void {
+    if (this.filter && !this.filter.prefilter(payload)) return;
     const message = decode(subject, payload, this.owner.logger);
     if (message === undefined) return;
+    if (this.filter && !this.filter.accepts(message)) return;
     const delivery: Delivery = replyTo === undefined ? { subject } : { subject, respond: (reply) => this.owner.reply(replyTo, reply) };
     const fail = (err: unknown) => this.owner.logger.error({ err, subject, filter: this.subject }, 'bus handler failed');
     try {
@@ -235,7 +238,7 @@ export class InProcessBus implements Bus {
     if (queue !== undefined && (queue.length === 0 || /\s/.test(queue))) {
       throw new BusError(`invalid queue group ${JSON.stringify(queue)}: must be non-empty without whitespace`);
     }
-    const subscription = new LocalSubscription(subject, queue, handler, this.#owner);
+    const subscription = new LocalSubscription(subject, queue, handler, this.#owner, eventFilter(options.eventTypes));
     this.#subscriptions.add(subscription);
     this.#router.add(subscription);
     return subscription;

@@ -22,7 +22,7 @@ import {
   type Subscription,
 } from './bus.js';
 import { assertPublishSubject, assertSubscribeSubject } from './subjects.js';
-import { decode, encode } from './codec.js';
+import { decode, encode, eventFilter, type EventFilter } from './codec.js';
 import { InFlightRequests } from './requests.js';
 
 /**
@@ -137,6 +137,7 @@ export class NatsBus implements Bus {
     if (queue !== undefined && (queue.length === 0 || /\s/.test(queue))) {
       throw new BusError(`invalid queue group ${JSON.stringify(queue)}: must be non-empty without whitespace`);
     }
+    const filter = eventFilter(options.eventTypes);
     // The callback is assigned before NATS can call it: messages only arrive on a later tick.
     let subscription: NatsSubscription | undefined;
     const handle = this.connection.subscribe(subject, {
@@ -148,7 +149,7 @@ export class NatsBus implements Bus {
           subscription.stop();
           return;
         }
-        this.#dispatch(subject, handler, msg);
+        this.#dispatch(subject, handler, msg, filter);
       },
     });
     subscription = new NatsSubscription(subject, handle, this, (s) => this.#subscriptions.delete(s));
@@ -215,10 +216,13 @@ export class NatsBus implements Bus {
     }
   }
 
-  #dispatch(filter: string, handler: BusHandler, msg: Msg): void {
+  #dispatch(filter: string, handler: BusHandler, msg: Msg, events?: EventFilter): void {
     const subject = msg.subject;
-    const message = decode(subject, msg.string(), this.#logger);
+    const payload = msg.string();
+    if (events && !events.prefilter(payload)) return;
+    const message = decode(subject, payload, this.#logger);
     if (message === undefined) return;
+    if (events && !events.accepts(message)) return;
     const replyTo = msg.reply;
     const delivery: Delivery =
       replyTo === undefined || replyTo === ''

@@ -81,21 +81,24 @@ export class OpQueue {
   async consume(sessionId: string, apply: (submission: QueuedSubmission) => Promise<void>): Promise<OpFeed> {
     const { jsm, js, names, subjects } = this.#store;
     const name = names.opConsumer(sessionId);
-    const exists = await jsm.consumers.info(names.opStream, name).then(
-      () => true,
-      () => false,
-    );
-    if (!exists) {
-      await jsm.consumers.add(names.opStream, {
+    // One JetStream API call for a new session (most are: every sub-agent and job item is one).
+    // Creating a durable consumer that exists with the same config returns it as it is; one
+    // that exists otherwise (made by an older version) is refused, and then taken as it is.
+    const info = await jsm.consumers
+      .add(names.opStream, {
         durable_name: name,
         filter_subject: subjects.opQueue(sessionId),
         ack_policy: AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
         max_ack_pending: 1,
         ack_wait: ACK_WAIT_NS,
-      });
-    }
-    const consumer = await js.consumers.get(names.opStream, name);
+      })
+      .catch((error: unknown) =>
+        jsm.consumers.info(names.opStream, name).catch(() => {
+          throw error;
+        }),
+      );
+    const consumer = js.consumers.getConsumerFromInfo(info);
     const messages: ConsumerMessages = await consumer.consume({ max_messages: 1, expires: PULL_EXPIRES_MS });
     const stopping = new AbortController();
     const done = (async () => {

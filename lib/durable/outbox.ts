@@ -111,7 +111,7 @@ export class Outbox {
   #gaveUp = false;
   readonly #abort = new AbortController();
   /** Stops watching the link for the round in flight. */
-  #unwatch: AbortController | null = null;
+  #unwatch: (() => void) | null = null;
   #heldSince: number | null = null;
   #drainWaiters: (() => void)[] = [];
 
@@ -183,6 +183,7 @@ export class Outbox {
   discard(): number {
     if (this.#discarded) return 0;
     this.#discarded = true;
+    this.#stopWatching();
     this.#abort.abort();
     const dropped = this.#queue.slice(this.#head);
     this.#queue = [];
@@ -261,8 +262,7 @@ export class Outbox {
       this.#heldSince = null;
     }
     if (this.entries === 0) {
-      this.#unwatch?.abort();
-      this.#unwatch = null;
+      this.#stopWatching();
       this.#wakeDrainWaiters();
     }
   }
@@ -278,8 +278,7 @@ export class Outbox {
     this.#probing = true;
     this.#sent = this.#head;
     this.#windowBytes = 0;
-    this.#unwatch?.abort();
-    this.#unwatch = null;
+    this.#stopWatching();
     inBackground(this.#waitToResend(error), `resending the outbox of ${this.#name}`, this.#logger);
   }
 
@@ -305,21 +304,25 @@ export class Outbox {
     this.#pump();
   }
 
-  /** While entries are in flight: when the link goes down, they are sent again once it is back. */
+  /**
+   * While entries are in flight: when the link goes down, they are sent again once it is back.
+   * Called from #pump with the link up, so a disconnect after this call is one the entries in
+   * flight may not have survived. A listener rather than a promise: this is set up each time
+   * the outbox goes from empty to not, about once per event.
+   */
   #watchLink(): void {
     if (this.#unwatch) return;
-    const unwatch = new AbortController();
-    this.#unwatch = unwatch;
     const round = this.#round;
-    inBackground(
-      this.#link.downSince(this.#link.epoch, AbortSignal.any([unwatch.signal, this.#abort.signal])).then(() => {
-        if (unwatch.signal.aborted || this.#abort.signal.aborted || round !== this.#round) return;
-        this.#unwatch = null;
-        this.#resend(null);
-      }),
-      `watching the link of the outbox of ${this.#name}`,
-      this.#logger,
-    );
+    this.#unwatch = this.#link.onDisconnect(() => {
+      if (this.#discarded || round !== this.#round) return;
+      this.#stopWatching();
+      this.#resend(null);
+    });
+  }
+
+  #stopWatching(): void {
+    this.#unwatch?.();
+    this.#unwatch = null;
   }
 
   #shift(): void {

@@ -46,16 +46,26 @@ export async function untilDone<T>(attempt: (timeoutMs: number) => Promise<T>, o
       continue;
     }
     const epoch = link.epoch;
-    const stop = new AbortController();
-    const watched = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+    // The link is up here: the attempt is abandoned when it goes down, or when `signal` aborts.
+    // Listeners, not an AbortController per attempt: this runs for every op queued and acknowledged.
+    let unwatch = () => {};
+    const interrupted = new Promise<null>((resolve) => {
+      const stop = link.onDisconnect(() => resolve(null));
+      const aborted = () => resolve(null);
+      signal?.addEventListener('abort', aborted, { once: true });
+      unwatch = () => {
+        stop();
+        signal?.removeEventListener('abort', aborted);
+      };
+    });
     const outcome = await Promise.race([
       attempt(ATTEMPT_TIMEOUT_MS).then(
         (value) => ({ ok: true as const, value }),
         (error: unknown) => ({ ok: false as const, error }),
       ),
-      link.downSince(epoch, watched).then(() => null),
+      interrupted,
     ]);
-    stop.abort();
+    unwatch();
     if (outcome?.ok) return outcome.value;
     if (outcome && isPermanent(outcome.error)) throw outcome.error;
     // The link went down during the attempt (or right after it failed): wait for it, retry.

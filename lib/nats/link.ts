@@ -82,6 +82,16 @@ export class NatsLink {
     });
   }
 
+  /**
+   * Call `listener` each time the link goes down (and when the connection closes); returns how
+   * to stop. Cheaper than `downSince` with a signal for what is watched once per publication:
+   * no AbortController, no AbortSignal.any, no AbortError with its stack when it stops.
+   */
+  onDisconnect(listener: () => void): () => void {
+    this.#onDown.add(listener);
+    return () => this.#onDown.delete(listener);
+  }
+
   /** Call `listener` each time the link comes back up; returns how to stop. */
   onReconnect(listener: () => void): () => void {
     this.#onUp.add(listener);

@@ -144,6 +144,32 @@ export function describeBusContract(name: string, setup: () => Promise<BusContra
       expect(got.subjects).toEqual([`${pre}.a.b`, `${pre}.a.b.c.d`, `${pre}.a.end`]);
     });
 
+    it('hands a subscriber with eventTypes only the events of those types, in order', async () => {
+      const pre = prefix();
+      const [pub, sub] = [await connect(), await connect()];
+      const got = recorder();
+      sub.subscribe(`${pre}.events`, got.handler, { eventTypes: new Set(['task_started', 'task_complete']) });
+      const all = recorder();
+      sub.subscribe(`${pre}.events`, all.handler);
+      await untilLive(pub, sub);
+      const event = (seq: number, msg: BusMessageOf<'event'>['event']['msg']): BusMessage => ({
+        kind: 'event',
+        event: { id: 't1', session_id: 's1', seq, msg },
+      });
+      const sent: BusMessage[] = [
+        event(1, { type: 'task_started', turn_id: 't1', model_context_window: null }),
+        // Its text spells a wanted type; the event itself is not one.
+        event(2, { type: 'agent_message', message: '{"type":"task_complete"}' }),
+        placed('not-an-event'),
+        event(3, { type: 'agent_message_delta', delta: 'x' }),
+        event(4, { type: 'task_complete', turn_id: 't1', last_agent_message: 'done' }),
+      ];
+      for (const message of sent) await pub.publish(`${pre}.events`, message);
+      await waitFor(() => all.messages.length === sent.length, 'every message on the plain subscription');
+      await waitFor(() => got.messages.length === 2, 'the two wanted events');
+      expect(got.messages).toEqual([sent[0], sent[4]]);
+    });
+
     it('rejects wildcards in a published subject and malformed filters', async () => {
       const pre = prefix();
       const bus = await connect();

@@ -15,6 +15,11 @@ export interface WorkerProcessOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** More `troupe worker` flags. */
   readonly args?: readonly string[];
+  /**
+   * Load XState's development build, as the tests do for its warnings (the default). A bench
+   * passes false: a deployment runs the production build, which does less per transition.
+   */
+  readonly development?: boolean;
 }
 
 /** A `troupe worker` child process, as a deployment runs one. */
@@ -51,7 +56,8 @@ export class WorkerProcess {
       readyFile,
       ...(options.args ?? []),
     ];
-    const child = spawn(process.execPath, ['--conditions=development', troupeBin(), ...args], {
+    const conditions = options.development === false ? [] : ['--conditions=development'];
+    const child = spawn(process.execPath, [...conditions, troupeBin(), ...args], {
       env: {
         ...process.env,
         OPENAI_BASE_URL: options.modelUrl,

@@ -271,6 +271,7 @@ async function run(nats: NatsServerProcess, monitorPort: number, chaos: boolean)
     items_with_more_outcomes: outcomes.filter((n) => n > 1).length,
     items_lost: ITEMS - outcomes.length,
     output_rows_completed: rows.filter((r) => r.status === 'completed').length,
+    output_rows_not_completed: rows.filter((r) => r.status !== 'completed').map((r) => ({ name: r.name, status: r.status, error: r.error })),
     task_requests: taskRequests,
     cpu_s: cpuSpent,
     nats_per_item: {

@@ -7,7 +7,7 @@ import { DurableStore, leaseKeys } from '../lib/durable/store.js';
 import { LeaseLostError } from '../lib/durable/errors.js';
 import { GatewayDurability } from '../lib/durable/gateway-durability.js';
 import { HostDurability } from '../lib/durable/host-durability.js';
-import { journaledRollout } from '../lib/durable/session-durability.js';
+import { INTERRUPTED_BY_FAILOVER, journaledRollout } from '../lib/durable/session-durability.js';
 import type { SessionPort as SessionBindings } from '../machines/port.js';
 import { Leases, leaseTiming, LeaseValue } from '../lib/durable/leases.js';
 import { rebuildSession, RebuildError } from '../lib/durable/rebuild.js';
@@ -308,13 +308,55 @@ describe('Leases and session logs on a real nats-server', () => {
     const inner = { rememberApproval: (key: string) => void granted.push(key) } as unknown as SessionBindings;
     const bindings = durability
       .forSession(sessionLog, { purpose: 'review', approvals: ['inherited'] })
-      .wrap(inner, { record: () => undefined, rememberTurn: () => undefined });
+      .wrap(inner, { record: () => undefined, rememberTurn: () => undefined, repeatable: () => false });
     bindings.rememberApproval('shell:git status');
     await sessionLog.appendDurable({ type: 'op_done', id: 'op-1' });
     expect(granted).toEqual(['shell:git status']);
     const rebuilt = await durability.rebuild('root-1', SESSION);
     expect(rebuilt.purpose).toBe('review');
     expect(rebuilt.approvals).toEqual(['inherited', 'shell:git status']);
+    durability.stop();
+  });
+
+  it("after a failover, runs a repeatable tool's cut-off call again and gives any other the failover note; says whether a turn is open", async () => {
+    const durability = await HostDurability.open(connection, { namespace: `f${randomUUID().slice(0, 8)}`, workerId: 'a', onLost: () => undefined });
+    const sessionLog = durability.sessionLog('root-1', SESSION);
+    journaledRollout({ path: '/dev/null', record: () => undefined, close: async () => undefined }, sessionLog, meta);
+    const rollout = (l: Omit<RolloutLine, 'timestamp'>) => sessionLog.append({ type: 'rollout', line: { timestamp: AT, ...l } as RolloutLine });
+    rollout({
+      type: 'turn_context',
+      payload: { turn_id: 't1', cwd: '/work', model: 'test-model', approval_policy: 'never', sandbox_policy: 'danger-full-access' },
+    });
+    rollout({ type: 'response_item', payload: { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'report' }] } });
+    for (const [callId, name] of [
+      ['c-report', 'report_agent_job_result'],
+      ['c-shell', 'shell'],
+    ] as const) {
+      rollout({ type: 'response_item', payload: { type: 'function_call', call_id: callId, name, arguments: '{}' } });
+      await sessionLog.appendDurable({ type: 'call_started', call_id: callId, turn_id: 't1' });
+    }
+    expect(await durability.activity('root-1', SESSION)).toBe('working');
+    expect(await durability.activity('root-1', 'never-placed')).toBe('ended');
+
+    const ran: string[] = [];
+    const inner = {
+      execute: async (input: { callId: string }) => {
+        ran.push(input.callId);
+        return { text: 'ran again', success: true };
+      },
+    } as unknown as SessionBindings;
+    const adopted = durability
+      .forAdopted(sessionLog, await durability.rebuild('root-1', SESSION), 'b')
+      .wrap(inner, { record: () => undefined, rememberTurn: () => undefined, repeatable: (name) => name === 'report_agent_job_result' });
+    const call = (callId: string, name: string) =>
+      adopted.execute({ sessionId: SESSION, callId, turnId: 't1', name, arguments: '{}', sandboxed: true, userApproved: false }, new AbortController().signal);
+    expect(await call('c-report', 'report_agent_job_result')).toEqual({ text: 'ran again', success: true });
+    expect(await call('c-shell', 'shell')).toEqual({ text: INTERRUPTED_BY_FAILOVER, success: false });
+    expect(ran).toEqual(['c-report']);
+
+    sessionLog.publishEvent({ id: 't1', session_id: SESSION, seq: 2, msg: { type: 'task_complete', turn_id: 't1', last_agent_message: null } });
+    await sessionLog.drained();
+    expect(await durability.activity('root-1', SESSION)).toBe('ended');
     durability.stop();
   });
 

@@ -127,6 +127,11 @@ describe('a runner taking up a job whose earlier runner stopped', () => {
     expect(agents.spawned).toEqual(['new-2']);
     expect(JSON.parse((await job.report('old-1', 'row-1', { v: 1 }, false)).text)).toMatchObject({ accepted: true });
     expect(JSON.parse((await job.report('new-2', 'row-2', { v: 2 }, false)).text)).toMatchObject({ accepted: true });
+    // The same result sent again (its answer lost with a process, or repeated after a failover)
+    // is answered as the first was; another agent's result for a done item is refused.
+    expect(JSON.parse((await job.report('old-1', 'row-1', { v: 1 }, false)).text)).toMatchObject({ accepted: true });
+    expect(JSON.parse((await job.report('new-2', 'row-2', { v: 2 }, false)).text)).toMatchObject({ accepted: true });
+    expect(JSON.parse((await job.report('new-2', 'row-1', { v: 9 }, false)).text)).toMatchObject({ accepted: false });
     // An agent of the earlier runner reports for an item that is not its own: refused.
     expect(JSON.parse((await job.report('old-1', 'row-3', { v: 0 }, false)).text)).toMatchObject({ accepted: false });
     // old-3 was looked at again while it worked, then reports.

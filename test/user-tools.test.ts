@@ -253,5 +253,8 @@ describe('registering tools', () => {
     expect(() => tool({ name: 'n', description: 'd', parameters: z.string() as unknown as z.ZodObject, execute: () => '' })).toThrow(
       /tool n: parameters must be a zod object schema/,
     );
+    expect(() => tool({ name: 'n', description: 'd', parameters: z.object({}), execute: () => '', repeatable: 'yes' as unknown as boolean })).toThrow(
+      'tool n: repeatable must be true or false',
+    );
   });
 });

@@ -124,7 +124,11 @@ export class SessionRuntime {
       close: () => this.#close(),
     });
     const port = observer ? observer.wrap(plain) : plain;
-    const hooks = { record: (item: ResponseItem) => state.record(item), rememberTurn: state.rememberTurn.bind(state) };
+    const hooks = {
+      record: (item: ResponseItem) => state.record(item),
+      rememberTurn: state.rememberTurn.bind(state),
+      repeatable: (name: string) => services.tools.get(name)?.repeatable === true,
+    };
     const unbind = services.logic.bind(id, spec.durability ? spec.durability.wrap(port, hooks) : port);
     const actor = createActor(services.logic.machine, { input: { sessionId: id, settings: spec.settings } });
     this.id = id;

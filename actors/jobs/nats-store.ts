@@ -9,7 +9,7 @@ import {
   type JetStreamClient,
   type JetStreamManager,
 } from '@nats-io/jetstream';
-import { RequestError, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { RequestError, TimeoutError, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { z } from 'zod';
 import type { ToolOutput } from '../../machines/tool-plan.js';
 import { subjects, type Subjects } from '../../lib/bus/subjects.js';
@@ -24,8 +24,12 @@ const WRONG_LAST_SEQUENCE = 10071;
 /** Publishing a record: tries, and the pause between them (NATS away for a moment). */
 const PUBLISH_TRIES = 8;
 const PUBLISH_RETRY_MS = 500;
-/** How long a result passed on waits for the runner to take it (it logs it first). */
-const REPORT_TIMEOUT_MS = 30_000;
+/**
+ * How long one attempt to pass a result on waits for the runner's answer (it logs the result
+ * first). A runner that died holding the request never answers: the result is sent again, and
+ * a runner that did take it answers the copy as it answered the first (JobRunner.report).
+ */
+const REPORT_TIMEOUT_MS = 5_000;
 /** How long a result waits for a runner to appear (the job's session being adopted by another worker). */
 const REPORT_PATIENCE_MS = 60_000;
 const REPORT_RETRY_MS = 500;
@@ -148,7 +152,8 @@ export class NatsJobStore implements JobStore {
 
   /**
    * Pass a result on to the job's runner, wherever it runs. While no runner answers (its
-   * session is being adopted by another worker) the result waits, unless the job has ended.
+   * session is being adopted by another worker, or its process died with the request) the
+   * result is sent again, unless the job has ended.
    */
   async report(jobId: string, request: ReportRequest): Promise<ToolOutput> {
     const refuse = (reason: string): ToolOutput => ({ text: JSON.stringify({ accepted: false, reason }), success: false });
@@ -159,7 +164,8 @@ export class NatsJobStore implements JobStore {
         const parsed = ReportReply.safeParse(safeJson(reply.string()));
         return parsed.success ? parsed.data : refuse(`the runner of job ${jobId} answered with something that is not a tool output`);
       } catch (error) {
-        if (!(error instanceof RequestError && error.isNoResponders())) throw error;
+        const unanswered = error instanceof TimeoutError || (error instanceof RequestError && (error.isNoResponders() || error.cause instanceof TimeoutError));
+        if (!unanswered) throw error;
       }
       if (!(await this.#stored(jobId, 'created'))) return refuse(`there is no job ${jobId}`);
       if (await this.#stored(jobId, 'end')) return refuse(`job ${jobId} has ended`);

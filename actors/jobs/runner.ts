@@ -50,6 +50,7 @@ export interface JobStrays {
 }
 
 const FAILED_ITEMS_SHOWN = 5;
+const ACCEPTED: ToolOutput = { text: JSON.stringify({ accepted: true, message: 'Result recorded. Your work on this item is done: stop now.' }), success: true };
 /**
  * When an earlier runner's agent that is still in its turn is looked at again: after a second,
  * then less often (each look reads its whole log), at most every ten seconds.
@@ -220,6 +221,10 @@ export class JobRunner {
     const live = this.#live.get(itemId);
     // A fast agent can report before its spawn has returned here.
     if (live && live.agentId === null) await live.started;
+    // An outcome on its way to the log (perhaps this agent's own result, sent twice): answer from it.
+    const settling = live?.settling ?? this.#strays.get(itemId)?.settling;
+    if (settling) await settling.catch(() => undefined);
+    if (tookResultOf(item, agentId)) return ACCEPTED;
     if (item.status === 'completed') return refuse(`item ${itemId} already has a result; stop now`);
     if (item.status === 'failed') return refuse(`item ${itemId} has failed already (${item.error ?? 'no reason'}); stop now`);
     const stray = this.#strays.get(itemId);
@@ -239,10 +244,11 @@ export class JobRunner {
       return { text: `The result was refused again (${problems}), so item ${itemId} has failed. Stop now.`, success: false };
     }
     if (!(await this.#settle(live, { type: 'item_result', item_id: itemId, agent_id: agentId, result }))) {
-      return refuse(`item ${itemId} is over (${item.error ?? 'already settled'}); stop now`);
+      await live.settling?.catch(() => undefined);
+      return tookResultOf(item, agentId) ? ACCEPTED : refuse(`item ${itemId} is over (${item.error ?? 'already settled'}); stop now`);
     }
     if (stop) this.cancel("an item's agent asked to stop the job");
-    return { text: JSON.stringify({ accepted: true, message: 'Result recorded. Your work on this item is done: stop now.' }), success: true };
+    return ACCEPTED;
   }
 
   /**
@@ -251,8 +257,13 @@ export class JobRunner {
    * result counts and the item does not run again.
    */
   async #reportOfEarlierRunner(item: ItemState, stray: Stray, result: Record<string, unknown>, stop: boolean): Promise<ToolOutput> {
-    if (stray.settling)
-      return { text: JSON.stringify({ accepted: false, reason: `item ${item.spec.item_id} already has a result; stop now` }), success: false };
+    if (stray.settling) {
+      // The same result sent twice at once: answer as the first is answered.
+      await stray.settling.catch(() => undefined);
+      return tookResultOf(item, stray.agentId)
+        ? ACCEPTED
+        : { text: JSON.stringify({ accepted: false, reason: `item ${item.spec.item_id} is over; stop now` }), success: false };
+    }
     const problems = this.#check.problems(result);
     if (problems !== null) return { text: `The result was not accepted: it does not match the job's output_schema (${problems}).`, success: false };
     stray.settling = this.#handle.append({ type: 'item_result', item_id: item.spec.item_id, agent_id: stray.agentId, result }).then(() => {
@@ -262,7 +273,7 @@ export class JobRunner {
     stray.wake.abort();
     await stray.settling;
     if (stop) this.cancel("an item's agent asked to stop the job");
-    return { text: JSON.stringify({ accepted: true, message: 'Result recorded. Your work on this item is done: stop now.' }), success: true };
+    return ACCEPTED;
   }
 
   /**
@@ -595,6 +606,14 @@ export function workerPrompt(state: JobState, item: ItemState): string {
     `When you have the result, call report_agent_job_result once, with job_id ${JSON.stringify(spec.job_id)}, item_id ${JSON.stringify(item.spec.item_id)} and result: ${schema}`,
     'Once it is accepted your work is done; an agent that stops without reporting fails its item.',
   ].join('\n');
+}
+
+/**
+ * Whether the item's result is `agentId`'s: a report sent again (its answer was lost with a
+ * process, or it is repeated after a failover) is answered as the first was.
+ */
+function tookResultOf(item: ItemState, agentId: string): boolean {
+  return item.status === 'completed' && item.agentId === agentId;
 }
 
 function excerpt(text: string): string {

@@ -7,7 +7,7 @@ export type ItemStatus = 'pending' | 'running' | 'completed' | 'failed' | 'cance
 export interface ItemState {
   readonly spec: JobItemSpec;
   status: ItemStatus;
-  /** The agent of the current (or last) attempt. */
+  /** The agent of the current (or last) attempt; of a completed item, the one whose result it has. */
   agentId: string | null;
   /** When the current (or last) attempt started (ISO 8601). */
   startedAt: string | null;
@@ -87,6 +87,7 @@ export function apply(state: JobState, record: JobRecord): void {
         item.attempts = Math.max(item.attempts, record.attempt);
       } else if (record.type === 'item_result') {
         item.status = 'completed';
+        item.agentId = record.agent_id;
         item.result = record.result;
         item.error = null;
       } else if (record.type === 'item_retry') {

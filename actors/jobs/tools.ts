@@ -94,6 +94,8 @@ export const reportAgentJobResultTool: ToolHandler<unknown> = defineTool({
   description:
     'For the agent of an agent job item only: hand in the result of your item, once, with the job_id and item_id your task names. The result must be a JSON object (matching the output schema your task shows, if any). Set stop to true to cancel the rest of the job.',
   args: ReportAgentJobResultArgs,
+  // The runner answers a result sent again as it answered the first (JobRunner.report).
+  repeatable: true,
   run: async (args, ctx) => {
     const runner = runningJobs.get(args.job_id);
     const store = runner ? null : storeOf(ctx);

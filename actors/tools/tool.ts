@@ -100,6 +100,12 @@ export interface ToolHandler<A = unknown> {
   readonly parameters?: Record<string, unknown>;
   /** Decide whether the call runs, asks first, or is refused. Absent: always runs. */
   plan?(args: A, ctx: ToolContext, approvals: ApprovalMemory): ToolPlan | Promise<ToolPlan>;
+  /**
+   * Running a call again with the same arguments does what running it once does (the handler
+   * makes sure of it). On NATS, a call that was running on a worker that died is then run again
+   * by the worker that adopts the session; any other tool's call gets INTERRUPTED_BY_FAILOVER.
+   */
+  readonly repeatable?: boolean;
   run(args: A, ctx: ToolContext, plan: RunPlan): Promise<ToolOutput>;
 }
 

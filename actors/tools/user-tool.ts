@@ -46,6 +46,12 @@ export interface ToolDefinition<P extends ToolParameters> {
   readonly parameters: P;
   /** Ask the user before the call runs (always, or when the function says so). Default: never. */
   readonly needsApproval?: NeedsApproval<P> | undefined;
+  /**
+   * Running a call twice with the same arguments does no more than running it once. On NATS, a
+   * call cut off by its worker's death is then run again by the worker that adopts the session;
+   * otherwise the model is told it may or may not have taken effect. Default: false.
+   */
+  readonly repeatable?: boolean | undefined;
   /** Do the work. A string goes to the model as is, anything else as JSON; a throw is a failed call the model sees. */
   execute(args: z.output<P>, ctx: ToolRunContext): JsonValue | void | Promise<JsonValue | void>;
 }
@@ -75,6 +81,8 @@ export function tool<P extends ToolParameters>(definition: ToolDefinition<P>): T
   if (typeof name !== 'string' || !NAME.test(name)) throw new ToolDefinitionError(`tool name ${JSON.stringify(name)}: must be 1 to 64 letters, digits, _ or -`);
   if (typeof description !== 'string' || description.trim() === '') throw new ToolDefinitionError(`tool ${name}: description must not be empty`);
   if (typeof execute !== 'function') throw new ToolDefinitionError(`tool ${name}: execute must be a function`);
+  if (definition.repeatable !== undefined && typeof definition.repeatable !== 'boolean')
+    throw new ToolDefinitionError(`tool ${name}: repeatable must be true or false`);
   let schema: Record<string, unknown>;
   try {
     schema = z.toJSONSchema(parameters, { io: 'input', unrepresentable: 'any' });
@@ -96,6 +104,7 @@ export function userToolHandler(definition: Tool): ToolHandler<unknown> {
     description: definition.description,
     args: definition.parameters,
     plan: async (args, ctx, approvals) => planApproval(await approvalNeed(definition, args, ctx), approvals, false),
+    repeatable: definition.repeatable === true,
     run: (args, ctx) => runUserTool(definition, args, ctx),
   };
   return handler;

@@ -19,6 +19,8 @@ export interface RuntimeHooks {
   record(item: ResponseItem): void;
   /** Remember the context of a turn that began on another worker. */
   rememberTurn(turnId: string, turn: TurnContext): void;
+  /** Whether tool `name` may simply run again when its call was cut off by a failover (ToolHandler.repeatable). */
+  repeatable(name: string): boolean;
 }
 
 /** A turn to take up again when an adopted session starts (see SessionRuntime.start). */
@@ -64,7 +66,8 @@ export interface SessionDurability {
  * - the response in flight is replayed from the log when it had made tool calls; otherwise
  *   the model request is sent again;
  * - a call whose output is in the log gets that output, without running;
- * - a call the log shows started but not finished gets INTERRUPTED_BY_FAILOVER, without running;
+ * - a call the log shows started but not finished gets INTERRUPTED_BY_FAILOVER, without running,
+ *   unless its tool is repeatable (running it again does what running it once does): it runs;
  * - any other call is planned again, so a pending approval is asked again.
  *
  * An `approved_for_session` grant is logged too, so the session keeps it when it is adopted.
@@ -130,7 +133,7 @@ export function durableBindings(inner: SessionPort, log: SessionLog, open: OpenT
     async execute(input, signal) {
       const known = logged(input.callId);
       if (known?.state === 'finished') return known.output;
-      if (known?.state === 'started') return { text: INTERRUPTED_BY_FAILOVER, success: false };
+      if (known?.state === 'started' && !hooks.repeatable(input.name)) return { text: INTERRUPTED_BY_FAILOVER, success: false };
       await log.appendDurable({ type: 'call_started', call_id: input.callId, turn_id: input.turnId });
       const output = await inner.execute(input, signal);
       if (!output.escalate) {

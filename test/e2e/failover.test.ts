@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Event } from '../../protocol/index.js';
@@ -102,6 +102,42 @@ describe('failover on NATS', { timeout: 60_000 }, () => {
     expect(cluster.model.violations).toEqual([]);
     expect(seqProblems(gateway.events)).toEqual([]);
     expect(gateway.junk).toEqual([]);
+  });
+
+  it("runs a repeatable tool's call again on the adopting worker after kill -9 mid-call; any other tool's call gets the failover note", async () => {
+    const tools = join(import.meta.dirname, '..', 'fixtures', 'failover-tools.mjs');
+    const start = (id: string) =>
+      cluster.startWorker(id, 4, { home: join(cluster.dir, 'home'), env: { TROUPE_LEASE_MS: LEASE_MS }, args: ['--tools', `marks=${tools}`] });
+    const [gateway] = await Promise.all([cluster.startGateway(), start('ta'), start('tb')]);
+    const { sessionId, workerId } = await openSession(gateway, { tool_sets: ['marks'] });
+    const again = join(cluster.dir, 'again.txt');
+    const once = join(cluster.dir, 'once-only.txt');
+    const gate = join(cluster.dir, 'gate');
+    cluster.model.enqueue(
+      {
+        kind: 'response',
+        items: [
+          { type: 'function_call', name: 'mark_repeatable', call_id: 'call-again', arguments: { file: again, gate } },
+          { type: 'function_call', name: 'mark_once', call_id: 'call-once', arguments: { file: once, gate } },
+        ],
+      },
+      { kind: 'response', items: [{ type: 'message', text: 'Both answered.' }] },
+    );
+    const turnId = gateway.submit({ type: 'user_turn', items: [{ type: 'text', text: 'mark both' }] }, sessionId);
+    await waitFor(async () => existsSync(again) && existsSync(once) && (await lines(again)).length === 1, 'both calls to start');
+    const dead = byId(workerId);
+    await dead.kill();
+    await writeFile(gate, '');
+
+    const end = await gateway.waitFor((e) => e.id === turnId && e.msg.type === 'task_complete', 'the turn to finish', 30_000);
+    expect(end.msg).toMatchObject({ last_agent_message: 'Both answered.' });
+    const survivor = cluster.workers.find((w) => w.id !== workerId && w.id.startsWith('t'))!;
+    expect(await lines(again)).toEqual([String(dead.pid), String(survivor.pid)]);
+    expect(await lines(once)).toEqual([String(dead.pid)]);
+    const last = cluster.model.requests.at(-1);
+    expect(outputsIn(last?.body, 'call-again')).toEqual([expect.objectContaining({ output: 'marked' })]);
+    expect(JSON.stringify(outputsIn(last?.body, 'call-once'))).toMatch(/worker that stopped/);
+    expect(seqProblems(gateway.events)).toEqual([]);
   });
 
   it('sends a hanging model request again on the adopting worker', async () => {

@@ -24,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { parse } from 'csv-parse/sync';
+import { startsPerItem } from '../test/e2e/jobs-support.js';
 import { troupeBin } from '../test/support/app-server-process.js';
 import { freePort, startNatsServer, type NatsServerProcess } from '../test/support/nats-server.js';
 import { WorkerProcess } from '../test/support/worker-process.js';
@@ -235,6 +236,7 @@ async function run(nats: NatsServerProcess, monitorPort: number, chaos: boolean)
   const cpuSpent = cpu.spent();
   const countsAfter = await natsCounts(monitorPort);
   const outcomes = jobId ? await outcomesPerItem(jsm, namespace, jobId) : [];
+  const starts = jobId ? await startsPerItem(nats.url, namespace, jobId) : new Map<string, number>();
   await watcher.close();
   let rows: Record<string, string>[] = [];
   try {
@@ -281,6 +283,7 @@ async function run(nats: NatsServerProcess, monitorPort: number, chaos: boolean)
     },
     cpu_ms_per_item: cpuSpent.total == null ? null : Math.round((cpuSpent.total * 1000) / ITEMS),
     items_redone: taskRequests - tasks.size,
+    items_given_a_second_agent: [...starts.values()].filter((n) => n > 1).length,
     kills,
   };
 }

@@ -149,14 +149,21 @@ describe('a runner taking up a job whose earlier runner stopped', () => {
     expect(watched.closed.sort()).toEqual(['old-1', 'old-2', 'old-3']);
   });
 
-  it('fails an item whose old agent is still working past max_runtime_seconds, counted from when it started', async () => {
-    const handle = await leftRunning(1);
+  it('fails an item whose old agent is still working past max_runtime_seconds, counted from when it started; one whose agent ended starts afresh', async () => {
+    const handle = await leftRunning(2);
     const agents = newAgents();
-    const watched = strays({ 'old-1': 'working', 'old-2': 'working', 'old-3': 'working' });
-    const summary = await runner(handle, agents.control, watched).run();
-    expect(summary).toMatchObject({ status: 'completed', completed_items: 0, failed_items: 3 });
-    expect(summary.failed_item_errors.map((e) => e.last_error)).toEqual(Array.from({ length: 3 }, () => expect.stringMatching(/max_runtime_seconds \(1 s\)/)));
-    expect(agents.spawned).toEqual([]);
+    const watched = strays({ 'old-1': 'ended', 'old-2': 'working', 'old-3': 'working' });
+    const job = runner(handle, agents.control, watched);
+    const done = job.run();
+    await waitFor(() => agents.spawned.length === 1, 'the item whose agent ended to start again');
+    expect(JSON.parse((await job.report('new-1', 'row-1', { v: 1 }, false)).text)).toMatchObject({ accepted: true });
+    const summary = await done;
+    expect(summary).toMatchObject({ status: 'completed', completed_items: 1, failed_items: 2 });
+    expect(summary.failed_item_errors.map((e) => [e.item_id, e.last_error])).toEqual([
+      ['row-2', expect.stringMatching(/max_runtime_seconds \(2 s\)/)],
+      ['row-3', expect.stringMatching(/max_runtime_seconds \(2 s\)/)],
+    ]);
+    expect(agents.spawned).toEqual(['new-1']);
     expect(watched.closed.sort()).toEqual(['old-1', 'old-2', 'old-3']);
   });
 

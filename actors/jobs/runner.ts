@@ -291,15 +291,16 @@ export class JobRunner {
     let timedOut = false;
     let pause: number = STRAY_CHECK_MS.first;
     while (!this.#stopping && stray.settling === null) {
-      if (Date.now() >= deadline) {
-        timedOut = true;
-        break;
-      }
       const activity = await strays.activity(stray.agentId).catch((error: unknown) => {
         log.warn({ err: error, job: this.jobId, agent: stray.agentId }, 'cannot read the log of a job agent started by an earlier runner');
         return 'working' as const;
       });
       if (activity === 'ended' || this.#stopping || stray.settling !== null) break;
+      // Only an agent still at work runs out of time (one gone since a pause long ago does not).
+      if (Date.now() >= deadline) {
+        timedOut = true;
+        break;
+      }
       await sleep(Math.min(pause, deadline - Date.now()), undefined, { signal: stray.wake.signal }).catch(() => undefined);
       pause = Math.min(pause * 2, STRAY_CHECK_MS.most);
     }

@@ -65,7 +65,7 @@ async function fileLines(path: string): Promise<Array<{ timestamp: string; type:
 
 async function newSession(id: string, createdAt: Date, items: RolloutItem[] = []): Promise<string> {
   const path = rolloutPath(troupeHome(), id, createdAt);
-  const recorder = await RolloutRecorder.create(path, meta(id, createdAt));
+  const recorder = RolloutRecorder.create(path, meta(id, createdAt));
   recorder.record(...items);
   await recorder.close();
   return path;
@@ -92,7 +92,7 @@ describe('paths', () => {
 describe('RolloutRecorder', () => {
   it('writes session_meta first, then every line in record order under concurrent records', async () => {
     const path = rolloutPath(home, 's-order', new Date());
-    const recorder = await RolloutRecorder.create(path, meta('s-order', new Date()));
+    const recorder = RolloutRecorder.create(path, meta('s-order', new Date()));
     // The order of record calls is the ground truth; capture it as independent tasks interleave.
     const expected: string[] = [];
     const original = recorder.record.bind(recorder);
@@ -128,7 +128,7 @@ describe('RolloutRecorder', () => {
 
   it('keeps a strict order for lines recorded from one caller, even across many batches', async () => {
     const path = rolloutPath(home, 's-seq', new Date());
-    const recorder = await RolloutRecorder.create(path, meta('s-seq', new Date()));
+    const recorder = RolloutRecorder.create(path, meta('s-seq', new Date()));
     const pending: Promise<void>[] = [];
     for (let i = 0; i < 300; i += 1) {
       recorder.record(event({ type: 'background_event', message: String(i) }));
@@ -161,7 +161,7 @@ describe('RolloutRecorder', () => {
 
   it('flush resolves with everything recorded on disk; close stops recording', async () => {
     const path = rolloutPath(home, 's-flush', new Date());
-    const recorder = await RolloutRecorder.create(path, meta('s-flush', new Date()));
+    const recorder = RolloutRecorder.create(path, meta('s-flush', new Date()));
     recorder.record(item(user('hi')), {
       type: 'turn_context',
       payload: { turn_id: 't1', cwd: '/tmp', model: 'm', approval_policy: 'never', sandbox_policy: 'read-only' },
@@ -179,7 +179,7 @@ describe('RolloutRecorder', () => {
 
   it('surfaces a bad payload from flush, naming the field, and keeps writing good lines', async () => {
     const path = rolloutPath(home, 's-bad', new Date());
-    const recorder = await RolloutRecorder.create(path, meta('s-bad', new Date()));
+    const recorder = RolloutRecorder.create(path, meta('s-bad', new Date()));
     const bad = { type: 'event_msg', payload: { type: 'agent_message', message: 42 } } as unknown as RolloutItem;
     expect(() => recorder.record(item(user('before')), bad, item(user('after')))).not.toThrow();
     const error = await recorder.flush().then(
@@ -200,9 +200,13 @@ describe('RolloutRecorder', () => {
   it('refuses an invalid session_meta and an existing file at create', async () => {
     const path = rolloutPath(home, 's-meta', new Date());
     const broken = { ...meta('s-meta', new Date()), depth: -1 };
-    await expect(RolloutRecorder.create(path, broken)).rejects.toThrow(/payload\.depth/);
-    await (await RolloutRecorder.create(path, meta('s-meta', new Date()))).close();
-    await expect(RolloutRecorder.create(path, meta('s-meta', new Date()))).rejects.toThrow(RolloutError);
+    expect(() => RolloutRecorder.create(path, broken)).toThrow(/payload\.depth/);
+    const first = RolloutRecorder.create(path, meta('s-meta', new Date()));
+    await first.ready;
+    await first.close();
+    const second = RolloutRecorder.create(path, meta('s-meta', new Date()));
+    await expect(second.ready).rejects.toThrow(RolloutError);
+    await expect(second.close()).rejects.toThrow(RolloutError);
   });
 
   it('makes the day directory again when it was removed after an earlier session made it', async () => {

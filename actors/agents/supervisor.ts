@@ -72,9 +72,10 @@ interface Child {
   /**
    * Whether the parent's stream has had `agent_spawned`. The child starts its turn as it is
    * placed, so its first events can come before the placement's reply: until then its status
-   * is only kept.
+   * is kept, and every status it went through, told in order once it is announced.
    */
   announced: boolean;
+  unannounced: Array<{ status: AgentStatus; message: string | null }>;
   events: Subscription | null;
   readonly closed: Promise<void>;
   markClosed(): void;
@@ -171,6 +172,7 @@ export class AgentSupervisor implements AgentControl {
       message: null,
       turnError: null,
       announced: false,
+      unannounced: [],
       events: null,
       closed,
       markClosed,
@@ -228,8 +230,9 @@ export class AgentSupervisor implements AgentControl {
     this.#options.emit(ctx.callId, { type: 'agent_status', agent_id: id, status: 'pending_init' });
     child.announced = true;
     // The child may have started (or even finished) its turn before the placement's reply came.
-    if (child.status === 'pending_init') this.#report(child);
-    else this.#setStatus(child, child.status, child.message);
+    const early = child.unannounced.splice(0);
+    if (early.length === 0) this.#report(child);
+    for (const { status, message } of early) this.#setStatus(child, status, message);
     return report(child);
   }
 
@@ -372,7 +375,10 @@ export class AgentSupervisor implements AgentControl {
   #setStatus(child: Child, status: AgentStatus, message: string | null): void {
     child.status = status;
     child.message = message;
-    if (!child.announced) return;
+    if (!child.announced) {
+      child.unannounced.push({ status, message });
+      return;
+    }
     this.#report(child);
     this.#options.emit(child.callId, { type: 'agent_status', agent_id: child.id, status, ...(message !== null ? { message } : {}) });
     if ((status === 'completed' || status === 'errored') && this.#options.isIdle()) {

@@ -328,7 +328,7 @@ export class Host {
 
   async #place(message: PlaceMessage): Promise<BusMessage> {
     try {
-      const { runtime, log: sessionLog } = await this.#createRuntime(message);
+      const { runtime, log: sessionLog, rolloutReady } = await this.#createRuntime(message);
       if (this.#durability && sessionLog) await this.#durability.leases.claim(runtime.id, runtime.rootId);
       const hosted = await this.#attach(runtime, sessionLog);
       runtime.start(message.submission_id);
@@ -342,6 +342,15 @@ export class Host {
           await runtime.submit({ id: `${message.first_turn.id}-shutdown`, session_id: runtime.id, op: { type: 'shutdown' } }).catch(() => undefined);
           throw error;
         }
+      }
+      // A new session's rollout file is made after this callback (RolloutRecorder.create), so
+      // that the sessions placed with it send their first requests first; whoever is told the
+      // session is placed can find its file.
+      try {
+        await rolloutReady;
+      } catch (error) {
+        await runtime.submit({ id: `${message.submission_id}-shutdown`, session_id: runtime.id, op: { type: 'shutdown' } }).catch(() => undefined);
+        throw error;
       }
       log.info(
         {
@@ -498,7 +507,7 @@ export class Host {
     }
   }
 
-  async #createRuntime(message: PlaceMessage): Promise<{ runtime: SessionRuntime; log: SessionLog | null }> {
+  async #createRuntime(message: PlaceMessage): Promise<{ runtime: SessionRuntime; log: SessionLog | null; rolloutReady: Promise<void> }> {
     const { origin, lineage } = message;
     const purpose = message.purpose ?? 'session';
     const durability = this.#durability;
@@ -530,6 +539,7 @@ export class Host {
       const recorder = await RolloutRecorder.open(path);
       return {
         log: sessionLog,
+        rolloutReady: recorder.ready,
         runtime: new SessionRuntime(services, {
           sessionId: id,
           settings,
@@ -579,7 +589,7 @@ export class Host {
       config: { ...config, ...pinnedDefaults(settings) },
       forked_from: forkedFrom,
     };
-    const recorder = await RolloutRecorder.create(rolloutPath(this.#options.home, message.session_id, createdAt), meta);
+    const recorder = RolloutRecorder.create(rolloutPath(this.#options.home, message.session_id, createdAt), meta);
     const sessionLog = durability ? durability.sessionLog(rootId ?? message.session_id, message.session_id) : null;
     const rollout = sessionLog ? journaledRollout(recorder, sessionLog, meta) : recorder;
     rollout.record(...history.map((payload) => ({ type: 'response_item' as const, payload })));
@@ -599,7 +609,7 @@ export class Host {
       telemetry: await startTelemetry(homeConfig.otel),
       traceparent: message.traceparent,
     });
-    return { runtime, log: sessionLog };
+    return { runtime, log: sessionLog, rolloutReady: recorder.ready };
   }
 
   async #findRollout(ref: { rollout_path?: string | undefined; session_id?: string | undefined }): Promise<string> {

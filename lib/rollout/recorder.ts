@@ -1,4 +1,4 @@
-import { close, closeSync, fsync, mkdirSync, openSync, write, writeSync } from 'node:fs';
+import { close, fsync, mkdirSync, openSync, write } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
@@ -63,32 +63,45 @@ export class RolloutRecorder {
   private reported = 0;
   private waiters: FlushWaiter[] = [];
 
+  /** Settles `ready` with the first batch's write: a new rollout's file is made by it. */
+  #settleReady: ((error: RolloutError | null) => void) | null = null;
+  /** Settles once the file exists and holds the `session_meta` line (see `create`). */
+  readonly ready: Promise<void>;
+
   private constructor(
     readonly path: string,
     private readonly handle: AppendTarget,
-  ) {}
+    firstLine?: string,
+  ) {
+    if (firstLine === undefined) {
+      this.ready = Promise.resolve();
+      return;
+    }
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.#settleReady = (error) => (error ? reject(error) : resolve());
+    });
+    // The error also reaches `flush` and `close`; a caller that does not wait for `ready` is not an unhandled rejection.
+    this.ready.catch(() => undefined);
+    this.pending.push(firstLine);
+    this.queued = 1;
+    this.kick();
+  }
 
   /**
-   * Start a new rollout at `path`; refuses to overwrite an existing file.
+   * Start a new rollout at `path`; refuses to overwrite an existing file. An invalid
+   * `session_meta` throws at once.
    *
-   * The file is made and its `session_meta` line written synchronously: a host places
-   * sub-agents fifty at a time, and two trips each through libuv's four pool threads (open,
-   * write) queued behind one another and held back every child's first model request. Making
-   * a small file costs tens of microseconds; the line is on disk when the session is placed,
-   * as before.
+   * The file is made, and its `session_meta` line written, by the writer's first drain, after
+   * the callback that started the session is over: a host places sub-agents fifty at a time in
+   * one callback, and every child's first model request would otherwise wait for the files of
+   * all the children before it. Lines recorded meanwhile are queued behind the `session_meta`
+   * line, in order. `ready` settles once the file holds that line, or rejects with the error
+   * that kept the file from being made; the host replies `placed` only after it.
    */
-  static async create(path: string, meta: SessionMeta): Promise<RolloutRecorder> {
+  static create(path: string, meta: SessionMeta): RolloutRecorder {
     const line = serialize({ type: 'session_meta', payload: meta }, path);
     if (line instanceof RolloutError) throw line;
-    const fd = createFile(path);
-    try {
-      const data = Buffer.from(line, 'utf8');
-      for (let offset = 0; offset < data.length;) offset += writeSync(fd, data, offset, data.length - offset);
-    } catch (cause) {
-      closeSync(fd);
-      throw new RolloutError(`cannot write the session_meta line of rollout ${path}`, path, { cause });
-    }
-    return new RolloutRecorder(path, fdTarget(fd));
+    return new RolloutRecorder(path, newFileTarget(path), line);
   }
 
   /** Append to an existing rollout, as a resumed session does. */
@@ -185,10 +198,16 @@ export class RolloutRecorder {
     while (this.pending.length > 0) {
       const batch = this.pending;
       this.pending = [];
+      const settleReady = this.#settleReady;
+      this.#settleReady = null;
       try {
         await this.#write(Buffer.from(batch.join(''), 'utf8'));
+        settleReady?.(null);
       } catch (cause) {
-        this.errors.push(new RolloutError(`cannot append ${batch.length} line(s) to rollout ${this.path}`, this.path, { cause }));
+        const error =
+          cause instanceof RolloutError ? cause : new RolloutError(`cannot append ${batch.length} line(s) to rollout ${this.path}`, this.path, { cause });
+        this.errors.push(error);
+        settleReady?.(error);
       }
       this.settled += batch.length;
       this.settleWaiters();
@@ -259,13 +278,32 @@ interface AppendTarget {
   close(): Promise<void>;
 }
 
-/** An AppendTarget over a descriptor this recorder owns; writes go through the pool threads as a FileHandle's do. */
-function fdTarget(fd: number): AppendTarget {
+/**
+ * The AppendTarget of a new rollout: the file is made (refusing an existing one) at the first
+ * write; writes go through the pool threads as a FileHandle's do. If it could not be made,
+ * every write fails with that error, and close has nothing to release.
+ */
+function newFileTarget(path: string): AppendTarget {
+  let fd: number | null = null;
+  let failed: RolloutError | null = null;
+  const descriptor = (): number => {
+    if (fd !== null) return fd;
+    if (failed) throw failed;
+    try {
+      fd = createFile(path);
+    } catch (error) {
+      failed = error as RolloutError;
+      throw failed;
+    }
+    return fd;
+  };
   return {
     write: (data, offset, length, position) =>
-      new Promise((resolve, reject) => write(fd, data, offset, length, position, (error, bytesWritten) => (error ? reject(error) : resolve({ bytesWritten })))),
-    sync: () => new Promise((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve()))),
-    close: () => new Promise((resolve, reject) => close(fd, (error) => (error ? reject(error) : resolve()))),
+      new Promise((resolve, reject) =>
+        write(descriptor(), data, offset, length, position, (error, bytesWritten) => (error ? reject(error) : resolve({ bytesWritten }))),
+      ),
+    sync: () => new Promise((resolve, reject) => fsync(descriptor(), (error) => (error ? reject(error) : resolve()))),
+    close: () => new Promise((resolve, reject) => (fd === null ? resolve() : close(fd, (error) => (error ? reject(error) : resolve())))),
   };
 }
 

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -84,5 +84,34 @@ describe('spawning a sub-agent', () => {
     const childRequests = model.requests.filter((r) => mentions(r, 'CHILD ') && !mentions(r, 'delegate'));
     expect(childRequests).toHaveLength(2);
     expect(model.requests.filter((r) => mentions(r, 'delegate'))).toHaveLength(2);
+  });
+});
+
+describe('placing a session whose rollout cannot be made', () => {
+  it('refuses a session without a first turn before it says anything', async () => {
+    await writeFile(join(home, 'sessions'), 'not a directory');
+    await expect(runtime.newSession()).rejects.toThrow(/cannot create the directory for rollout .*sessions/);
+    expect(events.map((e) => e.msg.type)).toEqual(['error']);
+  });
+
+  it('ends a sub-agent whose rollout cannot be made and fails its spawn; the parent goes on', async () => {
+    const parent = await runtime.newSession();
+    // The parent's rollout is open; the children's day directory can no longer be made.
+    await rm(join(home, 'sessions'), { recursive: true });
+    await writeFile(join(home, 'sessions'), 'not a directory');
+    model.enqueue(
+      {
+        kind: 'response',
+        match: (r) => mentions(r, 'delegate'),
+        items: [{ type: 'function_call', name: 'spawn_agent', call_id: 'sp1', arguments: { message: 'CHILD ONE: count the files' } }],
+      },
+      { kind: 'response', match: (r) => mentions(r, 'CHILD ONE'), items: [{ type: 'message', text: 'child done' }] },
+      { kind: 'response', match: (r) => mentions(r, 'delegate'), items: [{ type: 'message', text: 'spawn failed' }] },
+    );
+    const result = await parent.run('delegate the work');
+    expect(result.finalMessage).toBe('spawn failed');
+    // The spawn call's output, as the parent's second request carried it.
+    expect(JSON.stringify(model.requests.at(-1)?.body.input)).toMatch(/"call_id":"sp1","output":"[^"]*cannot create rollout/);
+    expect(events.some((e) => e.session_id === parent.id && e.msg.type === 'agent_spawned')).toBe(false);
   });
 });

@@ -329,6 +329,11 @@ export class Host {
   async #place(message: PlaceMessage): Promise<BusMessage> {
     try {
       const { runtime, log: sessionLog, rolloutReady } = await this.#createRuntime(message);
+      // A new session's rollout file is made after this callback (RolloutRecorder.create). One
+      // with a first turn (a sub-agent) starts it first, so that the sessions placed with it
+      // send their first requests before any file is made; one without has nothing to send,
+      // and a file that cannot be made refuses it before it says anything.
+      if (!message.first_turn) await rolloutReady;
       if (this.#durability && sessionLog) await this.#durability.leases.claim(runtime.id, runtime.rootId);
       const hosted = await this.#attach(runtime, sessionLog);
       runtime.start(message.submission_id);
@@ -337,20 +342,13 @@ export class Host {
       if (message.first_turn) {
         try {
           await hosted.take({ ...message.first_turn, session_id: runtime.id });
+          // Whoever is told the session is placed can find its file.
+          await rolloutReady;
         } catch (error) {
           // A session that could not be given its task is of no use to anyone: it ends, and the placement fails.
           await runtime.submit({ id: `${message.first_turn.id}-shutdown`, session_id: runtime.id, op: { type: 'shutdown' } }).catch(() => undefined);
           throw error;
         }
-      }
-      // A new session's rollout file is made after this callback (RolloutRecorder.create), so
-      // that the sessions placed with it send their first requests first; whoever is told the
-      // session is placed can find its file.
-      try {
-        await rolloutReady;
-      } catch (error) {
-        await runtime.submit({ id: `${message.submission_id}-shutdown`, session_id: runtime.id, op: { type: 'shutdown' } }).catch(() => undefined);
-        throw error;
       }
       log.info(
         {

@@ -233,10 +233,7 @@ export class JobRunner {
     // An outcome on its way to the log (perhaps this agent's own result, sent twice): answer from it.
     const settling = live?.settling ?? this.#strays.get(itemId)?.settling;
     if (settling) await settling.catch(() => undefined);
-    if (tookResultOf(item, agentId, result)) {
-      if (stop) this.cancel("an item's agent asked to stop the job");
-      return ACCEPTED;
-    }
+    if (tookResultOf(item, agentId, result)) return ACCEPTED;
     if (item.status === 'completed') return refuse(`item ${itemId} already has a result; stop now`);
     if (item.status === 'failed') return refuse(`item ${itemId} has failed already (${item.error ?? 'no reason'}); stop now`);
     const stray = this.#strays.get(itemId);

@@ -102,19 +102,22 @@ describe('a result passed on through the NATS job store', { timeout: 30_000 }, (
       { type: 'runner_started', ...THIS_RUNNER },
       { type: 'item_started', item_id: 'row-1', agent_id: 'agent-1', attempt: 1 },
       { type: 'item_started', item_id: 'row-2', agent_id: 'agent-2', attempt: 1 },
-      { type: 'item_result', item_id: 'row-1', agent_id: 'agent-1', result: { v: 1, nested: { a: [1, 2] } } },
+      { type: 'item_result', item_id: 'row-1', agent_id: 'agent-1', result: { v: 1, nested: { a: [1, 2] }, z: -0 } },
     );
     await first.close();
     const handle = (await store.open(jobId))!;
-    const done = runner(handle).run();
+    const job = runner(handle);
+    const done = job.run();
     const report = (agentId: string, itemId: string, result: Record<string, unknown>) =>
       store.report(jobId, { agent_id: agentId, item_id: itemId, result, stop: false });
-    expect(answer(await report('agent-1', 'row-1', { nested: { a: [1, 2] }, v: 1 }))).toMatchObject({ accepted: true });
+    expect(answer(await report('agent-1', 'row-1', { nested: { a: [1, 2] }, v: 1, z: 0 }))).toMatchObject({ accepted: true });
+    // From an agent on the runner's worker, not through JSON: the same value as logged.
+    expect(answer(await job.report('agent-1', 'row-1', { z: -0, nested: { a: [1, 2] }, v: 1 }, false))).toMatchObject({ accepted: true });
     expect(answer(await report('agent-1', 'row-1', { v: 9 }))).toMatchObject({ accepted: false });
-    expect(answer(await report('agent-2', 'row-1', { v: 1, nested: { a: [1, 2] } }))).toMatchObject({ accepted: false });
+    expect(answer(await report('agent-2', 'row-1', { v: 1, nested: { a: [1, 2] }, z: 0 }))).toMatchObject({ accepted: false });
     expect(answer(await report('agent-1', 'row-2', { v: 2 }))).toMatchObject({ accepted: false });
     expect(answer(await report('agent-2', 'row-2', { v: 2 }))).toMatchObject({ accepted: true });
     expect(await done).toMatchObject({ status: 'completed', completed_items: 2 });
-    expect(handle.state.items.get('row-1')!.result).toEqual({ v: 1, nested: { a: [1, 2] } });
+    expect(handle.state.items.get('row-1')!.result).toEqual({ v: 1, nested: { a: [1, 2] }, z: 0 });
   });
 });

@@ -243,7 +243,7 @@ export class JobRunner {
     const problems = this.#check.problems(result);
     if (problems !== null) {
       // The same result sent again (its answer was lost) is answered as the first, not counted twice.
-      if (live.invalid === null || isDeepStrictEqual(live.invalid.result, result)) {
+      if (live.invalid === null || sameJson(live.invalid.result, result)) {
         live.invalid = { result, problems };
         return {
           text: `The result was not accepted: it does not match the job's output_schema (${problems}). Call report_agent_job_result again with a result that matches; a second result that does not match fails the item.`,
@@ -626,7 +626,13 @@ export function workerPrompt(state: JobState, item: ItemState): string {
  * different result from the same agent is refused: the recorded one stays.
  */
 function tookResultOf(item: ItemState, agentId: string, result: Record<string, unknown>): boolean {
-  return item.status === 'completed' && item.agentId === agentId && isDeepStrictEqual(item.result, result);
+  return item.status === 'completed' && item.agentId === agentId && sameJson(item.result, result);
+}
+
+/** Whether two results are the same JSON value (as logged: -0 is stored as 0; key order does not count). */
+function sameJson(a: unknown, b: unknown): boolean {
+  const asLogged = (value: unknown): unknown => JSON.parse(JSON.stringify(value ?? null));
+  return isDeepStrictEqual(asLogged(a), asLogged(b));
 }
 
 function excerpt(text: string): string {

@@ -281,3 +281,62 @@ describe('a result sent again by the agent that sent it', () => {
     expect(await done).toMatchObject({ status: 'completed', completed_items: 2, failed_items: 1 });
   });
 });
+
+describe('a runner stopped while it takes the job up', () => {
+  /** `handle` with runner_started held back until `release`; serveReports and close are noted in order. */
+  function slowStart(handle: JobHandle) {
+    const calls: string[] = [];
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const slow: JobHandle = {
+      get state() {
+        return handle.state;
+      },
+      append: async (...records) => {
+        if (records.some((r) => r.type === 'runner_started')) {
+          calls.push('runner_started');
+          await gate;
+        }
+        return handle.append(...records);
+      },
+      onCancel: (listener) => handle.onCancel(listener),
+      serveReports: () => void calls.push('serve'),
+      close: async () => {
+        calls.push('close');
+        await handle.close();
+      },
+    };
+    return { handle: slow, calls, release: open };
+  }
+
+  it('(cancel, a new job: its turn interrupted at once) ends cancelled without starting an item', async () => {
+    const slow = slowStart(await new FileJobStore(home).create(spec(60)));
+    const agents = newAgents();
+    const job = runner(slow.handle, agents.control, strays({}));
+    const done = job.run();
+    job.cancel('the turn that started the job was interrupted');
+    await waitFor(() => slow.calls.includes('runner_started'), 'the runner to start logging');
+    slow.release();
+    expect(await done).toMatchObject({ status: 'cancelled', cancelled_items: 3 });
+    expect(slow.calls).toEqual(['runner_started', 'serve', 'close']);
+    expect(agents.spawned).toEqual([]);
+  });
+
+  for (const stop of ['cancel', 'pause'] as const) {
+    it(`(${stop}) shuts the earlier runner's agents down and serves no reports after it closed the job`, async () => {
+      const slow = slowStart(await leftRunning());
+      const agents = newAgents();
+      const watched = strays({ 'old-1': 'working', 'old-2': 'working', 'old-3': 'working' });
+      const job = runner(slow.handle, agents.control, watched);
+      const done = job.run();
+      await waitFor(() => slow.calls.includes('runner_started'), 'the runner to start logging');
+      const stopped = stop === 'cancel' ? (job.cancel('the turn was interrupted'), done) : job.pause();
+      slow.release();
+      await stopped;
+      expect((await done).status).toBe(stop === 'cancel' ? 'cancelled' : 'running');
+      expect(slow.calls.filter((c) => c !== 'runner_started')).toEqual(['serve', 'close']);
+      await waitFor(() => watched.closed.length === 3, "the earlier runner's agents to be shut down");
+      expect(agents.spawned).toEqual([]);
+    });
+  }
+});

@@ -120,7 +120,11 @@ export class JobRunner {
   readonly #progress: ProgressThrottle;
   readonly #done: Promise<JobSummary>;
   #resolve!: (summary: JobSummary) => void;
-  /** Resolves once `run` has sorted the items (which wait, which an earlier runner's agent holds): reports wait for it. */
+  /**
+   * Until `run` has sorted the items (which wait, which an earlier runner's agent holds), reports
+   * wait and the job does not end (a cancel or pause meanwhile ends it once they are sorted).
+   */
+  #takingUp = true;
   readonly #takenUp: Promise<void>;
   #markTakenUp!: () => void;
 
@@ -150,7 +154,9 @@ export class JobRunner {
       await this.#handle.append({ type: 'runner_started', ...THIS_RUNNER });
     } catch (error) {
       runningJobs.delete(spec.job_id);
-      this.#markTakenUp();
+      this.#tookUp();
+      // Stopped meanwhile: it ends (pause and cancel wait for that) as it would have at once.
+      if (this.#stopping) this.#pump();
       throw error;
     }
     // Agents on other workers hand their results in through the store (NATS).
@@ -172,10 +178,16 @@ export class JobRunner {
     this.#handle.onCancel((reason) => this.cancel(reason, false));
     this.#progress.flush();
     for (const item of strays) this.#watchStray(item, this.#parent.strays!).catch((error: unknown) => this.#logFailure(error));
-    this.#markTakenUp();
+    this.#tookUp();
     if (this.#state.cancelRequested !== null) this.cancel(this.#state.cancelRequested, false);
-    else this.#pump();
+    // Also when a cancel or pause came meanwhile: the job ends once nothing is active.
+    this.#pump();
     return this.#done;
+  }
+
+  #tookUp(): void {
+    this.#takingUp = false;
+    this.#markTakenUp();
   }
 
   /** Stop: no item starts any more, the running ones are stopped, and the job ends as cancelled. */
@@ -355,7 +367,7 @@ export class JobRunner {
   }
 
   #pump(): void {
-    if (this.#finishing) return;
+    if (this.#finishing || this.#takingUp) return;
     if (!this.#stopping) {
       while (this.#active < this.#state.spec.max_concurrency && !this.#blocked && this.#queue.length > 0) {
         this.#launch(this.#queue.shift()!).catch((error: unknown) => this.#logFailure(error));

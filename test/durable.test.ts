@@ -339,17 +339,31 @@ describe('Leases and session logs on a real nats-server', () => {
     expect(await durability.activity('root-1', 'never-placed')).toBe('ended');
 
     const ran: string[] = [];
+    const planned: string[] = [];
     const inner = {
+      plan: async (input: { callId: string; name: string }) => {
+        planned.push(`${input.name} ${input.callId}`);
+        return { kind: 'reject', reason: 'the user said no' };
+      },
       execute: async (input: { callId: string }) => {
         ran.push(input.callId);
         return { text: 'ran again', success: true };
       },
     } as unknown as SessionBindings;
+    const repeatable = new Set(['report_agent_job_result', 'deploy']);
     const adopted = durability
       .forAdopted(sessionLog, await durability.rebuild('root-1', SESSION), 'b')
-      .wrap(inner, { record: () => undefined, rememberTurn: () => undefined, repeatable: (name) => name === 'report_agent_job_result' });
+      .wrap(inner, { record: () => undefined, rememberTurn: () => undefined, repeatable: (name) => repeatable.has(name) });
+    const input = (callId: string, name: string, turnId = 't1') => ({ sessionId: SESSION, callId, turnId, name, arguments: '{}' });
     const call = (callId: string, name: string) =>
-      adopted.execute({ sessionId: SESSION, callId, turnId: 't1', name, arguments: '{}', sandboxed: true, userApproved: false }, new AbortController().signal);
+      adopted.execute({ ...input(callId, name), sandboxed: true, userApproved: false }, new AbortController().signal);
+    // A call that runs again is planned again (an approval it needs is asked again); one that
+    // will not run is not.
+    expect(await adopted.plan(input('c-report', 'report_agent_job_result'))).toEqual({ kind: 'reject', reason: 'the user said no' });
+    expect(await adopted.plan(input('c-shell', 'shell'))).toEqual({ kind: 'run', sandboxed: true });
+    // A later call that takes a cut-off call's id (the model chooses ids) is not let past its plan.
+    expect(await adopted.plan(input('c-report', 'deploy', 't2'))).toEqual({ kind: 'reject', reason: 'the user said no' });
+    expect(planned).toEqual(['report_agent_job_result c-report', 'deploy c-report']);
     expect(await call('c-report', 'report_agent_job_result')).toEqual({ text: 'ran again', success: true });
     expect(await call('c-shell', 'shell')).toEqual({ text: INTERRUPTED_BY_FAILOVER, success: false });
     expect(ran).toEqual(['c-report']);

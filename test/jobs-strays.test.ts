@@ -182,3 +182,161 @@ describe('a runner taking up a job whose earlier runner stopped', () => {
     expect(JSON.parse((await job.report('old-1', 'row-1', { v: 1 }, false)).text)).toMatchObject({ accepted: false });
   });
 });
+
+/** `handle` with its item results held back until `release` is called: a slow log. */
+function slowResults(handle: JobHandle): { handle: JobHandle; held: () => number; release: () => void } {
+  let held = 0;
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const slow: JobHandle = {
+    get state() {
+      return handle.state;
+    },
+    append: async (...records) => {
+      if (records.some((r) => r.type === 'item_result')) {
+        held++;
+        await gate;
+      }
+      return handle.append(...records);
+    },
+    onCancel: (listener) => handle.onCancel(listener),
+    close: () => handle.close(),
+  };
+  return { handle: slow, held: () => held, release: open };
+}
+
+const answer = async (output: Promise<{ text: string }>) => JSON.parse((await output).text) as { accepted: boolean; reason?: string };
+
+describe('a result sent again by the agent that sent it', () => {
+  it("is taken from an earlier runner's agent that reports while the runner is still taking the job up", async () => {
+    const handle = await leftRunning();
+    const agents = newAgents();
+    const job = runner(handle, agents.control, strays({ 'old-1': 'working', 'old-2': 'working', 'old-3': 'working' }));
+    const done = job.run();
+    // An agent on the runner's own worker finds it in runningJobs at once.
+    const reports = [1, 2, 3].map((n) => answer(job.report(`old-${n}`, `row-${n}`, { v: n }, false)));
+    for (const report of reports) expect(await report).toMatchObject({ accepted: true });
+    expect(await done).toMatchObject({ status: 'completed', completed_items: 3 });
+    expect(agents.spawned).toEqual([]);
+  });
+
+  it("is accepted while the first copy is still on its way to the log (an earlier runner's agent)", async () => {
+    const slow = slowResults(await leftRunning());
+    const agents = newAgents();
+    const watched = strays({ 'old-1': 'working', 'old-2': 'ended', 'old-3': 'ended' });
+    const job = runner(slow.handle, agents.control, watched);
+    const done = job.run();
+    await waitFor(() => watched.asked.includes('old-1'), 'old-1 to be watched');
+    const first = answer(job.report('old-1', 'row-1', { v: 1 }, false));
+    await waitFor(() => slow.held() === 1, 'the first copy to be logging');
+    // The watch of old-1 wakes (it reported); the first copy's answer is late, and the agent's
+    // store sends the result again.
+    await new Promise((resolve) => setImmediate(resolve));
+    const again = answer(job.report('old-1', 'row-1', { v: 1 }, false));
+    slow.release();
+    expect(await first).toMatchObject({ accepted: true });
+    expect(await again).toMatchObject({ accepted: true });
+    await waitFor(() => agents.spawned.length === 2, 'the two ended items to start again');
+    await job.report('new-2', 'row-2', { v: 2 }, false);
+    await job.report('new-3', 'row-3', { v: 3 }, false);
+    expect(await done).toMatchObject({ status: 'completed', completed_items: 3 });
+    expect(agents.spawned.sort()).toEqual(['new-2', 'new-3']);
+  });
+
+  it('is refused when it is not the result recorded, which stays', async () => {
+    const handle = await leftRunning();
+    const agents = newAgents();
+    const watched = strays({ 'old-1': 'working', 'old-2': 'ended', 'old-3': 'ended' });
+    const job = runner(handle, agents.control, watched);
+    const done = job.run();
+    await waitFor(() => watched.asked.includes('old-1'), 'old-1 to be watched');
+    expect(await answer(job.report('old-1', 'row-1', { v: 1 }, false))).toMatchObject({ accepted: true });
+    expect(await answer(job.report('old-1', 'row-1', { v: 'other' }, false))).toMatchObject({ accepted: false });
+    await waitFor(() => agents.spawned.length === 2, 'the two ended items to start again');
+    expect(await answer(job.report('new-2', 'row-2', { v: 2, w: -0 }, false))).toMatchObject({ accepted: true });
+    expect(await answer(job.report('new-2', 'row-2', { v: 'changed', w: 0 }, false))).toMatchObject({ accepted: false });
+    // The same JSON value: key order and the sign of a zero (the log stores -0 as 0) do not count.
+    expect(await answer(job.report('new-2', 'row-2', { w: -0, v: 2 }, false))).toMatchObject({ accepted: true });
+    await job.report('new-3', 'row-3', { v: 3 }, false);
+    await done;
+    expect([...handle.state.items.values()].map((i) => JSON.stringify(i.result))).toEqual(['{"v":1}', '{"v":2,"w":0}', '{"v":3}']);
+  });
+
+  it('that does not match output_schema is answered as the first was, without failing the item', async () => {
+    const store = new FileJobStore(home);
+    const handle = await store.create({ ...spec(60), output_schema: { type: 'object', required: ['v'], properties: { v: { type: 'number' } } } });
+    const agents = newAgents();
+    const job = runner(handle, agents.control, strays({}));
+    const done = job.run();
+    await waitFor(() => agents.spawned.length === 3, 'the items to start');
+    const first = await job.report('new-1', 'row-1', { v: 'x' }, false);
+    expect(first.text).toMatch(/does not match/);
+    // Sent again (the answer was lost): the same answer, and the agent may still correct it.
+    expect(await job.report('new-1', 'row-1', { v: 'x' }, false)).toEqual(first);
+    expect(await answer(job.report('new-1', 'row-1', { v: 1 }, false))).toMatchObject({ accepted: true });
+    // A second result that differs and does not match fails the item, as before.
+    await job.report('new-2', 'row-2', { v: 'x' }, false);
+    expect((await job.report('new-2', 'row-2', { v: 'y' }, false)).text).toMatch(/has failed/);
+    await job.report('new-3', 'row-3', { v: 3 }, false);
+    expect(await done).toMatchObject({ status: 'completed', completed_items: 2, failed_items: 1 });
+  });
+});
+
+describe('a runner stopped while it takes the job up', () => {
+  /** `handle` with runner_started held back until `release`; serveReports and close are noted in order. */
+  function slowStart(handle: JobHandle) {
+    const calls: string[] = [];
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const slow: JobHandle = {
+      get state() {
+        return handle.state;
+      },
+      append: async (...records) => {
+        if (records.some((r) => r.type === 'runner_started')) {
+          calls.push('runner_started');
+          await gate;
+        }
+        return handle.append(...records);
+      },
+      onCancel: (listener) => handle.onCancel(listener),
+      serveReports: () => void calls.push('serve'),
+      close: async () => {
+        calls.push('close');
+        await handle.close();
+      },
+    };
+    return { handle: slow, calls, release: open };
+  }
+
+  it('(cancel, a new job: its turn interrupted at once) ends cancelled without starting an item', async () => {
+    const slow = slowStart(await new FileJobStore(home).create(spec(60)));
+    const agents = newAgents();
+    const job = runner(slow.handle, agents.control, strays({}));
+    const done = job.run();
+    job.cancel('the turn that started the job was interrupted');
+    await waitFor(() => slow.calls.includes('runner_started'), 'the runner to start logging');
+    slow.release();
+    expect(await done).toMatchObject({ status: 'cancelled', cancelled_items: 3 });
+    expect(slow.calls).toEqual(['runner_started', 'serve', 'close']);
+    expect(agents.spawned).toEqual([]);
+  });
+
+  for (const stop of ['cancel', 'pause'] as const) {
+    it(`(${stop}) shuts the earlier runner's agents down and serves no reports after it closed the job`, async () => {
+      const slow = slowStart(await leftRunning());
+      const agents = newAgents();
+      const watched = strays({ 'old-1': 'working', 'old-2': 'working', 'old-3': 'working' });
+      const job = runner(slow.handle, agents.control, watched);
+      const done = job.run();
+      await waitFor(() => slow.calls.includes('runner_started'), 'the runner to start logging');
+      const stopped = stop === 'cancel' ? (job.cancel('the turn was interrupted'), done) : job.pause();
+      slow.release();
+      await stopped;
+      expect((await done).status).toBe(stop === 'cancel' ? 'cancelled' : 'running');
+      expect(slow.calls.filter((c) => c !== 'runner_started')).toEqual(['serve', 'close']);
+      await waitFor(() => watched.closed.length === 3, "the earlier runner's agents to be shut down");
+      expect(agents.spawned).toEqual([]);
+    });
+  }
+});

@@ -1,6 +1,7 @@
 import type { AgentJobStatus, EventMsg } from '../../protocol/index.js';
 import type { ToolOutput } from '../../machines/tool-plan.js';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isDeepStrictEqual } from 'node:util';
 import type { SessionActivity } from '../../lib/durable/host-durability.js';
 import { log } from '../../lib/log.js';
 import type { AgentControl, AgentReport, ToolContext } from '../tools/tool.js';
@@ -70,8 +71,8 @@ interface Live {
   settled: boolean;
   /** The logging of that outcome: the item's state is final once it resolves. */
   settling: Promise<unknown> | null;
-  /** The first result that did not match output_schema: the agent is told, once. */
-  invalid: string | null;
+  /** The first result that did not match output_schema, and why: the agent is told, once. */
+  invalid: { readonly result: Record<string, unknown>; readonly problems: string } | null;
   readonly startedAt: number;
 }
 
@@ -119,6 +120,13 @@ export class JobRunner {
   readonly #progress: ProgressThrottle;
   readonly #done: Promise<JobSummary>;
   #resolve!: (summary: JobSummary) => void;
+  /**
+   * Until `run` has sorted the items (which wait, which an earlier runner's agent holds), reports
+   * wait and the job does not end (a cancel or pause meanwhile ends it once they are sorted).
+   */
+  #takingUp = true;
+  readonly #takenUp: Promise<void>;
+  #markTakenUp!: () => void;
 
   constructor(handle: JobHandle, parent: JobParent) {
     this.#handle = handle;
@@ -130,6 +138,7 @@ export class JobRunner {
       (progress) => parent.emit({ type: 'agent_job_progress', ...progress }),
     );
     this.#done = new Promise((resolve) => (this.#resolve = resolve));
+    this.#takenUp = new Promise((resolve) => (this.#markTakenUp = resolve));
   }
 
   get jobId(): string {
@@ -145,6 +154,9 @@ export class JobRunner {
       await this.#handle.append({ type: 'runner_started', ...THIS_RUNNER });
     } catch (error) {
       runningJobs.delete(spec.job_id);
+      this.#tookUp();
+      // Stopped meanwhile: it ends (pause and cancel wait for that) as it would have at once.
+      if (this.#stopping) this.#pump();
       throw error;
     }
     // Agents on other workers hand their results in through the store (NATS).
@@ -166,9 +178,16 @@ export class JobRunner {
     this.#handle.onCancel((reason) => this.cancel(reason, false));
     this.#progress.flush();
     for (const item of strays) this.#watchStray(item, this.#parent.strays!).catch((error: unknown) => this.#logFailure(error));
+    this.#tookUp();
     if (this.#state.cancelRequested !== null) this.cancel(this.#state.cancelRequested, false);
-    else this.#pump();
+    // Also when a cancel or pause came meanwhile: the job ends once nothing is active.
+    this.#pump();
     return this.#done;
+  }
+
+  #tookUp(): void {
+    this.#takingUp = false;
+    this.#markTakenUp();
   }
 
   /** Stop: no item starts any more, the running ones are stopped, and the job ends as cancelled. */
@@ -218,13 +237,15 @@ export class JobRunner {
     const refuse = (reason: string): ToolOutput => ({ text: JSON.stringify({ accepted: false, reason }), success: false });
     const item = this.#state.items.get(itemId);
     if (!item) return refuse(`job ${this.jobId} has no item "${itemId}"`);
+    // An agent on this worker can report while the runner is still taking the job up.
+    await this.#takenUp;
     const live = this.#live.get(itemId);
     // A fast agent can report before its spawn has returned here.
     if (live && live.agentId === null) await live.started;
     // An outcome on its way to the log (perhaps this agent's own result, sent twice): answer from it.
     const settling = live?.settling ?? this.#strays.get(itemId)?.settling;
     if (settling) await settling.catch(() => undefined);
-    if (tookResultOf(item, agentId)) return ACCEPTED;
+    if (tookResultOf(item, agentId, result)) return ACCEPTED;
     if (item.status === 'completed') return refuse(`item ${itemId} already has a result; stop now`);
     if (item.status === 'failed') return refuse(`item ${itemId} has failed already (${item.error ?? 'no reason'}); stop now`);
     const stray = this.#strays.get(itemId);
@@ -233,8 +254,9 @@ export class JobRunner {
     if (live.settled) return refuse(`item ${itemId} is over (${item.error ?? 'already settled'}); stop now`);
     const problems = this.#check.problems(result);
     if (problems !== null) {
-      if (live.invalid === null) {
-        live.invalid = problems;
+      // The same result sent again (its answer was lost) is answered as the first, not counted twice.
+      if (live.invalid === null || sameJson(live.invalid.result, result)) {
+        live.invalid = { result, problems };
         return {
           text: `The result was not accepted: it does not match the job's output_schema (${problems}). Call report_agent_job_result again with a result that matches; a second result that does not match fails the item.`,
           success: false,
@@ -245,7 +267,7 @@ export class JobRunner {
     }
     if (!(await this.#settle(live, { type: 'item_result', item_id: itemId, agent_id: agentId, result }))) {
       await live.settling?.catch(() => undefined);
-      return tookResultOf(item, agentId) ? ACCEPTED : refuse(`item ${itemId} is over (${item.error ?? 'already settled'}); stop now`);
+      return tookResultOf(item, agentId, result) ? ACCEPTED : refuse(`item ${itemId} is over (${item.error ?? 'already settled'}); stop now`);
     }
     if (stop) this.cancel("an item's agent asked to stop the job");
     return ACCEPTED;
@@ -260,7 +282,7 @@ export class JobRunner {
     if (stray.settling) {
       // The same result sent twice at once: answer as the first is answered.
       await stray.settling.catch(() => undefined);
-      return tookResultOf(item, stray.agentId)
+      return tookResultOf(item, stray.agentId, result)
         ? ACCEPTED
         : { text: JSON.stringify({ accepted: false, reason: `item ${item.spec.item_id} is over; stop now` }), success: false };
     }
@@ -304,10 +326,11 @@ export class JobRunner {
       await sleep(Math.min(pause, deadline - Date.now()), undefined, { signal: stray.wake.signal }).catch(() => undefined);
       pause = Math.min(pause * 2, STRAY_CHECK_MS.most);
     }
+    // The result it reported is logged before the stray goes: the same result sent again finds it.
+    if (stray.settling !== null) await stray.settling.catch((error: unknown) => this.#logFailure(error));
     // From here on a report of this agent is refused: the item is settled, or starts afresh.
     this.#strays.delete(item.spec.item_id);
-    if (stray.settling !== null) await stray.settling.catch((error: unknown) => this.#logFailure(error));
-    else if (timedOut && !this.#stopping) {
+    if (stray.settling === null && timedOut && !this.#stopping) {
       await this.#handle
         .append({
           type: 'item_failed',
@@ -344,7 +367,7 @@ export class JobRunner {
   }
 
   #pump(): void {
-    if (this.#finishing) return;
+    if (this.#finishing || this.#takingUp) return;
     if (!this.#stopping) {
       while (this.#active < this.#state.spec.max_concurrency && !this.#blocked && this.#queue.length > 0) {
         this.#launch(this.#queue.shift()!).catch((error: unknown) => this.#logFailure(error));
@@ -466,7 +489,7 @@ export class JobRunner {
             item_id: item.spec.item_id,
             error:
               live.invalid !== null
-                ? `the result does not match output_schema: ${live.invalid}`
+                ? `the result does not match output_schema: ${live.invalid.problems}`
                 : `the agent finished without calling report_agent_job_result${agent.message ? ` (its last message: ${excerpt(agent.message)})` : ''}`,
           });
           return;
@@ -610,11 +633,18 @@ export function workerPrompt(state: JobState, item: ItemState): string {
 }
 
 /**
- * Whether the item's result is `agentId`'s: a report sent again (its answer was lost with a
- * process, or it is repeated after a failover) is answered as the first was.
+ * Whether the item's result is `result`, from `agentId`: a report sent again (its answer was
+ * lost with a process, or it is repeated after a failover) is answered as the first was. A
+ * different result from the same agent is refused: the recorded one stays.
  */
-function tookResultOf(item: ItemState, agentId: string): boolean {
-  return item.status === 'completed' && item.agentId === agentId;
+function tookResultOf(item: ItemState, agentId: string, result: Record<string, unknown>): boolean {
+  return item.status === 'completed' && item.agentId === agentId && sameJson(item.result, result);
+}
+
+/** Whether two results are the same JSON value (as logged: -0 is stored as 0; key order does not count). */
+function sameJson(a: unknown, b: unknown): boolean {
+  const asLogged = (value: unknown): unknown => JSON.parse(JSON.stringify(value ?? null));
+  return isDeepStrictEqual(asLogged(a), asLogged(b));
 }
 
 function excerpt(text: string): string {

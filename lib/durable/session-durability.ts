@@ -67,7 +67,8 @@ export interface SessionDurability {
  *   the model request is sent again;
  * - a call whose output is in the log gets that output, without running;
  * - a call the log shows started but not finished gets INTERRUPTED_BY_FAILOVER, without running,
- *   unless its tool is repeatable (running it again does what running it once does): it runs;
+ *   unless its tool is repeatable (running it again does what running it once does): it is
+ *   planned and runs again;
  * - any other call is planned again, so a pending approval is asked again.
  *
  * An `approved_for_session` grant is logged too, so the session keeps it when it is adopted.
@@ -127,7 +128,11 @@ export function durableBindings(inner: SessionPort, log: SessionLog, open: OpenT
       inner.recordItem(turnId, item);
     },
     async plan(input) {
-      if (logged(input.callId)) return { kind: 'run', sandboxed: true };
+      const known = logged(input.callId);
+      // A call that does not run (its output is logged, or it gets the failover note) needs no
+      // plan; one that runs again is planned again, so an approval it needs is asked again
+      // (the model chooses call ids: a later call may take a cut-off call's).
+      if (known && !(known.state === 'started' && hooks.repeatable(input.name))) return { kind: 'run', sandboxed: true };
       return inner.plan(input);
     },
     async execute(input, signal) {

@@ -1,0 +1,123 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JobSpec } from '../actors/jobs/records.js';
+import { NatsJobStore } from '../actors/jobs/nats-store.js';
+import { JobRunner, type JobStrays } from '../actors/jobs/runner.js';
+import { THIS_RUNNER, type JobHandle } from '../actors/jobs/store.js';
+import type { AgentControl, ToolContext } from '../actors/tools/tool.js';
+import { startNatsServer, type NatsServerProcess } from './support/nats-server.js';
+import { waitFor } from './support/wait.js';
+
+/**
+ * An item's result passed on through the NATS job store (NatsJobStore.report) while the job's
+ * runner dies or changes: the result is sent again, and a runner answers a copy of a result it
+ * logged as it answered the first. The runner is real; the agents are not (none is spawned).
+ */
+
+let nats: NatsServerProcess;
+let connection: NatsConnection;
+let dir: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'troupe-report-'));
+  nats = await startNatsServer();
+  connection = await connect({ servers: nats.url });
+});
+afterAll(async () => {
+  await connection?.close();
+  await nats?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function spec(jobId: string): JobSpec {
+  return {
+    job_id: jobId,
+    created_at: new Date().toISOString(),
+    parent_session_id: 'parent',
+    call_id: 'call-1',
+    turn: {},
+    input_path: join(dir, 'in.csv'),
+    input_format: 'csv',
+    output_path: join(dir, `${jobId}.csv`),
+    output_format: 'csv',
+    instruction: 'do {a}',
+    id_column: null,
+    output_schema: null,
+    columns: ['a'],
+    max_concurrency: 2,
+    max_runtime_seconds: 60,
+    max_attempts: 3,
+    items: ['x', 'y'].map((a, i) => ({ item_id: `row-${i + 1}`, row_index: i, source_id: null, row: { a } })),
+  };
+}
+
+const noAgents = {
+  spawn: async () => {
+    throw new Error('no item should start again');
+  },
+} as unknown as AgentControl;
+
+/** The earlier runner's agents, working until told otherwise. */
+const working: JobStrays = { activity: async () => 'working', close: async () => undefined };
+
+const runner = (handle: JobHandle) => new JobRunner(handle, { agents: noAgents, spawnContext: {} as ToolContext, emit: () => undefined, strays: working });
+
+const answer = (output: { text: string }) => JSON.parse(output.text) as { accepted: boolean; reason?: string };
+
+describe('a result passed on through the NATS job store', { timeout: 30_000 }, () => {
+  it('is sent again when the runner that held it died without answering, and the next runner takes it', async () => {
+    const store = await NatsJobStore.open(connection, `r${randomUUID().slice(0, 8)}`);
+    const jobId = `job-${randomUUID().slice(0, 8)}`;
+    const first = await store.create(spec(jobId));
+    await first.append(
+      { type: 'runner_started', ...THIS_RUNNER },
+      { type: 'item_started', item_id: 'row-1', agent_id: 'agent-1', attempt: 1 },
+      { type: 'item_started', item_id: 'row-2', agent_id: 'agent-2', attempt: 1 },
+    );
+    // The earlier runner takes the request and dies with it.
+    const held: string[] = [];
+    const dying = connection.subscribe(store.subjects.jobReport(jobId), { callback: (_error, message) => void held.push(message.string()) });
+    const reported = store.report(jobId, { agent_id: 'agent-1', item_id: 'row-1', result: { v: 1 }, stop: false });
+    await waitFor(() => held.length === 1, 'the earlier runner to take the request');
+    dying.unsubscribe();
+    await first.close();
+
+    const job = runner((await store.open(jobId))!);
+    const done = job.run();
+    expect(answer(await reported)).toMatchObject({ accepted: true });
+    expect(answer(await store.report(jobId, { agent_id: 'agent-2', item_id: 'row-2', result: { v: 2 }, stop: false }))).toMatchObject({ accepted: true });
+    expect(await done).toMatchObject({ status: 'completed', completed_items: 2 });
+  });
+
+  it('is answered as the first by a runner that logged it; a different result from the same agent is refused', async () => {
+    const store = await NatsJobStore.open(connection, `r${randomUUID().slice(0, 8)}`);
+    const jobId = `job-${randomUUID().slice(0, 8)}`;
+    const first = await store.create(spec(jobId));
+    // The earlier runner logged agent-1's result and died before its answer went out.
+    await first.append(
+      { type: 'runner_started', ...THIS_RUNNER },
+      { type: 'item_started', item_id: 'row-1', agent_id: 'agent-1', attempt: 1 },
+      { type: 'item_started', item_id: 'row-2', agent_id: 'agent-2', attempt: 1 },
+      { type: 'item_result', item_id: 'row-1', agent_id: 'agent-1', result: { v: 1, nested: { a: [1, 2] }, z: -0 } },
+    );
+    await first.close();
+    const handle = (await store.open(jobId))!;
+    const job = runner(handle);
+    const done = job.run();
+    const report = (agentId: string, itemId: string, result: Record<string, unknown>) =>
+      store.report(jobId, { agent_id: agentId, item_id: itemId, result, stop: false });
+    expect(answer(await report('agent-1', 'row-1', { nested: { a: [1, 2] }, v: 1, z: 0 }))).toMatchObject({ accepted: true });
+    // From an agent on the runner's worker, not through JSON: the same value as logged.
+    expect(answer(await job.report('agent-1', 'row-1', { z: -0, nested: { a: [1, 2] }, v: 1 }, false))).toMatchObject({ accepted: true });
+    expect(answer(await report('agent-1', 'row-1', { v: 9 }))).toMatchObject({ accepted: false });
+    expect(answer(await report('agent-2', 'row-1', { v: 1, nested: { a: [1, 2] }, z: 0 }))).toMatchObject({ accepted: false });
+    expect(answer(await report('agent-1', 'row-2', { v: 2 }))).toMatchObject({ accepted: false });
+    expect(answer(await report('agent-2', 'row-2', { v: 2 }))).toMatchObject({ accepted: true });
+    expect(await done).toMatchObject({ status: 'completed', completed_items: 2 });
+    expect(handle.state.items.get('row-1')!.result).toEqual({ v: 1, nested: { a: [1, 2] }, z: 0 });
+  });
+});

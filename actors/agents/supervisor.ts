@@ -178,6 +178,9 @@ export class AgentSupervisor implements AgentControl {
       markClosed,
     };
     this.#children.set(id, child);
+    // The tree lists it from now on: a sibling's first turn (or its own) may look before the
+    // placement is answered, since a child starts on its task as it is placed.
+    this.#report(child);
     // Subscribe before the child exists, so its first event cannot be missed.
     child.events = this.#options.bus.subscribe(
       this.#subjects.event(this.#options.rootId, id),
@@ -213,6 +216,10 @@ export class AgentSupervisor implements AgentControl {
       this.#children.delete(id);
       // A child that was placed but could not take its task has shut down, and given its slot back.
       const gone = child.status === 'shutdown';
+      if (!gone) {
+        child.status = 'shutdown';
+        this.#report(child);
+      }
       await child.events?.unsubscribe();
       if (!gone) this.#releaseSlot('agents');
       throw error instanceof AgentError ? error : new AgentError(`cannot spawn: ${describe(error)}`);
@@ -231,7 +238,6 @@ export class AgentSupervisor implements AgentControl {
     child.announced = true;
     // The child may have started (or even finished) its turn before the placement's reply came.
     const early = child.unannounced.splice(0);
-    if (early.length === 0) this.#report(child);
     for (const { status, message } of early) this.#setStatus(child, status, message);
     return report(child);
   }
@@ -375,11 +381,11 @@ export class AgentSupervisor implements AgentControl {
   #setStatus(child: Child, status: AgentStatus, message: string | null): void {
     child.status = status;
     child.message = message;
+    this.#report(child);
     if (!child.announced) {
       child.unannounced.push({ status, message });
       return;
     }
-    this.#report(child);
     this.#options.emit(child.callId, { type: 'agent_status', agent_id: child.id, status, ...(message !== null ? { message } : {}) });
     if ((status === 'completed' || status === 'errored') && this.#options.isIdle()) {
       this.#options.notify(notification(child));

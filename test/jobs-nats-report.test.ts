@@ -10,6 +10,7 @@ import { JobRunner, type JobStrays } from '../actors/jobs/runner.js';
 import { THIS_RUNNER, type JobHandle } from '../actors/jobs/store.js';
 import type { AgentControl, ToolContext } from '../actors/tools/tool.js';
 import { startNatsServer, type NatsServerProcess } from './support/nats-server.js';
+import { testJobSpec } from './support/job-spec.js';
 import { waitFor } from './support/wait.js';
 
 /**
@@ -34,25 +35,7 @@ afterAll(async () => {
 });
 
 function spec(jobId: string): JobSpec {
-  return {
-    job_id: jobId,
-    created_at: new Date().toISOString(),
-    parent_session_id: 'parent',
-    call_id: 'call-1',
-    turn: {},
-    input_path: join(dir, 'in.csv'),
-    input_format: 'csv',
-    output_path: join(dir, `${jobId}.csv`),
-    output_format: 'csv',
-    instruction: 'do {a}',
-    id_column: null,
-    output_schema: null,
-    columns: ['a'],
-    max_concurrency: 2,
-    max_runtime_seconds: 60,
-    max_attempts: 3,
-    items: ['x', 'y'].map((a, i) => ({ item_id: `row-${i + 1}`, row_index: i, source_id: null, row: { a } })),
-  };
+  return testJobSpec({ jobId, dir, rows: ['x', 'y'] });
 }
 
 const noAgents = {

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { JobSpec } from '../actors/jobs/records.js';
 import { FileJobStore, jobLogPath, runnerAlive, THIS_RUNNER } from '../actors/jobs/store.js';
 import { log } from '../lib/log.js';
+import { testJobSpec } from './support/job-spec.js';
 import { waitFor } from './support/wait.js';
 
 let home: string;
@@ -17,33 +18,15 @@ afterEach(async () => {
   await rm(home, { recursive: true, force: true });
 });
 
-function spec(jobId: string, createdAt = new Date().toISOString()): JobSpec {
-  return {
-    job_id: jobId,
-    created_at: createdAt,
-    parent_session_id: 'session-1',
-    call_id: 'call-1',
-    turn: {},
-    input_path: '/in.csv',
-    input_format: 'csv',
-    output_path: '/out.csv',
-    output_format: 'csv',
-    instruction: 'do {a}',
-    id_column: null,
-    output_schema: null,
-    columns: ['a'],
-    max_concurrency: 2,
-    max_runtime_seconds: 60,
-    max_attempts: 3,
-    items: ['x', 'y', 'z'].map((a, i) => ({ item_id: `row-${i + 1}`, row_index: i, source_id: null, row: { a } })),
-  };
+function spec(jobId: string, createdAt?: string): JobSpec {
+  return testJobSpec({ jobId, dir: home, rows: ['x', 'y', 'z'], ...(createdAt ? { createdAt } : {}) });
 }
 
 describe('FileJobStore', () => {
   it('appends records durably and replays them into the same state', async () => {
     const store = new FileJobStore(home);
     const handle = await store.create(spec('job-a'));
-    expect(await store.unfinishedOf('session-1')).toEqual(['job-a']);
+    expect(await store.unfinishedOf('parent')).toEqual(['job-a']);
     await handle.append({ type: 'runner_started', ...THIS_RUNNER }, { type: 'item_started', item_id: 'row-1', agent_id: 'agent-1', attempt: 1 });
     await handle.append({ type: 'item_result', item_id: 'row-1', agent_id: 'agent-1', result: { ok: true } });
     await handle.append({ type: 'item_started', item_id: 'row-2', agent_id: 'agent-2', attempt: 1 }, { type: 'item_retry', item_id: 'row-2', error: 'boom' });
@@ -98,7 +81,7 @@ describe('FileJobStore', () => {
     expect(heard).toEqual(['from elsewhere']);
     expect(handle.state.cancelRequested).toBe('from elsewhere');
     await handle.append({ type: 'job_finished', status: 'cancelled', error: null });
-    expect(await store.unfinishedOf('session-1')).toEqual([]);
+    expect(await store.unfinishedOf('parent')).toEqual([]);
     expect([...handle.state.items.values()].every((i) => i.status === 'cancelled')).toBe(true);
     await handle.close();
     const lines = (await readFile(jobLogPath(home, 'job-d'), 'utf8')).trim().split('\n');

@@ -3,10 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { SessionActivity } from '../lib/durable/index.js';
-import type { JobSpec } from '../actors/jobs/records.js';
+import type { JobRecord, JobSpec } from '../actors/jobs/records.js';
 import { JobRunner, type JobStrays } from '../actors/jobs/runner.js';
 import { FileJobStore, THIS_RUNNER, type JobHandle } from '../actors/jobs/store.js';
 import type { AgentControl, AgentReport, ToolContext } from '../actors/tools/tool.js';
+import { testJobSpec } from './support/job-spec.js';
 import { waitFor } from './support/wait.js';
 
 /**
@@ -29,25 +30,7 @@ afterEach(async () => {
 });
 
 function spec(maxRuntimeSeconds: number): JobSpec {
-  return {
-    job_id: jobId,
-    created_at: new Date().toISOString(),
-    parent_session_id: 'parent',
-    call_id: 'call-1',
-    turn: {},
-    input_path: join(home, 'in.csv'),
-    input_format: 'csv',
-    output_path: join(home, 'out.csv'),
-    output_format: 'csv',
-    instruction: 'do {a}',
-    id_column: null,
-    output_schema: null,
-    columns: ['a'],
-    max_concurrency: 3,
-    max_runtime_seconds: maxRuntimeSeconds,
-    max_attempts: 3,
-    items: ['x', 'y', 'z'].map((a, i) => ({ item_id: `row-${i + 1}`, row_index: i, source_id: null, row: { a } })),
-  };
+  return testJobSpec({ jobId, dir: home, rows: ['x', 'y', 'z'], maxConcurrency: 3, maxRuntimeSeconds });
 }
 
 /** A job an earlier runner left with every item's agent started and none reported. */
@@ -183,9 +166,12 @@ describe('a runner taking up a job whose earlier runner stopped', () => {
   });
 });
 
-/** `handle` with its item results held back until `release` is called: a slow log. */
-function slowResults(handle: JobHandle): { handle: JobHandle; held: () => number; release: () => void } {
-  let held = 0;
+/**
+ * `handle` whose appends of a record of `type` wait until `release` (a slow log); `calls` notes
+ * those appends, the report service being started and the handle being closed, in order.
+ */
+function gated(handle: JobHandle, type: JobRecord['type']) {
+  const calls: string[] = [];
   let open!: () => void;
   const gate = new Promise<void>((resolve) => (open = resolve));
   const slow: JobHandle = {
@@ -193,16 +179,20 @@ function slowResults(handle: JobHandle): { handle: JobHandle; held: () => number
       return handle.state;
     },
     append: async (...records) => {
-      if (records.some((r) => r.type === 'item_result')) {
-        held++;
+      if (records.some((r) => r.type === type)) {
+        calls.push(type);
         await gate;
       }
       return handle.append(...records);
     },
     onCancel: (listener) => handle.onCancel(listener),
-    close: () => handle.close(),
+    serveReports: () => void calls.push('serve'),
+    close: async () => {
+      calls.push('close');
+      await handle.close();
+    },
   };
-  return { handle: slow, held: () => held, release: open };
+  return { handle: slow, calls, held: () => calls.filter((c) => c === type).length, release: open };
 }
 
 const answer = async (output: Promise<{ text: string }>) => JSON.parse((await output).text) as { accepted: boolean; reason?: string };
@@ -221,7 +211,7 @@ describe('a result sent again by the agent that sent it', () => {
   });
 
   it("is accepted while the first copy is still on its way to the log (an earlier runner's agent)", async () => {
-    const slow = slowResults(await leftRunning());
+    const slow = gated(await leftRunning(), 'item_result');
     const agents = newAgents();
     const watched = strays({ 'old-1': 'working', 'old-2': 'ended', 'old-3': 'ended' });
     const job = runner(slow.handle, agents.control, watched);
@@ -283,34 +273,8 @@ describe('a result sent again by the agent that sent it', () => {
 });
 
 describe('a runner stopped while it takes the job up', () => {
-  /** `handle` with runner_started held back until `release`; serveReports and close are noted in order. */
-  function slowStart(handle: JobHandle) {
-    const calls: string[] = [];
-    let open!: () => void;
-    const gate = new Promise<void>((resolve) => (open = resolve));
-    const slow: JobHandle = {
-      get state() {
-        return handle.state;
-      },
-      append: async (...records) => {
-        if (records.some((r) => r.type === 'runner_started')) {
-          calls.push('runner_started');
-          await gate;
-        }
-        return handle.append(...records);
-      },
-      onCancel: (listener) => handle.onCancel(listener),
-      serveReports: () => void calls.push('serve'),
-      close: async () => {
-        calls.push('close');
-        await handle.close();
-      },
-    };
-    return { handle: slow, calls, release: open };
-  }
-
   it('(cancel, a new job: its turn interrupted at once) ends cancelled without starting an item', async () => {
-    const slow = slowStart(await new FileJobStore(home).create(spec(60)));
+    const slow = gated(await new FileJobStore(home).create(spec(60)), 'runner_started');
     const agents = newAgents();
     const job = runner(slow.handle, agents.control, strays({}));
     const done = job.run();
@@ -324,7 +288,7 @@ describe('a runner stopped while it takes the job up', () => {
 
   for (const stop of ['cancel', 'pause'] as const) {
     it(`(${stop}) shuts the earlier runner's agents down and serves no reports after it closed the job`, async () => {
-      const slow = slowStart(await leftRunning());
+      const slow = gated(await leftRunning(), 'runner_started');
       const agents = newAgents();
       const watched = strays({ 'old-1': 'working', 'old-2': 'working', 'old-3': 'working' });
       const job = runner(slow.handle, agents.control, watched);

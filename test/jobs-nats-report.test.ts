@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobSpec } from '../actors/jobs/records.js';
+import type { JobSpec, NewJobRecord } from '../actors/jobs/records.js';
 import { NatsJobStore } from '../actors/jobs/nats-store.js';
 import { JobRunner, type JobStrays } from '../actors/jobs/runner.js';
 import { THIS_RUNNER, type JobHandle } from '../actors/jobs/store.js';
@@ -51,16 +51,23 @@ const runner = (handle: JobHandle) => new JobRunner(handle, { agents: noAgents, 
 
 const answer = (output: { text: string }) => JSON.parse(output.text) as { accepted: boolean; reason?: string };
 
+/** A job in a fresh namespace whose earlier runner started agent-1 on row-1 and agent-2 on row-2, then `more`. */
+async function leftByEarlierRunner(...more: NewJobRecord[]) {
+  const store = await NatsJobStore.open(connection, `r${randomUUID().slice(0, 8)}`);
+  const jobId = `job-${randomUUID().slice(0, 8)}`;
+  const first = await store.create(spec(jobId));
+  await first.append(
+    { type: 'runner_started', ...THIS_RUNNER },
+    { type: 'item_started', item_id: 'row-1', agent_id: 'agent-1', attempt: 1 },
+    { type: 'item_started', item_id: 'row-2', agent_id: 'agent-2', attempt: 1 },
+    ...more,
+  );
+  return { store, jobId, first };
+}
+
 describe('a result passed on through the NATS job store', { timeout: 30_000 }, () => {
   it('is sent again when the runner that held it died without answering, and the next runner takes it', async () => {
-    const store = await NatsJobStore.open(connection, `r${randomUUID().slice(0, 8)}`);
-    const jobId = `job-${randomUUID().slice(0, 8)}`;
-    const first = await store.create(spec(jobId));
-    await first.append(
-      { type: 'runner_started', ...THIS_RUNNER },
-      { type: 'item_started', item_id: 'row-1', agent_id: 'agent-1', attempt: 1 },
-      { type: 'item_started', item_id: 'row-2', agent_id: 'agent-2', attempt: 1 },
-    );
+    const { store, jobId, first } = await leftByEarlierRunner();
     // The earlier runner takes the request and dies with it.
     const held: string[] = [];
     const dying = connection.subscribe(store.subjects.jobReport(jobId), { callback: (_error, message) => void held.push(message.string()) });
@@ -77,16 +84,13 @@ describe('a result passed on through the NATS job store', { timeout: 30_000 }, (
   });
 
   it('is answered as the first by a runner that logged it; a different result from the same agent is refused', async () => {
-    const store = await NatsJobStore.open(connection, `r${randomUUID().slice(0, 8)}`);
-    const jobId = `job-${randomUUID().slice(0, 8)}`;
-    const first = await store.create(spec(jobId));
     // The earlier runner logged agent-1's result and died before its answer went out.
-    await first.append(
-      { type: 'runner_started', ...THIS_RUNNER },
-      { type: 'item_started', item_id: 'row-1', agent_id: 'agent-1', attempt: 1 },
-      { type: 'item_started', item_id: 'row-2', agent_id: 'agent-2', attempt: 1 },
-      { type: 'item_result', item_id: 'row-1', agent_id: 'agent-1', result: { v: 1, nested: { a: [1, 2] }, z: -0 } },
-    );
+    const { store, jobId, first } = await leftByEarlierRunner({
+      type: 'item_result',
+      item_id: 'row-1',
+      agent_id: 'agent-1',
+      result: { v: 1, nested: { a: [1, 2] }, z: -0 },
+    });
     await first.close();
     const handle = (await store.open(jobId))!;
     const job = runner(handle);

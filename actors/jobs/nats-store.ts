@@ -16,7 +16,7 @@ import { subjects, type Subjects } from '../../lib/bus/subjects.js';
 import { inBackground, log } from '../../lib/log.js';
 import { JobRecord, type JobSpec, type NewJobRecord } from './records.js';
 import { apply, replay, type JobState } from './state.js';
-import { ReportRequest, type JobHandle, type JobStore } from './store.js';
+import { refusedReport, ReportRequest, type JobHandle, type JobStore } from './store.js';
 
 /** How long JetStream remembers a record's id, so a publication sent again after a timeout is stored once. */
 const DUPLICATE_WINDOW_NS = 2 * 60 * 1_000_000_000;
@@ -156,20 +156,19 @@ export class NatsJobStore implements JobStore {
    * result is sent again, unless the job has ended.
    */
   async report(jobId: string, request: ReportRequest): Promise<ToolOutput> {
-    const refuse = (reason: string): ToolOutput => ({ text: JSON.stringify({ accepted: false, reason }), success: false });
     const giveUpAt = Date.now() + REPORT_PATIENCE_MS;
     for (;;) {
       try {
         const reply = await this.connection.request(this.subjects.jobReport(jobId), JSON.stringify(request), { timeout: REPORT_TIMEOUT_MS });
         const parsed = ReportReply.safeParse(safeJson(reply.string()));
-        return parsed.success ? parsed.data : refuse(`the runner of job ${jobId} answered with something that is not a tool output`);
+        return parsed.success ? parsed.data : refusedReport(`the runner of job ${jobId} answered with something that is not a tool output`);
       } catch (error) {
         const unanswered = error instanceof TimeoutError || (error instanceof RequestError && (error.isNoResponders() || error.cause instanceof TimeoutError));
         if (!unanswered) throw error;
       }
-      if (!(await this.#stored(jobId, 'created'))) return refuse(`there is no job ${jobId}`);
-      if (await this.#stored(jobId, 'end')) return refuse(`job ${jobId} has ended`);
-      if (Date.now() >= giveUpAt) return refuse(`job ${jobId} has no runner now; it goes on when its session is taken up again`);
+      if (!(await this.#stored(jobId, 'created'))) return refusedReport(`there is no job ${jobId}`);
+      if (await this.#stored(jobId, 'end')) return refusedReport(`job ${jobId} has ended`);
+      if (Date.now() >= giveUpAt) return refusedReport(`job ${jobId} has no runner now; it goes on when its session is taken up again`);
       await new Promise((resolve) => setTimeout(resolve, REPORT_RETRY_MS));
     }
   }
@@ -323,12 +322,10 @@ class NatsJobHandle implements JobHandle {
       callback: (error, message) => {
         if (error) return;
         const request = ReportRequest.safeParse(safeJson(message.string()));
-        const answer = request.success
-          ? handler(request.data)
-          : Promise.resolve({ text: JSON.stringify({ accepted: false, reason: 'the report is not valid' }), success: false });
+        const answer = request.success ? handler(request.data) : Promise.resolve(refusedReport('the report is not valid'));
         inBackground(
           answer
-            .catch((e: unknown): ToolOutput => ({ text: JSON.stringify({ accepted: false, reason: (e as Error).message }), success: false }))
+            .catch((e: unknown) => refusedReport((e as Error).message))
             .then((output) => message.respond(JSON.stringify({ text: output.text, success: output.success }))),
           'answering a job report',
         );

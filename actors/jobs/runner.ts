@@ -11,7 +11,7 @@ import { ProgressThrottle, type JobProgress } from './progress.js';
 import type { JobRecord, NewJobRecord } from './records.js';
 import { resultCheck, type ResultCheck } from './schema.js';
 import { countItems, type ItemState, type JobState } from './state.js';
-import { THIS_RUNNER, type JobHandle } from './store.js';
+import { refusedReport, THIS_RUNNER, type JobHandle } from './store.js';
 
 /** What a job's tool call answers, and `runJob` resolves to (the names are Codex's). */
 export interface JobSummary {
@@ -52,6 +52,7 @@ export interface JobStrays {
 
 const FAILED_ITEMS_SHOWN = 5;
 const ACCEPTED: ToolOutput = { text: JSON.stringify({ accepted: true, message: 'Result recorded. Your work on this item is done: stop now.' }), success: true };
+
 /**
  * When an earlier runner's agent that is still in its turn is looked at again: after a second,
  * then less often (each look reads its whole log), at most every ten seconds.
@@ -234,9 +235,8 @@ export class JobRunner {
 
   /** `report_agent_job_result` from agent `agentId`. */
   async report(agentId: string, itemId: string, result: Record<string, unknown>, stop: boolean): Promise<ToolOutput> {
-    const refuse = (reason: string): ToolOutput => ({ text: JSON.stringify({ accepted: false, reason }), success: false });
     const item = this.#state.items.get(itemId);
-    if (!item) return refuse(`job ${this.jobId} has no item "${itemId}"`);
+    if (!item) return refusedReport(`job ${this.jobId} has no item "${itemId}"`);
     // An agent on this worker can report while the runner is still taking the job up.
     await this.#takenUp;
     const live = this.#live.get(itemId);
@@ -246,12 +246,12 @@ export class JobRunner {
     const settling = live?.settling ?? this.#strays.get(itemId)?.settling;
     if (settling) await settling.catch(() => undefined);
     if (tookResultOf(item, agentId, result)) return ACCEPTED;
-    if (item.status === 'completed') return refuse(`item ${itemId} already has a result; stop now`);
-    if (item.status === 'failed') return refuse(`item ${itemId} has failed already (${item.error ?? 'no reason'}); stop now`);
+    if (item.status === 'completed') return refusedReport(`item ${itemId} already has a result; stop now`);
+    if (item.status === 'failed') return refusedReport(`item ${itemId} has failed already (${item.error ?? 'no reason'}); stop now`);
     const stray = this.#strays.get(itemId);
     if (!live && stray?.agentId === agentId) return this.#reportOfEarlierRunner(item, stray, result, stop);
-    if (!live || live.agentId !== agentId) return refuse(`item ${itemId} of job ${this.jobId} is not this agent's to report`);
-    if (live.settled) return refuse(`item ${itemId} is over (${item.error ?? 'already settled'}); stop now`);
+    if (!live || live.agentId !== agentId) return refusedReport(`item ${itemId} of job ${this.jobId} is not this agent's to report`);
+    if (live.settled) return refusedReport(`item ${itemId} is over (${item.error ?? 'already settled'}); stop now`);
     const problems = this.#check.problems(result);
     if (problems !== null) {
       // The same result sent again (its answer was lost) is answered as the first, not counted twice.
@@ -267,7 +267,7 @@ export class JobRunner {
     }
     if (!(await this.#settle(live, { type: 'item_result', item_id: itemId, agent_id: agentId, result }))) {
       await live.settling?.catch(() => undefined);
-      return tookResultOf(item, agentId, result) ? ACCEPTED : refuse(`item ${itemId} is over (${item.error ?? 'already settled'}); stop now`);
+      return tookResultOf(item, agentId, result) ? ACCEPTED : refusedReport(`item ${itemId} is over (${item.error ?? 'already settled'}); stop now`);
     }
     if (stop) this.cancel("an item's agent asked to stop the job");
     return ACCEPTED;
@@ -282,16 +282,11 @@ export class JobRunner {
     if (stray.settling) {
       // The same result sent twice at once: answer as the first is answered.
       await stray.settling.catch(() => undefined);
-      return tookResultOf(item, stray.agentId, result)
-        ? ACCEPTED
-        : { text: JSON.stringify({ accepted: false, reason: `item ${item.spec.item_id} is over; stop now` }), success: false };
+      return tookResultOf(item, stray.agentId, result) ? ACCEPTED : refusedReport(`item ${item.spec.item_id} is over; stop now`);
     }
     const problems = this.#check.problems(result);
     if (problems !== null) return { text: `The result was not accepted: it does not match the job's output_schema (${problems}).`, success: false };
-    stray.settling = this.#handle.append({ type: 'item_result', item_id: item.spec.item_id, agent_id: stray.agentId, result }).then(() => {
-      this.#finishedHere++;
-      this.#progress.changed();
-    });
+    stray.settling = this.#logOutcome({ type: 'item_result', item_id: item.spec.item_id, agent_id: stray.agentId, result });
     stray.wake.abort();
     await stray.settling;
     if (stop) this.cancel("an item's agent asked to stop the job");
@@ -331,14 +326,11 @@ export class JobRunner {
     // From here on a report of this agent is refused: the item is settled, or starts afresh.
     this.#strays.delete(item.spec.item_id);
     if (stray.settling === null && timedOut && !this.#stopping) {
-      await this.#handle
-        .append({
-          type: 'item_failed',
-          item_id: item.spec.item_id,
-          error: `the item ran past max_runtime_seconds (${runtimeMs / 1000} s) without reporting a result`,
-        })
-        .then(() => void this.#finishedHere++)
-        .catch((error: unknown) => this.#logFailure(error));
+      await this.#logOutcome({
+        type: 'item_failed',
+        item_id: item.spec.item_id,
+        error: `the item ran past max_runtime_seconds (${runtimeMs / 1000} s) without reporting a result`,
+      }).catch((error: unknown) => this.#logFailure(error));
     }
     this.#closeStray(stray.agentId);
     if (item.status === 'running') item.status = 'pending';
@@ -354,9 +346,7 @@ export class JobRunner {
     live.settled = true;
     live.settling = (async () => {
       await live.started;
-      await this.#handle.append(record);
-      this.#finishedHere++;
-      this.#progress.changed();
+      await this.#logOutcome(record);
     })();
     try {
       await live.settling;
@@ -364,6 +354,13 @@ export class JobRunner {
       live.wake.abort();
     }
     return true;
+  }
+
+  /** Log an item's outcome; it counts towards the pace the ETA is computed from. */
+  async #logOutcome(record: NewJobRecord): Promise<void> {
+    await this.#handle.append(record);
+    this.#finishedHere++;
+    this.#progress.changed();
   }
 
   #pump(): void {

@@ -43,6 +43,11 @@ export const ReportRequest = z.object({
 });
 export type ReportRequest = z.infer<typeof ReportRequest>;
 
+/** What `report_agent_job_result` answers when a result is not taken, wherever it is refused. */
+export function refusedReport(reason: string): ToolOutput {
+  return { text: JSON.stringify({ accepted: false, reason }), success: false };
+}
+
 /** A job opened for running: its state, and the only way to change it. */
 export interface JobHandle {
   readonly state: JobState;

@@ -8,7 +8,7 @@ import { JobInputError } from './input.js';
 import { jobSpec, plannedOutputPath, prepareJob } from './prepare.js';
 import { JobRunner, runningJobs } from './runner.js';
 import { sessionJobs } from './session.js';
-import { FileJobStore, type JobStore } from './store.js';
+import { FileJobStore, refusedReport, type JobStore } from './store.js';
 
 /** The store of the session the tool runs in (JetStream on NATS), or the files under its home. */
 function storeOf(ctx: ToolContext): JobStore {
@@ -102,11 +102,7 @@ export const reportAgentJobResultTool: ToolHandler<unknown> = defineTool({
     // The job runs in another process (its session is on another worker): the result goes there.
     if (!runner && store?.report)
       return store.report(args.job_id, { agent_id: ctx.sessionId, item_id: args.item_id, result: args.result, stop: args.stop ?? false });
-    if (!runner)
-      return {
-        text: JSON.stringify({ accepted: false, reason: `job ${args.job_id} is not running (it ended, or it is not a job of this session tree)` }),
-        success: false,
-      };
+    if (!runner) return refusedReport(`job ${args.job_id} is not running (it ended, or it is not a job of this session tree)`);
     return runner.report(ctx.sessionId, args.item_id, args.result, args.stop ?? false);
   },
 });

@@ -79,7 +79,16 @@ export function durableBindings(inner: SessionPort, log: SessionLog, open: OpenT
   let replayed = false;
   const replaying = new Set(open?.replay.map((item) => JSON.stringify(item)) ?? []);
   const adoptedTurn = (turnId: string) => open !== null && turnId === open.turnId;
-  const logged = (callId: string) => (open?.calls.get(callId)?.state === 'not_started' ? undefined : open?.calls.get(callId));
+  /**
+   * What the log decides for a call of the open turn: its output, or (started, not finished)
+   * the failover note. Undefined when the call runs: it never started, or its tool is
+   * repeatable, so it runs again.
+   */
+  const decided = (input: { readonly callId: string; readonly name: string }) => {
+    const call = open?.calls.get(input.callId);
+    if (!call || call.state === 'not_started' || (call.state === 'started' && hooks.repeatable(input.name))) return undefined;
+    return call;
+  };
   return {
     ...inner,
     rememberApproval(key) {
@@ -128,17 +137,16 @@ export function durableBindings(inner: SessionPort, log: SessionLog, open: OpenT
       inner.recordItem(turnId, item);
     },
     async plan(input) {
-      const known = logged(input.callId);
-      // A call that does not run (its output is logged, or it gets the failover note) needs no
-      // plan; one that runs again is planned again, so an approval it needs is asked again
-      // (the model chooses call ids: a later call may take a cut-off call's).
-      if (known && !(known.state === 'started' && hooks.repeatable(input.name))) return { kind: 'run', sandboxed: true };
+      // A call that does not run needs no plan; one that runs again is planned again, so an
+      // approval it needs is asked again (the model chooses call ids: a later call may take a
+      // cut-off call's).
+      if (decided(input)) return { kind: 'run', sandboxed: true };
       return inner.plan(input);
     },
     async execute(input, signal) {
-      const known = logged(input.callId);
+      const known = decided(input);
       if (known?.state === 'finished') return known.output;
-      if (known?.state === 'started' && !hooks.repeatable(input.name)) return { text: INTERRUPTED_BY_FAILOVER, success: false };
+      if (known?.state === 'started') return { text: INTERRUPTED_BY_FAILOVER, success: false };
       await log.appendDurable({ type: 'call_started', call_id: input.callId, turn_id: input.turnId });
       const output = await inner.execute(input, signal);
       if (!output.escalate) {

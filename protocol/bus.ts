@@ -5,8 +5,9 @@ import { ResponseItem } from './items.js';
 import { Submission, UserTurnOp } from './ops.js';
 
 /**
- * Everything that crosses the bus is one of these, tagged by `kind`. Both ends validate, so a
- * message that is not a BusMessage never reaches an actor, whichever transport carried it.
+ * Everything that crosses the bus is one of these, tagged by `kind`. Publishers validate, and
+ * receivers validate whatever they did not see validated, so a message that is not a BusMessage
+ * never reaches an actor, whichever transport carried it.
  */
 
 /** An op addressed to a session that exists. */

@@ -197,10 +197,32 @@ describe('RolloutRecorder', () => {
     expect(lines.some((l) => l.payload.message === 42)).toBe(false);
   });
 
-  it('refuses an invalid session_meta and an existing file at create', async () => {
+  it('writes a payload as it was when recorded, and judges it by that, whatever happens to it afterwards', async () => {
+    const path = rolloutPath(home, 's-later', new Date());
+    const recorder = RolloutRecorder.create(path, meta('s-later', new Date()));
+    const changed = { type: 'agent_message', message: 'as recorded' };
+    const broken = { type: 'agent_message', message: 7 };
+    recorder.record({ type: 'event_msg', payload: changed as EventMsg }, { type: 'event_msg', payload: broken as unknown as EventMsg });
+    // Both change before the writer has run: the first into an invalid event, the second into a valid one.
+    changed.message = 42 as unknown as string;
+    broken.message = 'mended too late' as unknown as number;
+    await expect(recorder.flush()).rejects.toThrow(/payload\.message/);
+    await recorder.close();
+    const lines = await fileLines(path);
+    expect(lines.map((l) => l.payload.message ?? null)).toEqual([null, 'as recorded']);
+  });
+
+  it('refuses an invalid session_meta and an existing file: no file, and ready says why', async () => {
     const path = rolloutPath(home, 's-meta', new Date());
-    const broken = { ...meta('s-meta', new Date()), depth: -1 };
-    expect(() => RolloutRecorder.create(path, broken)).toThrow(/payload\.depth/);
+    const broken = RolloutRecorder.create(path, { ...meta('s-meta', new Date()), depth: -1 });
+    broken.record(item(user('after a refused meta')));
+    await expect(broken.ready).rejects.toThrow(/payload\.depth/);
+    await expect(broken.flush()).rejects.toThrow(/payload\.depth/);
+    // Told once; lines recorded later are refused for the same reason.
+    await expect(broken.flush()).resolves.toBeUndefined();
+    broken.record(item(user('later still')));
+    await expect(broken.close()).rejects.toThrow(/payload\.depth/);
+    await expect(readFile(path, 'utf8')).rejects.toMatchObject({ code: 'ENOENT' });
     const first = RolloutRecorder.create(path, meta('s-meta', new Date()));
     await first.ready;
     await first.close();

@@ -20,9 +20,14 @@ import { InFlightRequests } from './requests.js';
 /**
  * The in-process transport. It behaves like a NATS server with its clients so that a test
  * written against it also means something for NATS: messages travel as JSON strings (no
- * object is shared), both ends validate, delivery is asynchronous and ordered per
+ * object is shared), nothing invalid gets through, delivery is asynchronous and ordered per
  * subscription, queue groups deliver each message to one member, and a request with no
  * matching subscription fails at once.
+ *
+ * Publishers validate, as on NATS. A receiver validates only what did not come through a
+ * publisher's `encode` (`publishRaw`): a payload `encode` made in this process was checked
+ * against the very schema the receiver would check it against, so checking it again would
+ * only cost time on the busiest path (a fan-out's placements, every event of every session).
  *
  * Handlers are started in publish order but an async handler is not awaited before the next
  * message is handed over, as with nats.js callbacks: a slow handler must not hold back its
@@ -38,7 +43,8 @@ export interface InProcessBrokerOptions {
 interface Route {
   readonly subject: string;
   readonly queue: string | undefined;
-  deliver(subject: string, payload: string, replyTo: string | undefined): void;
+  /** `checked`: the payload was made by `encode` in this process (see InProcessBus). */
+  deliver(subject: string, payload: string, replyTo: string | undefined, checked: boolean): void;
 }
 
 /** Plays the NATS server: matches subjects against subscriptions, picks queue members. */
@@ -62,17 +68,17 @@ class Router {
   }
 
   /** Returns how many subscriptions were handed the payload; 0 means nobody listens. */
-  route(subject: string, payload: string, replyTo: string | undefined): number {
+  route(subject: string, payload: string, replyTo: string | undefined, checked: boolean): number {
     let receivers = 0;
     const inbox = this.#inboxes.get(subject);
     if (inbox) {
-      inbox.deliver(subject, payload, replyTo);
+      inbox.deliver(subject, payload, replyTo, checked);
       receivers++;
     }
     const groups = new Map<string, Route[]>();
     for (const route of this.#routes.match(subject)) {
       if (route.queue === undefined) {
-        route.deliver(subject, payload, replyTo);
+        route.deliver(subject, payload, replyTo, checked);
         receivers++;
       } else {
         const members = groups.get(route.queue);
@@ -84,7 +90,7 @@ class Router {
     for (const [queue, members] of groups) {
       const turn = this.#queueTurns.get(queue) ?? 0;
       this.#queueTurns.set(queue, turn + 1);
-      members[turn % members.length]?.deliver(subject, payload, replyTo);
+      members[turn % members.length]?.deliver(subject, payload, replyTo, checked);
       receivers++;
     }
     return receivers;
@@ -121,7 +127,7 @@ export class InProcessBroker {
 
 /** One connection's side of a subscription: a mailbox drained outside the publisher's stack. */
 class LocalSubscription implements Route, Subscription {
-  #mailbox: Array<{ subject: string; payload: string; replyTo: string | undefined }> = [];
+  #mailbox: Array<{ subject: string; payload: string; replyTo: string | undefined; checked: boolean }> = [];
   #scheduled = false;
   #active = true;
 
@@ -133,9 +139,9 @@ class LocalSubscription implements Route, Subscription {
     private readonly filter?: EventFilter,
   ) {}
 
-  deliver(subject: string, payload: string, replyTo: string | undefined): void {
+  deliver(subject: string, payload: string, replyTo: string | undefined, checked: boolean): void {
     if (!this.#active) return;
-    this.#mailbox.push({ subject, payload, replyTo });
+    this.#mailbox.push({ subject, payload, replyTo, checked });
     if (this.#scheduled) return;
     this.#scheduled = true;
     // setImmediate rather than a microtask: like a socket, a flood of messages must leave room
@@ -149,13 +155,13 @@ class LocalSubscription implements Route, Subscription {
     this.#mailbox = [];
     for (const item of batch) {
       if (!this.#active) return;
-      this.#dispatch(item.subject, item.payload, item.replyTo);
+      this.#dispatch(item.subject, item.payload, item.replyTo, item.checked);
     }
   }
 
-  #dispatch(subject: string, payload: string, replyTo: string | undefined): void {
+  #dispatch(subject: string, payload: string, replyTo: string | undefined, checked: boolean): void {
     if (this.filter && !this.filter.prefilter(payload)) return;
-    const message = decode(subject, payload, this.owner.logger);
+    const message = decode(subject, payload, this.owner.logger, checked);
     if (message === undefined) return;
     if (this.filter && !this.filter.accepts(message)) return;
     const delivery: Delivery = replyTo === undefined ? { subject } : { subject, respond: (reply) => this.owner.reply(replyTo, reply) };
@@ -218,7 +224,7 @@ export class InProcessBus implements Bus {
     // as it is now: a caller mutating it afterwards changes nothing in flight.
     this.#ensureOpen();
     assertPublishSubject(subject);
-    this.#router.route(subject, encode(subject, message), undefined);
+    this.#router.route(subject, encode(subject, message), undefined, true);
   }
 
   /**
@@ -228,7 +234,7 @@ export class InProcessBus implements Bus {
   async publishRaw(subject: string, payload: string): Promise<void> {
     this.#ensureOpen();
     assertPublishSubject(subject);
-    this.#router.route(subject, payload, undefined);
+    this.#router.route(subject, payload, undefined, false);
   }
 
   subscribe(subject: string, handler: BusHandler, options: SubscribeOptions = {}): Subscription {
@@ -250,7 +256,7 @@ export class InProcessBus implements Bus {
       // Later replies find the inbox gone and vanish, so only the first one counts.
       const replies = this.#subscribeInbox((reply) => request.answer(reply));
       const timer = setTimeout(() => request.fail(new RequestTimeoutError(subject, timeoutMs)), timeoutMs);
-      if (this.#router.route(subject, payload, replies.subject) === 0) request.fail(new NoRespondersError(subject));
+      if (this.#router.route(subject, payload, replies.subject, true) === 0) request.fail(new NoRespondersError(subject));
       return () => {
         clearTimeout(timer);
         replies.stop();
@@ -275,7 +281,7 @@ export class InProcessBus implements Bus {
 
   async #reply(replyTo: string, reply: BusMessage): Promise<void> {
     this.#ensureOpen();
-    this.#router.route(replyTo, encode(replyTo, reply), undefined);
+    this.#router.route(replyTo, encode(replyTo, reply), undefined, true);
   }
 
   #ensureOpen(): void {

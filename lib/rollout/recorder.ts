@@ -46,13 +46,17 @@ interface FlushWaiter {
 
 /**
  * Appends a session's rollout (PROTOCOL.md §8). `record` is synchronous and never throws, so
- * recording can sit on any hot path of a session actor; lines are validated and serialized at
- * once (later mutation of a payload cannot change what is written) and written in order by a
- * single writer. Failures are kept and surface from `flush`/`close`: a broken disk or a bug
- * producing a bad line must be reported, but must not stop the session.
+ * recording can sit on any hot path of a session actor. A line is serialized at once (later
+ * mutation of a payload cannot change what is written) and validated by the single writer,
+ * from that text, just before it writes it: the schema check is the costly part, and a session
+ * that records its first turn should not hold back its model request for it. Lines are
+ * written in order; one that fails validation is left out. Failures are kept and surface from
+ * `flush`/`close`: a broken disk or a bug producing a bad line must be reported, but must not
+ * stop the session.
  */
 export class RolloutRecorder {
-  private pending: string[] = [];
+  /** Lines waiting for the writer, serialized but not yet validated. */
+  private pending: PendingLine[] = [];
   /** Lines handed to the writer so far, and lines whose write has finished (well or not). */
   private queued = 0;
   private settled = 0;
@@ -65,6 +69,8 @@ export class RolloutRecorder {
 
   /** Settles `ready` with the first batch's write: a new rollout's file is made by it. */
   #settleReady: ((error: RolloutError | null) => void) | null = null;
+  /** Why nothing is written: the new rollout's `session_meta` line was invalid. */
+  #refused: RolloutError | null = null;
   /** Settles once the file exists and holds the `session_meta` line (see `create`). */
   readonly ready: Promise<void>;
 
@@ -82,14 +88,15 @@ export class RolloutRecorder {
     });
     // The error also reaches `flush` and `close`; a caller that does not wait for `ready` is not an unhandled rejection.
     this.ready.catch(() => undefined);
-    this.pending.push(firstLine);
+    this.pending.push({ text: firstLine, type: 'session_meta', meta: true });
     this.queued = 1;
     this.kick();
   }
 
   /**
-   * Start a new rollout at `path`; refuses to overwrite an existing file. An invalid
-   * `session_meta` throws at once.
+   * Start a new rollout at `path`; refuses to overwrite an existing file. A `session_meta` that
+   * JSON cannot hold throws at once; one that is not valid fails `ready`, and nothing is
+   * written, as when the file cannot be made.
    *
    * The file is made, and its `session_meta` line written, by the writer's first drain, after
    * the callback that started the session is over: a host places sub-agents fifty at a time in
@@ -99,7 +106,7 @@ export class RolloutRecorder {
    * that kept the file from being made; the host replies `placed` only after it.
    */
   static create(path: string, meta: SessionMeta): RolloutRecorder {
-    const line = serialize({ type: 'session_meta', payload: meta }, path);
+    const line = encodeLine({ type: 'session_meta', payload: meta }, path);
     if (line instanceof RolloutError) throw line;
     return new RolloutRecorder(path, newFileTarget(path), line);
   }
@@ -130,7 +137,8 @@ export class RolloutRecorder {
   /**
    * Queue lines for writing, in call order. Events that are not persisted (see
    * `shouldPersistEvent`) are dropped here too, so a caller that forgets to filter cannot
-   * bloat the file. A line that fails validation is not written; its error goes to `flush`.
+   * bloat the file. A line that fails validation (when the writer takes it) is not written;
+   * its error goes to `flush`.
    */
   record(...items: RolloutItem[]): void {
     for (const item of items) {
@@ -139,12 +147,12 @@ export class RolloutRecorder {
         continue;
       }
       if (item.type === 'event_msg' && isEventObject(item.payload) && !shouldPersistEvent(item.payload)) continue;
-      const line = serialize(item, this.path);
+      const line = encodeLine(item, this.path);
       if (line instanceof RolloutError) {
         this.errors.push(line);
         continue;
       }
-      this.pending.push(line);
+      this.pending.push({ text: line, type: String(item.type), meta: false });
       this.queued += 1;
     }
     this.kick();
@@ -172,10 +180,13 @@ export class RolloutRecorder {
     try {
       await this.flush();
     } finally {
-      try {
-        await this.handle.sync();
-      } catch (cause) {
-        this.errors.push(new RolloutError(`cannot sync rollout ${this.path}`, this.path, { cause }));
+      // A refused rollout has no file, and syncing would make one.
+      if (!this.#refused) {
+        try {
+          await this.handle.sync();
+        } catch (cause) {
+          this.errors.push(new RolloutError(`cannot sync rollout ${this.path}`, this.path, { cause }));
+        }
       }
       await this.handle.close().catch(() => undefined);
     }
@@ -201,7 +212,7 @@ export class RolloutRecorder {
       const settleReady = this.#settleReady;
       this.#settleReady = null;
       try {
-        await this.#write(Buffer.from(batch.join(''), 'utf8'));
+        await this.#write(Buffer.from(this.#validLines(batch), 'utf8'));
         settleReady?.(null);
       } catch (cause) {
         const error =
@@ -214,6 +225,23 @@ export class RolloutRecorder {
     }
     this.writing = false;
     this.settleWaiters();
+  }
+
+  /**
+   * The text of a batch's valid lines. An invalid line is left out and its error kept; an
+   * invalid `session_meta` refuses the whole rollout (thrown, for this batch and every later one).
+   */
+  #validLines(batch: readonly PendingLine[]): string {
+    let text = '';
+    for (const line of batch) {
+      if (this.#refused) throw this.#refused;
+      const problem = invalidLine(line, this.path);
+      if (problem === null) text += line.text;
+      else if (line.meta) this.#refused = problem;
+      else this.errors.push(problem);
+    }
+    if (this.#refused) throw this.#refused;
+    return text;
   }
 
   /** This writer is the file's only one: writing at the current position appends. */
@@ -311,18 +339,28 @@ function isEventObject(payload: unknown): payload is EventMsg {
   return typeof payload === 'object' && payload !== null && typeof (payload as { type?: unknown }).type === 'string';
 }
 
-/** One validated JSON line, or the error naming what was wrong with it. */
-function serialize(item: { type: string; payload: unknown; seq?: number }, path: string): string | RolloutError {
-  const candidate = { timestamp: new Date().toISOString(), type: item.type, payload: item.payload, ...(item.seq !== undefined ? { seq: item.seq } : {}) };
-  const result = RolloutLine.safeParse(candidate);
-  if (!result.success) {
-    return new RolloutError(`refusing to write an invalid ${String(item.type)} line to rollout ${path}: ${describeZodError(result.error)}`, path, {
-      cause: result.error,
-    });
-  }
+/** A line on its way to the file: its text, its type, and whether it is a new rollout's `session_meta`. */
+interface PendingLine {
+  readonly text: string;
+  readonly type: string;
+  readonly meta: boolean;
+}
+
+/** One JSON line, not yet validated, or the error of a payload JSON cannot hold. */
+function encodeLine(item: { type: string; payload: unknown; seq?: number }, path: string): string | RolloutError {
+  const line = { timestamp: new Date().toISOString(), type: item.type, payload: item.payload, ...(item.seq !== undefined ? { seq: item.seq } : {}) };
   try {
-    return `${JSON.stringify(result.data)}\n`;
+    return `${JSON.stringify(line)}\n`;
   } catch (cause) {
     return new RolloutError(`cannot serialize a ${item.type} line for rollout ${path}`, path, { cause });
   }
+}
+
+/** The error naming what is wrong with a line as serialized, or null when it is a valid RolloutLine. */
+function invalidLine(line: PendingLine, path: string): RolloutError | null {
+  const result = RolloutLine.safeParse(JSON.parse(line.text));
+  if (result.success) return null;
+  return new RolloutError(`refusing to write an invalid ${line.type} line to rollout ${path}: ${describeZodError(result.error)}`, path, {
+    cause: result.error,
+  });
 }

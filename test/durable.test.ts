@@ -374,6 +374,61 @@ describe('Leases and session logs on a real nats-server', () => {
     durability.stop();
   });
 
+  it('reads a sub-agent whose first turn is queued but not begun as working, and one idle after its turn as ended', async () => {
+    const durability = await HostDurability.open(connection, { namespace: `q${randomUUID().slice(0, 8)}`, workerId: 'a', onLost: () => undefined });
+    const firstTurn = { id: 'call-7-task', session_id: SESSION, op: { type: 'user_turn' as const, items: [{ type: 'text' as const, text: 'do the item' }] } };
+    // Placed a moment ago: the placement queued its first turn, and its log is not stored yet.
+    await durability.ops.enqueue(firstTurn);
+    expect(await durability.activity('root-1', SESSION)).toBe('working');
+
+    // The log is stored; the turn is still waiting in the queue.
+    const sessionLog = durability.sessionLog('root-1', SESSION);
+    journaledRollout({ path: '/dev/null', record: () => undefined, close: async () => undefined }, sessionLog, meta);
+    durability.forSession(sessionLog, { purpose: 'session', approvals: [] });
+    await sessionLog.drained();
+    expect(await durability.activity('root-1', SESSION)).toBe('working');
+
+    // The session takes the turn from its queue and begins it, as a session does (turn_context, then op_done, then the ack).
+    const begun: string[] = [];
+    const feed = await durability.feed(
+      {
+        id: SESSION,
+        submit: async (submission) => {
+          begun.push(submission.id);
+          sessionLog.append({
+            type: 'rollout',
+            line: {
+              timestamp: AT,
+              type: 'turn_context',
+              payload: { turn_id: submission.id, cwd: '/work', model: 'test-model', approval_policy: 'never', sandbox_policy: 'workspace-write' },
+            },
+          });
+        },
+      },
+      sessionLog,
+    );
+    const queueEmpty = async () =>
+      (await durability.store.jsm.streams.getMessage(durability.store.names.opStream, { last_by_subj: durability.store.subjects.opQueue(SESSION) })) === null;
+    await waitFor(async () => begun.length === 1 && (await queueEmpty()), 'the turn to be taken from the queue and acknowledged');
+    expect(await durability.activity('root-1', SESSION)).toBe('working');
+
+    sessionLog.publishEvent({
+      id: firstTurn.id,
+      session_id: SESSION,
+      seq: 1,
+      msg: { type: 'task_complete', turn_id: firstTurn.id, last_agent_message: 'done' },
+    });
+    await sessionLog.drained();
+    expect(await durability.activity('root-1', SESSION)).toBe('ended');
+    await feed.stop();
+
+    // A turn the log says was applied, still queued (its acknowledgement was lost), is not waiting.
+    await durability.ops.enqueue({ ...firstTurn, id: 'steered' });
+    await sessionLog.appendDurable({ type: 'op_done', id: 'steered' });
+    expect(await durability.activity('root-1', SESSION)).toBe('ended');
+    durability.stop();
+  });
+
   it('claims a lease once: a second claim fails', async () => {
     const a = worker('a', 60_000);
     const b = worker('b', 60_000);

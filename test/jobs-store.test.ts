@@ -3,9 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { JobSpec } from '../actors/jobs/records.js';
+import { JobRunner } from '../actors/jobs/runner.js';
 import { FileJobStore, jobLogPath, runnerAlive, THIS_RUNNER } from '../actors/jobs/store.js';
+import { reportAgentJobResultTool } from '../actors/jobs/tools.js';
+import type { AgentControl, AgentReport, ToolContext } from '../actors/tools/tool.js';
 import { log } from '../lib/log.js';
 import { testJobSpec } from './support/job-spec.js';
+import { makeToolContext } from './support/tool-context.js';
 import { waitFor } from './support/wait.js';
 
 let home: string;
@@ -101,5 +105,49 @@ describe('FileJobStore', () => {
     expect(runnerAlive(THIS_RUNNER)).toBe(true);
     expect(runnerAlive({ ...THIS_RUNNER, host: 'elsewhere' })).toBe(false);
     expect(runnerAlive(null)).toBe(false);
+  });
+});
+
+describe('report_agent_job_result in process', () => {
+  /** Sub-agents that only wait: each item's result comes from the test, through the tool. */
+  function quietAgents(): { agents: AgentControl; spawned: string[] } {
+    const spawned: string[] = [];
+    const report = (agentId: string): AgentReport => ({ agent_id: agentId, nickname: agentId, status: 'running', message: null });
+    const agents = {
+      spawn: async () => {
+        spawned.push(`agent-${spawned.length + 1}`);
+        return report(spawned.at(-1)!);
+      },
+      wait: (ids: readonly string[], options: { signal: AbortSignal }) =>
+        new Promise((resolve) => options.signal.addEventListener('abort', () => resolve({ agents: ids.map(report), timed_out: false }), { once: true })),
+      close: async (agentId: string) => ({ ...report(agentId), status: 'shutdown' }),
+    } as unknown as AgentControl;
+    return { agents, spawned };
+  }
+
+  it('once the job has ended, answers a copy of a recorded result as accepted and anything else as refused', async () => {
+    const store = new FileJobStore(home);
+    const { agents, spawned } = quietAgents();
+    const runner = new JobRunner(await store.create(spec('job-r')), { agents, spawnContext: {} as ToolContext, emit: () => undefined });
+    const done = runner.run();
+    const { ctx } = makeToolContext(home, { home });
+    const report = async (agentId: string, itemId: string, result: Record<string, unknown>) => {
+      const args = reportAgentJobResultTool.args.parse({ job_id: 'job-r', item_id: itemId, result });
+      const output = await reportAgentJobResultTool.run(args, { ...ctx, sessionId: agentId }, { sandboxed: true, userApproved: false });
+      return JSON.parse(output.text) as { accepted: boolean };
+    };
+    await waitFor(() => spawned.length === 2, 'the first two agents');
+    expect(await report('agent-1', 'row-1', { n: 1, z: -0 })).toMatchObject({ accepted: true });
+    expect(await report('agent-2', 'row-2', { n: 2 })).toMatchObject({ accepted: true });
+    await waitFor(() => spawned.length === 3, 'the third agent');
+    expect(await report('agent-3', 'row-3', { n: 3 })).toMatchObject({ accepted: true });
+    expect(await done).toMatchObject({ status: 'completed', completed_items: 3 });
+
+    // No runner has the job now: its log answers.
+    expect(await report('agent-1', 'row-1', { z: 0, n: 1 })).toMatchObject({ accepted: true });
+    expect(await report('agent-1', 'row-1', { n: 9 })).toMatchObject({ accepted: false });
+    expect(await report('agent-2', 'row-1', { n: 1, z: 0 })).toMatchObject({ accepted: false });
+    expect(await report('agent-3', 'row-4', { n: 3 })).toMatchObject({ accepted: false });
+    expect((await store.read('job-r'))!.items.get('row-1')).toMatchObject({ agentId: 'agent-1', result: { n: 1, z: 0 } });
   });
 });

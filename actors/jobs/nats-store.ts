@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   JetStreamApiError,
   jetstream,
@@ -12,11 +13,12 @@ import {
 import { RequestError, TimeoutError, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { z } from 'zod';
 import type { ToolOutput } from '../../machines/tool-plan.js';
+import { ABORTED_OUTPUT } from '../../lib/history/conversation-history.js';
 import { subjects, type Subjects } from '../../lib/bus/subjects.js';
 import { inBackground, log } from '../../lib/log.js';
 import { JobRecord, type JobSpec, type NewJobRecord } from './records.js';
 import { apply, replay, type JobState } from './state.js';
-import { refusedReport, ReportRequest, type JobHandle, type JobStore } from './store.js';
+import { ACCEPTED_REPORT, isRecordedResult, refusedReport, ReportRequest, type JobHandle, type JobStore } from './store.js';
 
 /** How long JetStream remembers a record's id, so a publication sent again after a timeout is stored once. */
 const DUPLICATE_WINDOW_NS = 2 * 60 * 1_000_000_000;
@@ -35,6 +37,8 @@ const REPORT_PATIENCE_MS = 60_000;
 const REPORT_RETRY_MS = 500;
 
 const ReportReply = z.object({ text: z.string(), success: z.boolean() });
+/** A report whose call was aborted ends as any aborted call does (the history's aborted output). */
+const ABORTED_REPORT: ToolOutput = { text: ABORTED_OUTPUT, success: false };
 
 export function jobStreamName(namespace: string): string {
   return `TROUPE_JOBS_${namespace.replace(/[^A-Za-z0-9_-]/g, '_')}`;
@@ -136,9 +140,7 @@ export class NatsJobStore implements JobStore {
   async unfinishedOf(sessionId: string): Promise<string[]> {
     const found: string[] = [];
     for (const jobId of await this.#jobIds()) {
-      const created = await this.jsm.streams.getMessage(this.stream, { last_by_subj: this.subjects.job(jobId, 'created') });
-      const record = created ? JobRecord.safeParse(safeJson(created.string())) : null;
-      if (record?.success !== true || record.data.type !== 'job_created' || record.data.job.parent_session_id !== sessionId) continue;
+      if ((await this.#spec(jobId))?.parent_session_id !== sessionId) continue;
       if (!(await this.#stored(jobId, 'end'))) found.push(jobId);
     }
     return found;
@@ -153,11 +155,27 @@ export class NatsJobStore implements JobStore {
   /**
    * Pass a result on to the job's runner, wherever it runs. While no runner answers (its
    * session is being adopted by another worker, or its process died with the request) the
-   * result is sent again, unless the job has ended.
+   * result is sent again, unless the job has ended: then the item's recorded outcome answers
+   * (`#reportAfterEnd`). Aborting `signal` ends the wait at once: the request in flight is no
+   * longer waited for (what it comes to is nobody's answer), and nothing is sent after it.
    */
-  async report(jobId: string, request: ReportRequest): Promise<ToolOutput> {
+  async report(jobId: string, request: ReportRequest, signal: AbortSignal): Promise<ToolOutput> {
+    if (signal.aborted) return ABORTED_REPORT;
+    let stop!: () => void;
+    const aborted = new Promise<ToolOutput>((resolve) => (stop = () => resolve(ABORTED_REPORT)));
+    signal.addEventListener('abort', stop, { once: true });
+    const reporting = this.#report(jobId, request, signal);
+    try {
+      return await Promise.race([reporting, aborted]);
+    } finally {
+      signal.removeEventListener('abort', stop);
+    }
+  }
+
+  async #report(jobId: string, request: ReportRequest, signal: AbortSignal): Promise<ToolOutput> {
     const giveUpAt = Date.now() + REPORT_PATIENCE_MS;
     for (;;) {
+      if (signal.aborted) return ABORTED_REPORT;
       try {
         const reply = await this.connection.request(this.subjects.jobReport(jobId), JSON.stringify(request), { timeout: REPORT_TIMEOUT_MS });
         const parsed = ReportReply.safeParse(safeJson(reply.string()));
@@ -167,10 +185,30 @@ export class NatsJobStore implements JobStore {
         if (!unanswered) throw error;
       }
       if (!(await this.#stored(jobId, 'created'))) return refusedReport(`there is no job ${jobId}`);
-      if (await this.#stored(jobId, 'end')) return refusedReport(`job ${jobId} has ended`);
+      if (await this.#stored(jobId, 'end')) return this.#reportAfterEnd(jobId, request);
       if (Date.now() >= giveUpAt) return refusedReport(`job ${jobId} has no runner now; it goes on when its session is taken up again`);
-      await new Promise((resolve) => setTimeout(resolve, REPORT_RETRY_MS));
+      await sleep(REPORT_RETRY_MS, undefined, { signal }).catch(() => undefined);
     }
+  }
+
+  /**
+   * A report to a job that has ended, which no runner answers: a copy of the item's recorded
+   * result (sent again after its answer was lost) is accepted, as the runner accepted it;
+   * anything else is refused. Reads the item's outcome alone, not the whole job.
+   */
+  async #reportAfterEnd(jobId: string, request: ReportRequest): Promise<ToolOutput> {
+    const item = (await this.#spec(jobId))?.items.find((i) => i.item_id === request.item_id);
+    const stored = item ? await this.jsm.streams.getMessage(this.stream, { last_by_subj: this.subjects.job(jobId, `item.${item.row_index}`) }) : null;
+    const outcome = stored ? JobRecord.safeParse(safeJson(stored.string())) : null;
+    const recorded = outcome?.success === true && outcome.data.type === 'item_result' ? { agentId: outcome.data.agent_id, result: outcome.data.result } : null;
+    return isRecordedResult(recorded, request.agent_id, request.result) ? ACCEPTED_REPORT : refusedReport(`job ${jobId} has ended`);
+  }
+
+  /** The job's spec, from its first record; null when there is no such job. */
+  async #spec(jobId: string): Promise<JobSpec | null> {
+    const created = await this.jsm.streams.getMessage(this.stream, { last_by_subj: this.subjects.job(jobId, 'created') });
+    const record = created ? JobRecord.safeParse(safeJson(created.string())) : null;
+    return record?.success === true && record.data.type === 'job_created' ? record.data.job : null;
   }
 
   /**

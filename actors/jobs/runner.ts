@@ -1,7 +1,6 @@
 import type { AgentJobStatus, EventMsg } from '../../protocol/index.js';
 import type { ToolOutput } from '../../machines/tool-plan.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isDeepStrictEqual } from 'node:util';
 import type { SessionActivity } from '../../lib/durable/host-durability.js';
 import { log } from '../../lib/log.js';
 import type { AgentControl, AgentReport, ToolContext } from '../tools/tool.js';
@@ -11,7 +10,7 @@ import { ProgressThrottle, type JobProgress } from './progress.js';
 import type { JobRecord, NewJobRecord } from './records.js';
 import { resultCheck, type ResultCheck } from './schema.js';
 import { countItems, type ItemState, type JobState } from './state.js';
-import { refusedReport, THIS_RUNNER, type JobHandle } from './store.js';
+import { ACCEPTED_REPORT, isRecordedResult, refusedReport, sameJson, THIS_RUNNER, type JobHandle } from './store.js';
 
 /** What a job's tool call answers, and `runJob` resolves to (the names are Codex's). */
 export interface JobSummary {
@@ -51,7 +50,6 @@ export interface JobStrays {
 }
 
 const FAILED_ITEMS_SHOWN = 5;
-const ACCEPTED: ToolOutput = { text: JSON.stringify({ accepted: true, message: 'Result recorded. Your work on this item is done: stop now.' }), success: true };
 
 /**
  * When an earlier runner's agent that is still in its turn is looked at again: after a second,
@@ -245,7 +243,7 @@ export class JobRunner {
     // An outcome on its way to the log (perhaps this agent's own result, sent twice): answer from it.
     const settling = live?.settling ?? this.#strays.get(itemId)?.settling;
     if (settling) await settling.catch(() => undefined);
-    if (tookResultOf(item, agentId, result)) return ACCEPTED;
+    if (tookResultOf(item, agentId, result)) return ACCEPTED_REPORT;
     if (item.status === 'completed') return refusedReport(`item ${itemId} already has a result; stop now`);
     if (item.status === 'failed') return refusedReport(`item ${itemId} has failed already (${item.error ?? 'no reason'}); stop now`);
     const stray = this.#strays.get(itemId);
@@ -267,10 +265,10 @@ export class JobRunner {
     }
     if (!(await this.#settle(live, { type: 'item_result', item_id: itemId, agent_id: agentId, result }))) {
       await live.settling?.catch(() => undefined);
-      return tookResultOf(item, agentId, result) ? ACCEPTED : refusedReport(`item ${itemId} is over (${item.error ?? 'already settled'}); stop now`);
+      return tookResultOf(item, agentId, result) ? ACCEPTED_REPORT : refusedReport(`item ${itemId} is over (${item.error ?? 'already settled'}); stop now`);
     }
     if (stop) this.cancel("an item's agent asked to stop the job");
-    return ACCEPTED;
+    return ACCEPTED_REPORT;
   }
 
   /**
@@ -282,7 +280,7 @@ export class JobRunner {
     if (stray.settling) {
       // The same result sent twice at once: answer as the first is answered.
       await stray.settling.catch(() => undefined);
-      return tookResultOf(item, stray.agentId, result) ? ACCEPTED : refusedReport(`item ${item.spec.item_id} is over; stop now`);
+      return tookResultOf(item, stray.agentId, result) ? ACCEPTED_REPORT : refusedReport(`item ${item.spec.item_id} is over; stop now`);
     }
     const problems = this.#check.problems(result);
     if (problems !== null) return { text: `The result was not accepted: it does not match the job's output_schema (${problems}).`, success: false };
@@ -290,7 +288,7 @@ export class JobRunner {
     stray.wake.abort();
     await stray.settling;
     if (stop) this.cancel("an item's agent asked to stop the job");
-    return ACCEPTED;
+    return ACCEPTED_REPORT;
   }
 
   /**
@@ -629,19 +627,9 @@ export function workerPrompt(state: JobState, item: ItemState): string {
   ].join('\n');
 }
 
-/**
- * Whether the item's result is `result`, from `agentId`: a report sent again (its answer was
- * lost with a process, or it is repeated after a failover) is answered as the first was. A
- * different result from the same agent is refused: the recorded one stays.
- */
+/** Whether the item's recorded result is `result`, from `agentId` (isRecordedResult): a copy gets the first's answer. */
 function tookResultOf(item: ItemState, agentId: string, result: Record<string, unknown>): boolean {
-  return item.status === 'completed' && item.agentId === agentId && sameJson(item.result, result);
-}
-
-/** Whether two results are the same JSON value (as logged: -0 is stored as 0; key order does not count). */
-function sameJson(a: unknown, b: unknown): boolean {
-  const asLogged = (value: unknown): unknown => JSON.parse(JSON.stringify(value ?? null));
-  return isDeepStrictEqual(asLogged(a), asLogged(b));
+  return isRecordedResult(item.status === 'completed' ? item : null, agentId, result);
 }
 
 function excerpt(text: string): string {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { open, mkdir, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
 import type { ToolOutput } from '../../machines/tool-plan.js';
 import { inBackground, log } from '../../lib/log.js';
@@ -29,9 +30,11 @@ export interface JobStore {
   requestCancel(jobId: string, reason: string): Promise<JobState | null>;
   /**
    * Hand an item's result to the job's runner in another process (NATS: the item's agent runs
-   * on another worker than its job); absent where every runner is in this process.
+   * on another worker than its job); absent where every runner is in this process. Aborting
+   * `signal` (the tool call's: its turn was interrupted, or its session shut down) stops
+   * waiting for the runner at once and answers ABORTED_OUTPUT.
    */
-  report?(jobId: string, request: ReportRequest): Promise<ToolOutput>;
+  report?(jobId: string, request: ReportRequest, signal: AbortSignal): Promise<ToolOutput>;
 }
 
 /** `report_agent_job_result` as passed on to the job's runner. */
@@ -46,6 +49,33 @@ export type ReportRequest = z.infer<typeof ReportRequest>;
 /** What `report_agent_job_result` answers when a result is not taken, wherever it is refused. */
 export function refusedReport(reason: string): ToolOutput {
   return { text: JSON.stringify({ accepted: false, reason }), success: false };
+}
+
+/** What `report_agent_job_result` answers when the result is recorded (or was already). */
+export const ACCEPTED_REPORT: ToolOutput = {
+  text: JSON.stringify({ accepted: true, message: 'Result recorded. Your work on this item is done: stop now.' }),
+  success: true,
+};
+
+/**
+ * Whether a report is a copy of the result an item has recorded (`recorded`: who reported it,
+ * and what; null while the item has none): from the same agent, and the same JSON value as
+ * logged (-0 is stored as 0; key order does not count). A copy is the first report sent again
+ * (its answer was lost with a process, or it is repeated after a failover) and gets the first's
+ * answer; a different result, or one from another agent, is refused and the recorded one stays.
+ */
+export function isRecordedResult(
+  recorded: { readonly agentId: string | null; readonly result: unknown } | null,
+  agentId: string,
+  result: Record<string, unknown>,
+): boolean {
+  return recorded !== null && recorded.agentId === agentId && sameJson(recorded.result, result);
+}
+
+/** Whether two results are the same JSON value (as logged: -0 is stored as 0; key order does not count). */
+export function sameJson(a: unknown, b: unknown): boolean {
+  const asLogged = (value: unknown): unknown => JSON.parse(JSON.stringify(value ?? null));
+  return isDeepStrictEqual(asLogged(a), asLogged(b));
 }
 
 /** A job opened for running: its state, and the only way to change it. */

@@ -8,7 +8,7 @@ import { JobInputError } from './input.js';
 import { jobSpec, plannedOutputPath, prepareJob } from './prepare.js';
 import { JobRunner, runningJobs } from './runner.js';
 import { sessionJobs } from './session.js';
-import { FileJobStore, refusedReport, type JobStore } from './store.js';
+import { ACCEPTED_REPORT, FileJobStore, isRecordedResult, refusedReport, type JobStore } from './store.js';
 
 /** The store of the session the tool runs in (JetStream on NATS), or the files under its home. */
 function storeOf(ctx: ToolContext): JobStore {
@@ -98,12 +98,16 @@ export const reportAgentJobResultTool: ToolHandler<unknown> = defineTool({
   repeatable: true,
   run: async (args, ctx) => {
     const runner = runningJobs.get(args.job_id);
-    const store = runner ? null : storeOf(ctx);
+    if (runner) return runner.report(ctx.sessionId, args.item_id, args.result, args.stop ?? false);
+    const store = storeOf(ctx);
     // The job runs in another process (its session is on another worker): the result goes there.
-    if (!runner && store?.report)
-      return store.report(args.job_id, { agent_id: ctx.sessionId, item_id: args.item_id, result: args.result, stop: args.stop ?? false });
-    if (!runner) return refusedReport(`job ${args.job_id} is not running (it ended, or it is not a job of this session tree)`);
-    return runner.report(ctx.sessionId, args.item_id, args.result, args.stop ?? false);
+    if (store.report)
+      return store.report(args.job_id, { agent_id: ctx.sessionId, item_id: args.item_id, result: args.result, stop: args.stop ?? false }, ctx.signal);
+    // Nobody runs the job here (it has ended): its log answers. A copy of the result it recorded
+    // from this agent, sent again after the job ended, gets the answer the first got.
+    const item = (await store.read(args.job_id))?.items.get(args.item_id);
+    if (isRecordedResult(item?.status === 'completed' ? item : null, ctx.sessionId, args.result)) return ACCEPTED_REPORT;
+    return refusedReport(`job ${args.job_id} is not running (it ended, or it is not a job of this session tree)`);
   },
 });
 

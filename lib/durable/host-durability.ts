@@ -1,5 +1,5 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { TurnOverrides } from '../../protocol/index.js';
+import { BusMessage, type TurnOverrides } from '../../protocol/index.js';
 import { inBackground, log as processLog, type Logger } from '../log.js';
 import { NatsLink } from '../nats/link.js';
 import { Leases, leaseTiming, type SeenLease } from './leases.js';
@@ -154,21 +154,51 @@ export class HostDurability {
   }
 
   /**
-   * Whether a session, wherever it runs, is in the middle of a turn, as its log says: `working`
-   * while a turn is open (on its worker, or waiting to be adopted), `ended` once it is idle,
-   * closed, or has no log at all. The log trails the session a little: a turn that just ended
-   * may still read as open, never the other way round.
+   * Whether a session, wherever it runs, is in the middle of a turn, as its log and its op
+   * queue say: `working` while a turn is open (on its worker, or waiting to be adopted), and
+   * while a turn waits in its queue not yet applied (a sub-agent placed a moment ago: its
+   * first turn is queued before anyone hears it was placed, and its log may not be stored
+   * yet); `ended` once it is idle, closed, or has neither a log nor a turn waiting. The log
+   * trails the session a little: a turn that just ended may still read as open, never the
+   * other way round.
    */
   async activity(rootId: string, sessionId: string): Promise<SessionActivity> {
-    let session: RebuiltSession;
+    // The queue is read first: a turn it held that is gone by the time the log is read was
+    // applied, and an applied turn is in the log (its turn_context is stored before its op_done,
+    // and the op is acknowledged only after that).
+    const queued = await this.#queuedTurn(sessionId);
+    let session: RebuiltSession | null = null;
     try {
       session = await this.rebuild(rootId, sessionId);
     } catch (error) {
-      // No log (never placed, or purged): nothing runs it.
-      if (error instanceof RebuildError) return 'ended';
-      throw error;
+      // No log (never placed, placed a moment ago, or purged).
+      if (!(error instanceof RebuildError)) throw error;
     }
-    return !session.closed && session.openTurn !== null ? 'working' : 'ended';
+    if (session?.closed) return 'ended';
+    if (session?.openTurn) return 'working';
+    const waiting = queued !== null && !(session?.appliedOps.has(queued) ?? false);
+    return waiting ? 'working' : 'ended';
+  }
+
+  /**
+   * The id of the op last queued for a session when it starts a turn (`user_turn`, or
+   * `user_input`, which starts one in an idle session), else null: one read, of the last
+   * message on the session's subject of the queue. The queue holds an op until the session has
+   * applied it and logged so (`op_done`); acknowledged ops are gone.
+   */
+  async #queuedTurn(sessionId: string): Promise<string | null> {
+    const last = await this.store.jsm.streams.getMessage(this.store.names.opStream, { last_by_subj: this.store.subjects.opQueue(sessionId) });
+    if (!last) return null;
+    let value: unknown;
+    try {
+      value = JSON.parse(last.string());
+    } catch {
+      return null;
+    }
+    const parsed = BusMessage.safeParse(value);
+    if (!parsed.success || parsed.data.kind !== 'op') return null;
+    const { id, op } = parsed.data.submission;
+    return op.type === 'user_turn' || op.type === 'user_input' ? id : null;
   }
 
   /**

@@ -46,17 +46,13 @@ interface FlushWaiter {
 
 /**
  * Appends a session's rollout (PROTOCOL.md §8). `record` is synchronous and never throws, so
- * recording can sit on any hot path of a session actor. A line is serialized at once (later
- * mutation of a payload cannot change what is written) and validated by the single writer,
- * from that text, just before it writes it: the schema check is the costly part, and a session
- * that records its first turn should not hold back its model request for it. Lines are
- * written in order; one that fails validation is left out. Failures are kept and surface from
- * `flush`/`close`: a broken disk or a bug producing a bad line must be reported, but must not
- * stop the session.
+ * recording can sit on any hot path of a session actor; lines are validated and serialized at
+ * once (later mutation of a payload cannot change what is written) and written in order by a
+ * single writer. Failures are kept and surface from `flush`/`close`: a broken disk or a bug
+ * producing a bad line must be reported, but must not stop the session.
  */
 export class RolloutRecorder {
-  /** Lines waiting for the writer, serialized but not yet validated. */
-  private pending: PendingLine[] = [];
+  private pending: string[] = [];
   /** Lines handed to the writer so far, and lines whose write has finished (well or not). */
   private queued = 0;
   private settled = 0;
@@ -69,8 +65,6 @@ export class RolloutRecorder {
 
   /** Settles `ready` with the first batch's write: a new rollout's file is made by it. */
   #settleReady: ((error: RolloutError | null) => void) | null = null;
-  /** Why nothing is written: the new rollout's `session_meta` line was invalid. */
-  #refused: RolloutError | null = null;
   /** Settles once the file exists and holds the `session_meta` line (see `create`). */
   readonly ready: Promise<void>;
 
@@ -88,15 +82,14 @@ export class RolloutRecorder {
     });
     // The error also reaches `flush` and `close`; a caller that does not wait for `ready` is not an unhandled rejection.
     this.ready.catch(() => undefined);
-    this.pending.push({ text: firstLine, type: 'session_meta', meta: true });
+    this.pending.push(firstLine);
     this.queued = 1;
     this.kick();
   }
 
   /**
-   * Start a new rollout at `path`; refuses to overwrite an existing file. A `session_meta` that
-   * JSON cannot hold throws at once; one that is not valid fails `ready`, and nothing is
-   * written, as when the file cannot be made.
+   * Start a new rollout at `path`; refuses to overwrite an existing file. An invalid
+   * `session_meta` throws at once.
    *
    * The file is made, and its `session_meta` line written, by the writer's first drain, after
    * the callback that started the session is over: a host places sub-agents fifty at a time in
@@ -106,7 +99,7 @@ export class RolloutRecorder {
    * that kept the file from being made; the host replies `placed` only after it.
    */
   static create(path: string, meta: SessionMeta): RolloutRecorder {
-    const line = encodeLine({ type: 'session_meta', payload: meta }, path);
+    const line = serialize({ type: 'session_meta', payload: meta }, path);
     if (line instanceof RolloutError) throw line;
     return new RolloutRecorder(path, newFileTarget(path), line);
   }
@@ -137,8 +130,7 @@ export class RolloutRecorder {
   /**
    * Queue lines for writing, in call order. Events that are not persisted (see
    * `shouldPersistEvent`) are dropped here too, so a caller that forgets to filter cannot
-   * bloat the file. A line that fails validation (when the writer takes it) is not written;
-   * its error goes to `flush`.
+   * bloat the file. A line that fails validation is not written; its error goes to `flush`.
    */
   record(...items: RolloutItem[]): void {
     for (const item of items) {
@@ -147,12 +139,12 @@ export class RolloutRecorder {
         continue;
       }
       if (item.type === 'event_msg' && isEventObject(item.payload) && !shouldPersistEvent(item.payload)) continue;
-      const line = encodeLine(item, this.path);
+      const line = serialize(item, this.path);
       if (line instanceof RolloutError) {
         this.errors.push(line);
         continue;
       }
-      this.pending.push({ text: line, type: String(item.type), meta: false });
+      this.pending.push(line);
       this.queued += 1;
     }
     this.kick();
@@ -180,13 +172,10 @@ export class RolloutRecorder {
     try {
       await this.flush();
     } finally {
-      // A refused rollout has no file, and syncing would make one.
-      if (!this.#refused) {
-        try {
-          await this.handle.sync();
-        } catch (cause) {
-          this.errors.push(new RolloutError(`cannot sync rollout ${this.path}`, this.path, { cause }));
-        }
+      try {
+        await this.handle.sync();
+      } catch (cause) {
+        this.errors.push(new RolloutError(`cannot sync rollout ${this.path}`, this.path, { cause }));
       }
       await this.handle.close().catch(() => undefined);
     }
@@ -212,7 +201,7 @@ export class RolloutRecorder {
       const settleReady = this.#settleReady;
       this.#settleReady = null;
       try {
-        await this.#write(Buffer.from(this.#validLines(batch), 'utf8'));
+        await this.#write(Buffer.from(batch.join(''), 'utf8'));
         settleReady?.(null);
       } catch (cause) {
         const error =
@@ -225,23 +214,6 @@ export class RolloutRecorder {
     }
     this.writing = false;
     this.settleWaiters();
-  }
-
-  /**
-   * The text of a batch's valid lines. An invalid line is left out and its error kept; an
-   * invalid `session_meta` refuses the whole rollout (thrown, for this batch and every later one).
-   */
-  #validLines(batch: readonly PendingLine[]): string {
-    let text = '';
-    for (const line of batch) {
-      if (this.#refused) throw this.#refused;
-      const problem = invalidLine(line, this.path);
-      if (problem === null) text += line.text;
-      else if (line.meta) this.#refused = problem;
-      else this.errors.push(problem);
-    }
-    if (this.#refused) throw this.#refused;
-    return text;
   }
 
   /** This writer is the file's only one: writing at the current position appends. */
@@ -339,28 +311,18 @@ function isEventObject(payload: unknown): payload is EventMsg {
   return typeof payload === 'object' && payload !== null && typeof (payload as { type?: unknown }).type === 'string';
 }
 
-/** A line on its way to the file: its text, its type, and whether it is a new rollout's `session_meta`. */
-interface PendingLine {
-  readonly text: string;
-  readonly type: string;
-  readonly meta: boolean;
-}
-
-/** One JSON line, not yet validated, or the error of a payload JSON cannot hold. */
-function encodeLine(item: { type: string; payload: unknown; seq?: number }, path: string): string | RolloutError {
-  const line = { timestamp: new Date().toISOString(), type: item.type, payload: item.payload, ...(item.seq !== undefined ? { seq: item.seq } : {}) };
+/** One validated JSON line, or the error naming what was wrong with it. */
+function serialize(item: { type: string; payload: unknown; seq?: number }, path: string): string | RolloutError {
+  const candidate = { timestamp: new Date().toISOString(), type: item.type, payload: item.payload, ...(item.seq !== undefined ? { seq: item.seq } : {}) };
+  const result = RolloutLine.safeParse(candidate);
+  if (!result.success) {
+    return new RolloutError(`refusing to write an invalid ${String(item.type)} line to rollout ${path}: ${describeZodError(result.error)}`, path, {
+      cause: result.error,
+    });
+  }
   try {
-    return `${JSON.stringify(line)}\n`;
+    return `${JSON.stringify(result.data)}\n`;
   } catch (cause) {
     return new RolloutError(`cannot serialize a ${item.type} line for rollout ${path}`, path, { cause });
   }
-}
-
-/** The error naming what is wrong with a line as serialized, or null when it is a valid RolloutLine. */
-function invalidLine(line: PendingLine, path: string): RolloutError | null {
-  const result = RolloutLine.safeParse(JSON.parse(line.text));
-  if (result.success) return null;
-  return new RolloutError(`refusing to write an invalid ${line.type} line to rollout ${path}: ${describeZodError(result.error)}`, path, {
-    cause: result.error,
-  });
 }

@@ -60,6 +60,8 @@ interface FanOutTiming {
    * parent's first, then the 50 children's): what the last child's request waits for.
    */
   readonly mainCpuToLastRequest: number | null;
+  /** When the runtime started the 51st model request (node:http's diagnostics channel), epoch ms. */
+  readonly lastRequestSent: number | null;
   /** CPU the runtime's process used (all threads) from the submit to the last completion, ms: unlike wall time, barely moved by other load on the machine. */
   readonly cpu: number;
 }
@@ -116,6 +118,7 @@ async function runFanOut(runtime: ReturnType<typeof createRuntime>, children: nu
   let mainAtStart: number | null = null;
   let mainCpuToLastChild: number | null = null;
   let mainCpuToLastRequest: number | null = null;
+  let lastRequestSent: number | null = null;
   const cpuBefore = process.cpuUsage();
   let cpu = 0;
   const end = await new Promise<number>((resolve, reject) => {
@@ -141,6 +144,7 @@ async function runFanOut(runtime: ReturnType<typeof createRuntime>, children: nu
     let requests = 0;
     onRequest = () => {
       if (++requests < children + 1) return;
+      lastRequestSent = now();
       onRequest = null;
       profiler?.mark('end');
       const at = mainThreadCpuMs();
@@ -149,7 +153,7 @@ async function runFanOut(runtime: ReturnType<typeof createRuntime>, children: nu
     session.submit({ type: 'user_turn', items: [{ type: 'text', text: `${marker} fan out` }] }).catch(reject);
   });
   await session.shutdown();
-  return { started, configured, end, cpu, mainCpuToLastChild, mainCpuToLastRequest };
+  return { started, configured, end, cpu, mainCpuToLastChild, mainCpuToLastRequest, lastRequestSent };
 }
 
 /**
@@ -216,6 +220,12 @@ interface Round {
   readonly lastChildRequest: number;
   /** From the arrival of the parent's first request to the arrival of the last child's first model request. */
   readonly lastChildRequestFromParent: number;
+  /**
+   * From the end of the parent's spawn response to the runtime starting the last child's request
+   * (its own clock, not the model's arrival): what the runtime alone takes, without the time the
+   * model server needs to read fifty requests arriving at once.
+   */
+  readonly lastChildRequestSent: number | null;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -271,6 +281,7 @@ async function main(): Promise<void> {
           latencies: timing.configured.map((t) => Math.max(0, t - spawnDone)).sort((a, b) => a - b),
           lastChildRequest: lastChild - spawnResponse.endedAt!,
           lastChildRequestFromParent: lastChild - spawnResponse.startedAt,
+          lastChildRequestSent: timing.lastRequestSent === null ? null : timing.lastRequestSent - spawnDone,
         };
       };
       rounds.push({ cold: measure('COLD', timings.cold), warm: measure('WARM', timings.warm), busy: measure('BUSY', timings.busy) });
@@ -295,6 +306,8 @@ async function main(): Promise<void> {
       main_thread_cpu_to_last_child_request_ms_all_rounds: rounds.map((r) => round(r.warm.mainCpuToLastRequest ?? Number.NaN)),
       last_child_request_after_spawn_response_ms: round(median(rounds.map((r) => r.warm.lastChildRequest))),
       last_child_request_after_spawn_response_ms_all_rounds: rounds.map((r) => round(r.warm.lastChildRequest)),
+      last_child_request_sent_after_spawn_response_ms: round(median(rounds.map((r) => r.warm.lastChildRequestSent ?? Number.NaN))),
+      last_child_request_sent_after_spawn_response_ms_all_rounds: rounds.map((r) => round(r.warm.lastChildRequestSent ?? Number.NaN)),
       last_child_request_after_parent_request_ms: round(median(rounds.map((r) => r.warm.lastChildRequestFromParent))),
       spawn_to_first_event_p50_ms: round(percentile(warm.latencies, 50)),
       spawn_to_first_event_p99_ms: round(percentile(warm.latencies, 99)),

@@ -16,6 +16,9 @@
  *    until JetStream has stored the last. Beside it, the raw client's `js.publish` of the same
  *    payloads, all in flight at once (the ceiling: no order kept, no retry), median run each.
  *
+ * 4. The in-process bus: the same MESSAGES events published back to back to one subscriber of
+ *    an InProcessBus; messages per second, and the process's CPU per message.
+ *
  *   npm run bench:bus                   (writes bench/results/bus.json)
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -24,6 +27,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
+import { createInProcessBus } from '../lib/bus/in-process.js';
 import { NatsBus } from '../lib/bus/nats.js';
 import { Outbox } from '../lib/durable/outbox.js';
 import { DurableStore } from '../lib/durable/store.js';
@@ -133,6 +137,25 @@ async function busThroughput(publisher: NatsBus, receiver: NatsBus): Promise<num
   return Math.round(MESSAGES / seconds);
 }
 
+/** Publish MESSAGES events on an in-process bus to one subscriber: messages per second, and CPU µs per message. */
+async function inProcessThroughput(): Promise<{ perSecond: number; cpuUs: number }> {
+  const bus = createInProcessBus();
+  let received = 0;
+  let done!: () => void;
+  const all = new Promise<void>((resolve) => (done = resolve));
+  bus.subscribe('bench.bus.local', () => {
+    if (++received === MESSAGES) done();
+  });
+  const cpu = process.cpuUsage();
+  const t0 = performance.now();
+  const published = Array.from({ length: MESSAGES }, () => bus.publish('bench.bus.local', EVENT));
+  await Promise.all([all, ...published]);
+  const seconds = (performance.now() - t0) / 1000;
+  const used = process.cpuUsage(cpu);
+  await bus.close();
+  return { perSecond: Math.round(MESSAGES / seconds), cpuUs: Number(((used.user + used.system) / MESSAGES).toFixed(2)) };
+}
+
 /** A streaming delta as a session's log stores it: a short piece of a model's answer. */
 function deltaPayload(seq: number): string {
   const event = { id: 'sub-7', session_id: 'bench', seq, msg: { type: 'agent_message_delta', delta: 'the quick brown fox jumps over the lazy dog ' } };
@@ -203,6 +226,8 @@ async function main(): Promise<void> {
     await server.stop();
   }
   const stored = await durable();
+  const local: { perSecond: number; cpuUs: number }[] = [];
+  for (let run = 0; run < RUNS; run += 1) local.push(await inProcessThroughput());
   const rawMedian = median(raw.requests.map((r) => r.medianUs));
   const busMedian = median(bus.requests.map((r) => r.medianUs));
   const rawRate = median(raw.throughput);
@@ -220,6 +245,10 @@ async function main(): Promise<void> {
       raw: rawRate,
       nats_bus: busRate,
       ratio: Number((rawRate / busRate).toFixed(2)),
+    },
+    in_process: {
+      publish_per_second: median(local.map((r) => r.perSecond)),
+      cpu_us_per_message: median(local.map((r) => r.cpuUs)),
     },
     durable_entries_per_second: {
       entries: DURABLE,

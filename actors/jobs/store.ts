@@ -303,7 +303,7 @@ class FileJobHandle implements JobHandle {
     this.#poll.unref();
   }
 
-  /** Read what was appended since the last look and pass on the cancellations (ours are ignored: we do not write any). */
+  /** Read what was appended since the last look and pass on the cancellations (one this process wrote comes back too; a second cancel does nothing). */
   async #readOthers(): Promise<void> {
     let size: number;
     try {

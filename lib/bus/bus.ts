@@ -36,7 +36,8 @@ export interface RequestOptions {
  * The only way between actors that may live in different processes (DESIGN.md). Subjects are
  * dot-separated tokens; subscriptions may use `*` (one token) and `>` (one or more trailing
  * tokens), as in NATS. Every message is validated as a BusMessage when published and again
- * when received, and no object is shared between publisher and subscriber.
+ * when received (the in-process transport skips the second check for what its own publishers
+ * encoded), and no object is shared between publisher and subscriber.
  */
 export interface Bus {
   publish(subject: string, message: BusMessage): Promise<void>;

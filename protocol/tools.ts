@@ -116,6 +116,6 @@ export const ReportAgentJobResultArgs = z.object({
   job_id: z.string().min(1).describe('The job, as your task names it.'),
   item_id: z.string().min(1).describe('Your item, as your task names it.'),
   result: z.record(z.string(), z.unknown()).describe("The item's result: a JSON object (matching the job's output schema when it has one)."),
-  stop: z.boolean().optional().describe('True cancels the items of the job that have not started, once this result is recorded.'),
+  stop: z.boolean().optional().describe('True stops the whole job once this result is recorded: items not yet reported are cancelled.'),
 });
 export type ReportAgentJobResultArgs = z.infer<typeof ReportAgentJobResultArgs>;

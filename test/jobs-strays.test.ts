@@ -132,6 +132,40 @@ describe('a runner taking up a job whose earlier runner stopped', () => {
     expect(watched.closed.sort()).toEqual(['old-1', 'old-2', 'old-3']);
   });
 
+  it("gives an earlier runner's agent one chance to correct a result that does not match output_schema, as its own agents get", async () => {
+    const store = new FileJobStore(home);
+    const first = await store.create({ ...spec(60), output_schema: { type: 'object', required: ['v'], properties: { v: { type: 'number' } } } });
+    await first.append(
+      { type: 'runner_started', ...THIS_RUNNER },
+      ...[1, 2, 3].map((n) => ({ type: 'item_started' as const, item_id: `row-${n}`, agent_id: `old-${n}`, attempt: 1 })),
+    );
+    await first.close();
+    const handle = (await store.open(jobId))!;
+    const agents = newAgents();
+    const watched = strays({ 'old-1': 'working', 'old-2': 'working', 'old-3': 'working' });
+    const job = runner(handle, agents.control, watched);
+    const done = job.run();
+    const reply = async (agentId: string, itemId: string, result: Record<string, unknown>) =>
+      JSON.parse((await job.report(agentId, itemId, result, false)).text) as { accepted: boolean; reason?: string };
+
+    const told = await reply('old-1', 'row-1', { v: 'one' });
+    expect(told).toMatchObject({ accepted: false });
+    expect(told.reason).toMatch(/does not match the job's output_schema .*a second result that does not match fails the item/);
+    // Sent again (its answer was lost): the same answer, and it may still correct it.
+    expect(await reply('old-1', 'row-1', { v: 'one' })).toEqual(told);
+    expect(await reply('old-1', 'row-1', { v: 1 })).toMatchObject({ accepted: true });
+    // A second, different result that does not match fails the item; the agent is shut down.
+    await reply('old-2', 'row-2', { v: 'two' });
+    expect((await reply('old-2', 'row-2', { v: 'still two' })).reason).toMatch(/refused again .* row-2 has failed/);
+    expect(await reply('old-2', 'row-2', { v: 2 })).toMatchObject({ accepted: false });
+    await waitFor(() => watched.closed.includes('old-2'), "the failed item's agent to be shut down");
+    expect(await reply('old-3', 'row-3', { v: 3 })).toMatchObject({ accepted: true });
+
+    expect(await done).toMatchObject({ status: 'completed', completed_items: 2, failed_items: 1 });
+    expect(agents.spawned).toEqual([]);
+    expect(handle.state.items.get('row-2')).toMatchObject({ status: 'failed', error: expect.stringMatching(/does not match output_schema: .*v/) });
+  });
+
   it('fails an item whose old agent is still working past max_runtime_seconds, counted from when it started; one whose agent ended starts afresh', async () => {
     const handle = await leftRunning(2);
     const agents = newAgents();

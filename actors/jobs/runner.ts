@@ -80,8 +80,10 @@ interface Stray {
   readonly agentId: string;
   /** Aborted to stop waiting: it reported, or the job stops. */
   readonly wake: AbortController;
-  /** The logging of the result it reported, once it has. */
+  /** The logging of the result it reported (or of the item's failure), once it has. */
   settling: Promise<void> | null;
+  /** The result it reported that did not match the output schema, as for a live agent. */
+  invalid: { result: Record<string, unknown> } | null;
 }
 
 /** Jobs running in this process, by id: where `report_agent_job_result` finds its job. */
@@ -255,13 +257,10 @@ export class JobRunner {
       // The same result sent again (its answer was lost) is answered as the first, not counted twice.
       if (live.invalid === null || sameJson(live.invalid.result, result)) {
         live.invalid = { result, problems };
-        return {
-          text: `The result was not accepted: it does not match the job's output_schema (${problems}). Call report_agent_job_result again with a result that matches; a second result that does not match fails the item.`,
-          success: false,
-        };
+        return schemaRefusal(problems);
       }
       await this.#settle(live, { type: 'item_failed', item_id: itemId, error: `the result does not match output_schema: ${problems}` });
-      return { text: `The result was refused again (${problems}), so item ${itemId} has failed. Stop now.`, success: false };
+      return schemaFailure(itemId, problems);
     }
     if (!(await this.#settle(live, { type: 'item_result', item_id: itemId, agent_id: agentId, result }))) {
       await live.settling?.catch(() => undefined);
@@ -283,7 +282,17 @@ export class JobRunner {
       return tookResultOf(item, stray.agentId, result) ? ACCEPTED_REPORT : refusedReport(`item ${item.spec.item_id} is over; stop now`);
     }
     const problems = this.#check.problems(result);
-    if (problems !== null) return { text: `The result was not accepted: it does not match the job's output_schema (${problems}).`, success: false };
+    if (problems !== null) {
+      // As for an agent of this runner: one chance to send a result that matches.
+      if (stray.invalid === null || sameJson(stray.invalid.result, result)) {
+        stray.invalid = { result };
+        return schemaRefusal(problems);
+      }
+      stray.settling = this.#logOutcome({ type: 'item_failed', item_id: item.spec.item_id, error: `the result does not match output_schema: ${problems}` });
+      stray.wake.abort();
+      await stray.settling;
+      return schemaFailure(item.spec.item_id, problems);
+    }
     stray.settling = this.#logOutcome({ type: 'item_result', item_id: item.spec.item_id, agent_id: stray.agentId, result });
     stray.wake.abort();
     await stray.settling;
@@ -298,7 +307,7 @@ export class JobRunner {
    * the earlier runner started it) the item fails as one of this runner's would.
    */
   async #watchStray(item: ItemState, strays: JobStrays): Promise<void> {
-    const stray: Stray = { agentId: item.agentId!, wake: new AbortController(), settling: null };
+    const stray: Stray = { agentId: item.agentId!, wake: new AbortController(), settling: null, invalid: null };
     this.#strays.set(item.spec.item_id, stray);
     this.#active++;
     const runtimeMs = this.#state.spec.max_runtime_seconds * 1000;
@@ -638,3 +647,15 @@ function excerpt(text: string): string {
 }
 
 export type { JobRecord };
+
+/** The answer to a first result that does not match the output schema: one more chance. */
+function schemaRefusal(problems: string): ToolOutput {
+  return refusedReport(
+    `The result does not match the job's output_schema (${problems}). Call report_agent_job_result again with a result that matches; a second result that does not match fails the item.`,
+  );
+}
+
+/** The answer to a second result that does not match: the item has failed. */
+function schemaFailure(itemId: string, problems: string): ToolOutput {
+  return refusedReport(`The result was refused again (${problems}), so item ${itemId} has failed. Stop now.`);
+}

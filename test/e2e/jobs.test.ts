@@ -272,11 +272,13 @@ describe('agent jobs', () => {
     expect(failure.last_error).toMatch(/does not match output_schema: result\.n: .*expected number/);
     // Each agent was told once what was wrong with its first result.
     const told = (callId: string) => model.requests.find((r) => outputFor(r, callId) !== undefined);
-    expect(outputFor(told('s1')!, 's1')).toMatch(
-      /not accepted: it does not match the job's output_schema \(result\.n: .*\)\. Call report_agent_job_result again/,
-    );
-    expect(outputFor(told('l1')!, 'l1')).toMatch(/not accepted/);
-    expect(outputFor(told('s2')!, 's2') ?? '').toMatch(/refused again .* has failed/);
+    // Answered as every refusal is: JSON with accepted false and the reason.
+    const answer = (callId: string) => JSON.parse(outputFor(told(callId)!, callId) ?? 'null') as { accepted: boolean; reason: string };
+    expect(answer('s1')).toMatchObject({ accepted: false });
+    expect(answer('s1').reason).toMatch(/does not match the job's output_schema \(result\.n: .*\)\. Call report_agent_job_result again/);
+    expect(answer('l1')).toMatchObject({ accepted: false });
+    expect(answer('s2')).toMatchObject({ accepted: false });
+    expect(answer('s2').reason).toMatch(/refused again .* has failed/);
     expect(model.requests.filter((r) => of('stubborn')(r) && reports(r) === 0)).toHaveLength(1);
     const rows = readCsv(join(workspace, 'out.csv'));
     expect(rows.map((r) => [r.name, r.status, r.n])).toEqual([

@@ -1,12 +1,19 @@
 import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { link, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { JobInputError, MAX_INPUT_BYTES, MAX_JOB_COLUMNS, MAX_JOB_ITEMS, MAX_VALUE_DEPTH, readJobInput, renderInstruction } from '../actors/jobs/input.js';
 import { FileJobStore } from '../actors/jobs/store.js';
+import { NatsJobStore } from '../actors/jobs/nats-store.js';
+import { runJob } from '../actors/jobs/library.js';
+import { connectRuntime } from '../actors/runtime.js';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { startNatsServer, type NatsServerProcess } from './support/nats-server.js';
+import { testJobSpec } from './support/job-spec.js';
 import { writeJobOutput } from '../actors/jobs/output.js';
 import { jobSpec, prepareJob, type JobRequest } from '../actors/jobs/prepare.js';
 import { replay, type JobState } from '../actors/jobs/state.js';
@@ -187,5 +194,45 @@ describe('hostile output', () => {
     await expect(prepareJob({ csv_path: 'in.csv', instruction: '{name}', output_csv_path: `${dir}/` }, dir)).rejects.toThrow(
       `output_csv_path ${dir}/ is a directory`,
     );
+  });
+});
+
+describe('a job larger than a NATS message may be', { timeout: 30_000 }, () => {
+  let nats: NatsServerProcess;
+  let connection: NatsConnection;
+
+  beforeAll(async () => {
+    nats = await startNatsServer();
+    connection = await connect({ servers: nats.url });
+  });
+  afterAll(async () => {
+    await connection?.close();
+    await nats?.stop();
+  });
+
+  // An input well within 16 MiB, whose rows do not fit the server's max_payload (1 MiB here).
+  const rows = Array.from({ length: 2000 }, (_, i) => `${i}-${'x'.repeat(1000)}`);
+
+  it('is refused by the NATS job store with a JobInputError naming the limit, and nothing is stored', async () => {
+    const store = await NatsJobStore.open(connection, `big${randomUUID().slice(0, 8)}`);
+    const create = store.create(testJobSpec({ jobId: 'job-big', dir, rows }));
+    await expect(create).rejects.toThrow(JobInputError);
+    await expect(create).rejects.toThrow(/^the job is \d+ bytes as a NATS message, more than the 1048576 its server takes \(max_payload\)/);
+    expect(await store.read('job-big')).toBeNull();
+  });
+
+  it('is refused by runJob before it opens a session for it', async () => {
+    // No worker runs here: asking for a session would fail with "no host is available".
+    await file('big.csv', `name\n${rows.join('\n')}\n`);
+    const namespace = `big${randomUUID().slice(0, 8)}`;
+    const runtime = await connectRuntime({ nats: nats.url, namespace });
+    try {
+      const run = runJob(runtime, { csv_path: 'big.csv', instruction: '{name}', output_csv_path: 'out.csv', config: { cwd: dir } });
+      await expect(run).rejects.toThrow(JobInputError);
+      await expect(run).rejects.toThrow(/more than the 1048576 its server takes \(max_payload\)/);
+    } finally {
+      await runtime.close();
+    }
+    expect(await readdir(dir)).toEqual(['big.csv']);
   });
 });

@@ -37,6 +37,12 @@ export const MAX_INPUT_BYTES = 16 * 1024 * 1024;
 /** The most rows (items) and columns a job may have. */
 export const MAX_JOB_ITEMS = 10_000;
 export const MAX_JOB_COLUMNS = 1_000;
+/**
+ * How deep a JSON Lines value may nest (serde_json's limit, which Codex reads them with): a row
+ * is written out with JSON.stringify, which recurses and overflows the stack on a line such as
+ * `{"a":[[[[…]]]]}` that JSON.parse read.
+ */
+export const MAX_VALUE_DEPTH = 128;
 /** Room left in a 255-byte file name for the temporary file's affixes. */
 const MAX_OUTPUT_NAME_BYTES = 230;
 
@@ -90,6 +96,9 @@ export async function readJobInput(path: string, idColumn: string | undefined): 
   const table = format === 'jsonl' ? jsonLines(text, path) : await csvRows(text, path);
   if (table.columns.length > MAX_JOB_COLUMNS)
     throw new JobInputError(`${path} has ${table.columns.length} columns; an agent job takes at most ${MAX_JOB_COLUMNS}`);
+  // A stored job's rows go through JSON records whose parse drops this key (it would set the
+  // object's prototype): the column's values would be lost, its placeholder left unfilled.
+  if (table.columns.includes('__proto__')) throw new JobInputError(`${path} has a column named "__proto__", which agent jobs cannot carry; rename it`);
   return { path, format, columns: table.columns, items: itemsOf(table, idColumn, path) };
 }
 
@@ -104,10 +113,13 @@ async function csvRows(text: string, path: string): Promise<Table> {
   const { parse: parseCsv, CsvError } = await import('csv-parse/sync');
   // Each record with the line it ends on. Rows whose every field is empty (",,,") are blank
   // lines too. Past the row limit the parse stops: tiny rows cost far more parsed than read.
+  // A row ends at CRLF, LF or CR, whichever each line has: csv-parse would otherwise take the
+  // first line's ending for the whole file, and join the rows of a file that mixes them.
   const records: { record: string[]; info: { lines: number } }[] = [];
   try {
     parseCsv(text, {
       bom: true,
+      record_delimiter: ['\r\n', '\n', '\r'],
       relax_column_count: true,
       skip_empty_lines: true,
       on_record: (record, context) => {
@@ -160,6 +172,7 @@ function jsonLines(text: string, path: string): Table {
       throw new JobInputError(`${path}: line ${index + 1} is not JSON: ${(error as Error).message}`);
     }
     if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new JobInputError(`${path}: line ${index + 1} is not a JSON object`);
+    if (nestsDeeper(value, MAX_VALUE_DEPTH)) throw new JobInputError(`${path}: line ${index + 1} nests values deeper than ${MAX_VALUE_DEPTH} levels`);
     for (const key of Object.keys(value)) {
       if (known.has(key)) continue;
       known.add(key);
@@ -170,6 +183,12 @@ function jsonLines(text: string, path: string): Table {
   }
   if (rows.length === 0) throw new JobInputError(`${path} has no rows: it holds no JSON object`);
   return { columns, rows };
+}
+
+/** Whether arrays and objects in `value` nest more than `levels` deep (it counts as one). */
+function nestsDeeper(value: unknown, levels: number): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  return levels === 0 || Object.values(value).some((inner) => nestsDeeper(inner, levels - 1));
 }
 
 /** Item ids: the id column's value, or row-N; a repeated id gets -2, -3, … as Codex does. */

@@ -102,8 +102,12 @@ function progressOf(msg: Extract<EventMsg, { type: 'agent_job_progress' }>): Job
  * follows them), and the summary is read from the records once the job has ended.
  */
 async function runOnWorkers(runtime: Runtime, prepared: PreparedJob, config: SessionConfig, options: RunJobOptions): Promise<JobSummary> {
-  const [{ NatsBus }, { NatsJobStore }] = await Promise.all([import('../../lib/bus/nats.js'), import('./nats-store.js')]);
+  const [{ NatsBus }, { NatsJobStore, checkFits }] = await Promise.all([import('../../lib/bus/nats.js'), import('./nats-store.js')]);
   if (!(runtime.bus instanceof NatsBus)) throw new Error('runJob needs a runtime with sessions in this process or on NATS');
+  // Its session is opened for it: when the caller is gone, nobody else would close it.
+  const op = jobOp(prepared, { shutdownWhenDone: true });
+  // Refused before that session is opened (the message that carries the op adds a little more).
+  checkFits(runtime.bus.connection, Buffer.byteLength(JSON.stringify(op)));
   const store = await NatsJobStore.open(runtime.bus.connection, runtime.namespace);
   const jobId = prepared.jobId;
   const submissionId = `job-${jobId}`;
@@ -137,8 +141,7 @@ async function runOnWorkers(runtime: Runtime, prepared: PreparedJob, config: Ses
   ended.catch(() => undefined);
   options.signal?.addEventListener('abort', cancel, { once: true });
   try {
-    // Its session was opened for it: when the caller is gone, nobody else would close it.
-    await session.submit(jobOp(prepared, { shutdownWhenDone: true }), submissionId);
+    await session.submit(op, submissionId);
     await ended;
     const state = await store.read(jobId);
     if (!state) throw new Error(`job ${jobId} ended but is not in the store`);

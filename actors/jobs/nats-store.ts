@@ -16,6 +16,7 @@ import type { ToolOutput } from '../../machines/tool-plan.js';
 import { ABORTED_OUTPUT } from '../../lib/history/conversation-history.js';
 import { subjects, type Subjects } from '../../lib/bus/subjects.js';
 import { inBackground, log } from '../../lib/log.js';
+import { JobInputError } from './input.js';
 import { JobRecord, type JobSpec, type NewJobRecord } from './records.js';
 import { apply, replay, type JobState } from './state.js';
 import { ACCEPTED_REPORT, isRecordedResult, refusedReport, ReportRequest, type JobHandle, type JobStore } from './store.js';
@@ -99,6 +100,7 @@ export class NatsJobStore implements JobStore {
 
   async create(spec: JobSpec): Promise<JobHandle> {
     const record = JobRecord.parse({ type: 'job_created', at: new Date().toISOString(), job: spec });
+    checkFits(this.connection, Buffer.byteLength(JSON.stringify(record)));
     const outcome = await this.publish(this.subjects.job(spec.job_id, 'created'), record, true);
     if (outcome === 'taken') throw new Error(`job ${spec.job_id} exists already`);
     const handle = await this.open(spec.job_id);
@@ -246,6 +248,19 @@ export class NatsJobStore implements JobStore {
     const filter = `${this.subjects.allJobs().slice(0, -1)}*.created`;
     const info = await this.jsm.streams.info(this.stream, { subjects_filter: filter });
     return Object.keys(info.state.subjects ?? {}).map((subject) => subject.split('.').at(-2)!);
+  }
+}
+
+/**
+ * A job is one NATS message (its op, its `job_created` record: the items with their rows), so
+ * it must fit the server's max_payload, which is less than what an input may hold (16 MiB).
+ */
+export function checkFits(connection: NatsConnection, bytes: number): void {
+  const most = connection.info?.max_payload;
+  if (most !== undefined && bytes > most) {
+    throw new JobInputError(
+      `the job is ${bytes} bytes as a NATS message, more than the ${most} its server takes (max_payload): split the input, or raise the server's max_payload`,
+    );
   }
 }
 

@@ -9,7 +9,8 @@ import type { JobState } from './state.js';
 /**
  * A job's results as a file: the input's columns, then `status`, the result (one column per
  * property of an object `output_schema`, else one `result` column of JSON) and `error`. A name
- * already taken by an input column gets a prefix (`result.<name>`, `job_status`). Written to a
+ * already taken (by an input column, by troupe's `status` and `error` for a property) gets a
+ * prefix (`result.<name>`, `job_status`). Written to a
  * temporary file in the same directory, fsync'd, then renamed over the target, so a reader
  * sees the old file or the whole new one.
  *
@@ -54,16 +55,19 @@ function inert(text: string): string {
 export function outputTable(state: JobState): { columns: string[]; rows: unknown[][] } {
   const { spec } = state;
   const taken = new Set(spec.columns);
+  // A name is taken as it is (JSON Lines) and as a CSV header shows it (`@x` as `'@x`).
+  const clashes = (name: string) => taken.has(name) || taken.has(inert(name));
   const claim = (name: string, prefix: string): string => {
-    let chosen = taken.has(name) ? `${prefix}${name}` : name;
-    for (let n = 2; taken.has(chosen); n++) chosen = `${prefix}${name}_${n}`;
-    taken.add(chosen);
+    let chosen = clashes(name) ? `${prefix}${name}` : name;
+    for (let n = 2; clashes(chosen); n++) chosen = `${prefix}${name}_${n}`;
+    taken.add(chosen).add(inert(chosen));
     return chosen;
   };
+  // troupe's own columns first: a result property named `status` or `error` is the one renamed.
   const status = claim('status', 'job_');
+  const error = claim('error', 'job_');
   const fields = resultColumns(spec.output_schema);
   const resultNames = fields ? fields.map((f) => claim(f, 'result.')) : [claim('result', 'job_')];
-  const error = claim('error', 'job_');
   const columns = [...spec.columns, status, ...resultNames, error];
   const items = [...state.items.values()].sort((a, b) => a.spec.row_index - b.spec.row_index);
   const rows = items.map((item) => {

@@ -18,6 +18,9 @@ export function resultCheck(schema: Record<string, unknown> | null): ResultCheck
       `output_schema uses "${regex.keyword}" at ${regex.at}: troupe does not match results against regular expressions (a backtracking pattern and a result made for it can stall the process), so describe the format in the instruction instead`,
     );
   }
+  // A reported result is parsed as a JSON record, which drops this key: the column would stay empty.
+  if (resultColumns(schema)?.includes('__proto__'))
+    throw new JobInputError('output_schema has a property named "__proto__", which a result cannot carry; rename it');
   let validator: z.ZodType;
   try {
     validator = z.fromJSONSchema(schema);
@@ -82,7 +85,8 @@ function regexKeyword(schema: unknown, at: string, depth = 0): { keyword: string
   if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) return null;
   if (depth > MAX_SCHEMA_DEPTH) throw new JobInputError(`output_schema nests subschemas deeper than ${MAX_SCHEMA_DEPTH} levels (at ${at})`);
   const node = schema as Record<string, unknown>;
-  if (typeof node.pattern === 'string') return { keyword: 'pattern', at };
+  // Any value: the schema library makes a regular expression of a non-string too (['(a+)+$']).
+  if (node.pattern !== undefined) return { keyword: 'pattern', at };
   if (node.patternProperties !== undefined) return { keyword: 'patternProperties', at };
   const found = (value: unknown, where: string) => regexKeyword(value, where, depth + 1);
   for (const key of ONE_SCHEMA) {

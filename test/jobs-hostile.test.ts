@@ -134,7 +134,16 @@ describe('agent job input from an untrusted repository', () => {
     let deep: Record<string, unknown> = { type: 'string' };
     for (let i = 0; i < 5000; i++) deep = { type: 'array', items: deep };
     expect(() => resultCheck(deep)).toThrow(/output_schema nests subschemas deeper than 32 levels/);
-    expect(() => resultCheck({ $ref: '#' })).toThrow(JobInputError);
+    expect(() => resultCheck({ $ref: '#' })).toThrow(/output_schema refers to itself without end at output_schema: its \$ref leads only to other \$refs/);
+    // Two definitions naming each other, and a loop reached only through a property (found by a result, before).
+    expect(() => resultCheck({ $defs: { a: { $ref: '#/$defs/b' }, b: { $ref: '#/$defs/a' } }, $ref: '#/$defs/a' })).toThrow(/refers to itself without end/);
+    expect(() => resultCheck({ type: 'object', properties: { x: { $ref: '#/$defs/a' } }, $defs: { a: { $ref: '#/$defs/a' } } })).toThrow(
+      /refers to itself without end at output_schema\.properties\.x/,
+    );
+    // Recursion through a property or an array's items has an end: such a schema checks results.
+    const tree = resultCheck({ type: 'object', properties: { name: { type: 'string' }, kids: { type: 'array', items: { $ref: '#' } } }, required: ['name'] });
+    expect(tree.problems({ name: 'a', kids: [{ name: 'b', kids: [] }] })).toBeNull();
+    expect(tree.problems({ name: 'a', kids: [{ kids: [] }] })).toMatch(/result\.kids\.0\.name/);
   });
 });
 

@@ -103,8 +103,10 @@ describe('jobStatus, listJobs and cancelJob under TROUPE_HOME', () => {
     });
     try {
       await waitFor(() => held.length === 2, 'two items at the model');
-      // By the first characters of its id, as the progress line shows it.
-      const status = await jobStatus(jobId.slice(0, 8), { home });
+      // By the first characters of its id, as the progress line shows it. An item is logged as
+      // started once its agent's spawn has returned, which can be after that agent's request.
+      let status = await jobStatus(jobId.slice(0, 8), { home });
+      await waitFor(async () => (status = await jobStatus(jobId.slice(0, 8), { home })).running === 2, 'both items logged as started');
       expect(status).toMatchObject({
         job_id: jobId,
         status: 'running',

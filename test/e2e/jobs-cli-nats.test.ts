@@ -2,6 +2,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { jobStatus } from '../../index.js';
 import { NatsCluster } from '../support/nats-cluster.js';
 import { waitFor } from '../support/wait.js';
 import type { ScriptStep } from '../../testing/index.js';
@@ -94,6 +95,9 @@ describe('troupe jobs on NATS', { timeout: 90_000 }, () => {
     const job = run(['--csv', 'items.csv', '--instruction', 'Shout {name}.', '--concurrency', '2', '--output', 'out.csv']);
     const jobId = await announcedJob(job);
     await waitFor(() => held.length === 2, 'two items at the model', 20_000);
+    // An item is logged as started once its agent's placement is answered, which can be after that agent's request.
+    const at = { nats: cluster.nats.url, namespace: cluster.namespace };
+    await waitFor(async () => (await jobStatus(jobId, at)).running === 2, 'both items logged as started', 20_000);
 
     const status = await troupe(['jobs', 'status', jobId]);
     expect(status.code).toBe(0);

@@ -36,7 +36,9 @@ describe('jobStatus and cancelJob on NATS', { timeout: 90_000 }, () => {
     });
     try {
       await waitFor(() => held.length === 2 && jobId !== '', 'two items at the model', 20_000);
-      const status = await jobStatus(jobId.slice(0, 8), at);
+      // An item is logged as started once its agent's placement is answered, which can be after that agent's request.
+      let status = await jobStatus(jobId.slice(0, 8), at);
+      await waitFor(async () => (status = await jobStatus(jobId.slice(0, 8), at)).running === 2, 'both items logged as started', 20_000);
       expect(status).toMatchObject({ job_id: jobId, status: 'running', live: true, total: 4, running: 2, pending: 2, completed: 0, cancel_requested: null });
       expect(status.runner_pid).not.toBe(process.pid);
       expect((await listJobs(at)).map((j) => [j.job_id, j.status])).toEqual([[jobId, 'running']]);

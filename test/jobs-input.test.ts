@@ -113,4 +113,20 @@ describe('job output', () => {
       { status: 'y', note: 'plain', job_status: 'failed', 'result.note': '', score: '', error: 'it broke, badly' },
     ]);
   });
+
+  it("keeps a result's properties the schema allows but does not name, in columns after the schema's, in the order rows first show them", async () => {
+    await file('in.csv', 'name\na\nb\nc\n');
+    const schema = { type: 'object', properties: { score: { type: 'number' } }, required: ['score'] };
+    const prepared = await prepareJob({ csv_path: 'in.csv', instruction: '{name}', output_csv_path: 'out.csv', output_schema: schema }, dir);
+    const state = replay([{ type: 'job_created', at: 'now', job: jobSpec(prepared, { sessionId: 's', callId: 'c', turn }) }]);
+    const results: Record<string, unknown>[] = [{ score: 1, why: 'short' }, { score: 2 }, { score: 3, name: 'C', why: 'long' }];
+    results.forEach((result, i) => Object.assign(state.items.get(`row-${i + 1}`)!, { status: 'completed', result }));
+    await writeJobOutput(state);
+    const rows = parse<Record<string, string>>(await readFile(join(dir, 'out.csv'), 'utf8'), { columns: true });
+    expect(rows).toEqual([
+      { name: 'a', status: 'completed', score: '1', why: 'short', 'result.name': '', error: '' },
+      { name: 'b', status: 'completed', score: '2', why: '', 'result.name': '', error: '' },
+      { name: 'c', status: 'completed', score: '3', why: 'long', 'result.name': 'C', error: '' },
+    ]);
+  });
 });

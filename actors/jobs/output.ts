@@ -8,7 +8,8 @@ import type { JobState } from './state.js';
 
 /**
  * A job's results as a file: the input's columns, then `status`, the result (one column per
- * property of an object `output_schema`, else one `result` column of JSON) and `error`. A name
+ * property of an object `output_schema`, and per other property a result has; else one
+ * `result` column of JSON) and `error`. A name
  * already taken (by an input column, by troupe's `status` and `error` for a property) gets a
  * prefix (`result.<name>`, `job_status`). Written to a
  * temporary file in the same directory, fsync'd, then renamed over the target, so a reader
@@ -66,10 +67,10 @@ export function outputTable(state: JobState): { columns: string[]; rows: unknown
   // troupe's own columns first: a result property named `status` or `error` is the one renamed.
   const status = claim('status', 'job_');
   const error = claim('error', 'job_');
-  const fields = resultColumns(spec.output_schema);
+  const items = [...state.items.values()].sort((a, b) => a.spec.row_index - b.spec.row_index);
+  const fields = resultFields(resultColumns(spec.output_schema), items);
   const resultNames = fields ? fields.map((f) => claim(f, 'result.')) : [claim('result', 'job_')];
   const columns = [...spec.columns, status, ...resultNames, error];
-  const items = [...state.items.values()].sort((a, b) => a.spec.row_index - b.spec.row_index);
   const rows = items.map((item) => {
     const result = item.result;
     const resultValues = fields ? fields.map((f) => (result && Object.hasOwn(result, f) ? result[f] : undefined)) : [result ?? undefined];
@@ -77,6 +78,19 @@ export function outputTable(state: JobState): { columns: string[]; rows: unknown
     return [...spec.columns.map((c) => shown(item.spec.row[c])), item.status, ...resultValues.map(shown), item.error];
   });
   return { columns, rows };
+}
+
+/**
+ * The result's columns when the schema has properties: those, then any other property a result
+ * has (the schema allows them unless `additionalProperties` is false), in the order the rows
+ * first show them, so that nothing an agent reported is left out of the file. Null: one
+ * `result` column holds each result whole.
+ */
+function resultFields(properties: string[] | null, items: readonly { result: Record<string, unknown> | null }[]): string[] | null {
+  if (properties === null) return null;
+  const fields = new Set(properties);
+  for (const { result } of items) for (const key of Object.keys(result ?? {})) fields.add(key);
+  return [...fields];
 }
 
 /** RFC 4180: a field with a comma, quote, line break or edge spaces is quoted, quotes doubled. */

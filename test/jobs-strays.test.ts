@@ -33,10 +33,10 @@ function spec(maxRuntimeSeconds: number): JobSpec {
   return testJobSpec({ jobId, dir: home, rows: ['x', 'y', 'z'], maxConcurrency: 3, maxRuntimeSeconds });
 }
 
-/** A job an earlier runner left with every item's agent started and none reported. */
-async function leftRunning(maxRuntimeSeconds = 60): Promise<JobHandle> {
+/** A job (of `job`, by default with a 60 s limit) an earlier runner left with every item's agent started and none reported. */
+async function leftRunning(job: JobSpec = spec(60)): Promise<JobHandle> {
   const store = new FileJobStore(home);
-  const first = await store.create(spec(maxRuntimeSeconds));
+  const first = await store.create(job);
   await first.append(
     { type: 'runner_started', ...THIS_RUNNER },
     ...[1, 2, 3].map((n) => ({ type: 'item_started' as const, item_id: `row-${n}`, agent_id: `old-${n}`, attempt: 1 })),
@@ -133,14 +133,7 @@ describe('a runner taking up a job whose earlier runner stopped', () => {
   });
 
   it("gives an earlier runner's agent one chance to correct a result that does not match output_schema, as its own agents get", async () => {
-    const store = new FileJobStore(home);
-    const first = await store.create({ ...spec(60), output_schema: { type: 'object', required: ['v'], properties: { v: { type: 'number' } } } });
-    await first.append(
-      { type: 'runner_started', ...THIS_RUNNER },
-      ...[1, 2, 3].map((n) => ({ type: 'item_started' as const, item_id: `row-${n}`, agent_id: `old-${n}`, attempt: 1 })),
-    );
-    await first.close();
-    const handle = (await store.open(jobId))!;
+    const handle = await leftRunning({ ...spec(60), output_schema: { type: 'object', required: ['v'], properties: { v: { type: 'number' } } } });
     const agents = newAgents();
     const watched = strays({ 'old-1': 'working', 'old-2': 'working', 'old-3': 'working' });
     const job = runner(handle, agents.control, watched);
@@ -167,7 +160,7 @@ describe('a runner taking up a job whose earlier runner stopped', () => {
   });
 
   it('fails an item whose old agent is still working past max_runtime_seconds, counted from when it started; one whose agent ended starts afresh', async () => {
-    const handle = await leftRunning(2);
+    const handle = await leftRunning(spec(2));
     const agents = newAgents();
     const watched = strays({ 'old-1': 'ended', 'old-2': 'working', 'old-3': 'working' });
     const job = runner(handle, agents.control, watched);

@@ -94,11 +94,7 @@ export async function readJobInput(path: string, idColumn: string | undefined): 
   }
   const format = formatOf(path);
   const table = format === 'jsonl' ? jsonLines(text, path) : await csvRows(text, path);
-  if (table.columns.length > MAX_JOB_COLUMNS)
-    throw new JobInputError(`${path} has ${table.columns.length} columns; an agent job takes at most ${MAX_JOB_COLUMNS}`);
-  // A stored job's rows go through JSON records whose parse drops this key (it would set the
-  // object's prototype): the column's values would be lost, its placeholder left unfilled.
-  if (table.columns.includes('__proto__')) throw new JobInputError(`${path} has a column named "__proto__", which agent jobs cannot carry; rename it`);
+  checkColumns(table.columns, path);
   return { path, format, columns: table.columns, items: itemsOf(table, idColumn, path) };
 }
 
@@ -189,6 +185,17 @@ function jsonLines(text: string, path: string): Table {
 function nestsDeeper(value: unknown, levels: number): boolean {
   if (typeof value !== 'object' || value === null) return false;
   return levels === 0 || Object.values(value).some((inner) => nestsDeeper(inner, levels - 1));
+}
+
+/**
+ * What any job's columns must be, whether read here or sent in an op (`what` names them): at
+ * most MAX_JOB_COLUMNS, and none named `__proto__`: a stored job's rows go through JSON
+ * records whose parse drops that key (it would set the object's prototype), so the column's
+ * values would be lost and its placeholder left unfilled.
+ */
+export function checkColumns(columns: readonly string[], what: string): void {
+  if (columns.length > MAX_JOB_COLUMNS) throw new JobInputError(`${what} has ${columns.length} columns; an agent job takes at most ${MAX_JOB_COLUMNS}`);
+  if (columns.includes('__proto__')) throw new JobInputError(`${what} has a column named "__proto__", which agent jobs cannot carry; rename it`);
 }
 
 /** Item ids: the id column's value, or row-N; a repeated id gets -2, -3, … as Codex does. */

@@ -1,5 +1,5 @@
 import type { OpOf } from '../../protocol/index.js';
-import { checkOutputPath, formatOf, JobInputError, MAX_JOB_COLUMNS, MAX_JOB_ITEMS } from './input.js';
+import { checkColumns, checkOutputPath, formatOf, JobInputError, MAX_JOB_ITEMS } from './input.js';
 import { MAX_JOB_CONCURRENCY, settingsOf, type PreparedJob } from './prepare.js';
 
 /**
@@ -36,10 +36,9 @@ export function jobOp(prepared: PreparedJob, options: { readonly shutdownWhenDon
  */
 export async function checkJobOp(op: OpOf<'run_agent_job'>): Promise<void> {
   if (op.items.length > MAX_JOB_ITEMS) throw new JobInputError(`the job has ${op.items.length} items; an agent job takes at most ${MAX_JOB_ITEMS}`);
-  if (op.columns.length > MAX_JOB_COLUMNS) throw new JobInputError(`the job has ${op.columns.length} columns; an agent job takes at most ${MAX_JOB_COLUMNS}`);
+  checkColumns(op.columns, 'the job');
   const columns = new Set(op.columns);
   if (columns.size !== op.columns.length) throw new JobInputError(`the job's columns name ${repeated(op.columns)} more than once`);
-  if (columns.has('__proto__')) throw new JobInputError('the job has a column named "__proto__", which agent jobs cannot carry; rename it');
   if (op.id_column !== undefined && !columns.has(op.id_column)) throw new JobInputError(`id_column "${op.id_column}" is not one of the job's columns`);
   const ids = op.items.map((item) => item.item_id);
   if (new Set(ids).size !== ids.length) throw new JobInputError(`the job's items repeat the item id ${repeated(ids)}`);

@@ -100,7 +100,6 @@ export class NatsJobStore implements JobStore {
 
   async create(spec: JobSpec): Promise<JobHandle> {
     const record = JobRecord.parse({ type: 'job_created', at: new Date().toISOString(), job: spec });
-    checkFits(this.connection, Buffer.byteLength(JSON.stringify(record)));
     const outcome = await this.publish(this.subjects.job(spec.job_id, 'created'), record, true);
     if (outcome === 'taken') throw new Error(`job ${spec.job_id} exists already`);
     const handle = await this.open(spec.job_id);
@@ -220,6 +219,7 @@ export class NatsJobStore implements JobStore {
   async publish(subject: string, record: JobRecord, once: boolean): Promise<number | 'taken'> {
     const msgID = randomUUID();
     const payload = JSON.stringify(record);
+    checkFits(this.connection, Buffer.byteLength(payload));
     for (let attempt = 1; ; attempt++) {
       try {
         const ack = await this.js.publish(subject, payload, { msgID, ...(once ? { expect: { lastSubjectSequence: 0 } } : {}) });

@@ -14,6 +14,7 @@
  * promise API, buffering and error shaping would be overhead here.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, constants, openSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Readable, Writable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
@@ -207,6 +208,7 @@ function runOnTerminal(request: SpawnRequest): void {
     send({ type: 'not_started', id, code: errnoCode(error), message: (error as Error).message });
     return;
   }
+  holdTerminal(program);
   send({ type: 'spawned', id, pid: program.pid });
   const { settle, relay } = track(
     id,
@@ -227,6 +229,7 @@ function runOnTerminal(request: SpawnRequest): void {
     }
   });
   program.onExit(({ exitCode, signal }) => {
+    releaseTerminal(program.pid);
     const code = signal !== undefined && signal !== 0 ? 128 + signal : exitCode;
     const exited = Date.now();
     const done = () => {
@@ -237,6 +240,63 @@ function runOnTerminal(request: SpawnRequest): void {
     setTimeout(done, TERMINAL_QUIET_MS);
   });
 }
+
+/**
+ * A descriptor of each running terminal program's own side of its terminal, by the program's
+ * pid, held until the program has exited. node-pty closes its side of a terminal as soon as a
+ * read finds nothing left open on the program's side, and that close hangs the terminal up,
+ * which sends SIGHUP to the program. A program that closes its stdin, stdout and stderr itself
+ * just before it exits (GNU coreutils do, to report a failed write) would be killed by that
+ * SIGHUP in the moment between the two, and reported as ended by it (129) instead of with its
+ * own status. While the launcher holds this descriptor, the read finds the terminal still
+ * open; once the program has exited it is closed, and node-pty sees the end as before.
+ */
+const heldTerminals = new Map<number, number>();
+
+function holdTerminal(program: ReturnType<PtyModule['spawn']>): void {
+  // A Unix terminal's getter, not in node-pty's typings: the path of the program's side.
+  const ptsName = (program as { readonly ptsName?: unknown }).ptsName;
+  if (typeof ptsName !== 'string') return;
+  try {
+    heldTerminals.set(program.pid, openSync(ptsName, constants.O_RDWR | constants.O_NOCTTY));
+  } catch {
+    // Nothing is held: the program's exit status may then be the hangup's, as without this.
+  }
+}
+
+function releaseTerminal(pid: number): void {
+  const fd = heldTerminals.get(pid);
+  if (fd === undefined) return;
+  heldTerminals.delete(pid);
+  closeSync(fd);
+}
+
+/**
+ * Whether a program has ended: it is a zombie that node-pty's thread has not yet waited for
+ * (read from /proc where there is one), or it is gone.
+ */
+function ended(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // The state follows the command name, which is in parentheses and may contain anything.
+    return /^\s*[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 1));
+  } catch {
+    // No /proc, or the process is gone.
+  }
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'EPERM';
+  }
+}
+
+// A child ended (or stopped): release the terminals of the programs that are gone. node-pty
+// reports an exit only once its side of the terminal has closed, so waiting for its report to
+// release them would hold every exit back by its fallback of closing after 200 ms.
+process.on('SIGCHLD', () => {
+  for (const pid of heldTerminals.keys()) if (ended(pid)) releaseTerminal(pid);
+});
 
 function errnoCode(error: unknown): string | null {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;

@@ -1,6 +1,6 @@
 /** The launcher process that starts the programs tools run (actors/tools/launcher). */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, readlink, realpath, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -146,6 +146,38 @@ describe('ProcessLauncher', () => {
     } finally {
       process.kill(background, 'SIGKILL');
     }
+  });
+
+  it.runIf(process.platform === 'linux')("holds a terminal program's side of its terminal while it runs, and lets go once it has ended", async () => {
+    /** The launcher's descriptors open on a terminal device. */
+    const held = async (terminal: string) => {
+      const fds = await readdir(`/proc/${launcher.pid}/fd`);
+      const targets = await Promise.all(fds.map((fd) => readlink(`/proc/${launcher.pid}/fd/${fd}`).catch(() => '')));
+      return targets.filter((target) => target === terminal).length;
+    };
+    const terminalOf = async (launched: LaunchedProcess) => {
+      const text = collect(launched);
+      await waitFor(() => text.stdout.includes('\n'), 'the program to print its terminal');
+      return text.stdout.split(/\r?\n/)[0]!;
+    };
+
+    // Ends by itself, with its own status.
+    const plain = launcher.launch(['sh', '-c', 'tty; read line; exit 3'], { cwd: dir, stdio: 'tty' });
+    const plainTerminal = await terminalOf(plain);
+    expect(plainTerminal).toMatch(/^\/dev\/pts\/\d+$/);
+    expect(await held(plainTerminal)).toBe(1);
+    plain.write('go\n');
+    expect(await plain.outcome).toEqual({ kind: 'exited', code: 3, signal: null });
+    expect(await held(plainTerminal)).toBe(0);
+
+    // Has closed its own stdin, stdout and stderr and is killed: nothing else ends the hold.
+    const closed = launcher.launch(['sh', '-c', 'tty; exec 0<&- 1>&- 2>&-; sleep 300'], { cwd: dir, stdio: 'tty' });
+    const closedTerminal = await terminalOf(closed);
+    await waitFor(async () => (await readlink(`/proc/${closed.pid}/fd/1`).catch(() => null)) === null, 'the program to close its stdout');
+    expect(await held(closedTerminal)).toBe(1);
+    closed.kill();
+    expect(await closed.outcome).toEqual({ kind: 'exited', code: 137, signal: null });
+    expect(await held(closedTerminal)).toBe(0);
   });
 
   it('reports programs as lost when the launcher dies, kills them, and starts a new launcher', async () => {

@@ -12,7 +12,7 @@ import type {
   TreePool,
 } from '../../protocol/index.js';
 import { shellEnvironmentPolicyConfig, type TurnContext } from '../../machines/turn-context.js';
-import { NoRespondersError, type Bus, type Subscription } from '../../lib/bus/bus.js';
+import { NoRespondersError, RequestTimeoutError, type Bus, type Subscription } from '../../lib/bus/bus.js';
 import { subjects, type Subjects } from '../../lib/bus/subjects.js';
 import { inBackground, log } from '../../lib/log.js';
 import type { AgentControl, AgentReport, ToolContext, TreeSlots } from '../tools/tool.js';
@@ -213,16 +213,15 @@ export class AgentSupervisor implements AgentControl {
       );
       if (reply.kind !== 'placed') throw new AgentError(reply.kind === 'failure' ? reply.message : `unexpected reply ${reply.kind}`);
     } catch (error) {
-      this.#children.delete(id);
-      // A child that was placed but could not take its task has shut down, and given its slot back.
-      const gone = child.status === 'shutdown';
-      if (!gone) {
-        child.status = 'shutdown';
-        this.#report(child);
+      if (this.#placedAfterAll(child, error)) {
+        // The answer was lost, not the child: the host that placed it died before it could
+        // answer, and the child goes on there or where its session is adopted. Failing the call
+        // would leave it running with nobody to wait for it, close it or take its result.
+        log.warn({ agent: id, err: error }, 'the placement of a sub-agent went unanswered, but its events show it runs; keeping it');
+      } else {
+        await this.#forgetUnplaced(child);
+        throw error instanceof AgentError ? error : new AgentError(`cannot spawn: ${describe(error)}`);
       }
-      await child.events?.unsubscribe();
-      if (!gone) this.#releaseSlot('agents');
-      throw error instanceof AgentError ? error : new AgentError(`cannot spawn: ${describe(error)}`);
     }
     this.#options.emit(ctx.callId, {
       type: 'agent_spawned',
@@ -240,6 +239,27 @@ export class AgentSupervisor implements AgentControl {
     const early = child.unannounced.splice(0);
     for (const { status, message } of early) this.#setStatus(child, status, message);
     return report(child);
+  }
+
+  /**
+   * Whether a placement that failed with `error` placed the child all the same: no answer came
+   * in time, but events of the child did (it started its task), and it has not shut down.
+   */
+  #placedAfterAll(child: Child, error: unknown): boolean {
+    return error instanceof RequestTimeoutError && child.unannounced.length > 0 && child.status !== 'shutdown';
+  }
+
+  /** Undo what spawn did for a child that was not placed: the tree's listing, the subscription, the slot. */
+  async #forgetUnplaced(child: Child): Promise<void> {
+    this.#children.delete(child.id);
+    // A child that was placed but could not take its task has shut down, and given its slot back.
+    const gone = child.status === 'shutdown';
+    if (!gone) {
+      child.status = 'shutdown';
+      this.#report(child);
+    }
+    await child.events?.unsubscribe();
+    if (!gone) this.#releaseSlot('agents');
   }
 
   async sendInput(agentId: string, message: string, interrupt: boolean): Promise<AgentReport> {

@@ -124,7 +124,11 @@ describe('failover on NATS', { timeout: 60_000 }, () => {
       { kind: 'response', items: [{ type: 'message', text: 'Both answered.' }] },
     );
     const turnId = gateway.submit({ type: 'user_turn', items: [{ type: 'text', text: 'mark both' }] }, sessionId);
-    await waitFor(async () => existsSync(again) && existsSync(once) && (await lines(again)).length === 1, 'both calls to start');
+    // Each tool opens its file, then writes its pid: the file exists a moment before the line.
+    await waitFor(
+      async () => existsSync(again) && existsSync(once) && (await lines(again)).length === 1 && (await lines(once)).length === 1,
+      'both calls to mark their files',
+    );
     const dead = byId(workerId);
     await dead.kill();
     await writeFile(gate, '');

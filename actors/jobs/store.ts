@@ -6,6 +6,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
 import type { ToolOutput } from '../../machines/tool-plan.js';
 import { inBackground, log } from '../../lib/log.js';
+import { processIsRunning } from '../../lib/processes.js';
 import { JobRecord, type JobSpec, type NewJobRecord } from './records.js';
 import { apply, replay, type JobState } from './state.js';
 
@@ -96,13 +97,7 @@ export const THIS_RUNNER = { pid: process.pid, host: hostname() } as const;
 /** True when the runner a job names is this machine's process that is still alive. */
 export function runnerAlive(runner: { pid: number; host: string } | null): boolean {
   if (!runner || runner.host !== THIS_RUNNER.host) return false;
-  if (runner.pid === process.pid) return true;
-  try {
-    process.kill(runner.pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return runner.pid === process.pid || processIsRunning(runner.pid);
 }
 
 const POLL_MS = 500;

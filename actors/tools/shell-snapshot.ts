@@ -35,7 +35,7 @@ import { accessSync, constants, mkdtempSync, readdirSync, realpathSync, rmSync, 
 import os from 'node:os';
 import path from 'node:path';
 import type { ResolvedShellEnvironmentPolicy } from '../../machines/turn-context.js';
-import { processIsRunning } from '../../lib/sandbox/index.js';
+import { processIsRunning } from '../../lib/processes.js';
 import { commandEnvironment, profileVariableFilter, type Environment } from './environment-policy.js';
 import { processLauncher, type LaunchedProcess } from './launcher/launcher.js';
 import { shellQuote } from './shell-quote.js';

@@ -2,7 +2,6 @@ export { confineCommand, type ConfinedCommand, type ConfineOptions } from './con
 export { isLikelySandboxDenial, missingProgramInSandbox, type FinishedCommand } from './denial.js';
 export { BACKEND_ENV, detectSandbox, requireSandbox, sandboxedArgv, unavailableMessage, type SandboxAvailability, type SandboxBackend } from './detect.js';
 export { SandboxUnavailableError } from './errors.js';
-export { processIsRunning } from './limits.js';
 export { escapesCwd, isWithin, isWritable, writableRoots } from './paths.js';
 export { bubblewrapArgs, type BubblewrapOptions } from './bubblewrap.js';
 export { seatbeltCommand, seatbeltProfile, SANDBOX_EXEC_PATH, type SeatbeltProfile } from './seatbelt.js';

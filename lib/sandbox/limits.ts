@@ -14,6 +14,7 @@
 import { accessSync, constants, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { log as rootLog } from '../log.js';
+import { processIsRunning } from '../processes.js';
 import type { SandboxLimits } from './spec.js';
 
 const log = rootLog.child({ component: 'sandbox' });
@@ -130,16 +131,6 @@ function removeOrphans(parent: string): void {
     } catch {
       // Still has tasks, or already gone.
     }
-  }
-}
-
-/** Whether process `pid` exists (it may be another user's). */
-export function processIsRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

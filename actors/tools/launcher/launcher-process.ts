@@ -14,10 +14,11 @@
  * promise API, buffering and error shaping would be overhead here.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants, openSync, readFileSync } from 'node:fs';
+import { closeSync, constants, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Readable, Writable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
+import { procStat, processIsRunning } from '../../../lib/processes.js';
 import { onExitDrained } from '../child-process.js';
 import { MAX_ENVIRONMENTS, NO_PTY, type LauncherReply, type LauncherRequest, type OutputStream } from './messages.js';
 import { SpareShell } from './spare-shell.js';
@@ -276,19 +277,8 @@ function releaseTerminal(pid: number): void {
  * (read from /proc where there is one), or it is gone.
  */
 function ended(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    // The state follows the command name, which is in parentheses and may contain anything.
-    return /^\s*[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 1));
-  } catch {
-    // No /proc, or the process is gone.
-  }
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code !== 'EPERM';
-  }
+  const fields = procStat(pid);
+  return fields !== null ? fields[0] === 'Z' || fields[0] === 'X' : !processIsRunning(pid);
 }
 
 // A child ended (or stopped): release the terminals of the programs that are gone. node-pty

@@ -4,7 +4,8 @@
  * with job control moved some jobs into process groups of their own: we signal the group,
  * then every process of the session found in /proc.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
+import { procStat } from '../../../lib/processes.js';
 import { killProcessGroup } from '../process-group.js';
 
 export function killSession(sid: number): void {
@@ -29,14 +30,9 @@ export function sessionMembers(sid: number): number[] {
   const out: number[] = [];
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      // Fields after the command name (which may contain spaces) start after the last ')'.
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[3]) === sid) out.push(Number(entry));
-    } catch {
-      // The process ended while we looked.
-    }
+    // Null: the process ended while we looked.
+    const fields = procStat(entry);
+    if (fields !== null && Number(fields[3]) === sid) out.push(Number(entry));
   }
   return out;
 }

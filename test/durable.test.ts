@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { EventMsg, ResponseItem, RolloutLine, SessionMeta } from '../protocol/index.js';
 import { DurableStore, leaseKeys } from '../lib/durable/store.js';
 import { LeaseLostError } from '../lib/durable/errors.js';
@@ -13,7 +12,7 @@ import { Leases, leaseTiming, LeaseValue } from '../lib/durable/leases.js';
 import { rebuildSession, RebuildError } from '../lib/durable/rebuild.js';
 import type { LogRecord } from '../lib/durable/records.js';
 import type { LogEntry } from '../lib/durable/session-log.js';
-import { startNatsServer, type NatsServerProcess } from './support/nats-server.js';
+import { natsServerWithConnection } from './support/nats-connection.js';
 import { waitFor } from './support/wait.js';
 
 /**
@@ -253,24 +252,15 @@ describe('rebuildSession', () => {
 });
 
 describe('Leases and session logs on a real nats-server', () => {
-  let nats: NatsServerProcess;
-  let connection: NatsConnection;
+  const nats = natsServerWithConnection();
   let store: DurableStore;
   const running: Leases[] = [];
   /** What the leases of this test logged, for the tests that provoke a warning to assert on. */
   let logged: { level: number; msg: string; session?: string; err?: { message: string } }[] = [];
   const logger = pino({ level: 'debug' }, { write: (line: string) => void logged.push(JSON.parse(line) as (typeof logged)[number]) });
 
-  beforeAll(async () => {
-    nats = await startNatsServer();
-    connection = await connect({ servers: nats.url });
-  });
-  afterAll(async () => {
-    await connection?.close();
-    await nats?.stop();
-  });
   beforeEach(async () => {
-    store = await DurableStore.open(connection, `l${randomUUID().slice(0, 8)}`);
+    store = await DurableStore.open(nats.connection, `l${randomUUID().slice(0, 8)}`);
     logged = [];
   });
   afterEach(() => {
@@ -290,7 +280,7 @@ describe('Leases and session logs on a real nats-server', () => {
   }
 
   it("stops an event follower at once, even while its first pull is being set up (not when the pull's 10 s expire)", async () => {
-    const gateway = await GatewayDurability.open(connection, `g${randomUUID().slice(0, 8)}`, logger);
+    const gateway = await GatewayDurability.open(nats.connection, `g${randomUUID().slice(0, 8)}`, logger);
     const follower = await gateway.followEvents(() => undefined);
     // The follower is still getting its consumer: the pull it makes next must not outlive stop.
     const outcome = await Promise.race([
@@ -301,7 +291,7 @@ describe('Leases and session logs on a real nats-server', () => {
   });
 
   it('logs the placement and every grant, and a rebuild from JetStream brings them back', async () => {
-    const durability = await HostDurability.open(connection, { namespace: `r${randomUUID().slice(0, 8)}`, workerId: 'a', onLost: () => undefined });
+    const durability = await HostDurability.open(nats.connection, { namespace: `r${randomUUID().slice(0, 8)}`, workerId: 'a', onLost: () => undefined });
     const sessionLog = durability.sessionLog('root-1', SESSION);
     journaledRollout({ path: '/dev/null', record: () => undefined, close: async () => undefined }, sessionLog, meta);
     const granted: string[] = [];
@@ -319,7 +309,7 @@ describe('Leases and session logs on a real nats-server', () => {
   });
 
   it("after a failover, runs a repeatable tool's cut-off call again and gives any other the failover note; says whether a turn is open", async () => {
-    const durability = await HostDurability.open(connection, { namespace: `f${randomUUID().slice(0, 8)}`, workerId: 'a', onLost: () => undefined });
+    const durability = await HostDurability.open(nats.connection, { namespace: `f${randomUUID().slice(0, 8)}`, workerId: 'a', onLost: () => undefined });
     const sessionLog = durability.sessionLog('root-1', SESSION);
     journaledRollout({ path: '/dev/null', record: () => undefined, close: async () => undefined }, sessionLog, meta);
     const rollout = (l: Omit<RolloutLine, 'timestamp'>) => sessionLog.append({ type: 'rollout', line: { timestamp: AT, ...l } as RolloutLine });
@@ -375,7 +365,7 @@ describe('Leases and session logs on a real nats-server', () => {
   });
 
   it('reads a sub-agent whose first turn is queued but not begun as working, and one idle after its turn as ended', async () => {
-    const durability = await HostDurability.open(connection, { namespace: `q${randomUUID().slice(0, 8)}`, workerId: 'a', onLost: () => undefined });
+    const durability = await HostDurability.open(nats.connection, { namespace: `q${randomUUID().slice(0, 8)}`, workerId: 'a', onLost: () => undefined });
     const firstTurn = { id: 'call-7-task', session_id: SESSION, op: { type: 'user_turn' as const, items: [{ type: 'text' as const, text: 'do the item' }] } };
     // Placed a moment ago: the placement queued its first turn, and its log is not stored yet.
     await durability.ops.enqueue(firstTurn);

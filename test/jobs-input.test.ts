@@ -1,29 +1,16 @@
-import { readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { scratchDirectory } from './support/scratch-directory.js';
 import { checkInstruction, JobInputError, placeholders, readJobInput, renderInstruction } from '../actors/jobs/input.js';
 import { outputTable, writeJobOutput } from '../actors/jobs/output.js';
 import { jobSpec, prepareJob } from '../actors/jobs/prepare.js';
 import { replay } from '../actors/jobs/state.js';
 import { buildTurnContext, settingsFromConfig } from '../machines/turn-context.js';
 
-let dir: string;
-
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'troupe-jobs-'));
-});
-
-afterEach(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-async function file(name: string, text: string): Promise<string> {
-  const path = join(dir, name);
-  await writeFile(path, text);
-  return path;
-}
+const scratch = scratchDirectory('troupe-jobs-');
+const { file } = scratch;
 
 const turn = buildTurnContext(settingsFromConfig({}, { model: 'm', cwd: '/', base_instructions: 'b' }), 't1', {});
 
@@ -76,15 +63,15 @@ describe('job input', () => {
 
   it('prepares nothing for a bad request, and checks the output path', async () => {
     await file('in.csv', 'a\n1\n');
-    await expect(prepareJob({ csv_path: 'in.csv', instruction: '{a}', max_concurrency: 0 }, dir)).rejects.toThrow(
+    await expect(prepareJob({ csv_path: 'in.csv', instruction: '{a}', max_concurrency: 0 }, scratch.path)).rejects.toThrow(
       'max_concurrency must be a whole number of at least 1',
     );
-    await expect(prepareJob({ csv_path: 'in.csv', instruction: '{a}', output_csv_path: 'no/such/dir/out.csv' }, dir)).rejects.toThrow(
+    await expect(prepareJob({ csv_path: 'in.csv', instruction: '{a}', output_csv_path: 'no/such/dir/out.csv' }, scratch.path)).rejects.toThrow(
       /the directory .*no\/such\/dir does not exist/,
     );
-    const prepared = await prepareJob({ csv_path: 'in.csv', instruction: '{a}', max_concurrency: 500 }, dir);
+    const prepared = await prepareJob({ csv_path: 'in.csv', instruction: '{a}', max_concurrency: 500 }, scratch.path);
     expect(prepared.concurrency).toBe(64);
-    expect(prepared.outputPath).toBe(join(dir, `in.agent-job-${prepared.jobId.slice(0, 8)}.csv`));
+    expect(prepared.outputPath).toBe(join(scratch.path, `in.agent-job-${prepared.jobId.slice(0, 8)}.csv`));
   });
 });
 
@@ -98,7 +85,7 @@ describe('job output', () => {
         output_csv_path: 'out.csv',
         output_schema: { type: 'object', properties: { note: { type: 'string' }, score: { type: 'number' } } },
       },
-      dir,
+      scratch.path,
     );
     const state = replay([{ type: 'job_created', at: 'now', job: jobSpec(prepared, { sessionId: 's', callId: 'c', turn }) }]);
     state.items.get('row-1')!.status = 'completed';
@@ -107,7 +94,7 @@ describe('job output', () => {
     state.items.get('row-2')!.error = 'it broke, badly';
     expect(outputTable(state).columns).toEqual(['status', 'note', 'job_status', 'result.note', 'score', 'error']);
     await writeJobOutput(state);
-    const rows = parse<Record<string, string>>(await readFile(join(dir, 'out.csv'), 'utf8'), { columns: true });
+    const rows = parse<Record<string, string>>(await readFile(join(scratch.path, 'out.csv'), 'utf8'), { columns: true });
     expect(rows).toEqual([
       { status: 'x', note: 'a,b', job_status: 'completed', 'result.note': 'line one\nline "two"', score: '1.5', error: '' },
       { status: 'y', note: 'plain', job_status: 'failed', 'result.note': '', score: '', error: 'it broke, badly' },
@@ -117,12 +104,12 @@ describe('job output', () => {
   it("keeps a result's properties the schema allows but does not name, in columns after the schema's, in the order rows first show them", async () => {
     await file('in.csv', 'name\na\nb\nc\n');
     const schema = { type: 'object', properties: { score: { type: 'number' } }, required: ['score'] };
-    const prepared = await prepareJob({ csv_path: 'in.csv', instruction: '{name}', output_csv_path: 'out.csv', output_schema: schema }, dir);
+    const prepared = await prepareJob({ csv_path: 'in.csv', instruction: '{name}', output_csv_path: 'out.csv', output_schema: schema }, scratch.path);
     const state = replay([{ type: 'job_created', at: 'now', job: jobSpec(prepared, { sessionId: 's', callId: 'c', turn }) }]);
     const results: Record<string, unknown>[] = [{ score: 1, why: 'short' }, { score: 2 }, { score: 3, name: 'C', why: 'long' }];
     results.forEach((result, i) => Object.assign(state.items.get(`row-${i + 1}`)!, { status: 'completed', result }));
     await writeJobOutput(state);
-    const rows = parse<Record<string, string>>(await readFile(join(dir, 'out.csv'), 'utf8'), { columns: true });
+    const rows = parse<Record<string, string>>(await readFile(join(scratch.path, 'out.csv'), 'utf8'), { columns: true });
     expect(rows).toEqual([
       { name: 'a', status: 'completed', score: '1', why: 'short', 'result.name': '', error: '' },
       { name: 'b', status: 'completed', score: '2', why: '', 'result.name': '', error: '' },

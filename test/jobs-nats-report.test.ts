@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { JobSpec, NewJobRecord } from '../actors/jobs/records.js';
 import { NatsJobStore } from '../actors/jobs/nats-store.js';
@@ -10,7 +9,7 @@ import { JobRunner, type JobStrays } from '../actors/jobs/runner.js';
 import { THIS_RUNNER, type JobHandle, type ReportRequest } from '../actors/jobs/store.js';
 import { ABORTED_OUTPUT } from '../lib/history/conversation-history.js';
 import type { AgentControl, ToolContext } from '../actors/tools/tool.js';
-import { startNatsServer, type NatsServerProcess } from './support/nats-server.js';
+import { natsServerWithConnection } from './support/nats-connection.js';
 import { testJobSpec } from './support/job-spec.js';
 import { waitFor } from './support/wait.js';
 
@@ -22,18 +21,13 @@ import { waitFor } from './support/wait.js';
  * from the item's recorded outcome.
  */
 
-let nats: NatsServerProcess;
-let connection: NatsConnection;
+const nats = natsServerWithConnection();
 let dir: string;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'troupe-report-'));
-  nats = await startNatsServer();
-  connection = await connect({ servers: nats.url });
 });
 afterAll(async () => {
-  await connection?.close();
-  await nats?.stop();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -61,7 +55,7 @@ const item = (agentId: string, itemId: string, result: Record<string, unknown>):
 
 /** A job in a fresh namespace whose earlier runner started agent-1 on row-1 and agent-2 on row-2, then `more`. */
 async function leftByEarlierRunner(...more: NewJobRecord[]) {
-  const store = await NatsJobStore.open(connection, `r${randomUUID().slice(0, 8)}`);
+  const store = await NatsJobStore.open(nats.connection, `r${randomUUID().slice(0, 8)}`);
   const jobId = `job-${randomUUID().slice(0, 8)}`;
   const first = await store.create(spec(jobId));
   await first.append(
@@ -78,7 +72,7 @@ describe('a result passed on through the NATS job store', { timeout: 30_000 }, (
     const { store, jobId, first } = await leftByEarlierRunner();
     // The earlier runner takes the request and dies with it.
     const held: string[] = [];
-    const dying = connection.subscribe(store.subjects.jobReport(jobId), { callback: (_error, message) => void held.push(message.string()) });
+    const dying = nats.connection.subscribe(store.subjects.jobReport(jobId), { callback: (_error, message) => void held.push(message.string()) });
     const reported = store.report(jobId, item('agent-1', 'row-1', { v: 1 }), going);
     await waitFor(() => held.length === 1, 'the earlier runner to take the request');
     dying.unsubscribe();
@@ -134,13 +128,15 @@ describe('a result passed on through the NATS job store', { timeout: 30_000 }, (
   });
 
   it('stops at once when its call is aborted, waiting for an answer or between tries, and sends nothing more', async () => {
-    const sent = vi.spyOn(connection, 'request');
+    const sent = vi.spyOn(nats.connection, 'request');
     const sends = (store: NatsJobStore, jobId: string) => sent.mock.calls.filter(([subject]) => subject === store.subjects.jobReport(jobId)).length;
     try {
       // A runner that took the request and never answers: the request is in flight when the call is aborted.
       const holding = await leftByEarlierRunner();
       const held: string[] = [];
-      const taker = connection.subscribe(holding.store.subjects.jobReport(holding.jobId), { callback: (_error, message) => void held.push(message.string()) });
+      const taker = nats.connection.subscribe(holding.store.subjects.jobReport(holding.jobId), {
+        callback: (_error, message) => void held.push(message.string()),
+      });
       const first = new AbortController();
       const inFlight = holding.store.report(holding.jobId, item('agent-1', 'row-1', { v: 1 }), first.signal);
       await waitFor(() => held.length === 1, 'the request to reach the silent runner');

@@ -36,8 +36,3 @@ export async function userMessage(items: readonly UserInput[]): Promise<MessageI
   }
   return { type: 'message', role: 'user', content };
 }
-
-/** What `user_message` events show: the text the user typed, images as placeholders. */
-export function userMessageText(items: readonly UserInput[]): string {
-  return items.map((i) => (i.type === 'text' ? i.text : `[image: ${i.path}]`)).join('\n');
-}

@@ -77,7 +77,6 @@ export const JobRecord = z.discriminatedUnion('type', [
   }),
 ]);
 export type JobRecord = z.infer<typeof JobRecord>;
-export type JobRecordOf<T extends JobRecord['type']> = Extract<JobRecord, { type: T }>;
 
 /** A record without its time, which the log adds. */
 export type NewJobRecord = JobRecord extends infer R ? (R extends JobRecord ? Omit<R, 'at'> : never) : never;

@@ -1,9 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { TroupeError, type SessionConfig } from '../protocol/index.js';
 import { JobLookupError, type JobOverview } from '../actors/jobs/admin.js';
-import { JobInputError } from '../actors/jobs/input.js';
+import { JobInputError, readJobFile } from '../actors/jobs/input.js';
 import { cancelJob, checkJob, jobStatus, listJobs, runJob, type CheckedJob } from '../actors/jobs/library.js';
 import { commandGateway } from '../actors/gateway-options.js';
 import { NATS_FLAGS } from '../lib/nats/settings.js';
@@ -72,8 +71,15 @@ async function jobsRun(argv: readonly string[], runtimeOptions: RuntimeOptions):
   let outputSchema: Record<string, unknown> | undefined;
   if (values['output-schema'] !== undefined) {
     let parsed: unknown;
+    // Read as the input is: a FIFO or /dev/zero named here must not hang or fill memory.
+    let text: string;
     try {
-      parsed = JSON.parse(readFileSync(resolve(cwd, values['output-schema']), 'utf8'));
+      text = await readJobFile(resolve(cwd, values['output-schema']), '--output-schema');
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+    try {
+      parsed = JSON.parse(text);
     } catch (error) {
       throw new UsageError(`--output-schema ${values['output-schema']}: ${(error as Error).message}`);
     }

@@ -115,7 +115,18 @@ export type SpawnAgentsOnCsvArgs = z.infer<typeof SpawnAgentsOnCsvArgs>;
 export const ReportAgentJobResultArgs = z.object({
   job_id: z.string().min(1).describe('The job, as your task names it.'),
   item_id: z.string().min(1).describe('Your item, as your task names it.'),
-  result: z.record(z.string(), z.unknown()).describe("The item's result: a JSON object (matching the job's output schema when it has one)."),
+  result: z
+    .preprocess(
+      (value, ctx) => {
+        // Parsed into a new object, a "__proto__" key would set its prototype and be lost from
+        // the result without a word: refused instead.
+        if (typeof value === 'object' && value !== null && Object.hasOwn(value, '__proto__'))
+          ctx.addIssue({ code: 'custom', message: 'a result cannot have a key named "__proto__"; rename it' });
+        return value;
+      },
+      z.record(z.string(), z.unknown()),
+    )
+    .describe("The item's result: a JSON object (matching the job's output schema when it has one)."),
   stop: z.boolean().optional().describe('True stops the whole job once this result is recorded: items not yet reported are cancelled.'),
 });
 export type ReportAgentJobResultArgs = z.infer<typeof ReportAgentJobResultArgs>;

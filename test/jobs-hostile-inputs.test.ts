@@ -190,10 +190,11 @@ describe('a job larger than a NATS message may be', { timeout: 30_000 }, () => {
 
   it('is refused by the NATS job store with a JobInputError naming the limit, and nothing is stored', async () => {
     const store = await NatsJobStore.open(nats.connection, `big${randomUUID().slice(0, 8)}`);
-    const create = store.create(testJobSpec({ jobId: 'job-big', dir: scratch.path, rows }));
+    const jobId = randomUUID();
+    const create = store.create(testJobSpec({ jobId, dir: scratch.path, rows }));
     await expect(create).rejects.toThrow(JobInputError);
     await expect(create).rejects.toThrow(/^the job is \d+ bytes as a NATS message, more than the 1048576 its server takes \(max_payload\)/);
-    expect(await store.read('job-big')).toBeNull();
+    expect(await store.read(jobId)).toBeNull();
   });
 
   it('is refused by runJob before it opens a session for it', async () => {

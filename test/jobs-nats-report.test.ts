@@ -56,7 +56,7 @@ const item = (agentId: string, itemId: string, result: Record<string, unknown>):
 /** A job in a fresh namespace whose earlier runner started agent-1 on row-1 and agent-2 on row-2, then `more`. */
 async function leftByEarlierRunner(...more: NewJobRecord[]) {
   const store = await NatsJobStore.open(nats.connection, `r${randomUUID().slice(0, 8)}`);
-  const jobId = `job-${randomUUID().slice(0, 8)}`;
+  const jobId = randomUUID();
   const first = await store.create(spec(jobId));
   await first.append(
     { type: 'runner_started', ...THIS_RUNNER },

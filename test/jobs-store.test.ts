@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { appendFile, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import { makeToolContext } from './support/tool-context.js';
 import { waitFor } from './support/wait.js';
 
 let home: string;
+const [JOB_A, JOB_B, JOB_C, JOB_D, JOB_R] = [randomUUID(), randomUUID(), randomUUID(), randomUUID(), randomUUID()];
 
 beforeEach(async () => {
   home = await mkdtemp(join(tmpdir(), 'troupe-home-'));
@@ -29,8 +31,8 @@ function spec(jobId: string, createdAt?: string): JobSpec {
 describe('FileJobStore', () => {
   it('appends records durably and replays them into the same state', async () => {
     const store = new FileJobStore(home);
-    const handle = await store.create(spec('job-a'));
-    expect(await store.unfinishedOf('parent')).toEqual(['job-a']);
+    const handle = await store.create(spec(JOB_A));
+    expect(await store.unfinishedOf('parent')).toEqual([JOB_A]);
     await handle.append({ type: 'runner_started', ...THIS_RUNNER }, { type: 'item_started', item_id: 'row-1', agent_id: 'agent-1', attempt: 1 });
     await handle.append({ type: 'item_result', item_id: 'row-1', agent_id: 'agent-1', result: { ok: true } });
     await handle.append({ type: 'item_started', item_id: 'row-2', agent_id: 'agent-2', attempt: 1 }, { type: 'item_retry', item_id: 'row-2', error: 'boom' });
@@ -41,7 +43,7 @@ describe('FileJobStore', () => {
       ['row-3', 'running'],
     ]);
     await handle.close();
-    const read = (await store.read('job-a'))!;
+    const read = (await store.read(JOB_A))!;
     expect([...read.items.values()].map((i) => [i.status, i.result, i.errored, i.attempts])).toEqual([
       ['completed', { ok: true }, 0, 1],
       ['pending', null, 1, 1],
@@ -52,7 +54,7 @@ describe('FileJobStore', () => {
 
   it('a result recorded once is final: later records for that item change nothing', async () => {
     const store = new FileJobStore(home);
-    const handle = await store.create(spec('job-b'));
+    const handle = await store.create(spec(JOB_B));
     await handle.append({ type: 'item_result', item_id: 'row-1', agent_id: 'a', result: { n: 1 } });
     await handle.append({ type: 'item_failed', item_id: 'row-1', error: 'late' }, { type: 'item_result', item_id: 'row-1', agent_id: 'b', result: { n: 2 } });
     expect(handle.state.items.get('row-1')).toMatchObject({ status: 'completed', result: { n: 1 }, error: null });
@@ -61,13 +63,13 @@ describe('FileJobStore', () => {
 
   it('skips a torn last line, as a crash in the middle of a write leaves it', async () => {
     const store = new FileJobStore(home);
-    const handle = await store.create(spec('job-c'));
+    const handle = await store.create(spec(JOB_C));
     await handle.append({ type: 'item_result', item_id: 'row-1', agent_id: 'a', result: { n: 1 } });
     await handle.close();
-    await appendFile(jobLogPath(home, 'job-c'), '{"type":"item_result","at":"x","item_id":"row-2","agent_i');
+    await appendFile(jobLogPath(home, JOB_C), '{"type":"item_result","at":"x","item_id":"row-2","agent_i');
     const warn = vi.spyOn(log, 'warn').mockImplementation(() => undefined);
     try {
-      const read = (await store.read('job-c'))!;
+      const read = (await store.read(JOB_C))!;
       expect([...read.items.values()].map((i) => i.status)).toEqual(['completed', 'pending', 'pending']);
       expect(warn).toHaveBeenCalledWith(expect.objectContaining({ line: 3 }), 'skipping a line of a job log that is torn or invalid');
     } finally {
@@ -77,10 +79,10 @@ describe('FileJobStore', () => {
 
   it('hears a cancellation another process appends; a finished job leaves the open list', async () => {
     const store = new FileJobStore(home);
-    const handle = await store.create(spec('job-d'));
+    const handle = await store.create(spec(JOB_D));
     const heard: string[] = [];
     handle.onCancel((reason) => heard.push(reason));
-    await new FileJobStore(home).requestCancel('job-d', 'from elsewhere');
+    await new FileJobStore(home).requestCancel(JOB_D, 'from elsewhere');
     await waitFor(() => heard.length > 0, 'the cancellation');
     expect(heard).toEqual(['from elsewhere']);
     expect(handle.state.cancelRequested).toBe('from elsewhere');
@@ -88,20 +90,21 @@ describe('FileJobStore', () => {
     expect(await store.unfinishedOf('parent')).toEqual([]);
     expect([...handle.state.items.values()].every((i) => i.status === 'cancelled')).toBe(true);
     await handle.close();
-    const lines = (await readFile(jobLogPath(home, 'job-d'), 'utf8')).trim().split('\n');
+    const lines = (await readFile(jobLogPath(home, JOB_D), 'utf8')).trim().split('\n');
     expect(lines.map((l) => (JSON.parse(l) as { type: string }).type)).toEqual(['job_created', 'cancel_requested', 'job_finished']);
     expect((await readdir(join(home, 'jobs'))).filter((n) => n.endsWith('.tmp'))).toEqual([]);
   });
 
   it('lists jobs newest first, and knows whether a runner is alive', async () => {
     const store = new FileJobStore(home);
+    const [older, newer] = [randomUUID(), randomUUID()];
     for (const [id, at] of [
-      ['old', '2026-01-01T00:00:00.000Z'],
-      ['new', '2026-02-01T00:00:00.000Z'],
+      [older, '2026-01-01T00:00:00.000Z'],
+      [newer, '2026-02-01T00:00:00.000Z'],
     ] as const) {
       await (await store.create(spec(id, at))).close();
     }
-    expect((await store.list()).map((s) => s.spec.job_id)).toEqual(['new', 'old']);
+    expect((await store.list()).map((s) => s.spec.job_id)).toEqual([newer, older]);
     expect(runnerAlive(THIS_RUNNER)).toBe(true);
     expect(runnerAlive({ ...THIS_RUNNER, host: 'elsewhere' })).toBe(false);
     expect(runnerAlive(null)).toBe(false);
@@ -128,11 +131,11 @@ describe('report_agent_job_result in process', () => {
   it('once the job has ended, answers a copy of a recorded result as accepted and anything else as refused', async () => {
     const store = new FileJobStore(home);
     const { agents, spawned } = quietAgents();
-    const runner = new JobRunner(await store.create(spec('job-r')), { agents, spawnContext: {} as ToolContext, emit: () => undefined });
+    const runner = new JobRunner(await store.create(spec(JOB_R)), { agents, spawnContext: {} as ToolContext, emit: () => undefined });
     const done = runner.run();
     const { ctx } = makeToolContext(home, { home });
     const report = async (agentId: string, itemId: string, result: Record<string, unknown>) => {
-      const args = reportAgentJobResultTool.args.parse({ job_id: 'job-r', item_id: itemId, result });
+      const args = reportAgentJobResultTool.args.parse({ job_id: JOB_R, item_id: itemId, result });
       const output = await reportAgentJobResultTool.run(args, { ...ctx, sessionId: agentId }, { sandboxed: true, userApproved: false });
       return JSON.parse(output.text) as { accepted: boolean };
     };
@@ -148,6 +151,6 @@ describe('report_agent_job_result in process', () => {
     expect(await report('agent-1', 'row-1', { n: 9 })).toMatchObject({ accepted: false });
     expect(await report('agent-2', 'row-1', { n: 1, z: 0 })).toMatchObject({ accepted: false });
     expect(await report('agent-3', 'row-4', { n: 3 })).toMatchObject({ accepted: false });
-    expect((await store.read('job-r'))!.items.get('row-1')).toMatchObject({ agentId: 'agent-1', result: { n: 1, z: 0 } });
+    expect((await store.read(JOB_R))!.items.get('row-1')).toMatchObject({ agentId: 'agent-1', result: { n: 1, z: 0 } });
   });
 });

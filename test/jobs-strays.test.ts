@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,11 +19,10 @@ import { waitFor } from './support/wait.js';
 
 let home: string;
 let jobId: string;
-let jobs = 0;
 
 beforeEach(async () => {
   home = await mkdtemp(join(tmpdir(), 'troupe-strays-'));
-  jobId = `job-${++jobs}`;
+  jobId = randomUUID();
 });
 
 afterEach(async () => {

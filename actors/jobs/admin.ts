@@ -115,6 +115,8 @@ export async function listJobsIn(place: JobPlace): Promise<JobOverview[]> {
 export async function findJob(place: JobPlace, id: string): Promise<JobState> {
   const { store, name } = place;
   if (id.trim() === '') throw new JobLookupError('the job id is empty: give a job id, or the first characters of one');
+  // A job id is a UUID: anything else (a path, a subject) is looked up nowhere.
+  if (!/^[0-9a-f-]{1,36}$/i.test(id)) throw new JobLookupError(`${JSON.stringify(id)} is not a job id: job ids are UUIDs (give one, or its first characters)`);
   const exact = await store.read(id).catch(() => null);
   if (exact) return exact;
   const matches = (await store.list()).filter((s) => s.spec.job_id.startsWith(id));

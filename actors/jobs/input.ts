@@ -43,6 +43,13 @@ export const MAX_JOB_COLUMNS = 1_000;
  * `{"a":[[[[…]]]]}` that JSON.parse read.
  */
 export const MAX_VALUE_DEPTH = 128;
+/**
+ * The largest task an item's agent is given: the instruction with its row's values in it. An
+ * instruction can name a column many times, so an input within MAX_INPUT_BYTES could otherwise
+ * make tasks of any size (600 copies of a 1 MiB cell overflow a JavaScript string); a task past
+ * this is also past what a model's context holds.
+ */
+export const MAX_TASK_BYTES = 4 * 1024 * 1024;
 /** Room left in a 255-byte file name for the temporary file's affixes. */
 const MAX_OUTPUT_NAME_BYTES = 230;
 
@@ -59,7 +66,20 @@ const PRIVATE_TREES = ['/proc', '/dev'];
  * read, and no more.
  */
 export async function readJobInput(path: string, idColumn: string | undefined): Promise<JobInput> {
-  const fail = (why: string) => new JobInputError(`cannot read csv_path ${path}: ${why}`);
+  const text = await readJobFile(path, 'csv_path');
+  const format = formatOf(path);
+  const table = format === 'jsonl' ? jsonLines(text, path) : await csvRows(text, path);
+  checkColumns(table.columns, path);
+  return { path, format, columns: table.columns, items: itemsOf(table, idColumn, path) };
+}
+
+/**
+ * Read a file a job is given (`what` names it in errors: `csv_path`, `--output-schema`) as the
+ * input is read: a regular file of at most MAX_INPUT_BYTES, not inside /proc or /dev, read as
+ * it was when opened. Throws a JobInputError naming what is wrong.
+ */
+export async function readJobFile(path: string, what: string): Promise<string> {
+  const fail = (why: string) => new JobInputError(`cannot read ${what} ${path}: ${why}`);
   const real = realPathOf(path);
   const hidden = PRIVATE_TREES.find((tree) => real === tree || real.startsWith(`${tree}${sep}`));
   if (hidden !== undefined) throw fail(`${real === resolve(path) ? 'it' : `it resolves to ${real}, which`} is inside ${hidden}, which agent jobs do not read`);
@@ -92,10 +112,7 @@ export async function readJobInput(path: string, idColumn: string | undefined): 
     const code = (error as NodeJS.ErrnoException).code;
     throw fail(code === 'ENOENT' ? 'no such file' : (error as Error).message);
   }
-  const format = formatOf(path);
-  const table = format === 'jsonl' ? jsonLines(text, path) : await csvRows(text, path);
-  checkColumns(table.columns, path);
-  return { path, format, columns: table.columns, items: itemsOf(table, idColumn, path) };
+  return text;
 }
 
 interface Table {
@@ -182,7 +199,7 @@ function jsonLines(text: string, path: string): Table {
 }
 
 /** Whether arrays and objects in `value` nest more than `levels` deep (it counts as one). */
-function nestsDeeper(value: unknown, levels: number): boolean {
+export function nestsDeeper(value: unknown, levels: number): boolean {
   if (typeof value !== 'object' || value === null) return false;
   return levels === 0 || Object.values(value).some((inner) => nestsDeeper(inner, levels - 1));
 }
@@ -246,6 +263,30 @@ export function checkInstruction(instruction: string, input: JobInput): void {
   for (const item of input.items) {
     const missing = names.find((n) => !Object.hasOwn(item.row, n));
     if (missing !== undefined) throw new JobInputError(`${input.path}: row ${item.row_index + 1} has no "${missing}", which the instruction uses`);
+  }
+  checkTaskSizes(instruction, input);
+}
+
+/** Every item's task (the instruction with its row's values) within MAX_TASK_BYTES, measured without making it. */
+function checkTaskSizes(instruction: string, input: JobInput): void {
+  const uses = new Map<string, number>();
+  let fixed = 0;
+  let last = 0;
+  for (const match of instruction.matchAll(PLACEHOLDER)) {
+    fixed += Buffer.byteLength(instruction.slice(last, match.index)) + (match[1] === undefined ? 1 : 0);
+    last = match.index + match[0].length;
+    if (match[1] !== undefined) uses.set(match[1], (uses.get(match[1]) ?? 0) + 1);
+  }
+  fixed += Buffer.byteLength(instruction.slice(last));
+  for (const item of input.items) {
+    let size = fixed;
+    for (const [name, times] of uses) size += times * Buffer.byteLength(cell(item.row[name]));
+    if (size > MAX_TASK_BYTES) {
+      const most = [...uses].sort((a, b) => b[1] - a[1])[0]!;
+      throw new JobInputError(
+        `${input.path}: row ${item.row_index + 1}: the instruction with this row's values would be ${size} bytes, more than the ${MAX_TASK_BYTES} an item's task may hold (it names {${most[0]}} ${most[1]} ${most[1] === 1 ? 'time' : 'times'})`,
+      );
+    }
   }
 }
 

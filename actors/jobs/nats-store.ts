@@ -19,7 +19,7 @@ import { inBackground, log } from '../../lib/log.js';
 import { JobInputError } from './input.js';
 import { JobRecord, type JobSpec, type NewJobRecord } from './records.js';
 import { apply, replay, type JobState } from './state.js';
-import { ACCEPTED_REPORT, isRecordedResult, refusedReport, ReportRequest, type JobHandle, type JobStore } from './store.js';
+import { ACCEPTED_REPORT, isJobId, isRecordedResult, refusedReport, ReportRequest, type JobHandle, type JobStore } from './store.js';
 
 /** How long JetStream remembers a record's id, so a publication sent again after a timeout is stored once. */
 const DUPLICATE_WINDOW_NS = 2 * 60 * 1_000_000_000;
@@ -162,6 +162,7 @@ export class NatsJobStore implements JobStore {
    */
   async report(jobId: string, request: ReportRequest, signal: AbortSignal): Promise<ToolOutput> {
     if (signal.aborted) return ABORTED_REPORT;
+    if (!isJobId(jobId)) return refusedReport(`there is no job ${jobId}`);
     let stop!: () => void;
     const aborted = new Promise<ToolOutput>((resolve) => (stop = () => resolve(ABORTED_REPORT)));
     signal.addEventListener('abort', stop, { once: true });
@@ -239,7 +240,9 @@ export class NatsJobStore implements JobStore {
     return message?.seq ?? null;
   }
 
+  /** Whether the job has a record on `part`; false for an id that is not a job id (it names no subject). */
   async #stored(jobId: string, part: string): Promise<boolean> {
+    if (!isJobId(jobId)) return false;
     return (await this.lastSeq(this.subjects.job(jobId, part))) !== null;
   }
 

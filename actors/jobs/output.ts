@@ -20,8 +20,10 @@ import type { JobState } from './state.js';
  * real path), so a symbolic link put in its way sends the output nowhere else.
  *
  * In a CSV, the cells the models wrote (results, errors, the names of output_schema's
- * properties in the header) that a spreadsheet would take for a formula (=, +, -, @, a tab or a carriage return first, and not a number) get a `'` first;
- * the input's columns are copied as they are, and JSON Lines output holds every value as is.
+ * properties in the header) that a spreadsheet would take for a formula (=, +, -, @, a tab or a
+ * carriage return first, and not a number) get a `'` first; so do the input's columns when the
+ * input was JSON Lines, while a CSV input's are copied as they are (opening the output is then
+ * no riskier than opening the input). JSON Lines output holds every value as is.
  */
 export async function writeJobOutput(state: JobState): Promise<string> {
   const { spec } = state;
@@ -30,12 +32,14 @@ export async function writeJobOutput(state: JobState): Promise<string> {
     throw new JobOutputError(`${spec.output_path} now resolves to ${real}: a symbolic link was put in its way while the job ran, so nothing was written`);
   }
   const { columns, rows } = outputTable(state);
-  const fromInput = spec.columns.length;
+  // A CSV input's cells are copied as they were; a JSON Lines input was no spreadsheet, so its
+  // values (and keys) are made inert like the models' cells.
+  const copied = spec.input_format === 'csv' ? spec.columns.length : 0;
   const text =
     spec.output_format === 'jsonl'
       ? rows.map((row) => `${JSON.stringify(Object.fromEntries(columns.map((c, i) => [c, row[i]])))}\n`).join('')
       : [columns, ...rows.map((row) => row.map(cell))]
-          .map((fields) => `${fields.map((text, i) => csvField(i < fromInput ? text : inert(text))).join(',')}\n`)
+          .map((fields) => `${fields.map((text, i) => csvField(i < copied ? text : inert(text))).join(',')}\n`)
           .join('');
   await writeAtomically(spec.output_path, text);
   return spec.output_path;

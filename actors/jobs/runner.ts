@@ -10,7 +10,7 @@ import { ProgressThrottle, type JobProgress } from './progress.js';
 import type { JobRecord, NewJobRecord } from './records.js';
 import { resultCheck, type ResultCheck } from './schema.js';
 import { countItems, type ItemState, type JobState } from './state.js';
-import { ACCEPTED_REPORT, isRecordedResult, refusedReport, sameJson, THIS_RUNNER, type JobHandle } from './store.js';
+import { ACCEPTED_REPORT, isRecordedResult, refusedReport, sameJson, THIS_RUNNER, unfitResult, type JobHandle } from './store.js';
 
 /** What a job's tool call answers, and `runJob` resolves to (the names are Codex's). */
 export interface JobSummary {
@@ -237,6 +237,9 @@ export class JobRunner {
   async report(agentId: string, itemId: string, result: Record<string, unknown>, stop: boolean): Promise<ToolOutput> {
     const item = this.#state.items.get(itemId);
     if (!item) return refusedReport(`job ${this.jobId} has no item "${itemId}"`);
+    // Checked where the result is sent too; here as well, for a report that came over NATS.
+    const unfit = unfitResult(result);
+    if (unfit !== null) return unfit;
     // An agent on this worker can report while the runner is still taking the job up.
     await this.#takenUp;
     const live = this.#live.get(itemId);

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { ToolOutput } from '../../machines/tool-plan.js';
 import { inBackground, log } from '../../lib/log.js';
 import { processIsRunning } from '../../lib/processes.js';
+import { MAX_VALUE_DEPTH, nestsDeeper } from './input.js';
 import { JobRecord, type JobSpec, type NewJobRecord } from './records.js';
 import { apply, replay, type JobState } from './state.js';
 
@@ -50,6 +51,25 @@ export type ReportRequest = z.infer<typeof ReportRequest>;
 /** What `report_agent_job_result` answers when a result is not taken, wherever it is refused. */
 export function refusedReport(reason: string): ToolOutput {
   return { text: JSON.stringify({ accepted: false, reason }), success: false };
+}
+
+/** The largest result an item's agent may report, as JSON text (room left for the record around it). */
+const MAX_RESULT_BYTES = 512 * 1024;
+
+/**
+ * The refusal of a result that cannot be kept in a job's records, or null. The log (a JSONL
+ * file, or JetStream records of at most the server's payload limit, 1 MiB by default) stores
+ * each result as one JSON text, and writing it recurses once per level: a result that cannot
+ * be written would leave its item neither done nor failed.
+ */
+export function unfitResult(result: Record<string, unknown>): ToolOutput | null {
+  let why: string | null = null;
+  if (nestsDeeper(result, MAX_VALUE_DEPTH)) why = `it nests objects or arrays deeper than ${MAX_VALUE_DEPTH} levels`;
+  else {
+    const bytes = Buffer.byteLength(JSON.stringify(result));
+    if (bytes > MAX_RESULT_BYTES) why = `it is ${bytes} bytes of JSON, more than the ${MAX_RESULT_BYTES} a result may take`;
+  }
+  return why === null ? null : refusedReport(`the result cannot be recorded: ${why}. Report it again, smaller.`);
 }
 
 /** What `report_agent_job_result` answers when the result is recorded (or was already). */
@@ -106,7 +126,19 @@ export function jobsDir(home: string): string {
   return join(home, 'jobs');
 }
 
+/**
+ * A job id as troupe makes them (a UUID). Ids come from models (`report_agent_job_result`),
+ * command lines and ops: one that is not this shape names no job, and is never made into a
+ * path (`../x` would be a file anywhere) or a NATS subject (`a.>` would be a wildcard).
+ */
+const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function isJobId(id: string): boolean {
+  return JOB_ID.test(id);
+}
+
 export function jobLogPath(home: string, jobId: string): string {
+  if (!isJobId(jobId)) throw new TypeError(`not a job id: ${JSON.stringify(jobId)}`);
   return join(jobsDir(home), `${jobId}.jsonl`);
 }
 
@@ -146,6 +178,7 @@ export class FileJobStore implements JobStore {
   }
 
   async open(jobId: string): Promise<JobHandle | null> {
+    if (!isJobId(jobId)) return null;
     const path = jobLogPath(this.home, jobId);
     const read = await readLog(path);
     if (!read) return null;
@@ -154,6 +187,7 @@ export class FileJobStore implements JobStore {
   }
 
   async read(jobId: string): Promise<JobState | null> {
+    if (!isJobId(jobId)) return null;
     const read = await readLog(jobLogPath(this.home, jobId));
     return read ? replay(read.records) : null;
   }
@@ -189,6 +223,7 @@ export class FileJobStore implements JobStore {
   }
 
   async requestCancel(jobId: string, reason: string): Promise<JobState | null> {
+    if (!isJobId(jobId)) return null;
     const path = jobLogPath(this.home, jobId);
     if (!(await readLog(path))) return null;
     const file = await open(path, 'a');

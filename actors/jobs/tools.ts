@@ -8,7 +8,7 @@ import { JobInputError } from './input.js';
 import { jobSpec, plannedOutputPath, prepareJob } from './prepare.js';
 import { JobRunner, runningJobs } from './runner.js';
 import { sessionJobs } from './session.js';
-import { ACCEPTED_REPORT, FileJobStore, isRecordedResult, refusedReport, type JobStore } from './store.js';
+import { ACCEPTED_REPORT, FileJobStore, isJobId, isRecordedResult, refusedReport, unfitResult, type JobStore } from './store.js';
 
 /** The store of the session the tool runs in (JetStream on NATS), or the files under its home. */
 function storeOf(ctx: ToolContext): JobStore {
@@ -97,6 +97,9 @@ export const reportAgentJobResultTool: ToolHandler<unknown> = defineTool({
   // The runner answers a result sent again as it answered the first (JobRunner.report).
   repeatable: true,
   run: async (args, ctx) => {
+    if (!isJobId(args.job_id)) return refusedReport(`${JSON.stringify(args.job_id)} is not a job id: use the job_id your task names`);
+    const unfit = unfitResult(args.result);
+    if (unfit !== null) return unfit;
     const runner = runningJobs.get(args.job_id);
     if (runner) return runner.report(ctx.sessionId, args.item_id, args.result, args.stop ?? false);
     const store = storeOf(ctx);

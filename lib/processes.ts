@@ -27,3 +27,22 @@ export function procStat(pid: number | string): string[] | null {
     return null;
   }
 }
+
+let bootId: string | null | undefined;
+
+/**
+ * Which start of a process `pid` is: this boot's id and the process's start time (clock ticks
+ * after boot, field 22 of its stat line), so a pid the kernel has given to another process
+ * since, or after a reboot, does not match. Null where there is no /proc, or no such process.
+ */
+export function processStart(pid: number | 'self'): string | null {
+  if (bootId === undefined) {
+    try {
+      bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim();
+    } catch {
+      bootId = null;
+    }
+  }
+  const started = procStat(pid)?.[19];
+  return bootId !== null && started !== undefined ? `${bootId}/${started}` : null;
+}

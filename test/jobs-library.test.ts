@@ -1,11 +1,15 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cancelJob, createRuntime, InProcessBus, JobInputError, JobLookupError, jobStatus, listJobs, Runtime, runJob, type JobProgress } from '../index.js';
 import { doneStep, heldReports, readCsv, reportStep, task, workerFirst, writeText } from './e2e/jobs-support.js';
 import { waitFor } from './support/wait.js';
+import { testJobSpec } from './support/job-spec.js';
+import { FileJobStore } from '../actors/jobs/store.js';
+import { processStart } from '../lib/processes.js';
 import { startFakeModelServer, type FakeModelServer } from '../testing/index.js';
 
 let model: FakeModelServer;
@@ -136,6 +140,31 @@ describe('jobStatus, listJobs and cancelJob under TROUPE_HOME', () => {
     ]);
     expect(await jobStatus(jobId, { home })).toMatchObject({ status: 'cancelled', live: false, cancelled: 3, cancel_requested: 'enough words' });
     expect((await cancelJob(jobId, { home })).kind).toBe('finished');
+  });
+
+  it("take a job whose runner's pid now belongs to another process as run by nobody, and end it on cancel", async () => {
+    // The log of a job left running by a process that died, whose pid the kernel has since
+    // given to another live process (here: this test's parent, with the start that pid had
+    // before it).
+    const reused = { pid: process.ppid, host: hostname() };
+    const store = new FileJobStore(home);
+    const jobId = randomUUID();
+    const handle = await store.create(testJobSpec({ jobId, dir: workspace, rows: ['x', 'y'] }));
+    await handle.append({ type: 'runner_started', ...reused, start: `${processStart(process.ppid)}-before` });
+    await handle.close();
+
+    expect(await jobStatus(jobId, { home })).toMatchObject({ status: 'running', live: false });
+    expect(await cancelJob(jobId, { home, reason: 'left behind' })).toMatchObject({ kind: 'cancelled', job: { status: 'cancelled', cancelled: 2 } });
+    expect(readCsv(join(workspace, `${jobId}.csv`)).map((r) => r.status)).toEqual(['cancelled', 'cancelled']);
+
+    // The same pid with its own start is a live runner: it is asked to stop, not ended here.
+    const other = randomUUID();
+    const running = await store.create(testJobSpec({ jobId: other, dir: workspace, rows: ['x'] }));
+    await running.append({ type: 'runner_started', ...reused, start: processStart(process.ppid)! });
+    await running.close();
+    expect(await jobStatus(other, { home })).toMatchObject({ live: true });
+    expect(await cancelJob(other, { home })).toMatchObject({ kind: 'requested' });
+    expect(existsSync(join(workspace, `${other}.csv`))).toBe(false);
   });
 
   it('reject an id no job has, or that is empty, with a JobLookupError naming it', async () => {

@@ -59,9 +59,10 @@ const at = z.string();
 export const JobRecord = z.discriminatedUnion('type', [
   z.object({ type: z.literal('job_created'), at, job: JobSpec }),
   /** A process took the job up (first start, or after a restart). */
-  z.object({ type: z.literal('runner_started'), at, pid: z.number().int(), host: z.string() }),
+  /** `start`: which start of that pid (lib/processes.ts processStart), where the machine tells. */
+  z.object({ type: z.literal('runner_started'), at, pid: z.number().int(), host: z.string(), start: z.string().optional() }),
   /** The process stopped running the job without finishing it (its session closed); it can go on later. */
-  z.object({ type: z.literal('runner_stopped'), at, pid: z.number().int(), host: z.string() }),
+  z.object({ type: z.literal('runner_stopped'), at, pid: z.number().int(), host: z.string(), start: z.string().optional() }),
   z.object({ type: z.literal('item_started'), at, item_id: z.string(), agent_id: z.string(), attempt: z.number().int().positive() }),
   /** The result the item's agent reported: the item is done and never runs again. */
   z.object({ type: z.literal('item_result'), at, item_id: z.string(), agent_id: z.string(), result: z.record(z.string(), z.unknown()) }),

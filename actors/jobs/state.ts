@@ -26,7 +26,7 @@ export interface JobState {
   cancelRequested: string | null;
   finished: { status: Exclude<AgentJobStatus, 'running'>; error: string | null; at: string } | null;
   /** The process running the job now, as the last runner record says (null: none). */
-  runner: { pid: number; host: string; at: string } | null;
+  runner: { pid: number; host: string; start?: string | undefined; at: string } | null;
 }
 
 export interface JobCounts {
@@ -64,7 +64,7 @@ export function apply(state: JobState, record: JobRecord): void {
     case 'job_created':
       break;
     case 'runner_started':
-      state.runner = { pid: record.pid, host: record.host, at: record.at };
+      state.runner = { pid: record.pid, host: record.host, start: record.start, at: record.at };
       break;
     case 'runner_stopped':
       state.runner = null;

@@ -6,7 +6,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
 import type { ToolOutput } from '../../machines/tool-plan.js';
 import { inBackground, log } from '../../lib/log.js';
-import { processIsRunning } from '../../lib/processes.js';
+import { processIsRunning, processStart } from '../../lib/processes.js';
 import { MAX_VALUE_DEPTH, nestsDeeper } from './input.js';
 import { JobRecord, type JobSpec, type NewJobRecord } from './records.js';
 import { apply, replay, type JobState } from './state.js';
@@ -111,13 +111,24 @@ export interface JobHandle {
   close(): Promise<void>;
 }
 
-/** Who runs a job: written in `runner_started`, read by `troupe jobs status` and `cancel`. */
-export const THIS_RUNNER = { pid: process.pid, host: hostname() } as const;
+const thisStart = processStart('self');
 
-/** True when the runner a job names is this machine's process that is still alive. */
-export function runnerAlive(runner: { pid: number; host: string } | null): boolean {
+/**
+ * Who runs a job: written in `runner_started`, read by `troupe jobs status` and `cancel`. `start`
+ * (where /proc has it) tells this process from a later one the kernel gives the same pid.
+ */
+export const THIS_RUNNER: { readonly pid: number; readonly host: string; readonly start?: string } = {
+  pid: process.pid,
+  host: hostname(),
+  ...(thisStart !== null ? { start: thisStart } : {}),
+};
+
+/** True when the runner a job names is this machine's process that is still alive (the same start of it, where that is known). */
+export function runnerAlive(runner: { pid: number; host: string; start?: string | undefined } | null): boolean {
   if (!runner || runner.host !== THIS_RUNNER.host) return false;
-  return runner.pid === process.pid || processIsRunning(runner.pid);
+  if (runner.pid === process.pid && runner.start === THIS_RUNNER.start) return true;
+  if (runner.start !== undefined) return processStart(runner.pid) === runner.start;
+  return processIsRunning(runner.pid);
 }
 
 const POLL_MS = 500;

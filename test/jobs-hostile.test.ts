@@ -182,6 +182,25 @@ describe('agent job output in an untrusted repository', () => {
     expect(readdirSync(outside)).toEqual([]);
   });
 
+  it('asks again when a link the user approved writing through for the session points elsewhere now', async () => {
+    await file(workspace, 'in.csv', 'name\na\n');
+    const elsewhere = join(outside, 'elsewhere');
+    await mkdir(join(outside, 'approved'));
+    await mkdir(elsewhere);
+    symlinkSync(join(outside, 'approved'), join(workspace, 'out'));
+    const args = { csv_path: 'in.csv', output_csv_path: 'out/r.csv' };
+    const asked = await planOf(args, 'workspace-write', 'on-request');
+    expect(asked).toMatchObject({ kind: 'ask', approvalKey: `agent-job-output:${join(outside, 'approved', 'r.csv')}` });
+    // The user said yes for the session: the same output runs without asking.
+    const remembered = { has: (key: string) => asked.kind === 'ask' && key === asked.approvalKey };
+    const plan = () => spawnAgentsOnCsvTool.plan!({ instruction: 'Do {name}', ...args }, contextOf('workspace-write', 'on-request'), remembered);
+    expect(await plan()).toMatchObject({ kind: 'run' });
+    // The model retargets the link (it is in the workspace): the same name is a new write.
+    await rm(join(workspace, 'out'));
+    symlinkSync(elsewhere, join(workspace, 'out'));
+    expect(await plan()).toMatchObject({ kind: 'ask', request: { reason: expect.stringContaining(join(elsewhere, 'r.csv')) } });
+  });
+
   it('does not write over the input through another name, nor replace a read-only file', async () => {
     await file(workspace, 'in.csv', 'name\na\n');
     symlinkSync(join(workspace, 'in.csv'), join(workspace, 'alias.csv'));

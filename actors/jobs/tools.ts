@@ -1,7 +1,7 @@
 import { ReportAgentJobResultArgs, SpawnAgentsOnCsvArgs } from '../../protocol/index.js';
 import { rulesHome } from '../../lib/approval/index.js';
 import { troupeHome } from '../../lib/rollout/index.js';
-import { checkWritable, type WriteVerdict } from '../../lib/sandbox/index.js';
+import { checkWritable, realPathOf, type WriteVerdict } from '../../lib/sandbox/index.js';
 import { planApproval, type ApprovalNeed } from '../tools/orchestrator.js';
 import { defineTool, type ApprovalMemory, type ToolContext, type ToolHandler, type ToolPlan } from '../tools/tool.js';
 import { JobInputError } from './input.js';
@@ -30,7 +30,8 @@ function planJob(args: SpawnAgentsOnCsvArgs, ctx: ToolContext, approvals: Approv
   const ask = (reason: string): ApprovalNeed => ({
     kind: 'ask',
     request: { type: 'tool', tool: 'spawn_agents_on_csv', arguments: args, reason },
-    approvalKey: `agent-job-output:${target}`,
+    // Where the output really goes: an approval for the session does not follow a link retargeted since.
+    approvalKey: `agent-job-output:${realPathOf(target)}`,
   });
   const mode = turn.sandbox_policy.mode;
   let need: ApprovalNeed = { kind: 'none' };

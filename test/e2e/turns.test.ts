@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AppServerProcess } from '../support/app-server-process.js';
@@ -270,5 +271,49 @@ describe('steering', () => {
     const outputAt = items.findIndex((i) => i.type === 'function_call_output');
     const steerAt = items.findIndex((i) => i.type === 'message' && JSON.stringify(i).includes('weather'));
     expect(outputAt).toBeLessThan(steerAt);
+  });
+});
+
+describe('approvals remembered for the session', () => {
+  it('cover the file they were given for, not the new target of a link retargeted since', async () => {
+    // The server's temporary directory (writable under workspace-write) is a private one, so a
+    // directory elsewhere in /tmp is outside every writable root.
+    const privateTmp = await mkdtemp(join(tmpdir(), 'troupe-private-tmp-'));
+    const outside = await mkdtemp(join(tmpdir(), 'troupe-outside-'));
+    const e2e = await startE2E({ env: { TMPDIR: privateTmp } });
+    try {
+      const { model, server, workspace } = e2e;
+      const [approved, other] = [join(outside, 'approved.txt'), join(outside, 'other.txt')];
+      await writeFile(approved, 'one\n');
+      await writeFile(other, 'untouched\n');
+      // A link in the workspace to a file outside it: writing through it needs the user.
+      await symlink(approved, join(workspace, 'link.txt'));
+      const patch = (from: string, to: string) => ({ input: `*** Begin Patch\n*** Update File: link.txt\n@@\n-${from}\n+${to}\n*** End Patch` });
+      model.enqueue(
+        { kind: 'response', items: [{ type: 'function_call', name: 'apply_patch', call_id: 'p1', arguments: patch('one', 'two') }] },
+        { kind: 'response', items: [{ type: 'message', text: 'changed' }] },
+        { kind: 'response', items: [{ type: 'function_call', name: 'apply_patch', call_id: 'p2', arguments: patch('untouched', 'owned') }] },
+        { kind: 'response', items: [{ type: 'message', text: 'not changed' }] },
+      );
+      const session = await server.newSession({ cwd: workspace, approval_policy: 'on-request', sandbox_policy: 'workspace-write' });
+      const first = server.submit({ type: 'user_turn', items: [{ type: 'text', text: 'edit it' }] }, session);
+      await server.waitForMsg('apply_patch_approval_request', { session, where: (m) => m.call_id === 'p1' });
+      server.submit({ type: 'patch_approval', id: 'p1', decision: 'approved_for_session' }, session);
+      await server.waitForMsg('task_complete', { session, id: first });
+      expect(await readFile(approved, 'utf8')).toBe('two\n');
+
+      // The link now points elsewhere (the model can do that: the link is in the workspace).
+      await rm(join(workspace, 'link.txt'));
+      await symlink(other, join(workspace, 'link.txt'));
+      const second = server.submit({ type: 'user_turn', items: [{ type: 'text', text: 'edit it again' }] }, session);
+      await server.waitForMsg('apply_patch_approval_request', { session, where: (m) => m.call_id === 'p2' });
+      server.submit({ type: 'patch_approval', id: 'p2', decision: 'denied' }, session);
+      await server.waitForMsg('task_complete', { session, id: second });
+      expect(await readFile(other, 'utf8')).toBe('untouched\n');
+    } finally {
+      await finishE2E(e2e);
+      await rm(outside, { recursive: true, force: true });
+      await rm(privateTmp, { recursive: true, force: true });
+    }
   });
 });

@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { ApplyPatchArgs, type FileChange } from '../../../protocol/index.js';
 import { rulesHome } from '../../../lib/approval/index.js';
-import { checkWritable, escapesCwd } from '../../../lib/sandbox/index.js';
+import { checkWritable, escapesCwd, realPathOf } from '../../../lib/sandbox/index.js';
 import { planApproval, type ApprovalNeed } from '../orchestrator.js';
 import { PatchApplyError, preparePatch, previewPatch, type PatchResult } from '../patch/apply.js';
 import { parsePatch, PatchParseError, type PatchOperation } from '../patch/parser.js';
@@ -77,7 +77,9 @@ async function approvalNeed(args: ApplyPatchArgs, ctx: ToolContext): Promise<App
   const ask = (reason: string): ApprovalNeed => ({
     kind: 'ask',
     request: { type: 'patch', changes: preview.changes, reason },
-    approvalKey: `patch:${changed.join('\n')}`,
+    // The files written, symlinks resolved: an approval for the session covers those files, not
+    // whatever a link the model can change points to later.
+    approvalKey: `patch:${changed.map((p) => realPathOf(p)).join('\n')}`,
   });
 
   if (turn.approval_policy === 'untrusted') return ask('the approval policy asks before every patch');

@@ -1,45 +1,33 @@
 import { closeSync, constants, openSync, readFileSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
-import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { cancelJob, createRuntime, JobInputError, jobStatus, JobLookupError, runJob, type Runtime } from '../index.js';
 import type { Event } from '../protocol/index.js';
 import { writeJobOutput } from '../actors/jobs/output.js';
 import { replay } from '../actors/jobs/state.js';
 import type { JobRecord } from '../actors/jobs/records.js';
-import { startFakeModelServer, type FakeModelServer, type RecordedRequest, type ScriptStep } from '../testing/index.js';
+import type { RecordedRequest, ScriptStep } from '../testing/index.js';
 import { outputFor } from '../testing/requests.js';
 import { doneStep, isWorker, jobLog, readCsv, task, workerFirst, writeText } from './e2e/jobs-support.js';
 import { testJobSpec } from './support/job-spec.js';
 import { waitFor } from './support/wait.js';
+import { useScratch } from './support/e2e.js';
 
 // Hostile model, repository and callers against agent jobs (in process). Each test states what
 // should happen; they were written against defects found by reading actors/jobs and cli/jobs.ts.
 
-let model: FakeModelServer;
-let home: string;
-let workspace: string;
+const scratch = useScratch();
 let runtime: Runtime | null = null;
-
-beforeEach(async () => {
-  model = await startFakeModelServer();
-  home = await mkdtemp(join(tmpdir(), 'troupe-attack-home-'));
-  workspace = await mkdtemp(join(tmpdir(), 'troupe-attack-ws-'));
-});
 
 afterEach(async () => {
   await runtime?.close();
   runtime = null;
-  await model.close();
-  await rm(home, { recursive: true, force: true });
-  await rm(workspace, { recursive: true, force: true });
 });
 
 /** A job log that someone other than troupe wrote (in a repository, say), naming `output` as its output. */
 function plantedJobLog(path: string, jobId: string, output: string, finished: boolean): void {
-  const spec = { ...testJobSpec({ jobId, dir: workspace, rows: ['=1+1'] }), output_path: output };
+  const spec = { ...testJobSpec({ jobId, dir: scratch.workspace, rows: ['=1+1'] }), output_path: output };
   const lines: JobRecord[] = [{ type: 'job_created', at: new Date().toISOString(), job: spec }];
   if (finished) lines.push({ type: 'job_finished', at: new Date().toISOString(), status: 'completed', error: null });
   writeFileSync(path, lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
@@ -69,7 +57,7 @@ function rawReport(rawResult: (r: RecordedRequest) => string, match: (r: Recorde
 
 /** The answer report_agent_job_result gave, in the worker's next request. */
 function reportAnswer(itemId: string): string | undefined {
-  for (const r of model.requests) {
+  for (const r of scratch.model.requests) {
     const out = outputFor(r, `report-${itemId}`);
     if (out !== undefined) return out;
   }
@@ -79,15 +67,15 @@ function reportAnswer(itemId: string): string | undefined {
 describe('job ids that are paths', () => {
   it('cancelJob refuses a job id with "../" instead of ending a job log planted outside TROUPE_HOME and writing its output', async () => {
     // The repository holds a file that looks like a job log; its "output" is a file of the user's.
-    const victim = await writeText(workspace, 'notes.txt', 'precious\n');
-    const planted = join(workspace, 'planted.jsonl');
-    const id = relative(join(home, 'jobs'), planted).replace(/\.jsonl$/, '');
+    const victim = await writeText(scratch.workspace, 'notes.txt', 'precious\n');
+    const planted = join(scratch.workspace, 'planted.jsonl');
+    const id = relative(join(scratch.home, 'jobs'), planted).replace(/\.jsonl$/, '');
     expect(id.startsWith('..')).toBe(true);
     // The log names itself by that id, as a log troupe wrote names its own.
     plantedJobLog(planted, id, victim, false);
     const before = readFileSync(planted, 'utf8');
 
-    const outcome = await cancelJob(id, { home }).then(
+    const outcome = await cancelJob(id, { home: scratch.home }).then(
       () => 'resolved',
       (error: unknown) => error,
     );
@@ -97,12 +85,12 @@ describe('job ids that are paths', () => {
   });
 
   it('jobStatus --write-output refuses a job id with "../" instead of writing the output a planted log names', async () => {
-    const victim = await writeText(workspace, 'notes.txt', 'precious\n');
-    const planted = join(workspace, 'planted.jsonl');
-    const id = relative(join(home, 'jobs'), planted).replace(/\.jsonl$/, '');
+    const victim = await writeText(scratch.workspace, 'notes.txt', 'precious\n');
+    const planted = join(scratch.workspace, 'planted.jsonl');
+    const id = relative(join(scratch.home, 'jobs'), planted).replace(/\.jsonl$/, '');
     plantedJobLog(planted, id, victim, true);
 
-    const outcome = await jobStatus(id, { home, writeOutput: true }).then(
+    const outcome = await jobStatus(id, { home: scratch.home, writeOutput: true }).then(
       () => 'resolved',
       (error: unknown) => error,
     );
@@ -113,13 +101,13 @@ describe('job ids that are paths', () => {
 
 describe('report_agent_job_result from a hostile model', () => {
   it('answers at once, refused, a job_id that walks out of TROUPE_HOME/jobs to a FIFO the model made', async () => {
-    runtime = createRuntime({ baseURL: model.url, apiKey: 'k', home, cwd: workspace });
+    runtime = createRuntime({ baseURL: scratch.model.url, apiKey: 'k', home: scratch.home, cwd: scratch.workspace });
     // The model made a FIFO in its workspace (mkfifo is an ordinary command) and names it as its job.
-    const fifo = join(workspace, 'trap.jsonl');
+    const fifo = join(scratch.workspace, 'trap.jsonl');
     execFileSync('mkfifo', [fifo]);
-    const jobId = relative(join(home, 'jobs'), fifo).replace(/\.jsonl$/, '');
-    const session = await runtime.newSession({ cwd: workspace });
-    model.enqueue(
+    const jobId = relative(join(scratch.home, 'jobs'), fifo).replace(/\.jsonl$/, '');
+    const session = await runtime.newSession({ cwd: scratch.workspace });
+    scratch.model.enqueue(
       {
         kind: 'response',
         items: [{ type: 'function_call', name: 'report_agent_job_result', call_id: 'trap', arguments: { job_id: jobId, item_id: 'row-1', result: { a: 1 } } }],
@@ -129,8 +117,8 @@ describe('report_agent_job_result from a hostile model', () => {
     const events = session.events();
     const turnId = await session.submit({ type: 'user_turn', items: [{ type: 'text', text: 'report' }] });
     try {
-      await waitFor(() => model.requests.some((r) => outputFor(r, 'trap') !== undefined), 'the answer to the report', 10_000);
-      const answer = model.requests.map((r) => outputFor(r, 'trap')).find((o) => o !== undefined)!;
+      await waitFor(() => scratch.model.requests.some((r) => outputFor(r, 'trap') !== undefined), 'the answer to the report', 10_000);
+      const answer = scratch.model.requests.map((r) => outputFor(r, 'trap')).find((o) => o !== undefined)!;
       expect(answer).toContain('"accepted":false');
       await untilDone(events, turnId);
     } finally {
@@ -145,16 +133,16 @@ describe('report_agent_job_result from a hostile model', () => {
   });
 
   it('refuses a result with a "__proto__" key, naming it, instead of recording it without that key', async () => {
-    runtime = createRuntime({ baseURL: model.url, apiKey: 'k', home, cwd: workspace });
-    await writeText(workspace, 'in.csv', 'name\na\n');
-    model.enqueue(
+    runtime = createRuntime({ baseURL: scratch.model.url, apiKey: 'k', home: scratch.home, cwd: scratch.workspace });
+    await writeText(scratch.workspace, 'in.csv', 'name\na\n');
+    scratch.model.enqueue(
       rawReport(() => '{"__proto__":{"secret":"kept?"},"plain":1}'),
       doneStep(),
       { kind: 'response', match: isWorker, items: [{ type: 'message', text: 'ok' }] },
     );
-    const summary = await runJob(runtime, { csv_path: 'in.csv', instruction: 'Do {name}', output_csv_path: 'out.csv', config: { cwd: workspace } });
+    const summary = await runJob(runtime, { csv_path: 'in.csv', instruction: 'Do {name}', output_csv_path: 'out.csv', config: { cwd: scratch.workspace } });
     const answer = reportAnswer('row-1') ?? '';
-    const output = readFileSync(join(workspace, 'out.csv'), 'utf8');
+    const output = readFileSync(join(scratch.workspace, 'out.csv'), 'utf8');
     // The agent is told its result cannot be kept, naming the key; nothing of it is recorded.
     expect(answer).toContain('__proto__');
     expect(answer).not.toContain('"accepted":true');
@@ -163,13 +151,13 @@ describe('report_agent_job_result from a hostile model', () => {
   });
 
   it('refuses, naming the problem, a result nested too deep to be logged, instead of starting the item again and again without counting attempts', async () => {
-    runtime = createRuntime({ baseURL: model.url, apiKey: 'k', home, cwd: workspace });
-    await writeText(workspace, 'in.csv', 'name\na\n');
+    runtime = createRuntime({ baseURL: scratch.model.url, apiKey: 'k', home: scratch.home, cwd: scratch.workspace });
+    await writeText(scratch.workspace, 'in.csv', 'name\na\n');
     // 20,000 levels: 100 KB of JSON, which JSON.parse reads and JSON.stringify (the log's write) cannot.
     const depth = 20_000;
     const deep = `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`;
     // Every agent of the item reports the same deep result, then says it is done.
-    model.enqueue(
+    scratch.model.enqueue(
       ...Array.from({ length: 8 }, () => rawReport(() => deep)),
       ...Array.from({ length: 8 }, () => ({ kind: 'response' as const, match: isWorker, items: [{ type: 'message' as const, text: 'reported' }] })),
     );
@@ -179,10 +167,10 @@ describe('report_agent_job_result from a hostile model', () => {
       instruction: 'Do {name}',
       output_csv_path: 'out.csv',
       max_attempts: 3,
-      config: { cwd: workspace },
+      config: { cwd: scratch.workspace },
       onStart: (job) => (jobId = job.jobId),
     });
-    const starts = jobLog(home, jobId).filter((r) => r.type === 'item_started').length;
+    const starts = jobLog(scratch.home, jobId).filter((r) => r.type === 'item_started').length;
     const answer = reportAnswer('row-1') ?? '';
     // The agent hears why its result was refused (not "Maximum call stack size exceeded").
     expect(answer).toMatch(/nest|deep/i);
@@ -194,26 +182,26 @@ describe('report_agent_job_result from a hostile model', () => {
 
 describe('placeholders', () => {
   it("refuses, before any agent starts, an instruction whose placeholders multiply a row's value past what a task can hold", async () => {
-    runtime = createRuntime({ baseURL: model.url, apiKey: 'k', home, cwd: workspace });
+    runtime = createRuntime({ baseURL: scratch.model.url, apiKey: 'k', home: scratch.home, cwd: scratch.workspace });
     // A 1 MiB cell (well within the 16 MiB input limit) and a 1.8 KB instruction naming it 600
     // times: each item's task would be 600 MiB of text, more than a JavaScript string can hold.
-    await writeText(workspace, 'in.csv', `a\n${'x'.repeat(1024 * 1024)}\n`);
+    await writeText(scratch.workspace, 'in.csv', `a\n${'x'.repeat(1024 * 1024)}\n`);
     const instruction = '{a}'.repeat(600);
-    const outcome = await runJob(runtime, { csv_path: 'in.csv', instruction, output_csv_path: 'out.csv', config: { cwd: workspace } }).then(
+    const outcome = await runJob(runtime, { csv_path: 'in.csv', instruction, output_csv_path: 'out.csv', config: { cwd: scratch.workspace } }).then(
       (summary) => summary,
       (error: unknown) => error,
     );
     expect(outcome).toBeInstanceOf(JobInputError);
     expect((outcome as Error).message).toMatch(/instruction/);
-    expect(model.requests).toEqual([]);
+    expect(scratch.model.requests).toEqual([]);
   });
 });
 
 describe('formula injection in a CSV output', () => {
   it("makes a JSON Lines input's values inert when the output is CSV: no spreadsheet would run them in the input", async () => {
     const spec = {
-      ...testJobSpec({ jobId: 'jsonl-to-csv', dir: workspace, rows: ['=HYPERLINK("http://127.0.0.1/x?"&A1,"click")'] }),
-      input_path: join(workspace, 'in.jsonl'),
+      ...testJobSpec({ jobId: 'jsonl-to-csv', dir: scratch.workspace, rows: ['=HYPERLINK("http://127.0.0.1/x?"&A1,"click")'] }),
+      input_path: join(scratch.workspace, 'in.jsonl'),
       input_format: 'jsonl' as const,
       output_format: 'csv' as const,
     };

@@ -28,7 +28,11 @@ export interface ToolCallContext extends ToolCallInput {
 }
 
 /** What `execute` is given: the call, how to run it, and for a client tool the client's answer. */
-export type ToolRunInput = ToolCallInput & { sandboxed: boolean; userApproved: boolean; answer?: ToolOutput | undefined };
+/**
+ * `approvedKey`: the approval key the call runs under, when the user approved it (now, or for
+ * the session): a tool whose key names files checks, as it runs, that it writes those files.
+ */
+export type ToolRunInput = ToolCallInput & { sandboxed: boolean; userApproved: boolean; approvedKey?: string | undefined; answer?: ToolOutput | undefined };
 
 export type ToolCallEvent = { type: 'APPROVAL'; decision: ReviewDecision } | { type: 'CLIENT_OUTPUT'; output: ToolOutput };
 
@@ -251,10 +255,12 @@ export const toolCallMachine = setup({
 });
 
 /** How to run: as planned, or, once the user approved the plan's request, as it asked. */
-function runMode(context: ToolCallContext): { sandboxed: boolean; userApproved: boolean } {
+function runMode(context: ToolCallContext): { sandboxed: boolean; userApproved: boolean; approvedKey?: string } {
   const plan = context.plan;
-  if (context.approved && plan?.kind === 'ask') return { sandboxed: plan.sandboxedAfterApproval, userApproved: true };
-  return { sandboxed: plan?.kind === 'run' ? plan.sandboxed : true, userApproved: false };
+  if (context.approved && plan?.kind === 'ask') return { sandboxed: plan.sandboxedAfterApproval, userApproved: true, approvedKey: plan.approvalKey };
+  if (plan?.kind === 'run')
+    return { sandboxed: plan.sandboxed, userApproved: false, ...(plan.approvedKey !== undefined ? { approvedKey: plan.approvedKey } : {}) };
+  return { sandboxed: true, userApproved: false };
 }
 
 function errorText(error: unknown): string {

@@ -12,7 +12,8 @@ export type ApprovalRequest =
  * `sandboxed` says whether the run is confined by the sandbox.
  */
 export type ToolPlan =
-  | { readonly kind: 'run'; readonly sandboxed: boolean }
+  /** `approvedKey`: the call runs unasked because the user approved this key for the session. */
+  | { readonly kind: 'run'; readonly sandboxed: boolean; readonly approvedKey?: string | undefined }
   | {
       readonly kind: 'ask';
       readonly request: ApprovalRequest;

@@ -473,8 +473,9 @@ describe('apply_patch handler', () => {
     expect(asked.request).toMatchObject({ type: 'patch', changes: { [at('a.txt')]: { type: 'update', move_path: path.join(outsideDir, 'b.txt') } } });
     expect(asked.request.reason).toContain(path.join(outsideDir, 'b.txt'));
     const remembered: ApprovalMemory = { has: (key) => key === asked.approvalKey };
-    expect(await plan(text, 'on-request', 'workspace-write', remembered)).toEqual({ kind: 'run', sandboxed: true });
-    expect(await plan(text, 'untrusted', 'workspace-write', remembered)).toEqual({ kind: 'run', sandboxed: true });
+    // A remembered approval runs under its key, which the run checks the files against again.
+    expect(await plan(text, 'on-request', 'workspace-write', remembered)).toEqual({ kind: 'run', sandboxed: true, approvedKey: asked.approvalKey });
+    expect(await plan(text, 'untrusted', 'workspace-write', remembered)).toEqual({ kind: 'run', sandboxed: true, approvedKey: asked.approvalKey });
     // Nothing was written while planning.
     expect(await read('a.txt')).toBe('a\n');
   });

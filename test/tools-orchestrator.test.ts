@@ -319,6 +319,6 @@ describe('planApproval', () => {
   });
 
   it('does not ask again what the session approved for good', () => {
-    expect(planApproval(ask, { has: (key) => key === 'mcp:x' }, false)).toEqual({ kind: 'run', sandboxed: false });
+    expect(planApproval(ask, { has: (key) => key === 'mcp:x' }, false)).toEqual({ kind: 'run', sandboxed: false, approvedKey: 'mcp:x' });
   });
 });

@@ -93,7 +93,11 @@ export class ToolGateway {
     if (input.answer) return { ...input.answer, text: truncateMiddle(input.answer.text) };
     const routed = this.#tools.route(input);
     if (!routed.ok) return { text: routed.error, success: false };
-    return routed.handler.run(routed.args, this.#callContext(input, signal), { sandboxed: input.sandboxed, userApproved: input.userApproved });
+    return routed.handler.run(routed.args, this.#callContext(input, signal), {
+      sandboxed: input.sandboxed,
+      userApproved: input.userApproved,
+      approvedKey: input.approvedKey,
+    });
   }
 
   /** The context a tool runs in, for call `callId` of `turn` (also the user's own shell commands). */

@@ -3,6 +3,7 @@ import { rulesHome } from '../../lib/approval/index.js';
 import { troupeHome } from '../../lib/rollout/index.js';
 import { checkWritable, realPathOf, type WriteVerdict } from '../../lib/sandbox/index.js';
 import { planApproval, type ApprovalNeed } from '../tools/orchestrator.js';
+import { snapshotDirectories } from '../tools/shell-snapshot.js';
 import { defineTool, type ApprovalMemory, type ToolContext, type ToolHandler, type ToolPlan } from '../tools/tool.js';
 import { JobInputError } from './input.js';
 import { jobSpec, plannedOutputPath, prepareJob } from './prepare.js';
@@ -50,7 +51,7 @@ function planJob(args: SpawnAgentsOnCsvArgs, ctx: ToolContext, approvals: Approv
 
 /** Whether the sandbox lets the job write its output (at `path`, default where it was asked to go). */
 function outputVerdict(args: SpawnAgentsOnCsvArgs, ctx: ToolContext, path = plannedOutputPath(args, ctx.turn.cwd)): WriteVerdict {
-  return checkWritable(ctx.turn, path, { home: rulesHome(ctx) });
+  return checkWritable(ctx.turn, path, { home: rulesHome(ctx), readOnly: snapshotDirectories() });
 }
 
 export const spawnAgentsOnCsvTool: ToolHandler<unknown> = defineTool({

@@ -24,7 +24,7 @@ import { denialHint, escalationAfterDenial, planCommand, rulesHome, type Approva
 import { confineCommand, isLikelySandboxDenial, SandboxUnavailableError, type FinishedCommand } from '../../lib/sandbox/index.js';
 import { commandEnvironment, type Environment } from './environment-policy.js';
 import { ExecEvents } from './exec-events.js';
-import { shellSnapshotsOf } from './shell-snapshot.js';
+import { shellSnapshotsOf, snapshotDirectories } from './shell-snapshot.js';
 import type { RunPlan, ToolContext, ToolHandler, ToolOutput, ToolPlan } from './tool.js';
 
 /** A command as its tool describes it: for approval, the rules, the events, and how it runs. */
@@ -109,7 +109,7 @@ export async function runCommandTool<A>(tool: CommandTool<A>, args: A, ctx: Tool
       sandboxed: plan.sandboxed,
       tty: command.tty === true,
       home: rulesHome(ctx),
-      readOnly: snapshots.directories,
+      readOnly: snapshotDirectories(),
     });
   } catch (error) {
     if (error instanceof SandboxUnavailableError) return { text: error.message, success: false };
@@ -153,7 +153,7 @@ export function planApproval(need: ApprovalNeed, approvals: ApprovalMemory, sand
     case 'reject':
       return need;
     case 'ask':
-      if (approvals.has(need.approvalKey)) return { kind: 'run', sandboxed };
+      if (approvals.has(need.approvalKey)) return { kind: 'run', sandboxed, approvedKey: need.approvalKey };
       return { kind: 'ask', request: need.request, sandboxedAfterApproval: sandboxed, approvalKey: need.approvalKey };
   }
 }

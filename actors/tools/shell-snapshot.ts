@@ -244,6 +244,22 @@ function makeSnapshotDirectory(): string {
   return dir;
 }
 
+/**
+ * Every shell snapshot directory in the temporary directory: this session's, its neighbours'
+ * and other troupe processes'. The sandbox and apply_patch keep them all read-only: a command
+ * that runs outside the sandbox (escalated, or the user's own) sources the snapshot of its
+ * session, so a write to any session's snapshot is a way out of the sandbox for whoever makes it.
+ */
+export function snapshotDirectories(): string[] {
+  try {
+    return readdirSync(os.tmpdir())
+      .filter((entry) => entry.startsWith(DIR_PREFIX))
+      .map((entry) => path.join(os.tmpdir(), entry));
+  } catch {
+    return [];
+  }
+}
+
 function sweepDeadDirectories(): void {
   let entries: string[];
   try {
@@ -386,7 +402,7 @@ export class ShellSnapshots implements SessionResource {
     this.#tree = options.tree;
   }
 
-  /** The private directories of the snapshots this session sources: kept read-only in the sandbox. */
+  /** The private directories of the snapshots this session sources (all of them are kept read-only: snapshotDirectories). */
   get directories(): readonly string[] {
     return [...this.#using].map((snapshot) => snapshot.directory);
   }

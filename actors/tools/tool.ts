@@ -81,6 +81,8 @@ export interface RunPlan {
   readonly sandboxed: boolean;
   /** True when the user approved this call; false when the policy let it run without asking. */
   readonly userApproved: boolean;
+  /** The approval key the user approved this call under, now or for the session (ToolRunInput). */
+  readonly approvedKey?: string | undefined;
 }
 
 /**

@@ -1,32 +1,39 @@
 /**
  * Whether our own process may write a path for a turn (apply_patch writes files itself, so the
- * sandbox cannot stop it: this check must). Unlike paths.ts it looks at the file system:
- * symlinks are resolved, so a link inside the workspace that points outside does not make
- * its target writable.
+ * sandbox cannot stop it: this check must). It holds to what a sandboxed command may write,
+ * from the same spec (spec.ts): the writable roots, less every path the sandbox keeps read-only
+ * (`.git` and `.troupe` in each directory from a root down to cwd, the git directory a gitfile
+ * names, troupe's home, and `readOnly`: the session's shell snapshots). Symlinks are resolved,
+ * so a link inside the workspace that points outside does not make its target writable.
  */
 import { lstatSync, readlinkSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import type { TurnContext } from '../../machines/turn-context.js';
 import { isWithin, writableRoots } from './paths.js';
-import { PROTECTED_NAMES } from './spec.js';
+import { sandboxSpecFor } from './spec.js';
 
 export type WriteVerdict = { readonly ok: true } | { readonly ok: false; readonly why: string };
 
-export function checkWritable(turn: Pick<TurnContext, 'cwd' | 'sandbox_policy'>, target: string, options: { home?: string | undefined } = {}): WriteVerdict {
+export function checkWritable(
+  turn: Pick<TurnContext, 'cwd' | 'sandbox_policy'>,
+  target: string,
+  options: { home?: string | undefined; readOnly?: readonly string[] | undefined } = {},
+): WriteVerdict {
   const roots = writableRoots(turn);
   if (roots === 'all') return { ok: true };
   if (roots === 'none') return { ok: false, why: `the read-only sandbox does not let ${target} be written` };
+  const spec = sandboxSpecFor(turn, options);
   const real = realPathOf(target);
-  const home = options.home !== undefined ? realPathOf(options.home) : undefined;
-  for (const root of roots.map(realPathOf)) {
-    if (!isWithin(root, real)) continue;
-    const first = path.relative(root, real).split(path.sep)[0] ?? '';
-    if (PROTECTED_NAMES.includes(first)) return { ok: false, why: `${target} is inside ${path.join(root, first)}, which the sandbox keeps read-only` };
-    if (home !== undefined && isWithin(home, real)) return { ok: false, why: `${target} is inside troupe's home ${home}, which the sandbox keeps read-only` };
-    return { ok: true };
+  const under = roots.map(realPathOf).some((root) => isWithin(root, real)) || (spec?.writableRoots.some((root) => isWithin(root, real)) ?? false);
+  if (!under) {
+    const via = real === path.resolve(target) ? '' : ` (it resolves to ${real})`;
+    return { ok: false, why: `${target}${via} is outside the writable roots of the sandbox` };
   }
-  const via = real === path.resolve(target) ? '' : ` (it resolves to ${real})`;
-  return { ok: false, why: `${target}${via} is outside the writable roots of the sandbox` };
+  const home = options.home !== undefined ? realPathOf(options.home) : undefined;
+  if (home !== undefined && isWithin(home, real)) return { ok: false, why: `${target} is inside troupe's home ${home}, which the sandbox keeps read-only` };
+  const kept = [...(spec?.protectedSpots ?? []), ...(spec?.readOnlyPaths ?? [])].find((p) => isWithin(p, real));
+  if (kept !== undefined) return { ok: false, why: `${target} is inside ${kept}, which the sandbox keeps read-only` };
+  return { ok: true };
 }
 
 /**

@@ -149,7 +149,7 @@ describe('ToolCallMachine', () => {
       await h.reaches('awaitingApproval');
       h.approve('approved');
       const execution = await h.executions.next();
-      expect(execution.input).toEqual({ ...INPUT, sandboxed: true, userApproved: true });
+      expect(execution.input).toEqual({ ...INPUT, sandboxed: true, userApproved: true, approvedKey: 'exec:rm' });
       execution.result.resolve(OK);
       expect(await h.done()).toEqual(OK);
       expect(h.remembered).toEqual([]);
@@ -283,7 +283,7 @@ describe('ToolCallMachine', () => {
       expect(h.told).toEqual([{ type: 'CALL.AWAITING_APPROVAL', callId: 'c1' }]);
       h.approve('approved');
       const second = await h.executions.next();
-      expect(second.input).toEqual({ ...INPUT, sandboxed: false, userApproved: true });
+      expect(second.input).toEqual({ ...INPUT, sandboxed: false, userApproved: true, approvedKey: 'exec:make' });
       second.result.resolve(OK);
       expect(await h.done()).toEqual(OK);
       expect(h.told.map((e) => e.type)).toEqual(['CALL.AWAITING_APPROVAL', 'CALL.DONE']);

@@ -8,6 +8,7 @@ import { ApplyPatchArgs, type FileChange } from '../../../protocol/index.js';
 import { rulesHome } from '../../../lib/approval/index.js';
 import { checkWritable, escapesCwd, realPathOf } from '../../../lib/sandbox/index.js';
 import { planApproval, type ApprovalNeed } from '../orchestrator.js';
+import { snapshotDirectories } from '../shell-snapshot.js';
 import { PatchApplyError, preparePatch, previewPatch, type PatchResult } from '../patch/apply.js';
 import { parsePatch, PatchParseError, type PatchOperation } from '../patch/parser.js';
 import { defineTool, type ApprovalMemory, type RunPlan, type ToolContext, type ToolOutput, type ToolPlan } from '../tool.js';
@@ -85,7 +86,8 @@ async function approvalNeed(args: ApplyPatchArgs, ctx: ToolContext): Promise<App
   if (turn.approval_policy === 'untrusted') return ask('the approval policy asks before every patch');
   if (mode === 'danger-full-access') return { kind: 'none' };
   const home = rulesHome(ctx);
-  const blocked = changed.map((p) => checkWritable(turn, p, { home })).find((v) => !v.ok);
+  const readOnly = snapshotDirectories();
+  const blocked = changed.map((p) => checkWritable(turn, p, { home, readOnly })).find((v) => !v.ok);
   if (blocked === undefined || blocked.ok) return { kind: 'none' };
   if (turn.approval_policy === 'never') {
     return {
@@ -107,6 +109,19 @@ export async function runApplyPatch(args: ApplyPatchArgs, ctx: ToolContext, plan
     return { text: message, success: false };
   };
 
+  // Planned before an approval wait, or beside other calls of the same response: a link among
+  // the patch's paths may point elsewhere now. The patch runs only if, as the files are now, it
+  // needs no approval, or needs exactly the one given.
+  const now = await approvalNeed(args, ctx);
+  if (now.kind === 'reject' || (now.kind === 'ask' && now.approvalKey !== plan.approvedKey)) {
+    const message =
+      now.kind === 'reject'
+        ? now.reason
+        : `apply_patch refused: the files it would write are not the ones ${plan.userApproved ? 'the user approved' : 'it was planned to write'} (a link among its paths points elsewhere now), and writing them needs approval; nothing was written`;
+    begin({});
+    ctx.emit({ type: 'patch_apply_end', call_id: ctx.callId, success: false, stdout: '', stderr: message });
+    return { text: message, success: false };
+  }
   let prepared: Awaited<ReturnType<typeof preparePatch>>;
   try {
     prepared = await preparePatch(args.input, cwd);

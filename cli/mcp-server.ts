@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import { STDIO_DEFAULT_MAX_BUFFER_SIZE } from '@modelcontextprotocol/sdk/shared/stdio.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
@@ -23,6 +24,7 @@ import { log } from '../lib/log.js';
 import { createRuntime, type RuntimeOptions, type Session } from '../actors/runtime.js';
 import { checkedProfile, MODEL_FLAGS, parseArgs, PROFILE_FLAG, wireApiFlag } from './flags.js';
 import { shellJoin } from './shell-words.js';
+import { BoundedLines } from './bounded-lines.js';
 import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
@@ -122,7 +124,16 @@ export async function runMcpServer(argv: readonly string[], runtimeOptions: Runt
     },
   );
 
-  const transport = new StdioServerTransport();
+  // A request over the transport's buffer is refused alone (an error naming the limit), instead
+  // of closing the transport and with it every session of the client (BoundedLines).
+  const requests = process.stdin.pipe(
+    new BoundedLines(STDIO_DEFAULT_MAX_BUFFER_SIZE, ({ bytes, id }) => {
+      const message = `the request is ${bytes} bytes, more than the ${STDIO_DEFAULT_MAX_BUFFER_SIZE} a troupe mcp-server request may be; it was not read`;
+      log.warn({ bytes, id }, 'refused an MCP request over the size limit');
+      process.stdout.write(`${JSON.stringify({ jsonrpc: '2.0', id, error: { code: -32600, message } })}\n`);
+    }),
+  );
+  const transport = new StdioServerTransport(requests, process.stdout);
   // The transport writes every message at once and has a call's progress wait for 'drain',
   // so while the client is not reading, a turn's events would pile up in its session's
   // queue. Once stdout is past its own high-water mark (a write has returned false), hold
@@ -130,7 +141,7 @@ export async function runMcpServer(argv: readonly string[], runtimeOptions: Runt
   const stdout = new OutputPressure(process.stdout, runtime.flow, {
     name: 'stdout',
     highWaterBytes: process.stdout.writableHighWaterMark - 1,
-    onChange: (full) => (full ? process.stdin.pause() : process.stdin.resume()),
+    onChange: (full) => (full ? requests.pause() : requests.resume()),
   });
   runtime.onEvent(() => stdout.check());
   const checkStdout = (): void => stdout.check();

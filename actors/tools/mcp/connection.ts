@@ -4,6 +4,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import { ElicitRequestSchema, type CallToolResult, type ElicitRequest, type ElicitResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import type { McpServerConfig } from '../../../protocol/index.js';
 import type { Logger } from '../../../lib/log.js';
@@ -27,31 +28,39 @@ export interface ConnectionHooks {
 
 /**
  * A call timeout that stops counting while the user is being asked something: an elicitation
- * the server sends during a call is the user's time, not the server's.
+ * the server sends during a call is the user's time, not the server's. Only the calls in flight
+ * when a question comes are held by it (McpConnection's elicitation handler).
  */
 class PausableDeadline {
   readonly #controller = new AbortController();
   #remaining: number;
   #startedAt = 0;
   #timer: NodeJS.Timeout | null = null;
+  #holds = 0;
 
   constructor(ms: number) {
     this.#remaining = ms;
-    this.resume();
+    this.#start();
   }
 
   get signal(): AbortSignal {
     return this.#controller.signal;
   }
 
-  pause(): void {
-    if (!this.#timer) return;
+  /** Stop the clock while a question is open (several may be at once: it runs again after the last). */
+  hold(): void {
+    if (this.#holds++ > 0 || !this.#timer) return;
     clearTimeout(this.#timer);
     this.#timer = null;
     this.#remaining -= Date.now() - this.#startedAt;
   }
 
-  resume(): void {
+  release(): void {
+    if (this.#holds === 0 || --this.#holds > 0) return;
+    this.#start();
+  }
+
+  #start(): void {
     if (this.#timer || this.#controller.signal.aborted) return;
     this.#startedAt = Date.now();
     this.#timer = setTimeout(() => this.#controller.abort(), Math.max(0, this.#remaining));
@@ -80,7 +89,6 @@ export class McpConnection {
   #closed = false;
   #connecting: Promise<void> | null = null;
   readonly #deadlines = new Set<PausableDeadline>();
-  #openElicitations = 0;
   /**
    * Aborted when the transport itself fails in a way that dooms every call in flight (a message
    * over its size limit), with the reason: the SDK would only say "Connection closed", and only
@@ -121,26 +129,32 @@ export class McpConnection {
         capabilities: { elicitation: { form: {} } },
         listChanged: {
           tools: {
-            onChanged: (error, tools) => {
-              if (error) {
-                this.#hooks.log.warn({ err: error, server: this.name }, 'could not refresh the tools of an MCP server');
-                return;
-              }
-              if (tools && this.#client === client) {
-                this.#tools = tools;
-                this.#hooks.onToolsChanged();
-              }
+            // The SDK's own refresh reads the first page only: every page is read here, as at start.
+            autoRefresh: false,
+            onChanged: () => {
+              listAllTools(client, { timeout: NO_SDK_TIMEOUT }).then(
+                (tools) => {
+                  if (this.#client !== client) return;
+                  this.#tools = tools;
+                  this.#hooks.onToolsChanged();
+                },
+                (error: unknown) => this.#hooks.log.warn({ err: error, server: this.name }, 'could not refresh the tools of an MCP server'),
+              );
             },
           },
         },
       },
     );
     client.setRequestHandler(ElicitRequestSchema, async (request, extra) => {
-      this.#elicitationStarted();
+      // The calls in flight now are the ones the question can be about: their clocks stop
+      // until it is answered. A call made later is not waiting on it, and one that ended
+      // meanwhile no longer counts, so a question left open holds no later call's timeout.
+      const held = [...this.#deadlines];
+      for (const deadline of held) deadline.hold();
       try {
         return await this.#hooks.onElicitation(extra.requestId, request.params, extra.signal);
       } finally {
-        this.#elicitationEnded();
+        for (const deadline of held) deadline.release();
       }
     });
     const transport = this.#makeTransport();
@@ -169,13 +183,7 @@ export class McpConnection {
     try {
       const options = { signal: timeout.signal, timeout: NO_SDK_TIMEOUT };
       await client.connect(transport, options);
-      const tools: Tool[] = [];
-      let cursor: string | undefined;
-      do {
-        const page = await client.listTools(cursor === undefined ? {} : { cursor }, options);
-        tools.push(...page.tools);
-        cursor = page.nextCursor;
-      } while (cursor !== undefined);
+      const tools = await listAllTools(client, options);
       if (this.#closed) throw new Error('the session is closing');
       this.#client = client;
       this.#transport = transport;
@@ -233,7 +241,6 @@ export class McpConnection {
     const client = this.#client;
     if (!client) throw new McpCallError('the server is not connected');
     const deadline = new PausableDeadline(timeoutMs);
-    if (this.#openElicitations > 0) deadline.pause();
     this.#deadlines.add(deadline);
     try {
       const failure = this.#transportFailure.signal;
@@ -255,14 +262,6 @@ export class McpConnection {
     }
   }
 
-  #elicitationStarted(): void {
-    if (this.#openElicitations++ === 0) for (const deadline of this.#deadlines) deadline.pause();
-  }
-
-  #elicitationEnded(): void {
-    if (--this.#openElicitations === 0) for (const deadline of this.#deadlines) deadline.resume();
-  }
-
   /** Close the client; the SDK ends a stdio server's stdin, then SIGTERMs and SIGKILLs it. */
   async close(): Promise<void> {
     this.#closed = true;
@@ -280,4 +279,16 @@ export function describeError(error: unknown): string {
 
 function formatBytes(bytes: number): string {
   return bytes >= 1024 * 1024 ? `${(bytes / (1024 * 1024)).toFixed(bytes % (1024 * 1024) === 0 ? 0 : 1)} MiB` : `${Math.round(bytes / 1024)} KiB`;
+}
+
+/** Every tool a server lists, page after page. */
+async function listAllTools(client: Client, options: RequestOptions): Promise<Tool[]> {
+  const tools: Tool[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await client.listTools(cursor === undefined ? {} : { cursor }, options);
+    tools.push(...page.tools);
+    cursor = page.nextCursor;
+  } while (cursor !== undefined);
+  return tools;
 }

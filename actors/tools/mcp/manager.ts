@@ -162,6 +162,9 @@ export class McpManager implements SessionResource {
     // Only form mode is declared in our capabilities; anything else is declined.
     if (!('requestedSchema' in params) || this.#disposed) return Promise.resolve({ action: 'decline' });
     const key = elicitationKey(server, requestId);
+    // A second question under the id of one still open: the user could answer only one of
+    // them, and the other would wait for ever. The second is declined at once.
+    if (this.#pending.has(key)) return Promise.resolve({ action: 'decline' });
     return new Promise<ElicitResult>((resolve) => {
       const onAbort = (): void => {
         if (this.#pending.get(key)?.resolve === settle) this.#pending.delete(key);

@@ -244,6 +244,9 @@ function makeSnapshotDirectory(): string {
   return dir;
 }
 
+/** A snapshot directory's name: the prefix, then the pid of the process that made it (makeSnapshotDirectory). */
+const SNAPSHOT_DIRECTORY = new RegExp(`^${DIR_PREFIX}(\\d+)-`);
+
 /**
  * Every shell snapshot directory in the temporary directory: this session's, its neighbours'
  * and other troupe processes'. The sandbox and apply_patch keep them all read-only: a command
@@ -253,7 +256,7 @@ function makeSnapshotDirectory(): string {
 export function snapshotDirectories(): string[] {
   try {
     return readdirSync(os.tmpdir())
-      .filter((entry) => entry.startsWith(DIR_PREFIX))
+      .filter((entry) => SNAPSHOT_DIRECTORY.test(entry))
       .map((entry) => path.join(os.tmpdir(), entry));
   } catch {
     return [];
@@ -268,7 +271,7 @@ function sweepDeadDirectories(): void {
     return;
   }
   for (const entry of entries) {
-    const pid = new RegExp(`^${DIR_PREFIX}(\\d+)-`).exec(entry)?.[1];
+    const pid = SNAPSHOT_DIRECTORY.exec(entry)?.[1];
     if (pid === undefined || processIsRunning(Number(pid))) continue;
     try {
       rmSync(path.join(os.tmpdir(), entry), { recursive: true, force: true });

@@ -8,6 +8,7 @@ import { commandGateway } from '../actors/gateway-options.js';
 import { createRuntime, type RuntimeOptions } from '../actors/runtime.js';
 import { checkedProfile, runsOnNats, MODEL_FLAGS, parseArgs, PROFILE_FLAG, UsageError, wireApiFlag } from './flags.js';
 import { loadToolSets, toolSetSpecs, TOOLS_FLAG } from './tool-flags.js';
+import { BoundedLines } from './bounded-lines.js';
 import { openInspector, takeInspectFlag } from './inspect.js';
 import { closeRuntime, exitSoon, ShutdownBound, shutdownTimeoutMs } from './shutdown.js';
 
@@ -19,6 +20,11 @@ export interface AppServerOptions {
   /** Runtime options under those of the flags (tests: a model client, a home). */
   readonly runtime?: RuntimeOptions;
 }
+
+/** The longest line (one op) read from stdin: longer ones are refused, and held at most this far. */
+const MAX_OP_LINE_BYTES = 16 * 1024 * 1024;
+/** Ops read but not yet applied at which stdin stops being read (it is read again at half). */
+const MAX_UNAPPLIED_OPS = 256;
 
 /**
  * `troupe app-server`: submissions in, one JSON object a line on stdin; events out, one a line
@@ -53,12 +59,28 @@ export async function runAppServer(argv: readonly string[], options: AppServerOp
       throw error;
     });
   }
-  const lines = createInterface({ input, crlfDelay: Infinity, terminal: false });
+  // A line over MAX_OP_LINE_BYTES is refused alone, and never held whole (BoundedLines).
+  const bounded = new BoundedLines(MAX_OP_LINE_BYTES, ({ bytes, id }) =>
+    runtime.gateway.refuseLine(
+      typeof id === 'string' ? id : null,
+      `the line is ${bytes} bytes, more than the ${MAX_OP_LINE_BYTES} an op may be; it was not read`,
+    ),
+  );
+  const lines = createInterface({ input: input.pipe(bounded), crlfDelay: Infinity, terminal: false });
+  // Reading stops while stdout is full, and while many submissions wait to be applied: a
+  // client writing ops faster than they are applied is slowed down, none of its ops refused.
+  // Pausing readline pauses the line stream, which hands lines on one at a time.
+  const holds = new Set<'stdout' | 'submissions'>();
+  const hold = (reason: 'stdout' | 'submissions', on: boolean): void => {
+    if (on) holds.add(reason);
+    else holds.delete(reason);
+    if (holds.size > 0) lines.pause();
+    else lines.resume();
+  };
   const pressure = new OutputPressure(output, runtime.flow, {
     name: 'stdout',
     highWaterBytes: STDOUT_HIGH_WATER_BYTES,
-    // Pausing readline pauses stdin; the lines of the chunk already read still come.
-    onChange: (full) => (full ? lines.pause() : lines.resume()),
+    onChange: (full) => hold('stdout', full),
   });
   runtime.onEvent((event) => {
     output.write(`${JSON.stringify(event)}\n`);
@@ -66,7 +88,14 @@ export async function runAppServer(argv: readonly string[], options: AppServerOp
   });
   // --inspect: a live page of the sessions on loopback, its address on stderr (stdout is the protocol).
   const inspector = await openInspector(runtime, inspect.port, 'troupe app-server');
-  lines.on('line', (line) => inBackground(runtime.gateway.submitLine(line), 'a submission'));
+  let unapplied = 0;
+  lines.on('line', (line) => {
+    if (++unapplied === MAX_UNAPPLIED_OPS) hold('submissions', true);
+    const applied = runtime.gateway.submitLine(line).finally(() => {
+      if (--unapplied === MAX_UNAPPLIED_OPS / 2) hold('submissions', false);
+    });
+    inBackground(applied, 'a submission');
+  });
   // End of stdin, or a gateway that was without NATS for too long and gave up (exit 1).
   const gaveUp = await Promise.race([once(lines, 'close').then(() => null), lost]);
   if (gaveUp) {

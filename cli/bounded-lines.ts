@@ -38,8 +38,9 @@ export class BoundedLines extends Transform {
     if (this.#dropping) {
       this.#dropping.bytes += part.length;
     } else if (this.#heldBytes + part.length > this.#maxBytes) {
-      const line = Buffer.concat([...this.#held, part]);
-      this.#dropping = { head: line.subarray(0, ID_WINDOW_BYTES), bytes: line.length };
+      const bytes = this.#heldBytes + part.length;
+      // A copy of the first bytes only: nothing else of the line is kept.
+      this.#dropping = { head: Buffer.concat([...this.#held, part], Math.min(ID_WINDOW_BYTES, bytes)), bytes };
       this.#held = [];
       this.#heldBytes = 0;
     } else {

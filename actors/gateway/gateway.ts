@@ -127,6 +127,11 @@ export class Gateway {
     this.#closed(sessionId);
   }
 
+  /** A line of the stdio protocol that was not read (over the size bound): refused under the id its first bytes show. */
+  refuseLine(id: string | null, message: string): void {
+    this.#error(id, null, message);
+  }
+
   /** One line of the stdio protocol: parsed and validated here, so every failure names its cause. */
   submitLine(line: string): Promise<void> {
     if (line.trim() === '') return Promise.resolve();

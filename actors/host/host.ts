@@ -16,8 +16,10 @@ import {
   lastSeqOf,
   listSessions,
   readRollout,
+  RolloutError,
   RolloutRecorder,
   rolloutPath,
+  type Rollout,
   type RolloutItem,
 } from '../../lib/rollout/index.js';
 import { ToolRegistry } from '../tools/registry.js';
@@ -512,7 +514,7 @@ export class Host {
     const rootId = lineage?.root_session_id ?? null;
     if (origin.type === 'resume') {
       const path = await this.#findRollout(origin);
-      const rollout = await readRollout(path);
+      const rollout = await this.#readOrigin(path);
       const id = rollout.meta.session_id;
       if (this.#sessions.has(id)) throw new PlacementError(`session ${id} is already running`);
       for (const skipped of rollout.skipped) log.warn({ path, ...skipped }, 'skipped a damaged rollout line');
@@ -560,7 +562,7 @@ export class Host {
     let forkedFrom: string | null = null;
     let config: SessionConfig = message.config ?? {};
     if (origin.type === 'fork') {
-      const source = await readRollout(await this.#findRollout(origin));
+      const source = await this.#readOrigin(await this.#findRollout(origin));
       history = forkHistory(historyFromRollout(source.lines), origin.nth_user_message);
       forkedFrom = source.meta.session_id;
       config = { ...source.meta.config, ...message.config };
@@ -608,6 +610,16 @@ export class Host {
       traceparent: message.traceparent,
     });
     return { runtime, log: sessionLog, rolloutReady: recorder.ready };
+  }
+
+  /** The rollout a resume or fork names: one that cannot be read (missing, damaged, not a regular file) refuses the op. */
+  async #readOrigin(path: string): Promise<Rollout> {
+    try {
+      return await readRollout(path);
+    } catch (error) {
+      if (error instanceof RolloutError) throw new PlacementError(error.message, { cause: error });
+      throw error;
+    }
   }
 
   async #findRollout(ref: { rollout_path?: string | undefined; session_id?: string | undefined }): Promise<string> {

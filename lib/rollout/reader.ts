@@ -1,5 +1,5 @@
-import { createReadStream } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describeZodError, RolloutLine, type MessageItem, type ResponseItem, type SessionMeta, type SessionSummary } from '../../protocol/index.js';
@@ -40,8 +40,18 @@ function parseLine(text: string): ParsedLine {
 export async function readRollout(path: string): Promise<Rollout> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    // Opened without blocking, and read only if it is a regular file: a client names the path
+    // (resume_session, fork_session), and a FIFO nobody writes would hold the read, and a
+    // thread of the pool, for ever; /dev/zero would never end.
+    const file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      if (!(await file.stat()).isFile()) throw new RolloutError(`rollout ${path} is not a regular file`, path);
+      text = await file.readFile('utf8');
+    } finally {
+      await file.close();
+    }
   } catch (cause) {
+    if (cause instanceof RolloutError) throw cause;
     throw new RolloutError(`cannot read rollout ${path}`, path, { cause });
   }
   const rows = text.split('\n');

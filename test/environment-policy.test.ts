@@ -3,7 +3,7 @@
  * error messages, and the per-policy memo the handlers use.
  */
 import { describe, expect, it } from 'vitest';
-import { commandEnvironment, filterEnvironment, matchesAny, mcpServerBaseEnvironment } from '../actors/tools/environment-policy.js';
+import { commandEnvironment, filterEnvironment, matchesAny, coreEnvironment } from '../actors/tools/environment-policy.js';
 import { normalizeShellEnvironmentPolicy, settingsFromConfig, shellEnvironmentPolicyConfig } from '../machines/turn-context.js';
 import { describeZodError, HomeConfig, SessionConfig, ShellEnvironmentPolicy, Submission, wireJsonSchema } from '../protocol/index.js';
 
@@ -141,7 +141,7 @@ describe('commandEnvironment', () => {
     process.env.TROUPE_TEST_MCP_TOKEN = 'nope';
     try {
       expect(commandEnvironment(normalizeShellEnvironmentPolicy(undefined))).not.toHaveProperty('TROUPE_TEST_MCP_TOKEN');
-      const mcp = mcpServerBaseEnvironment();
+      const mcp = coreEnvironment();
       expect(mcp.PATH).toBe(process.env.PATH);
       expect(
         Object.keys(mcp).every(

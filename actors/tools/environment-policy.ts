@@ -161,9 +161,11 @@ function sameEntries(a: Environment, b: Environment): boolean {
 const CORE_POLICY = normalizeShellEnvironmentPolicy({ inherit: 'core' });
 
 /**
- * What an MCP server a session starts gets besides its config's `env`: the core variables
- * (HOME, PATH, USER, LANG, …), read once per process. Nothing else of troupe's environment.
+ * The core variables of troupe's environment (HOME, PATH, USER, LANG, …) and nothing else:
+ * what an MCP server a session starts gets besides its config's `env`, and all the process
+ * launcher holds (a command outside the sandbox can read its parent's environment in /proc,
+ * and each program the launcher starts gets the environment its own request names).
  */
-export function mcpServerBaseEnvironment(): Environment {
+export function coreEnvironment(): Environment {
   return commandEnvironment(CORE_POLICY);
 }

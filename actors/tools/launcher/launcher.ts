@@ -13,7 +13,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { definedEnv } from '../child-process.js';
-import { commandEnvironment } from '../environment-policy.js';
+import { coreEnvironment } from '../environment-policy.js';
 import { killProcessGroup } from '../process-group.js';
 import { MAX_ENVIRONMENTS, type LaunchStdio, type LauncherReply, type LauncherRequest, type OutputStream } from './messages.js';
 
@@ -193,9 +193,10 @@ export class ProcessLauncher {
     if (this.#child) return this.#child;
     const child = fork(this.#script, [], {
       serialization: 'json',
-      // Not the host's credentials either: a command outside the sandbox could read its
-      // parent's environment in /proc. (Each program gets the environment its request names.)
-      env: commandEnvironment(undefined),
+      // Only the core variables: a command outside the sandbox can read its parent's
+      // environment in /proc, and a session's policy may withhold more than the default one
+      // does. (Each program gets the environment its request names.)
+      env: coreEnvironment(),
       // Not the host's flags: no inspector, profiler or loader conditions in the launcher.
       execArgv: [],
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],

@@ -8,7 +8,7 @@ import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.j
 import { ElicitRequestSchema, type CallToolResult, type ElicitRequest, type ElicitResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import type { McpServerConfig } from '../../../protocol/index.js';
 import type { Logger } from '../../../lib/log.js';
-import { mcpServerBaseEnvironment } from '../environment-policy.js';
+import { coreEnvironment } from '../environment-policy.js';
 import { McpCallError, McpStartError } from './errors.js';
 
 /** The largest delay a Node timer takes: the SDK's own request timeout is pushed out of the way. */
@@ -208,7 +208,7 @@ export class McpConnection {
       // Spelled out rather than left to the SDK: the core variables (HOME, PATH, USER, LANG, …)
       // and what the config sets, nothing else of troupe's environment (its keys least of all).
       // The SDK adds a few of the same core names itself; it never adds anything else.
-      env: { ...mcpServerBaseEnvironment(), ...config.env },
+      env: { ...coreEnvironment(), ...config.env },
       cwd: config.cwd === undefined ? this.#cwd : isAbsolute(config.cwd) ? config.cwd : resolve(this.#cwd, config.cwd),
       stderr: 'pipe',
     });

@@ -101,6 +101,10 @@ export async function runAppServer(argv: readonly string[], options: AppServerOp
   if (gaveUp) {
     process.stderr.write(`troupe app-server: ${gaveUp.message}\n`);
     lines.close();
+    // Closing readline pauses only the line stream: stdin itself, left flowing into it, would
+    // keep the process up.
+    input.unpipe(bounded);
+    input.pause();
   }
   const closed = await closeRuntime(runtime, bound);
   await inspector?.close();

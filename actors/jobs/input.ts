@@ -49,7 +49,7 @@ export const MAX_VALUE_DEPTH = 128;
  * make tasks of any size (600 copies of a 1 MiB cell overflow a JavaScript string); a task past
  * this is also past what a model's context holds.
  */
-export const MAX_TASK_BYTES = 4 * 1024 * 1024;
+const MAX_TASK_BYTES = 4 * 1024 * 1024;
 /** Room left in a 255-byte file name for the temporary file's affixes. */
 const MAX_OUTPUT_NAME_BYTES = 230;
 

@@ -5,5 +5,5 @@ export { SandboxUnavailableError } from './errors.js';
 export { escapesCwd, isWithin, isWritable, writableRoots } from './paths.js';
 export { bubblewrapArgs, type BubblewrapOptions } from './bubblewrap.js';
 export { seatbeltCommand, seatbeltProfile, SANDBOX_EXEC_PATH, type SeatbeltProfile } from './seatbelt.js';
-export { PROTECTED_NAMES, sandboxSpecFor, type SandboxSpec } from './spec.js';
+export { sandboxSpecFor, type SandboxSpec } from './spec.js';
 export { checkWritable, realPathOf, type WriteVerdict } from './writable.js';

@@ -10,7 +10,7 @@ import type { TurnContext } from '../../machines/turn-context.js';
 import { isWithin, writableRoots } from './paths.js';
 
 /** Names that stay read-only inside every writable root: history and our own rules. */
-export const PROTECTED_NAMES: readonly string[] = ['.git', '.troupe'];
+const PROTECTED_NAMES: readonly string[] = ['.git', '.troupe'];
 
 /** Defaults of the per-command limits (see SandboxLimits). */
 export const DEFAULT_MAX_PROCESSES = 2048;

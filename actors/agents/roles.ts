@@ -3,9 +3,11 @@
  * agents instructions of their own and may choose their model, an allow-list of tools, and a
  * sandbox or approval policy, which may narrow the parent's and never widen it.
  */
+import path from 'node:path';
 import type { AgentRole, AskForApproval, SandboxMode, SandboxPolicyObject, SessionConfig } from '../../protocol/index.js';
 import { normalizeSandboxPolicy, type SessionSettings, type TurnContext } from '../../machines/turn-context.js';
 import { TroupeError } from '../../protocol/index.js';
+import { isWithin, realPathOf } from '../../lib/sandbox/index.js';
 
 /** The roles every session has; `agent_roles` in a config may replace them by name. */
 export const BUILT_IN_ROLES: Readonly<Record<string, AgentRole>> = Object.freeze({
@@ -56,7 +58,9 @@ export function roleConfig(
     agent_role: name,
     developer_instructions: role.instructions,
     ...(role.model !== undefined ? { model: role.model } : {}),
-    ...(role.sandbox_policy !== undefined ? { sandbox_policy: narrowerSandbox(turn.sandbox_policy, normalizeSandboxPolicy(role.sandbox_policy)) } : {}),
+    ...(role.sandbox_policy !== undefined
+      ? { sandbox_policy: narrowerSandbox(turn.sandbox_policy, normalizeSandboxPolicy(role.sandbox_policy), { parent: turn.cwd, wanted: turn.cwd }) }
+      : {}),
     ...(role.approval_policy !== undefined ? { approval_policy: narrowerApproval(turn.approval_policy, role.approval_policy) } : {}),
   };
 }
@@ -69,19 +73,25 @@ const MODE_RANK: Record<SandboxMode, number> = { 'read-only': 0, 'workspace-writ
  * Within the same mode each part is the narrower of the two: network only when both allow it,
  * writable roots the parent also has, the lower process and file-size limits.
  */
-export function narrowerSandbox(parent: SandboxPolicyObject, wanted: SandboxPolicyObject): SandboxPolicyObject {
+export function narrowerSandbox(
+  parent: SandboxPolicyObject,
+  wanted: SandboxPolicyObject,
+  cwds: { readonly parent: string; readonly wanted: string },
+): SandboxPolicyObject {
   const parentRank = MODE_RANK[parent.mode];
   const wantedRank = MODE_RANK[wanted.mode];
   if (wantedRank > parentRank) return parent;
   const minimum = (a: number | undefined, b: number | undefined): number | undefined => (a === undefined ? b : b === undefined ? a : Math.min(a, b));
-  const parentRoots = parent.writable_roots ?? [];
-  const withinParent = (root: string): boolean =>
-    parent.mode === 'danger-full-access' || parentRoots.some((p) => root === p || root.startsWith(p.endsWith('/') ? p : `${p}/`));
+  // Compared, and kept, as the real directories they name (as the sandbox binds them): by
+  // their text, `<root>/../elsewhere` or a link inside a parent's root looked like a part of it.
+  const real = (root: string, cwd: string): string => realPathOf(path.resolve(cwd, root));
+  const parentRoots = (parent.writable_roots ?? []).map((root) => real(root, cwds.parent));
+  const withinParent = (root: string): boolean => parent.mode === 'danger-full-access' || parentRoots.some((p) => isWithin(p, root));
   const maxProcesses = minimum(parent.max_processes, wanted.max_processes);
   const maxFileSize = minimum(parent.max_file_size_bytes, wanted.max_file_size_bytes);
   return {
     mode: wanted.mode,
-    writable_roots: (wanted.writable_roots ?? []).filter(withinParent),
+    writable_roots: (wanted.writable_roots ?? []).map((root) => real(root, cwds.wanted)).filter(withinParent),
     network_access: (parent.mode === 'danger-full-access' || parent.network_access === true) && wanted.network_access === true,
     ...(maxProcesses !== undefined ? { max_processes: maxProcesses } : {}),
     ...(maxFileSize !== undefined ? { max_file_size_bytes: maxFileSize } : {}),

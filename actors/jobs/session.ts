@@ -124,7 +124,7 @@ export class SessionJobs implements SessionResource {
     return {
       ...stored,
       approval_policy: narrowerApproval(settings.approval_policy, stored.approval_policy),
-      sandbox_policy: narrowerSandbox(settings.sandbox_policy, stored.sandbox_policy),
+      sandbox_policy: narrowerSandbox(settings.sandbox_policy, stored.sandbox_policy, { parent: settings.cwd, wanted: stored.cwd }),
     };
   }
 

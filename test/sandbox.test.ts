@@ -2,6 +2,7 @@
  * The sandbox against real bubblewrap: what a confined command can and cannot do, and the
  * escape attempts it must stop. Skipped, with the reason printed, where bwrap cannot run.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, realpathSync, symlinkSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
@@ -14,6 +15,7 @@ import { planApplyPatch } from '../actors/tools/handlers/apply-patch.js';
 import { planShell, runShell } from '../actors/tools/handlers/shell.js';
 import {
   bubblewrapArgs,
+  confineCommand,
   detectSandbox,
   isLikelySandboxDenial,
   sandboxSpecFor,
@@ -101,6 +103,23 @@ describe.skipIf(!bwrapWorks)('bubblewrap confinement', () => {
     expect(existsSync(path.join(workspace, '.git', 'hook'))).toBe(false);
     expect(existsSync(path.join(workspace, '.troupe', 'rules.json'))).toBe(false);
     expect(await readFile(path.join(workspace, 'src.txt'), 'utf8')).toBe('fine\n');
+  });
+
+  it('runs a command whose read-only path is gone by the time it starts (another session closed and removed its snapshot)', async () => {
+    const gone = path.join(workspace, 'soon-gone');
+    await mkdir(gone);
+    const { ctx } = makeContext(workspace, 'workspace-write', 'never');
+    const confined = await confineCommand(['sh', '-c', 'echo ran > ran.txt'], ctx.turn, {
+      sandboxed: true,
+      tty: false,
+      home: path.join(workspace, '.home'),
+      readOnly: [gone],
+    });
+    await rm(gone, { recursive: true });
+    const run = spawnSync(confined.argv[0]!, confined.argv.slice(1), { cwd: workspace, encoding: 'utf8' });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(await readFile(path.join(workspace, 'ran.txt'), 'utf8')).toBe('ran\n');
   });
 
   describe('network', () => {
@@ -230,7 +249,9 @@ describe('sandbox specs and backends', () => {
   it('bubblewrap: read-only root, writable binds, protected re-binds, no network, own pid namespace', () => {
     const args = bubblewrapArgs(spec, ['ls', '-la'], { newSession: true, isRoot: true, prlimit: '/usr/bin/prlimit' });
     const joined = args.join(' ');
-    expect(joined).toContain('--ro-bind / / --dev /dev --proc /proc --bind /work/repo /work/repo --bind /tmp /tmp --ro-bind /work/repo/.git /work/repo/.git');
+    expect(joined).toContain(
+      '--ro-bind / / --dev /dev --proc /proc --bind /work/repo /work/repo --bind /tmp /tmp --ro-bind-try /work/repo/.git /work/repo/.git',
+    );
     expect(args).toEqual(expect.arrayContaining(['--unshare-net', '--unshare-pid', '--die-with-parent', '--new-session']));
     expect(joined).toContain('--cap-drop ALL');
     expect(args.slice(-9)).toEqual(['--chdir', '/work/repo', '--', '/usr/bin/prlimit', '--nproc=64', '--fsize=1000000', '--', 'ls', '-la']);

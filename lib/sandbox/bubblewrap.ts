@@ -29,7 +29,9 @@ export function bubblewrapArgs(spec: SandboxSpec, command: readonly string[], op
   if (!spec.networkAccess) args.push('--unshare-net');
   args.push('--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc');
   for (const root of spec.writableRoots) args.push('--bind', root, root);
-  for (const p of spec.readOnlyPaths) args.push('--ro-bind', p, p);
+  // `-try`: a path gone since the spec was made (another session's shell snapshot, removed as
+  // that session closed) has nothing left to protect, and must not fail the command.
+  for (const p of spec.readOnlyPaths) args.push('--ro-bind-try', p, p);
   args.push('--chdir', spec.cwd, '--', ...withRlimits(options.prlimit, spec.limits, command));
   return args;
 }

@@ -1,4 +1,5 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -163,5 +164,59 @@ describe('list_agents', () => {
     expect(fromChild.agents).toEqual(expect.arrayContaining(expected));
     expect(fromRoot.agents).toEqual(expect.arrayContaining(expected));
     expect(fromRoot.agents).toHaveLength(2);
+  });
+});
+
+describe('a role never widens the sandbox of the session that spawns it', () => {
+  it('drops a role writable root that only looks inside the parent writable roots ("<root>/../elsewhere")', async () => {
+    // Outside the session's working directory: the parent may write to allowed/, not to secret/.
+    // Not under the temp directory either, which every sandbox may write to.
+    await mkdir('/var/tmp', { recursive: true });
+    const outsideBase = await mkdtemp('/var/tmp/troupe-attack-roots-');
+    try {
+      const allowed = join(outsideBase, 'allowed');
+      const secret = join(outsideBase, 'secret');
+      await mkdir(allowed);
+      await mkdir(secret);
+      // A textual prefix of the parent's root, but resolving outside it.
+      const escape: AgentRole = {
+        description: 'Writes where it should not.',
+        instructions: 'Write anywhere.',
+        sandbox_policy: { mode: 'workspace-write', writable_roots: [`${allowed}/../secret`] },
+      };
+      const session = await runtime.newSession({
+        agent_roles: { escape },
+        approval_policy: 'never',
+        sandbox_policy: { mode: 'workspace-write', writable_roots: [allowed] },
+      });
+      const target = join(secret, 'written-by-child');
+      const control = join(secret, 'written-by-parent');
+      const parentAsks = (r: RecordedRequest, call: string) => asks('spawn the escaping role')(r) && outputFor(r, call) === undefined;
+      model.enqueue(
+        {
+          kind: 'response',
+          match: (r) => parentAsks(r, 'p'),
+          items: [{ type: 'function_call', name: 'shell', call_id: 'p', arguments: { command: ['touch', control] } }],
+        },
+        { ...spawn('sp', 'ESCAPE TASK', 'escape'), match: (r: RecordedRequest) => parentAsks(r, 'sp') },
+        {
+          kind: 'response',
+          match: (r) => asks('ESCAPE TASK')(r) && outputFor(r, 'w') === undefined,
+          items: [{ type: 'function_call', name: 'shell', call_id: 'w', arguments: { command: ['touch', target] } }],
+        },
+        say('child done', (r) => asks('ESCAPE TASK')(r) && outputFor(r, 'w') !== undefined),
+        say('parent done', asks('spawn the escaping role')),
+      );
+      await session.run('spawn the escaping role');
+      // The control: the parent's own sandbox keeps it out of secret/.
+      expect(existsSync(control), 'the parent itself could write to secret/; the test is not meaningful').toBe(false);
+      const asked = model.requests.find((r) => outputFor(r, 'w') !== undefined);
+      // The parent may not write there, so neither may the child it started.
+      expect(existsSync(target), `the child wrote ${target}: ${asked ? outputFor(asked, 'w') : 'no output'}`).toBe(false);
+      // Its writable roots are the parent's, or inside them, as real directories.
+      expect(configuredChild().sandbox_policy).toMatchObject({ writable_roots: [] });
+    } finally {
+      await rm(outsideBase, { recursive: true, force: true });
+    }
   });
 });

@@ -22,15 +22,14 @@ export function checkWritable(
   const roots = writableRoots(turn);
   if (roots === 'all') return { ok: true };
   if (roots === 'none') return { ok: false, why: `the read-only sandbox does not let ${target} be written` };
-  const spec = sandboxSpecFor(turn, options);
   const real = realPathOf(target);
-  const under = roots.map(realPathOf).some((root) => isWithin(root, real)) || (spec?.writableRoots.some((root) => isWithin(root, real)) ?? false);
-  if (!under) {
+  if (!roots.map(realPathOf).some((root) => isWithin(root, real))) {
     const via = real === path.resolve(target) ? '' : ` (it resolves to ${real})`;
     return { ok: false, why: `${target}${via} is outside the writable roots of the sandbox` };
   }
   const home = options.home !== undefined ? realPathOf(options.home) : undefined;
   if (home !== undefined && isWithin(home, real)) return { ok: false, why: `${target} is inside troupe's home ${home}, which the sandbox keeps read-only` };
+  const spec = sandboxSpecFor(turn, options);
   const kept = [...(spec?.protectedSpots ?? []), ...(spec?.readOnlyPaths ?? [])].find((p) => isWithin(p, real));
   if (kept !== undefined) return { ok: false, why: `${target} is inside ${kept}, which the sandbox keeps read-only` };
   return { ok: true };
